@@ -1,0 +1,28 @@
+# ccdcal: a night of raw CCD/CMOS frames in, masters and calibrated frames out.
+#
+#   snakemake --cores 8 --config raw_dir=/data/night1 output_dir=/data/night1-cal
+#
+# DAG: inventory (checkpoint) -> master bias -> master dark -> master flat
+#      -> calibrate lights (one job per group of lights sharing masters) -> publish -> summary
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/inventory.smk"
+include: "workflow/rules/bias.smk"
+include: "workflow/rules/dark.smk"
+include: "workflow/rules/flat.smk"
+include: "workflow/rules/light.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs,
+    default_target: True
+
+
+onsuccess:
+    print_summary()

@@ -1,0 +1,590 @@
+"""Pixel-by-pixel combination of a stack of calibration frames (bias, dark, flat).
+
+The caller streams the frames in row blocks: it builds a stack of shape
+``(n_frames, rows, nx)`` for rows ``y0:y1`` (float32, NaN = pixel to ignore), calls
+:func:`combine_block` and writes the result rows. :func:`combine_frames_in_memory`
+does the same for a stack that fits in memory, optionally with threads.
+
+Algorithm summary (per output pixel, over the frames axis)
+-----------------------------------------------------------
+1. Non-finite values (NaN, +-inf) are missing.
+2. One optional rejection (``CombineSpec.rejection``) marks values as rejected:
+
+   ``sigma_clip``
+       Iterative clipping identical to ``astropy.stats.sigma_clip(data, sigma_lower,
+       sigma_upper, maxiters, cenfunc=center, stdfunc='std', axis=0)``: centre = median
+       or mean of the surviving values, spread = their standard deviation (ddof=0);
+       the bounds are ``c - sigma_low*s`` and ``c + sigma_high*s``; values outside are
+       dropped and the bounds recomputed until nothing changes or ``maxiters`` bound
+       computations were done. As in astropy, the final mask is "outside the *last*
+       bounds" applied to all the pixel's values.
+   ``mad_clip``
+       Same, spread = 1.482602218505602 * median(|x - median(x)|) (astropy
+       ``stdfunc='mad_std'``); the centre is still ``CombineSpec.center``.
+   ``minmax``
+       Rejects the ``n_low`` lowest and ``n_high`` highest valid values (ccdproc
+       ``clip_extrema``). A pixel with ``<= n_low + n_high`` valid values loses all of
+       them (as ccdproc does). Ties are broken by frame order (deterministic).
+   ``winsorized_sigma``
+       Winsorized sigma clipping as in Siril / PixInsight (see :func:`_clip_winsorized`).
+   ``percentile``
+       Siril's percentile clipping, single pass: with ``m`` the median,
+       reject ``x < m - percentile_low*|m|`` and ``x > m + percentile_high*|m|``.
+
+3. The surviving values are combined with ``median``, ``mean`` (weighted if
+   ``weights``) or ``sum`` (pure sum of the surviving values, like
+   ``ccdproc.Combiner.sum_combine``; it is *not* rescaled by ``n/n_used``).
+   A pixel left with no value gets NaN and ``n_used = 0``.
+
+Numerics
+--------
+The kernel copies small chunks of the block (about 4 MiB) into a float64, pixel-major
+work array and runs every statistic there with bottleneck (sequential float64 sums,
+exact medians). Hence: the clipping bounds are the ones astropy computes (float64),
+the results equal ccdproc's float64 ones rounded to float32, memory use is bounded by
+the chunk size whatever the block size, and every output pixel goes through exactly
+the same operations whatever the block/chunk/thread layout (bit-identical results).
+bottleneck and numpy release the GIL, so blocks can be combined in threads.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, Sequence
+
+import bottleneck as bn
+import numpy as np
+
+__all__ = [
+    "METHODS",
+    "REJECTIONS",
+    "CENTERS",
+    "CombineSpec",
+    "CombineResult",
+    "combine_block",
+    "combine_frames_in_memory",
+]
+
+METHODS = ("median", "mean", "sum")
+REJECTIONS = ("none", "sigma_clip", "mad_clip", "minmax", "winsorized_sigma", "percentile")
+CENTERS = ("median", "mean")
+
+#: MAD -> standard deviation of a Gaussian; the exact constant astropy's mad_std uses.
+MAD_TO_STD = 1.482602218505602
+#: Siril / PixInsight winsorized sigma clipping constants.
+WINSOR_CLIP = 1.5  # winsorize at median +- 1.5 sigma
+WINSOR_CORRECTION = 1.134  # std of a Gaussian winsorized at 1.5 sigma is sigma / 1.134
+WINSOR_TOL = 5e-4  # relative convergence of the winsorized sigma
+_WINSOR_MAX_INNER = 100  # safety cap on the inner (sigma) iterations
+_WINSOR_MIN_VALUES = 3  # a winsorized pass is only run on pixels with >= 3 values
+
+_MEDIAN_EFFICIENCY = math.pi / 2  # var(median) / var(mean) for Gaussian noise, large n
+_CHUNK_VALUES = 1 << 19  # float64 values per work chunk (4 MiB)
+_MAX_FRAMES = int(np.iinfo(np.uint16).max)
+
+_ALIASES = {"average": "mean", "avg": "mean", "sigclip": "sigma_clip", "sigma": "sigma_clip",
+            "mad": "mad_clip", "clip_extrema": "minmax", "winsorized": "winsorized_sigma",
+            "winsorised_sigma": "winsorized_sigma", "winsorised": "winsorized_sigma"}
+
+
+def _norm_name(value: Any, what: str, allowed: Sequence[str]) -> str:
+    if value is None and what == "rejection":
+        return "none"
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, one of {', '.join(allowed)}; got {value!r}")
+    name = value.strip().lower().replace("-", "_")
+    name = _ALIASES.get(name, name)
+    if name not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+    return name
+
+
+def _as_float(value: Any, what: str, minimum: float = 0.0, strict: bool = False) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(out) or out < minimum or (strict and out == minimum):
+        cmp = ">" if strict else ">="
+        raise ValueError(f"{what} must be finite and {cmp} {minimum}, got {value!r}")
+    return out
+
+
+def _as_int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if float(value) != int(value):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    out = int(value)
+    if out < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class CombineSpec:
+    """How to combine a stack. Units are those of the data (ADU, or dimensionless for flats).
+
+    ``method``: ``"median"`` | ``"mean"`` | ``"sum"`` of the values surviving rejection.
+    ``rejection``: ``"none"`` | ``"sigma_clip"`` | ``"mad_clip"`` | ``"minmax"`` |
+    ``"winsorized_sigma"`` | ``"percentile"`` (see the module docstring).
+
+    ``sigma_low`` / ``sigma_high``: clipping thresholds in units of the spread for
+    sigma_clip, mad_clip and winsorized_sigma. ``maxiters``: maximum number of
+    passes (bound computations) of those three; they stop earlier when a pass rejects
+    nothing. ``center``: centre used by sigma_clip / mad_clip (winsorized_sigma and
+    percentile always use the median). ``n_low`` / ``n_high``: minmax counts.
+    ``percentile_low`` / ``percentile_high``: fractions of the median for percentile
+    clipping, i.e. keep ``m*(1-percentile_low) <= x <= m*(1+percentile_high)`` for
+    ``m > 0`` (``|m|`` is used for ``m < 0``; no clipping where ``m == 0``).
+    """
+
+    method: str = "median"
+    rejection: str = "none"
+    sigma_low: float = 3.0
+    sigma_high: float = 3.0
+    maxiters: int = 5
+    center: str = "median"
+    n_low: int = 1
+    n_high: int = 1
+    percentile_low: float = 0.2
+    percentile_high: float = 0.1
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "method", _norm_name(self.method, "method", METHODS))
+        s(self, "rejection", _norm_name(self.rejection, "rejection", REJECTIONS))
+        s(self, "center", _norm_name(self.center, "center", CENTERS))
+        s(self, "sigma_low", _as_float(self.sigma_low, "sigma_low", 0.0, strict=True))
+        s(self, "sigma_high", _as_float(self.sigma_high, "sigma_high", 0.0, strict=True))
+        s(self, "maxiters", _as_int(self.maxiters, "maxiters", 1))
+        s(self, "n_low", _as_int(self.n_low, "n_low", 0))
+        s(self, "n_high", _as_int(self.n_high, "n_high", 0))
+        s(self, "percentile_low", _as_float(self.percentile_low, "percentile_low"))
+        s(self, "percentile_high", _as_float(self.percentile_high, "percentile_high"))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "CombineSpec":
+        """Build from a config mapping. ``None`` values mean "default"; unknown keys
+        and invalid names/values raise ``ValueError``."""
+        if d is None:
+            return cls()
+        if isinstance(d, CombineSpec):
+            return d
+        if not isinstance(d, Mapping):
+            raise ValueError(f"combine spec must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown combine option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(sorted(known))}"
+            )
+        return cls(**{k: v for k, v in d.items() if v is not None})
+
+
+@dataclass
+class CombineResult:
+    """Result of combining a block.
+
+    ``data``: float32 (rows, nx), NaN where no value survived.
+    ``n_used``: uint16 (rows, nx), number of frames that contributed after rejection.
+    ``variance``: float32 (rows, nx) model variance of ``data`` (only when per-frame
+    variances were given), NaN where ``n_used == 0``; else ``None``.
+    """
+
+    data: np.ndarray
+    n_used: np.ndarray
+    variance: np.ndarray | None = None
+
+
+# --------------------------------------------------------------------------- statistics
+# All helpers take a float64 work array x of shape (npix, n) (values of one pixel are
+# contiguous), NaN = missing/rejected, and reduce along axis 1 with bottleneck
+# (sequential loops: deterministic, independent of the array layout).
+
+
+def _col(v: np.ndarray) -> np.ndarray:
+    return v[:, None]
+
+
+def _bounds_fn(center: str, spread: str, sigma_low: float, sigma_high: float
+               ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Bounds as in astropy's C sigma-clip kernel: ``cen - sigma_lower*std``,
+    ``cen + sigma_upper*std`` with the mean/std/median computed in float64."""
+
+    def bounds(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        med = bn.nanmedian(x, axis=1) if (center == "median" or spread == "mad") else None
+        cen = med if center == "median" else bn.nanmean(x, axis=1)
+        if spread == "mad":
+            dev = np.abs(x - _col(med))
+            std = bn.nanmedian(dev, axis=1) * MAD_TO_STD
+        else:
+            std = bn.nanstd(x, axis=1)  # ddof=0, two-pass
+        return cen - sigma_low * std, cen + sigma_high * std
+
+    return bounds
+
+
+def _outside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    out = x < _col(lo)
+    out |= x > _col(hi)
+    return out
+
+
+def _clip_iterative(x: np.ndarray, bounds: Callable, maxiters: int) -> None:
+    """astropy-compatible iterative clipping, in place (rejected -> NaN).
+
+    Per pixel: compute the bounds from the surviving values, drop the values outside;
+    stop when nothing is dropped, when everything is dropped, or after ``maxiters``
+    bound computations. The final rejection is "outside the last bounds", applied to
+    all the pixel's original values (this is what astropy's fast ``axis`` path does).
+    Only pixels that changed are carried into the next pass (cheap later passes).
+    """
+    lo, hi = bounds(x)
+    out = _outside(x, lo, hi)
+    changed = out.any(axis=1)
+    if maxiters <= 1 or not changed.any():
+        x[out] = np.nan
+        return
+    act = np.flatnonzero(changed)
+    orig = x[act]  # copy: original values of the pixels being iterated
+    lo_a, hi_a = lo[act], hi[act]
+    sub = orig.copy()
+    sub[out[act]] = np.nan
+    del out
+    alive = np.flatnonzero(~bn.allnan(sub, axis=1))
+    passes = 1
+    while passes < maxiters and alive.size:
+        s = sub[alive]
+        lo_s, hi_s = bounds(s)
+        lo_a[alive] = lo_s
+        hi_a[alive] = hi_s
+        r = _outside(s, lo_s, hi_s)
+        ch = r.any(axis=1)
+        s[r] = np.nan
+        sub[alive] = s
+        alive = alive[ch & ~bn.allnan(s, axis=1)]
+        passes += 1
+    orig[_outside(orig, lo_a, hi_a)] = np.nan
+    x[act] = orig
+
+
+def _clip_winsorized(x: np.ndarray, sigma_low: float, sigma_high: float, maxiters: int) -> None:
+    """Winsorized sigma clipping (Siril / PixInsight), in place (rejected -> NaN).
+
+    Reference: Siril documentation, "Stacking" -> "Pixel rejection" ->
+    "Winsorized Sigma Clipping" (https://siril.readthedocs.io/en/stable/preprocessing/
+    stacking.html), and Siril's ``src/stacking/rejection_float.c``; the method follows
+    Huber's winsorization as used by PixInsight's ImageIntegration.
+
+    For each pixel, one pass is:
+
+    1. ``m`` = median and ``sigma`` = standard deviation (ddof=1) of the surviving values;
+    2. winsorize: copy the values and repeatedly replace those below ``m - 1.5*sigma`` /
+       above ``m + 1.5*sigma`` by these boundaries, then set
+       ``sigma = 1.134 * std(winsorized values, ddof=1)``; repeat (each time clipping the
+       already winsorized copy) until ``|sigma - sigma_prev| <= 5e-4 * sigma_prev``;
+    3. reject the values with ``x < m - sigma_low*sigma`` or ``x > m + sigma_high*sigma``.
+
+    Passes are repeated until a pass rejects nothing or after ``maxiters`` passes
+    (Siril iterates until convergence). A pass is only run on pixels that still have at
+    least 3 values (Siril: rejection needs more than 2 values). Computed in float64
+    (Siril works in float32), so results are not bit-identical with Siril.
+    """
+    counts = x.shape[1] - np.count_nonzero(np.isnan(x), axis=1)
+    alive = np.flatnonzero(counts >= _WINSOR_MIN_VALUES)
+    passes = 0
+    while passes < maxiters and alive.size:
+        s = x[alive]
+        med = bn.nanmedian(s, axis=1)
+        sigma = bn.nanstd(s, axis=1, ddof=1)
+        # Winsorization loop, carried on for the not yet converged pixels only.
+        idx = np.arange(alive.size)
+        w, m, sg = s.copy(), med, sigma.copy()
+        for _ in range(_WINSOR_MAX_INNER):
+            np.clip(w, _col(m - WINSOR_CLIP * sg), _col(m + WINSOR_CLIP * sg), out=w)
+            new = WINSOR_CORRECTION * bn.nanstd(w, axis=1, ddof=1)
+            sigma[idx] = new
+            more = np.abs(new - sg) > sg * WINSOR_TOL
+            if not more.any():
+                break
+            if not more.all():
+                idx, w, m, new = idx[more], w[more], m[more], new[more]
+            sg = new
+        del w
+        r = _outside(s, med - sigma_low * sigma, med + sigma_high * sigma)
+        nrej = np.count_nonzero(r, axis=1)
+        s[r] = np.nan
+        x[alive] = s
+        counts[alive] -= nrej
+        alive = alive[(nrej > 0) & (counts[alive] >= _WINSOR_MIN_VALUES)]
+        passes += 1
+
+
+def _clip_percentile(x: np.ndarray, p_low: float, p_high: float) -> None:
+    """Siril percentile clipping (single pass), in place. With ``m`` the median:
+    reject ``x < m - p_low*|m|`` or ``x > m + p_high*|m|``; pixels with ``m == 0`` (the
+    relative criterion is undefined) or no value are left alone."""
+    med = bn.nanmedian(x, axis=1)
+    a = np.abs(med)
+    r = _outside(x, med - p_low * a, med + p_high * a)
+    r &= _col(a > 0)
+    x[r] = np.nan
+
+
+def _clip_minmax(x: np.ndarray, n_low: int, n_high: int) -> None:
+    """Reject the n_low lowest and n_high highest valid values (ccdproc clip_extrema),
+    in place. Pixels with <= n_low + n_high valid values lose all of them. Ties are
+    broken by frame index (stable sort), so the result is deterministic."""
+    if n_low == 0 and n_high == 0:
+        return
+    npix, n = x.shape
+    order = np.argsort(x, axis=1, kind="stable")  # NaN sort last
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), (npix, n)), axis=1)
+    valid_count = n - np.count_nonzero(np.isnan(x), axis=1)
+    r = rank < n_low
+    r |= rank >= _col(valid_count - n_high)
+    x[r] = np.nan  # NaN entries stay NaN
+
+
+def _reject(x: np.ndarray, spec: CombineSpec) -> None:
+    rej = spec.rejection
+    if rej == "none":
+        return
+    if rej in ("sigma_clip", "mad_clip"):
+        spread = "std" if rej == "sigma_clip" else "mad"
+        b = _bounds_fn(spec.center, spread, spec.sigma_low, spec.sigma_high)
+        _clip_iterative(x, b, spec.maxiters)
+    elif rej == "minmax":
+        _clip_minmax(x, spec.n_low, spec.n_high)
+    elif rej == "winsorized_sigma":
+        _clip_winsorized(x, spec.sigma_low, spec.sigma_high, spec.maxiters)
+    elif rej == "percentile":
+        _clip_percentile(x, spec.percentile_low, spec.percentile_high)
+    else:  # pragma: no cover - guarded by CombineSpec
+        raise ValueError(f"unknown rejection {rej!r}")
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def _check_weights(weights: Any, n: int) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"weights must have shape ({n},) (one per frame), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights must be finite and > 0")
+    return w
+
+
+def _check_variances(variances: Any, shape: tuple[int, ...]):
+    """Return (per_frame_vector, full_broadcast_view); exactly one is not None."""
+    if variances is None:
+        return None, None
+    v = np.asarray(variances)
+    if v.dtype.kind not in "fiu":
+        raise ValueError("variances must be a real numeric array")
+    n = shape[0]
+    if v.ndim == 1:
+        if v.shape[0] != n:
+            raise ValueError(f"1-D variances must have one value per frame ({n}), got {v.shape}")
+        v = v.reshape(n, 1, 1)
+    try:
+        if np.broadcast_shapes(v.shape, shape) != tuple(shape):
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"variances of shape {v.shape} do not broadcast to the stack shape {tuple(shape)}"
+        ) from None
+    per_frame = v.ndim < 2 or (v.shape[-1] == 1 and v.shape[-2] == 1)
+    if per_frame:
+        vec = np.broadcast_to(v, (n, 1, 1)).reshape(n).astype(np.float64)
+        if not np.all(np.isfinite(vec)) or np.any(vec < 0):
+            raise ValueError("variances must be finite and >= 0")
+        return vec, None
+    return None, np.broadcast_to(v, shape)
+
+
+def _work_chunk(a: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """(n, rows, nx)[:, r0:r1] -> float64 C-contiguous (npix, n) copy."""
+    n = a.shape[0]
+    return np.ascontiguousarray(a[:, r0:r1, :].transpose(1, 2, 0), dtype=np.float64).reshape(-1, n)
+
+
+def _combine_chunk(x: np.ndarray, spec: CombineSpec, w: np.ndarray | None,
+                   var_vec: np.ndarray | None, var_chunk: np.ndarray | None):
+    """x: float64 (npix, n) work array (modified). Returns float64 data, int n_used,
+    float64 variance or None."""
+    total = bn.nansum(x)
+    if not math.isfinite(total):  # +-inf present (or overflow): treat inf as missing
+        x[np.isinf(x)] = np.nan
+    _reject(x, spec)
+    valid = ~np.isnan(x)
+    n_used = np.count_nonzero(valid, axis=1)
+    empty = n_used == 0
+
+    weighted = w is not None and spec.method != "median"
+    if spec.method == "median":
+        data = bn.nanmedian(x, axis=1)
+    elif spec.method == "mean":
+        if weighted:
+            num = bn.nansum(x * w, axis=1)
+            den = bn.nansum(np.where(valid, w, np.nan), axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                data = num / den
+        else:
+            data = bn.nanmean(x, axis=1)
+    else:  # sum
+        data = bn.nansum(x * w, axis=1) if weighted else bn.nansum(x, axis=1)
+    data[empty] = np.nan
+
+    variance = None
+    if var_vec is not None or var_chunk is not None:
+        v = var_vec if var_vec is not None else var_chunk
+        if var_chunk is not None:
+            bad = valid & ~(np.isfinite(var_chunk) & (var_chunk >= 0))
+            if bad.any():
+                raise ValueError("variances must be finite and >= 0 where frames are used")
+        wv = v * (w * w) if weighted else v
+        sv = bn.nansum(np.where(valid, wv, 0.0), axis=1)  # sum w_i^2 var_i over used frames
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if spec.method == "sum":
+                variance = sv
+            else:
+                sw = bn.nansum(np.where(valid, w, 0.0), axis=1) if weighted else n_used
+                variance = sv / (np.asarray(sw, dtype=np.float64) ** 2)
+                if spec.method == "median":
+                    variance *= _MEDIAN_EFFICIENCY
+        variance[empty] = np.nan
+    return data, n_used, variance
+
+
+def _combine_into(stack: np.ndarray, spec: CombineSpec, w, var_vec, var_full,
+                  out_data: np.ndarray, out_n: np.ndarray, out_var: np.ndarray | None) -> None:
+    """Combine ``stack`` (n, rows, nx) into the (rows, nx) outputs; never modifies stack."""
+    n, rows, nx = stack.shape
+    if rows == 0 or nx == 0:
+        return
+    step = max(1, _CHUNK_VALUES // max(1, n * nx))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        x = _work_chunk(stack, r0, r1)
+        vc = _work_chunk(var_full, r0, r1) if var_full is not None else None
+        data, n_used, var = _combine_chunk(x, spec, w, var_vec, vc)
+        out_data[r0:r1] = data.reshape(r1 - r0, nx)
+        out_n[r0:r1] = n_used.reshape(r1 - r0, nx)
+        if out_var is not None:
+            out_var[r0:r1] = var.reshape(r1 - r0, nx)
+
+
+def _prepare(stack: Any, spec: Any, weights: Any, variances: Any):
+    if not isinstance(spec, CombineSpec):
+        spec = CombineSpec.from_dict(spec)
+    a = np.asarray(stack)
+    if a.ndim != 3:
+        raise ValueError(f"stack must have shape (n_frames, rows, nx), got {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"stack must be a real numeric array, got dtype {a.dtype}")
+    n = a.shape[0]
+    if n == 0:
+        raise ValueError("cannot combine an empty stack (0 frames)")
+    if n > _MAX_FRAMES:
+        raise ValueError(f"at most {_MAX_FRAMES} frames can be combined (n_used is uint16)")
+    w = _check_weights(weights, n)
+    var_vec, var_full = _check_variances(variances, a.shape)
+    return a, spec, w, var_vec, var_full
+
+
+def combine_block(stack: np.ndarray, spec: CombineSpec, *, weights: np.ndarray | None = None,
+                  variances: np.ndarray | None = None) -> CombineResult:
+    """Combine a block of frames pixel by pixel.
+
+    Parameters
+    ----------
+    stack
+        Array (n_frames, rows, nx), normally float32; NaN (and +-inf) = missing. The
+        caller gives up ownership: the function may modify it in place (the current
+        implementation works on small float64 copies and leaves it untouched, but do
+        not rely on that).
+    spec
+        A :class:`CombineSpec` (or a mapping accepted by ``CombineSpec.from_dict``).
+    weights
+        Optional per-frame weights, shape (n_frames,), finite and > 0. Used by
+        ``mean`` (weighted mean ``sum(w x)/sum(w)`` over the used frames) and ``sum``
+        (``sum(w x)``, like ccdproc); ignored by ``median``. Rejection never uses them.
+    variances
+        Optional per-frame variance of the input values, broadcastable to the stack:
+        (n,), (n, 1, 1) or (n, rows, nx) etc. If given, ``result.variance`` is the model
+        variance of the combined value over the frames used at each pixel:
+        mean: ``sum(w_i^2 var_i) / sum(w_i)^2``; median: ``pi/2`` times the unweighted
+        mean formula; sum: ``sum(w_i^2 var_i)``. It does not use the scatter of the data.
+
+    Returns
+    -------
+    CombineResult with float32 ``data``, uint16 ``n_used`` and float32 ``variance``
+    (or None). Pixels with no surviving value: data NaN, n_used 0, variance NaN.
+    """
+    a, spec, w, var_vec, var_full = _prepare(stack, spec, weights, variances)
+    _, rows, nx = a.shape
+    out_data = np.empty((rows, nx), dtype=np.float32)
+    out_n = np.empty((rows, nx), dtype=np.uint16)
+    out_var = np.empty((rows, nx), dtype=np.float32) if (var_vec is not None or var_full is not None) else None
+    _combine_into(a, spec, w, var_vec, var_full, out_data, out_n, out_var)
+    return CombineResult(out_data, out_n, out_var)
+
+
+def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray, spec: CombineSpec | Mapping,
+                             weights: np.ndarray | None = None, variances: np.ndarray | None = None,
+                             threads: int = 1, block_rows: int | None = None) -> CombineResult:
+    """Combine a full in-memory stack (list of 2-D frames or an (n, ny, nx) array).
+
+    The stack is split into blocks of ``block_rows`` rows (default: about 32 MiB of
+    input per block) combined by :func:`combine_block`'s kernel, in a thread pool of
+    ``threads`` workers. The input frames are not modified. Results are bit-identical
+    whatever ``threads`` and ``block_rows``.
+    """
+    if isinstance(frames, np.ndarray):
+        a = frames
+    else:
+        frames = [np.asarray(f) for f in frames]
+        if not frames:
+            raise ValueError("cannot combine an empty list of frames")
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise ValueError(f"frames have different shapes: {sorted(shapes)}")
+        a = np.stack(frames)
+    a, spec, w, var_vec, var_full = _prepare(a, spec, weights, variances)
+    n, ny, nx = a.shape
+    threads = _as_int(threads, "threads", 1)
+    if block_rows is None:
+        block_rows = max(1, (32 << 20) // max(1, n * nx * a.dtype.itemsize))
+    block_rows = _as_int(block_rows, "block_rows", 1)
+
+    out_data = np.empty((ny, nx), dtype=np.float32)
+    out_n = np.empty((ny, nx), dtype=np.uint16)
+    out_var = np.empty((ny, nx), dtype=np.float32) if (var_vec is not None or var_full is not None) else None
+
+    def run(y0: int) -> None:
+        y1 = min(ny, y0 + block_rows)
+        _combine_into(
+            a[:, y0:y1], spec, w, var_vec,
+            var_full[:, y0:y1] if var_full is not None else None,
+            out_data[y0:y1], out_n[y0:y1],
+            out_var[y0:y1] if out_var is not None else None,
+        )
+
+    starts = range(0, ny, block_rows)
+    if threads == 1 or len(starts) <= 1:
+        for y0 in starts:
+            run(y0)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for f in [pool.submit(run, y0) for y0 in starts]:
+                f.result()
+    return CombineResult(out_data, out_n, out_var)

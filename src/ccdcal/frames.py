@@ -1,0 +1,207 @@
+"""Reading raw frames and writing outputs.
+
+Raw files are opened read-only (memory-mapped when uncompressed) and never written.
+Images are returned as float32 ADU with BZERO/BSCALE applied (16-bit cameras store
+unsigned data as BITPIX=16 with BZERO=32768). Outputs are written to a temporary file
+in the destination folder and renamed into place, so they appear complete or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .camera import HeaderView
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
+COMPRESSED_SUFFIXES = (".fz", ".gz")
+
+#: Header cards describing the data layout; never copied from a raw header to an output.
+STRUCTURAL_KEYWORDS = {
+    "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND",
+    "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM", "EXTNAME",
+    "EXTVER", "INHERIT", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZNAXIS1", "ZNAXIS2", "ZTILE1",
+    "ZTILE2", "ZCMPTYPE", "ZNAME1", "ZVAL1", "ZNAME2", "ZVAL2", "ZQUANTIZ", "ZDITHER0",
+    "ZSIMPLE", "ZTENSION", "ZEXTEND", "ZPCOUNT", "ZGCOUNT", "TFIELDS", "TTYPE1", "TFORM1",
+}
+
+
+_BITPIX_DTYPES = {
+    8: np.dtype("u1"),
+    16: np.dtype(">i2"),
+    32: np.dtype(">i4"),
+    64: np.dtype(">i8"),
+    -32: np.dtype(">f4"),
+    -64: np.dtype(">f8"),
+}
+
+
+class FrameError(Exception):
+    """A raw frame that cannot be used; the message names the file and the problem."""
+
+
+def is_fits_name(name: str) -> bool:
+    """True for .fits/.fit/.fts, optionally followed by .fz or .gz (case-insensitive)."""
+    lower = name.lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        if lower.endswith(suffix):
+            lower = lower[: -len(suffix)]
+            if lower.endswith(FITS_SUFFIXES) or suffix == ".fz":
+                return True
+    return lower.endswith(FITS_SUFFIXES)
+
+
+def _image_hdu_index(hdul: fits.HDUList) -> int:
+    for index, hdu in enumerate(hdul):
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+            if hdu.header.get("NAXIS", 0) == 2 or (
+                isinstance(hdu, fits.CompImageHDU) and hdu.header.get("ZNAXIS", 0) == 2
+            ):
+                return index
+    raise FrameError("no 2-D image in any HDU")
+
+
+class RawFrame:
+    """A raw FITS frame opened read-only.
+
+    ``header`` looks keywords up in the image HDU then the primary header.
+    ``shape`` is the numpy (ny, nx) of the image; ``read(rows)`` returns float32 ADU.
+    """
+
+    def __init__(self, path: str | os.PathLike, label: str | None = None):
+        self.path = Path(path)
+        self.label = label or str(path)
+        try:
+            self._hdul = fits.open(self.path, mode="readonly", memmap=True, lazy_load_hdus=True)
+            self.hdu_index = _image_hdu_index(self._hdul)
+        except FrameError as exc:
+            raise FrameError(f"{self.label}: {exc}") from None
+        except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
+            raise FrameError(f"{self.label}: not a readable FITS file ({exc})") from None
+        self.hdu = self._hdul[self.hdu_index]
+        primary = self._hdul[0].header if self.hdu_index else None
+        self.primary_header = self._hdul[0].header
+        self.image_header = self.hdu.header
+        self.header = HeaderView(self.hdu.header, primary)
+        self.shape = tuple(self.hdu.shape)
+        self.bitpix = int(self.hdu.header.get("ZBITPIX", self.hdu.header.get("BITPIX")))
+        self._cache: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self._rows: np.ndarray | None = None  # raw (unscaled) memmap of an uncompressed image
+        if not isinstance(self.hdu, fits.CompImageHDU) and self.path.suffix.lower() not in COMPRESSED_SUFFIXES:
+            self._bzero = float(self.hdu.header.get("BZERO", 0) or 0)
+            self._bscale = float(self.hdu.header.get("BSCALE", 1) or 1)
+            dtype = _BITPIX_DTYPES.get(self.bitpix)
+            offset = self._hdul.fileinfo(self.hdu_index)["datLoc"]
+            if dtype is not None and self.path.stat().st_size >= offset + self.hdu.size:
+                self._rows = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=self.shape)
+
+    def check_complete(self) -> None:
+        """Raise FrameError when the file is shorter than its header says (truncated)."""
+        if self.path.suffix.lower() in COMPRESSED_SUFFIXES:
+            return
+        info = self._hdul.fileinfo(self.hdu_index)
+        needed = info["datLoc"] + self.hdu.size  # .size is in bytes
+        actual = self.path.stat().st_size
+        if actual < needed:
+            raise FrameError(
+                f"{self.label}: truncated FITS file ({actual} bytes, the header needs {needed})"
+            )
+
+    def read(self, rows: slice | None = None) -> np.ndarray:
+        """Image rows as a new float32 array in ADU (BZERO/BSCALE applied)."""
+        rows = rows or slice(0, self.shape[0])
+        try:
+            if self._rows is not None:  # thread-safe: slicing a read-only memmap
+                out = np.asarray(self._rows[rows], dtype=np.float32)
+                if self._bscale != 1.0:
+                    out *= np.float32(self._bscale)
+                if self._bzero != 0.0:
+                    out += np.float32(self._bzero)
+                return out
+            with self._lock:  # compressed: decompress once, keep in memory
+                if self._cache is None:
+                    self._cache = np.asarray(self.hdu.data, dtype=np.float32)
+            return self._cache[rows].copy()
+        except Exception as exc:
+            raise FrameError(f"{self.label}: cannot read image data ({exc})") from None
+
+    @property
+    def integer_max(self) -> float | None:
+        """Largest raw value the file format can hold (65535 for BZERO=32768 16-bit), or None for floats."""
+        if self.bitpix < 0:
+            return None
+        bzero = float(self.image_header.get("BZERO", 0) or 0)
+        bscale = float(self.image_header.get("BSCALE", 1) or 1)
+        return (2 ** (self.bitpix - 1) - 1) * bscale + bzero
+
+    def close(self) -> None:
+        self._rows = None
+        self._hdul.close()
+
+    def __enter__(self) -> "RawFrame":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def copy_header_cards(target: fits.Header, *sources: fits.Header) -> None:
+    """Copy non-structural cards (primary first, then the image HDU's, which wins)."""
+    for source in sources:
+        if source is None:
+            continue
+        for card in source.cards:
+            key = card.keyword
+            if not key or key in STRUCTURAL_KEYWORDS or key in ("COMMENT", "HISTORY"):
+                continue
+            try:
+                target[key] = (card.value, card.comment)
+            except (ValueError, fits.verify.VerifyError):
+                continue  # a malformed raw card is dropped rather than sinking the output
+
+
+def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike) -> None:
+    """Write ``hdul`` to ``path`` via a temporary file in the same folder and a rename.
+
+    CHECKSUM/DATASUM cards are added; nothing time-dependent is written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        hdul.writeto(tmp, overwrite=True, checksum=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write text (UTF-8) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """First ``length`` hex digits of the SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -1,0 +1,119 @@
+"""Entry points of the workflow's jobs, with plain arguments (paths, dicts).
+
+Each function is one job of the DAG; the scripts in ``workflow/scripts`` only unpack
+Snakemake's inputs, outputs and params and call one of these. Nothing here imports
+Snakemake, so every job can be run and tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .frames import write_text_atomic
+from .inventory import records_from_csv, records_to_csv, take_inventory
+from .lights import calibrate_group, report_csv
+from .masters import build_master
+from .plan import make_plan
+from .products import read_product
+from .provenance import config_digest
+from .report import summarize
+
+log = logging.getLogger("ccdcal")
+
+#: The per-group report written inside each light group's folder (not a calibrated frame).
+GROUP_REPORT = "lights.csv"
+
+
+def setup_logging(log_file: str | os.PathLike | None) -> None:
+    """Log INFO and above to ``log_file`` (and warnings to stderr)."""
+    handlers: list[logging.Handler] = []
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.WARNING)
+    handlers.append(stderr)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def inventory_job(raw_dir: str, files: Iterable[str], config: Mapping[str, Any],
+                  inventory_csv: str, plan_json: str) -> dict[str, Any]:
+    """Read every file's header, write inventory.csv and the calibration plan."""
+    records, cameras = take_inventory(raw_dir, files, config)
+    for record in records:
+        if not record.ok:
+            log.warning("excluded %s: %s", record.path, record.reason)
+    plan = make_plan(records, config, cameras)
+    write_text_atomic(records_to_csv(records), inventory_csv)
+    write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
+    log.info("%d files, %d ok, %d masters, %d light groups", len(records),
+             sum(r.ok for r in records), len(plan["masters"]), len(plan["light_groups"]))
+    return plan
+
+
+def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str,
+               master_files: Iterable[str], output: str, config: Mapping[str, Any],
+               threads: int = 1) -> dict[str, Any]:
+    """Build one master; ``master_files`` are the masters its inputs need."""
+    masters = {Path(p).stem: read_product(p) for p in master_files}
+    summary = build_master(spec, camera, raw_dir, masters, output,
+                           memory_limit_mb=config["memory_limit_mb"], threads=threads,
+                           config_digest=config_digest(config))
+    log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
+             summary["median"])
+    return summary
+
+
+def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str,
+                    master_files: Iterable[str], out_dir: str, config: Mapping[str, Any]) -> None:
+    """Calibrate one group of lights into ``out_dir`` with a lights.csv report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {Path(p).stem: p for p in master_files}
+    rows = calibrate_group(group, camera, raw_dir, files, out, config_digest(config))
+    write_text_atomic(report_csv(rows), out / GROUP_REPORT)
+    failed = [r for r in rows if r["status"] != "calibrated"]
+    log.info("%d lights calibrated, %d failed", len(rows) - len(failed), len(failed))
+
+
+def publish_job(group_dirs: Iterable[str], calibrated_dir: str) -> int:
+    """Gather the groups' calibrated frames into one tree mirroring raw_dir (hard links,
+    copies across file systems). Returns the number of files."""
+    target = Path(calibrated_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for group_dir in sorted(group_dirs):
+        root = Path(group_dir)
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or path.name == GROUP_REPORT or path.name.startswith("."):
+                continue
+            dest = target / path.relative_to(root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
+            try:
+                os.link(path, dest)
+            except OSError:
+                shutil.copy2(path, dest)
+            count += 1
+    log.info("published %d calibrated frames to %s", count, target)
+    return count
+
+
+def summary_job(inventory_csv: str, plan_json: str, group_dirs: Iterable[str], summary_csv: str,
+                summary_txt: str) -> str:
+    """Write summary.csv and summary.txt; returns the text."""
+    records = records_from_csv(inventory_csv)
+    with open(plan_json, encoding="utf-8") as handle:
+        plan = json.load(handle)
+    reports = [Path(d) / GROUP_REPORT for d in sorted(group_dirs)]
+    table, text = summarize(records, plan, reports)
+    write_text_atomic(table, summary_csv)
+    write_text_atomic(text, summary_txt)
+    return text

@@ -1,0 +1,159 @@
+"""Calibrating a group of light frames that share their masters (one job, masters read once).
+
+Each light is overscan-corrected and trimmed, bias/dark-subtracted and flat-divided
+(see ``calibrate``), and written as float32 with UNCERT and MASK extensions. The header
+keeps the raw header (less the layout cards) and says what produced the file: RAWFILE,
+RAWSUM, the masters with their checksums, the dark mode and scale, the overscan method
+and levels, CALFLAGS for missing steps, software versions and the config digest.
+A light that fails is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from astropy.io import fits
+
+from .calibrate import calibrate_array, subtrahend
+from .camera import CameraProfile
+from .frames import FrameError, RawFrame, copy_header_cards, file_digest
+from .overscan import FrameCorrector, layout_for
+from .products import Product, read_product, write_product
+from .provenance import add_software_cards
+
+log = logging.getLogger("ccdcal.lights")
+
+REPORT_COLUMNS = ["path", "status", "output", "bias", "dark", "dark_mode", "dark_scale", "flat",
+                  "flags", "notes", "error"]
+
+#: Cards that described the raw layout and are wrong after trimming.
+LAYOUT_KEYWORDS = ("BIASSEC", "DATASEC", "TRIMSEC", "CCDSEC", "AMPSEC", "DETSEC")
+
+
+def output_name(rel_path: str) -> str:
+    """Calibrated file path for a raw path: same folders and name, .fz/.gz dropped."""
+    path = rel_path
+    for suffix in (".fz", ".gz", ".FZ", ".GZ"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    return path
+
+
+def _read_noise_adu(profile: CameraProfile, header, gain: float, masters: list[Product]
+                    ) -> tuple[float, str]:
+    value, source = profile.value_or_keyword(header, "read_noise")
+    if value is not None:
+        return value / gain, source
+    for master in masters:
+        if master is not None and "RDNOISE" in master.header:
+            return float(master.header["RDNOISE"]) / gain, f"master {master.path.name}"
+    return 0.0, "unknown"
+
+
+def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[str, Any],
+                 masters: Mapping[str, Product | None], layout, levels: list[float], gain: float,
+                 gain_source: str, read_noise_e: float, rn_source: str, config_digest: str | None
+                 ) -> fits.Header:
+    header = fits.Header()
+    copy_header_cards(header, raw.primary_header if raw.hdu_index else None, raw.image_header)
+    for key in LAYOUT_KEYWORDS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    x0, y0 = layout.trim.x1 - 1, layout.trim.y1 - 1
+    if x0 or y0:  # keep the WCS and IRAF physical coordinates right after trimming
+        for axis, shift in (("1", x0), ("2", y0)):
+            if f"CRPIX{axis}" in header:
+                header[f"CRPIX{axis}"] = header[f"CRPIX{axis}"] - shift
+            header[f"LTV{axis}"] = (float(header.get(f"LTV{axis}", 0.0)) - shift, "offset to raw pixels")
+    header["RAWFILE"] = (rel_path, "raw frame, relative to raw_dir")
+    header["RAWSUM"] = (raw_digest, "sha256[:16] of the raw file")
+    header["TRIMSEC0"] = (str(layout.trim), "raw section kept (FITS 1-based)")
+    header["OVSCMETH"] = (layout.method, "overscan method")
+    for i, level in enumerate(levels, start=1):
+        header[f"OVSCLV{i}"] = (round(level, 3), f"[ADU] mean overscan level, amplifier {i}")
+    for step, key in (("bias", "BIAS"), ("dark", "DARK"), ("flat", "FLAT")):
+        master = masters.get(step)
+        if master is not None:
+            header[f"{key}FILE"] = (master.path.name, f"master {step}")
+            header[f"{key}SUM"] = (master.digest, f"sha256[:16] of the master {step}")
+    if masters.get("dark") is not None:
+        header["DARKMODE"] = (entry["dark_mode"], "unscaled (bias included) or scaled")
+        header["DARKSCAL"] = (float(entry["dark_scale"]), "factor applied to the (bias-subtracted) dark")
+    header["CALFLAGS"] = (",".join(entry["flags"]) or "OK", "missing calibration steps")
+    header["GAINUSED"] = (gain, f"[e-/ADU] from {gain_source}")
+    header["RNUSED"] = (round(read_noise_e, 4), f"[e-] read noise from {rn_source}"[:47])
+    header.add_history("ccdcal: overscan/trim, bias, dark, flat; UNCERT = 1 sigma; MASK bits MASKBn")
+    add_software_cards(header, config_digest)
+    return header
+
+
+def calibrate_light(raw_dir: Path, entry: Mapping[str, Any], profile: CameraProfile,
+                    masters: Mapping[str, Product | None], out_dir: Path,
+                    config_digest: str | None) -> str:
+    """Calibrate one light; returns the output path relative to ``out_dir``."""
+    rel = entry["path"]
+    with RawFrame(raw_dir / rel, label=rel) as raw:
+        raw.check_complete()
+        layout = layout_for(raw.header, raw.shape, profile.config)
+        for step, master in masters.items():
+            if master is not None and master.data.shape != layout.shape:
+                raise FrameError(f"{rel}: trimmed shape {layout.shape} differs from master {step} "
+                                 f"{master.path.name} {master.data.shape}")
+        corrector = FrameCorrector(raw.read, layout)
+        saturation, _ = profile.value_or_keyword(raw.header, "saturation")
+        if saturation is None:
+            saturation = raw.integer_max
+        data, saturated = corrector.full(saturation)
+        gain, gain_source = profile.value_or_keyword(raw.header, "gain")
+        if gain is None:
+            gain, gain_source = 1.0, "default (unknown)"
+        rn_adu, rn_source = _read_noise_adu(profile, raw.header, gain,
+                                            [masters.get("bias"), masters.get("dark")])
+        sub = subtrahend(masters.get("bias"), masters.get("dark"), entry.get("dark_mode"),
+                         entry.get("dark_scale"))
+        image, uncert, mask = calibrate_array(data, saturated, sub, masters.get("flat"), gain, rn_adu,
+                                              profile.config["flat"]["weak_threshold"])
+        header = light_header(raw, rel, file_digest(raw_dir / rel), entry, masters, layout,
+                              corrector.levels, gain, gain_source, rn_adu * gain, rn_source, config_digest)
+    out_rel = output_name(rel)
+    write_product(out_dir / out_rel, image, uncert, mask, header)
+    return out_rel
+
+
+def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
+                    master_files: Mapping[str, str | Path], out_dir: str | Path,
+                    config_digest: str | None = None) -> list[dict[str, Any]]:
+    """Calibrate every light of a plan group into ``out_dir``; one report row per light.
+
+    ``master_files`` maps master names to their files. Masters are read once.
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    profile = CameraProfile(dict(camera))
+    loaded = {name: read_product(path) for name, path in master_files.items()}
+    rows = []
+    for entry in group["lights"]:
+        masters = {step: loaded.get(entry.get(step)) if entry.get(step) else None
+                   for step in ("bias", "dark", "flat")}
+        row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
+        row.update(flags=",".join(entry["flags"]), notes="; ".join(entry.get("notes", [])), error="")
+        try:
+            row["output"] = calibrate_light(raw_dir, entry, profile, masters, out_dir, config_digest)
+            row["status"] = "calibrated"
+        except (FrameError, ValueError, OSError) as exc:
+            log.error("light %s failed: %s", entry["path"], exc)
+            row.update(status="failed", output="", error=str(exc))
+        rows.append(row)
+    return rows
+
+
+def report_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in REPORT_COLUMNS})
+    return out.getvalue()
+

@@ -1,0 +1,351 @@
+"""Building master bias, dark and flat frames.
+
+Every input is overscan-corrected and trimmed as it is read, in blocks of rows, so the
+stack held in memory stays within ``memory_limit_mb`` whatever the number of frames.
+Flats are first bias/dark-subtracted (their own choice in the plan), then divided by
+their own median (over ``flat.normalize_region``); the combined master flat is divided
+by its median over the same region, so the master has median 1 there.
+
+Master uncertainty (UNCERT, 1-sigma) is modelled, not measured from the scatter: each
+input has variance a + b * signal (read noise, shot noise, the masters it was corrected
+with), and the combination of n_used values has variance c * mean(a + b * signal) / n_used
+with c = pi/2 for a median, 1 for a mean (n^2 / n_used for a sum).
+
+Read noise: from the camera profile or header; when unknown, measured as
+1.4826 MAD(f1 - f2) / sqrt(2) from the first two inputs (written as RDNOISE, in e-).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from astropy.io import fits
+
+from .calibrate import Subtrahend, subtrahend
+from .camera import CameraProfile
+from .combine import CombineSpec, combine_block
+from .frames import FrameError, RawFrame, copy_header_cards
+from .overscan import FrameCorrector, layout_for
+from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
+from .provenance import add_software_cards
+from .sections import Section
+
+log = logging.getLogger("ccdcal.masters")
+
+
+@dataclass
+class InputFrame:
+    """One input of a master, open and ready to be read block by block."""
+
+    rel_path: str
+    raw: RawFrame
+    corrector: FrameCorrector
+    saturation: float | None
+    exptime: float
+    gain: float
+    read_noise_adu: float | None
+    sub: Subtrahend | None = None
+    scale: float = 1.0  # multiplies the calibrated frame (flats: 1 / own median)
+    level: float | None = None  # flats: own median (ADU)
+
+    def block(self, y0: int, y1: int) -> np.ndarray:
+        data, saturated = self.corrector.block(y0, y1, self.saturation)
+        if self.sub is not None:
+            self.sub.subtract(data, slice(y0, y1))
+        if saturated is not None and saturated.any():
+            data[saturated] = np.nan
+        if self.scale != 1.0:
+            data *= np.float32(self.scale)
+        return data
+
+
+def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Path,
+                masters: Mapping[str, Product]) -> tuple[list[InputFrame], list[str]]:
+    """Open the master's input frames; a frame that cannot be used is dropped with a reason."""
+    profile = CameraProfile(dict(camera))
+    expected = tuple(int(v) for v in spec["setup"]["shape"].split("x"))
+    inputs, dropped = [], []
+    for entry in spec["frames"]:
+        rel = entry["path"]
+        try:
+            raw = RawFrame(raw_dir / rel, label=rel)
+            raw.check_complete()
+            layout = layout_for(raw.header, raw.shape, profile.config)
+            if layout.shape != expected:
+                raise FrameError(f"{rel}: trimmed shape {layout.shape} differs from the group's {expected}")
+            corrector = FrameCorrector(raw.read, layout)
+        except (FrameError, ValueError) as exc:
+            dropped.append(str(exc))
+            log.warning("dropped %s", exc)
+            continue
+        saturation, _ = profile.value_or_keyword(raw.header, "saturation")
+        gain, _ = profile.value_or_keyword(raw.header, "gain")
+        read_noise_e, _ = profile.value_or_keyword(raw.header, "read_noise")
+        gain = gain or 1.0
+        frame = InputFrame(
+            rel_path=rel,
+            raw=raw,
+            corrector=corrector,
+            saturation=saturation if saturation is not None else raw.integer_max,
+            exptime=float(entry.get("exptime") or 0.0),
+            gain=gain,
+            read_noise_adu=None if read_noise_e is None else read_noise_e / gain,
+        )
+        calibration = entry.get("calibration")
+        if calibration:
+            frame.sub = subtrahend(
+                masters.get(calibration["bias"]) if calibration.get("bias") else None,
+                masters.get(calibration["dark"]) if calibration.get("dark") else None,
+                calibration.get("dark_mode"),
+                calibration.get("dark_scale"),
+            )
+        inputs.append(frame)
+    return inputs, dropped
+
+
+def measure_read_noise(a: np.ndarray, b: np.ndarray) -> float:
+    """Read noise (ADU) from two frames of the same kind: 1.4826 MAD(a - b) / sqrt(2)."""
+    diff = (a - b).ravel()
+    diff = diff[np.isfinite(diff)]
+    mad = np.median(np.abs(diff - np.median(diff)))
+    return float(1.4826 * mad / math.sqrt(2.0))
+
+
+def _central_rows(shape: tuple[int, int], size: int = 512) -> tuple[int, int]:
+    ny = shape[0]
+    half = min(ny, size) // 2
+    return ny // 2 - half, ny // 2 - half + min(ny, size)
+
+
+def _normalize_region(camera: Mapping[str, Any], shape: tuple[int, int]) -> tuple[slice, slice]:
+    region = camera["flat"]["normalize_region"]
+    if region == "full":
+        return slice(0, shape[0]), slice(0, shape[1])
+    section = Section.parse(region)
+    section.check_inside(shape, "flat.normalize_region")
+    return section.slices
+
+
+def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
+                   reserved_bytes: int = 0) -> int:
+    """Rows per block so that ``threads`` blocks in flight, each a stack plus about two
+    stack-sized temporaries, fit in what the limit leaves after ``reserved_bytes``."""
+    budget = memory_limit_mb * 1024 * 1024 - reserved_bytes
+    per_row = n_frames * nx * 4 * 3 * max(threads, 1)
+    return max(1, int(budget // per_row))
+
+
+def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int, int],
+                   memory_limit_mb: float, threads: int, reserved_bytes: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Combine the inputs block by block: (combined image, n_used per pixel)."""
+    ny, nx = shape
+    step = rows_per_block(len(inputs), nx, memory_limit_mb, threads, reserved_bytes)
+    data = np.empty(shape, dtype=np.float32)
+    n_used = np.empty(shape, dtype=np.uint16)
+
+    def work(y0: int) -> None:
+        y1 = min(ny, y0 + step)
+        stack = np.empty((len(inputs), y1 - y0, nx), dtype=np.float32)
+        for i, frame in enumerate(inputs):
+            stack[i] = frame.block(y0, y1)
+        result = combine_block(stack, spec)
+        data[y0:y1] = result.data
+        n_used[y0:y1] = result.n_used
+
+    starts = range(0, ny, step)
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, starts))
+    else:
+        for y0 in starts:
+            work(y0)
+    return data, n_used
+
+
+def _variance_factor(spec: CombineSpec, n_total: int, n_used: np.ndarray) -> np.ndarray:
+    used = np.maximum(n_used, 1).astype(np.float32)
+    if spec.method == "median":
+        return np.float32(math.pi / 2) / used
+    if spec.method == "sum":
+        return np.float32(n_total * n_total) / used
+    return 1.0 / used
+
+
+def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: list[InputFrame],
+                   combine: CombineSpec, config_digest: str | None, dropped: list[str]) -> fits.Header:
+    header = fits.Header()
+    first = inputs[0]
+    copy_header_cards(header, first.raw.primary_header if first.raw.hdu_index else None,
+                      first.raw.image_header)
+    # cards that describe one input, not the master
+    for key in ("DATE-OBS", "DATE", "TIME-OBS", "UT", "OBJECT", "CCD-TEMP", "BIASSEC", "DATASEC",
+                "TRIMSEC", "CHECKSUM", "DATASUM", "EXPTIME", "EXPOSURE", "SATURATE"):
+        header.remove(key, ignore_missing=True, remove_all=True)
+    setup = spec["setup"]
+    kind = spec["type"]
+    header["IMAGETYP"] = (f"MASTER {kind.upper()}", "ccdcal master calibration")
+    header["CCDCALTY"] = (kind, "master type")
+    header["CAMERA"] = (spec["camera"], "ccdcal camera profile")
+    if setup.get("instrument"):
+        header["INSTRUME"] = setup["instrument"]
+    xb, yb = setup["binning"].split("x")
+    header["XBINNING"] = (int(xb), "binning of the inputs")
+    header["YBINNING"] = (int(yb), "binning of the inputs")
+    if setup.get("gain_setting"):
+        header["GAIN"] = (setup["gain_setting"], "camera gain setting of the inputs")
+    if setup.get("offset"):
+        header["OFFSET"] = (setup["offset"], "camera offset setting of the inputs")
+    if setup.get("readout_mode"):
+        header["READOUTM"] = (setup["readout_mode"], "readout mode of the inputs")
+    if spec.get("temperature_c") is not None:
+        header["CCD-TEMP"] = (spec["temperature_c"], "[C] mean sensor temperature of the inputs")
+    header["EXPTIME"] = (float(spec.get("exptime") or 0.0) if kind != "flat" else 0.0,
+                         "[s] exposure of the inputs (mean)")
+    if kind == "flat":
+        header["FILTER"] = spec.get("filter", "")
+    dates = sorted(f["date_obs"] for f in spec["frames"] if f.get("date_obs"))
+    if dates:
+        header["DATE-BEG"] = (dates[0], "DATE-OBS of the first input")
+        header["DATE-END"] = (dates[-1], "DATE-OBS of the last input")
+    header["EGAIN"] = (first.gain, "[e-/ADU] gain used")
+    header["NCOMBINE"] = (len(inputs), "number of frames combined")
+    header["COMBMETH"] = (combine.method, "combine method")
+    header["REJECT"] = (combine.rejection, "rejection")
+    if combine.rejection in ("sigma_clip", "mad_clip", "winsorized_sigma"):
+        header["REJLOW"] = (combine.sigma_low, "lower rejection threshold (sigma)")
+        header["REJHIGH"] = (combine.sigma_high, "upper rejection threshold (sigma)")
+    header["OVSCMETH"] = (first.corrector.layout.method, "overscan method")
+    for i, frame in enumerate(inputs, start=1):
+        header[f"IMCMB{i:03d}"] = frame.rel_path
+    if dropped:
+        header["NDROPPED"] = (len(dropped), "inputs that could not be used")
+        for reason in dropped:
+            header.add_history(f"dropped: {reason}")
+    add_software_cards(header, config_digest)
+    return header
+
+
+def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
+                 masters: Mapping[str, Product], output: str | Path, *, memory_limit_mb: float = 1024,
+                 threads: int = 2, config_digest: str | None = None) -> dict[str, Any]:
+    """Build the master described by ``spec`` (a plan entry) and write it to ``output``.
+
+    ``masters`` holds the masters its inputs are calibrated with (flats), or the bias used
+    to measure the dark current (darks). Returns a summary dict.
+    """
+    raw_dir = Path(raw_dir)
+    kind = spec["type"]
+    combine = CombineSpec.from_dict(camera["combine"][kind])
+    inputs, dropped = open_inputs(spec, camera, raw_dir, masters)
+    if not inputs:
+        raise FrameError(f"master {spec['name']}: none of its {len(spec['frames'])} inputs is usable: "
+                         + "; ".join(dropped))
+    try:
+        return _build(spec, camera, inputs, dropped, combine, masters, Path(output),
+                      memory_limit_mb, threads, config_digest)
+    finally:
+        for frame in inputs:
+            frame.raw.close()
+
+
+def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit_mb, threads,
+           config_digest) -> dict[str, Any]:
+    kind = spec["type"]
+    shape = inputs[0].corrector.layout.shape
+    reserved = sum(m.data.nbytes * 3 for m in masters.values())
+    rows = _normalize_region(camera, shape)
+
+    read_noise = inputs[0].read_noise_adu
+    read_noise_source = "config/header"
+    if read_noise is None and len(inputs) >= 2:
+        y0, y1 = _central_rows(shape)
+        a, _ = inputs[0].corrector.block(y0, y1)
+        b, _ = inputs[1].corrector.block(y0, y1)
+        read_noise, read_noise_source = measure_read_noise(a, b), "measured"
+    read_noise = read_noise or 0.0
+
+    if kind == "flat":
+        kept = []
+        for frame in inputs:
+            full = frame.block(0, shape[0])
+            level = float(np.nanmedian(full[rows]))
+            del full
+            if not level > 0:
+                dropped.append(f"{frame.rel_path}: median {level:.1f} ADU after bias/dark is not positive")
+                continue
+            frame.level, frame.scale = level, 1.0 / level
+            kept.append(frame)
+        if not kept:
+            raise FrameError(f"master {spec['name']}: no flat with a positive level: " + "; ".join(dropped))
+        inputs = kept
+
+    data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
+
+    gain = inputs[0].gain
+    factor = _variance_factor(combine, len(inputs), n_used)
+    mask = np.zeros(shape, dtype=np.uint8)
+    extra: dict[str, tuple[Any, str]] = {}
+    if kind == "flat":
+        a = np.mean([(read_noise**2) / f.level**2 for f in inputs])
+        b = np.mean([1.0 / (gain * f.level) for f in inputs])
+        variance = (np.float32(a) + np.maximum(data, 0) * np.float32(b)) * factor
+        sub_variance = [f.sub.variance for f in inputs if f.sub is not None and f.sub.variance is not None]
+        if sub_variance:
+            mean_level_sq = np.mean([f.level**2 for f in inputs])
+            variance += (sum(sub_variance) / len(sub_variance)) / np.float32(mean_level_sq) / len(inputs)
+        norm = float(np.nanmedian(data[rows]))
+        data /= np.float32(norm)
+        variance /= np.float32(norm * norm)
+        weak = camera["flat"]["weak_threshold"]
+        mask[~(data >= weak)] |= WEAKFLAT
+        mask[~(data > 0)] |= BADPIX
+        extra["FLATNORM"] = (norm, "median (ADU/level) the master was divided by")
+        region = camera["flat"]["normalize_region"]
+        extra["NORMREG"] = (region, "region of the median used to normalize")
+        extra["NORMSTAT"] = ("median", "statistic used to normalize each flat and the master")
+        for i, frame in enumerate(inputs, start=1):
+            extra[f"FLEVL{i:03d}"] = (round(frame.level, 3), f"median ADU of input {i}")
+    else:
+        bias = masters.get(spec.get("bias")) if kind == "dark" and spec.get("bias") else None
+        signal = np.maximum(data - bias.data, 0) if bias is not None else 0.0
+        variance = (np.float32(read_noise**2) + signal * np.float32(1.0 / gain)) * factor
+        if kind == "dark":
+            current = data - bias.data if bias is not None else data
+            finite = current[np.isfinite(current)]
+            center = float(np.median(finite))
+            sigma = float(1.4826 * np.median(np.abs(finite - center)))
+            threshold = camera["dark"]["hot_pixel_sigma"] * max(sigma, 1e-6)
+            hot = (current - center) > threshold
+            mask[hot] |= BADPIX
+            extra["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
+            extra["HOTTHRES"] = (round(threshold, 4), "[ADU] hot-pixel threshold above the median")
+            if bias is not None and spec.get("exptime"):
+                extra["DARKCUR"] = (round(center * gain / float(spec["exptime"]), 6),
+                                    "[e-/s] median dark current")
+                extra["BIASFILE"] = (bias.path.name, "bias used to measure the dark current")
+            extra["DARKBIAS"] = ("included", "the master dark includes the bias")
+    mask[~np.isfinite(data)] |= NONFINITE
+    uncert = np.sqrt(variance, dtype=np.float32) if np.ndim(variance) else np.full(shape, np.sqrt(variance), np.float32)
+
+    header = _master_header(spec, camera, inputs, combine, config_digest, dropped)
+    header["RDNOISE"] = (round(read_noise * gain, 4), "[e-] read noise")
+    header["RNSOURCE"] = (read_noise_source, "where RDNOISE comes from")
+    for key, value in extra.items():
+        header[key] = value
+    unit = "" if kind == "flat" else "adu"
+    write_product(output, data, uncert, mask, header, unit=unit)
+    return {
+        "name": spec["name"],
+        "type": kind,
+        "n_used": len(inputs),
+        "dropped": dropped,
+        "median": float(np.nanmedian(data)),
+        "read_noise_e": read_noise * gain,
+    }

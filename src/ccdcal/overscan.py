@@ -1,0 +1,257 @@
+"""Frame geometry (amplifiers, overscan, trim) and overscan correction.
+
+Each amplifier has a data region and an overscan region (FITS sections in raw-frame
+coordinates). The overscan reads the amplifier with no charge; its level, modelled
+along the readout direction, is subtracted from that amplifier's data region only.
+A serial overscan (extra columns) gives one value per row (``axis='rows'``); a parallel
+overscan (extra rows, e.g. WHT ISIS) gives one value per column (``axis='columns'``).
+
+Methods (ADU): ``none``; ``mean`` / ``median`` of the whole overscan (one number);
+``median_per_row``: median of each line across the overscan (one value per row, or per
+column for a parallel overscan); ``polynomial`` / ``chebyshev`` of degree ``order`` and
+``spline`` (cubic, ``order`` interior knots) fitted to those line medians.
+After correction the frame is cut to the trim section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .camera import HeaderView
+from .sections import Section
+
+METHODS = ("none", "mean", "median", "median_per_row", "polynomial", "chebyshev", "spline")
+
+
+@dataclass(frozen=True)
+class Amplifier:
+    data: Section  # raw-frame coordinates
+    overscan: Section | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the data, overscans and trim section lie in a raw frame."""
+
+    raw_shape: tuple[int, int]
+    trim: Section
+    amplifiers: tuple[Amplifier, ...]
+    method: str = "none"
+    order: int = 1
+    axis: str = "auto"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """numpy shape of the trimmed, calibrated frame."""
+        return self.trim.shape
+
+    @property
+    def corrects(self) -> bool:
+        return self.method != "none" and any(a.overscan for a in self.amplifiers)
+
+    def describe(self) -> str:
+        if not self.corrects:
+            return f"no overscan; trim {self.trim}"
+        amps = "; ".join(f"data {a.data} overscan {a.overscan}" for a in self.amplifiers)
+        return f"{self.method} (order {self.order}) {amps}; trim {self.trim}"
+
+
+def _section(value: str, header: HeaderView, keyword: str, what: str) -> Section | None:
+    if value == "header":
+        text = header.get(keyword)
+        if text is None:
+            return None
+        try:
+            return Section.parse(text)
+        except ValueError as exc:
+            raise ValueError(f"{keyword} of the frame: {exc}") from None
+    try:
+        return Section.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"overscan {what} in the camera profile: {exc}") from None
+
+
+def _data_beside(overscan: Section, raw_shape: tuple[int, int]) -> Section:
+    """The larger side of the frame next to an overscan strip that spans the whole frame."""
+    ny, nx = raw_shape
+    if overscan.y1 == 1 and overscan.y2 == ny:  # serial: columns
+        left, right = overscan.x1 - 1, nx - overscan.x2
+        return Section(1, left, 1, ny) if left >= right else Section(overscan.x2 + 1, nx, 1, ny)
+    if overscan.x1 == 1 and overscan.x2 == nx:  # parallel: rows
+        below, above = overscan.y1 - 1, ny - overscan.y2
+        return Section(1, nx, 1, below) if below >= above else Section(1, nx, overscan.y2 + 1, ny)
+    raise ValueError(
+        f"cannot tell the data region beside overscan {overscan}: give DATASEC/TRIMSEC "
+        "or set 'trim' and 'overscan.regions' in the camera profile"
+    )
+
+
+def layout_for(header: HeaderView, raw_shape: tuple[int, int], profile: Mapping[str, Any]) -> Layout:
+    """The frame layout from the camera profile, reading BIASSEC/DATASEC/TRIMSEC when it says 'header'.
+
+    Raises ValueError naming the section that is missing or outside the frame.
+    """
+    spec = profile["overscan"]
+    method = spec["method"]
+    amplifiers: list[Amplifier] = []
+    if spec["regions"] == "header":
+        overscan = _section("header", header, "BIASSEC", "overscan")
+        data = _section("header", header, "DATASEC", "data")
+        if overscan is not None:
+            if data is None:
+                data = _section("header", header, "TRIMSEC", "data")
+            if data is None:
+                data = _data_beside(overscan, raw_shape)
+            amplifiers.append(Amplifier(data, overscan))
+    else:
+        for region in spec["regions"]:
+            overscan = _section(region["overscan"], header, "BIASSEC", "overscan")
+            data = _section(region["data"], header, "DATASEC", "data")
+            if overscan is None or data is None:
+                raise ValueError("overscan region 'header' but the frame has no BIASSEC/DATASEC")
+            amplifiers.append(Amplifier(data, overscan))
+
+    trim_spec = profile["trim"]
+    if trim_spec == "none":
+        trim = Section.full(raw_shape)
+    elif trim_spec == "header":
+        trim = (
+            _section("header", header, "TRIMSEC", "trim")
+            or _section("header", header, "DATASEC", "trim")
+        )
+        if trim is None:
+            trim = _union([a.data for a in amplifiers]) if amplifiers else Section.full(raw_shape)
+    else:
+        trim = _section(trim_spec, header, "TRIMSEC", "trim")
+
+    trim.check_inside(raw_shape, "trim section")
+    for amp in amplifiers:
+        amp.data.check_inside(raw_shape, "data section")
+        if amp.overscan is not None:
+            amp.overscan.check_inside(raw_shape, "overscan section")
+    if not amplifiers:
+        method = "none"
+    return Layout(tuple(raw_shape), trim, tuple(amplifiers), method, spec["order"], spec["axis"])
+
+
+def _union(sections: list[Section]) -> Section:
+    return Section(
+        min(s.x1 for s in sections),
+        max(s.x2 for s in sections),
+        min(s.y1 for s in sections),
+        max(s.y2 for s in sections),
+    )
+
+
+def _model_axis(layout: Layout, overscan: Section) -> str:
+    if layout.axis != "auto":
+        return layout.axis
+    ny, nx = overscan.shape
+    return "rows" if ny >= nx else "columns"
+
+
+def fit_line_model(coords: np.ndarray, values: np.ndarray, method: str, order: int,
+                   at: np.ndarray) -> np.ndarray:
+    """Fit ``values`` (line medians, ADU) against ``coords`` and evaluate at ``at``."""
+    good = np.isfinite(values)
+    x, y = coords[good].astype(np.float64), values[good].astype(np.float64)
+    if method == "polynomial":
+        return np.polynomial.Polynomial.fit(x, y, order)(at)
+    if method == "chebyshev":
+        return np.polynomial.Chebyshev.fit(x, y, order)(at)
+    if method == "spline":
+        from scipy.interpolate import make_lsq_spline
+
+        k = 3
+        inner = np.linspace(x[0], x[-1], order + 2)[1:-1]
+        knots = np.concatenate([[x[0]] * (k + 1), inner, [x[-1]] * (k + 1)])
+        return make_lsq_spline(x, y, knots, k=k)(np.clip(at, x[0], x[-1]))
+    raise ValueError(f"unknown overscan fit method {method!r}")
+
+
+def overscan_model(strip: np.ndarray, overscan: Section, data: Section, method: str,
+                   order: int, axis: str) -> np.ndarray:
+    """The overscan level (ADU) to subtract from ``data``, broadcastable to its numpy shape.
+
+    ``strip`` is the overscan region's pixels (float32, numpy [y, x]).
+    """
+    if method == "mean":
+        return np.array([[np.mean(strip, dtype=np.float64)]], dtype=np.float32)
+    if method == "median":
+        return np.array([[np.median(strip)]], dtype=np.float32)
+    if axis == "rows":
+        lines = np.median(strip, axis=1)
+        coords = np.arange(overscan.y1, overscan.y2 + 1)
+        at = np.arange(data.y1, data.y2 + 1)
+    else:
+        lines = np.median(strip, axis=0)
+        coords = np.arange(overscan.x1, overscan.x2 + 1)
+        at = np.arange(data.x1, data.x2 + 1)
+    if method == "median_per_row":
+        index = at - coords[0]
+        if index.min() < 0 or index.max() >= coords.size:
+            raise ValueError(
+                f"median_per_row: overscan {overscan} does not cover every line of data {data}; "
+                "use a fit (polynomial, chebyshev, spline) or mean/median"
+            )
+        model = lines[index]
+    else:
+        model = fit_line_model(coords, lines, method, order, at)
+    model = model.astype(np.float32)
+    return model[:, None] if axis == "rows" else model[None, :]
+
+
+class FrameCorrector:
+    """Overscan-corrects and trims one frame, block by block of output rows.
+
+    ``read_rows(slice)`` returns raw-frame rows as float32 ADU (e.g. ``RawFrame.read``).
+    The overscan models are computed once, from the overscan strips, at construction.
+    """
+
+    def __init__(self, read_rows: Callable[[slice], np.ndarray], layout: Layout):
+        self.layout = layout
+        self._read = read_rows
+        self.models: list[np.ndarray] = []
+        if layout.corrects:
+            for amp in layout.amplifiers:
+                rows, cols = amp.overscan.slices
+                strip = read_rows(rows)[:, cols]
+                axis = _model_axis(layout, amp.overscan)
+                self.models.append(
+                    overscan_model(strip, amp.overscan, amp.data, layout.method, layout.order, axis)
+                )
+
+    @property
+    def levels(self) -> list[float]:
+        """Mean overscan level (ADU) subtracted from each amplifier."""
+        return [float(np.mean(m)) for m in self.models]
+
+    def block(self, y0: int, y1: int, saturation: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Output rows ``y0:y1`` (0-based, trimmed coordinates), overscan-corrected, float32 ADU.
+
+        With ``saturation`` (raw ADU), also a boolean mask of pixels at or above it in the raw data.
+        """
+        trim = self.layout.trim
+        raw_y0 = trim.y1 - 1 + y0
+        raw_y1 = trim.y1 - 1 + y1
+        raw = self._read(slice(raw_y0, raw_y1))
+        cols = slice(trim.x1 - 1, trim.x2)
+        saturated = raw[:, cols] >= saturation if saturation is not None else None
+        for amp, model in zip(self.layout.amplifiers, self.models):
+            a_rows, a_cols = amp.data.slices
+            lo, hi = max(a_rows.start, raw_y0), min(a_rows.stop, raw_y1)
+            if lo >= hi:
+                continue
+            piece = model
+            if model.shape[0] > 1:  # one value per row
+                piece = model[lo - a_rows.start : hi - a_rows.start]
+            raw[lo - raw_y0 : hi - raw_y0, a_cols] -= piece
+        out = raw[:, cols]
+        return (np.ascontiguousarray(out), saturated)
+
+    def full(self, saturation: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.block(0, self.layout.shape[0], saturation)

@@ -1,0 +1,75 @@
+"""The file format of everything ccdcal writes (masters and calibrated frames).
+
+One FITS file: the image (float32, ADU, or dimensionless for a master flat) in the primary
+HDU, then ``UNCERT`` (float32, 1-sigma in the same unit) and ``MASK`` (uint8 bit flags).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .frames import file_digest, write_fits_atomic
+
+#: MASK bits.
+BADPIX = 1  # hot pixel (master dark) or dead / non-positive pixel (master flat)
+SATURATED = 2  # raw value at or above the saturation level
+WEAKFLAT = 4  # master flat response below the weak threshold
+NONFINITE = 8  # value is NaN or infinite
+
+MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT"}
+
+
+def mask_header() -> fits.Header:
+    header = fits.Header()
+    header["EXTNAME"] = "MASK"
+    for bit, name in MASK_BITS.items():
+        header[f"MASKB{bit}"] = (name, f"meaning of MASK bit value {bit}")
+    return header
+
+
+def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header: fits.Header,
+                 unit: str = "adu") -> fits.HDUList:
+    """Primary float32 image + UNCERT + MASK, ready to write."""
+    header = header.copy()
+    header["BUNIT"] = (unit, "unit of the image and of UNCERT")
+    primary = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
+    uncert_header = fits.Header()
+    uncert_header["EXTNAME"] = "UNCERT"
+    uncert_header["BUNIT"] = (unit, "1-sigma uncertainty of the primary image")
+    uncert_hdu = fits.ImageHDU(np.asarray(uncert, dtype=np.float32), header=uncert_header)
+    mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=np.uint8), header=mask_header())
+    return fits.HDUList([primary, uncert_hdu, mask_hdu])
+
+
+def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu") -> None:
+    write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path)
+
+
+@dataclass
+class Product:
+    """A master or calibrated frame read back: float32 image, 1-sigma, mask, header, digest."""
+
+    path: Path
+    data: np.ndarray
+    uncert: np.ndarray
+    mask: np.ndarray
+    header: fits.Header
+    digest: str
+
+    @property
+    def variance(self) -> np.ndarray:
+        return self.uncert * self.uncert
+
+
+def read_product(path: str | Path) -> Product:
+    path = Path(path)
+    with fits.open(path, memmap=False) as hdul:
+        data = np.asarray(hdul[0].data, dtype=np.float32)
+        uncert = np.asarray(hdul["UNCERT"].data, dtype=np.float32)
+        mask = np.asarray(hdul["MASK"].data, dtype=np.uint8)
+        header = hdul[0].header.copy()
+    return Product(path, data, uncert, mask, header, file_digest(path))

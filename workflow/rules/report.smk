@@ -1,0 +1,14 @@
+rule summary:
+    input:
+        inventory=OUT_DIR / "inventory.csv",
+        plan=OUT_DIR / "plan.json",
+        groups=get_light_group_dirs,
+        calibrated=OUT_DIR / "calibrated",
+    output:
+        csv=OUT_DIR / "summary.csv",
+        txt=OUT_DIR / "summary.txt",
+    log:
+        LOGS / "summary.log",
+    localrule: True
+    script:
+        "../scripts/summary.py"

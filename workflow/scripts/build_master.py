@@ -1,0 +1,16 @@
+"""Build one master (bias, dark or flat) from its raw frames."""
+
+import json
+
+from ccdcal.jobs import master_job, setup_logging
+
+setup_logging(snakemake.log[0])
+master_job(
+    json.loads(snakemake.params.spec),
+    json.loads(snakemake.params.camera),
+    snakemake.params.raw_dir,
+    snakemake.input.masters,
+    snakemake.output[0],
+    snakemake.config,
+    threads=snakemake.threads,
+)

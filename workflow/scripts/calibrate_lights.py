@@ -1,0 +1,15 @@
+"""Calibrate one group of lights that share their masters."""
+
+import json
+
+from ccdcal.jobs import light_group_job, setup_logging
+
+setup_logging(snakemake.log[0])
+light_group_job(
+    json.loads(snakemake.params.group),
+    json.loads(snakemake.params.camera),
+    snakemake.params.raw_dir,
+    snakemake.input.masters,
+    snakemake.output[0],
+    snakemake.config,
+)

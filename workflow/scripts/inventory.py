@@ -1,0 +1,12 @@
+"""Inventory checkpoint: read every raw file's header, write inventory.csv and plan.json."""
+
+from ccdcal.jobs import inventory_job, setup_logging
+
+setup_logging(snakemake.log[0])
+inventory_job(
+    snakemake.params.raw_dir,
+    snakemake.params.files,
+    snakemake.config,
+    snakemake.output.inventory,
+    snakemake.output.plan,
+)

@@ -1,0 +1,12 @@
+"""Write summary.csv and summary.txt for the night."""
+
+from ccdcal.jobs import setup_logging, summary_job
+
+setup_logging(snakemake.log[0])
+summary_job(
+    snakemake.input.inventory,
+    snakemake.input.plan,
+    snakemake.input.groups,
+    snakemake.output.csv,
+    snakemake.output.txt,
+)
