@@ -177,7 +177,10 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        hdul.writeto(tmp, overwrite=True, checksum=True)
+        for hdu in hdul:
+            # astropy's default comment is the wall-clock time: give a fixed one instead
+            hdu.add_checksum(when="FITS checksum")
+        hdul.writeto(tmp, overwrite=True, checksum=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ HDU, then ``UNCERT`` (float32, 1-sigma in the same unit) and ``MASK`` (uint8 bit
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,27 @@ def mask_header() -> fits.Header:
     return header
 
 
+def shorten_comments(header: fits.Header) -> None:
+    """Cut comments so every card fits in 80 characters (no truncation warnings, no CONTINUE
+    cards made only for a comment)."""
+    for card in header.cards:
+        if not card.comment or card.keyword in ("COMMENT", "HISTORY", ""):
+            continue
+        bare = fits.Card(card.keyword, card.value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            room = 80 - len(bare.image.rstrip()) - 3
+        if len(bare.image) > 80 or room <= 0:
+            header.comments[card.keyword] = ""
+        elif len(card.comment) > room:
+            header.comments[card.keyword] = card.comment[:room]
+
+
 def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header: fits.Header,
                  unit: str = "adu") -> fits.HDUList:
     """Primary float32 image + UNCERT + MASK, ready to write."""
     header = header.copy()
+    shorten_comments(header)
     header["BUNIT"] = (unit, "unit of the image and of UNCERT")
     primary = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
     uncert_header = fits.Header()

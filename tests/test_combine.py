@@ -1,0 +1,392 @@
+"""Tests for ccdcal.combine, with ccdproc and astropy as independent references."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from ccdcal.combine import CombineResult, CombineSpec, combine_block, combine_frames_in_memory
+
+ccdproc = pytest.importorskip("ccdproc")
+from astropy.nddata import CCDData  # noqa: E402
+from astropy.stats import sigma_clip  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_stack(seed=0, n=12, ny=40, nx=50, nan_frac=0.0, level=1000.0, sigma=10.0):
+    """Gaussian float32 stack with cosmic-ray-like spikes and a few low values."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(level, sigma, (n, ny, nx)).astype(np.float32)
+    hi = rng.random(s.shape) < 0.03
+    s[hi] += rng.uniform(100, 5000, hi.sum()).astype(np.float32)
+    lo = rng.random(s.shape) < 0.01
+    s[lo] -= rng.uniform(60, 300, lo.sum()).astype(np.float32)
+    if nan_frac:
+        s[rng.random(s.shape) < nan_frac] = np.nan
+    return s
+
+
+def ccds_of(stack):
+    return [CCDData(f, unit="adu") for f in stack]
+
+
+def used_mask(stack, spec):
+    """Exact per-frame "used" mask of our rejection, read back through the variance
+    bookkeeping: with method='sum' and var_i = 2**i the returned variance is the sum of
+    2**i over the used frames, i.e. the bit mask (exact in float32 for n <= 24)."""
+    n = stack.shape[0]
+    assert n <= 24
+    res = combine_block(stack.copy(), dataclasses.replace(spec, method="sum"),
+                        variances=(2.0 ** np.arange(n)).reshape(n, 1, 1))
+    bits = np.nan_to_num(res.variance, nan=0.0).astype(np.int64)
+    mask = ((bits[None] >> np.arange(n)[:, None, None]) & 1).astype(bool)
+    np.testing.assert_array_equal(mask.sum(0), res.n_used)
+    return mask
+
+
+def f32(a):
+    return np.asarray(a, dtype=np.float64).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- spec
+
+
+def test_spec_from_dict_and_validation():
+    spec = CombineSpec.from_dict({"method": "Mean", "rejection": "sigma_clip", "sigma_low": None,
+                                  "maxiters": 3, "center": None})
+    assert spec == CombineSpec(method="mean", rejection="sigma_clip", maxiters=3)
+    assert CombineSpec.from_dict({"rejection": None}).rejection == "none"
+    assert CombineSpec.from_dict({"method": "average"}).method == "mean"
+    with pytest.raises(ValueError, match="unknown method"):
+        CombineSpec.from_dict({"method": "mode"})
+    with pytest.raises(ValueError, match="unknown rejection"):
+        CombineSpec.from_dict({"rejection": "linear_fit"})
+    with pytest.raises(ValueError, match="unknown combine option"):
+        CombineSpec.from_dict({"sigma": 3})
+    with pytest.raises(ValueError, match="center"):
+        CombineSpec(center="mode")
+    with pytest.raises(ValueError, match="maxiters"):
+        CombineSpec(maxiters=0)
+    with pytest.raises(ValueError, match="n_low"):
+        CombineSpec(n_low=-1)
+    with pytest.raises(ValueError, match="sigma_high"):
+        CombineSpec(sigma_high=0)
+    with pytest.raises(ValueError, match="weights"):
+        combine_block(make_stack(n=4, ny=2, nx=2), CombineSpec(method="mean"), weights=[1, 1, 0, 1])
+    with pytest.raises(ValueError, match="broadcast"):
+        combine_block(make_stack(n=4, ny=2, nx=2), CombineSpec(), variances=np.ones((4, 3, 1)))
+
+
+# ----------------------------------------------------------------------------- ccdproc
+
+
+@pytest.mark.parametrize("method, ccd_method", [("median", "median_combine"),
+                                                ("mean", "average_combine"),
+                                                ("sum", "sum_combine")])
+def test_plain_combine_matches_ccdproc(method, ccd_method):
+    s = make_stack(seed=1, nan_frac=0.02)
+    s[:, 5, 7] = np.nan  # all-NaN pixel
+    ref = getattr(ccdproc.Combiner(ccds_of(s)), ccd_method)()
+    res = combine_block(s.copy(), CombineSpec(method=method))
+    assert res.data.dtype == np.float32 and res.n_used.dtype == np.uint16 and res.variance is None
+    ok = ~ref.mask
+    # Same float64 arithmetic as ccdproc: equal after rounding to float32.
+    np.testing.assert_array_equal(res.data[ok], f32(ref.data[ok]))
+    np.testing.assert_array_equal(res.n_used, np.sum(~np.isnan(s), axis=0))
+    # All-NaN pixel: ccdproc masks it (its sum puts 0 there); we return NaN / 0.
+    assert ref.mask[5, 7] and np.isnan(res.data[5, 7]) and res.n_used[5, 7] == 0
+    assert np.array_equal(np.isnan(res.data), ref.mask)
+
+
+def test_ccdproc_combine_function_sigma_clip_default_funcs():
+    # ccdproc.combine(sigma_clip=True) uses ma.mean / ma.std, single pass. No NaN here:
+    # those NaN-unaware default functions make ccdproc reject a whole pixel with a NaN.
+    s = make_stack(seed=2)
+    ref = ccdproc.combine(ccds_of(s), method="average", sigma_clip=True,
+                          sigma_clip_low_thresh=2.5, sigma_clip_high_thresh=3.0)
+    spec = CombineSpec(method="mean", rejection="sigma_clip", sigma_low=2.5, sigma_high=3.0,
+                       maxiters=1, center="mean")
+    res = combine_block(s.copy(), spec)
+    ok = ~ref.mask
+    np.testing.assert_allclose(res.data[ok], f32(ref.data[ok]), rtol=1e-6, atol=0)
+    assert np.array_equal(np.isnan(res.data), ref.mask)
+
+
+@pytest.mark.parametrize("func", ["median", "mean"])
+@pytest.mark.parametrize("dev_func", ["std", "mad_std"])
+def test_sigma_clipping_matches_ccdproc_single_pass(func, dev_func):
+    s = make_stack(seed=3, nan_frac=0.01)
+    comb = ccdproc.Combiner(ccds_of(s))
+    comb.sigma_clipping(low_thresh=2.0, high_thresh=2.5, func=func, dev_func=dev_func)
+    rejected_or_nan = np.ma.getmaskarray(comb.data_arr) | np.isnan(s)
+    ref_med = comb.median_combine()
+    ref_avg = comb.average_combine()
+
+    rej = "sigma_clip" if dev_func == "std" else "mad_clip"
+    spec = CombineSpec(rejection=rej, sigma_low=2.0, sigma_high=2.5, maxiters=1, center=func)
+    np.testing.assert_array_equal(used_mask(s, spec), ~rejected_or_nan)
+    for method, ref in (("median", ref_med), ("mean", ref_avg)):
+        res = combine_block(s.copy(), dataclasses.replace(spec, method=method))
+        ok = ~ref.mask
+        np.testing.assert_array_equal(res.data[ok], f32(ref.data[ok]))
+        np.testing.assert_array_equal(res.n_used, (~rejected_or_nan).sum(0))
+        assert np.array_equal(np.isnan(res.data), ref.mask)
+
+
+@pytest.mark.parametrize("nlow, nhigh", [(1, 1), (2, 0), (0, 3), (2, 2)])
+def test_minmax_matches_ccdproc_clip_extrema(nlow, nhigh):
+    s = make_stack(seed=4, n=9)  # no NaN: ccdproc sorts NaN as the highest values
+    comb = ccdproc.Combiner(ccds_of(s))
+    comb.clip_extrema(nlow=nlow, nhigh=nhigh)
+    mask = np.ma.getmaskarray(comb.data_arr)
+    spec = CombineSpec(rejection="minmax", n_low=nlow, n_high=nhigh)
+    np.testing.assert_array_equal(used_mask(s, spec), ~mask)
+    for method, ref in (("median", comb.median_combine()), ("mean", comb.average_combine()),
+                        ("sum", comb.sum_combine())):
+        res = combine_block(s.copy(), dataclasses.replace(spec, method=method))
+        np.testing.assert_array_equal(res.data, f32(ref.data))
+        assert np.all(res.n_used == s.shape[0] - nlow - nhigh)
+
+
+def test_minmax_too_few_values_like_ccdproc():
+    s = make_stack(seed=5, n=3, ny=4, nx=5)
+    comb = ccdproc.Combiner(ccds_of(s))
+    comb.clip_extrema(nlow=2, nhigh=1)
+    ref = comb.median_combine()
+    assert ref.mask.all()
+    res = combine_block(s.copy(), CombineSpec(rejection="minmax", n_low=2, n_high=1))
+    assert np.isnan(res.data).all() and (res.n_used == 0).all()
+
+
+def test_minmax_ignores_nan_values():
+    # Our semantics: extremes among the valid values. (ccdproc's clip_extrema argsorts
+    # the raw data, so a NaN is counted as one of the "highest" values instead.)
+    col = np.array([5.0, np.nan, 1.0, 3.0, 100.0, 4.0], dtype=np.float32)
+    res = combine_block(col.reshape(-1, 1, 1).copy(), CombineSpec(rejection="minmax", method="mean"))
+    assert res.n_used[0, 0] == 3
+    assert res.data[0, 0] == np.float32(4.0)  # mean of 5, 3, 4
+    col2 = np.array([np.nan, 2.0, 7.0, np.nan], dtype=np.float32)  # 2 valid <= 1 + 1
+    res = combine_block(col2.reshape(-1, 1, 1).copy(), CombineSpec(rejection="minmax"))
+    assert np.isnan(res.data[0, 0]) and res.n_used[0, 0] == 0
+
+
+def test_weighted_mean_and_sum_match_ccdproc():
+    s = make_stack(seed=6)  # no NaN, no rejection: ccdproc normalises by all weights
+    w = np.random.default_rng(6).uniform(0.5, 2.0, s.shape[0])
+    for method, ccd_method in (("mean", "average_combine"), ("sum", "sum_combine")):
+        comb = ccdproc.Combiner(ccds_of(s))
+        comb.weights = w
+        ref = getattr(comb, ccd_method)()
+        res = combine_block(s.copy(), CombineSpec(method=method), weights=w)
+        np.testing.assert_array_equal(res.data, f32(ref.data))
+    # Median ignores weights.
+    a = combine_block(s.copy(), CombineSpec(method="median"), weights=w)
+    b = combine_block(s.copy(), CombineSpec(method="median"))
+    np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_weighted_mean_with_rejection_normalises_by_used_weights():
+    # ccdproc <= 2.5 divides by the sum of *all* weights even where frames were
+    # rejected (astropy/ccdproc#893); we divide by the weights of the used frames.
+    s = make_stack(seed=7, nan_frac=0.02)
+    w = np.random.default_rng(7).uniform(0.5, 2.0, s.shape[0])
+    spec = CombineSpec(method="mean", rejection="sigma_clip", sigma_low=2.5, sigma_high=2.5)
+    used = used_mask(s, spec)
+    res = combine_block(s.copy(), spec, weights=w)
+    ww = np.where(used, w[:, None, None], 0.0)
+    expect = np.sum(np.where(used, s.astype(np.float64), 0.0) * ww, 0) / ww.sum(0)
+    np.testing.assert_allclose(res.data, expect, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- astropy
+
+
+@pytest.mark.parametrize("center", ["median", "mean"])
+@pytest.mark.parametrize("rejection, stdfunc", [("sigma_clip", "std"), ("mad_clip", "mad_std")])
+@pytest.mark.parametrize("maxiters", [2, 5, 50])
+def test_iterative_clip_matches_astropy_sigma_clip(center, rejection, stdfunc, maxiters):
+    s = make_stack(seed=8, n=16, nan_frac=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NaN warning
+        ref = sigma_clip(s, sigma_lower=2.0, sigma_upper=2.5, maxiters=maxiters,
+                         cenfunc=center, stdfunc=stdfunc, axis=0, masked=True)
+    keep = ~np.ma.getmaskarray(ref)
+    spec = CombineSpec(rejection=rejection, sigma_low=2.0, sigma_high=2.5, maxiters=maxiters,
+                       center=center)
+    np.testing.assert_array_equal(used_mask(s, spec), keep)
+    vals = np.where(keep, s.astype(np.float64), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-NaN slices
+        ref_med = np.nanmedian(vals, axis=0)
+        ref_mean = np.nanmean(vals, axis=0)
+    med = combine_block(s.copy(), dataclasses.replace(spec, method="median"))
+    mean = combine_block(s.copy(), dataclasses.replace(spec, method="mean"))
+    np.testing.assert_array_equal(med.data, f32(ref_med))
+    np.testing.assert_allclose(mean.data, ref_mean, rtol=1e-6)
+    np.testing.assert_array_equal(med.n_used, keep.sum(0))
+
+
+def test_more_iterations_reject_more():
+    s = make_stack(seed=9, n=16)
+    n1 = combine_block(s.copy(), CombineSpec(rejection="sigma_clip", maxiters=1)).n_used
+    n5 = combine_block(s.copy(), CombineSpec(rejection="sigma_clip", maxiters=5)).n_used
+    assert (n5 <= n1).all() and (n5 < n1).any()
+
+
+# ----------------------------------------------------------------------------- winsorized
+
+
+def test_winsorized_sigma_clip_removes_outliers():
+    rng = np.random.default_rng(10)
+    n, ny, nx, mu, sig = 20, 40, 40, 1000.0, 10.0
+    s = rng.normal(mu, sig, (n, ny, nx)).astype(np.float32)
+    # 10 % strong (one-sided) outliers: 2 random frames per pixel.
+    order = np.argsort(rng.random((n, ny, nx)), axis=0)
+    bad = np.zeros(s.shape, bool)
+    np.put_along_axis(bad, order[:2], True, axis=0)
+    s[bad] += rng.uniform(300, 3000, bad.sum()).astype(np.float32)
+
+    spec = CombineSpec(method="mean", rejection="winsorized_sigma", sigma_low=3, sigma_high=3)
+    res = combine_block(s.copy(), spec)
+    plain = combine_block(s.copy(), CombineSpec(method="mean"))
+    noise = sig / math.sqrt(n - 2)
+    assert abs(float(np.mean(plain.data)) - mu) > 100  # plain mean is badly biased
+    assert abs(float(np.mean(res.data)) - mu) < 0.2 * noise  # average over 1600 pixels
+    assert np.max(np.abs(res.data - mu)) < 5 * noise
+    used = used_mask(s, spec)
+    assert not (used & bad).any()  # every outlier is rejected
+    assert used.sum() > 0.97 * (~bad).sum()  # and few good values are lost
+
+
+def test_winsorized_clean_data_keeps_almost_everything():
+    s = np.random.default_rng(11).normal(0, 1, (15, 30, 30)).astype(np.float32)
+    res = combine_block(s.copy(), CombineSpec(rejection="winsorized_sigma", method="mean"))
+    assert res.n_used.mean() > 0.98 * 15  # < 2 % of good values rejected at 3 sigma
+    assert abs(float(res.data.mean())) < 3 / math.sqrt(s.size)
+
+
+# ----------------------------------------------------------------------------- percentile
+
+
+def test_percentile_clipping_hand_example():
+    cols = np.array([
+        [100, 79, 81, 111, 109],      # m=100: keep [80, 110] -> reject 79 and 111
+        [-100, -79, -125, -111, -95],  # m=-100, |m| used: keep [-120, -90]
+        [0, 5, -5, 0, 100],           # m=0: relative criterion undefined, no clipping
+        [10, 10, 10, np.nan, 12],     # m=10: keep [8, 11] -> reject 12
+    ], dtype=np.float32).T.reshape(5, 1, 4)
+    spec = CombineSpec(rejection="percentile", percentile_low=0.2, percentile_high=0.1)
+    res = combine_block(cols.copy(), dataclasses.replace(spec, method="mean"))
+    np.testing.assert_array_equal(res.n_used[0], [3, 3, 5, 3])
+    np.testing.assert_allclose(res.data[0], [(100 + 81 + 109) / 3, (-100 - 111 - 95) / 3, 20.0, 10.0],
+                               rtol=1e-7)
+    med = combine_block(cols.copy(), spec)
+    np.testing.assert_array_equal(med.data[0], [100, -100, 0, 10])
+
+
+# ----------------------------------------------------------------------------- variance
+
+
+def test_variance_model_mean_median_sum():
+    rng = np.random.default_rng(12)
+    n, sig = 31, 3.0
+    s = rng.normal(50.0, sig, (n, 200, 300)).astype(np.float32)
+    var = np.full((n, 1, 1), sig ** 2)
+    mean = combine_block(s.copy(), CombineSpec(method="mean"), variances=var)
+    med = combine_block(s.copy(), CombineSpec(method="median"), variances=var)
+    tot = combine_block(s.copy(), CombineSpec(method="sum"), variances=var)
+    np.testing.assert_allclose(mean.variance, sig ** 2 / n, rtol=1e-6)
+    np.testing.assert_allclose(med.variance, math.pi / 2 * sig ** 2 / n, rtol=1e-6)
+    np.testing.assert_allclose(tot.variance, n * sig ** 2, rtol=1e-6)
+    # The model agrees with the actual scatter of the combined values across pixels.
+    assert np.var(mean.data.astype(np.float64)) / (sig ** 2 / n) == pytest.approx(1.0, abs=0.03)
+    assert np.var(med.data.astype(np.float64)) / (math.pi / 2 * sig ** 2 / n) == pytest.approx(0.99, abs=0.04)
+
+
+def test_variance_per_frame_full_weights_and_rejection():
+    rng = np.random.default_rng(13)
+    n, ny, nx = 8, 10, 12
+    s = rng.normal(0, 1, (n, ny, nx)).astype(np.float32)
+    s[2, 3, 4] = np.nan
+    v = rng.uniform(0.5, 4.0, n)
+    w = rng.uniform(0.5, 2.0, n)
+    vfull = np.broadcast_to(v[:, None, None], s.shape) * rng.uniform(0.9, 1.1, s.shape)
+    valid = ~np.isnan(s)
+    for variances, vv in ((v, np.broadcast_to(v[:, None, None], s.shape)), (vfull, vfull)):
+        res = combine_block(s.copy(), CombineSpec(method="mean"), weights=w, variances=variances)
+        ww = np.where(valid, w[:, None, None], 0.0)
+        np.testing.assert_allclose(res.variance, (ww ** 2 * vv).sum(0) / ww.sum(0) ** 2, rtol=1e-6)
+        res = combine_block(s.copy(), CombineSpec(method="sum"), weights=w, variances=variances)
+        np.testing.assert_allclose(res.variance, (ww ** 2 * vv).sum(0), rtol=1e-6)
+        res = combine_block(s.copy(), CombineSpec(method="median"), weights=w, variances=variances)
+        nv = valid.sum(0)
+        np.testing.assert_allclose(res.variance, math.pi / 2 * np.where(valid, vv, 0).sum(0) / nv ** 2,
+                                   rtol=1e-6)
+    # With rejection, only the used frames count: minmax(1, 1) on equal variances.
+    res = combine_block(s.copy(), CombineSpec(method="mean", rejection="minmax"), variances=np.full(n, 2.0))
+    np.testing.assert_array_equal(res.n_used, valid.sum(0) - 2)
+    np.testing.assert_allclose(res.variance, 2.0 / res.n_used, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- NaN
+
+
+@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "mad_clip", "minmax",
+                                       "winsorized_sigma", "percentile"])
+@pytest.mark.parametrize("method", ["median", "mean", "sum"])
+def test_nan_handling(rejection, method):
+    s = make_stack(seed=14, n=10, ny=6, nx=7)
+    s[:, 0, 0] = np.nan  # all missing
+    s[:4, 1, 1] = np.nan  # partly missing
+    s[0, 2, 2] = np.inf  # inf is missing too
+    spec = CombineSpec(method=method, rejection=rejection)
+    res = combine_block(s.copy(), spec, variances=np.ones(10))
+    assert np.isnan(res.data[0, 0]) and res.n_used[0, 0] == 0 and np.isnan(res.variance[0, 0])
+    assert res.n_used[1, 1] <= 6 and res.n_used[2, 2] <= 9
+    assert np.isfinite(res.data[1:]).all() and (res.n_used[1:] > 0).all()
+    # A NaN value gives the same result as the frame being absent at that pixel.
+    sub = combine_block(s[4:, 1:2, 1:2].copy(), spec)
+    assert res.data[1, 1] == sub.data[0, 0] and res.n_used[1, 1] == sub.n_used[0, 0]
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("rejection", ["sigma_clip", "mad_clip", "winsorized_sigma", "minmax"])
+def test_threads_and_block_rows_invariance(rejection, monkeypatch):
+    s = make_stack(seed=15, n=9, ny=57, nx=33, nan_frac=0.02)
+    w = np.linspace(0.5, 1.5, 9)
+    var = np.random.default_rng(15).uniform(1, 2, s.shape).astype(np.float32)
+    spec = CombineSpec(method="mean", rejection=rejection)
+    before = s.copy()
+    ref = combine_block(s.copy(), spec, weights=w, variances=var)
+    import ccdcal.combine as cmod
+
+    results = []
+    for threads, block_rows, chunk in ((1, None, None), (3, 7, None), (4, 1, 50), (2, 100, 1000)):
+        if chunk is not None:  # also vary the internal work-chunk size
+            monkeypatch.setattr(cmod, "_CHUNK_VALUES", chunk)
+        results.append(combine_frames_in_memory(list(s), spec, weights=w, variances=var,
+                                                threads=threads, block_rows=block_rows))
+        results.append(combine_frames_in_memory(s, spec, weights=w, variances=var,
+                                                threads=threads, block_rows=block_rows))
+    np.testing.assert_array_equal(s, before)  # input frames untouched
+    for r in results:
+        assert isinstance(r, CombineResult)
+        assert r.data.tobytes() == ref.data.tobytes()
+        assert r.n_used.tobytes() == ref.n_used.tobytes()
+        assert r.variance.tobytes() == ref.variance.tobytes()
+
+
+def test_deterministic_repeat():
+    s = make_stack(seed=16, nan_frac=0.01)
+    spec = CombineSpec(method="median", rejection="winsorized_sigma")
+    a = combine_block(s.copy(), spec)
+    b = combine_block(s.copy(), spec)
+    assert a.data.tobytes() == b.data.tobytes() and a.n_used.tobytes() == b.n_used.tobytes()
