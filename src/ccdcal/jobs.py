@@ -43,10 +43,11 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def inventory_job(raw_dir: str, files: Iterable[str], config: Mapping[str, Any],
-                  inventory_csv: str, plan_json: str) -> dict[str, Any]:
-    """Read every file's header, write inventory.csv and the calibration plan."""
-    records, cameras = take_inventory(raw_dir, files, config)
+def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv: str,
+                  plan_json: str) -> dict[str, Any]:
+    """Read the header of every file (paths relative to ``config['raw_dir']``), write
+    inventory.csv and the calibration plan."""
+    records, cameras = take_inventory(config["raw_dir"], files, config)
     for record in records:
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
@@ -58,12 +59,11 @@ def inventory_job(raw_dir: str, files: Iterable[str], config: Mapping[str, Any],
     return plan
 
 
-def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str,
-               master_files: Iterable[str], output: str, config: Mapping[str, Any],
-               threads: int = 1) -> dict[str, Any]:
+def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
+               output: str, config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
     """Build one master; ``master_files`` are the masters its inputs need."""
     masters = {Path(p).stem: read_product(p) for p in master_files}
-    summary = build_master(spec, camera, raw_dir, masters, output,
+    summary = build_master(spec, camera, config["raw_dir"], masters, output,
                            memory_limit_mb=config["memory_limit_mb"], threads=threads,
                            config_digest=config_digest(config))
     log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
@@ -71,13 +71,13 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str,
     return summary
 
 
-def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str,
+def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
                     master_files: Iterable[str], out_dir: str, config: Mapping[str, Any]) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {Path(p).stem: p for p in master_files}
-    rows = calibrate_group(group, camera, raw_dir, files, out, config_digest(config))
+    rows = calibrate_group(group, camera, config["raw_dir"], files, out, config_digest(config))
     write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
     log.info("%d lights calibrated, %d failed", len(rows) - len(failed), len(failed))

@@ -67,7 +67,9 @@ def get_master_spec(wildcards):
 
 def get_master_camera(wildcards):
     plan = get_plan()
-    return json.dumps(plan["cameras"][plan["masters"][wildcards.master]["camera"]], sort_keys=True)
+    return json.dumps(
+        plan["cameras"][plan["masters"][wildcards.master]["camera"]], sort_keys=True
+    )
 
 
 def get_master_mem_mb(wildcards, attempt):
@@ -83,7 +85,12 @@ def get_light_group_inputs(wildcards):
     """Raw lights of a group and its masters."""
     group = get_plan()["light_groups"][wildcards.group]
     masters = sorted(
-        {m for light in group["lights"] for m in (light["bias"], light["dark"], light["flat"]) if m}
+        {
+            m
+            for light in group["lights"]
+            for m in (light["bias"], light["dark"], light["flat"])
+            if m
+        }
     )
     return {
         "lights": [escape_braces(RAW_DIR / light["path"]) for light in group["lights"]],
@@ -97,21 +104,27 @@ def get_light_group_spec(wildcards):
 
 def get_light_group_camera(wildcards):
     plan = get_plan()
-    return json.dumps(plan["cameras"][plan["light_groups"][wildcards.group]["camera"]], sort_keys=True)
+    return json.dumps(
+        plan["cameras"][plan["light_groups"][wildcards.group]["camera"]], sort_keys=True
+    )
 
 
 def get_light_group_mem_mb(wildcards, attempt):
     """Up to three masters (3 planes each) and one light being calibrated (~8 planes)."""
     plan = get_plan()
     group = plan["light_groups"][wildcards.group]
-    masters = [plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m]
+    masters = [
+        plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m
+    ]
     shape = masters[0]["setup"]["shape"] if masters else "4096x4096"
     ny, nx = (int(v) for v in shape.split("x"))
     return int((ny * nx * 4 * (9 * len(masters) + 8) / 2**20 + 400) * attempt)
 
 
 def get_light_group_dirs(wildcards=None):
-    return [str(OUT_DIR / "work" / "lights" / g) for g in sorted(get_plan()["light_groups"])]
+    return [
+        str(OUT_DIR / "work" / "lights" / g) for g in sorted(get_plan()["light_groups"])
+    ]
 
 
 def get_all_masters(wildcards=None):

@@ -4,13 +4,14 @@ checkpoint inventory:
     output:
         inventory=OUT_DIR / "inventory.csv",
         plan=OUT_DIR / "plan.json",
-    params:
-        raw_dir=str(RAW_DIR),
-        files=get_raw_files(),
     log:
         LOGS / "inventory.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        files=get_raw_files(),
     script:
         "../scripts/inventory.py"

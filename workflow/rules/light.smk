@@ -3,15 +3,16 @@ rule calibrate_lights:
         unpack(get_light_group_inputs),
     output:
         directory(OUT_DIR / "work" / "lights" / "{group}"),
-    params:
-        group=get_light_group_spec,
-        camera=get_light_group_camera,
-        raw_dir=str(RAW_DIR),
     log:
         LOGS / "lights" / "{group}.log",
+    conda:
+        "../../environment.yml"
     resources:
         mem_mb=get_light_group_mem_mb,
         runtime=60,
+    params:
+        group=get_light_group_spec,
+        camera=get_light_group_camera,
     script:
         "../scripts/calibrate_lights.py"
 
@@ -24,5 +25,7 @@ rule publish_calibrated:
     log:
         LOGS / "publish.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/publish.py"

@@ -10,5 +10,7 @@ rule summary:
     log:
         LOGS / "summary.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/summary.py"

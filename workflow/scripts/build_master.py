@@ -8,7 +8,6 @@ setup_logging(snakemake.log[0])
 master_job(
     json.loads(snakemake.params.spec),
     json.loads(snakemake.params.camera),
-    snakemake.params.raw_dir,
     snakemake.input.masters,
     snakemake.output[0],
     snakemake.config,

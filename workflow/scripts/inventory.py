@@ -4,7 +4,6 @@ from ccdcal.jobs import inventory_job, setup_logging
 
 setup_logging(snakemake.log[0])
 inventory_job(
-    snakemake.params.raw_dir,
     snakemake.params.files,
     snakemake.config,
     snakemake.output.inventory,

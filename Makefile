@@ -1,0 +1,38 @@
+# ccdcal: the two commands of the quick start are `make demo` and `make test`.
+# Both create (or reuse) a virtual environment in .venv from PyPI, pinned by requirements.txt.
+
+PYTHON ?= python3
+CORES ?= 2
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+DEMO_RAW := demo/raw
+DEMO_OUT := demo/out
+
+.PHONY: demo test lint clean-demo venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Simulate the demo night (deterministic) and calibrate it end to end.
+demo: $(STAMP)
+	test -d $(DEMO_RAW) || $(BIN)/python -m ccdcal.simulate $(DEMO_RAW) demo/truth
+	$(BIN)/snakemake --cores $(CORES) --config raw_dir=$(DEMO_RAW) output_dir=$(DEMO_OUT)
+
+# The whole test suite (unit, workflow, real nights, lint).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint --config raw_dir=. output_dir=/tmp/ccdcal-lint
+	$(BIN)/snakefmt --check .
+
+clean-demo:
+	rm -rf demo
