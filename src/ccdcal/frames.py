@@ -78,7 +78,10 @@ class RawFrame:
         self.path = Path(path)
         self.label = label or str(path)
         try:
-            self._hdul = fits.open(self.path, mode="readonly", memmap=True, lazy_load_hdus=True)
+            # memmap=False: astropy refuses to memory-map scaled (BZERO) data, which broke
+            # reading .gz and tile-compressed uint16 frames; uncompressed images are
+            # memory-mapped below with np.memmap instead (header-only inventory stays cheap).
+            self._hdul = fits.open(self.path, mode="readonly", memmap=False, lazy_load_hdus=True)
             self.hdu_index = _image_hdu_index(self._hdul)
         except FrameError as exc:
             raise FrameError(f"{self.label}: {exc}") from None

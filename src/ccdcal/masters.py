@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import bottleneck as bn
 import numpy as np
 from astropy.io import fits
 
@@ -130,6 +131,22 @@ def _normalize_region(camera: Mapping[str, Any], shape: tuple[int, int]) -> tupl
     section = Section.parse(region)
     section.check_inside(shape, "flat.normalize_region")
     return section.slices
+
+
+def local_background(image: np.ndarray, cell: int = 32) -> np.ndarray:
+    """A smooth background: the median of each ``cell`` x ``cell`` cell, interpolated
+    bilinearly to every pixel. It follows amplifier glow and gradients but not single
+    hot pixels (which then stand out as ``image - background``)."""
+    from scipy.ndimage import zoom
+
+    ny, nx = image.shape
+    gy, gx = max(1, ny // cell), max(1, nx // cell)
+    cy, cx = ny // gy, nx // gx
+    cells = image[: gy * cy, : gx * cx].reshape(gy, cy, gx, cx).transpose(0, 2, 1, 3)
+    grid = bn.nanmedian(cells.reshape(gy, gx, cy * cx), axis=2).astype(np.float32)
+    if grid.size == 1:
+        return np.full(image.shape, grid[0, 0], dtype=np.float32)
+    return zoom(grid, (ny / gy, nx / gx), order=1, mode="nearest", grid_mode=True)
 
 
 def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
@@ -318,11 +335,11 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         variance = (np.float32(read_noise**2) + signal * np.float32(1.0 / gain)) * factor
         if kind == "dark":
             current = data - bias.data if bias is not None else data
-            finite = current[np.isfinite(current)]
-            center = float(np.median(finite))
-            sigma = float(1.4826 * np.median(np.abs(finite - center)))
+            center = float(np.nanmedian(current))
+            excess = current - local_background(current)
+            sigma = float(1.4826 * np.nanmedian(np.abs(excess - np.nanmedian(excess))))
             threshold = camera["dark"]["hot_pixel_sigma"] * max(sigma, 1e-6)
-            hot = (current - center) > threshold
+            hot = excess > threshold
             mask[hot] |= BADPIX
             extra["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
             extra["HOTTHRES"] = (round(threshold, 4), "[ADU] hot-pixel threshold above the median")

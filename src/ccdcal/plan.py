@@ -287,7 +287,7 @@ def choose_dark(frame: FrameRecord, darks: list[Master], bias: Master | None,
     usable.sort(key=lambda m: (abs(math.log(m.exptime / t)) if t > 0 else 0, -m.exptime,
                                abs((frame.temperature_c or 0) - (m.temperature_c or 0)), m.name))
     dark = usable[0]
-    return dark, "scaled", round(t / dark.exptime, 6), ""
+    return dark, "scaled", t / dark.exptime, ""
 
 
 def choose_calibration(frame: FrameRecord, masters: list[Master], profile: Mapping[str, Any],

@@ -1,0 +1,309 @@
+"""The demo night through Snakemake, checked against the simulator's known truth.
+
+The night (ccdcal.simulate) has a CCD with a drifting serial overscan, darks at another
+exposure than the lights and fading twilight flats with stars, and a CMOS camera with no
+overscan and no bias (dark library at the lights' exposure, darkflats, and darks at a
+second temperature that must not be used), a file name with a space and junk files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from ccdcal.products import BADPIX
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def run_snakemake(raw: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
+           "--cores", "2", "--config", f"raw_dir={raw}", f"output_dir={out}", *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digests(root: Path, patterns=("**/*.fits", "*.csv")) -> dict[str, str]:
+    found = {}
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and "logs" not in path.parts:
+                found[path.relative_to(root).as_posix()] = sha256(path)
+    return found
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    from ccdcal.simulate import write_demo_night
+
+    base = tmp_path_factory.mktemp("demo")
+    raw, truth = base / "raw", base / "truth"
+    manifest = write_demo_night(raw, truth)
+    raw_before = {p.relative_to(raw).as_posix(): (sha256(p), p.stat().st_mtime_ns)
+                  for p in raw.rglob("*") if p.is_file()}
+    out = base / "out"
+    result = run_snakemake(raw, out)
+    return {"raw": raw, "truth": truth, "manifest": manifest, "out": out, "result": result,
+            "raw_before": raw_before, "base": base}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def load_calibrated(night, rel):
+    with fits.open(night["out"] / "calibrated" / rel) as hdul:
+        return (hdul[0].data.astype(np.float64), hdul["UNCERT"].data.astype(np.float64),
+                hdul["MASK"].data, hdul[0].header)
+
+
+def truth_image(night, rel):
+    return fits.getdata(night["truth"] / rel).astype(np.float64)
+
+
+def light_items(night):
+    return sorted(night["manifest"]["lights"].items())
+
+
+# ----------------------------------------------------------------------- physics
+def test_residual_noise_within_3_percent_of_ideal(night):
+    for rel, t in light_items(night):
+        data, _, mask, _ = load_calibrated(night, rel)
+        signal = truth_image(night, t["signal"])
+        ideal = truth_image(night, t["ideal_sigma"])
+        good = mask == 0
+        assert good.mean() > 0.97, f"{rel}: only {good.mean():.3f} of the pixels unmasked"
+        ratio = ((data - signal) / ideal)[good]
+        assert 0.97 < ratio.std() < 1.03, f"{rel}: residual/ideal noise {ratio.std():.4f}"
+        assert abs(ratio.mean()) < 0.02, f"{rel}: residual bias {ratio.mean():.4f} sigma"
+
+
+def test_no_spatial_systematics(night):
+    """Residuals averaged over 32x32 blocks are consistent with noise alone, and do not
+    follow the flat field (vignetting, dust donuts) or the overscan ramp."""
+    for rel, t in light_items(night):
+        data, _, mask, _ = load_calibrated(night, rel)
+        signal = truth_image(night, t["signal"])
+        ideal = truth_image(night, t["ideal_sigma"])
+        cam = night["manifest"]["cameras"][t["camera"]]
+        flat = truth_image(night, cam["flats"][t["filter"]])
+        resid = data - signal
+        ny, nx = (s // 32 * 32 for s in resid.shape)
+        blocks = resid[:ny, :nx].reshape(ny // 32, 32, nx // 32, 32).mean(axis=(1, 3))
+        sigma = np.sqrt((ideal[:ny, :nx] ** 2).reshape(ny // 32, 32, nx // 32, 32).mean(axis=(1, 3)) / 1024)
+        z = blocks / sigma
+        assert z.std() < 1.3, f"{rel}: block residual scatter {z.std():.2f} sigma"
+        assert np.abs(z).max() < 5.5, f"{rel}: a block is off by {np.abs(z).max():.1f} sigma"
+        corr = np.corrcoef(resid[mask == 0], flat[mask == 0])[0, 1]
+        assert abs(corr) < 0.02, f"{rel}: residual correlates with the flat ({corr:.3f})"
+        rows = resid.mean(axis=1) / np.sqrt((ideal**2).mean(axis=1) / resid.shape[1])
+        slope = np.polyfit(np.arange(rows.size), rows, 1)[0] * rows.size
+        assert abs(slope) < 1.0, f"{rel}: residual ramp along rows of {slope:.2f} sigma"
+
+
+def test_uncertainty_plane_matches_ideal_noise(night):
+    for rel, t in light_items(night):
+        _, uncert, mask, _ = load_calibrated(night, rel)
+        ideal = truth_image(night, t["ideal_sigma"])
+        ratio = np.median(uncert[mask == 0] / ideal[mask == 0])
+        # masters add a little noise on top of the raw frame's own: at most a few %
+        assert 1.0 <= ratio < 1.03, f"{rel}: UNCERT/ideal = {ratio:.4f}"
+
+
+def test_hot_pixels_cancelled_and_flagged(night):
+    for rel, t in light_items(night):
+        data, _, mask, _ = load_calibrated(night, rel)
+        signal = truth_image(night, t["signal"])
+        ideal = truth_image(night, t["ideal_sigma"])
+        hot = truth_image(night, night["manifest"]["cameras"][t["camera"]]["hot_pixels"]) > 0
+        z = ((data - signal) / ideal)[hot]
+        assert hot.sum() > 100
+        assert abs(np.median(z)) < 0.2 and z.std() < 1.3, f"{rel}: hot pixels left {np.median(z):.2f}"
+        flagged = (mask & BADPIX) > 0
+        assert flagged[hot].mean() > 0.95, f"{rel}: {flagged[hot].mean():.3f} of hot pixels flagged"
+        assert flagged[~hot].mean() < 1e-3, f"{rel}: {flagged[~hot].mean():.5f} false hot pixels"
+
+
+def test_master_flats_match_truth_without_star_residuals(night):
+    masters = night["out"] / "masters"
+    for camera, cam in night["manifest"]["cameras"].items():
+        for filt, rel in cam["flats"].items():
+            (path,) = masters.glob(f"flat_demo-{camera}_*_{filt}.fits")
+            master = fits.getdata(path).astype(np.float64)
+            truth = truth_image(night, rel)
+            assert abs(np.median(master) - 1) < 1e-6
+            ratio = master / truth
+            ratio /= np.median(ratio)
+            noise = 1.4826 * np.median(np.abs(ratio - 1))
+            assert noise < 0.01, f"{path.name}: flat noise {noise:.4f}"
+            assert np.abs(ratio - 1).max() < 6 * noise + 0.002, (
+                f"{path.name}: worst pixel {np.abs(ratio - 1).max():.4f} (stars left?)")
+
+
+def test_master_bias_and_dark_match_truth(night):
+    cam = night["manifest"]["cameras"]["ccd"]
+    masters = night["out"] / "masters"
+    (bias_path,) = masters.glob("bias_demo-ccd_*.fits")
+    (dark_path,) = masters.glob("dark_demo-ccd_*_300s.fits")
+    bias = fits.getdata(bias_path).astype(np.float64)
+    dark = fits.getdata(dark_path).astype(np.float64)
+    bias2d = truth_image(night, cam["bias2d"])
+    rate = truth_image(night, cam["dark_rate_e_per_s"])
+    rn_adu = cam["read_noise_e"] / cam["gain"]
+    resid = bias - bias2d
+    assert abs(np.median(resid)) < 0.1
+    assert resid.std() < 1.5 * rn_adu / np.sqrt(15)
+    current = (dark - bias) * cam["gain"] / 300.0
+    assert abs(np.median(current - rate)) < 0.005  # e-/s
+    header = fits.getheader(bias_path)
+    assert abs(header["RDNOISE"] - cam["read_noise_e"]) < 0.5
+
+
+# ----------------------------------------------------------------- the choices
+def test_masters_chosen_per_strategy(night):
+    plan = json.loads((night["out"] / "plan.json").read_text())
+    for rel, light in plan["lights"].items():
+        if rel.startswith("cmos/"):
+            assert light["dark"] == "dark_demo-cmos_1x1_g120_o30_-10.0C_120s"
+            assert light["dark_mode"] == "unscaled" and light["bias"] is None
+            assert light["flags"] == ["NOBIAS"] or light["flags"] == []
+        else:
+            assert light["dark"].startswith("dark_demo-ccd") and light["dark_mode"] == "scaled"
+            assert light["dark_scale"] == pytest.approx(120 / 300)
+            assert light["bias"].startswith("bias_demo-ccd")
+        assert light["flat"].endswith("_" + ("L" if rel.startswith("cmos/") else rel.split("_")[-2]))
+    minus5 = plan["masters"]["dark_demo-cmos_1x1_g120_o30_-5.0C_120s"]
+    assert minus5["used"] is False and len(minus5["frames"]) == 8
+    cmos_flat = plan["masters"]["flat_demo-cmos_1x1_g120_o30_L"]
+    for frame in cmos_flat["frames"]:
+        assert frame["calibration"]["dark"] == "dark_demo-cmos_1x1_g120_o30_-10.0C_2s"
+        assert frame["calibration"]["dark_mode"] == "unscaled"
+    for name, master in plan["masters"].items():
+        if name.startswith("flat_demo-ccd"):
+            for frame in master["frames"]:
+                cal = frame["calibration"]
+                assert cal["dark_mode"] == "scaled" and cal["bias"]
+                assert cal["dark_scale"] == pytest.approx(frame["exptime"] / 300, rel=1e-5)
+
+
+def test_inventory_lists_every_file_with_reasons(night):
+    rows = {r["path"]: r for r in read_csv(night["out"] / "inventory.csv")}
+    files = {p.relative_to(night["raw"]).as_posix() for p in night["raw"].rglob("*") if p.is_file()}
+    assert set(rows) == files
+    assert rows["notes.txt"]["status"] == "excluded" and "not a FITS" in rows["notes.txt"]["reason"]
+    broken = rows["ccd/lights/NGC7331_V_broken.fits"]
+    assert broken["status"] == "excluded" and "truncated" in broken["reason"]
+    for rel, frame in night["manifest"]["frames"].items():
+        row = rows[rel]
+        assert row["status"] == "ok", (rel, row["reason"])
+        expected = "dark" if frame["type"] == "darkflat" else frame["type"]
+        assert row["frame_type"] == expected, rel
+        assert "IMAGETYP=" in row["type_source"]
+    cmos_light = rows["cmos/lights/M 31_L_120s_001.fits"]
+    assert cmos_light["exptime"] == "120.0"  # from EXPOSURE, not EXPTIME
+    assert cmos_light["gain_setting"] == "120" and cmos_light["offset"] == "30"
+    assert cmos_light["shape"] == "480x640"
+    assert rows["ccd/bias/bias_001.fits"]["shape"] == "512x512"  # overscan trimmed
+
+
+def test_summary_lists_lights_and_exclusions(night):
+    rows = read_csv(night["out"] / "summary.csv")
+    lights = [r for r in rows if r["frame_type"] == "light" and r["status"] != "excluded"]
+    assert len(lights) == 10 and all(r["status"] == "calibrated" for r in lights)
+    assert all(r["dark"] and r["flat"] for r in lights)
+    excluded = {r["path"]: r["detail"] for r in rows if r["status"] == "excluded"}
+    assert set(excluded) == {"notes.txt", "ccd/lights/NGC7331_V_broken.fits"}
+    text = (night["out"] / "summary.txt").read_text()
+    assert "M 31_L_120s_001.fits" in text and "truncated" in text
+    assert "ccdcal night summary" in night["result"].stdout  # printed at the end of the run
+
+
+# -------------------------------------------------------------- the files
+def test_outputs_carry_provenance(night):
+    out = night["out"]
+    for rel, _ in light_items(night):
+        _, _, _, header = load_calibrated(night, rel)
+        assert header["RAWFILE"] == rel
+        assert header["RAWSUM"] == sha256(night["raw"] / rel)[:16]
+        for step in ("DARK", "FLAT"):
+            master = out / "masters" / header[f"{step}FILE"]
+            assert header[f"{step}SUM"] == sha256(master)[:16]
+        assert header["CCDCALV"] and header["NUMPYV"] and header["ASTROPYV"]
+        assert len(header["CFGDIGST"]) == 16
+        assert "DARKMODE" in header and "DARKSCAL" in header and "OVSCMETH" in header
+        assert not any(card.keyword.startswith("HIERARCH") or len(card.keyword) > 8
+                       for card in header.cards)
+        assert "BIASSEC" not in header and "DATASEC" not in header
+    with fits.open(next((out / "masters").glob("flat_demo-ccd_*_V.fits")), checksum=True) as hdul:
+        header = hdul[0].header
+        assert header["IMAGETYP"] == "MASTER FLAT" and header["FILTER"] == "V"
+        assert header["NCOMBINE"] == 9 and header["IMCMB001"].startswith("ccd/flats/")
+        assert header["INSTRUME"] == "SimCam CCD47" and header["XBINNING"] == 1
+        assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK"]
+        assert hdul[0].data.dtype == np.dtype(">f4")
+
+
+def test_calibrated_tree_mirrors_raw(night):
+    calibrated = night["out"] / "calibrated"
+    found = sorted(p.relative_to(calibrated).as_posix() for p in calibrated.rglob("*.fits"))
+    assert found == sorted(night["manifest"]["lights"])
+    with fits.open(calibrated / "cmos/lights/M 31_L_120s_001.fits") as hdul:
+        assert hdul[0].data.dtype == np.dtype(">f4") and hdul["MASK"].data.dtype == np.uint8
+
+
+def test_raw_files_untouched(night):
+    after = {p.relative_to(night["raw"]).as_posix(): (sha256(p), p.stat().st_mtime_ns)
+             for p in night["raw"].rglob("*") if p.is_file()}
+    assert after == night["raw_before"]
+
+
+def test_same_inputs_give_byte_identical_outputs(night, tmp_path):
+    out2 = tmp_path / "out2"
+    run_snakemake(night["raw"], out2)
+    first, second = tree_digests(night["out"]), tree_digests(out2)
+    assert len(first) > 20 and first == second
+
+
+def test_incremental_rerun_only_touches_what_changed(night, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(night["raw"], raw)
+    out = tmp_path / "out"
+    run_snakemake(raw, out)
+    again = run_snakemake(raw, out, "--dry-run")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    masters_before = {p.name: p.stat().st_mtime_ns for p in (out / "masters").glob("*.fits")}
+    ccd_before = tree_digests(out / "calibrated" / "ccd")
+    # a new CMOS light arrives: only its group, the inventory, publishing and the summary rerun
+    shutil.copy(raw / "cmos/lights/M 31_L_120s_004.fits", raw / "cmos/lights/M 31_L_120s_005.fits")
+    result = run_snakemake(raw, out)
+    log = result.stdout + result.stderr
+    assert "master_" not in log, "a master was rebuilt"
+    assert log.count("rule calibrate_lights") == 1
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "masters").glob("*.fits")} == masters_before
+    assert tree_digests(out / "calibrated" / "ccd") == ccd_before
+    assert (out / "calibrated/cmos/lights/M 31_L_120s_005.fits").exists()
+
+
+def test_invalid_config_fails_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    result = run_snakemake(tmp_path, out, "memory_limit_mb=12", check=False)
+    assert result.returncode != 0
+    assert "memory_limit_mb" in result.stderr
+    assert not out.exists()
