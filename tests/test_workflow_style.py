@@ -1,0 +1,39 @@
+"""The workflow passes `snakemake --lint` and `snakefmt --check`, and every rule has a log."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory",
+         str(REPO), "--config", f"raw_dir={raw}", f"output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_snakefmt_check_is_clean():
+    result = subprocess.run([str(BIN / "snakefmt"), "--check", str(REPO / "Snakefile"),
+                             str(REPO / "workflow")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_rule_has_a_log_and_calls_one_script():
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        for rule in re.split(r"\n(?=(?:rule|checkpoint) )", text):
+            if not re.match(r"(rule|checkpoint) ", rule):
+                continue
+            name = rule.split()[1].rstrip(":")
+            assert "\n    log:" in rule, f"{smk.name}: rule {name} has no log"
+            assert "\n    script:" in rule, f"{smk.name}: rule {name} calls no script"
