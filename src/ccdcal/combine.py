@@ -39,12 +39,15 @@ Algorithm summary (per output pixel, over the frames axis)
 Numerics
 --------
 The kernel copies small chunks of the block (about 4 MiB) into a float64, pixel-major
-work array and runs every statistic there with bottleneck (sequential float64 sums,
-exact medians). Hence: the clipping bounds are the ones astropy computes (float64),
-the results equal ccdproc's float64 ones rounded to float32, memory use is bounded by
-the chunk size whatever the block size, and every output pixel goes through exactly
-the same operations whatever the block/chunk/thread layout (bit-identical results).
-bottleneck and numpy release the GIL, so blocks can be combined in threads.
+work array (``-0.0`` canonicalised to ``+0.0``) and computes every statistic there:
+sums, means and standard deviations with bottleneck (sequential float64 loops),
+medians from numpy's sort (exact middle value, or ``0.5*(a+b)``). Hence: the
+clipping bounds are the ones astropy computes (float64), the results equal ccdproc's
+float64 ones rounded to float32, memory use is bounded by the chunk size whatever the
+block size (the caller's stack is not copied as a whole), and every output pixel goes
+through exactly the same operations whatever the block/chunk/thread layout
+(bit-identical results). numpy and bottleneck release the GIL in these loops, so
+blocks can be combined in threads.
 """
 
 from __future__ import annotations
@@ -203,7 +206,7 @@ class CombineResult:
 # --------------------------------------------------------------------------- statistics
 # All helpers take a float64 work array x of shape (npix, n) (values of one pixel are
 # contiguous), NaN = missing/rejected, and reduce along axis 1 with bottleneck
-# (sequential loops: deterministic, independent of the array layout).
+# (sequential loops) or a row sort: per-pixel results independent of the layout.
 
 
 def _col(v: np.ndarray) -> np.ndarray:
@@ -588,13 +591,16 @@ def combine_block(stack: np.ndarray, spec: CombineSpec, *, weights: np.ndarray |
     _, rows, nx = a.shape
     out_data = np.empty((rows, nx), dtype=np.float32)
     out_n = np.empty((rows, nx), dtype=np.uint16)
-    out_var = np.empty((rows, nx), dtype=np.float32) if (var_vec is not None or var_full is not None) else None
+    has_var = var_vec is not None or var_full is not None
+    out_var = np.empty((rows, nx), dtype=np.float32) if has_var else None
     _combine_into(a, spec, w, var_vec, var_full, out_data, out_n, out_var)
     return CombineResult(out_data, out_n, out_var)
 
 
-def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray, spec: CombineSpec | Mapping,
-                             weights: np.ndarray | None = None, variances: np.ndarray | None = None,
+def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray,
+                             spec: CombineSpec | Mapping,
+                             weights: np.ndarray | None = None,
+                             variances: np.ndarray | None = None,
                              threads: int = 1, block_rows: int | None = None) -> CombineResult:
     """Combine a full in-memory stack (list of 2-D frames or an (n, ny, nx) array).
 
@@ -622,7 +628,8 @@ def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray, spec: Co
 
     out_data = np.empty((ny, nx), dtype=np.float32)
     out_n = np.empty((ny, nx), dtype=np.uint16)
-    out_var = np.empty((ny, nx), dtype=np.float32) if (var_vec is not None or var_full is not None) else None
+    has_var = var_vec is not None or var_full is not None
+    out_var = np.empty((ny, nx), dtype=np.float32) if has_var else None
 
     def run(y0: int) -> None:
         y1 = min(ny, y0 + block_rows)

@@ -9,10 +9,12 @@ by its median over the same region, so the master has median 1 there.
 Master uncertainty (UNCERT, 1-sigma) is modelled, not measured from the scatter: each
 input has variance a + b * signal (read noise, shot noise, the masters it was corrected
 with), and the combination of n_used values has variance c * mean(a + b * signal) / n_used
-with c = pi/2 for a median, 1 for a mean (n^2 / n_used for a sum).
+with c = pi/2 for a median, 1 for a mean (times n_used^2 for a plain sum).
 
 Read noise: from the camera profile or header; when unknown, measured as
-1.4826 MAD(f1 - f2) / sqrt(2) from the first two inputs (written as RDNOISE, in e-).
+1.4826 MAD(f1 - f2) / sqrt(2) from the first two inputs of a bias or dark (written as
+RDNOISE, in e-). Never from two flats, whose difference is dominated by photon noise:
+a flat takes the RDNOISE of the bias (else dark) master it was calibrated with.
 """
 
 from __future__ import annotations
@@ -118,6 +120,18 @@ def measure_read_noise(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.4826 * mad / math.sqrt(2.0))
 
 
+def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple[float | None, str]:
+    """Read noise (ADU) from the RDNOISE (e-) of the bias master, else the dark master, used
+    to calibrate a master's inputs: (None, 'unknown') when there is none."""
+    ranked = sorted(masters.values(),
+                    key=lambda m: (m.header.get("CCDCALTY") != "bias", m.path.name))
+    for master in ranked:
+        if "RDNOISE" in master.header:
+            kind = master.header.get("CCDCALTY", "")
+            return float(master.header["RDNOISE"]) / gain, f"master {kind}".strip()
+    return None, "unknown"
+
+
 def _central_rows(shape: tuple[int, int], size: int = 512) -> tuple[int, int]:
     ny = shape[0]
     half = min(ny, size) // 2
@@ -186,12 +200,12 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
     return data, n_used
 
 
-def _variance_factor(spec: CombineSpec, n_total: int, n_used: np.ndarray) -> np.ndarray:
+def _variance_factor(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
     used = np.maximum(n_used, 1).astype(np.float32)
     if spec.method == "median":
         return np.float32(math.pi / 2) / used
-    if spec.method == "sum":
-        return np.float32(n_total * n_total) / used
+    if spec.method == "sum":  # a plain sum of the used values (as ccdproc's sum_combine)
+        return used
     return 1.0 / used
 
 
@@ -281,7 +295,9 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
 
     read_noise = inputs[0].read_noise_adu
     read_noise_source = "config/header"
-    if read_noise is None and len(inputs) >= 2:
+    if read_noise is None and kind == "flat":
+        read_noise, read_noise_source = _read_noise_of_masters(masters, inputs[0].gain)
+    elif read_noise is None and len(inputs) >= 2:
         y0, y1 = _central_rows(shape)
         a, _ = inputs[0].corrector.block(y0, y1)
         b, _ = inputs[1].corrector.block(y0, y1)
@@ -306,7 +322,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
 
     gain = inputs[0].gain
-    factor = _variance_factor(combine, len(inputs), n_used)
+    factor = _variance_factor(combine, n_used)
     mask = np.zeros(shape, dtype=np.uint8)
     extra: dict[str, tuple[Any, str]] = {}
     if kind == "flat":
