@@ -73,22 +73,3 @@ def test_full_and_from_slices_round_trip():
     assert Section.from_slices(*section.slices) == section
 
 
-def test_intersect():
-    a = Section.parse("[1:100,1:50]")
-    b = Section.parse("[80:120,40:60]")
-    assert a.intersect(b) == Section(80, 100, 40, 50)
-    assert b.intersect(a) == Section(80, 100, 40, 50)
-    assert a.intersect(Section.parse("[101:120,1:50]")) is None  # touching, not overlapping
-    assert a.intersect(Section.parse("[1:100,51:60]")) is None
-    assert a.intersect(Section.parse("[100:120,50:60]")) == Section(100, 100, 50, 50)  # one pixel
-
-
-def test_relative_to_matches_a_numpy_cutout():
-    ny, nx = 30, 40
-    data = np.arange(ny * nx).reshape(ny, nx)
-    origin = Section.parse("[11:35,6:25]")
-    inner = Section.parse("[15:20,10:12]")
-    cut = data[origin.slices]
-    rel = inner.relative_to(origin)
-    assert rel == Section(5, 10, 5, 7)
-    np.testing.assert_array_equal(cut[rel.slices], data[inner.slices])

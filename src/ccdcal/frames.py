@@ -77,15 +77,18 @@ class RawFrame:
     def __init__(self, path: str | os.PathLike, label: str | None = None):
         self.path = Path(path)
         self.label = label or str(path)
+        self._hdul = None
         try:
             # memmap=False: astropy refuses to memory-map scaled (BZERO) data, which broke
             # reading .gz and tile-compressed uint16 frames; uncompressed images are
             # memory-mapped below with np.memmap instead (header-only inventory stays cheap).
             self._hdul = fits.open(self.path, mode="readonly", memmap=False, lazy_load_hdus=True)
             self.hdu_index = _image_hdu_index(self._hdul)
-        except FrameError as exc:
-            raise FrameError(f"{self.label}: {exc}") from None
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
+            if self._hdul is not None:  # opened but unusable (no 2-D image): release the file
+                self._hdul.close()
+            if isinstance(exc, FrameError):
+                raise FrameError(f"{self.label}: {exc}") from None
             raise FrameError(f"{self.label}: not a readable FITS file ({exc})") from None
         self.hdu = self._hdul[self.hdu_index]
         primary = self._hdul[0].header if self.hdu_index else None

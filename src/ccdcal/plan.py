@@ -175,10 +175,11 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
         label = _setup_label(first)
         if frame_type == "flat":
             by_filter: dict[str, list[FrameRecord]] = defaultdict(list)
-            for f in frames:
-                by_filter[f.filter.strip()].append(f)
-            for filt in sorted(by_filter, key=str.lower):
-                group = by_filter[filt]
+            for f in frames:  # 'R' and 'r' are one filter, as when lights are matched
+                by_filter[f.filter.strip().lower()].append(f)
+            for key_filter in sorted(by_filter):
+                group = by_filter[key_filter]
+                filt = group[0].filter.strip()
                 name = _unique_name(f"flat_{label}_{safe_name(filt, 'nofilter')}", taken)
                 masters.append(Master(name, "flat", first.camera, _setup_dict(first), group,
                                       _mean(f.temperature_c for f in group), None, filt))
@@ -245,15 +246,17 @@ class Choice:
         }
 
 
-def choose_bias(frame: FrameRecord, biases: list[Master], tolerance: float) -> tuple[Master | None, str]:
-    same = [m for m in biases if _key_of_master(m) == setup_key(frame)]
+def choose_bias(setup: tuple, temperature: float | None, biases: list[Master], tolerance: float
+                ) -> tuple[Master | None, str]:
+    """The bias master of ``setup`` nearest in temperature within ``tolerance`` (C), or why none."""
+    same = [m for m in biases if _key_of_master(m) == setup]
     if not same:
         return None, "no bias of this setup"
-    fits = [m for m in same if temperature_ok(frame.temperature_c, m.temperature_c, tolerance)]
+    fits = [m for m in same if temperature_ok(temperature, m.temperature_c, tolerance)]
     if not fits:
         temps = ", ".join(_temperature_label(m.temperature_c) for m in same)
-        return None, f"no bias within {tolerance} C of {_temperature_label(frame.temperature_c)} (have {temps})"
-    fits.sort(key=lambda m: (abs((frame.temperature_c or 0) - (m.temperature_c or 0)), -len(m.frames), m.name))
+        return None, f"no bias within {tolerance} C of {_temperature_label(temperature)} (have {temps})"
+    fits.sort(key=lambda m: (abs((temperature or 0) - (m.temperature_c or 0)), -len(m.frames), m.name))
     return fits[0], ""
 
 
@@ -296,7 +299,7 @@ def choose_calibration(frame: FrameRecord, masters: list[Master], profile: Mappi
     biases = [m for m in masters if m.type == "bias"]
     darks = [m for m in masters if m.type == "dark"]
     choice = Choice()
-    bias, bias_note = choose_bias(frame, biases, tolerance)
+    bias, bias_note = choose_bias(setup_key(frame), frame.temperature_c, biases, tolerance)
     dark, mode, scale, dark_note = choose_dark(frame, darks, bias, profile)
     if dark is not None:
         choice.dark, choice.dark_mode, choice.dark_scale = dark.name, mode, scale
@@ -335,8 +338,8 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     for master in masters:
         profile = cameras[master.camera]
         if master.type == "dark":
-            bias, _ = choose_bias(master.frames[0], [m for m in masters if m.type == "bias"],
-                                  profile["temperature_tolerance"])
+            bias, _ = choose_bias(_key_of_master(master), master.temperature_c,
+                                  [m for m in masters if m.type == "bias"], profile["temperature_tolerance"])
             master.bias = bias.name if bias else None
         elif master.type == "flat":
             for frame in master.frames:

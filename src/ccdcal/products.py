@@ -41,7 +41,9 @@ def shorten_comments(header: fits.Header) -> None:
         bare = fits.Card(card.keyword, card.value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            room = 80 - len(bare.image.rstrip()) - 3
+            # a value shorter than the fixed-format field is padded to column 30 when a
+            # comment follows ("KEY     = 'median  '           / comment")
+            room = 80 - max(len(bare.image.rstrip()), 30) - 3
         if len(bare.image) > 80 or room <= 0:
             header.comments[card.keyword] = ""
         elif len(card.comment) > room:

@@ -62,21 +62,5 @@ class Section:
                 f"{what} {self} lies outside the {shape[1]}x{shape[0]} (NAXIS1xNAXIS2) image"
             )
 
-    def intersect(self, other: "Section") -> "Section | None":
-        x1, x2 = max(self.x1, other.x1), min(self.x2, other.x2)
-        y1, y2 = max(self.y1, other.y1), min(self.y2, other.y2)
-        if x1 > x2 or y1 > y2:
-            return None
-        return Section(x1, x2, y1, y2)
-
-    def relative_to(self, origin: "Section") -> "Section":
-        """This section in the coordinates of an image cut out at ``origin``."""
-        return Section(
-            self.x1 - origin.x1 + 1,
-            self.x2 - origin.x1 + 1,
-            self.y1 - origin.y1 + 1,
-            self.y2 - origin.y1 + 1,
-        )
-
     def __str__(self) -> str:
         return f"[{self.x1}:{self.x2},{self.y1}:{self.y2}]"

@@ -1,0 +1,256 @@
+"""Inventory of a folder of real (small) FITS files written with astropy, and RawFrame reads."""
+
+from __future__ import annotations
+
+import gc
+import stat
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from ccdcal.frames import FrameError, RawFrame
+from ccdcal.inventory import (
+    FrameRecord,
+    list_raw_files,
+    records_from_csv,
+    records_to_csv,
+    take_inventory,
+)
+
+NY, NX = 30, 48
+
+# the truncated file makes astropy warn when it is opened; that is the point of the file
+pytestmark = pytest.mark.filterwarnings("ignore:File may have been truncated")
+
+
+def image(seed):
+    """uint16 data spanning the whole range: wrong BZERO handling would show."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 65536, (NY, NX), dtype=np.uint16)
+    data[0, :4] = [0, 1, 32768, 65535]
+    return data
+
+
+def header(**cards):
+    h = fits.Header()
+    for key, value in cards.items():
+        h[key.replace("__", "-")] = value
+    return h
+
+
+@pytest.fixture
+def night(tmp_path):
+    """A raw folder with one file of every kind; returns (raw_dir, {name: data})."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    data = {}
+
+    data["bias_001.fits"] = image(1)
+    fits.PrimaryHDU(data["bias_001.fits"], header=header(
+        IMAGETYP="Bias Frame", EXPTIME=0.0, CCD__TEMP=-10.2, XBINNING=1, YBINNING=1,
+        INSTRUME="ZWO ASI294MM Pro", GAIN=120, OFFSET=30, DATE__OBS="2024-03-01T20:15:30.5",
+        OBJECT='NGC 1, "core"')).writeto(raw / "bias_001.fits")
+
+    # multi-extension: type and exposure only in the primary, image and geometry in extension 1
+    data["mef.fits"] = image(2)
+    primary = fits.PrimaryHDU(header=header(IMAGETYP="FLAT", EXPTIME=2.5, FILTER="R",
+                                            INSTRUME="Kast"))
+    ext = fits.ImageHDU(data["mef.fits"], header=header(BIASSEC="[41:48,1:30]",
+                                                        TRIMSEC="[1:40,1:30]", CCDSUM="2 1"))
+    fits.HDUList([primary, ext]).writeto(raw / "mef.fits")
+
+    data["dark_60s.fits.gz"] = image(3)
+    fits.PrimaryHDU(data["dark_60s.fits.gz"], header=header(
+        IMAGETYP="Dark Frame", EXPTIME=60.0, TEMPDET=263.15)).writeto(raw / "dark_60s.fits.gz")
+
+    data["light.fits.fz"] = image(4)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data["light.fits.fz"], header=header(
+        IMAGETYP="Light Frame", EXPOSURE=120.0, FILTER="Ha 7nm"))]).writeto(raw / "light.fits.fz")
+
+    full = (raw / "bias_001.fits").read_bytes()
+    (raw / "truncated.fits").write_bytes(full[: len(full) - 1500])
+    (raw / "notes.txt").write_text("observing log\n")
+    (raw / "fake.fits").write_text("not FITS at all " * 300)
+
+    fits.PrimaryHDU(np.zeros((NY, NX), np.float32), header=header(EXPTIME=30.0)).writeto(
+        raw / "m31_001.fits")
+    data["sub dir/Flat R 001.fits"] = image(5)
+    (raw / "sub dir").mkdir()
+    fits.PrimaryHDU(data["sub dir/Flat R 001.fits"], header=header(EXPTIME=3.0)).writeto(
+        raw / "sub dir" / "Flat R 001.fits")
+    fits.PrimaryHDU(image(6), header=header(IMAGETYP="LIGHT")).writeto(raw / "noexp.fits")
+    fits.PrimaryHDU(image(7), header=header(IMAGETYP="BIAS")).writeto(raw / "bias_noexp.fits")
+    fits.PrimaryHDU(image(8), header=header(IMAGETYP="LIGHT", EXPTIME=5.0,
+                                            BIASSEC="[41:60,1:30]")).writeto(raw / "badgeom.fits")
+    fits.PrimaryHDU(header=header(IMAGETYP="BIAS")).writeto(raw / "empty.fits")
+
+    # never listed: hidden files and folders, and an output folder inside raw_dir
+    fits.PrimaryHDU(image(9), header=header(IMAGETYP="BIAS")).writeto(raw / ".hidden.fits")
+    (raw / ".cache").mkdir()
+    fits.PrimaryHDU(image(9), header=header(IMAGETYP="BIAS")).writeto(raw / ".cache" / "b.fits")
+    (raw / "out" / "masters").mkdir(parents=True)
+    fits.PrimaryHDU(image(9), header=header(IMAGETYP="BIAS")).writeto(raw / "out" / "masters" / "b.fits")
+    return raw, data
+
+
+EXPECTED_FILES = [
+    "badgeom.fits", "bias_001.fits", "bias_noexp.fits", "dark_60s.fits.gz", "empty.fits",
+    "fake.fits", "light.fits.fz", "m31_001.fits", "mef.fits", "noexp.fits", "notes.txt",
+    "sub dir/Flat R 001.fits", "truncated.fits",
+]
+
+
+def test_list_raw_files_skips_hidden_and_excluded(night):
+    raw, _ = night
+    assert list_raw_files(raw, exclude=[raw / "out"]) == EXPECTED_FILES
+    with_out = list_raw_files(raw)
+    assert "out/masters/b.fits" in with_out and ".hidden.fits" not in with_out
+    assert not any(p.startswith(".cache") for p in with_out)
+
+
+def snapshot(raw: Path):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(raw.rglob("*")) if p.is_file()}
+
+
+def test_inventory_rows(night, make_config):
+    raw, _ = night
+    before = snapshot(raw)
+    for p in before:  # read-only: any attempt to write would fail the file
+        p.chmod(stat.S_IRUSR | stat.S_IRGRP)
+    config = make_config(raw_dir=str(raw), output_dir=str(raw / "out"))
+    records, cameras = take_inventory(raw, list_raw_files(raw, exclude=[raw / "out"]), config)
+    assert snapshot(raw) == before
+    rows = {r.path: r for r in records}
+    assert [r.path for r in records] == EXPECTED_FILES  # sorted, one row per file
+
+    r = rows["bias_001.fits"]
+    assert (r.status, r.reason, r.frame_type, r.type_source) == ("ok", "", "bias", "IMAGETYP='Bias Frame'")
+    assert r.camera == "ZWO_ASI294MM_Pro" and r.instrument == "ZWO ASI294MM Pro"
+    assert r.exptime == 0.0 and r.temperature_c == pytest.approx(-10.2)
+    assert (r.shape, r.raw_shape, r.hdu, r.bitpix, r.binning) == ("30x48", "30x48", 0, 16, "1x1")
+    assert (r.gain_setting, r.offset) == ("120", "30")
+    assert r.date_obs == "2024-03-01T20:15:30.5"
+    assert r.time_s == pytest.approx((datetime(2024, 3, 1, 20, 15, 30, 500000)
+                                      - datetime(2000, 1, 1)).total_seconds())
+
+    r = rows["mef.fits"]
+    assert (r.status, r.frame_type, r.type_source, r.camera) == ("ok", "flat", "IMAGETYP='FLAT'", "Kast")
+    assert (r.exptime, r.filter, r.hdu, r.raw_shape, r.shape, r.binning) == (
+        2.5, "R", 1, "30x48", "30x40", "2x1")
+
+    r = rows["dark_60s.fits.gz"]
+    assert (r.status, r.frame_type, r.exptime, r.shape) == ("ok", "dark", 60.0, "30x48")
+    assert r.camera == "camera"  # no INSTRUME
+    assert r.temperature_c == pytest.approx(-10.0)  # 263.15 K
+
+    r = rows["light.fits.fz"]
+    assert (r.status, r.frame_type, r.type_source) == ("ok", "light", "IMAGETYP='Light Frame'")
+    assert (r.exptime, r.filter, r.hdu, r.shape, r.bitpix) == (120.0, "Ha 7nm", 1, "30x48", 16)
+
+    r = rows["sub dir/Flat R 001.fits"]
+    assert (r.status, r.frame_type, r.type_source) == ("ok", "flat", "file name word 'flat'")
+    assert r.exptime == 3.0
+
+    r = rows["bias_noexp.fits"]
+    assert (r.status, r.exptime) == ("ok", 0.0)  # a bias without EXPTIME is a 0 s frame
+
+    expected_excluded = {
+        "truncated.fits": "truncated FITS file",
+        "notes.txt": "not a FITS file",
+        "fake.fits": "not a readable FITS file",
+        "m31_001.fits": "frame type undecided: no IMAGETYP keyword and no bias/dark/flat word",
+        "noexp.fits": "no exposure time (EXPTIME/EXPOSURE/EXPOSURE_TIME)",
+        "badgeom.fits": "geometry: ",
+        "empty.fits": "no 2-D image",
+    }
+    for path, reason in expected_excluded.items():
+        row = rows[path]
+        assert row.status == "excluded" and not row.ok, path
+        assert reason in row.reason, (path, row.reason)
+        assert row.shape == "", path
+    assert "[41:60,1:30]" in rows["badgeom.fits"].reason
+    assert rows["m31_001.fits"].exptime == 30.0  # described even when excluded
+
+    assert set(cameras) == {"ZWO_ASI294MM_Pro", "Kast", "camera"}
+    assert cameras["Kast"]["name"] == "Kast"
+    assert cameras["camera"]["overscan"]["method"] == "median"  # validated defaults carried
+
+
+def test_csv_round_trip(night, make_config, tmp_path):
+    raw, _ = night
+    config = make_config(raw_dir=str(raw), output_dir=str(tmp_path / "out"))
+    records, _ = take_inventory(raw, list_raw_files(raw), config)
+    text = records_to_csv(records)
+    assert text.splitlines()[0].split(",")[:3] == ["path", "status", "reason"]
+    path = tmp_path / "inventory.csv"
+    path.write_text(text, encoding="utf-8")
+    back = records_from_csv(path)
+    assert back == records
+    bias = next(r for r in back if r.path == "bias_001.fits")
+    assert bias.object == 'NGC 1, "core"' and isinstance(bias.hdu, int)
+    assert isinstance(bias.exptime, float) and bias.set_temperature_c is None
+
+
+def test_csv_round_trip_of_handmade_values(tmp_path):
+    records = [
+        FrameRecord(path="a b/c,d.fits", status="ok", frame_type="light", exptime=0.1 + 0.2,
+                    temperature_c=-10.123, hdu=0, bitpix=-32, object="line1\nline2", filter="r'"),
+        FrameRecord(path="x.fits", reason='bad "thing"'),
+    ]
+    path = tmp_path / "inv.csv"
+    path.write_text(records_to_csv(records), encoding="utf-8")
+    assert records_from_csv(path) == records
+
+
+@pytest.mark.parametrize("name", ["bias_001.fits", "dark_60s.fits.gz", "light.fits.fz", "mef.fits"])
+def test_rawframe_read_float32_with_bzero(night, name):
+    raw, data = night
+    truth = data[name].astype(np.float32)
+    with RawFrame(raw / name) as frame:
+        assert frame.shape == (NY, NX)
+        assert frame.integer_max == 65535.0
+        rows = frame.read(slice(3, 11))
+        assert rows.dtype == np.float32 and rows.shape == (8, NX)
+        np.testing.assert_array_equal(rows, truth[3:11])
+        whole = frame.read()
+        np.testing.assert_array_equal(whole, truth)
+        assert whole[0, :4].tolist() == [0.0, 1.0, 32768.0, 65535.0]
+        rows[:] = -1  # a new array: the next read is unaffected
+        np.testing.assert_array_equal(frame.read(slice(3, 11)), truth[3:11])
+
+
+def test_rawframe_reads_do_not_modify_files(night):
+    raw, _ = night
+    before = snapshot(raw)
+    for name in ["bias_001.fits", "dark_60s.fits.gz", "light.fits.fz", "mef.fits"]:
+        with RawFrame(raw / name) as frame:
+            frame.read(slice(0, 5))
+            frame.check_complete()
+    assert snapshot(raw) == before
+
+
+def test_rawframe_errors_name_the_file(night):
+    raw, _ = night
+    with pytest.raises(FrameError, match="truncated.fits: truncated FITS file"):
+        with RawFrame(raw / "truncated.fits", label="truncated.fits") as frame:
+            frame.check_complete()
+    with pytest.raises(FrameError, match="fake.fits: not a readable FITS file"):
+        RawFrame(raw / "fake.fits", label="fake.fits")
+    with pytest.raises(FrameError, match="empty.fits: no 2-D image"):
+        RawFrame(raw / "empty.fits", label="empty.fits")
+
+
+def test_files_are_closed_even_when_unusable(night, make_config):
+    """A file that opens but has no image (or is truncated, or not FITS) must not leak its handle."""
+    raw, _ = night
+    config = make_config(raw_dir=str(raw), output_dir="out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        take_inventory(raw, ["empty.fits", "truncated.fits", "fake.fits", "bias_001.fits"], config)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []

@@ -1,0 +1,311 @@
+"""The calibration plan from hand-made inventory records (no files)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from ccdcal.inventory import FrameRecord
+from ccdcal.plan import PlanError, build_masters, cluster, make_plan, master_inputs
+
+
+def rec(path, frame_type, exptime, temp=-10.0, filt="", binning="1x1", camera="cam",
+        shape="100x120", gain="", offset="", mode=""):
+    return FrameRecord(path=path, status="ok", frame_type=frame_type, camera=camera,
+                       exptime=exptime, temperature_c=temp, filter=filt, binning=binning,
+                       shape=shape, gain_setting=gain, offset=offset, readout_mode=mode)
+
+
+@pytest.fixture
+def cams(camera_profile):
+    """cameras mapping as take_inventory returns it: name -> validated profile."""
+    def make(**overrides):
+        return {"cam": camera_profile(name="cam", **overrides)}
+    return make
+
+
+def biases(n=3, temp=-10.0, **kw):
+    tag = kw.get("binning", "1x1")
+    return [rec(f"bias/b{temp}_{tag}_{i}.fits", "bias", 0.0, temp, **kw) for i in range(n)]
+
+
+def darks(exptime, n=3, temp=-10.0, **kw):
+    tag = kw.get("binning", "1x1")
+    return [rec(f"dark/d{exptime}_{temp}_{tag}_{i}.fits", "dark", exptime, temp, **kw)
+            for i in range(n)]
+
+
+def flats(filt, exptime, n=3, temp=-10.0, **kw):
+    tag = kw.get("binning", "1x1")
+    return [rec(f"flat/f{filt}_{exptime}_{tag}_{i}.fits", "flat", exptime, temp, filt, **kw)
+            for i in range(n)]
+
+
+def light(name, exptime, filt="R", temp=-10.0, **kw):
+    return rec(f"light/{name}.fits", "light", exptime, temp, filt, **kw)
+
+
+def masters_of(plan, kind):
+    return {n: m for n, m in plan["masters"].items() if m["type"] == kind}
+
+
+# --------------------------------------------------------------------- grouping and naming
+
+
+def test_cluster_spans_at_most_the_width():
+    assert cluster([0.0, 0.5, 2.0, 2.1, 5.0], 2.0) == [[0, 1, 2], [3], [4]]
+    assert cluster([3.0, 1.0, 2.0], 0.5) == [[1], [2], [0]]
+    assert cluster([], 1.0) == []
+
+
+def test_temperature_groups(cams, make_config):
+    records = (
+        [rec("b1.fits", "bias", 0.0, -10.0), rec("b2.fits", "bias", 0.0, -10.2),
+         rec("b3.fits", "bias", 0.0, -9.9), rec("b4.fits", "bias", 0.0, -15.0),
+         rec("b5.fits", "bias", 0.0, -15.4), rec("b6.fits", "bias", 0.0, None),
+         rec("b7.fits", "bias", 0.0, None)]
+    )
+    plan = make_plan(records, make_config(), cams())
+    got = {n: sorted(f["path"] for f in m["frames"]) for n, m in masters_of(plan, "bias").items()}
+    assert got == {
+        "bias_cam_1x1_-10.0C": ["b1.fits", "b2.fits", "b3.fits"],
+        "bias_cam_1x1_-15.2C": ["b4.fits", "b5.fits"],
+        "bias_cam_1x1_noT": ["b6.fits", "b7.fits"],
+    }
+    assert plan["masters"]["bias_cam_1x1_-10.0C"]["temperature_c"] == pytest.approx(-10.033, abs=1e-3)
+    assert plan["masters"]["bias_cam_1x1_noT"]["temperature_c"] is None
+
+
+def test_temperature_tolerance_sets_the_group_width(cams, make_config):
+    records = [rec("b1.fits", "bias", 0.0, -10.0), rec("b2.fits", "bias", 0.0, -10.6)]
+    assert len(masters_of(make_plan(records, make_config(), cams()), "bias")) == 1
+    tight = cams(temperature_tolerance=0.25)
+    assert len(masters_of(make_plan(records, make_config(), tight), "bias")) == 2
+
+
+def test_master_names_by_setup(cams, make_config):
+    setup = dict(gain="120", offset="30", mode="High Gain/2")
+    records = (biases(**setup) + darks(300.0, **setup) + flats("Ha 7nm", 3.0, **setup)
+               + [light("m31", 300.0, "Ha 7nm", **setup)])
+    plan = make_plan(records, make_config(), cams())
+    label = "cam_1x1_g120_o30_High_Gain_2"
+    assert set(plan["masters"]) == {f"bias_{label}_-10.0C", f"dark_{label}_-10.0C_300s",
+                                    f"flat_{label}_Ha_7nm"}
+    assert all("/" not in name and " " not in name for name in plan["masters"])
+    assert plan["masters"][f"flat_{label}_Ha_7nm"]["filter"] == "Ha 7nm"
+    assert plan["masters"][f"bias_{label}_-10.0C"]["setup"]["gain_setting"] == "120"
+
+
+# --------------------------------------------------------------------------- dark strategy
+
+
+def test_auto_exact_exposure_is_unscaled_without_bias(cams, make_config):
+    records = biases() + darks(300.0) + darks(60.0) + [light("a", 300.05)]
+    plan = make_plan(records, make_config(), cams())
+    entry = plan["lights"]["light/a.fits"]
+    assert entry["dark"] == "dark_cam_1x1_-10.0C_300s"
+    assert (entry["dark_mode"], entry["dark_scale"]) == ("unscaled", 1.0)
+    assert entry["bias"] is None  # the dark includes the bias
+    assert "NOBIAS" not in entry["flags"] and "NODARK" not in entry["flags"]
+
+
+def test_auto_other_exposure_scales_the_nearest_dark(cams, make_config):
+    records = biases() + darks(60.0) + darks(300.0) + [light("a", 120.0), light("b", 280.0),
+                                                       light("c", 300.2)]
+    plan = make_plan(records, make_config(), cams())
+    a, b, c = (plan["lights"][f"light/{n}.fits"] for n in "abc")
+    assert (a["dark"], a["dark_mode"], a["dark_scale"]) == ("dark_cam_1x1_-10.0C_60s", "scaled", 2.0)
+    assert a["bias"] == "bias_cam_1x1_-10.0C"
+    assert (b["dark"], b["dark_mode"]) == ("dark_cam_1x1_-10.0C_300s", "scaled")
+    assert b["dark_scale"] == pytest.approx(280.0 / 300.0, abs=1e-6)
+    # 0.2 s off with a 0.1 s tolerance: scaled, k = t / t_dark
+    assert (c["dark"], c["dark_mode"]) == ("dark_cam_1x1_-10.0C_300s", "scaled")
+    assert c["dark_scale"] == pytest.approx(300.2 / 300.0, abs=1e-6)
+    assert c["bias"] == "bias_cam_1x1_-10.0C"
+
+
+def test_auto_without_bias_gives_no_dark_and_says_why(cams, make_config):
+    records = darks(60.0) + [light("a", 120.0), light("b", 60.0)]
+    plan = make_plan(records, make_config(), cams())
+    a = plan["lights"]["light/a.fits"]
+    assert a["dark"] is None and a["bias"] is None
+    assert "NODARK" in a["flags"] and "NOBIAS" in a["flags"]
+    assert any("no dark of 120 s and no bias to scale one" in n for n in a["notes"])
+    b = plan["lights"]["light/b.fits"]  # exact exposure still works without a bias
+    assert (b["dark_mode"], b["flags"]) == ("unscaled", ["NOFLAT"])
+
+
+def test_strategy_always_and_never(cams, make_config):
+    records = biases() + darks(300.0) + [light("a", 300.0), light("b", 120.0)]
+    always = make_plan(records, make_config(), cams(dark={"scale": "always"}))
+    a = always["lights"]["light/a.fits"]
+    assert (a["dark_mode"], a["dark_scale"], a["bias"]) == ("scaled", 1.0, "bias_cam_1x1_-10.0C")
+    assert always["lights"]["light/b.fits"]["dark_scale"] == pytest.approx(0.4)
+
+    never = make_plan(records, make_config(), cams(dark={"scale": "never"}))
+    a, b = never["lights"]["light/a.fits"], never["lights"]["light/b.fits"]
+    assert (a["dark_mode"], a["bias"]) == ("unscaled", None)
+    assert b["dark"] is None and b["bias"] == "bias_cam_1x1_-10.0C"
+    assert any("scaling disabled" in n for n in b["notes"])
+    assert b["flags"] == ["NODARK", "NOFLAT"]
+
+
+def test_exposure_tolerance_is_configurable(cams, make_config):
+    records = biases() + darks(300.0) + [light("a", 300.4)]
+    loose = make_plan(records, make_config(), cams(dark={"exposure_tolerance": 0.5}))
+    assert loose["lights"]["light/a.fits"]["dark_mode"] == "unscaled"
+    strict = make_plan(records, make_config(), cams())
+    assert strict["lights"]["light/a.fits"]["dark_mode"] == "scaled"
+
+
+def test_darks_outside_the_temperature_tolerance_are_never_used(cams, make_config):
+    records = (biases(temp=-10.0) + darks(300.0, temp=-15.0) + darks(300.0, temp=-11.0, n=1)
+               + [light("at10", 300.0, temp=-10.0), light("at20", 300.0, temp=-20.0),
+                  light("noT", 300.0, temp=None)])
+    plan = make_plan(records, make_config(), cams())
+    at10 = plan["lights"]["light/at10.fits"]
+    assert at10["dark"] == "dark_cam_1x1_-11.0C_300s"  # exactly 1.0 C away: allowed
+    at20 = plan["lights"]["light/at20.fits"]
+    assert at20["dark"] is None and at20["bias"] is None
+    assert any("no dark within 1.0 C of -20.0C (have -11.0C, -15.0C)" in n for n in at20["notes"])
+    assert any("no bias within 1.0 C of -20.0C" in n for n in at20["notes"])
+    no_t = plan["lights"]["light/noT.fits"]
+    assert no_t["dark"] is None and any("noT" in n for n in no_t["notes"])
+    assert plan["masters"]["dark_cam_1x1_-15.0C_300s"]["used"] is False
+
+
+# ----------------------------------------------------------------------------------- flats
+
+
+def test_flats_get_per_frame_calibration_with_darkflat(cams, make_config):
+    records = (biases() + darks(3.0) + darks(300.0) + flats("R", 3.0)
+               + [rec("flat/late.fits", "flat", 5.0, -10.0, "R")] + [light("a", 300.0)])
+    plan = make_plan(records, make_config(), cams())
+    flat = plan["masters"]["flat_cam_1x1_R"]
+    assert len(flat["frames"]) == 4
+    by_path = {f["path"]: f["calibration"] for f in flat["frames"]}
+    darkflat = by_path["flat/fR_3.0_1x1_0.fits"]
+    assert darkflat["dark"] == "dark_cam_1x1_-10.0C_3s"
+    assert (darkflat["dark_mode"], darkflat["dark_scale"], darkflat["bias"]) == ("unscaled", 1.0, None)
+    late = by_path["flat/late.fits"]
+    assert (late["dark"], late["dark_mode"]) == ("dark_cam_1x1_-10.0C_3s", "scaled")
+    assert late["dark_scale"] == pytest.approx(5.0 / 3.0, abs=1e-6)
+    assert late["bias"] == "bias_cam_1x1_-10.0C"
+    inputs = master_inputs(plan, "flat_cam_1x1_R")
+    assert inputs["masters"] == ["bias_cam_1x1_-10.0C", "dark_cam_1x1_-10.0C_3s"]
+    assert sorted(inputs["frames"]) == sorted(by_path)
+    # the darkflat is needed by the flat even though no light uses it
+    assert plan["masters"]["dark_cam_1x1_-10.0C_3s"]["used"] is True
+    assert plan["lights"]["light/a.fits"]["flat"] == "flat_cam_1x1_R"
+
+
+def test_light_without_flat_for_its_filter(cams, make_config):
+    records = biases() + darks(300.0) + flats("R", 3.0) + [light("v", 300.0, "V"), light("r", 300.0, "r")]
+    plan = make_plan(records, make_config(), cams())
+    v = plan["lights"]["light/v.fits"]
+    assert v["flat"] is None and "NOFLAT" in v["flags"]
+    assert any("no flat for filter 'V'" in n for n in v["notes"])
+    assert v["dark"] == "dark_cam_1x1_-10.0C_300s"  # still calibrated otherwise
+    assert v["group"] in plan["light_groups"]
+    assert plan["light_groups"][v["group"]]["lights"][0]["path"] == "light/v.fits"
+    assert plan["lights"]["light/r.fits"]["flat"] == "flat_cam_1x1_R"  # filter case-insensitive
+
+    with pytest.raises(PlanError) as info:
+        make_plan(records, make_config(require={"flat": True}), cams())
+    assert "light/v.fits" in str(info.value) and "light/r.fits" not in str(info.value)
+    # required steps that are present do not raise
+    make_plan(records, make_config(require={"dark": True}), cams())
+
+
+def test_require_bias_names_the_light(cams, make_config):
+    records = darks(300.0) + [light("a", 300.0), light("b", 60.0)]
+    with pytest.raises(PlanError, match=r"light/b\.fits: no bias"):
+        make_plan(records, make_config(require={"bias": True}), cams())
+
+
+# ------------------------------------------------------------------------ setups and jobs
+
+
+def test_frames_of_another_binning_are_never_mixed(cams, make_config):
+    records = (biases(binning="2x2", shape="50x60") + biases(binning="1x1")
+               + darks(300.0, binning="2x2", shape="50x60") + flats("R", 3.0, binning="2x2", shape="50x60")
+               + [light("one", 300.0), light("two", 300.0, binning="2x2", shape="50x60")])
+    for master in build_masters(records, cams()):
+        assert {f.binning for f in master.frames} == {master.setup["binning"]}
+        assert master.setup["binning"] in master.name
+    plan = make_plan(records, make_config(), cams())
+    assert len(masters_of(plan, "bias")) == 2
+    one, two = plan["lights"]["light/one.fits"], plan["lights"]["light/two.fits"]
+    assert one["bias"] == "bias_cam_1x1_-10.0C"
+    assert one["dark"] is None and one["flat"] is None
+    assert any("no dark of this setup" in n for n in one["notes"])
+    assert two["dark"] == "dark_cam_2x2_-10.0C_300s" and two["flat"] == "flat_cam_2x2_R"
+    assert one["group"] != two["group"]
+
+
+def test_lights_per_job_splits_a_group(cams, make_config):
+    records = biases() + darks(300.0) + flats("R", 3.0) + [light(f"m{i}", 300.0) for i in range(5)]
+    plan = make_plan(records, make_config(lights_per_job=2), cams())
+    groups = plan["light_groups"]
+    assert len(groups) == 3
+    assert [len(g["lights"]) for g in groups.values()] == [2, 2, 1]
+    names = list(groups)
+    assert names[0].endswith("_001") and names[2].endswith("_003")
+    assert len({n.rsplit("_", 1)[0] for n in names}) == 1
+    assert all(g["dark"] == "dark_cam_1x1_-10.0C_300s" for g in groups.values())
+    for name, group in groups.items():
+        for entry in group["lights"]:
+            assert plan["lights"][entry["path"]]["group"] == name
+    single = make_plan(records, make_config(), cams())
+    assert len(single["light_groups"]) == 1
+    assert not next(iter(single["light_groups"])).endswith("_001")
+
+
+def test_plan_is_deterministic_and_order_independent(cams, make_config):
+    records = (biases() + biases(temp=-15.0) + biases(temp=None, n=2) + darks(300.0) + darks(60.0)
+               + darks(3.0, temp=-15.0) + flats("R", 3.0) + flats("V", 5.0, temp=-15.0)
+               + [light(f"m{i}", 300.0 if i % 2 else 120.0, "RV"[i % 2]) for i in range(7)]
+               + [light("cold", 90.0, "V", temp=-15.0), light("x", 10.0, "B", temp=None)])
+    config = make_config(lights_per_job=3)
+    reference = json.dumps(make_plan(records, config, cams()))
+    assert json.dumps(make_plan(list(records), config, cams())) == reference
+    shuffled = list(records)
+    for seed in range(3):
+        random.Random(seed).shuffle(shuffled)
+        assert json.dumps(make_plan(shuffled, config, cams())) == reference
+    assert json.dumps(make_plan(records[::-1], config, cams())) == reference
+
+
+def test_excluded_and_non_ok_records_are_ignored(cams, make_config):
+    bad = rec("bias/bad.fits", "bias", 0.0)
+    bad.status = "excluded"
+    records = biases(n=2) + [bad]
+    masters = build_masters(records, cams())
+    assert len(masters) == 1
+    assert [f.path for f in masters[0].frames] == ["bias/b-10.0_1x1_0.fits", "bias/b-10.0_1x1_1.fits"]
+
+
+def test_filter_names_differing_in_case_make_one_flat(cams, make_config):
+    records = flats("R", 2.0) + [rec("flat/r_lower.fits", "flat", 2.0, -10.0, "r")]
+    records += biases() + [light("L1", 60.0, filt="r")]
+    plan = make_plan(records, make_config(), cams())
+    flat_masters = masters_of(plan, "flat")
+    assert len(flat_masters) == 1
+    (name, master), = flat_masters.items()
+    assert len(master["frames"]) == 4
+    assert plan["lights"]["light/L1.fits"]["flat"] == name
+
+
+def test_dark_bias_is_matched_on_the_master_temperature(cams, make_config):
+    """Darks at -11.0, -9.2, -9.2 C form one master (mean -9.8 C). Its first frame alone would
+    pick the -12.0 C bias (1.0 C away); the master's mean temperature picks the -9.8 C one."""
+    dark_frames = [rec(f"dark/d{i}.fits", "dark", 60.0, t) for i, t in enumerate([-11.0, -9.2, -9.2])]
+    records = dark_frames + biases(temp=-12.0) + biases(temp=-9.8)
+    plan = make_plan(records, make_config(), cams())
+    (dark,) = masters_of(plan, "dark").values()
+    assert dark["temperature_c"] == pytest.approx(-9.8)
+    assert len(masters_of(plan, "bias")) == 2
+    assert dark["bias"] == next(n for n, m in masters_of(plan, "bias").items()
+                                if m["temperature_c"] == pytest.approx(-9.8))
