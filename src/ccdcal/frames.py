@@ -99,14 +99,14 @@ class RawFrame:
         self.bitpix = int(self.hdu.header.get("ZBITPIX", self.hdu.header.get("BITPIX")))
         self._cache: np.ndarray | None = None
         self._lock = threading.Lock()
-        self._rows: np.ndarray | None = None  # raw (unscaled) memmap of an uncompressed image
+        self._fd: int | None = None  # uncompressed images are read with os.pread
         if not isinstance(self.hdu, fits.CompImageHDU) and self.path.suffix.lower() not in COMPRESSED_SUFFIXES:
+            self._dtype = _BITPIX_DTYPES.get(self.bitpix)
             self._bzero = float(self.hdu.header.get("BZERO", 0) or 0)
             self._bscale = float(self.hdu.header.get("BSCALE", 1) or 1)
-            dtype = _BITPIX_DTYPES.get(self.bitpix)
-            offset = self._hdul.fileinfo(self.hdu_index)["datLoc"]
-            if dtype is not None and self.path.stat().st_size >= offset + self.hdu.size:
-                self._rows = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=self.shape)
+            self._offset = self._hdul.fileinfo(self.hdu_index)["datLoc"]
+            if self._dtype is not None:
+                self._fd = os.open(self.path, os.O_RDONLY)
 
     def check_complete(self) -> None:
         """Raise FrameError when the file is shorter than its header says (truncated)."""
@@ -121,11 +121,23 @@ class RawFrame:
             )
 
     def read(self, rows: slice | None = None) -> np.ndarray:
-        """Image rows as a new float32 array in ADU (BZERO/BSCALE applied)."""
-        rows = rows or slice(0, self.shape[0])
+        """Image rows as a new float32 array in ADU (BZERO/BSCALE applied).
+
+        Uncompressed images are read with ``os.pread``: only the requested rows, no shared
+        file position (safe from several threads) and no memory map, so the file's pages do
+        not count towards the process's memory.
+        """
+        start, stop, _ = (rows or slice(None)).indices(self.shape[0])
         try:
-            if self._rows is not None:  # thread-safe: slicing a read-only memmap
-                out = np.asarray(self._rows[rows], dtype=np.float32)
+            if self._fd is not None:
+                ny, nx = self.shape
+                row_bytes = nx * self._dtype.itemsize
+                count = max(stop - start, 0) * row_bytes
+                buffer = os.pread(self._fd, count, self._offset + start * row_bytes)
+                if len(buffer) < count:
+                    raise FrameError(f"{self.label}: truncated FITS file (rows {start}-{stop} missing)")
+                raw = np.frombuffer(buffer, dtype=self._dtype).reshape(-1, nx)
+                out = raw.astype(np.float32)
                 if self._bscale != 1.0:
                     out *= np.float32(self._bscale)
                 if self._bzero != 0.0:
@@ -134,7 +146,9 @@ class RawFrame:
             with self._lock:  # compressed: decompress once, keep in memory
                 if self._cache is None:
                     self._cache = np.asarray(self.hdu.data, dtype=np.float32)
-            return self._cache[rows].copy()
+            return self._cache[start:stop].copy()
+        except FrameError:
+            raise
         except Exception as exc:
             raise FrameError(f"{self.label}: cannot read image data ({exc})") from None
 
@@ -148,7 +162,10 @@ class RawFrame:
         return (2 ** (self.bitpix - 1) - 1) * bscale + bzero
 
     def close(self) -> None:
-        self._rows = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._cache = None
         self._hdul.close()
 
     def __enter__(self) -> "RawFrame":
