@@ -307,3 +307,41 @@ def test_invalid_config_fails_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "memory_limit_mb" in result.stderr
     assert not out.exists()
+
+
+def test_required_step_missing_stops_the_night_naming_the_lights(night, tmp_path):
+    """With dark scaling forbidden, the 120 s CCD lights have no dark (only 300 s darks):
+    requiring darks stops the night before any master is built, naming each light and why."""
+    out = tmp_path / "out"
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(
+        "require: {dark: true}\n"
+        "cameras:\n"
+        "  - {name: demo-ccd, match: {header: {INSTRUME: 'SimCam CCD47'}}, dark: {scale: never}}\n"
+        "  - {name: demo-cmos, match: {header: {INSTRUME: 'SimCMOS*'}}, overscan: {method: none}}\n")
+    result = run_snakemake(night["raw"], out, "--configfile", str(strict), check=False)
+    assert result.returncode != 0
+    log = (out / "logs" / "inventory.log").read_text() + result.stderr
+    assert "requires calibration steps these lights lack" in log
+    assert "ccd/lights/NGC7331_V_001.fits: no dark (no dark of 120 s (scaling disabled))" in log
+    assert "cmos/lights" not in log.split("lack")[1]  # the dark-library lights are fine
+    assert not (out / "masters").exists()
+
+
+def test_light_without_a_flat_is_calibrated_and_flagged(night, tmp_path):
+    """A light whose filter has no flat: still bias/dark-calibrated, flagged NOFLAT."""
+    from ccdcal.lights import calibrate_group
+
+    plan = json.loads((night["out"] / "plan.json").read_text())
+    group = next(g for g in plan["light_groups"].values() if g["camera"] == "demo-ccd")
+    entry = dict(group["lights"][0], flat=None, flags=["NOFLAT"])
+    masters = {m: night["out"] / "masters" / f"{m}.fits" for m in (entry["bias"], entry["dark"])}
+    rows = calibrate_group({**group, "flat": None, "lights": [entry]}, plan["cameras"]["demo-ccd"],
+                           night["raw"], masters, tmp_path)
+    assert rows[0]["status"] == "calibrated" and rows[0]["flags"] == "NOFLAT"
+    with fits.open(tmp_path / entry["path"]) as hdul:
+        assert hdul[0].header["CALFLAGS"] == "NOFLAT" and "FLATFILE" not in hdul[0].header
+        unflat = hdul[0].data.astype(np.float64)
+    flat = fits.getdata(night["out"] / "masters" / f"{group['flat']}.fits").astype(np.float64)
+    flattened, _, _, _ = load_calibrated(night, entry["path"])
+    np.testing.assert_allclose(unflat / flat, flattened, rtol=1e-5, atol=1e-3)

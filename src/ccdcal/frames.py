@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +83,10 @@ class RawFrame:
             # memmap=False: astropy refuses to memory-map scaled (BZERO) data, which broke
             # reading .gz and tile-compressed uint16 frames; uncompressed images are
             # memory-mapped below with np.memmap instead (header-only inventory stays cheap).
-            self._hdul = fits.open(self.path, mode="readonly", memmap=False, lazy_load_hdus=True)
-            self.hdu_index = _image_hdu_index(self._hdul)
+            with warnings.catch_warnings():  # a truncated file is reported by check_complete
+                warnings.filterwarnings("ignore", message="File may have been truncated")
+                self._hdul = fits.open(self.path, mode="readonly", memmap=False, lazy_load_hdus=True)
+                self.hdu_index = _image_hdu_index(self._hdul)
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
             if self._hdul is not None:  # opened but unusable (no 2-D image): release the file
                 self._hdul.close()
