@@ -140,11 +140,13 @@ class RawFrame:
                 if len(buffer) < count:
                     raise FrameError(f"{self.label}: truncated FITS file (rows {start}-{stop} missing)")
                 raw = np.frombuffer(buffer, dtype=self._dtype).reshape(-1, nx)
-                out = raw.astype(np.float32)
+                out = np.empty(raw.shape, dtype=np.float32)
                 if self._bscale != 1.0:
-                    out *= np.float32(self._bscale)
-                if self._bzero != 0.0:
+                    np.multiply(raw, np.float32(self._bscale), out=out, dtype=np.float32,
+                                casting="unsafe")
                     out += np.float32(self._bzero)
+                else:  # one pass: integer -> float32 with BZERO added (exact below 2**24)
+                    np.add(raw, np.float32(self._bzero), out=out, dtype=np.float32, casting="unsafe")
                 return out
             with self._lock:  # compressed: decompress once, keep in memory
                 if self._cache is None:

@@ -57,8 +57,9 @@ class InputFrame:
     scale: float = 1.0  # multiplies the calibrated frame (flats: 1 / own median)
     level: float | None = None  # flats: own median (ADU)
 
-    def block(self, y0: int, y1: int) -> np.ndarray:
-        data, saturated = self.corrector.block(y0, y1, self.saturation)
+    def block(self, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows y0:y1 calibrated as this input needs (into ``out`` when given); saturated -> NaN."""
+        data, saturated = self.corrector.block(y0, y1, self.saturation, out=out)
         if self.sub is not None:
             self.sub.subtract(data, slice(y0, y1))
         if saturated is not None and saturated.any():
@@ -185,7 +186,7 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
         y1 = min(ny, y0 + step)
         stack = np.empty((len(inputs), y1 - y0, nx), dtype=np.float32)
         for i, frame in enumerate(inputs):
-            stack[i] = frame.block(y0, y1)
+            frame.block(y0, y1, out=stack[i])
         result = combine_block(stack, spec)
         data[y0:y1] = result.data
         n_used[y0:y1] = result.n_used

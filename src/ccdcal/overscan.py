@@ -229,18 +229,21 @@ class FrameCorrector:
         """Mean overscan level (ADU) subtracted from each amplifier."""
         return [float(np.mean(m)) for m in self.models]
 
-    def block(self, y0: int, y1: int, saturation: float | None = None
-              ) -> tuple[np.ndarray, np.ndarray | None]:
+    def block(self, y0: int, y1: int, saturation: float | None = None,
+              out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Output rows ``y0:y1`` (0-based, trimmed coordinates), overscan-corrected, float32 ADU.
 
-        With ``saturation`` (raw ADU), also a boolean mask of pixels at or above it in the raw data.
+        Written into ``out`` (rows, nx) when given. With ``saturation`` (raw ADU), also a
+        boolean mask of the pixels at or above it in the raw data (None when there are none).
         """
         trim = self.layout.trim
         raw_y0 = trim.y1 - 1 + y0
         raw_y1 = trim.y1 - 1 + y1
         raw = self._read(slice(raw_y0, raw_y1))
         cols = slice(trim.x1 - 1, trim.x2)
-        saturated = raw[:, cols] >= saturation if saturation is not None else None
+        saturated = None
+        if saturation is not None and raw[:, cols].max(initial=-np.inf) >= saturation:
+            saturated = raw[:, cols] >= saturation
         for amp, model in zip(self.layout.amplifiers, self.models):
             a_rows, a_cols = amp.data.slices
             lo, hi = max(a_rows.start, raw_y0), min(a_rows.stop, raw_y1)
@@ -250,8 +253,11 @@ class FrameCorrector:
             if model.shape[0] > 1:  # one value per row
                 piece = model[lo - a_rows.start : hi - a_rows.start]
             raw[lo - raw_y0 : hi - raw_y0, a_cols] -= piece
-        out = raw[:, cols]
-        return (np.ascontiguousarray(out), saturated)
+        if out is None:
+            out = raw if cols == slice(0, raw.shape[1]) else np.ascontiguousarray(raw[:, cols])
+        else:
+            out[...] = raw[:, cols]
+        return out, saturated
 
     def full(self, saturation: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         return self.block(0, self.layout.shape[0], saturation)
