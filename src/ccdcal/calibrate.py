@@ -27,37 +27,159 @@ from .products import BADPIX, NONFINITE, SATURATED, WEAKFLAT, Product
 
 @dataclass
 class Subtrahend:
-    """What is subtracted from a frame before the flat: an image and its variance (ADU, ADU^2)."""
+    """What is subtracted from a frame before the flat (ADU), and its variance (ADU^2),
+    evaluated for a block of rows at a time: no full-frame array is made, so a master flat
+    job with flats of many exposures holds only the masters themselves.
 
-    image: np.ndarray | None
-    variance: np.ndarray | None
-    bias: Product | None  # for the Poisson term
-    mask: np.ndarray | None  # uint8 bits inherited from the masters
+    ``mode``: 'unscaled' (D), 'scaled' (B + k (D - B)), or None (B, or nothing).
+    """
+
+    bias: Product | None
+    dark: Product | None
+    mode: str | None
+    scale: float = 1.0
+
+    def image(self, rows: slice) -> np.ndarray | None:
+        if self.dark is not None and self.mode == "unscaled":
+            return self.dark.data[rows]
+        if self.dark is not None and self.mode == "scaled":
+            k = np.float32(self.scale)
+            out = self.bias.data[rows] * (np.float32(1) - k)
+            out += self.dark.data[rows] * k
+            return out
+        return self.bias.data[rows] if self.bias is not None else None
+
+    def variance(self, rows: slice) -> np.ndarray | None:
+        if self.dark is not None and self.mode == "unscaled":
+            return self.dark.variance[rows]
+        if self.dark is not None and self.mode == "scaled":
+            k = np.float32(self.scale)
+            out = self.bias.variance[rows] * (np.float32(1) - k) ** 2
+            out += self.dark.variance[rows] * (k * k)
+            return out
+        return self.bias.variance[rows] if self.bias is not None else None
+
+    def signal_offset(self, rows: slice) -> np.ndarray | None:
+        """What to add back to (raw - image) to get raw - bias, the signal whose shot noise
+        counts (dark current included); None when that is (raw - image) itself."""
+        if self.dark is None or self.bias is None:
+            return None
+        if self.mode == "unscaled":
+            return self.dark.data[rows] - self.bias.data[rows]
+        return (self.dark.data[rows] - self.bias.data[rows]) * np.float32(self.scale)
+
+    def mask(self) -> np.ndarray | None:
+        """OR of the masks of the masters subtracted."""
+        masters = [m for m in (self.bias if self.mode != "unscaled" else None, self.dark) if m is not None]
+        if not masters:
+            return None
+        mask = masters[0].mask.copy()
+        for master in masters[1:]:
+            mask |= master.mask
+        return mask
 
     def subtract(self, block: np.ndarray, rows: slice) -> None:
-        if self.image is not None:
-            block -= self.image[rows]
+        image = self.image(rows)
+        if image is not None:
+            block -= image
 
 
 def subtrahend(bias: Product | None, dark: Product | None, mode: str | None, scale: float | None
                ) -> Subtrahend:
     """The bias/dark model for one exposure (see module docstring for the three cases)."""
-    mask = None
-    for master in (bias if mode != "unscaled" else None, dark):
-        if master is not None:
-            mask = master.mask.copy() if mask is None else mask | master.mask
-    if dark is not None and mode == "unscaled":
-        return Subtrahend(dark.data, dark.variance, bias, mask)
-    if dark is not None and mode == "scaled":
-        if bias is None:
-            raise ValueError("a scaled dark needs a bias")
-        k = np.float32(scale)
-        image = bias.data * (np.float32(1) - k) + dark.data * k
-        variance = bias.variance * (np.float32(1) - k) ** 2 + dark.variance * k * k
-        return Subtrahend(image, variance, bias, mask)
-    if bias is not None:
-        return Subtrahend(bias.data, bias.variance, bias, mask)
-    return Subtrahend(None, None, None, mask)
+    if dark is not None and mode == "scaled" and bias is None:
+        raise ValueError("a scaled dark needs a bias")
+    if dark is None:
+        mode = None
+    return Subtrahend(bias, dark, mode, 1.0 if scale is None else float(scale))
+
+
+class Calibration:
+    """What calibrating a frame with given masters needs, computed once and shared by every
+    light of a group (read-only, so threads may share it): the subtrahend, 1/F, 1/F^2,
+    var_F/F^2, r^2 + var_subtrahend, and the mask bits the masters give.
+
+    ``apply`` then works through a light in blocks of rows small enough to stay in the
+    CPU cache, with a handful of in-place float32 passes and no full-frame temporaries.
+    """
+
+    def __init__(self, sub: Subtrahend, flat: Product | None, gain: float, read_noise_adu: float,
+                 weak_threshold: float = 0.2, block_rows: int = 64):
+        self.inv_gain = np.float32(1.0 / gain)
+        self.read_noise2 = np.float32(read_noise_adu) ** 2
+        masters = [m for m in (sub.bias, sub.dark, flat) if m is not None]
+        self.shape = masters[0].data.shape if masters else None
+        self.mask = sub.mask()
+        if self.shape is not None and self.mask is None:
+            self.mask = np.zeros(self.shape, dtype=np.uint8)
+        elif self.mask is not None:
+            self.mask &= BADPIX
+        empty = lambda: np.empty(self.shape, dtype=np.float32)  # noqa: E731
+        scaled = sub.mode == "scaled"
+        # one pass over blocks of rows fills every derived plane while its inputs are in cache
+        self.image = empty() if scaled else (sub.image(slice(None)))
+        self.signal_offset = empty() if sub.signal_offset(slice(0, 0)) is not None else None
+        self.var_const = empty() if sub.bias is not None or sub.dark is not None else None
+        self.inv_f = self.inv_f2 = self.rel_var_f = None
+        if flat is not None:
+            self.inv_f, self.inv_f2, self.rel_var_f = empty(), empty(), empty()
+        ny = self.shape[0] if self.shape is not None else 0
+        for y0 in range(0, ny, block_rows):
+            rows = slice(y0, min(ny, y0 + block_rows))
+            if scaled:
+                self.image[rows] = sub.image(rows)
+            if self.signal_offset is not None:
+                self.signal_offset[rows] = sub.signal_offset(rows)
+            if self.var_const is not None:
+                np.add(sub.variance(rows), self.read_noise2, out=self.var_const[rows])
+            if flat is not None:
+                f = flat.data[rows]
+                inv = self.inv_f[rows]
+                inv[...] = np.nan
+                np.divide(np.float32(1), f, out=inv, where=f > 0)
+                np.multiply(inv, inv, out=self.inv_f2[rows])
+                np.multiply(flat.variance[rows], self.inv_f2[rows], out=self.rel_var_f[rows])
+                m = self.mask[rows]
+                m |= flat.mask[rows] & (BADPIX | WEAKFLAT)
+                m[~(f >= weak_threshold)] |= WEAKFLAT
+        if self.var_const is None:
+            self.var_const = self.read_noise2
+
+    def apply(self, raw: np.ndarray, saturated: np.ndarray | None = None, block_rows: int = 64
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrate ``raw`` (overscan-corrected, trimmed, float32 ADU; overwritten: it becomes
+        the image). Returns (image, 1-sigma uncertainty, mask), see the module docstring."""
+        data = raw
+        ny = data.shape[0]
+        uncert = np.empty_like(data)
+        mask = self.mask.copy() if self.mask is not None else np.zeros(data.shape, dtype=np.uint8)
+        scratch = np.empty((min(block_rows, ny), data.shape[1]), dtype=np.float32)
+        image, offset, var_const = self.image, self.signal_offset, self.var_const
+        for y0 in range(0, ny, block_rows):
+            rows = slice(y0, min(ny, y0 + block_rows))
+            d, v, tmp = data[rows], uncert[rows], scratch[: rows.stop - rows.start]
+            if image is not None:
+                d -= image[rows]
+            if offset is not None:
+                np.add(d, offset[rows], out=v)
+                np.maximum(v, 0, out=v)
+            else:
+                np.maximum(d, 0, out=v)
+            v *= self.inv_gain
+            v += var_const[rows] if np.ndim(var_const) else var_const
+            if self.inv_f is not None:
+                d *= self.inv_f[rows]
+                v *= self.inv_f2[rows]
+                np.multiply(d, d, out=tmp)
+                tmp *= self.rel_var_f[rows]
+                v += tmp
+            np.sqrt(v, out=v)
+            bad = ~np.isfinite(d)
+            bad |= ~np.isfinite(v)
+            mask[rows][bad] |= NONFINITE
+        if saturated is not None:
+            mask[saturated] |= SATURATED
+        return data, uncert, mask
 
 
 def calibrate_array(raw: np.ndarray, saturated: np.ndarray | None, sub: Subtrahend,
@@ -67,36 +189,4 @@ def calibrate_array(raw: np.ndarray, saturated: np.ndarray | None, sub: Subtrahe
 
     Returns (image, 1-sigma uncertainty, mask), all in ADU / MASK bits.
     """
-    rows = slice(0, raw.shape[0])
-    if sub.bias is not None and sub.image is not sub.bias.data:
-        signal = raw - sub.bias.data
-    else:
-        signal = None
-    sub.subtract(raw, rows)
-    data = raw
-    if signal is None:
-        signal = data  # raw - bias, or raw - unscaled dark
-    variance = np.maximum(signal, 0, dtype=np.float32)
-    variance *= np.float32(1.0 / gain)
-    variance += np.float32(read_noise_adu) ** 2
-    if sub.variance is not None:
-        variance += sub.variance
-    mask = np.zeros(data.shape, dtype=np.uint8)
-    if sub.mask is not None:
-        mask |= sub.mask & BADPIX
-    if saturated is not None:
-        mask[saturated] |= SATURATED
-    if flat is not None:
-        f = flat.data
-        with np.errstate(divide="ignore", invalid="ignore"):
-            data /= f
-            variance /= f * f
-            variance += data * data * (flat.variance / (f * f))
-        mask |= flat.mask & (BADPIX | WEAKFLAT)
-        mask[~(f >= weak_threshold)] |= WEAKFLAT
-        bad = ~(f > 0)
-        data[bad] = np.nan
-    uncert = np.sqrt(variance, out=variance)
-    nonfinite = ~np.isfinite(data) | ~np.isfinite(uncert)
-    mask[nonfinite] |= NONFINITE
-    return data, uncert, mask
+    return Calibration(sub, flat, gain, read_noise_adu, weak_threshold).apply(raw, saturated)

@@ -72,12 +72,13 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
 
 
 def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
-                    master_files: Iterable[str], out_dir: str, config: Mapping[str, Any]) -> None:
+                    master_files: Iterable[str], out_dir: str, config: Mapping[str, Any],
+                    threads: int = 1) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {Path(p).stem: p for p in master_files}
-    rows = calibrate_group(group, camera, config["raw_dir"], files, out, config_digest(config))
+    rows = calibrate_group(group, camera, config["raw_dir"], files, out, config_digest(config), threads)
     write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
     log.info("%d lights calibrated, %d failed", len(rows) - len(failed), len(failed))

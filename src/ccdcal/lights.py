@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
 from astropy.io import fits
 
-from .calibrate import calibrate_array, subtrahend
+from .calibrate import Calibration, subtrahend
 from .camera import CameraProfile
 from .frames import FrameError, RawFrame, copy_header_cards, file_digest
 from .overscan import FrameCorrector, layout_for
@@ -90,11 +92,34 @@ def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[s
     return header
 
 
+class GroupCalibrations:
+    """The ``Calibration`` of each (masters, dark scale, gain, read noise) met in a group,
+    built once and shared by the lights (and threads) that need it."""
+
+    def __init__(self, masters: Mapping[str, Product], weak_threshold: float):
+        self.masters = masters
+        self.weak_threshold = weak_threshold
+        self._built: dict[tuple, Calibration] = {}
+        self._lock = threading.Lock()
+
+    def get(self, entry: Mapping[str, Any], gain: float, read_noise_adu: float) -> Calibration:
+        key = (entry.get("bias"), entry.get("dark"), entry.get("dark_mode"), entry.get("dark_scale"),
+               entry.get("flat"), gain, read_noise_adu)
+        with self._lock:
+            if key not in self._built:
+                step = {s: self.masters.get(entry.get(s)) if entry.get(s) else None
+                        for s in ("bias", "dark", "flat")}
+                sub = subtrahend(step["bias"], step["dark"], entry.get("dark_mode"), entry.get("dark_scale"))
+                self._built[key] = Calibration(sub, step["flat"], gain, read_noise_adu, self.weak_threshold)
+            return self._built[key]
+
+
 def calibrate_light(raw_dir: Path, entry: Mapping[str, Any], profile: CameraProfile,
-                    masters: Mapping[str, Product | None], out_dir: Path,
-                    config_digest: str | None) -> str:
+                    calibrations: GroupCalibrations, out_dir: Path, config_digest: str | None) -> str:
     """Calibrate one light; returns the output path relative to ``out_dir``."""
     rel = entry["path"]
+    masters = {step: calibrations.masters.get(entry.get(step)) if entry.get(step) else None
+               for step in ("bias", "dark", "flat")}
     with RawFrame(raw_dir / rel, label=rel) as raw:
         raw.check_complete()
         layout = layout_for(raw.header, raw.shape, profile.config)
@@ -112,10 +137,7 @@ def calibrate_light(raw_dir: Path, entry: Mapping[str, Any], profile: CameraProf
             gain, gain_source = 1.0, "default (unknown)"
         rn_adu, rn_source = _read_noise_adu(profile, raw.header, gain,
                                             [masters.get("bias"), masters.get("dark")])
-        sub = subtrahend(masters.get("bias"), masters.get("dark"), entry.get("dark_mode"),
-                         entry.get("dark_scale"))
-        image, uncert, mask = calibrate_array(data, saturated, sub, masters.get("flat"), gain, rn_adu,
-                                              profile.config["flat"]["weak_threshold"])
+        image, uncert, mask = calibrations.get(entry, gain, rn_adu).apply(data, saturated)
         header = light_header(raw, rel, file_digest(raw_dir / rel), entry, masters, layout,
                               corrector.levels, gain, gain_source, rn_adu * gain, rn_source, config_digest)
     out_rel = output_name(rel)
@@ -125,28 +147,32 @@ def calibrate_light(raw_dir: Path, entry: Mapping[str, Any], profile: CameraProf
 
 def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
                     master_files: Mapping[str, str | Path], out_dir: str | Path,
-                    config_digest: str | None = None) -> list[dict[str, Any]]:
+                    config_digest: str | None = None, threads: int = 1) -> list[dict[str, Any]]:
     """Calibrate every light of a plan group into ``out_dir``; one report row per light.
 
-    ``master_files`` maps master names to their files. Masters are read once.
+    ``master_files`` maps master names to their files; masters are read once, and lights
+    are calibrated ``threads`` at a time. Rows come back in the group's order.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     profile = CameraProfile(dict(camera))
-    loaded = {name: read_product(path) for name, path in master_files.items()}
-    rows = []
-    for entry in group["lights"]:
-        masters = {step: loaded.get(entry.get(step)) if entry.get(step) else None
-                   for step in ("bias", "dark", "flat")}
+    masters = {name: read_product(path) for name, path in master_files.items()}
+    calibrations = GroupCalibrations(masters, profile.config["flat"]["weak_threshold"])
+
+    def one(entry: Mapping[str, Any]) -> dict[str, Any]:
         row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
         row.update(flags=",".join(entry["flags"]), notes="; ".join(entry.get("notes", [])), error="")
         try:
-            row["output"] = calibrate_light(raw_dir, entry, profile, masters, out_dir, config_digest)
+            row["output"] = calibrate_light(raw_dir, entry, profile, calibrations, out_dir, config_digest)
             row["status"] = "calibrated"
         except (FrameError, ValueError, OSError) as exc:
             log.error("light %s failed: %s", entry["path"], exc)
             row.update(status="failed", output="", error=str(exc))
-        rows.append(row)
-    return rows
+        return row
+
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(one, group["lights"]))
+    return [one(entry) for entry in group["lights"]]
 
 
 def report_csv(rows: list[dict[str, Any]]) -> str:

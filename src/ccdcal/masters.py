@@ -292,7 +292,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     kind = spec["type"]
     shape = inputs[0].corrector.layout.shape
     reserved = sum(m.data.nbytes * 3 for m in masters.values())
-    rows = _normalize_region(camera, shape)
+    norm_region = _normalize_region(camera, shape)
 
     read_noise = inputs[0].read_noise_adu
     read_noise_source = "config/header"
@@ -309,7 +309,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         kept = []
         for frame in inputs:
             full = frame.block(0, shape[0])
-            level = float(np.nanmedian(full[rows]))
+            level = float(np.nanmedian(full[norm_region]))
             del full
             if not level > 0:
                 dropped.append(f"{frame.rel_path}: median {level:.1f} ADU after bias/dark is not positive")
@@ -330,11 +330,17 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         a = np.mean([(read_noise**2) / f.level**2 for f in inputs])
         b = np.mean([1.0 / (gain * f.level) for f in inputs])
         variance = (np.float32(a) + np.maximum(data, 0) * np.float32(b)) * factor
-        sub_variance = [f.sub.variance for f in inputs if f.sub is not None and f.sub.variance is not None]
-        if sub_variance:
-            mean_level_sq = np.mean([f.level**2 for f in inputs])
-            variance += (sum(sub_variance) / len(sub_variance)) / np.float32(mean_level_sq) / len(inputs)
-        norm = float(np.nanmedian(data[rows]))
+        # the bias/dark each flat was corrected with, averaged over the flats, block by block
+        subs = [f for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
+        if subs:
+            scale = np.float32(1.0 / (len(subs) * np.mean([f.level**2 for f in inputs]) * len(inputs)))
+            for y0 in range(0, shape[0], 64):
+                block = slice(y0, min(shape[0], y0 + 64))
+                acc = np.zeros((block.stop - y0, shape[1]), dtype=np.float32)
+                for frame in subs:
+                    acc += frame.sub.variance(block)
+                variance[block] += acc * scale
+        norm = float(np.nanmedian(data[norm_region]))
         data /= np.float32(norm)
         variance /= np.float32(norm * norm)
         weak = camera["flat"]["weak_threshold"]

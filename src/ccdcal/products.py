@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,9 @@ class Product:
     header: fits.Header
     digest: str
 
-    @property
+    @cached_property
     def variance(self) -> np.ndarray:
+        """UNCERT squared (computed once)."""
         return self.uncert * self.uncert
 
 

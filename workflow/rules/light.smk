@@ -7,6 +7,7 @@ rule calibrate_lights:
         LOGS / "lights" / "{group}.log",
     conda:
         "../../environment.yml"
+    threads: config["threads"]
     resources:
         mem_mb=get_light_group_mem_mb,
         runtime=60,

@@ -11,4 +11,5 @@ light_group_job(
     snakemake.input.masters,
     snakemake.output[0],
     snakemake.config,
+    threads=snakemake.threads,
 )
