@@ -164,13 +164,21 @@ def local_background(image: np.ndarray, cell: int = 32) -> np.ndarray:
     return zoom(grid, (ny / gy, nx / gx), order=1, mode="nearest", grid_mode=True)
 
 
+#: A stack larger than this per thread makes nothing faster (the kernel works on much
+#: smaller chunks); the engine stays well below ``memory_limit_mb`` when it can.
+BLOCK_STACK_BYTES = 32 * 1024 * 1024
+
+
 def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
                    reserved_bytes: int = 0) -> int:
     """Rows per block so that ``threads`` blocks in flight, each a stack plus about two
-    stack-sized temporaries, fit in what the limit leaves after ``reserved_bytes``."""
+    stack-sized temporaries, fit in what the limit leaves after ``reserved_bytes`` (the
+    output planes and masters), and no stack exceeds BLOCK_STACK_BYTES."""
     budget = memory_limit_mb * 1024 * 1024 - reserved_bytes
-    per_row = n_frames * nx * 4 * 3 * max(threads, 1)
-    return max(1, int(budget // per_row))
+    row_bytes = n_frames * nx * 4
+    by_limit = budget // (row_bytes * 3 * max(threads, 1))
+    by_speed = BLOCK_STACK_BYTES // row_bytes
+    return max(1, int(min(by_limit, by_speed)))
 
 
 def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int, int],
@@ -202,12 +210,19 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
 
 
 def _variance_factor(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
-    used = np.maximum(n_used, 1).astype(np.float32)
-    if spec.method == "median":
-        return np.float32(math.pi / 2) / used
-    if spec.method == "sum":  # a plain sum of the used values (as ccdproc's sum_combine)
-        return used
-    return 1.0 / used
+    """c / n_used (c = pi/2 for a median, 1 for a mean), or n_used for a plain sum (as
+    ccdproc's sum_combine), as a new float32 plane."""
+    factor = n_used.astype(np.float32)
+    if spec.method == "sum":
+        return factor
+    np.maximum(factor, 1, out=factor)
+    c = np.float32(math.pi / 2 if spec.method == "median" else 1.0)
+    return np.divide(c, factor, out=factor)
+
+
+def _blocks(ny: int, size: int = 64):
+    for y0 in range(0, ny, size):
+        yield slice(y0, min(ny, y0 + size))
 
 
 def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: list[InputFrame],
@@ -291,7 +306,9 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
            config_digest) -> dict[str, Any]:
     kind = spec["type"]
     shape = inputs[0].corrector.layout.shape
-    reserved = sum(m.data.nbytes * 3 for m in masters.values())
+    # masters held (image, variance, mask) and the master's own planes (image, n_used,
+    # variance, mask) come out of the memory limit before the stacks
+    reserved = sum(m.data.nbytes * 3 for m in masters.values()) + shape[0] * shape[1] * 11
     norm_region = _normalize_region(camera, shape)
 
     read_noise = inputs[0].read_noise_adu
@@ -323,23 +340,21 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
 
     gain = inputs[0].gain
-    factor = _variance_factor(combine, n_used)
+    variance = _variance_factor(combine, n_used)  # becomes the variance, then UNCERT, in place
+    del n_used
     mask = np.zeros(shape, dtype=np.uint8)
     extra: dict[str, tuple[Any, str]] = {}
     if kind == "flat":
-        a = np.mean([(read_noise**2) / f.level**2 for f in inputs])
-        b = np.mean([1.0 / (gain * f.level) for f in inputs])
-        variance = (np.float32(a) + np.maximum(data, 0) * np.float32(b)) * factor
-        # the bias/dark each flat was corrected with, averaged over the flats, block by block
+        a = np.float32(np.mean([(read_noise**2) / f.level**2 for f in inputs]))
+        b = np.float32(np.mean([1.0 / (gain * f.level) for f in inputs]))
+        # the bias/dark each flat was corrected with, averaged over the flats
         subs = [f for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
-        if subs:
-            scale = np.float32(1.0 / (len(subs) * np.mean([f.level**2 for f in inputs]) * len(inputs)))
-            for y0 in range(0, shape[0], 64):
-                block = slice(y0, min(shape[0], y0 + 64))
-                acc = np.zeros((block.stop - y0, shape[1]), dtype=np.float32)
-                for frame in subs:
-                    acc += frame.sub.variance(block)
-                variance[block] += acc * scale
+        sub_scale = np.float32(1.0 / (max(len(subs), 1) * np.mean([f.level**2 for f in inputs])))
+        for rows in _blocks(shape[0]):
+            per_frame = np.maximum(data[rows], 0) * b + a
+            for frame in subs:
+                per_frame += frame.sub.variance(rows) * sub_scale
+            variance[rows] *= per_frame
         norm = float(np.nanmedian(data[norm_region]))
         data /= np.float32(norm)
         variance /= np.float32(norm * norm)
@@ -354,15 +369,21 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             extra[f"FLEVL{i:03d}"] = (round(frame.level, 3), f"median ADU of input {i}")
     else:
         bias = masters.get(spec.get("bias")) if kind == "dark" and spec.get("bias") else None
-        signal = np.maximum(data - bias.data, 0) if bias is not None else 0.0
-        variance = (np.float32(read_noise**2) + signal * np.float32(1.0 / gain)) * factor
+        rn2, inv_gain = np.float32(read_noise**2), np.float32(1.0 / gain)
+        for rows in _blocks(shape[0]):
+            if bias is not None:  # shot noise of the dark current
+                per_frame = np.maximum(data[rows] - bias.data[rows], 0) * inv_gain + rn2
+            else:
+                per_frame = rn2
+            variance[rows] *= per_frame
         if kind == "dark":
-            current = data - bias.data if bias is not None else data
+            current = data - bias.data if bias is not None else data.copy()
             center = float(np.nanmedian(current))
-            excess = current - local_background(current)
-            sigma = float(1.4826 * np.nanmedian(np.abs(excess - np.nanmedian(excess))))
+            current -= local_background(current)  # the excess over the local level
+            sigma = float(1.4826 * np.nanmedian(np.abs(current - np.nanmedian(current))))
             threshold = camera["dark"]["hot_pixel_sigma"] * max(sigma, 1e-6)
-            hot = excess > threshold
+            hot = current > threshold
+            del current
             mask[hot] |= BADPIX
             extra["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
             extra["HOTTHRES"] = (round(threshold, 4), "[ADU] hot-pixel threshold above the median")
@@ -372,7 +393,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
                 extra["BIASFILE"] = (bias.path.name, "bias used to measure the dark current")
             extra["DARKBIAS"] = ("included", "the master dark includes the bias")
     mask[~np.isfinite(data)] |= NONFINITE
-    uncert = np.sqrt(variance, dtype=np.float32) if np.ndim(variance) else np.full(shape, np.sqrt(variance), np.float32)
+    uncert = np.sqrt(variance, out=variance)
 
     header = _master_header(spec, camera, inputs, combine, config_digest, dropped)
     header["RDNOISE"] = (round(read_noise * gain, 4), "[e-] read noise")
