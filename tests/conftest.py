@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,50 @@ def make_config():
 def camera_profile():
     """``camera_profile(**overrides)`` -> validated camera profile dict (name 'cam' unless given)."""
     return validated_camera
+
+
+# ------------------------------------------------------------------ the demo night
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def run_snakemake(raw: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow as a user would (from the repository, default config + overrides)."""
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
+           "--config", f"raw_dir={raw}", f"output_dir={out}", *extra]
+    if not any(arg.startswith(("--cores", "--workflow-profile", "-c")) for arg in extra):
+        cmd += ["--cores", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digests(root: Path, patterns=("**/*.fits", "*.csv")) -> dict[str, str]:
+    """sha256 of every output file under ``root`` (logs left out)."""
+    found = {}
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            if path.is_file() and "logs" not in path.parts:
+                found[path.relative_to(root).as_posix()] = sha256(path)
+    return found
+
+
+@pytest.fixture(scope="session")
+def demo_night(tmp_path_factory):
+    """The simulated demo night, calibrated once locally with ``--cores 2``."""
+    from ccdcal.simulate import write_demo_night
+
+    base = tmp_path_factory.mktemp("demo")
+    raw, truth = base / "raw", base / "truth"
+    manifest = write_demo_night(raw, truth)
+    raw_before = {p.relative_to(raw).as_posix(): (sha256(p), p.stat().st_mtime_ns)
+                  for p in raw.rglob("*") if p.is_file()}
+    out = base / "out"
+    result = run_snakemake(raw, out)
+    return {"raw": raw, "truth": truth, "manifest": manifest, "out": out, "result": result,
+            "raw_before": raw_before, "base": base}

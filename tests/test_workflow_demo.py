@@ -9,11 +9,8 @@ second temperature that must not be used), a file name with a space and junk fil
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,46 +18,11 @@ import pytest
 from astropy.io import fits
 
 from ccdcal.products import BADPIX
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-
-
-def run_snakemake(raw: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-           "--cores", "2", "--config", f"raw_dir={raw}", f"output_dir={out}", *extra]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return result
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tree_digests(root: Path, patterns=("**/*.fits", "*.csv")) -> dict[str, str]:
-    found = {}
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            if path.is_file() and "logs" not in path.parts:
-                found[path.relative_to(root).as_posix()] = sha256(path)
-    return found
-
+from conftest import run_snakemake, sha256, tree_digests
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory):
-    from ccdcal.simulate import write_demo_night
-
-    base = tmp_path_factory.mktemp("demo")
-    raw, truth = base / "raw", base / "truth"
-    manifest = write_demo_night(raw, truth)
-    raw_before = {p.relative_to(raw).as_posix(): (sha256(p), p.stat().st_mtime_ns)
-                  for p in raw.rglob("*") if p.is_file()}
-    out = base / "out"
-    result = run_snakemake(raw, out)
-    return {"raw": raw, "truth": truth, "manifest": manifest, "out": out, "result": result,
-            "raw_before": raw_before, "base": base}
+def night(demo_night):
+    return demo_night
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

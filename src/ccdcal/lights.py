@@ -92,6 +92,17 @@ def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[s
     return header
 
 
+def expected_memory_mb(shape: tuple[int, int], n_masters: int, threads: int) -> int:
+    """Peak memory (MB) of a light-group job: the job overhead, its masters (13 bytes/pixel each),
+    the group's prepared calibration planes (25 bytes/pixel) and, per thread, one light being
+    calibrated (raw bytes, image, UNCERT, MASK, scratch: 16 bytes/pixel)."""
+    from .masters import JOB_OVERHEAD_MB, MASTER_BYTES_PER_PIXEL
+
+    pixels = shape[0] * shape[1]
+    per_pixel = MASTER_BYTES_PER_PIXEL * n_masters + 25 + 16 * threads
+    return int(JOB_OVERHEAD_MB + pixels * per_pixel / 2**20) + 1
+
+
 class GroupCalibrations:
     """The ``Calibration`` of each (masters, dark scale, gain, read noise) met in a group,
     built once and shared by the lights (and threads) that need it."""

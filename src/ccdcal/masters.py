@@ -148,6 +148,32 @@ def _normalize_region(camera: Mapping[str, Any], shape: tuple[int, int]) -> tupl
     return section.slices
 
 
+#: Memory of a job beyond its arrays: the Snakemake process that runs it on the node
+#: (~170 MB with the workflow parsed) and the job's interpreter with numpy, astropy and
+#: ccdcal (~100 MB).
+JOB_OVERHEAD_MB = 300
+#: Bytes per pixel of a master held in memory: image, UNCERT, cached variance (float32), MASK.
+MASTER_BYTES_PER_PIXEL = 13
+
+
+def expected_memory_mb(n_frames: int, shape: tuple[int, int], n_masters: int, threads: int,
+                       memory_limit_mb: float) -> int:
+    """Peak memory (MB) of a master job, for the scheduler's request: the job overhead, the
+    masters its inputs are calibrated with, the master's own planes (11 bytes/pixel), and
+    ``threads`` stacks of rows with their temporaries (bounded by ``memory_limit_mb``)."""
+    pixels = shape[0] * shape[1]
+    fixed = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + 11)
+    rows = min(rows_per_block(n_frames, shape[1], memory_limit_mb, threads, fixed), shape[0])
+    stacks = 2 * threads * rows * n_frames * shape[1] * 4  # a stack and its work chunks
+    return int(JOB_OVERHEAD_MB + (fixed + stacks) / 2**20) + 1
+
+
+def expected_runtime_min(n_frames: int, shape: tuple[int, int]) -> int:
+    """A generous wall-time request (minutes): 10 minutes plus 3 s per frame-megapixel,
+    about 100 times what the engine takes on one core."""
+    return int(10 + n_frames * shape[0] * shape[1] / 1e6 * 3 / 60)
+
+
 def local_background(image: np.ndarray, cell: int = 32) -> np.ndarray:
     """A smooth background: the median of each ``cell`` x ``cell`` cell, interpolated
     bilinearly to every pixel. It follows amplifier glow and gradients but not single

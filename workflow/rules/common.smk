@@ -6,6 +6,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from ccdcal.inventory import list_raw_files
+from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
+from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
+from ccdcal.masters import expected_runtime_min
 from ccdcal.plan import master_inputs
 
 min_version("9.0")
@@ -72,13 +75,28 @@ def get_master_camera(wildcards):
     )
 
 
+def _shape(setup):
+    return tuple(int(v) for v in setup["shape"].split("x"))
+
+
 def get_master_mem_mb(wildcards, attempt):
-    """The engine's memory limit, the masters it loads (3 float32 planes), interpreter."""
+    """Peak memory of the master job (ccdcal.masters.expected_memory_mb), times the attempt."""
     plan = get_plan()
     master = plan["masters"][wildcards.master]
-    ny, nx = (int(v) for v in master["setup"]["shape"].split("x"))
-    loaded = len(master_inputs(plan, wildcards.master)["masters"]) * ny * nx * 9 / 2**20
-    return int((config["memory_limit_mb"] + loaded + 400) * attempt)
+    n_masters = len(master_inputs(plan, wildcards.master)["masters"])
+    mem = expected_master_memory_mb(
+        len(master["frames"]),
+        _shape(master["setup"]),
+        n_masters,
+        config["threads"],
+        config["memory_limit_mb"],
+    )
+    return mem * attempt
+
+
+def get_master_runtime(wildcards, attempt):
+    master = get_plan()["masters"][wildcards.master]
+    return expected_runtime_min(len(master["frames"]), _shape(master["setup"])) * attempt
 
 
 def get_light_group_inputs(wildcards):
@@ -109,16 +127,25 @@ def get_light_group_camera(wildcards):
     )
 
 
-def get_light_group_mem_mb(wildcards, attempt):
-    """Up to three masters (3 planes each) and one light being calibrated (~8 planes)."""
+def _light_group_masters(group):
     plan = get_plan()
-    group = plan["light_groups"][wildcards.group]
-    masters = [
-        plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m
-    ]
-    shape = masters[0]["setup"]["shape"] if masters else "4096x4096"
-    ny, nx = (int(v) for v in shape.split("x"))
-    return int((ny * nx * 4 * (9 * len(masters) + 8) / 2**20 + 400) * attempt)
+    return [plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m]
+
+
+def get_light_group_mem_mb(wildcards, attempt):
+    """Peak memory of the light-group job (ccdcal.lights.expected_memory_mb), times the attempt."""
+    group = get_plan()["light_groups"][wildcards.group]
+    masters = _light_group_masters(group)
+    shape = _shape(masters[0]["setup"]) if masters else (4096, 4096)
+    mem = expected_light_memory_mb(shape, len(masters), config["threads"])
+    return mem * attempt
+
+
+def get_light_group_runtime(wildcards, attempt):
+    group = get_plan()["light_groups"][wildcards.group]
+    masters = _light_group_masters(group)
+    shape = _shape(masters[0]["setup"]) if masters else (4096, 4096)
+    return expected_runtime_min(len(group["lights"]) + len(masters), shape) * attempt
 
 
 def get_light_group_dirs(wildcards=None):

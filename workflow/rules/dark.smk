@@ -12,7 +12,7 @@ rule master_dark:
     threads: config["threads"]
     resources:
         mem_mb=get_master_mem_mb,
-        runtime=60,
+        runtime=get_master_runtime,
     params:
         spec=get_master_spec,
         camera=get_master_camera,

@@ -10,7 +10,7 @@ rule calibrate_lights:
     threads: config["threads"]
     resources:
         mem_mb=get_light_group_mem_mb,
-        runtime=60,
+        runtime=get_light_group_runtime,
     params:
         group=get_light_group_spec,
         camera=get_light_group_camera,

@@ -1,0 +1,93 @@
+"""The memory the workflow asks the scheduler for covers what a job really uses.
+
+A master job and a light-group job run in their own processes on a night of 2048^2
+frames. On a node, a job is that process plus the Snakemake process running it (measured
+here as a process importing Snakemake's job-running modules). Their sum must lie below the
+request and above half of it (an honest request, not padded tenfold).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from ccdcal.lights import expected_memory_mb as light_memory_mb
+from ccdcal.masters import expected_memory_mb as master_memory_mb
+
+SHAPE = (2048, 2048)
+
+
+SNAKEMAKE_JOB_IMPORTS = ("import snakemake.api, snakemake.workflow, snakemake.dag, "
+                         "snakemake_executor_plugin_slurm_jobstep")
+
+
+def peak_rss_mb(code: str) -> float:
+    process = subprocess.Popen([sys.executable, "-c", code])
+    _, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    base = tmp_path_factory.mktemp("res")
+    rng = np.random.default_rng(3)
+    for kind, n, exptime in (("bias", 12, 0.0), ("dark", 8, 60.0), ("flat", 8, 2.0), ("light", 6, 30.0)):
+        for i in range(n):
+            level = {"bias": 1000, "dark": 1010, "flat": 20000, "light": 1500}[kind]
+            data = (level + rng.normal(0, 8, SHAPE)).astype(np.uint16)
+            header = fits.Header({"IMAGETYP": kind.upper(), "EXPTIME": exptime, "FILTER": "V",
+                                  "CCD-TEMP": -10.0, "EGAIN": 1.5, "RDNOISE": 12.0})
+            (base / "raw" / kind).mkdir(parents=True, exist_ok=True)
+            fits.PrimaryHDU(data, header=header).writeto(base / "raw" / kind / f"{kind}_{i:02d}.fits")
+    return base
+
+
+def test_requests_cover_the_peak_memory_of_real_jobs(night):
+    schema = os.path.join(os.path.dirname(__file__), "..", "workflow", "schemas", "config.schema.yaml")
+    setup = textwrap.dedent(f"""
+        import json, sys
+        from snakemake.utils import validate
+        from ccdcal.inventory import take_inventory, list_raw_files
+        from ccdcal.plan import make_plan, master_inputs
+        from ccdcal.jobs import master_job, light_group_job
+        raw, out = {str(night / 'raw')!r}, {str(night / 'out')!r}
+        cfg = {{"raw_dir": raw, "output_dir": out, "memory_limit_mb": 1024, "threads": 2,
+                "default_camera": {{"overscan": {{"method": "none"}}}}}}
+        validate(cfg, {schema!r})
+        records, cameras = take_inventory(raw, list_raw_files(raw), cfg)
+        plan = make_plan(records, cfg, cameras)
+        def build(name):
+            spec = plan["masters"][name]
+            needs = [f"{{out}}/masters/{{m}}.fits" for m in master_inputs(plan, name)["masters"]]
+            master_job(spec, plan["cameras"][spec["camera"]], needs, f"{{out}}/masters/{{name}}.fits", cfg, 2)
+    """)
+    # the masters, in order; the flat (calibrated with bias and scaled dark) is measured
+    subprocess.run([sys.executable, "-c", setup + textwrap.dedent("""
+        for kind in ("bias", "dark"):
+            build(next(n for n in plan["masters"] if n.startswith(kind)))
+        json.dump(plan, open(out + "/plan.json", "w"))
+    """)], check=True)
+    plan = json.loads((night / "out" / "plan.json").read_text())
+    flat = next(n for n in plan["masters"] if n.startswith("flat"))
+    snakemake_mb = peak_rss_mb(SNAKEMAKE_JOB_IMPORTS)
+    measured = peak_rss_mb(setup + f"build({flat!r})") + snakemake_mb
+    requested = master_memory_mb(8, SHAPE, 2, 2, 1024)
+    assert requested / 2 < measured < requested, (measured, requested)
+
+    subprocess.run([sys.executable, "-c", setup + f"build({flat!r})"], check=True)
+    (name, group), = plan["light_groups"].items()
+    measured = peak_rss_mb(setup + textwrap.dedent(f"""
+        group = plan["light_groups"][{name!r}]
+        files = [f"{{out}}/masters/{{m}}.fits" for m in (group["bias"], group["dark"], group["flat"]) if m]
+        light_group_job(group, plan["cameras"][group["camera"]], files, out + "/lights", cfg, threads=2)
+    """)) + snakemake_mb
+    requested = light_memory_mb(SHAPE, 3, 2)
+    assert requested / 2 < measured < requested, (measured, requested)

@@ -1,0 +1,96 @@
+"""The demo night on a real SLURM cluster, through the project's SLURM profile.
+
+The suite finds a running single-node SLURM (``.ci/run`` starts one with
+``tools/slurm/start_slurm.sh``) or, as root, starts it. Without root or SLURM the module
+is skipped, saying why; in CI (CI=true) it fails instead, since there it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SNAKEMAKE, run_snakemake, tree_digests
+
+IN_CI = os.environ.get("CI") == "true"
+START = REPO / "tools" / "slurm" / "start_slurm.sh"
+# the project's profile, with the test cluster's short status intervals
+PROFILE_ARGS = ("--workflow-profile", str(REPO / "profiles" / "slurm"),
+                "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5",
+                "--jobs", "8", "--slurm-no-account")
+
+
+def cluster_answers() -> bool:
+    return shutil.which("sbatch") is not None and subprocess.run(
+        ["scontrol", "ping"], capture_output=True).returncode == 0
+
+
+def unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"SLURM tests must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if cluster_answers():
+        return
+    if os.geteuid() != 0:
+        unavailable("no SLURM cluster answers and starting one needs root")
+    started = subprocess.run(["bash", str(START)], env={**os.environ, "SLURM_CPUS": "8"},
+                             capture_output=True, text=True)
+    if started.returncode != 0 or not cluster_answers():
+        unavailable(f"could not start SLURM: {started.stdout[-1500:]}{started.stderr[-1500:]}")
+
+
+def test_slurm_run_is_byte_identical_to_a_local_run(cluster, demo_night, tmp_path):
+    out = tmp_path / "slurm"
+    result = run_snakemake(demo_night["raw"], out, *PROFILE_ARGS)
+    log = result.stdout + result.stderr
+    assert "has been submitted with SLURM jobid" in log  # really went through sbatch
+    assert "rule_inventory" in log  # the checkpoint ran as a SLURM job too
+    local, remote = tree_digests(demo_night["out"]), tree_digests(out)
+    assert len(local) > 20 and remote == local
+
+
+def _jobs() -> list[tuple[str, str]]:
+    """(job id, comment) of this user's queued and running jobs; the comment names the rule."""
+    listing = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True).stdout
+    return [tuple(line.split("|", 1)) for line in listing.splitlines() if "|" in line]
+
+
+def test_a_cancelled_job_is_redone_by_a_rerun_and_nothing_else(cluster, demo_night, tmp_path):
+    out = tmp_path / "fault"
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
+           "--config", f"raw_dir={demo_night['raw']}", f"output_dir={out}", *PROFILE_ARGS,
+           "--retries", "0"]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cancelled = None
+    deadline = time.monotonic() + 300
+    while cancelled is None and time.monotonic() < deadline and run.poll() is None:
+        for job_id, comment in _jobs():
+            if "master_flat" in comment:
+                subprocess.run(["scancel", job_id], check=True)
+                cancelled = comment
+                break
+        time.sleep(0.2)
+    first_log, _ = run.communicate(timeout=600)
+    assert cancelled, f"no master_flat job seen to cancel:\n{first_log[-3000:]}"
+    assert run.returncode != 0, "the run with a cancelled job should fail"
+
+    masters = out / "masters"
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in masters.glob("*.fits")}
+    assert any(n.startswith("bias_") for n in before), "nothing had completed before the cancel"
+
+    rerun = run_snakemake(demo_night["raw"], out, *PROFILE_ARGS)
+    log = rerun.stdout + rerun.stderr
+    assert "rule_inventory" not in log and "rule_master_bias" not in log
+    for name, (mtime, data) in before.items():
+        path = masters / name
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == data, f"{name} was redone"
+    assert tree_digests(out) == tree_digests(demo_night["out"])
