@@ -4,6 +4,7 @@
 #
 # DAG: inventory (checkpoint) -> master bias -> master dark -> master flat
 #      -> calibrate lights (one job per group of lights sharing masters) -> publish -> summary
+#      (+ masters filed into library_dir, when set)
 
 
 configfile: "config/config.yaml"
@@ -16,6 +17,7 @@ include: "workflow/rules/dark.smk"
 include: "workflow/rules/flat.smk"
 include: "workflow/rules/light.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/library.smk"
 
 
 rule all:

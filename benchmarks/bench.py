@@ -41,7 +41,6 @@ from typing import Any, Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 VENV_BIN = Path(sys.executable).parent
 
 # ---------------------------------------------------------------------------- synthetic sky
@@ -68,6 +67,54 @@ N_LIGHTS = 10
 NIGHT_CALS = 10  # bias, dark and flat frames of each scaling night
 NIGHT_SIZE = 2048
 THREADS = 2
+
+
+@dataclass(frozen=True)
+class Source:
+    """The ccdcal benchmarked: a tree with src/, workflow/, config/ and the Snakefile."""
+
+    root: Path
+    label: str
+
+    @property
+    def schema(self) -> Path:
+        return self.root / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def git(*args: str) -> str:
+    """A read-only git command in the repository (no optional locks: others work in it)."""
+    return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), *args], capture_output=True,
+                          text=True, check=True).stdout.rstrip("\n")
+
+
+def working_tree() -> Source:
+    """The repository as it is on disk, labelled with its commit and uncommitted changes."""
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--", "src", "workflow", "config", "Snakefile").splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return Source(REPO, f"working tree {REPO}")
+    changes = f" + uncommitted changes ({', '.join(ln[3:] for ln in dirty)})" if dirty else ""
+    return Source(REPO, f"working tree {REPO} at {commit}{changes}")
+
+
+def exported(ref: str, workdir: Path) -> Source:
+    """The committed tree ``ref`` exported (git archive) into the workdir; its src/ goes
+    first on every child's PYTHONPATH, ahead of the editable install."""
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    dest = workdir / f"source-{commit[:12]}"
+    if not dest.exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+        tmp.rename(dest)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest / "src"), os.environ.get("PYTHONPATH")]))
+    return Source(dest, f"git archive of {ref} = {commit[:12]} (in {dest})")
+
+
+SOURCE = Source(REPO, str(REPO))  # set by main()
 
 
 def log(message: str) -> None:
@@ -389,9 +436,11 @@ def task_ccdcal(config: dict, masters: bool = True, lights: bool = True,
                 plan_file: str | None = None, masters_dir: str | None = None) -> None:
     """ccdcal through its package API in this one process: inventory and plan (unless
     ``plan_file`` is given), masters, lights. ``config`` is already validated."""
+    import ccdcal
     from ccdcal.inventory import list_raw_files, take_inventory
     from ccdcal.plan import make_plan
 
+    print(f"ccdcal from {Path(ccdcal.__file__).parent}", flush=True)
     out = Path(config["output_dir"])
     if plan_file:
         plan = json.loads(Path(plan_file).read_text())
@@ -474,7 +523,7 @@ def validated(config: dict) -> dict:
     """``config`` with the schema's defaults filled in (as the workflow does)."""
     from snakemake.utils import validate
 
-    validate(config, str(SCHEMA))
+    validate(config, str(SOURCE.schema))
     return config
 
 
@@ -492,7 +541,7 @@ def workflow_config(raw: Path, out: Path) -> dict:
     repository's config/config.yaml with those three keys overridden."""
     import yaml
 
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((SOURCE.root / "config" / "config.yaml").read_text())
     config.update(raw_dir=str(raw), output_dir=str(out), threads=THREADS)
     return validated(config)
 
@@ -735,16 +784,17 @@ def bench_nights(b: Bench, nights: Sequence[int]) -> None:
     workdir = b.work / "snakemake-workdir"  # Snakemake's .snakemake/ stays out of the repository
     workdir.mkdir(parents=True, exist_ok=True)
     config_link = workdir / "config"
-    if not config_link.exists():
-        config_link.symlink_to(REPO / "config")
+    config_link.unlink(missing_ok=True)
+    config_link.symlink_to(SOURCE.root / "config")
     for n in nights:
         members = {kind: pool.files(kind, NIGHT_CALS) for kind in ("bias", "dark", "flat")}
         members["light"] = pool.files("light", n)
         view = make_view(b.path("views", NIGHT_SIZE, f"night{n}"), members)
         files = view_files(view)
         out = b.path("runs", NIGHT_SIZE, f"night{n}-snakemake")
-        cmd = [str(VENV_BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", str(THREADS), "--config", f"raw_dir={view}", f"output_dir={out}", f"threads={THREADS}"]
+        cmd = [str(VENV_BIN / "snakemake"), "--snakefile", str(SOURCE.root / "Snakefile"),
+               "--directory", str(workdir), "--cores", str(THREADS),
+               "--config", f"raw_dir={view}", f"output_dir={out}", f"threads={THREADS}"]
         snake = measure(Run("snakemake", cmd, files, out, ("calibrated/light/light_*.fits", n),
                             b.path("logs", NIGHT_SIZE, f"night{n}-snakemake.log")), b.args.repeat)
         out = b.path("runs", NIGHT_SIZE, f"night{n}-engine")
@@ -854,6 +904,7 @@ def report(b: Bench, final: bool) -> str:
         f"Machine: {machine()}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Command: `{shlex.join(getattr(sys, 'orig_argv', [sys.executable, *sys.argv]))}`",
+        f"ccdcal benchmarked: {SOURCE.label}.",
         "",
         f"Synthetic uint16 frames (BITPIX 16, BZERO 32768), seed {SEED}: bias {BIAS_LEVEL:g} ADU + "
         f"{READ_NOISE_ADU:g} ADU read noise + fixed pattern; darks {DARK_EXPTIME:g} s with "
@@ -896,6 +947,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs per measurement (default 1)")
     parser.add_argument("--skip-ccdproc-above", type=int, metavar="SIZE",
                         help="do not run ccdproc on frames larger than SIZE^2")
+    parser.add_argument("--git-ref", metavar="REF",
+                        help="benchmark the committed tree REF (git archive into the workdir) instead of the "
+                             "working tree, e.g. HEAD: immune to edits made while the benchmark runs")
     parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes of (a)-(c), overriding the mode's")
     parser.add_argument("--rss-frames", type=int, nargs="*", help="N of the RSS scaling rows (none: skip)")
     parser.add_argument("--rss-size", type=int, help="frame size of the RSS scaling rows")
@@ -929,7 +983,7 @@ def ensure_data(b: Bench) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    global LAUNCHER
+    global LAUNCHER, SOURCE
     if argv[:1] == ["task"]:
         TASKS[argv[1]](**json.loads(argv[2]))
         return 0
@@ -937,8 +991,10 @@ def main(argv: Sequence[str]) -> int:
         Launcher.serve()
         return 0
     args = parse_args(argv)
-    LAUNCHER = Launcher()
-    b = Bench(args, Path(args.workdir).resolve())
+    work = Path(args.workdir).resolve()
+    SOURCE = exported(args.git_ref, work) if args.git_ref else working_tree()
+    LAUNCHER = Launcher()  # after PYTHONPATH is set: every measured command inherits it
+    b = Bench(args, work)
     start = time.perf_counter()
     ensure_data(b)
     for size in args.sizes:

@@ -132,7 +132,8 @@ def test_auto_without_bias_gives_no_dark_and_says_why(cams, make_config):
     a = plan["lights"]["light/a.fits"]
     assert a["dark"] is None and a["bias"] is None
     assert "NODARK" in a["flags"] and "NOBIAS" in a["flags"]
-    assert any("no dark of 120 s and no bias to scale one" in n for n in a["notes"])
+    assert any("no dark: dark_cam_1x1_-10.0C_60s: exposure 60 s != 120 s and no bias to scale it" in n
+               for n in a["notes"])
     b = plan["lights"]["light/b.fits"]  # exact exposure still works without a bias
     assert (b["dark_mode"], b["flags"]) == ("unscaled", ["NOFLAT"])
 
@@ -169,10 +170,11 @@ def test_darks_outside_the_temperature_tolerance_are_never_used(cams, make_confi
     assert at10["dark"] == "dark_cam_1x1_-11.0C_300s"  # exactly 1.0 C away: allowed
     at20 = plan["lights"]["light/at20.fits"]
     assert at20["dark"] is None and at20["bias"] is None
-    assert any("no dark within 1.0 C of -20.0C (have -11.0C, -15.0C)" in n for n in at20["notes"])
-    assert any("no bias within 1.0 C of -20.0C" in n for n in at20["notes"])
+    assert any("temperature -11.0 C outside -20.0 C +-1 C" in n and "temperature -15.0 C outside" in n
+               for n in at20["notes"] if n.startswith("no dark"))
+    assert any(n.startswith("no bias") and "outside -20.0 C +-1 C" in n for n in at20["notes"])
     no_t = plan["lights"]["light/noT.fits"]
-    assert no_t["dark"] is None and any("noT" in n for n in no_t["notes"])
+    assert no_t["dark"] is None and any("outside no temperature" in n for n in no_t["notes"])
     assert plan["masters"]["dark_cam_1x1_-15.0C_300s"]["used"] is False
 
 
@@ -206,23 +208,31 @@ def test_light_without_flat_for_its_filter(cams, make_config):
     plan = make_plan(records, make_config(), cams())
     v = plan["lights"]["light/v.fits"]
     assert v["flat"] is None and "NOFLAT" in v["flags"]
-    assert any("no flat for filter 'V'" in n for n in v["notes"])
+    assert any("no flat for filter 'V': flat_cam_1x1_R: filter R != V" in n for n in v["notes"])
     assert v["dark"] == "dark_cam_1x1_-10.0C_300s"  # still calibrated otherwise
     assert v["group"] in plan["light_groups"]
     assert plan["light_groups"][v["group"]]["lights"][0]["path"] == "light/v.fits"
     assert plan["lights"]["light/r.fits"]["flat"] == "flat_cam_1x1_R"  # filter case-insensitive
 
+    stop = {"policy": "stop", "steps": ["flat"]}
     with pytest.raises(PlanError) as info:
-        make_plan(records, make_config(require={"flat": True}), cams())
+        make_plan(records, make_config(missing_calibration=stop), cams())
     assert "light/v.fits" in str(info.value) and "light/r.fits" not in str(info.value)
-    # required steps that are present do not raise
-    make_plan(records, make_config(require={"dark": True}), cams())
+    # steps that are present do not stop the night
+    make_plan(records, make_config(missing_calibration={"policy": "stop", "steps": ["dark"]}), cams())
+    # skip: the light is left out of every group, with the reason
+    skipped = make_plan(records, make_config(missing_calibration={"policy": "skip", "steps": ["flat"]}), cams())
+    assert skipped["lights"]["light/v.fits"]["skipped"].startswith("skipped: no flat")
+    assert all(e["path"] != "light/v.fits" for g in skipped["light_groups"].values() for e in g["lights"])
+    assert skipped["lights"]["light/r.fits"]["group"] in skipped["light_groups"]
 
 
-def test_require_bias_names_the_light(cams, make_config):
+def test_stop_on_missing_bias_names_the_light(cams, make_config):
     records = darks(300.0) + [light("a", 300.0), light("b", 60.0)]
-    with pytest.raises(PlanError, match=r"light/b\.fits: no bias"):
-        make_plan(records, make_config(require={"bias": True}), cams())
+    stop = {"policy": "stop", "steps": ["bias"]}
+    with pytest.raises(PlanError, match=r"light/b\.fits: no bias") as info:
+        make_plan(records, make_config(missing_calibration=stop), cams())
+    assert "light/a.fits" not in str(info.value)  # its dark includes the bias: nothing lacks
 
 
 # ------------------------------------------------------------------------ setups and jobs
@@ -240,7 +250,7 @@ def test_frames_of_another_binning_are_never_mixed(cams, make_config):
     one, two = plan["lights"]["light/one.fits"], plan["lights"]["light/two.fits"]
     assert one["bias"] == "bias_cam_1x1_-10.0C"
     assert one["dark"] is None and one["flat"] is None
-    assert any("no dark of this setup" in n for n in one["notes"])
+    assert any(n.startswith("no dark: dark_cam_2x2_-10.0C_300s: binning 2x2 != 1x1") for n in one["notes"])
     assert two["dark"] == "dark_cam_2x2_-10.0C_300s" and two["flat"] == "flat_cam_2x2_R"
     assert one["group"] != two["group"]
 

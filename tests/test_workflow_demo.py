@@ -185,6 +185,20 @@ def test_inventory_lists_every_file_with_reasons(night):
     assert rows["ccd/bias/bias_001.fits"]["shape"] == "512x512"  # overscan trimmed
 
 
+def test_matches_report_says_why_each_candidate_was_not_used(night):
+    rows = read_csv(night["out"] / "matches.csv")
+    cmos = [r for r in rows if r["frame"] == "cmos/lights/M 31_L_120s_001.fits" and r["step"] == "dark"]
+    results = {r["candidate"]: r["result"] for r in cmos}
+    assert results["dark_demo-cmos_1x1_g120_o30_-10.0C_120s"] == "used (unscaled, x1)"
+    assert results["dark_demo-cmos_1x1_g120_o30_-5.0C_120s"].startswith(
+        "rejected: temperature -5.0 C outside -10.")
+    assert results["dark_demo-cmos_1x1_g120_o30_-10.0C_2s"] == (
+        "rejected: exposure 2 s != 120 s and no bias to scale it")
+    flat = [r for r in rows if r["frame"] == "cmos/flats/flat_L_001.fits" and r["step"] == "dark"]
+    assert {r["candidate"]: r["result"] for r in flat}["dark_demo-cmos_1x1_g120_o30_-10.0C_2s"] == (
+        "used (unscaled, x1)")
+
+
 def test_summary_lists_lights_and_exclusions(night):
     rows = read_csv(night["out"] / "summary.csv")
     lights = [r for r in rows if r["frame_type"] == "light" and r["status"] != "excluded"]
@@ -277,15 +291,16 @@ def test_required_step_missing_stops_the_night_naming_the_lights(night, tmp_path
     out = tmp_path / "out"
     strict = tmp_path / "strict.yaml"
     strict.write_text(
-        "require: {dark: true}\n"
+        "missing_calibration: {policy: stop, steps: [dark]}\n"
         "cameras:\n"
         "  - {name: demo-ccd, match: {header: {INSTRUME: 'SimCam CCD47'}}, dark: {scale: never}}\n"
         "  - {name: demo-cmos, match: {header: {INSTRUME: 'SimCMOS*'}}, overscan: {method: none}}\n")
     result = run_snakemake(night["raw"], out, "--configfile", str(strict), check=False)
     assert result.returncode != 0
     log = (out / "logs" / "inventory.log").read_text() + result.stderr
-    assert "requires calibration steps these lights lack" in log
-    assert "ccd/lights/NGC7331_V_001.fits: no dark (no dark of 120 s (scaling disabled))" in log
+    assert "missing_calibration is 'stop' and these lights lack a calibration step" in log
+    assert ("ccd/lights/NGC7331_V_001.fits: no dark (no dark: dark_demo-ccd_1x1_Normal_-20.0C_300s: "
+            "exposure 300 s != 120 s (scaling disabled))") in log
     assert "cmos/lights" not in log.split("lack")[1]  # the dark-library lights are fine
     assert not (out / "masters").exists()
 

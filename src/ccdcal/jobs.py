@@ -7,6 +7,8 @@ Snakemake, so every job can be run and tested on its own.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -17,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from .frames import write_text_atomic
 from .inventory import records_from_csv, records_to_csv, take_inventory
+from .library import ChecksumCache, scan_library
 from .lights import calibrate_group, report_csv
 from .masters import build_master
 from .plan import make_plan
@@ -43,25 +46,48 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
+
+
 def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv: str,
-                  plan_json: str) -> dict[str, Any]:
-    """Read the header of every file (paths relative to ``config['raw_dir']``), write
-    inventory.csv and the calibration plan."""
+                  plan_json: str, matches_csv: str) -> dict[str, Any]:
+    """Read the header of every file (paths relative to ``config['raw_dir']``), scan the
+    master library, and write inventory.csv, the calibration plan and matches.csv."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
     for record in records:
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
-    plan = make_plan(records, config, cameras)
+    cache = ChecksumCache(Path(config["output_dir"]) / "work" / "checksums.json")
+    calibration = [r.path for r in records if r.ok and r.frame_type in ("bias", "dark", "flat")]
+    checksums = cache.digests(config["raw_dir"], calibration)
+    cache.save()
+    library = scan_library(config.get("library_dir"))
+    plan = make_plan(records, config, cameras, library, checksums)
     write_text_atomic(records_to_csv(records), inventory_csv)
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
-    log.info("%d files, %d ok, %d masters, %d light groups", len(records),
-             sum(r.ok for r in records), len(plan["masters"]), len(plan["light_groups"]))
+    write_text_atomic(csv_text(plan["matches"], MATCH_COLUMNS), matches_csv)
+    log.info("%d files, %d ok, %d masters (%d from the library), %d light groups", len(records),
+             sum(r.ok for r in records), len(plan["masters"]),
+             sum(m["source"] == "library" for m in plan["masters"].values()), len(plan["light_groups"]))
     return plan
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
                output: str, config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
-    """Build one master; ``master_files`` are the masters its inputs need."""
+    """Build one master; ``master_files`` are the masters its inputs need. A master
+    identical to one in the library (same MASTERID) is linked to it instead."""
+    if spec.get("library_file"):
+        copy_atomic(spec["library_file"], output)
+        log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
+        return {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"]}
     masters = {Path(p).stem: read_product(p) for p in master_files}
     summary = build_master(spec, camera, config["raw_dir"], masters, output,
                            memory_limit_mb=config["memory_limit_mb"], threads=threads,
@@ -84,6 +110,33 @@ def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
     log.info("%d lights calibrated, %d failed", len(rows) - len(failed), len(failed))
 
 
+def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Hard-link ``source`` to ``dest`` (a copy across file systems), replacing ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        copy_atomic(source, dest)
+
+
+def copy_atomic(source: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy to a temporary name beside ``dest`` and rename: a file of its own (a hard link
+    would share its timestamps, which Snakemake touches, with the original)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+
+
+def file_in_library_job(master: str, destination: str) -> None:
+    """File a master into the library (see ccdcal.library for the layout)."""
+    copy_atomic(master, destination)
+    log.info("filed %s as %s", master, destination)
+
+
 def publish_job(group_dirs: Iterable[str], calibrated_dir: str) -> int:
     """Gather the groups' calibrated frames into one tree mirroring raw_dir (hard links,
     copies across file systems). Returns the number of files."""
@@ -95,13 +148,7 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str) -> int:
         for path in sorted(root.rglob("*")):
             if not path.is_file() or path.name == GROUP_REPORT or path.name.startswith("."):
                 continue
-            dest = target / path.relative_to(root)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.unlink(missing_ok=True)
-            try:
-                os.link(path, dest)
-            except OSError:
-                shutil.copy2(path, dest)
+            link_or_copy(path, target / path.relative_to(root))
             count += 1
     log.info("published %d calibrated frames to %s", count, target)
     return count

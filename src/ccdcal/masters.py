@@ -279,6 +279,11 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
         header["READOUTM"] = (setup["readout_mode"], "readout mode of the inputs")
     if spec.get("temperature_c") is not None:
         header["CCD-TEMP"] = (spec["temperature_c"], "[C] mean sensor temperature of the inputs")
+    set_temps = [t for t in (f.raw.header.get("SET-TEMP") for f in inputs) if t is not None]
+    if set_temps:
+        header["SET-TEMP"] = (set_temps[0], "[C] set point of the first input")
+    if spec.get("identity"):
+        header["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
     header["EXPTIME"] = (float(spec.get("exptime") or 0.0) if kind != "flat" else 0.0,
                          "[s] exposure of the inputs (mean)")
     if kind == "flat":

@@ -33,6 +33,8 @@ from typing import Any, Iterable, Mapping
 
 from .camera import safe_name
 from .inventory import FrameRecord
+from .library import master_identity
+from .matching import Choice, Matcher, Target
 
 PLAN_VERSION = 1
 
@@ -92,7 +94,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 @dataclass
 class Master:
-    """A master to build: its name (file stem), type, setup and input frames."""
+    """A master to build tonight (name = file stem, type, setup, input frames), or one
+    found in the library (``source='library'``, ``file`` its path, no frames)."""
 
     name: str
     type: str  # bias | dark | flat
@@ -105,6 +108,30 @@ class Master:
     # flats: per-frame calibration; darks: the bias used to measure dark current (optional)
     frame_calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
     bias: str | None = None
+    source: str = "tonight"  # tonight | library
+    file: str | None = None  # library masters: their path
+    time_begin: float | None = None  # seconds since 2000 of the first and last input
+    time_end: float | None = None
+    date_begin: str = ""
+    count: int = 0  # library masters: NCOMBINE
+    identity: str | None = None  # MASTERID: digest of inputs, parameters, masters used, version
+    library_file: str | None = None  # tonight's master already in the library (same identity)
+
+    def __post_init__(self):
+        times = [f.time_s for f in self.frames if f.time_s is not None]
+        if times:
+            self.time_begin, self.time_end = min(times), max(times)
+        dates = sorted(f.date_obs for f in self.frames if f.date_obs)
+        if dates:
+            self.date_begin = dates[0]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames) or self.count
+
+    @property
+    def source_label(self) -> str:
+        return "tonight" if self.source == "tonight" else f"library:{self.file}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +143,11 @@ class Master:
             "exptime": self.exptime,
             "filter": self.filter,
             "bias": self.bias,
+            "source": self.source,
+            "file": self.file,
+            "identity": self.identity,
+            "library_file": self.library_file,
+            "date_begin": self.date_begin,
             "frames": [
                 {
                     "path": f.path,
@@ -204,120 +236,16 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
 
 
 # ------------------------------------------------------------------------- matching
-def _key_of_master(master: Master) -> tuple:
-    s = master.setup
-    return (s["camera"], s["binning"], s["shape"], s["gain_setting"], s["offset"], s["readout_mode"])
+def target_of(record: FrameRecord, kind: str) -> Target:
+    return Target(record.path, kind, record.camera, _setup_dict(record), record.temperature_c,
+                  record.exptime or 0.0, record.time_s, record.filter.strip())
 
 
-def temperature_ok(frame_t: float | None, master_t: float | None, tolerance: float) -> bool:
-    if frame_t is None or master_t is None:
-        return frame_t is None and master_t is None
-    return abs(frame_t - master_t) <= tolerance + 1e-9
-
-
-@dataclass
-class Choice:
-    """The masters applied to one frame and why."""
-
-    bias: str | None = None
-    dark: str | None = None
-    dark_mode: str | None = None  # unscaled | scaled
-    dark_scale: float | None = None
-    flat: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def flags(self) -> list[str]:
-        flags = []
-        if self.bias is None and self.dark_mode != "unscaled":
-            flags.append("NOBIAS")
-        if self.dark is None:
-            flags.append("NODARK")
-        return flags
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bias": self.bias,
-            "dark": self.dark,
-            "dark_mode": self.dark_mode,
-            "dark_scale": self.dark_scale,
-            "flat": self.flat,
-            "notes": self.notes,
-        }
-
-
-def choose_bias(setup: tuple, temperature: float | None, biases: list[Master], tolerance: float
-                ) -> tuple[Master | None, str]:
-    """The bias master of ``setup`` nearest in temperature within ``tolerance`` (C), or why none."""
-    same = [m for m in biases if _key_of_master(m) == setup]
-    if not same:
-        return None, "no bias of this setup"
-    fits = [m for m in same if temperature_ok(temperature, m.temperature_c, tolerance)]
-    if not fits:
-        temps = ", ".join(_temperature_label(m.temperature_c) for m in same)
-        return None, f"no bias within {tolerance} C of {_temperature_label(temperature)} (have {temps})"
-    fits.sort(key=lambda m: (abs((temperature or 0) - (m.temperature_c or 0)), -len(m.frames), m.name))
-    return fits[0], ""
-
-
-def choose_dark(frame: FrameRecord, darks: list[Master], bias: Master | None,
-                profile: Mapping[str, Any]) -> tuple[Master | None, str | None, float | None, str]:
-    """(dark, mode, scale, note) for a frame per the camera's dark strategy."""
-    strategy = profile["dark"]["scale"]
-    exp_tol = profile["dark"]["exposure_tolerance"]
-    tolerance = profile["temperature_tolerance"]
-    same = [m for m in darks if _key_of_master(m) == setup_key(frame)]
-    if not same:
-        return None, None, None, "no dark of this setup"
-    fits = [m for m in same if temperature_ok(frame.temperature_c, m.temperature_c, tolerance)]
-    if not fits:
-        temps = ", ".join(sorted({_temperature_label(m.temperature_c) for m in same}))
-        return None, None, None, (
-            f"no dark within {tolerance} C of {_temperature_label(frame.temperature_c)} (have {temps})")
-    t = frame.exptime or 0.0
-    exact = sorted((m for m in fits if abs(m.exptime - t) <= exp_tol + 1e-9),
-                   key=lambda m: (abs(m.exptime - t), abs((frame.temperature_c or 0) - (m.temperature_c or 0)),
-                                  -len(m.frames), m.name))
-    if strategy != "always" and exact:
-        return exact[0], "unscaled", 1.0, ""
-    if strategy == "never":
-        return None, None, None, f"no dark of {t:g} s (scaling disabled)"
-    if bias is None:
-        return None, None, None, f"no dark of {t:g} s and no bias to scale one"
-    usable = [m for m in fits if m.exptime > 0]
-    if not usable or t <= 0:
-        return None, None, None, f"no dark to scale to {t:g} s"
-    usable.sort(key=lambda m: (abs(math.log(m.exptime / t)) if t > 0 else 0, -m.exptime,
-                               abs((frame.temperature_c or 0) - (m.temperature_c or 0)), m.name))
-    dark = usable[0]
-    return dark, "scaled", t / dark.exptime, ""
-
-
-def choose_calibration(frame: FrameRecord, masters: list[Master], profile: Mapping[str, Any],
-                       with_flat: bool) -> Choice:
-    tolerance = profile["temperature_tolerance"]
-    biases = [m for m in masters if m.type == "bias"]
-    darks = [m for m in masters if m.type == "dark"]
-    choice = Choice()
-    bias, bias_note = choose_bias(setup_key(frame), frame.temperature_c, biases, tolerance)
-    dark, mode, scale, dark_note = choose_dark(frame, darks, bias, profile)
-    if dark is not None:
-        choice.dark, choice.dark_mode, choice.dark_scale = dark.name, mode, scale
-    elif dark_note:
-        choice.notes.append(dark_note)
-    if mode != "unscaled":
-        if bias is not None:
-            choice.bias = bias.name
-        else:
-            choice.notes.append(bias_note)
-    if with_flat:
-        flats = [m for m in masters if m.type == "flat" and _key_of_master(m) == setup_key(frame)
-                 and m.filter.lower() == frame.filter.strip().lower()]
-        if flats:
-            choice.flat = flats[0].name
-        else:
-            choice.notes.append(f"no flat for filter '{frame.filter}' in this setup")
-    return choice
+def target_of_master(master: Master) -> Target:
+    """A master dark as a frame that needs a bias (to measure its dark current)."""
+    middle = None if master.time_begin is None else (master.time_begin + master.time_end) / 2
+    return Target(master.name, "dark", master.camera, master.setup, master.temperature_c,
+                  master.exptime or 0.0, middle, master.filter)
 
 
 def _group_id(camera: str, filt: str, choice: Choice) -> str:
@@ -326,45 +254,70 @@ def _group_id(camera: str, filt: str, choice: Choice) -> str:
     return f"{safe_name(camera)}_{safe_name(filt, 'nofilter')}_{digest}"
 
 
+def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matcher,
+                     checksums: Mapping[str, str] | None, cameras) -> None:
+    """Darks get the bias that measures their dark current, flats their per-frame bias and
+    dark; every master its identity. A library master identical to one of tonight's is no
+    longer a candidate: tonight's is linked to it instead of being rebuilt."""
+    identities: dict[str, str | None] = {m.name: m.identity for m in library}
+    by_identity = {m.identity: m for m in library}
+    for kind in ("bias", "dark", "flat"):
+        for master in (m for m in tonight if m.type == kind):
+            if kind == "dark":
+                bias = matcher.bias_for(target_of_master(master), record=False)
+                master.bias = bias.master.name if bias else None
+            elif kind == "flat":
+                for frame in master.frames:
+                    choice = matcher.choose(target_of(frame, "flat"), with_flat=False)
+                    master.frame_calibration[frame.path] = choice.to_json()
+            if checksums is not None:
+                master.identity = master_identity(master, checksums, cameras[master.camera], identities)
+            identities[master.name] = master.identity
+            twin = by_identity.get(master.identity) if master.identity else None
+            if twin is not None:
+                master.library_file = twin.file
+                matcher.masters.remove(twin)
+
+
 def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
-              cameras: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+              cameras: Mapping[str, Mapping[str, Any]], library: list[Master] = (),
+              checksums: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole plan as a JSON-able dict (see module docstring).
 
-    ``cameras`` maps each camera name found in the inventory to its resolved profile.
-    Raises PlanError when a light lacks a calibration step that ``require`` demands.
+    ``cameras`` maps each camera name found in the inventory to its resolved profile;
+    ``library`` holds the library's masters (``library.scan_library``), candidates next to
+    tonight's; ``checksums`` (raw path -> sha256) gives tonight's masters their identity.
+    Applies ``missing_calibration``: a light lacking a step is flagged, skipped, or the
+    night stops (PlanError naming every such light and why).
     """
-    masters = build_masters(records, cameras)
-    by_name = {m.name: m for m in masters}
-    for master in masters:
-        profile = cameras[master.camera]
-        if master.type == "dark":
-            bias, _ = choose_bias(_key_of_master(master), master.temperature_c,
-                                  [m for m in masters if m.type == "bias"], profile["temperature_tolerance"])
-            master.bias = bias.name if bias else None
-        elif master.type == "flat":
-            for frame in master.frames:
-                master.frame_calibration[frame.path] = choose_calibration(
-                    frame, masters, profile, with_flat=False).to_json()
+    tonight = build_masters(records, cameras)
+    matcher = Matcher([*tonight, *library], cameras)
+    _resolve_masters(tonight, list(library), matcher, checksums, cameras)
 
+    policy = config["missing_calibration"]
     lights: dict[str, dict[str, Any]] = {}
     groups: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
-    require = config.get("require", {})
+    skipped: dict[str, str] = {}
     for record in sorted((r for r in records if r.ok and r.frame_type == "light"), key=lambda r: r.path):
-        profile = cameras[record.camera]
-        choice = choose_calibration(record, masters, profile, with_flat=True)
+        choice = matcher.choose(target_of(record, "light"), with_flat=True)
         flags = choice.flags + ([] if choice.flat else ["NOFLAT"])
-        for step, flag in (("bias", "NOBIAS"), ("dark", "NODARK"), ("flat", "NOFLAT")):
-            if require.get(step) and flag in flags:
-                missing.append(f"{record.path}: no {step} ({'; '.join(choice.notes)})")
-        group = _group_id(record.camera, record.filter, choice)
+        lacking = [step for step, flag in (("bias", "NOBIAS"), ("dark", "NODARK"), ("flat", "NOFLAT"))
+                   if flag in flags and step in policy["steps"]]
         entry = {"path": record.path, "exptime": record.exptime, "flags": flags, **choice.to_json()}
+        if lacking and policy["policy"] == "stop":
+            missing.append(f"{record.path}: no {', no '.join(lacking)} ({'; '.join(choice.notes)})")
+        if lacking and policy["policy"] == "skip":
+            skipped[record.path] = f"skipped: no {', no '.join(lacking)} ({'; '.join(choice.notes)})"
+            lights[record.path] = {"group": None, "skipped": skipped[record.path], **entry}
+            continue
+        group = _group_id(record.camera, record.filter, choice)
         lights[record.path] = {"group": None, **entry}
         groups.setdefault(group, {"camera": record.camera, "filter": record.filter,
                                   "bias": choice.bias, "dark": choice.dark, "flat": choice.flat,
                                   "lights": []})["lights"].append(entry)
     if missing:
-        raise PlanError("the configuration requires calibration steps these lights lack:\n  "
+        raise PlanError("missing_calibration is 'stop' and these lights lack a calibration step:\n  "
                         + "\n  ".join(missing))
 
     per_job = int(config.get("lights_per_job", 100))
@@ -379,25 +332,31 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
                 lights[entry["path"]]["group"] = name
 
     used = {n for g in light_groups.values() for n in (g["bias"], g["dark"], g["flat"]) if n}
-    for master in masters:
+    for master in tonight:
         if master.type == "flat":
             used.update(v for c in master.frame_calibration.values() for v in (c["bias"], c["dark"]) if v)
+        if master.type == "dark" and master.bias:
+            used.add(master.bias)
+    listed = [*tonight, *(m for m in matcher.masters if m.source == "library" and m.name in used)]
     return {
         "version": PLAN_VERSION,
         "cameras": {name: cameras[name] for name in sorted(cameras)},
-        "masters": {m.name: {**m.to_json(), "used": m.name in used} for m in masters},
+        "masters": {m.name: {**m.to_json(), "used": m.name in used} for m in listed},
         "light_groups": light_groups,
         "lights": lights,
+        "matches": matcher.rows,
     }
 
 
 def master_inputs(plan: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Raw frames (relative paths) and other masters a master is built from."""
     master = plan["masters"][name]
+    if master.get("library_file"):  # identical to a library master: linked, not rebuilt
+        return {"frames": [], "masters": [], "library": [master["library_file"]]}
     needed = set()
     if master["type"] == "dark" and master.get("bias"):
         needed.add(master["bias"])
     for frame in master["frames"]:
         calibration = frame.get("calibration") or {}
         needed.update(v for v in (calibration.get("bias"), calibration.get("dark")) if v)
-    return {"frames": [f["path"] for f in master["frames"]], "masters": sorted(needed)}
+    return {"frames": [f["path"] for f in master["frames"]], "masters": sorted(needed), "library": []}

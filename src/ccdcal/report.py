@@ -41,7 +41,10 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], report_files:
             row.update(status="excluded", detail=record.reason)
         elif record.frame_type == "light":
             report = light_rows.get(record.path)
-            if report is None:
+            planned = plan["lights"].get(record.path, {})
+            if planned.get("skipped"):
+                row.update(status="skipped", detail=planned["skipped"], flags=",".join(planned["flags"]))
+            elif report is None:
                 row.update(status="not run", detail="no report for this light")
             else:
                 row.update({k: report.get(k, "") for k in ("output", "bias", "dark", "dark_mode",

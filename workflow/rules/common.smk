@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from ccdcal.inventory import list_raw_files
+from ccdcal.library import library_path
 from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
 from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
 from ccdcal.masters import expected_runtime_min
@@ -52,20 +53,57 @@ def get_plan():
 
 
 def master_file(name):
+    """Tonight's masters are in output_dir/masters; the library's are used where they are."""
+    master = get_plan()["masters"][name]
+    if master["source"] == "library":
+        return master["file"]
     return str(MASTERS / f"{name}.fits")
 
 
+def _reuse_library(master):
+    """Link an identical library master, unless this night already built the master (its
+    inputs would then change and everything downstream would be redone for nothing)."""
+    return (
+        bool(master.get("library_file"))
+        and not (MASTERS / f"{master['name']}.fits").exists()
+    )
+
+
 def get_master_inputs(wildcards):
-    """Raw frames of a master and the masters they are calibrated with."""
-    needs = master_inputs(get_plan(), wildcards.master)
+    """Raw frames of a master and the masters they are calibrated with, or the identical
+    library master it is linked to."""
+    plan = get_plan()
+    master = plan["masters"][wildcards.master]
+    if _reuse_library(master):
+        return {"frames": [], "masters": [], "library": [master["library_file"]]}
+    needs = master_inputs(
+        {
+            **plan,
+            "masters": {
+                **plan["masters"],
+                master["name"]: {**master, "library_file": None},
+            },
+        },
+        wildcards.master,
+    )
     return {
         "frames": [escape_braces(RAW_DIR / p) for p in needs["frames"]],
         "masters": [master_file(m) for m in needs["masters"]],
+        "library": [],
     }
 
 
+#: Plan fields that do not change how a master is made (kept out of params, so that they
+#: do not trigger a rebuild).
+VOLATILE = ("used", "library_file")
+
+
 def get_master_spec(wildcards):
-    return json.dumps(get_plan()["masters"][wildcards.master], sort_keys=True)
+    master = get_plan()["masters"][wildcards.master]
+    spec = {k: v for k, v in master.items() if k not in VOLATILE}
+    if _reuse_library(master):
+        spec["library_file"] = master["library_file"]
+    return json.dumps(spec, sort_keys=True)
 
 
 def get_master_camera(wildcards):
@@ -96,7 +134,9 @@ def get_master_mem_mb(wildcards, attempt):
 
 def get_master_runtime(wildcards, attempt):
     master = get_plan()["masters"][wildcards.master]
-    return expected_runtime_min(len(master["frames"]), _shape(master["setup"])) * attempt
+    return (
+        expected_runtime_min(len(master["frames"]), _shape(master["setup"])) * attempt
+    )
 
 
 def get_light_group_inputs(wildcards):
@@ -129,7 +169,9 @@ def get_light_group_camera(wildcards):
 
 def _light_group_masters(group):
     plan = get_plan()
-    return [plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m]
+    return [
+        plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m
+    ]
 
 
 def get_light_group_mem_mb(wildcards, attempt):
@@ -155,14 +197,33 @@ def get_light_group_dirs(wildcards=None):
 
 
 def get_all_masters(wildcards=None):
-    return [master_file(m) for m in sorted(get_plan()["masters"])]
+    """Tonight's masters (the library's are only read)."""
+    plan = get_plan()
+    return [
+        master_file(m)
+        for m in sorted(plan["masters"])
+        if plan["masters"][m]["source"] == "tonight"
+    ]
+
+
+def get_library_filings(wildcards=None):
+    """Where tonight's masters are filed in the library (none without library_dir)."""
+    if not config["library_dir"]:
+        return []
+    return [
+        str(library_path(config["library_dir"], m))
+        for m in get_plan()["masters"].values()
+        if m["source"] == "tonight" and m["identity"] and not m.get("library_file")
+    ]
 
 
 def get_final_outputs(wildcards):
     return [
         str(OUT_DIR / "summary.csv"),
+        str(OUT_DIR / "matches.csv"),
         str(OUT_DIR / "calibrated"),
         *get_all_masters(),
+        *get_library_filings(),
     ]
 
 

@@ -4,6 +4,7 @@ checkpoint inventory:
     output:
         inventory=OUT_DIR / "inventory.csv",
         plan=OUT_DIR / "plan.json",
+        matches=OUT_DIR / "matches.csv",
     log:
         LOGS / "inventory.log",
     conda:

@@ -1,4 +1,4 @@
-"""Inventory checkpoint: read every raw file's header, write inventory.csv and plan.json."""
+"""Inventory checkpoint: read every raw file's header, write inventory.csv, plan.json, matches.csv."""
 
 from ccdcal.jobs import inventory_job, setup_logging
 
@@ -8,4 +8,5 @@ inventory_job(
     snakemake.config,
     snakemake.output.inventory,
     snakemake.output.plan,
+    snakemake.output.matches,
 )

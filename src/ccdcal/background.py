@@ -1,0 +1,516 @@
+"""Local background of an image and the three uses the workflow makes of it.
+
+The options are those of XParallax viu's "Background" tab (mesh size, sigma upper /
+lower, sigma precision, estimator, smooth, interpolation); the work is done by
+photutils' :class:`~photutils.background.Background2D`:
+
+1. The image is cut into cells of about ``mesh`` x ``mesh`` pixels (see *Cells* below).
+   NaN / inf pixels and the caller's ``mask`` are ignored.
+2. In every cell the pixel values are sigma-clipped (:class:`PrecisionSigmaClip`): centre
+   = median, spread = standard deviation of the surviving values, values below
+   ``centre - sigma_lower * spread`` or above ``centre + sigma_upper * spread`` are
+   dropped; this is repeated until the spread changes by less than ``precision`` (a
+   fraction of it), nothing more is clipped, or ``maxiters`` passes were made.
+3. The cell's level is the ``estimator`` of the surviving values: ``mean``, ``median``
+   or ``mode`` = 2.5 median - 1.5 mean (SExtractor / photutils
+   ``ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5)``); its rms is their
+   standard deviation (photutils ``StdBackgroundRMS``). A cell with half or more of its
+   in-image pixels masked or clipped gets no value; photutils fills it from its
+   neighbours (inverse-distance weighting over the grid of cells).
+4. Both grids of cells are median-filtered over ``smooth`` x ``smooth`` cells (1 = none):
+   this removes the overestimate of a cell dominated by a bright star or galaxy. Unlike
+   photutils' own filter (2-D, NaN beyond the edges), this is a running median along
+   rows then columns with the grid extended by point reflection, so gradients and
+   amplifier-glow corners keep their level up to the edges (see
+   :func:`_median_filter_grid`).
+5. The grids are interpolated to every pixel: ``zoom`` = bicubic spline of the cell
+   grid (scipy ``zoom``, the cell values sit at the cell centres, clipped to the range of
+   the grid: the map does not extrapolate beyond the outermost cell centres, it is flat
+   over the last half cell), ``idw`` = inverse-distance weighting of the 10 nearest cell
+   centres (photutils ``BkgIDWInterpolator``; much slower on large frames).
+
+Cells
+-----
+photutils 3.0 has no ``edge_method`` any more: a frame that is not a whole number of
+cells gets a last row / column of *partial* cells (their statistics use the pixels
+that exist, their value is placed at the centre of the full cell). A sliver of a few
+pixels would then give a noisy value placed far from its pixels, so the cell size
+actually used along each axis (``Background.cell_shape``) is the value within
+``mesh * [0.75, 1.25]`` closest to ``mesh`` that covers the axis exactly or leaves a last
+cell at least half as large as the others (``mesh`` itself when no such value exists, and
+the whole axis when it is shorter than ``mesh``).
+
+Units: the maps are in the units of the image (ADU for darks and raw flats,
+dimensionless for normalised flats), float32.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import bottleneck as bn
+import numpy as np
+
+__all__ = [
+    "ESTIMATORS",
+    "INTERPOLATIONS",
+    "BackgroundSpec",
+    "Background",
+    "PrecisionSigmaClip",
+    "cell_shape",
+    "estimate_background",
+    "reject_sky_flat_stars",
+    "hot_pixels",
+    "dead_pixels",
+]
+
+ESTIMATORS = ("mean", "median", "mode")
+INTERPOLATIONS = ("zoom", "idw")
+_ALIASES = {"average": "mean", "avg": "mean", "spline": "zoom", "bicubic": "zoom",
+            "inverse_distance": "idw", "shepard": "idw"}
+
+#: A cell is used when more than this fraction of its in-image pixels survive masking
+#: and clipping (photutils' ``exclude_percentile`` is set from it, see ``_exclude_percentile``).
+MIN_GOOD_FRACTION = 0.5
+#: Range of cell sizes, as fractions of ``mesh``, tried to avoid slivers at the edges.
+_CELL_RANGE = (0.75, 1.25)
+
+
+# ----------------------------------------------------------------------------- spec
+
+
+def _bad(key: str, message: str, value: Any) -> ValueError:
+    return ValueError(f"background option {key!r}: {message}, got {value!r}")
+
+
+def _int(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise _bad(key, "must be an integer", value)
+    if not math.isfinite(float(value)) or float(value) != int(value):
+        raise _bad(key, "must be an integer", value)
+    if int(value) < minimum:
+        raise _bad(key, f"must be >= {minimum}", value)
+    return int(value)
+
+
+def _float(key: str, value: Any, minimum: float, strict: bool) -> float:
+    if isinstance(value, bool):
+        raise _bad(key, "must be a number", value)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise _bad(key, "must be a number", value) from None
+    if not math.isfinite(out) or out < minimum or (strict and out == minimum):
+        raise _bad(key, f"must be finite and {'>' if strict else '>='} {minimum}", value)
+    return out
+
+
+def _name(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise _bad(key, f"must be one of {', '.join(allowed)}", value)
+    name = value.strip().lower().replace("-", "_")
+    name = _ALIASES.get(name, name)
+    if name not in allowed:
+        raise _bad(key, f"must be one of {', '.join(allowed)}", value)
+    return name
+
+
+@dataclass(frozen=True)
+class BackgroundSpec:
+    """Local background on a grid of cells (XParallax viu 'Background' options).
+
+    ``mesh``: cell size in pixels (photutils ``box_size``; see the module docstring for
+    frames that are not a whole number of cells). XParallax advises 4-5 times the
+    diameter of the largest star; 64 or 128 usually.
+    ``sigma_upper`` / ``sigma_lower``: clipping thresholds, in units of the cell's
+    standard deviation, above / below its median.
+    ``precision``: clipping of a cell stops when its standard deviation changes by less
+    than this fraction of itself between two passes (0: only when nothing more is
+    clipped, as astropy's ``SigmaClip``). ``maxiters``: at most this many passes.
+    ``estimator``: ``mean`` | ``median`` | ``mode`` (2.5 median - 1.5 mean).
+    ``smooth``: size of the median filter over the grid of cells (odd; 1 = none).
+    ``interpolation``: ``zoom`` (bicubic spline of the grid) | ``idw``.
+    """
+
+    mesh: int = 64
+    sigma_upper: float = 3.0
+    sigma_lower: float = 3.0
+    precision: float = 0.01
+    maxiters: int = 10
+    estimator: str = "median"
+    smooth: int = 3
+    interpolation: str = "zoom"
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "mesh", _int("mesh", self.mesh, 4))
+        s(self, "sigma_upper", _float("sigma_upper", self.sigma_upper, 0.0, strict=True))
+        s(self, "sigma_lower", _float("sigma_lower", self.sigma_lower, 0.0, strict=True))
+        s(self, "precision", _float("precision", self.precision, 0.0, strict=False))
+        if self.precision >= 1:
+            raise _bad("precision", "must be a fraction < 1", self.precision)
+        s(self, "maxiters", _int("maxiters", self.maxiters, 1))
+        s(self, "estimator", _name("estimator", self.estimator, ESTIMATORS))
+        s(self, "smooth", _int("smooth", self.smooth, 1))
+        if self.smooth % 2 == 0:
+            raise _bad("smooth", "must be odd (1 = no filter, 3, 5, ...)", self.smooth)
+        s(self, "interpolation", _name("interpolation", self.interpolation, INTERPOLATIONS))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "BackgroundSpec":
+        """Build from a config mapping. ``None`` values mean "default"; unknown keys
+        and invalid values raise ``ValueError`` naming the key."""
+        if d is None:
+            return cls()
+        if isinstance(d, BackgroundSpec):
+            return d
+        if not isinstance(d, Mapping):
+            raise ValueError(f"background spec must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ValueError(f"unknown background option(s) {', '.join(repr(k) for k in unknown)}; "
+                             f"valid options: {', '.join(sorted(known))}")
+        return cls(**{k: v for k, v in d.items() if v is not None})
+
+
+@dataclass
+class Background:
+    """Result of :func:`estimate_background`.
+
+    ``level`` / ``rms``: float32 per-pixel background and background rms maps (units of
+    the image), same shape as the image. ``level_mesh`` / ``rms_mesh``: the grids of
+    cells they were interpolated from (after the ``smooth`` filter). ``cell_shape``:
+    cell size used (ny, nx). ``clip_passes``: number of sigma-clipping passes made in
+    each cell (one entry per cell, in no particular order).
+    """
+
+    level: np.ndarray
+    rms: np.ndarray
+    level_mesh: np.ndarray | None = None
+    rms_mesh: np.ndarray | None = None
+    cell_shape: tuple[int, int] | None = None
+    clip_passes: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------- clipping
+
+
+class PrecisionSigmaClip:
+    """Sigma clipping with XParallax's "sigma precision" stopping rule, as a callable
+    photutils' ``Background2D(sigma_clip=...)`` accepts.
+
+    ``Background2D`` only calls ``sigma_clip(data, axis=..., masked=False, copy=False)``
+    on its cells (NaN = masked pixel) and uses the NaN-filled result; it does not
+    require an astropy ``SigmaClip`` (the scalar estimators do, which is why they get
+    ``sigma_clip=None`` and the clipping is done here, once, for level and rms).
+
+    Per cell (the values along ``axis``), each pass computes the median ``c`` and the
+    standard deviation ``s`` (ddof 0) of the surviving values, drops the values outside
+    ``[c - sigma_lower*s, c + sigma_upper*s]`` and recomputes ``s``. The cell stops when
+    ``|s_new - s| < precision * s``, when the pass clipped nothing, or after
+    ``maxiters`` passes. As in astropy's ``SigmaClip`` (its fast path, the one
+    photutils uses), the returned clipping is "outside the last bounds computed",
+    applied to all of the cell's values; with ``precision=0`` the result is that of
+    ``SigmaClip(sigma_lower, sigma_upper, maxiters, cenfunc='median', stdfunc='std')``.
+
+    ``passes`` collects the number of passes of every cell clipped since creation
+    (:meth:`reset` clears it).
+    """
+
+    def __init__(self, sigma_lower: float = 3.0, sigma_upper: float = 3.0,
+                 precision: float = 0.01, maxiters: int = 10) -> None:
+        self.sigma_lower = float(sigma_lower)
+        self.sigma_upper = float(sigma_upper)
+        self.precision = float(precision)
+        self.maxiters = int(maxiters)
+        self._passes: list[np.ndarray] = []
+
+    def __repr__(self) -> str:
+        return (f"PrecisionSigmaClip(sigma_lower={self.sigma_lower}, sigma_upper={self.sigma_upper}, "
+                f"precision={self.precision}, maxiters={self.maxiters})")
+
+    @property
+    def passes(self) -> np.ndarray:
+        return np.concatenate(self._passes) if self._passes else np.zeros(0, dtype=np.int16)
+
+    def reset(self) -> None:
+        self._passes = []
+
+    def bounds(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Clip every row of ``cells`` (2-D, NaN = masked; not modified): (lower bound,
+        upper bound, passes) per row, float64 bounds."""
+        ncell = cells.shape[0]
+        lo = np.full(ncell, -np.inf)
+        hi = np.full(ncell, np.inf)
+        passes = np.zeros(ncell, dtype=np.int16)
+        if ncell == 0 or cells.shape[1] == 0:
+            return lo, hi, passes
+        work = cells.astype(np.float64)  # bottleneck is only accurate in float64
+        active = np.arange(ncell)
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            std = bn.nanstd(work, axis=1)
+            for _ in range(self.maxiters):
+                sub = work[active] if active.size < ncell else work
+                s = std[active]
+                c = bn.nanmedian(sub, axis=1)
+                lo[active] = c - self.sigma_lower * s
+                hi[active] = c + self.sigma_upper * s
+                out = (sub < lo[active, None]) | (sub > hi[active, None])
+                nclip = np.count_nonzero(out, axis=1)
+                sub[out] = np.nan
+                s_new = bn.nanstd(sub, axis=1)
+                if active.size < ncell:
+                    work[active] = sub
+                passes[active] += 1
+                std[active] = s_new
+                done = (nclip == 0) | (np.abs(s_new - s) < self.precision * s) | ~np.isfinite(s_new)
+                active = active[~done]
+                if active.size == 0:
+                    break
+        return lo, hi, passes
+
+    def __call__(self, data, axis=None, masked: bool = True, return_bounds: bool = False,
+                 copy: bool = True):
+        data = np.asanyarray(data)
+        if isinstance(data, np.ma.MaskedArray):
+            data = data.filled(np.nan)
+            copy = False  # already a new array
+        if data.dtype.kind != "f":
+            data = data.astype(np.float32)
+            copy = False
+        if axis is None:
+            axes = tuple(range(data.ndim))
+        else:
+            axes = tuple(a % data.ndim for a in np.atleast_1d(axis))
+        keep = tuple(a for a in range(data.ndim) if a not in axes)
+        moved = np.transpose(data, keep + axes)
+        kept_shape = moved.shape[: len(keep)]
+        cells = moved.reshape(int(np.prod(kept_shape, dtype=np.int64)), -1)
+        cells = np.where(np.isfinite(cells), cells, np.nan)
+        lo, hi, passes = self.bounds(cells)
+        self._passes.append(passes)
+        with np.errstate(invalid="ignore"):
+            clipped = ~((cells >= lo[:, None]) & (cells <= hi[:, None]))  # NaN -> clipped
+        mask = np.transpose(clipped.reshape(moved.shape), np.argsort(keep + axes))
+        if masked:
+            result = np.ma.array(data, mask=mask, copy=copy)
+        else:
+            result = data.copy() if copy else data
+            result[mask] = np.nan
+        if return_bounds:
+            return result, lo.reshape(kept_shape), hi.reshape(kept_shape)
+        return result
+
+
+# ----------------------------------------------------------------------------- background
+
+
+def _axis_cell(length: int, mesh: int) -> int:
+    """Cell size along an axis of ``length`` pixels (see 'Cells' in the module docstring)."""
+    if length <= mesh:
+        return length
+    lo = max(1, math.ceil(_CELL_RANGE[0] * mesh))
+    hi = min(length, math.floor(_CELL_RANGE[1] * mesh))
+    for b in sorted(range(lo, hi + 1), key=lambda b: (abs(b - mesh), b)):
+        r = length % b
+        if r == 0 or 2 * r >= b:
+            return b
+    return mesh
+
+
+def cell_shape(shape: tuple[int, int], mesh: int) -> tuple[int, int]:
+    """Cell size (ny, nx) :func:`estimate_background` uses for an image of ``shape``."""
+    return _axis_cell(int(shape[0]), mesh), _axis_cell(int(shape[1]), mesh)
+
+
+def _exclude_percentile(shape: tuple[int, int], box: tuple[int, int]) -> float:
+    """photutils' ``exclude_percentile`` such that every cell, partial ones included, is
+    used when more than MIN_GOOD_FRACTION of its in-image pixels are good (photutils
+    compares the good pixels with a fraction of a *full* cell)."""
+    fy = (shape[0] % box[0] or box[0]) / box[0]
+    fx = (shape[1] % box[1] or box[1]) / box[1]
+    return 100.0 * (1.0 - MIN_GOOD_FRACTION * fy * fx)
+
+
+def _estimator(name: str):
+    from photutils.background import MeanBackground, MedianBackground, ModeEstimatorBackground
+
+    if name == "mean":
+        return MeanBackground(sigma_clip=None)
+    if name == "median":
+        return MedianBackground(sigma_clip=None)
+    return ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5, sigma_clip=None)
+
+
+def _median_filter_grid(grid: np.ndarray, size) -> np.ndarray:
+    """Median filter of the grid of cells over ``size`` cells: a running median along
+    the rows, then one along the columns (a separable median), the grid being extended
+    beyond its edges by point reflection about the edge cells (2 * edge - mirror).
+
+    photutils' own filter is a 2-D median padded with NaN (nanmedian over the cells that
+    exist): at an edge the window then only holds inner cells, which pulls the edge cells
+    of any gradient towards the inside by about half a cell's change, and flattens an
+    amplifier-glow corner (the corner cell becomes the median of 4 lower cells) enough
+    to flag hundreds of "hot" pixels there. A 1-D running median with point reflection
+    leaves any sequence that is monotonic over the window as it is, so gradients and
+    glow (monotonic along rows and columns) keep their level up to the edges, while a
+    cell that stands out from its neighbours (a bright star), or a pair of them, is
+    replaced; a block of 2 x 2 bright cells or more is kept (a 2-D 3x3 median
+    would remove it), as is a bright cell in a corner of the grid."""
+    from scipy.ndimage import median_filter
+
+    out = np.asarray(grid)
+    for axis, s in enumerate(np.broadcast_to(size, 2)):
+        h = min(int(s) // 2, out.shape[axis] - 1)
+        if h < 1:
+            continue
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (h, h)
+        ext = np.pad(out, pad, mode="reflect", reflect_type="odd")
+        window = [1, 1]
+        window[axis] = 2 * h + 1
+        filtered = median_filter(ext, size=tuple(window), mode="nearest")
+        out = filtered[h: h + out.shape[0], :] if axis == 0 else filtered[:, h: h + out.shape[1]]
+    return out.astype(np.asarray(grid).dtype, copy=False)
+
+
+def _background2d_class():
+    from photutils.background import Background2D
+
+    class _Background2D(Background2D):
+        """photutils' Background2D with an edge-preserving median filter of the grid
+        (overrides ``_filter_grid``, the step photutils 3.0 applies to the grid of cells
+        after filling excluded cells and before interpolating; see _median_filter_grid)."""
+
+        def _filter_grid(self, data):
+            return _median_filter_grid(np.asarray(data), self.filter_size)
+
+    if not callable(getattr(Background2D, "_filter_grid", None)):  # pragma: no cover
+        raise ImportError("photutils.background.Background2D has no _filter_grid step any more "
+                          "(photutils changed): ccdcal.background needs updating")
+    return _Background2D
+
+
+def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
+                        mask: np.ndarray | None = None) -> Background:
+    """Background and background rms maps of a 2-D ``image`` (see the module docstring).
+
+    NaN / inf pixels and ``mask`` (True = ignore) are left out of the statistics; they
+    still get a background value. Raises ``ValueError`` when no cell has enough good
+    pixels. Returns float32 maps in the image's units.
+    """
+    from photutils.background import StdBackgroundRMS
+
+    spec = spec if spec is not None else BackgroundSpec()
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"estimate_background needs a 2-D image, got shape {image.shape}")
+    if image.dtype.kind != "f":
+        image = image.astype(np.float32)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != image.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from the image's {image.shape}")
+    if not np.isfinite(image).any() or (mask is not None and not (np.isfinite(image) & ~mask).any()):
+        raise ValueError("estimate_background: the image has no finite, unmasked pixel")
+    box = cell_shape(image.shape, spec.mesh)
+    clip = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters)
+    kwargs: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        if spec.interpolation == "idw":
+            # photutils 3.0 deprecates the interpolator keyword and BkgIDWInterpolator
+            # (to be removed in 4.0: the spline "zoom" will then be the only one).
+            from astropy.utils.exceptions import AstropyDeprecationWarning
+            warnings.simplefilter("ignore", AstropyDeprecationWarning)
+            from photutils.background import BkgIDWInterpolator
+            kwargs["interpolator"] = BkgIDWInterpolator()
+        bkg = _background2d_class()(
+            image, box, mask=mask, exclude_percentile=_exclude_percentile(image.shape, box),
+            filter_size=spec.smooth, sigma_clip=clip, bkg_estimator=_estimator(spec.estimator),
+            bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None), **kwargs)
+        level = np.asarray(bkg.background, dtype=np.float32)
+        rms = np.asarray(bkg.background_rms, dtype=np.float32)
+        level_mesh = np.asarray(bkg.background_mesh, dtype=np.float32)
+        rms_mesh = np.asarray(bkg.background_rms_mesh, dtype=np.float32)
+    return Background(level=level, rms=rms, level_mesh=level_mesh, rms_mesh=rms_mesh,
+                      cell_shape=box, clip_passes=clip.passes)
+
+
+# ----------------------------------------------------------------------------- uses
+
+
+def _disk(radius: int) -> np.ndarray:
+    y, x = np.mgrid[-radius: radius + 1, -radius: radius + 1]
+    return x * x + y * y <= radius * radius + radius  # a round disk, not a diamond
+
+
+def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, method: str = "sigma",
+                          k: float = 3.0, low: float | None = None, high: float | None = None,
+                          grow: int = 2) -> np.ndarray:
+    """Pixels of one sky (twilight) flat to reject before combining: boolean mask, True =
+    reject (the caller sets them to NaN, so the combine fills them from the other flats).
+
+    ``method="sigma"`` (XParallax "sigma level"): pixels above ``level + k * rms`` of the
+    flat's local background (stars, cosmic rays). Pixels above the threshold with at
+    least one of their 8 neighbours also above it (stars, not a lone noise peak) are
+    grown by a disk of radius ``grow`` pixels, which catches the wings of the stars.
+    Non-finite pixels are rejected. ``flat`` may be raw (ADU) or normalised.
+
+    ``method="minmax"`` (XParallax "MinMax"): pixels outside ``[low, high]``, absolute
+    limits in the flat's units (either may be None = no limit); non-finite pixels are
+    rejected; no growing.
+    """
+    flat = np.asarray(flat)
+    name = str(method).strip().lower().replace("-", "").replace("_", "")
+    if name in ("minmax", "clipextrema"):
+        if low is None and high is None:
+            raise ValueError("reject_sky_flat_stars(method='minmax') needs low and/or high")
+        keep = np.isfinite(flat)
+        if low is not None:
+            keep &= flat >= low
+        if high is not None:
+            keep &= flat <= high
+        return ~keep
+    if name not in ("sigma", "sigmalevel"):
+        raise ValueError(f"unknown sky-flat rejection method {method!r}; expected 'sigma' or 'minmax'")
+    k = _float("k", k, 0.0, strict=True)
+    grow = _int("grow", grow, 0)
+    from scipy.ndimage import binary_dilation, convolve
+
+    bkg = estimate_background(flat, spec)
+    with np.errstate(invalid="ignore"):
+        above = flat > bkg.level + np.float32(k) * bkg.rms
+    if grow > 0 and above.any():
+        neighbours = convolve(above.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
+        seeds = above & (neighbours >= 2)  # itself + at least one neighbour
+        if seeds.any():
+            above |= binary_dilation(seeds, structure=_disk(grow))
+    return above | ~np.isfinite(flat)
+
+
+def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: float = 5.0) -> np.ndarray:
+    """Hot pixels of a dark (master dark minus bias, ADU; or a rate, any unit): boolean,
+    True where ``dark > level + k * rms`` of its local background. The local level
+    follows gradients and amplifier glow, so these are not flagged."""
+    k = _float("k", k, 0.0, strict=True)
+    dark = np.asarray(dark_current)
+    bkg = estimate_background(dark, spec)
+    with np.errstate(invalid="ignore"):
+        return dark > bkg.level + np.float32(k) * bkg.rms
+
+
+def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: float = 0.5) -> np.ndarray:
+    """Dead or weak pixels of a flat (raw ADU or normalised): boolean, True where the
+    response is below ``fraction`` of the local background level (which follows
+    vignetting, so dark corners are not flagged), and where it is non-finite or <= 0."""
+    fraction = _float("fraction", fraction, 0.0, strict=True)
+    flat = np.asarray(flat)
+    bkg = estimate_background(flat, spec)
+    with np.errstate(invalid="ignore"):
+        good = (flat >= np.float32(fraction) * bkg.level) & (flat > 0)
+    return ~good

@@ -1,0 +1,150 @@
+"""The library of masters kept across nights.
+
+Every master the workflow makes is filed under ``library_dir`` as
+
+    <type>/<camera>/<YYYY-MM-DD of its first input>/<name>_<MASTERID[:16]>.fits
+
+with every setup value in its header (CAMERA, INSTRUME, XBINNING/YBINNING, GAIN, OFFSET,
+READOUTM, CCD-TEMP, SET-TEMP, EXPTIME, FILTER, DATE-BEG/DATE-END, NCOMBINE, MASTERID).
+Those headers are the index: ``scan_library`` rebuilds the list of masters by reading
+them, so there is no other state to drift. A master's identity (MASTERID) is a digest of
+its inputs' checksums, its parameters, the identities of the masters its inputs were
+calibrated with and the software version: an identical master is found, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from astropy.io import fits
+
+from . import __version__
+from .camera import safe_name
+from .frames import file_digest, write_text_atomic
+
+_EPOCH = datetime(2000, 1, 1)
+
+#: Camera-profile settings that change what a master contains.
+MASTER_PARAMETERS = ("overscan", "trim", "gain", "read_noise", "saturation", "flat", "dark",
+                     "temperature_unit")
+
+
+def iso_to_seconds(text: str) -> float | None:
+    try:
+        return round((datetime.fromisoformat(str(text).replace("Z", "")).replace(tzinfo=None)
+                      - _EPOCH).total_seconds(), 3)
+    except ValueError:
+        return None
+
+
+def library_path(library_dir: str | os.PathLike, master: Mapping[str, Any]) -> Path:
+    """Where a master (a plan entry with its identity) is filed."""
+    day = (master.get("date_begin") or "")[:10] or "undated"
+    return (Path(library_dir) / master["type"] / safe_name(master["camera"]) / day
+            / f"{master['name']}_{master['identity']}.fits")
+
+
+def master_identity(master, checksums: Mapping[str, str], profile: Mapping[str, Any],
+                    identities: Mapping[str, str | None]) -> str | None:
+    """16 hex digits of the SHA-256 of what the master is made from; None if an input's
+    checksum or a master it depends on has no identity."""
+    inputs = [checksums.get(f.path) for f in master.frames]
+    if not inputs or None in inputs:
+        return None
+    calibration: Any = None
+    if master.type == "dark":
+        calibration = identities.get(master.bias) if master.bias else None
+    elif master.type == "flat":
+        calibration = []
+        for frame in master.frames:
+            c = master.frame_calibration[frame.path]
+            ids = [identities.get(c[step]) if c[step] else "" for step in ("bias", "dark")]
+            if None in ids:
+                return None
+            calibration.append([checksums[frame.path], *ids, c["dark_mode"], c["dark_scale"]])
+        calibration.sort(key=str)
+    payload = {
+        "type": master.type,
+        "camera": master.camera,
+        "setup": master.setup,
+        "filter": master.filter,
+        "inputs": sorted(inputs),
+        "parameters": {k: profile.get(k) for k in MASTER_PARAMETERS},
+        "combine": profile["combine"][master.type],
+        "calibration": calibration,
+        "version": __version__,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scan_library(library_dir: str | os.PathLike | None) -> list:
+    """Every ccdcal master under ``library_dir`` (plan.Master, source 'library'), read from
+    its header alone."""
+    from .plan import Master
+
+    if not library_dir or not Path(library_dir).is_dir():
+        return []
+    found = []
+    for path in sorted(Path(library_dir).rglob("*.fits")):
+        try:
+            header = fits.getheader(path)
+        except (OSError, ValueError):
+            continue
+        kind = header.get("CCDCALTY")
+        if kind not in ("bias", "dark", "flat") or "MASTERID" not in header:
+            continue
+        gain, offset = header.get("GAIN", ""), header.get("OFFSET", "")
+        setup = {
+            "camera": header.get("CAMERA", ""),
+            "instrument": header.get("INSTRUME", ""),
+            "binning": f"{header.get('XBINNING', 1)}x{header.get('YBINNING', 1)}",
+            "shape": f"{header['NAXIS2']}x{header['NAXIS1']}",
+            "gain_setting": str(gain),
+            "offset": str(offset),
+            "readout_mode": str(header.get("READOUTM", "")),
+        }
+        master = Master(path.stem, kind, setup["camera"], setup, [], header.get("CCD-TEMP"),
+                        float(header.get("EXPTIME", 0.0)), str(header.get("FILTER", "")).strip(),
+                        source="library", file=str(path.resolve()),
+                        count=int(header.get("NCOMBINE", 0)), identity=header["MASTERID"])
+        master.date_begin = header.get("DATE-BEG", "")
+        master.time_begin = iso_to_seconds(master.date_begin)
+        master.time_end = iso_to_seconds(header.get("DATE-END", master.date_begin))
+        found.append(master)
+    return found
+
+
+class ChecksumCache:
+    """sha256 of raw files, remembered by (path, size, mtime) in a JSON file, so a rerun
+    of the inventory reads each calibration frame's bytes only once."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._known: dict[str, list] = {}
+        if self.path.exists():
+            try:
+                self._known = json.loads(self.path.read_text())
+            except ValueError:
+                self._known = {}
+
+    def digest(self, raw_dir: Path, rel: str) -> str:
+        stat = (raw_dir / rel).stat()
+        key = [stat.st_size, stat.st_mtime_ns]
+        known = self._known.get(rel)
+        if known and known[:2] == key:
+            return known[2]
+        value = file_digest(raw_dir / rel, length=64)
+        self._known[rel] = [*key, value]
+        return value
+
+    def digests(self, raw_dir: str | os.PathLike, paths: Iterable[str]) -> dict[str, str]:
+        return {rel: self.digest(Path(raw_dir), rel) for rel in paths}
+
+    def save(self) -> None:
+        write_text_atomic(json.dumps(self._known, sort_keys=True), self.path)

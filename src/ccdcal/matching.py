@@ -1,0 +1,251 @@
+"""Choosing the masters for a frame, among tonight's and the library's, and saying why
+every other candidate was not chosen.
+
+Rules (data, per camera: ``matching`` in the configuration), checked in this order for
+every candidate master of the step's type and the frame's camera; the first that fails is
+the candidate's reason:
+
+1. the ``equal`` setup values (binning, shape, gain setting, offset, readout mode; filter
+   for flats): ``"binning 2x2 != 1x1"``;
+2. temperature within the camera's ``temperature_tolerance`` (bias, dark):
+   ``"temperature -4.8 C outside -10.0 +-1 C"``;
+3. for darks, the exposure: within ``dark.exposure_tolerance`` (used as is), else scalable
+   (needs a bias and ``dark.scale`` not ``never``): ``"exposure 300 s != 120 s and no bias
+   to scale it"``;
+4. age: the time between the frame and the master's inputs at most ``max_age_days``:
+   ``"age 212 d > 180 d"``.
+
+Among the candidates that pass, the one used is the first by: the tier (darks: an exposure
+match before a scaled dark; for flats, a darkflat -- an exposure match within
+``darkflat.window_hours`` of the flat, later ones first with ``prefer: later`` -- before
+another exposure match, before a scaled dark of the nearest exposure), then the
+``prefer`` order (tonight's masters before the library's, nearest in time, nearest in
+temperature, most frames), then the name. The choice is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+SECONDS_PER_DAY = 86400.0
+SETUP_KEYS = ("binning", "shape", "gain_setting", "offset", "readout_mode", "instrument")
+
+
+@dataclass
+class Target:
+    """A frame that needs masters: a light, a flat, or a master dark (for its bias)."""
+
+    path: str
+    kind: str  # light | flat | dark
+    camera: str
+    setup: dict[str, Any]
+    temperature_c: float | None
+    exptime: float
+    time_s: float | None
+    filter: str = ""
+
+
+@dataclass
+class Verdict:
+    master: Any  # plan.Master
+    reason: str | None  # None: passes every rule
+    tier: int = 0
+    mode: str | None = None  # darks: unscaled | scaled
+    scale: float | None = None
+    key: tuple = ()
+
+    @property
+    def passes(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class Choice:
+    """The masters applied to one frame, and notes on the steps that have none."""
+
+    bias: str | None = None
+    dark: str | None = None
+    dark_mode: str | None = None  # unscaled | scaled
+    dark_scale: float | None = None
+    flat: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flags(self) -> list[str]:
+        flags = []
+        if self.bias is None and self.dark_mode != "unscaled":
+            flags.append("NOBIAS")
+        if self.dark is None:
+            flags.append("NODARK")
+        return flags
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bias": self.bias, "dark": self.dark, "dark_mode": self.dark_mode,
+                "dark_scale": self.dark_scale, "flat": self.flat, "notes": self.notes}
+
+
+def _temperature(value: float | None) -> str:
+    return "no temperature" if value is None else f"{value:.1f} C"
+
+
+def time_distance_s(time_s: float | None, begin: float | None, end: float | None) -> float | None:
+    """Seconds between a moment and an interval (0 inside it); None when unknown."""
+    if time_s is None or begin is None:
+        return None
+    end = begin if end is None else end
+    if time_s < begin:
+        return begin - time_s
+    return max(0.0, time_s - end)
+
+
+class Matcher:
+    """Chooses masters for frames; collects one report row per candidate considered."""
+
+    def __init__(self, masters: list, cameras: Mapping[str, Mapping[str, Any]]):
+        self.masters = masters
+        self.cameras = cameras
+        self.rows: list[dict[str, str]] = []
+
+    # --------------------------------------------------------------- the rules
+    def _rejection(self, target: Target, master, step: str) -> str | None:
+        profile = self.cameras[target.camera]
+        rule = profile["matching"][step]
+        for key in rule["equal"]:
+            mine = target.filter if key == "filter" else target.setup.get(key, "")
+            theirs = master.filter if key == "filter" else master.setup.get(key, "")
+            if str(mine).strip().lower() != str(theirs).strip().lower():
+                return f"{key.replace('_', ' ')} {theirs or '(none)'!s} != {mine or '(none)'!s}"
+        if step in ("bias", "dark"):
+            tolerance = profile["temperature_tolerance"]
+            t_frame, t_master = target.temperature_c, master.temperature_c
+            if (t_frame is None) != (t_master is None) or (
+                    t_frame is not None and abs(t_frame - t_master) > tolerance + 1e-9):
+                return (f"temperature {_temperature(t_master)} outside "
+                        f"{_temperature(t_frame)} +-{tolerance:g} C")
+        max_age = rule.get("max_age_days")
+        distance = time_distance_s(target.time_s, master.time_begin, master.time_end)
+        if max_age is not None and distance is not None and distance > max_age * SECONDS_PER_DAY:
+            return f"age {distance / SECONDS_PER_DAY:.0f} d > {max_age:g} d"
+        return None
+
+    def _candidates(self, target: Target, step: str) -> list:
+        return [m for m in self.masters if m.type == step and m.camera == target.camera]
+
+    def _preference(self, target: Target, master) -> tuple:
+        order = self.cameras[target.camera]["matching"]["prefer"]
+        keys = []
+        for name in order:
+            if name == "tonight":
+                keys.append(0 if master.source == "tonight" else 1)
+            elif name == "nearest_time":
+                d = time_distance_s(target.time_s, master.time_begin, master.time_end)
+                keys.append(math.inf if d is None else d)
+            elif name == "nearest_temperature":
+                t, m = target.temperature_c, master.temperature_c
+                keys.append(0.0 if t is None or m is None else abs(t - m))
+            elif name == "most_frames":
+                keys.append(-master.n_frames)
+        return tuple(keys)
+
+    def _dark_verdict(self, target: Target, master, bias_available: bool) -> Verdict:
+        reason = self._rejection(target, master, "dark")
+        if reason:
+            return Verdict(master, reason)
+        profile = self.cameras[target.camera]
+        strategy = profile["dark"]["scale"]
+        tolerance = profile["dark"]["exposure_tolerance"]
+        t = target.exptime or 0.0
+        exact = abs(master.exptime - t) <= tolerance + 1e-9
+        if exact and strategy != "always":
+            tier = 1
+            if target.kind == "flat":
+                window = profile["matching"]["darkflat"]["window_hours"] * 3600.0
+                distance = time_distance_s(target.time_s, master.time_begin, master.time_end)
+                if distance is not None and distance <= window:
+                    tier = 0
+            return Verdict(master, None, tier, "unscaled", 1.0)
+        if strategy == "never":
+            return Verdict(master, f"exposure {master.exptime:g} s != {t:g} s (scaling disabled)")
+        if not bias_available:
+            return Verdict(master, f"exposure {master.exptime:g} s != {t:g} s and no bias to scale it")
+        if master.exptime <= 0 or t <= 0:
+            return Verdict(master, f"exposure {master.exptime:g} s cannot be scaled to {t:g} s")
+        return Verdict(master, None, 2, "scaled", t / master.exptime)
+
+    def _darkflat_order(self, target: Target, master) -> tuple:
+        prefer = self.cameras[target.camera]["matching"]["darkflat"]["prefer"]
+        if prefer == "nearest" or target.time_s is None or master.time_begin is None:
+            return ()
+        later = master.time_begin >= target.time_s
+        return (0 if later == (prefer == "later") else 1,)
+
+    def _decide(self, target: Target, step: str, verdicts: list[Verdict], record: bool):
+        for v in verdicts:
+            extra: tuple = ()
+            if v.tier == 0 and step == "dark" and target.kind == "flat":
+                extra = self._darkflat_order(target, v.master)
+            if v.mode == "scaled":  # the nearest exposure first, then the longer
+                extra = (abs(math.log(v.master.exptime / target.exptime)), -v.master.exptime)
+            v.key = (v.tier, *extra, *self._preference(target, v.master), v.master.name)
+        passing = sorted((v for v in verdicts if v.passes), key=lambda v: v.key)
+        chosen = passing[0] if passing else None
+        if record:
+            for v in sorted(verdicts, key=lambda v: (v.master.source, v.master.name)):
+                if v is chosen:
+                    result = "used" + (f" ({v.mode}, x{v.scale:.6g})" if v.mode else "")
+                elif v.passes:
+                    result = "not preferred: " + self._why_not(v, chosen)
+                else:
+                    result = "rejected: " + v.reason
+                self.rows.append({"frame": target.path, "frame_type": target.kind, "step": step,
+                                  "candidate": v.master.name, "source": v.master.source_label,
+                                  "result": result})
+        return chosen
+
+    @staticmethod
+    def _why_not(v: Verdict, chosen: Verdict) -> str:
+        if v.tier != chosen.tier:
+            labels = {0: "a darkflat", 1: "an exposure match", 2: "a scaled dark"}
+            return f"{labels.get(chosen.tier, 'another')} is preferred to {labels.get(v.tier, 'this')}"
+        if v.master.source != chosen.master.source:
+            return f"{chosen.master.source}'s master preferred"
+        return f"ranked after {chosen.master.name}"
+
+    # --------------------------------------------------------------- choices
+    def bias_for(self, target: Target, record: bool = True):
+        verdicts = [Verdict(m, self._rejection(target, m, "bias")) for m in self._candidates(target, "bias")]
+        return self._decide(target, "bias", verdicts, record)
+
+    def choose(self, target: Target, with_flat: bool, record: bool = True) -> Choice:
+        """Bias, dark (mode, scale) and, when asked, flat for one frame."""
+        choice = Choice()
+        bias = self.bias_for(target, record=False)
+        darks = [self._dark_verdict(target, m, bias is not None) for m in self._candidates(target, "dark")]
+        dark = self._decide(target, "dark", darks, record)
+        if dark is not None:
+            choice.dark, choice.dark_mode, choice.dark_scale = dark.master.name, dark.mode, dark.scale
+        else:
+            choice.notes.append("no dark: " + (self._summary(darks) or "none of this camera"))
+        if choice.dark_mode != "unscaled":
+            bias = self.bias_for(target, record=record)
+            if bias is not None:
+                choice.bias = bias.master.name
+            else:
+                biases = [Verdict(m, self._rejection(target, m, "bias"))
+                          for m in self._candidates(target, "bias")]
+                choice.notes.append("no bias: " + (self._summary(biases) or "none of this camera"))
+        if with_flat:
+            flats = [Verdict(m, self._rejection(target, m, "flat")) for m in self._candidates(target, "flat")]
+            flat = self._decide(target, "flat", flats, record)
+            if flat is not None:
+                choice.flat = flat.master.name
+            else:
+                choice.notes.append(f"no flat for filter '{target.filter}': "
+                                    + (self._summary(flats) or "none of this camera"))
+        return choice
+
+    @staticmethod
+    def _summary(verdicts: list[Verdict]) -> str:
+        return "; ".join(f"{v.master.name}: {v.reason}" for v in verdicts if v.reason)
