@@ -191,6 +191,36 @@ def _temperature_groups(frames: list[FrameRecord], tolerance: float) -> list[lis
     return groups
 
 
+def sessions(frames: list[FrameRecord], gap_hours: float) -> list[list[FrameRecord]]:
+    """Split frames (sorted by time) where consecutive ones are more than ``gap_hours``
+    apart; frames without a time stay with the first session."""
+    timed = sorted((f for f in frames if f.time_s is not None), key=lambda f: (f.time_s, f.path))
+    groups: list[list[FrameRecord]] = []
+    for frame in timed:
+        if groups and frame.time_s - groups[-1][-1].time_s <= gap_hours * 3600.0:
+            groups[-1].append(frame)
+        else:
+            groups.append([frame])
+    untimed = [f for f in frames if f.time_s is None]
+    if untimed:
+        if not groups:
+            groups.append([])
+        groups[0].extend(untimed)
+    return [sorted(g, key=lambda f: f.path) for g in groups]
+
+
+def _session_names(base: str, groups: list[list[FrameRecord]], taken: set[str]) -> list[str]:
+    """``base`` for a single session; otherwise ``base`` plus each session's start time."""
+    if len(groups) == 1:
+        return [_unique_name(base, taken)]
+    names = []
+    for group in groups:
+        start = min((f.date_obs for f in group if f.date_obs), default="")
+        stamp = start[:16].replace("-", "").replace(":", "") if start else "notime"
+        names.append(_unique_name(f"{base}_{stamp}", taken))
+    return names
+
+
 def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str, Any]]) -> list[Master]:
     """Group the ok calibration frames into masters (bias, dark, flat), deterministic names."""
     taken: set[str] = set()
@@ -205,33 +235,38 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
         first = frames[0]
         profile = cameras[first.camera]
         label = _setup_label(first)
+        gap = profile["session_gap_hours"]
         if frame_type == "flat":
             by_filter: dict[str, list[FrameRecord]] = defaultdict(list)
             for f in frames:  # 'R' and 'r' are one filter, as when lights are matched
                 by_filter[f.filter.strip().lower()].append(f)
             for key_filter in sorted(by_filter):
-                group = by_filter[key_filter]
-                filt = group[0].filter.strip()
-                name = _unique_name(f"flat_{label}_{safe_name(filt, 'nofilter')}", taken)
-                masters.append(Master(name, "flat", first.camera, _setup_dict(first), group,
-                                      _mean(f.temperature_c for f in group), None, filt))
+                filt = by_filter[key_filter][0].filter.strip()
+                groups = sessions(by_filter[key_filter], gap)
+                names = _session_names(f"flat_{label}_{safe_name(filt, 'nofilter')}", groups, taken)
+                for name, group in zip(names, groups):
+                    masters.append(Master(name, "flat", first.camera, _setup_dict(first), group,
+                                          _mean(f.temperature_c for f in group), None, filt))
             continue
         tolerance = profile["temperature_tolerance"]
         for group in _temperature_groups(frames, tolerance):
             temperature = _mean(f.temperature_c for f in group)
             if frame_type == "bias":
-                name = _unique_name(f"bias_{label}_{_temperature_label(temperature)}", taken)
-                masters.append(Master(name, "bias", first.camera, _setup_dict(first), group,
-                                      temperature, 0.0))
+                groups = sessions(group, gap)
+                names = _session_names(f"bias_{label}_{_temperature_label(temperature)}", groups, taken)
+                for name, part in zip(names, groups):
+                    masters.append(Master(name, "bias", first.camera, _setup_dict(first), part,
+                                          _mean(f.temperature_c for f in part), 0.0))
                 continue
             exp_tol = profile["dark"]["exposure_tolerance"]
             for idx in cluster([f.exptime for f in group], exp_tol):
                 sub = [group[i] for i in sorted(idx, key=lambda i: group[i].path)]
                 exptime = round(sum(f.exptime for f in sub) / len(sub), 4)
-                name = _unique_name(
-                    f"dark_{label}_{_temperature_label(temperature)}_{_exposure_label(exptime)}", taken)
-                masters.append(Master(name, "dark", first.camera, _setup_dict(first), sub,
-                                      temperature, exptime))
+                groups = sessions(sub, gap)
+                base = f"dark_{label}_{_temperature_label(temperature)}_{_exposure_label(exptime)}"
+                for name, part in zip(_session_names(base, groups, taken), groups):
+                    masters.append(Master(name, "dark", first.camera, _setup_dict(first), part,
+                                          _mean(f.temperature_c for f in part), exptime))
     return masters
 
 

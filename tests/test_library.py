@@ -1,0 +1,191 @@
+"""A library of masters across nights: matching rules, reasons, reuse, policies.
+
+Night 1 (2026-01-10) has biases, darks and flats at -10 C, with darkflats 2.5 h before and
+1.5 h after the flats; night 2 only lights and flats; night 3 lights at -15 C (no dark
+within tolerance); night 4 a light 200 days after the darks. Frames follow a known model
+(bias pattern, dark current with hot pixels, vignetted flat), so calibrated lights are
+checked against the truth.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import run_snakemake
+
+SHAPE = (96, 128)
+GAIN, READ_NOISE = 1.0, 5.0  # e-/ADU, e-
+SKY = 400.0  # e- per pixel in a 60 s light
+
+
+def truth():
+    rng = np.random.default_rng(42)
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    bias = 500.0 + 3.0 * np.sin(xx / 7.0)
+    rate = np.full(SHAPE, 0.5)
+    hot = rng.random(SHAPE) < 0.01
+    rate[hot] = 20.0
+    r2 = ((yy - 48) ** 2 + (xx - 64) ** 2) / 80.0**2
+    flat = 1.0 - 0.15 * r2
+    flat /= np.median(flat)
+    return {"bias": bias, "rate": rate, "flat": flat, "hot": hot}
+
+
+def dark_rate(model, temperature):
+    return model["rate"] * 2.0 ** ((temperature + 10.0) / 6.0)
+
+
+def write(path: Path, model, kind, when, exptime, temperature, signal=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    electrons = rng.poisson(dark_rate(model, temperature) * exptime + model["flat"] * signal)
+    data = model["bias"] + (electrons + rng.normal(0, READ_NOISE, SHAPE)) / GAIN
+    header = fits.Header({"IMAGETYP": kind, "EXPTIME": exptime, "CCD-TEMP": temperature,
+                          "DATE-OBS": when.isoformat(timespec="seconds"), "FILTER": "R",
+                          "INSTRUME": "LibCam", "EGAIN": GAIN, "RDNOISE": READ_NOISE})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(np.clip(np.round(data), 0, 65535).astype(np.uint16), header=header).writeto(path)
+
+
+def night(raw: Path, model, day: datetime, *, calibrations: bool, light_temperature=-10.0, n_lights=3):
+    seed = int(day.strftime("%j")) * 1000
+    at = lambda hours: day + timedelta(hours=hours)  # noqa: E731
+    if calibrations:
+        for i in range(10):
+            write(raw / f"bias/bias_{i}.fits", model, "BIAS", at(18) + timedelta(minutes=i), 0.0, -10.0, seed=seed + i)
+        for i in range(8):
+            write(raw / f"dark/dark60_{i}.fits", model, "DARK", at(18.2) + timedelta(minutes=i), 60.0, -10.0,
+                  seed=seed + 20 + i)
+        for i in range(6):  # darkflats before (16:30) and after (20:30) the flats (19:00)
+            write(raw / f"darkflat/before_{i}.fits", model, "DARK", at(16.5) + timedelta(minutes=i), 2.0, -10.0,
+                  seed=seed + 40 + i)
+            write(raw / f"darkflat/after_{i}.fits", model, "DARK", at(20.5) + timedelta(minutes=i), 2.0, -10.0,
+                  seed=seed + 50 + i)
+    for i in range(8):
+        write(raw / f"flat/flat_{i}.fits", model, "FLAT", at(19) + timedelta(minutes=i), 2.0, -10.0,
+              signal=15000.0, seed=seed + 60 + i)
+    for i in range(n_lights):
+        write(raw / f"light/light_{i}.fits", model, "LIGHT", at(21) + timedelta(minutes=2 * i), 60.0,
+              light_temperature, signal=SKY, seed=seed + 80 + i)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def residual_noise(out: Path, model) -> list[float]:
+    """std((calibrated - truth) / ideal sigma) of each calibrated light."""
+    ideal = np.sqrt(READ_NOISE**2 + model["flat"] * SKY + model["rate"] * 60.0) / GAIN / model["flat"]
+    ratios = []
+    for path in sorted((out / "calibrated" / "light").glob("*.fits")):
+        data = fits.getdata(path).astype(np.float64)
+        ratios.append(float(np.std((data - SKY / GAIN) / ideal)))
+    return ratios
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory):
+    base = tmp_path_factory.mktemp("library")
+    model = truth()
+    library = base / "library"
+    days = {1: datetime(2026, 1, 10), 2: datetime(2026, 1, 11), 3: datetime(2026, 1, 12),
+            4: datetime(2026, 1, 10) + timedelta(days=201)}
+    night(base / "raw1", model, days[1], calibrations=True)
+    night(base / "raw2", model, days[2], calibrations=False)
+    night(base / "raw3", model, days[3], calibrations=False, light_temperature=-15.0, n_lights=2)
+    night(base / "raw4", model, days[4], calibrations=False, n_lights=1)
+    skip_darkless = base / "skip.yaml"
+    skip_darkless.write_text("missing_calibration: {policy: skip, steps: [dark]}\n")
+    runs = {}
+    for n in (1, 2, 3, 4):
+        extra = ("--configfile", str(skip_darkless)) if n == 3 else ()
+        runs[n] = run_snakemake(base / f"raw{n}", base / f"out{n}", f"library_dir={library}", *extra)
+    return {"base": base, "model": model, "library": library, "runs": runs}
+
+
+def matches(nights, n, frame, step):
+    rows = read_rows(nights["base"] / f"out{n}" / "matches.csv")
+    return {r["candidate"]: (r["source"], r["result"]) for r in rows if r["frame"] == frame and r["step"] == step}
+
+
+def test_masters_are_filed_by_type_camera_and_date_with_their_setup(nights):
+    library = nights["library"]
+    filed = sorted(p.relative_to(library).as_posix() for p in library.rglob("*.fits"))
+    assert any(p.startswith("bias/LibCam/2026-01-10/bias_LibCam_1x1_-10.0C_") for p in filed)
+    assert any(p.startswith("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_60s_") for p in filed)
+    assert sum(p.startswith("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_2s_") for p in filed) == 2
+    assert any(p.startswith("flat/LibCam/2026-01-11/flat_LibCam_1x1_R_") for p in filed)
+    header = fits.getheader(next(library.glob("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_60s_*.fits")))
+    for key in ("CAMERA", "INSTRUME", "XBINNING", "YBINNING", "CCD-TEMP", "EXPTIME",
+                "DATE-BEG", "DATE-END", "NCOMBINE", "MASTERID"):
+        assert key in header, key
+    assert header["NCOMBINE"] == 8 and header["DATE-BEG"].startswith("2026-01-10T18:12")
+
+
+def test_flats_use_the_later_darkflat(nights):
+    rows = matches(nights, 1, "flat/flat_0.fits", "dark")
+    used = [name for name, (_, result) in rows.items() if result.startswith("used (unscaled")]
+    assert len(used) == 1 and used[0].endswith("_20260110T2030")
+    before = next(name for name in rows if name.endswith("_20260110T1630"))
+    assert rows[before][1].startswith("not preferred")
+    assert rows["dark_LibCam_1x1_-10.0C_60s"][1] == "not preferred: a darkflat is preferred to a scaled dark"
+
+
+def test_night_two_uses_the_library_and_tonights_flat(nights):
+    bias = matches(nights, 2, "light/light_0.fits", "bias")
+    dark = matches(nights, 2, "light/light_0.fits", "dark")
+    flat = matches(nights, 2, "light/light_0.fits", "flat")
+    (used_dark,) = [n for n, (_, r) in dark.items() if r.startswith("used")]
+    assert used_dark.startswith("dark_LibCam_1x1_-10.0C_60s_") and dark[used_dark][0].startswith("library:")
+    assert dark[used_dark][1] == "used (unscaled, x1)"
+    assert not bias  # an unscaled dark includes the bias: no bias was needed
+    assert flat["flat_LibCam_1x1_R"] == ("tonight", "used")
+    (library_flat,) = [n for n in flat if n != "flat_LibCam_1x1_R"]
+    assert flat[library_flat][1] == "not preferred: tonight's master preferred"
+    assert not (nights["base"] / "out2" / "masters" / f"{used_dark}.fits").exists()  # used in place
+    # calibrated as well as night 1 with its own same-night masters
+    model = nights["model"]
+    same_night, from_library = residual_noise(nights["base"] / "out1", model), residual_noise(
+        nights["base"] / "out2", model)
+    assert len(same_night) == 3 and len(from_library) == 3
+    assert all(0.97 < r < 1.04 for r in same_night + from_library), (same_night, from_library)
+    assert abs(np.mean(from_library) - np.mean(same_night)) < 0.02
+
+
+def test_night_three_has_no_dark_at_minus_15_and_skips_its_lights(nights):
+    dark = matches(nights, 3, "light/light_0.fits", "dark")
+    reasons = {r for _, r in dark.values()}
+    assert "rejected: temperature -10.0 C outside -15.0 C +-1 C" in reasons
+    summary = {r["path"]: r for r in read_rows(nights["base"] / "out3" / "summary.csv")}
+    light = summary["light/light_0.fits"]
+    assert light["status"] == "skipped" and "no dark" in light["detail"]
+    assert not (nights["base"] / "out3" / "calibrated" / "light" / "light_0.fits").exists()
+
+
+def test_a_light_200_days_later_rejects_old_masters_by_age(nights):
+    dark = matches(nights, 4, "light/light_0.fits", "dark")
+    assert {r for _, r in dark.values()} >= {"rejected: age 201 d > 180 d"}
+    summary = {r["path"]: r for r in read_rows(nights["base"] / "out4" / "summary.csv")}
+    assert "NODARK" in summary["light/light_0.fits"]["flags"]  # default policy: calibrated, flagged
+
+
+def test_an_identical_master_is_reused_never_rebuilt(nights, tmp_path):
+    library = nights["library"]
+    before = sorted(p.name for p in library.rglob("*.fits"))
+    out = tmp_path / "again"
+    result = run_snakemake(nights["base"] / "raw1", out, f"library_dir={library}")
+    log = result.stdout + result.stderr
+    built = [p for p in (out / "logs" / "masters").glob("*.log") if "combined" in p.read_text()]
+    assert not built, f"rebuilt: {built}"
+    assert all("identical to library master" in p.read_text() for p in (out / "logs" / "masters").glob("*.log"))
+    assert sorted(p.name for p in library.rglob("*.fits")) == before  # not duplicated
+    for path in (nights["base"] / "out1" / "calibrated").rglob("*.fits"):
+        again = out / "calibrated" / path.relative_to(nights["base"] / "out1" / "calibrated")
+        assert again.read_bytes() == path.read_bytes()
+    assert "rule file_in_library" not in log
