@@ -189,3 +189,20 @@ def test_an_identical_master_is_reused_never_rebuilt(nights, tmp_path):
         again = out / "calibrated" / path.relative_to(nights["base"] / "out1" / "calibrated")
         assert again.read_bytes() == path.read_bytes()
     assert "rule file_in_library" not in log
+
+
+def test_a_new_dark_rebuilds_only_that_master_and_what_uses_it(nights, tmp_path):
+    import shutil
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    shutil.copytree(nights["base"] / "raw1", raw)
+    run_snakemake(raw, out)  # no library: tonight's masters only
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "masters").glob("*.fits")}
+    write(raw / "dark/dark60_extra.fits", nights["model"], "DARK", datetime(2026, 1, 10, 18, 20), 60.0, -10.0,
+          seed=999)
+    log = run_snakemake(raw, out).stderr
+    changed = {name for name, t in mtimes.items() if (out / "masters" / name).stat().st_mtime_ns != t}
+    assert changed == {"dark_LibCam_1x1_-10.0C_60s.fits"}, changed
+    assert "rule calibrate_lights" in log  # the lights use that dark
+    header = fits.getheader(out / "masters" / "dark_LibCam_1x1_-10.0C_60s.fits")
+    assert header["NCOMBINE"] == 9
