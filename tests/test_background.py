@@ -113,26 +113,46 @@ def test_recovers_gradient_and_glow_under_noise_and_stars(estimator, interpolati
     img = truth + rng.normal(0.0, sigma, shape)
     add_stars(img, *random_stars(rng, shape, 40, peaks=(200.0, 20000.0)))
     img = img.astype(np.float32)
-    bg = estimate_background(img, BackgroundSpec(mesh=mesh, estimator=estimator, interpolation=interpolation))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no photutils deprecation or astropy warning leaks out
+        bg = estimate_background(img, BackgroundSpec(mesh=mesh, estimator=estimator,
+                                                     interpolation=interpolation))
     assert isinstance(bg, Background)
     assert bg.level.dtype == np.float32 and bg.rms.dtype == np.float32
     assert bg.level.shape == shape and bg.rms.shape == shape
     err = (bg.level - truth) / sigma
-    # away from the edges (one cell): the map follows gradient and glow to a fraction of the noise
     if interpolation == "zoom":
-        assert np.abs(inner(err, mesh)).max() < 0.3
+        # away from the glow: a small fraction of the noise, up to the edges (where the
+        # extrapolation of the grid doubles the small noise of the cell values)
+        assert np.abs(err[:, : shape[1] // 2]).max() < 0.3
+        # next to the glow the cell statistic of a curved background is off by a little
+        assert np.abs(inner(err, mesh)).max() < 0.5
+        # everywhere, the glow corner included (the map is extrapolated beyond the centres)
+        assert np.abs(err).max() < 1.5
     else:
         # photutils' IDW (power 1, 10 nearest cells) blurs gradients between the cell
-        # centres: ~0.5 sigma for this 19 ADU/cell ramp, up to ~2.5 sigma near the glow
+        # centres: ~0.5 sigma for this 19 ADU/cell ramp, up to ~2.5 sigma near the glow,
+        # and is flat beyond the outer cell centres (11 sigma short in the glow corner)
         assert np.percentile(np.abs(inner(err, mesh)), 99) < 1.0
         assert np.abs(inner(err, mesh)).max() < 3.0
+        assert np.abs(err).max() < 15
     # at the cell centres (the glow corner cell: its mean differs from its centre value)
     assert np.abs(err[mesh // 2:: mesh, mesh // 2:: mesh]).max() < 1.5
     assert abs(np.median(err)) < 0.05
-    # everywhere, including the glow corner (where the map is flat over the last half cell)
-    assert np.abs(err).max() < (10 if interpolation == "zoom" else 15)
-    # rms: the noise, plus the spread of the gradient within a cell (0.3 * 64 / sqrt(12) ~ 5.5)
-    assert 0.95 * sigma < np.median(bg.rms) < 1.35 * sigma
+    # rms: the noise (3-sigma clipped: 0.987 sigma), not the spread of the gradient
+    # within a cell (0.3 * 64 / sqrt(12) = 5.5 ADU, which would make it 1.14 sigma)
+    # (with IDW, its misfit of the ramp between cell centres adds a little)
+    assert 0.96 * sigma < np.median(bg.rms) < (1.03 if interpolation == "zoom" else 1.1) * sigma
+
+
+def test_estimators_on_a_skewed_sky():
+    """mean > median > mode on a sky with a positive tail; mode = 2.5 median - 1.5 mean
+    cell by cell (same clipped pixels)."""
+    img = skewed_cells(seed=3, n_cells=256 * 4, n=64).reshape(256, 256).astype(np.float32)
+    mesh = {e: estimate_background(img, BackgroundSpec(estimator=e, smooth=1)).level_mesh.astype(np.float64)
+            for e in ("mean", "median", "mode")}
+    assert (mesh["mean"] > mesh["median"]).all() and (mesh["median"] > mesh["mode"]).all()
+    np.testing.assert_allclose(mesh["mode"], 2.5 * mesh["median"] - 1.5 * mesh["mean"], rtol=0, atol=1e-3)
 
 
 def test_smooth_suppresses_the_overestimate_of_a_very_bright_star():
@@ -167,6 +187,20 @@ def test_smooth_keeps_gradients_and_glow_at_the_edges():
     np.testing.assert_allclose(_median_filter_grid(spike, (1, 1)), spike)
 
 
+def test_the_grid_filter_is_the_edge_preserving_one():
+    """Background2D's _filter_grid hook (photutils 3.0) is the one that runs: a change
+    in photutils that bypasses it must fail here."""
+    rng = np.random.default_rng(9)
+    img = (sky_with_glow((320, 384), glow=300.0, scale=60.0) + rng.normal(0, 5.0, (320, 384)))
+    img = img.astype(np.float32)
+    raw = estimate_background(img, BackgroundSpec(smooth=1))
+    for size in (3, 5):
+        smooth = estimate_background(img, BackgroundSpec(smooth=size))
+        np.testing.assert_allclose(smooth.level_mesh, _median_filter_grid(raw.level_mesh, (size, size)),
+                                   rtol=0, atol=1e-3)
+        assert not np.allclose(smooth.level_mesh, raw.level_mesh, rtol=0, atol=1e-3)
+
+
 def test_not_a_multiple_of_the_mesh_and_nan_pixels():
     rng = np.random.default_rng(5)
     shape, sigma = (300, 437), 5.0
@@ -175,7 +209,9 @@ def test_not_a_multiple_of_the_mesh_and_nan_pixels():
     img[100:140, 200:260] = np.nan  # a blank region
     img[rng.random(shape) < 0.01] = np.nan  # scattered bad pixels
     img[:, -1] = np.inf
-    bg = estimate_background(img, BackgroundSpec(mesh=64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # non-finite pixels are expected: no warning
+        bg = estimate_background(img, BackgroundSpec(mesh=64))
     by, bx = bg.cell_shape
     assert bg.cell_shape == cell_shape(shape, 64)
     # the cells tile each axis exactly or leave at least half a cell at the far edge
@@ -183,12 +219,14 @@ def test_not_a_multiple_of_the_mesh_and_nan_pixels():
         assert 48 <= b <= 80 and (n % b == 0 or 2 * (n % b) >= b)
     assert np.isfinite(bg.level).all() and np.isfinite(bg.rms).all()
     err = (bg.level - truth) / sigma
-    # the cell that is mostly blank is left out and filled from its neighbours (IDW):
-    # 0.5 sigma next to it, for a ramp of 3.8 sigma per cell
+    # the statistic of a cell 40 % blank stands for its unmasked part, not its centre:
+    # ~0.4 sigma around it, for a ramp of 3.8 sigma per cell
     assert np.abs(inner(err, 40)).max() < 0.6
-    assert np.percentile(np.abs(inner(err, 40)), 95) < 0.2
+    assert np.percentile(np.abs(err), 95) < 0.3 and np.median(np.abs(err)) < 0.1
     assert np.abs(err).max() < 3  # the far edges too: no sliver cells
-    assert abs(np.median(bg.rms) / np.hypot(sigma, 0.3 * 64 / np.sqrt(12)) - 1) < 0.15
+    # the noise, not the ramp across a cell (which would make it hypot(5, 5.5) = 7.5);
+    # a 3-sigma clipped Gaussian has a standard deviation of 0.987 sigma
+    assert abs(np.median(bg.rms) / sigma - 0.987) < 0.03
 
 
 def test_cell_shape_rules():
@@ -376,16 +414,21 @@ def test_dithered_sky_flats_combine_without_star_residuals():
         star_maps.append(stars / clean)
         stars_all += [(y, x, p / clean[int(y), int(x)]) for y, x, p in zip(ys, xs, peaks)]
     spec = BackgroundSpec()
-    masks = [reject_sky_flat_stars(f, spec, method="sigma", k=3.0) for f in with_stars]
     cube = np.array(with_stars)
     clean_cube = np.array(without)
-    rejected = np.where(np.array(masks), np.nan, cube)
-    clean_rejected = np.where(np.array(masks), np.nan, clean_cube)
-    assert np.isfinite(np.nanmean(rejected, axis=0)).all()  # no pixel lost in all 7
-    master = np.nanmean(rejected, axis=0)
-    # star residual: what the stars add to the master, the noise of the same pixels removed
-    residual = master / np.nanmean(clean_rejected, axis=0) - 1
-    assert np.abs(residual).max() < 0.005
+
+    def star_residual(masks):
+        """What the stars add to the master (the noise of the same pixels removed)."""
+        rejected = np.where(masks, np.nan, cube)
+        return np.nanmean(rejected, axis=0) / np.nanmean(np.where(masks, np.nan, clean_cube), axis=0) - 1
+
+    masks = np.array([reject_sky_flat_stars(f, spec, method="sigma", k=3.0) for f in with_stars])
+    assert (~masks).sum(axis=0).min() >= 3  # no pixel lost in most of the 7
+    master = np.nanmean(np.where(masks, np.nan, cube), axis=0)
+    assert np.abs(star_residual(masks)).max() < 0.005
+    # the wings matter: without growing the mask the residual is above 0.5 %
+    bare = np.array([reject_sky_flat_stars(f, spec, method="sigma", k=3.0, grow=0) for f in with_stars])
+    assert np.abs(star_residual(bare)).max() > 0.005
     # without rejection the bright stars stay in the master
     plain = cube.mean(axis=0) / clean_cube.mean(axis=0) - 1
     bright = [(y, x) for y, x, rel in stars_all if rel > 0.5]
@@ -417,10 +460,14 @@ def test_hot_pixels_on_a_dark_with_amplifier_glow():
     truth.flat[idx] = True
     assert hot.flat[idx[~weak]].all()  # every strong one
     assert hot.flat[idx[weak]].mean() >= 0.75  # most of the weak ones
-    assert not (hot & ~truth).any()  # nothing else: no glow pixel
-    glow_region = glow - 20.0 > 20 * noise
-    assert glow_region.sum() > 5000 and truth[glow_region].any()
-    assert (hot[glow_region] == truth[glow_region]).mean() > 0.999
+    glow_region = glow - 20.0 > 10 * noise
+    assert glow_region.sum() > 5000 and hot[glow_region & truth].any()
+    assert not (hot & ~truth)[glow_region].any()  # no glow pixel
+    assert (hot & ~truth).sum() <= 1  # elsewhere: Gaussian noise above 5 sigma (p ~ 3e-7)
+    # photutils' own grid filter and interpolation flag hundreds of glow pixels here
+    from photutils.background import Background2D, MedianBackground
+    ref = Background2D(dark, 64, filter_size=3, bkg_estimator=MedianBackground())
+    assert ((dark > ref.background + 5 * ref.background_rms) & ~truth)[glow_region].sum() > 100
 
 
 def test_hot_pixels_k_is_the_threshold():
@@ -456,7 +503,7 @@ def test_dead_pixels_in_a_vignetted_flat():
     assert (normalized[:20, :20][~truth[:20, :20]] < 0.6).any()
 
 
-def test_hot_pixel_map_4k_timing_is_reasonable():
+def test_estimate_background_2k_is_fast():
     """Not a benchmark: guards against an accidental quadratic path (e.g. IDW by default)."""
     import time
 

@@ -1,62 +1,61 @@
-"""Local background of an image and the three uses the workflow makes of it.
+"""Local background of an image, and the three uses the workflow makes of it: star
+rejection in sky flats, hot pixels in darks, dead pixels in flats.
 
 The options are those of XParallax viu's "Background" tab (mesh size, sigma upper /
-lower, sigma precision, estimator, smooth, interpolation); the work is done by
-photutils' :class:`~photutils.background.Background2D`:
+lower, sigma precision, estimator, smooth, interpolation). The cell statistics are
+photutils' :class:`~photutils.background.Background2D` (3.0):
 
-1. The image is cut into cells of about ``mesh`` x ``mesh`` pixels (see *Cells* below).
-   NaN / inf pixels and the caller's ``mask`` are ignored.
-2. In every cell the pixel values are sigma-clipped (:class:`PrecisionSigmaClip`): centre
-   = median, spread = standard deviation of the surviving values, values below
-   ``centre - sigma_lower * spread`` or above ``centre + sigma_upper * spread`` are
-   dropped; this is repeated until the spread changes by less than ``precision`` (a
-   fraction of it), nothing more is clipped, or ``maxiters`` passes were made.
-3. The cell's level is the ``estimator`` of the surviving values: ``mean``, ``median``
-   or ``mode`` = 2.5 median - 1.5 mean (SExtractor / photutils
-   ``ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5)``); its rms is their
-   standard deviation (photutils ``StdBackgroundRMS``). A cell with half or more of its
-   in-image pixels masked or clipped gets no value; photutils fills it from its
-   neighbours (inverse-distance weighting over the grid of cells).
-   The rms is measured in a second pass, the same way, on ``image - level``: the
-   standard deviation of a cell's pixels would otherwise include the variation of the
-   background itself across the cell (a vignetted flat's edge, an amplifier glow),
-   which can be several times the noise and would hide stars and hot pixels there.
-4. Both grids of cells are median-filtered over ``smooth`` x ``smooth`` cells (1 = none):
-   this removes the overestimate of a cell dominated by a bright star or galaxy. Unlike
-   photutils' own filter (2-D, NaN beyond the edges), this is a running median along
-   rows then columns with the grid extended by point reflection, so gradients and
-   amplifier-glow corners keep their level up to the edges (see
-   :func:`_median_filter_grid`).
-5. The grids are interpolated to every pixel. ``zoom``: bicubic interpolation of the
-   cell values placed at the cell centres (the true centres of partial edge cells):
-   Keys' cubic convolution (Catmull-Rom) along rows and columns, with the grid continued
-   beyond its edges by quadratic extrapolation, so the map follows a gradient or a glow
-   up to the image edges; each cell only affects the pixels within two cells (no
-   ringing across the frame, unlike a global spline); the rms map is clipped to the
-   range of its grid. This replaces photutils' ``BkgZoomInterpolator`` (scipy ``zoom``,
-   mode "reflect", clipped to the range of the grid), which is flat over the outer half
-   cell and puts a partial cell's value at the centre of a full one: an amplifier glow
-   rising towards a corner is then underestimated by many times the noise (230 ADU at
-   the corner of a 500 ADU glow of 80 px scale, mesh 64, against 30 here), which
-   ``hot_pixels`` flags by the hundred. It is also ~10 times slower on a 4k frame.
-   ``idw``: photutils' ``BkgIDWInterpolator``, inverse-distance weighting of the 10
-   nearest cell centres; deprecated in photutils 3.0 (to be removed in 4.0), flat
-   towards the edges, blurs gradients between cell centres, and very slow on large
-   frames (80 s for 4096 x 4096).
+1. The image is cut into cells of about ``mesh`` x ``mesh`` pixels (see *Cells*).
+   NaN / inf pixels and the caller's ``mask`` are left out.
+2. In every cell the values are sigma-clipped by :class:`PrecisionSigmaClip`, given to
+   ``Background2D(sigma_clip=...)``: centre = median, spread = standard deviation of the
+   surviving values, values below ``centre - sigma_lower * spread`` or above
+   ``centre + sigma_upper * spread`` are dropped, until the spread changes by less than
+   ``precision`` (a fraction of itself), nothing more is clipped, or ``maxiters``
+   passes were made (astropy's ``SigmaClip`` has no precision rule: it stops only when
+   nothing more is clipped).
+3. The cell's level is the ``estimator`` of the surviving values: photutils'
+   ``MeanBackground``, ``MedianBackground`` or ``ModeEstimatorBackground(median_factor=2.5,
+   mean_factor=1.5)`` (mode = 2.5 median - 1.5 mean, as SExtractor). A cell with too
+   few good pixels (masked, non-finite or clipped: see ``MIN_GOOD_FRACTION``) is left
+   out, and photutils fills it from its neighbours (inverse-distance weighting over the
+   grid).
+4. The grid of cells is median-filtered over ``smooth`` cells (1 = none), which removes
+   the overestimate of a cell dominated by a bright star. This replaces photutils' own
+   filter (2-D, NaN beyond the edges, see :func:`_median_filter_grid`), which pulls the
+   edge cells of any gradient inwards and flattens amplifier-glow corners.
+5. The grid is interpolated to every pixel. ``zoom`` (default): bicubic interpolation of
+   the cell values at the cell centres (Keys' cubic convolution along rows and columns,
+   see :func:`_interp_weights`), continued beyond the outer centres by quadratic
+   extrapolation, so the map follows a gradient or a glow up to the edges of the frame.
+   This replaces photutils' zoom interpolator (scipy ``zoom``, mode "reflect", clipped
+   to the range of the grid), which is flat over the outer half cell: a glow rising to
+   a corner was underestimated there by 230 ADU (500 ADU glow of 80 px scale, mesh 64;
+   30 ADU here), and hundreds of its pixels were then flagged as hot. ``idw``:
+   photutils' ``BkgIDWInterpolator`` (10 nearest cell centres, power 1), deprecated in
+   photutils 3.0 and to be removed in 4.0; it blurs gradients between cell centres, is
+   flat towards the edges, and takes ~80 s on a 4096 x 4096 frame.
+6. The rms is measured by a second ``Background2D`` pass, the same way, on
+   ``image - level``: the standard deviation of a cell's raw pixels includes the change
+   of the background across the cell (vignetting, glow), which can be several times
+   the noise and hides stars and hot pixels. It is the standard deviation of the clipped
+   values (photutils ``StdBackgroundRMS``): 0.987 sigma for Gaussian noise clipped at
+   3 sigma; the rms map (``zoom``) is clipped to the range of its grid.
 
 Cells
 -----
 photutils 3.0 has no ``edge_method`` any more: a frame that is not a whole number of
-cells gets a last row / column of *partial* cells (their statistics use the pixels
-that exist, their value is placed at the centre of the full cell). A sliver of a few
-pixels would then give a noisy value placed far from its pixels, so the cell size
-actually used along each axis (``Background.cell_shape``) is the value within
-``mesh * [0.75, 1.25]`` closest to ``mesh`` that covers the axis exactly or leaves a last
-cell at least half as large as the others (``mesh`` itself when no such value exists, and
-the whole axis when it is shorter than ``mesh``).
+cells gets a last row / column of *partial* cells (statistics over the pixels that
+exist). A sliver of a few pixels would give a noisy value, so the cell size used along
+each axis (``Background.cell_shape``) is the value within ``mesh * [0.75, 1.25]``
+closest to ``mesh`` that covers the axis exactly or leaves a last cell at least half
+as large (``mesh`` when there is none; the whole axis when it is shorter than ``mesh``).
+``zoom`` places a partial cell's value at its true centre (photutils' IDW at the centre
+of a full cell).
 
 Units: the maps are in the units of the image (ADU for darks and raw flats,
-dimensionless for normalised flats), float32.
+dimensionless for normalised flats), float32. Speed: about 3 s for a 4096 x 4096 frame
+with mesh 64 (one core).
 """
 
 from __future__ import annotations
@@ -87,8 +86,10 @@ INTERPOLATIONS = ("zoom", "idw")
 _ALIASES = {"average": "mean", "avg": "mean", "spline": "zoom", "bicubic": "zoom",
             "inverse_distance": "idw", "shepard": "idw"}
 
-#: A cell is used when more than this fraction of its in-image pixels survive masking
-#: and clipping (photutils' ``exclude_percentile`` is set from it, see ``_exclude_percentile``).
+#: A cell is used when more than this fraction of the pixels of the smallest (corner)
+#: cell survive masking and clipping. photutils applies one threshold, counted in pixels,
+#: to every cell (``exclude_percentile``, see ``_exclude_percentile``); with the cells of
+#: ``cell_shape`` a partial cell holds at least a quarter of a full one.
 MIN_GOOD_FRACTION = 0.5
 #: Range of cell sizes, as fractions of ``mesh``, tried to avoid slivers at the edges.
 _CELL_RANGE = (0.75, 1.25)
@@ -97,29 +98,29 @@ _CELL_RANGE = (0.75, 1.25)
 # ----------------------------------------------------------------------------- spec
 
 
-def _bad(key: str, message: str, value: Any) -> ValueError:
-    return ValueError(f"background option {key!r}: {message}, got {value!r}")
+def _bad(key: str, message: str, value: Any, what: str = "background option") -> ValueError:
+    return ValueError(f"{what} {key!r}: {message}, got {value!r}")
 
 
-def _int(key: str, value: Any, minimum: int) -> int:
+def _int(key: str, value: Any, minimum: int, what: str = "background option") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise _bad(key, "must be an integer", value)
+        raise _bad(key, "must be an integer", value, what)
     if not math.isfinite(float(value)) or float(value) != int(value):
-        raise _bad(key, "must be an integer", value)
+        raise _bad(key, "must be an integer", value, what)
     if int(value) < minimum:
-        raise _bad(key, f"must be >= {minimum}", value)
+        raise _bad(key, f"must be >= {minimum}", value, what)
     return int(value)
 
 
-def _float(key: str, value: Any, minimum: float, strict: bool) -> float:
+def _float(key: str, value: Any, minimum: float, strict: bool, what: str = "background option") -> float:
     if isinstance(value, bool):
-        raise _bad(key, "must be a number", value)
+        raise _bad(key, "must be a number", value, what)
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise _bad(key, "must be a number", value) from None
+        raise _bad(key, "must be a number", value, what) from None
     if not math.isfinite(out) or out < minimum or (strict and out == minimum):
-        raise _bad(key, f"must be finite and {'>' if strict else '>='} {minimum}", value)
+        raise _bad(key, f"must be finite and {'>' if strict else '>='} {minimum}", value, what)
     return out
 
 
@@ -197,8 +198,9 @@ class Background:
     """Result of :func:`estimate_background`.
 
     ``level`` / ``rms``: float32 per-pixel background and background rms maps (units of
-    the image), same shape as the image. ``level_mesh`` / ``rms_mesh``: the grids of
-    cells they were interpolated from (after the ``smooth`` filter). ``cell_shape``:
+    the image), same shape as the image; the rms is that of the pixels about ``level``
+    (noise, not the background's own variation). ``level_mesh`` / ``rms_mesh``: the
+    grids of cells they were interpolated from (after the ``smooth`` filter). ``cell_shape``:
     cell size used (ny, nx). ``clip_passes``: number of sigma-clipping passes made in
     each cell (one entry per cell, in no particular order).
     """
@@ -360,9 +362,9 @@ def cell_shape(shape: tuple[int, int], mesh: int) -> tuple[int, int]:
 
 
 def _exclude_percentile(shape: tuple[int, int], box: tuple[int, int]) -> float:
-    """photutils' ``exclude_percentile`` such that every cell, partial ones included, is
-    used when more than MIN_GOOD_FRACTION of its in-image pixels are good (photutils
-    compares the good pixels with a fraction of a *full* cell)."""
+    """photutils' ``exclude_percentile``: a cell is left out when it has no more good
+    pixels than MIN_GOOD_FRACTION of the smallest cell of the grid (photutils compares
+    the good pixels of every cell with a fraction of a *full* cell)."""
     fy = (shape[0] % box[0] or box[0]) / box[0]
     fx = (shape[1] % box[1] or box[1]) / box[1]
     return 100.0 * (1.0 - MIN_GOOD_FRACTION * fy * fx)
@@ -542,7 +544,7 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
         # background itself within a cell (gradient, vignetting, glow) is not noise
         residual = np.subtract(image, level, dtype=np.float32)
         second = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters)
-        bkg = b2d(residual, box, sigma_clip=second, bkg_estimator=_estimator("median"), **common)
+        bkg = b2d(residual, box, sigma_clip=second, bkg_estimator=_estimator("mean"), **common)
         del residual
         rms_mesh = np.asarray(bkg.background_rms_mesh, dtype=np.float32)
         if spec.interpolation == "zoom":
@@ -591,8 +593,8 @@ def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, 
         return ~keep
     if name not in ("sigma", "sigmalevel"):
         raise ValueError(f"unknown sky-flat rejection method {method!r}; expected 'sigma' or 'minmax'")
-    k = _float("k", k, 0.0, strict=True)
-    grow = _int("grow", grow, 0)
+    k = _float("k", k, 0.0, strict=True, what="reject_sky_flat_stars")
+    grow = _int("grow", grow, 0, what="reject_sky_flat_stars")
     from scipy.ndimage import binary_dilation, convolve
 
     bkg = estimate_background(flat, spec)
@@ -610,7 +612,7 @@ def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: 
     """Hot pixels of a dark (master dark minus bias, ADU; or a rate, any unit): boolean,
     True where ``dark > level + k * rms`` of its local background. The local level
     follows gradients and amplifier glow, so these are not flagged."""
-    k = _float("k", k, 0.0, strict=True)
+    k = _float("k", k, 0.0, strict=True, what="hot_pixels")
     dark = np.asarray(dark_current)
     bkg = estimate_background(dark, spec)
     with np.errstate(invalid="ignore"):
@@ -621,7 +623,7 @@ def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: 
     """Dead or weak pixels of a flat (raw ADU or normalised): boolean, True where the
     response is below ``fraction`` of the local background level (which follows
     vignetting, so dark corners are not flagged), and where it is non-finite or <= 0."""
-    fraction = _float("fraction", fraction, 0.0, strict=True)
+    fraction = _float("fraction", fraction, 0.0, strict=True, what="dead_pixels")
     flat = np.asarray(flat)
     bkg = estimate_background(flat, spec)
     with np.errstate(invalid="ignore"):

@@ -1,0 +1,334 @@
+"""The low-level interface, SuperPhot-style: one object holding calibration parameters,
+called once per image.
+
+    from ccdcal import Calibrator
+
+    calibrate = Calibrator(
+        overscans=[dict(xmin=0, xmax=4096, ymin=0, ymax=20)],   # numpy-style: 0-based, end excluded
+        overscan_method="median",
+        master_bias="masters/master_bias1.fits",
+        gain=16.0,
+        image_area=dict(xmin=0, xmax=4096, ymin=20, ymax=4116),
+    )
+    calibrate.set_masters(dark="masters/master_dark3.fits")
+    calibrate(raw="raw1.fits", calibrated="calib1.fits")
+    calibrate(raw="raw2.fits", calibrated="calib2.fits", gain=8.0)   # for this image only
+
+Every parameter can be given at construction, changed as an attribute, or overridden for
+one image as a keyword of ``calibrate``. A master left at None is not applied (so a raw
+flat is calibrated with ``master_flat=None``). Regions are dicts ``xmin, xmax, ymin, ymax``
+(0-based, end excluded, as numpy slices) or FITS sections ``'[x1:x2,y1:y2]'`` (1-based,
+inclusive). ``overscan_method`` is a name (none, mean, median, median_per_row, polynomial,
+chebyshev, spline) or a function ``f(image, overscans) -> corrected image`` given the whole
+raw frame (float32 ADU) and the overscan regions as dicts. Output: the file format the
+workflow writes (float32 image, UNCERT, MASK; see ccdcal.products).
+
+The workflow's light jobs use this class (``Calibrator.for_camera``), so there is one
+implementation of light calibration.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from astropy.io import fits
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .calibrate import Calibration, subtrahend
+from .camera import CameraProfile
+from .config import camera_defaults
+from .frames import FrameError, RawFrame, copy_header_cards, file_digest
+from .overscan import Amplifier, FrameCorrector, Layout, layout_for
+from .products import Product, read_product, write_product
+from .provenance import add_software_cards
+from .sections import Section
+
+PARAMETERS = (
+    "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
+    "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "read_noise",
+    "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize",
+)
+_UNSET = object()
+
+
+def region(value: Any) -> Section:
+    """A region as a Section: a dict xmin/xmax/ymin/ymax (0-based, end excluded) or a
+    FITS section string (1-based, inclusive)."""
+    if isinstance(value, Section):
+        return value
+    if isinstance(value, str):
+        return Section.parse(value)
+    return Section.from_slices(slice(int(value["ymin"]), int(value["ymax"])),
+                               slice(int(value["xmin"]), int(value["xmax"])))
+
+
+def _as_dict(section: Section) -> dict[str, int]:
+    rows, cols = section.slices
+    return {"xmin": cols.start, "xmax": cols.stop, "ymin": rows.start, "ymax": rows.stop}
+
+
+#: Cards that described the raw layout and are wrong after trimming.
+LAYOUT_KEYWORDS = ("BIASSEC", "DATASEC", "TRIMSEC", "CCDSEC", "AMPSEC", "DETSEC")
+
+
+def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[str, Any],
+                 masters: Mapping[str, Product | None], layout, levels: list[float], gain: float,
+                 gain_source: str, read_noise_e: float, rn_source: str, config_digest: str | None
+                 ) -> fits.Header:
+    header = fits.Header()
+    copy_header_cards(header, raw.primary_header if raw.hdu_index else None, raw.image_header)
+    for key in LAYOUT_KEYWORDS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    x0, y0 = layout.trim.x1 - 1, layout.trim.y1 - 1
+    if x0 or y0:  # keep the WCS and IRAF physical coordinates right after trimming
+        for axis, shift in (("1", x0), ("2", y0)):
+            if f"CRPIX{axis}" in header:
+                header[f"CRPIX{axis}"] = header[f"CRPIX{axis}"] - shift
+            header[f"LTV{axis}"] = (float(header.get(f"LTV{axis}", 0.0)) - shift, "offset to raw pixels")
+    header["RAWFILE"] = (rel_path, "raw frame, relative to raw_dir")
+    header["RAWSUM"] = (raw_digest, "sha256[:16] of the raw file")
+    header["TRIMSEC0"] = (str(layout.trim), "raw section kept (FITS 1-based)")
+    header["OVSCMETH"] = (layout.method, "overscan method")
+    for i, level in enumerate(levels, start=1):
+        header[f"OVSCLV{i}"] = (round(level, 3), f"[ADU] mean overscan level, amplifier {i}")
+    for step, key in (("bias", "BIAS"), ("dark", "DARK"), ("flat", "FLAT")):
+        master = masters.get(step)
+        if master is not None:
+            header[f"{key}FILE"] = (master.path.name, f"master {step}")
+            header[f"{key}SUM"] = (master.digest, f"sha256[:16] of the master {step}")
+    if masters.get("dark") is not None:
+        header["DARKMODE"] = (entry["dark_mode"], "unscaled (bias included) or scaled")
+        header["DARKSCAL"] = (float(entry["dark_scale"]), "factor applied to the (bias-subtracted) dark")
+    header["CALFLAGS"] = (",".join(entry["flags"]) or "OK", "missing calibration steps")
+    header["GAINUSED"] = (gain, f"[e-/ADU] from {gain_source}")
+    header["RNUSED"] = (round(read_noise_e, 4), f"[e-] read noise from {rn_source}"[:47])
+    header.add_history("ccdcal: overscan/trim, bias, dark, flat; UNCERT = 1 sigma; MASK bits MASKBn")
+    add_software_cards(header, config_digest)
+    return header
+
+
+def output_format_array(image: np.ndarray, uncert: np.ndarray, header: fits.Header, output_format: str,
+                        normalize: float | None, raw_bitpix: int) -> tuple[np.ndarray, np.ndarray, fits.Header]:
+    """XParallax's output options. ``normalize``: scale image and UNCERT so the mean of the
+    finite pixels is that value (the pedestal is lost: said in the header). ``'same'``: the
+    image in the raw file's integer type, rounded and clipped (16-bit: 0-65535 with BZERO),
+    the header saying how many pixels were clipped; UNCERT stays float32."""
+    if normalize is not None:
+        finite = np.isfinite(image)
+        mean = float(np.mean(image[finite], dtype=np.float64)) if finite.any() else 0.0
+        if mean == 0.0:
+            raise ValueError("cannot normalize an image whose mean is 0")
+        factor = np.float32(normalize / mean)
+        image *= factor
+        uncert *= factor
+        header["NORMVAL"] = (float(normalize), "image scaled so its mean is this (pedestal lost)")
+        header["NORMSCAL"] = (float(factor), "factor applied to the image and UNCERT")
+    if output_format == "same" and raw_bitpix > 0:
+        low, high = (0, 65535) if raw_bitpix == 16 else (0, 255) if raw_bitpix == 8 else (
+            -(2 ** (raw_bitpix - 1)), 2 ** (raw_bitpix - 1) - 1)
+        dtype = {8: np.uint8, 16: np.uint16, 32: np.int32, 64: np.int64}[raw_bitpix]
+        finite = np.isfinite(image)
+        header["OUTFMT"] = ("same", f"integer output, as the raw file (BITPIX {raw_bitpix})")
+        header["NCLIPLO"] = (int(np.count_nonzero(finite & (image < low - 0.5))), f"pixels clipped to {low}")
+        header["NCLIPHI"] = (int(np.count_nonzero(finite & (image > high + 0.5))), f"pixels clipped to {high}")
+        header["NNONFIN"] = (int(np.count_nonzero(~finite)), "non-finite pixels written as 0")
+        header.add_history("ccdcal: image rounded to integers and clipped; fractions of an ADU, "
+                           "values outside the integer range and non-finite values are lost")
+        image = np.clip(np.nan_to_num(np.round(image), nan=0.0), low, high).astype(dtype)
+    else:
+        header["OUTFMT"] = ("float32", "output image type")
+    return image, uncert, header
+
+
+class _FunctionCorrector:
+    """Overscan correction by a user function on the whole raw frame, then the trim."""
+
+    def __init__(self, raw: RawFrame, function: Callable, overscans: list[Section], trim: Section):
+        self.layout = Layout(raw.shape, trim, tuple(Amplifier(trim, o) for o in overscans), "function")
+        self._raw, self._function, self._overscans = raw, function, overscans
+        self.levels: list[float] = []
+
+    def full(self, saturation: float | None = None):
+        image = self._raw.read()
+        saturated = image >= saturation if saturation is not None else None
+        corrected = np.asarray(self._function(image, [_as_dict(o) for o in self._overscans]),
+                               dtype=np.float32)
+        rows, cols = self.layout.trim.slices
+        if saturated is not None:
+            saturated = saturated[rows, cols] if saturated.any() else None
+        return np.ascontiguousarray(corrected[rows, cols]), saturated
+
+
+class Calibrator:
+    """Calibrates single images with masters and parameters; see the module docstring."""
+
+    def __init__(self, camera: Mapping[str, Any] | None = None, **parameters: Any):
+        self.camera = CameraProfile(dict(camera) if camera is not None else camera_defaults())
+        for name in PARAMETERS:
+            setattr(self, name, None)
+        self.dark_mode = "auto"
+        self.output_format = "float32"
+        self._update(parameters)
+        self._masters: dict[tuple, Product] = {}
+        self._calibrations: dict[tuple, Calibration] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_camera(cls, camera: Mapping[str, Any], **parameters: Any) -> "Calibrator":
+        """A calibrator that reads the layout, gain, read noise and saturation of each frame
+        as the camera profile says (what the workflow does)."""
+        return cls(camera, **parameters)
+
+    @staticmethod
+    def _check(names) -> None:
+        unknown = sorted(set(names) - set(PARAMETERS))
+        if unknown:
+            raise TypeError(f"unknown calibration parameter(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(PARAMETERS)}")
+
+    def _update(self, parameters: Mapping[str, Any]) -> None:
+        self._check(parameters)
+        for name, value in parameters.items():
+            setattr(self, name, value)
+
+    def set_masters(self, bias: Any = _UNSET, dark: Any = _UNSET, flat: Any = _UNSET) -> None:
+        """Set (a path) or remove (None) masters; those not named are unchanged."""
+        for step, value in (("bias", bias), ("dark", dark), ("flat", flat)):
+            if value is not _UNSET:
+                setattr(self, f"master_{step}", value)
+
+    # ------------------------------------------------------------------ pieces
+    def _parameters(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        self._check(overrides)
+        return {name: overrides.get(name, getattr(self, name)) for name in PARAMETERS}
+
+    def _master(self, path: Any) -> Product | None:
+        if path is None:
+            return None
+        path = Path(path)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key not in self._masters:
+                self._masters[key] = read_product(path)
+            return self._masters[key]
+
+    def _corrector(self, raw: RawFrame, p: Mapping[str, Any]):
+        method = p["overscan_method"]
+        overscans = [region(o) for o in p["overscans"]] if p["overscans"] else None
+        if p["image_area"] is not None:
+            trim = region(p["image_area"])
+        elif overscans is None:
+            trim = layout_for(raw.header, raw.shape, self.camera.config).trim
+        else:
+            trim = Section.full(raw.shape)
+        if callable(method):
+            return _FunctionCorrector(raw, method, overscans or [], trim)
+        if overscans is None and method is None:
+            layout = layout_for(raw.header, raw.shape, self.camera.config)
+            if p["image_area"] is not None:
+                layout = Layout(layout.raw_shape, trim, layout.amplifiers, layout.method,
+                                layout.order, layout.axis)
+        else:
+            data = [region(d) for d in p["overscan_data"]] if p["overscan_data"] else None
+            if data is not None and len(data) != len(overscans or []):
+                raise ValueError("overscan_data needs one data region per overscan region")
+            amplifiers = tuple(Amplifier(data[i] if data else trim, o) for i, o in enumerate(overscans or []))
+            order = p["overscan_order"] if p["overscan_order"] is not None else self.camera.config["overscan"]["order"]
+            layout = Layout(raw.shape, trim, amplifiers, method or "median", order, "auto")
+        layout.trim.check_inside(raw.shape, "image area")
+        return FrameCorrector(raw.read, layout)
+
+    def _value(self, raw: RawFrame, p: Mapping[str, Any], what: str) -> tuple[float | None, str]:
+        if p[what] is not None:
+            return float(p[what]), "parameter"
+        return self.camera.value_or_keyword(raw.header, what)
+
+    def _dark_choice(self, raw: RawFrame, p, bias, dark) -> tuple[str | None, float | None]:
+        """(mode, scale): 'unscaled' subtracts the dark as is (it includes the bias);
+        'scaled' subtracts bias + k (dark - bias), k = dark_scale or t_frame / t_dark;
+        'auto' is unscaled when the exposures match within exposure_tolerance."""
+        if dark is None:
+            return None, None
+        mode = p["dark_mode"] or "auto"
+        if mode == "unscaled":
+            return "unscaled", 1.0
+        t_frame = self.camera.exptime(raw.header) or 0.0
+        t_dark = float(dark.header.get("EXPTIME", 0.0) or 0.0)
+        tolerance = (p["exposure_tolerance"] if p["exposure_tolerance"] is not None
+                     else self.camera.config["dark"]["exposure_tolerance"])
+        if mode == "auto" and p["dark_scale"] is None and abs(t_frame - t_dark) <= tolerance + 1e-9:
+            return "unscaled", 1.0
+        if bias is None:
+            raise ValueError(f"scaling the dark ({t_dark:g} s) to the frame ({t_frame:g} s) "
+                             "needs master_bias")
+        if p["dark_scale"] is not None:
+            return "scaled", float(p["dark_scale"])
+        if t_dark <= 0:
+            raise ValueError("the master dark has no exposure time (EXPTIME) to scale by")
+        return "scaled", t_frame / t_dark
+
+    # ------------------------------------------------------------------ calibrate
+    def calibrate(self, raw: str | Path, calibrated: str | Path, raw_label: str | None = None,
+                  config_digest: str | None = None, flags: list[str] | None = None,
+                  **overrides: Any) -> Path:
+        """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only."""
+        p = self._parameters(overrides)
+        bias, dark, flat = (self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat"))
+        label = raw_label or Path(raw).name
+        with RawFrame(raw, label=label) as frame:
+            frame.check_complete()
+            corrector = self._corrector(frame, p)
+            for step, master in (("bias", bias), ("dark", dark), ("flat", flat)):
+                if master is not None and master.data.shape != corrector.layout.shape:
+                    raise FrameError(f"{label}: trimmed shape {corrector.layout.shape} differs from "
+                                     f"master {step} {master.path.name} {master.data.shape}")
+            saturation, _ = self._value(frame, p, "saturation")
+            if saturation is None:
+                saturation = frame.integer_max
+            data, saturated = corrector.full(saturation)
+            gain, gain_source = self._value(frame, p, "gain")
+            if gain is None:
+                gain, gain_source = 1.0, "default (unknown)"
+            rn_e, rn_source = self._value(frame, p, "read_noise")
+            if rn_e is None:
+                rn_e, rn_source = next(((float(m.header["RDNOISE"]), f"master {m.path.name}")
+                                        for m in (bias, dark) if m is not None and "RDNOISE" in m.header),
+                                       (0.0, "unknown"))
+            mode, scale = self._dark_choice(frame, p, bias, dark)
+            key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e,
+                   p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"])
+            with self._lock:
+                calibration = self._calibrations.get(key)
+                if calibration is None:
+                    sub = subtrahend(bias if mode != "unscaled" else None, dark, mode, scale)
+                    calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1])
+                    if len(self._calibrations) >= 4:  # a group's few exposures; bounded memory
+                        self._calibrations.pop(next(iter(self._calibrations)))
+                    self._calibrations[key] = calibration
+            image, uncert, mask = calibration.apply(data, saturated)
+            steps = {"bias": bias if mode != "unscaled" else None, "dark": dark, "flat": flat}
+            entry = {"dark_mode": mode, "dark_scale": scale,
+                     "flags": flags if flags is not None else _flags(steps, mode)}
+            header = light_header(frame, label, file_digest(raw), entry, steps, corrector.layout,
+                                  corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
+        image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
+                                                    p["normalize"], frame.bitpix)
+        write_product(calibrated, image, uncert, mask, header)
+        return Path(calibrated)
+
+    __call__ = calibrate
+
+
+def _flags(steps: Mapping[str, Product | None], mode: str | None) -> list[str]:
+    flags = []
+    if steps["bias"] is None and mode != "unscaled":
+        flags.append("NOBIAS")
+    if steps["dark"] is None:
+        flags.append("NODARK")
+    if steps["flat"] is None:
+        flags.append("NOFLAT")
+    return flags
