@@ -53,11 +53,14 @@ def shorten_comments(header: fits.Header) -> None:
 
 def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header: fits.Header,
                  unit: str = "adu") -> fits.HDUList:
-    """Primary float32 image + UNCERT + MASK, ready to write."""
+    """Primary image (float32, or an integer type as given) + UNCERT + MASK, ready to write."""
     header = header.copy()
     shorten_comments(header)
     header["BUNIT"] = (unit, "unit of the image and of UNCERT")
-    primary = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
+    data = np.asarray(data)
+    if data.dtype.kind == "f":  # integer images ('same as input' output) are kept as they are
+        data = data.astype(np.float32, copy=False)
+    primary = fits.PrimaryHDU(data, header=header)
     uncert_header = fits.Header()
     uncert_header["EXTNAME"] = "UNCERT"
     uncert_header["BUNIT"] = (unit, "1-sigma uncertainty of the primary image")

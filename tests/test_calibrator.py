@@ -1,0 +1,119 @@
+"""The low-level Calibrator on synthetic frames: parameters, per-image overrides, masters
+left out, user overscan functions and XParallax's output options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from ccdcal import Calibrator
+from ccdcal.products import write_product
+
+NY, NX, ROWS = 60, 80, 20  # image rows, columns; overscan rows at the bottom (SuperPhot's example)
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(5)
+    overscan_level = 1000.0
+    bias2d = 5.0 + rng.normal(0, 0.5, (NY, NX))
+    flat = np.linspace(0.8, 1.2, NX)[None, :] * np.ones((NY, 1))
+    signal = 2000.0
+    raw = np.empty((NY + ROWS, NX))
+    raw[:ROWS] = overscan_level + rng.normal(0, 3, (ROWS, NX))
+    raw[ROWS:] = overscan_level + bias2d + flat * signal + rng.normal(0, 3, (NY, NX))
+    header = fits.Header({"EXPTIME": 30.0, "IMAGETYP": "LIGHT"})
+    fits.PrimaryHDU(np.round(raw).astype(np.uint16), header=header).writeto(tmp_path / "raw1.fits")
+    zeros = np.zeros((NY, NX), np.float32)
+    write_product(tmp_path / "bias.fits", bias2d.astype(np.float32), zeros + 0.3, zeros.astype(np.uint8),
+                  fits.Header({"EXPTIME": 0.0}))
+    write_product(tmp_path / "flat.fits", flat.astype(np.float32), zeros + 0.001, zeros.astype(np.uint8),
+                  fits.Header(), unit="")
+    return {"dir": tmp_path, "signal": signal, "flat": flat, "bias2d": bias2d}
+
+
+def superphot(files, **extra):
+    parameters = dict(overscans=[dict(xmin=0, xmax=NX, ymin=0, ymax=ROWS)], overscan_method="median",
+                      master_bias=files["dir"] / "bias.fits", gain=4.0,
+                      image_area=dict(xmin=0, xmax=NX, ymin=ROWS, ymax=NY + ROWS))
+    return Calibrator(**{**parameters, **extra})
+
+
+def test_superphot_workflow_calibrates_and_overrides_per_image(files):
+    d = files["dir"]
+    calibrate = superphot(files)
+    calibrate.set_masters(flat=d / "flat.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "calib1.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "calib2.fits", gain=8.0)
+    with fits.open(d / "calib1.fits") as one, fits.open(d / "calib2.fits") as two:
+        assert abs(np.median(one[0].data) - files["signal"]) < 2
+        assert one[0].header["GAINUSED"] == 4.0 and two[0].header["GAINUSED"] == 8.0
+        assert np.array_equal(one[0].data, two[0].data)  # the gain only changes the noise model
+        assert np.median(two["UNCERT"].data) < np.median(one["UNCERT"].data)
+        assert one[0].data.shape == (NY, NX)
+    assert calibrate.gain == 4.0  # the override was for that image only
+
+
+def test_a_master_set_to_none_is_not_applied(files):
+    d = files["dir"]
+    calibrate = superphot(files, master_flat=d / "flat.fits")
+    calibrate.set_masters(flat=None)
+    calibrate(raw=d / "raw1.fits", calibrated=d / "flatless.fits")
+    data = fits.getdata(d / "flatless.fits")
+    np.testing.assert_allclose(np.median(data / files["flat"]), files["signal"], rtol=1e-3)
+    assert fits.getheader(d / "flatless.fits")["CALFLAGS"] == "NODARK,NOFLAT"
+    calibrate(raw=d / "raw1.fits", calibrated=d / "raw.fits", master_bias=None)
+    with_bias = fits.getdata(d / "flatless.fits").astype(np.float64)
+    np.testing.assert_allclose(fits.getdata(d / "raw.fits") - with_bias, files["bias2d"], atol=1e-3)
+
+
+def test_user_overscan_function(files):
+    d = files["dir"]
+    calls = []
+
+    def subtract_mean(image, overscans):
+        (o,) = overscans
+        calls.append(o)
+        return image - image[o["ymin"]:o["ymax"], o["xmin"]:o["xmax"]].mean()
+
+    superphot(files, overscan_method=subtract_mean)(raw=d / "raw1.fits", calibrated=d / "f.fits")
+    superphot(files, overscan_method="mean")(raw=d / "raw1.fits", calibrated=d / "m.fits")
+    assert calls == [dict(xmin=0, xmax=NX, ymin=0, ymax=ROWS)]
+    np.testing.assert_allclose(fits.getdata(d / "f.fits"), fits.getdata(d / "m.fits"), atol=1e-3)
+
+
+def test_unknown_parameter_is_named(files):
+    with pytest.raises(TypeError, match="overscan_methd"):
+        Calibrator(overscan_methd="median")
+    with pytest.raises(TypeError, match="gian"):
+        superphot(files)(raw=files["dir"] / "raw1.fits", calibrated=files["dir"] / "x.fits", gian=2)
+
+
+def test_output_same_as_input_is_uint16_within_half_an_adu(files):
+    d = files["dir"]
+    calibrate = superphot(files, master_flat=d / "flat.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "float.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "same.fits", output_format="same")
+    with fits.open(d / "same.fits", do_not_scale_image_data=True) as raw_hdul:
+        assert raw_hdul[0].header["BITPIX"] == 16 and raw_hdul[0].header["BZERO"] == 32768
+    same, header = fits.getdata(d / "same.fits"), fits.getheader(d / "same.fits")
+    assert same.dtype == np.uint16
+    assert np.max(np.abs(same - fits.getdata(d / "float.fits"))) <= 0.5
+    assert header["OUTFMT"] == "same" and header["NCLIPLO"] == 0 and "rounded" in str(header["HISTORY"])
+    assert fits.getdata(d / "same.fits", extname="UNCERT").dtype.kind == "f"
+
+
+def test_normalize_sets_the_mean_and_scales_the_uncertainty(files):
+    d = files["dir"]
+    calibrate = superphot(files, master_flat=d / "flat.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "plain.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "norm.fits", normalize=1000.0)
+    plain, norm = fits.open(d / "plain.fits"), fits.open(d / "norm.fits")
+    assert np.mean(norm[0].data, dtype=np.float64) == pytest.approx(1000.0, rel=1e-6)
+    factor = norm[0].header["NORMSCAL"]
+    np.testing.assert_allclose(norm["UNCERT"].data, plain["UNCERT"].data * factor, rtol=1e-6)
+    plain.close()
+    norm.close()
