@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import bottleneck as bn
 import numpy as np
 from astropy.io import fits
 
+from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat_stars
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block
@@ -56,14 +56,20 @@ class InputFrame:
     sub: Subtrahend | None = None
     scale: float = 1.0  # multiplies the calibrated frame (flats: 1 / own median)
     level: float | None = None  # flats: own median (ADU)
+    rejected: np.ndarray | None = None  # flats: sorted flat indices of star pixels to drop
 
     def block(self, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Rows y0:y1 calibrated as this input needs (into ``out`` when given); saturated -> NaN."""
+        """Rows y0:y1 calibrated as this input needs (into ``out`` when given); saturated
+        and rejected pixels -> NaN (the combine fills them from the other frames)."""
         data, saturated = self.corrector.block(y0, y1, self.saturation, out=out)
         if self.sub is not None:
             self.sub.subtract(data, slice(y0, y1))
         if saturated is not None and saturated.any():
             data[saturated] = np.nan
+        if self.rejected is not None and self.rejected.size:
+            nx = data.shape[1]
+            lo, hi = np.searchsorted(self.rejected, [y0 * nx, y1 * nx])
+            data.reshape(-1)[self.rejected[lo:hi] - y0 * nx] = np.nan
         if self.scale != 1.0:
             data *= np.float32(self.scale)
         return data
@@ -174,25 +180,21 @@ def expected_runtime_min(n_frames: int, shape: tuple[int, int]) -> int:
     return int(10 + n_frames * shape[0] * shape[1] / 1e6 * 3 / 60)
 
 
-def local_background(image: np.ndarray, cell: int = 32) -> np.ndarray:
-    """A smooth background: the median of each ``cell`` x ``cell`` cell, interpolated
-    bilinearly to every pixel. It follows amplifier glow and gradients but not single
-    hot pixels (which then stand out as ``image - background``)."""
-    from scipy.ndimage import zoom
-
-    ny, nx = image.shape
-    gy, gx = max(1, ny // cell), max(1, nx // cell)
-    cy, cx = ny // gy, nx // gx
-    cells = image[: gy * cy, : gx * cx].reshape(gy, cy, gx, cx).transpose(0, 2, 1, 3)
-    grid = bn.nanmedian(cells.reshape(gy, gx, cy * cx), axis=2).astype(np.float32)
-    if grid.size == 1:
-        return np.full(image.shape, grid[0, 0], dtype=np.float32)
-    return zoom(grid, (ny / gy, nx / gx), order=1, mode="nearest", grid_mode=True)
-
-
 #: A stack larger than this per thread makes nothing faster (the kernel works on much
 #: smaller chunks); the engine stays well below ``memory_limit_mb`` when it can.
 BLOCK_STACK_BYTES = 32 * 1024 * 1024
+
+
+def _star_pixels(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray | None:
+    """Flat indices of the pixels of one (bias/dark-subtracted) sky flat to reject, per the
+    camera's ``flat.star_rejection``; None when rejection is off."""
+    spec = camera["flat"]["star_rejection"]
+    if spec["method"] == "none":
+        return None
+    rejected = reject_sky_flat_stars(flat, BackgroundSpec.from_dict(camera["background"]),
+                                     method=spec["method"], k=spec["k"], low=spec["low"],
+                                     high=spec["high"], grow=spec["grow"])
+    return np.flatnonzero(rejected).astype(np.int64)
 
 
 def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
@@ -358,6 +360,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         for frame in inputs:
             full = frame.block(0, shape[0])
             level = float(np.nanmedian(full[norm_region]))
+            frame.rejected = _star_pixels(full, camera)
             del full
             if not level > 0:
                 dropped.append(f"{frame.rel_path}: median {level:.1f} ADU after bias/dark is not positive")
@@ -391,7 +394,13 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         variance /= np.float32(norm * norm)
         weak = camera["flat"]["weak_threshold"]
         mask[~(data >= weak)] |= WEAKFLAT
-        mask[~(data > 0)] |= BADPIX
+        dead = dead_pixels(data, BackgroundSpec.from_dict(camera["background"]),
+                           camera["flat"]["dead_fraction"])
+        mask[dead] |= BADPIX
+        extra["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
+        rejected = [f.rejected.size for f in inputs if f.rejected is not None]
+        if rejected:
+            extra["NSTARREJ"] = (int(sum(rejected)), "sky-flat pixels rejected as stars")
         extra["FLATNORM"] = (norm, "median (ADU/level) the master was divided by")
         region = camera["flat"]["normalize_region"]
         extra["NORMREG"] = (region, "region of the median used to normalize")
@@ -410,14 +419,12 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         if kind == "dark":
             current = data - bias.data if bias is not None else data.copy()
             center = float(np.nanmedian(current))
-            current -= local_background(current)  # the excess over the local level
-            sigma = float(1.4826 * np.nanmedian(np.abs(current - np.nanmedian(current))))
-            threshold = camera["dark"]["hot_pixel_sigma"] * max(sigma, 1e-6)
-            hot = current > threshold
+            k = camera["dark"]["hot_pixel_sigma"]
+            hot = hot_pixels(current, BackgroundSpec.from_dict(camera["background"]), k)
             del current
             mask[hot] |= BADPIX
             extra["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
-            extra["HOTTHRES"] = (round(threshold, 4), "[ADU] hot-pixel threshold above the median")
+            extra["HOTSIGMA"] = (k, "hot: above local background + this x local rms")
             if bias is not None and spec.get("exptime"):
                 extra["DARKCUR"] = (round(center * gain / float(spec["exptime"]), 6),
                                     "[e-/s] median dark current")
