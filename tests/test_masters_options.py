@@ -63,3 +63,40 @@ def test_minmax_rejection_uses_absolute_limits(ccd_night):
                              "flat": {"star_rejection": {"method": "minmax", "low": 1000, "high": 31000}}},
                       "minmax")
     assert fits.getheader(flat)["NSTARREJ"] > 0
+
+
+def test_bias_from_darks_recovers_the_bias_and_lets_darks_scale(tmp_path):
+    """No bias frames; darks of 30, 60 and 120 s: the fitted intercept is the bias within its
+    own predicted noise, and a 90 s light gets bias + scaled dark."""
+    from datetime import datetime, timedelta
+
+    rng = np.random.default_rng(9)
+    shape = (64, 80)
+    bias = 300.0 + 4.0 * np.sin(np.arange(shape[1]) / 5.0)[None, :] + rng.normal(0, 1.0, shape)
+    rate = np.where(rng.random(shape) < 0.02, 5.0, 0.2)  # e-/s, gain 1
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    start = datetime(2026, 3, 1, 20, 0)
+    frames = [("DARK", t, i) for t in (30.0, 60.0, 120.0) for i in range(8)] + [("LIGHT", 90.0, 0)]
+    for n, (kind, t, i) in enumerate(frames):
+        data = bias + rng.poisson(rate * t + (500.0 if kind == "LIGHT" else 0.0)) + rng.normal(0, 4.0, shape)
+        header = fits.Header({"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": -5.0, "EGAIN": 1.0, "RDNOISE": 4.0,
+                              "DATE-OBS": (start + timedelta(minutes=3 * n)).isoformat(), "FILTER": "L"})
+        fits.PrimaryHDU(np.round(data).astype(np.uint16), header=header).writeto(raw / f"{kind}_{t:g}_{i}.fits")
+    config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / "out"),
+                        "default_camera": {"overscan": {"method": "none"}}})
+    records, cameras = take_inventory(raw, list_raw_files(raw), config)
+    plan = make_plan(records, config, cameras)
+    (name,) = [n for n, m in plan["masters"].items() if m["derived_from"]]
+    light = plan["lights"]["LIGHT_90_0.fits"]
+    assert light["bias"] == name and light["dark_mode"] == "scaled"
+    out = tmp_path / "out" / "masters"
+    for master in sorted(plan["masters"], key=lambda n: bool(plan["masters"][n]["derived_from"])):
+        spec = plan["masters"][master]
+        needs = [str(out / f"{m}.fits") for m in master_inputs(plan, master)["masters"]]
+        master_job(spec, plan["cameras"][spec["camera"]], needs, str(out / f"{master}.fits"), config)
+    with fits.open(out / f"{name}.fits") as hdul:
+        fitted, sigma = hdul[0].data.astype(np.float64), hdul["UNCERT"].data.astype(np.float64)
+        assert hdul[0].header["BIASSRC"] == "darks" and hdul[0].header["NCOMBINE"] == 3
+    z = (fitted - bias) / sigma
+    assert abs(np.mean(z)) < 0.1 and 0.8 < np.std(z) < 1.25, (np.mean(z), np.std(z))

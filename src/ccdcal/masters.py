@@ -185,6 +185,53 @@ def expected_runtime_min(n_frames: int, shape: tuple[int, int]) -> int:
 BLOCK_STACK_BYTES = 32 * 1024 * 1024
 
 
+def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
+                    config_digest: str | None) -> dict[str, Any]:
+    """A master bias for a camera with no bias frames: per pixel, the intercept at zero
+    exposure of a least-squares line through the master darks' levels (ADU) against their
+    exposures (s). Intercept b = sum_i c_i D_i with c_i = 1/n - tbar (t_i - tbar) / Stt; its
+    variance sum_i c_i^2 var_i uses the darks' UNCERT."""
+    t = np.array([float(d.header["EXPTIME"]) for d in darks])
+    n, tbar = len(t), float(np.mean(t))
+    stt = float(np.sum((t - tbar) ** 2))
+    coefficients = [np.float32(1.0 / n - tbar * (ti - tbar) / stt) for ti in t]
+    data = np.zeros(darks[0].data.shape, dtype=np.float32)
+    mask = np.zeros(data.shape, dtype=np.uint8)
+    for c, dark in zip(coefficients, darks):
+        data += dark.data * c
+        mask |= dark.mask & NONFINITE
+    # A dark made without a bias has only its read noise in UNCERT (its shot noise cannot be
+    # told from the pedestal); with the intercept known, add the dark current's shot noise
+    # (D - b) / gain, scaled like the read-noise term (UNCERT^2 / read noise^2 = c / n_used).
+    variance = np.zeros_like(data)
+    for c, dark in zip(coefficients, darks):
+        gain = float(dark.header.get("EGAIN", 1.0) or 1.0)
+        rn_adu = float(dark.header.get("RDNOISE", 0.0) or 0.0) / gain
+        var_i = dark.variance.copy()
+        if rn_adu > 0:
+            var_i += np.maximum(dark.data - data, 0) / np.float32(gain) * (dark.variance / np.float32(rn_adu**2))
+        variance += var_i * (c * c)
+    mask[~np.isfinite(data)] |= NONFINITE
+    header = darks[0].header.copy()
+    for key in [k for k in header if k.startswith(("IMCMB", "FLEVL")) or k in (
+            "NHOTPIX", "HOTSIGMA", "DARKCUR", "BIASFILE", "DARKBIAS", "BUNIT", "CHECKSUM", "DATASUM")]:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    header["IMAGETYP"] = ("MASTER BIAS", "ccdcal master calibration")
+    header["CCDCALTY"] = ("bias", "master type")
+    header["EXPTIME"] = (0.0, "[s] the intercept at zero exposure")
+    header["BIASSRC"] = ("darks", "fitted: dark level against exposure, per pixel")
+    header["NCOMBINE"] = (len(darks), "master darks fitted")
+    for i, dark in enumerate(darks, start=1):
+        header[f"IMCMB{i:03d}"] = dark.path.name
+        header[f"FITEXP{i:02d}"] = (float(t[i - 1]), f"[s] exposure of dark {i}")
+    if spec.get("identity"):
+        header["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
+    add_software_cards(header, config_digest)
+    write_product(output, data, np.sqrt(variance), mask, header, unit="adu")
+    return {"name": spec["name"], "type": "bias", "n_used": n, "dropped": [],
+            "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0))}
+
+
 def _star_pixels(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray | None:
     """Flat indices of the pixels of one (bias/dark-subtracted) sky flat to reject, per the
     camera's ``flat.star_rejection``; None when rejection is off."""
@@ -322,6 +369,9 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
     """
     raw_dir = Path(raw_dir)
     kind = spec["type"]
+    if spec.get("derived_from"):
+        return bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output),
+                               config_digest)
     combine = CombineSpec.from_dict(camera["combine"][kind])
     inputs, dropped = open_inputs(spec, camera, raw_dir, masters)
     if not inputs:

@@ -214,8 +214,9 @@ class Matcher:
         return f"ranked after {chosen.master.name}"
 
     # --------------------------------------------------------------- choices
-    def bias_for(self, target: Target, record: bool = True):
-        verdicts = [Verdict(m, self._rejection(target, m, "bias")) for m in self._candidates(target, "bias")]
+    def bias_for(self, target: Target, record: bool = True, exclude=None):
+        verdicts = [Verdict(m, self._rejection(target, m, "bias")) for m in self._candidates(target, "bias")
+                    if exclude is None or not exclude(m)]
         return self._decide(target, "bias", verdicts, record)
 
     def choose(self, target: Target, with_flat: bool, record: bool = True) -> Choice:

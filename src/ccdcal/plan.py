@@ -54,6 +54,11 @@ def setup_key(record: FrameRecord) -> tuple:
     )
 
 
+def _key_of_master(master: "Master") -> tuple:
+    s = master.setup
+    return (s["camera"], s["binning"], s["shape"], s["gain_setting"], s["offset"], s["readout_mode"])
+
+
 def _setup_label(record: FrameRecord) -> str:
     parts = [safe_name(record.camera), record.binning]
     if record.gain_setting:
@@ -116,6 +121,7 @@ class Master:
     count: int = 0  # library masters: NCOMBINE
     identity: str | None = None  # MASTERID: digest of inputs, parameters, masters used, version
     library_file: str | None = None  # tonight's master already in the library (same identity)
+    derived_from: list[str] = field(default_factory=list)  # a bias fitted from these darks
 
     def __post_init__(self):
         times = [f.time_s for f in self.frames if f.time_s is not None]
@@ -148,6 +154,7 @@ class Master:
             "identity": self.identity,
             "library_file": self.library_file,
             "date_begin": self.date_begin,
+            "derived_from": self.derived_from,
             "frames": [
                 {
                     "path": f.path,
@@ -267,7 +274,33 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
                 for name, part in zip(_session_names(base, groups, taken), groups):
                     masters.append(Master(name, "dark", first.camera, _setup_dict(first), part,
                                           _mean(f.temperature_c for f in part), exptime))
-    return masters
+    return masters + _biases_from_darks(masters, cameras, taken)
+
+
+def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[Master]:
+    """For a setup and temperature with darks of two or more exposures and no bias, a bias
+    master fitted from those darks (``dark.bias_from_darks``)."""
+    derived = []
+    darks: dict[tuple, list[Master]] = defaultdict(list)
+    for m in masters:
+        if m.type == "dark" and cameras[m.camera]["dark"]["bias_from_darks"]:
+            darks[(*_key_of_master(m), m.temperature_c)].append(m)
+    have_bias = {_key_of_master(m) for m in masters if m.type == "bias"}
+    for key in sorted(darks, key=str):
+        group = sorted(darks[key], key=lambda m: (m.exptime, m.name))
+        if key[:-1] in have_bias or len({m.exptime for m in group}) < 2:
+            continue
+        first = group[0]
+        label = f"{_setup_label(first.frames[0])}_{_temperature_label(first.temperature_c)}"
+        bias = Master(_unique_name(f"bias_{label}_fromdarks", taken), "bias", first.camera,
+                      first.setup, [], first.temperature_c, 0.0, derived_from=[m.name for m in group])
+        bias.time_begin = min(m.time_begin for m in group if m.time_begin is not None) if any(
+            m.time_begin is not None for m in group) else None
+        bias.time_end = max((m.time_end for m in group if m.time_end is not None), default=None)
+        bias.date_begin = min((m.date_begin for m in group if m.date_begin), default="")
+        bias.count = sum(m.n_frames for m in group)
+        derived.append(bias)
+    return derived
 
 
 # ------------------------------------------------------------------------- matching
@@ -297,9 +330,14 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
     identities: dict[str, str | None] = {m.name: m.identity for m in library}
     by_identity = {m.identity: m for m in library}
     for kind in ("bias", "dark", "flat"):
-        for master in (m for m in tonight if m.type == kind):
-            if kind == "dark":
-                bias = matcher.bias_for(target_of_master(master), record=False)
+        # derived biases last among biases would need darks first: biases, darks, derived, flats
+        ordered = [m for m in tonight if m.type == kind and not m.derived_from]
+        if kind == "dark":
+            ordered += [m for m in tonight if m.derived_from]
+        for master in ordered:
+            if master.type == "dark":  # a bias fitted from these very darks cannot measure them
+                bias = matcher.bias_for(target_of_master(master), record=False,
+                                        exclude=lambda m: bool(m.derived_from))
                 master.bias = bias.master.name if bias else None
             elif kind == "flat":
                 for frame in master.frames:
@@ -307,6 +345,9 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
                     master.frame_calibration[frame.path] = choice.to_json()
             if checksums is not None:
                 master.identity = master_identity(master, checksums, cameras[master.camera], identities)
+            if master.derived_from and all(identities.get(d) for d in master.derived_from):
+                master.identity = hashlib.sha256(json.dumps(
+                    ["bias_from_darks", *(identities[d] for d in master.derived_from)]).encode()).hexdigest()[:16]
             identities[master.name] = master.identity
             twin = by_identity.get(master.identity) if master.identity else None
             if twin is not None:
@@ -388,6 +429,8 @@ def master_inputs(plan: Mapping[str, Any], name: str) -> dict[str, Any]:
     master = plan["masters"][name]
     if master.get("library_file"):  # identical to a library master: linked, not rebuilt
         return {"frames": [], "masters": [], "library": [master["library_file"]]}
+    if master.get("derived_from"):  # a bias fitted from dark masters
+        return {"frames": [], "masters": sorted(master["derived_from"]), "library": []}
     needed = set()
     if master["type"] == "dark" and master.get("bias"):
         needed.add(master["bias"])
