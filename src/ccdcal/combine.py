@@ -86,7 +86,8 @@ _WINSOR_MIN_VALUES = 3  # a winsorized pass is only run on pixels with >= 3 valu
 
 _MEDIAN_EFFICIENCY = math.pi / 2  # var(median) / var(mean) for Gaussian noise, large n
 _CHUNK_VALUES = 1 << 19  # float64 values per work chunk (4 MiB)
-_FAST_CHUNK_PIXELS = 1 << 16  # pixels per chunk of the sorted fast path
+_FAST_CHUNK_VALUES = 1 << 21  # values (pixels x frames) per chunk of the sorted fast path:
+#                                its temporaries (~24 bytes a value) stay the same whatever N
 _MAX_FRAMES = int(np.iinfo(np.uint16).max)
 
 _ALIASES = {"average": "mean", "avg": "mean", "sigclip": "sigma_clip", "sigma": "sigma_clip",
@@ -700,9 +701,9 @@ def _combine_into(stack: np.ndarray, spec: CombineSpec, w, var_vec, var_full,
     if rows == 0 or nx == 0:
         return
     fast = _fast_path_applies(spec, w, var_vec, var_full) and stack.dtype == np.float32
-    # the fast path works on float32 rows of ~64k pixels (few, long ufunc calls: the GIL is
+    # the fast path works on float32 rows of 2M/n pixels (few, long ufunc calls: the GIL is
     # free most of the time); the general path on float64 chunks of ~4 MiB
-    step = max(1, (_FAST_CHUNK_PIXELS if fast else _CHUNK_VALUES // max(1, n)) // max(1, nx))
+    step = max(1, ((_FAST_CHUNK_VALUES if fast else _CHUNK_VALUES) // max(1, n)) // max(1, nx))
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         if fast:
