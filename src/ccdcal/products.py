@@ -58,18 +58,39 @@ def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header:
     shorten_comments(header)
     header["BUNIT"] = (unit, "unit of the image and of UNCERT")
     data = np.asarray(data)
-    if data.dtype.kind == "f":  # integer images ('same as input' output) are kept as they are
-        data = data.astype(np.float32, copy=False)
+    if data.dtype.kind == "f" and data.dtype.itemsize != 4:  # integer images ('same') kept as they are
+        data = data.astype(np.float32)
     primary = fits.PrimaryHDU(data, header=header)
     uncert_header = fits.Header()
     uncert_header["EXTNAME"] = "UNCERT"
     uncert_header["BUNIT"] = (unit, "1-sigma uncertainty of the primary image")
-    uncert_hdu = fits.ImageHDU(np.asarray(uncert, dtype=np.float32), header=uncert_header)
+    uncert = np.asarray(uncert)
+    uncert_hdu = fits.ImageHDU(uncert if uncert.dtype.itemsize == 4 else uncert.astype(np.float32),
+                               header=uncert_header)
     mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=np.uint8), header=mask_header())
     return fits.HDUList([primary, uncert_hdu, mask_hdu])
 
 
-def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu") -> None:
+def _big_endian_in_place(array: np.ndarray) -> np.ndarray:
+    """The same values as a big-endian (FITS) view, bytes swapped in place: astropy then
+    writes them without swapping twice. The caller's native-order array is spent."""
+    if array.dtype.byteorder in (">", "|") or (array.dtype.byteorder == "=" and not _LITTLE):
+        return array
+    array.byteswap(inplace=True)
+    return array.view(array.dtype.newbyteorder(">"))
+
+
+_LITTLE = np.little_endian
+
+
+def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu",
+                  consume: bool = False) -> None:
+    """Write a product atomically. With ``consume``, ``data`` and ``uncert`` are swapped to
+    FITS byte order in place to save a pass (do not use them afterwards)."""
+    if consume:
+        data = _big_endian_in_place(np.asarray(data, dtype=np.float32) if np.asarray(data).dtype.kind == "f"
+                                    else np.asarray(data))
+        uncert = _big_endian_in_place(np.asarray(uncert, dtype=np.float32))
     write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path)
 
 
