@@ -117,3 +117,15 @@ def test_normalize_sets_the_mean_and_scales_the_uncertainty(files):
     np.testing.assert_allclose(norm["UNCERT"].data, plain["UNCERT"].data * factor, rtol=1e-6)
     plain.close()
     norm.close()
+
+
+def test_fits_checksums_are_optional_for_lights(files):
+    d = files["dir"]
+    calibrate = superphot(files)
+    calibrate(raw=d / "raw1.fits", calibrated=d / "with.fits")
+    calibrate(raw=d / "raw1.fits", calibrated=d / "without.fits", checksum=False)
+    with fits.open(d / "with.fits", checksum=True) as hdul:
+        assert all("CHECKSUM" in h.header and "DATASUM" in h.header for h in hdul)
+    with fits.open(d / "without.fits") as hdul:
+        assert not any("CHECKSUM" in h.header for h in hdul)
+    np.testing.assert_array_equal(fits.getdata(d / "with.fits"), fits.getdata(d / "without.fits"))

@@ -100,3 +100,25 @@ def test_bias_from_darks_recovers_the_bias_and_lets_darks_scale(tmp_path):
         assert hdul[0].header["BIASSRC"] == "darks" and hdul[0].header["NCOMBINE"] == 3
     z = (fitted - bias) / sigma
     assert abs(np.mean(z)) < 0.1 and 0.8 < np.std(z) < 1.25, (np.mean(z), np.std(z))
+
+
+def test_keep_intermediates_writes_the_overscan_corrected_frames(ccd_night, tmp_path):
+    base, manifest = ccd_night
+    for keep in (False, True):
+        out = tmp_path / f"keep{keep}"
+        config = validated({"raw_dir": str(base / "raw"), "output_dir": str(out), "keep_intermediates": keep,
+                            "cameras": [{"name": "ccd", "match": {"header": {"INSTRUME": "SimCam*"}},
+                                         "overscan": {"method": "polynomial"}}]})
+        records, cameras = take_inventory(base / "raw", list_raw_files(base / "raw"), config)
+        plan = make_plan(records, config, cameras)
+        name = next(n for n in plan["masters"] if n.startswith("bias_ccd"))
+        master_job(plan["masters"][name], plan["cameras"]["ccd"], [], str(out / "masters" / "b.fits"), config)
+        kept = sorted((out / "work" / "frames").rglob("*.fits")) if (out / "work" / "frames").exists() else []
+        if not keep:
+            assert kept == []
+            continue
+        assert len(kept) == len(plan["masters"][name]["frames"])
+        frame = fits.getdata(kept[0]).astype(np.float64)
+        bias2d = fits.getdata(base / "truth" / manifest["cameras"]["ccd"]["bias2d"])
+        assert frame.shape == (512, 512)  # trimmed
+        assert abs(np.median(frame - bias2d)) < 1.0  # the overscan level is gone

@@ -319,3 +319,14 @@ def test_dark_bias_is_matched_on_the_master_temperature(cams, make_config):
     assert len(masters_of(plan, "bias")) == 2
     assert dark["bias"] == next(n for n, m in masters_of(plan, "bias").items()
                                 if m["temperature_c"] == pytest.approx(-9.8))
+
+
+def test_summary_warns_of_lights_without_calibration_frames_at_their_binning(cams, make_config):
+    from ccdcal.report import binning_notes
+
+    records = biases(binning="2x2", shape="50x60") + [light("one", 300.0)]
+    plan = make_plan(records, make_config(), cams())
+    rows = [{"path": r.path, "camera": r.camera} for r in records]
+    notes = binning_notes(rows, plan)
+    assert "  cam: lights 1x1; calibration frames 2x2" in notes
+    assert "    lights at 1x1 have no calibration frames at 1x1: they get none" in notes

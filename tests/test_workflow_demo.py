@@ -227,6 +227,7 @@ def test_outputs_carry_provenance(night):
         assert not any(card.keyword.startswith("HIERARCH") or len(card.keyword) > 8
                        for card in header.cards)
         assert "BIASSEC" not in header and "DATASEC" not in header
+        assert "CHECKSUM" not in header  # off by default for lights (output.checksum)
     with fits.open(next((out / "masters").glob("flat_demo-ccd_*_V.fits")), checksum=True) as hdul:
         header = hdul[0].header
         assert header["IMAGETYP"] == "MASTER FLAT" and header["FILTER"] == "V"
@@ -322,3 +323,25 @@ def test_light_without_a_flat_is_calibrated_and_flagged(night, tmp_path):
     flat = fits.getdata(night["out"] / "masters" / f"{group['flat']}.fits").astype(np.float64)
     flattened, _, _, _ = load_calibrated(night, entry["path"])
     np.testing.assert_allclose(unflat / flat, flattened, rtol=1e-5, atol=1e-3)
+
+
+def test_summary_says_which_binnings_were_calibrated(night):
+    text = (night["out"] / "summary.txt").read_text()
+    assert "Binnings (frames of another binning are never combined or applied):" in text
+    assert "demo-ccd: lights 1x1; calibration frames 1x1" in text
+
+
+def test_camera_output_settings_reach_the_light_jobs(night, tmp_path):
+    """output.format 'same' and output.normalize from the camera profile, through the
+    workflow's light-group job."""
+    from ccdcal.lights import calibrate_group
+
+    plan = json.loads((night["out"] / "plan.json").read_text())
+    group = next(g for g in plan["light_groups"].values() if g["camera"] == "demo-cmos")
+    files = {m: night["out"] / "masters" / f"{m}.fits" for m in (group["dark"], group["flat"])}
+    camera = {**plan["cameras"]["demo-cmos"], "output": {"format": "same", "normalize": 500.0}}
+    rows = calibrate_group({**group, "lights": group["lights"][:1]}, camera, night["raw"], files, tmp_path)
+    with fits.open(tmp_path / rows[0]["output"]) as hdul:
+        assert hdul[0].data.dtype == np.uint16
+        assert hdul[0].header["NORMVAL"] == 500.0 and hdul[0].header["OUTFMT"] == "same"
+        assert abs(hdul[0].data.mean() - 500.0) < 1.0

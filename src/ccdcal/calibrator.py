@@ -49,7 +49,7 @@ from .sections import Section
 PARAMETERS = (
     "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
     "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "read_noise",
-    "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize",
+    "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize", "checksum",
 )
 _UNSET = object()
 
@@ -171,6 +171,7 @@ class Calibrator:
             setattr(self, name, None)
         self.dark_mode = "auto"
         self.output_format = "float32"
+        self.checksum = True
         self._update(parameters)
         self._masters: dict[tuple, Product] = {}
         self._calibrations: dict[tuple, Calibration] = {}
@@ -317,7 +318,7 @@ class Calibrator:
                                   corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
         image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
                                                     p["normalize"], frame.bitpix)
-        write_product(calibrated, image, uncert, mask, header, consume=True)
+        write_product(calibrated, image, uncert, mask, header, consume=True, checksum=bool(p["checksum"]))
         return Path(calibrated)
 
     __call__ = calibrate

@@ -195,17 +195,18 @@ def copy_header_cards(target: fits.Header, *sources: fits.Header) -> None:
                 continue  # a malformed raw card is dropped rather than sinking the output
 
 
-def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike) -> None:
+def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True) -> None:
     """Write ``hdul`` to ``path`` via a temporary file in the same folder and a rename.
 
-    CHECKSUM/DATASUM cards are added; nothing time-dependent is written.
+    CHECKSUM/DATASUM cards are added unless ``checksum`` is False; nothing time-dependent
+    is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        for hdu in hdul:
+        for hdu in hdul if checksum else ():
             # astropy's default comment is the wall-clock time: give a fixed one instead
             hdu.add_checksum(when="FITS checksum")
         hdul.writeto(tmp, overwrite=True, checksum=False)

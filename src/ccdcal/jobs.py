@@ -21,7 +21,7 @@ from .frames import write_text_atomic
 from .inventory import records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library
 from .lights import calibrate_group, report_csv
-from .masters import build_master
+from .masters import build_master, write_intermediates
 from .plan import make_plan
 from .products import read_product
 from .provenance import config_digest
@@ -92,6 +92,10 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
     summary = build_master(spec, camera, config["raw_dir"], masters, output,
                            memory_limit_mb=config["memory_limit_mb"], threads=threads,
                            config_digest=config_digest(config))
+    if config.get("keep_intermediates") and spec.get("frames"):
+        kept = write_intermediates(spec, camera, config["raw_dir"],
+                                   Path(config["output_dir"]) / "work" / "frames")
+        log.info("kept %d overscan-corrected frames", len(kept))
     log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
              summary["median"])
     return summary

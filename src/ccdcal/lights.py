@@ -50,7 +50,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     output = camera["output"]
     calibrator = Calibrator.for_camera(camera, output_format=output["format"],
-                                       normalize=output["normalize"])
+                                       normalize=output["normalize"], checksum=output["checksum"])
 
     def one(entry: Mapping[str, Any]) -> dict[str, Any]:
         row = {k: entry.get(k, "") for k in REPORT_COLUMNS}

@@ -33,11 +33,12 @@ from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block
-from .frames import FrameError, RawFrame, copy_header_cards
+from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .overscan import FrameCorrector, layout_for
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
 from .provenance import add_software_cards
 from .sections import Section
+from .stats import median
 
 log = logging.getLogger("ccdcal.masters")
 
@@ -359,6 +360,32 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
     return header
 
 
+def write_intermediates(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
+                        out_dir: str | Path) -> list[Path]:
+    """Each input of a master, overscan-corrected and trimmed (float32 ADU, the raw header
+    less its layout cards), as ``out_dir/<raw path>`` (``keep_intermediates``)."""
+    written = []
+    profile = CameraProfile(dict(camera))
+    for entry in spec["frames"]:
+        rel = entry["path"]
+        with RawFrame(Path(raw_dir) / rel, label=rel) as raw:
+            layout = layout_for(raw.header, raw.shape, profile.config)
+            corrector = FrameCorrector(raw.read, layout)
+            data, _ = corrector.full()
+            header = fits.Header()
+            copy_header_cards(header, raw.primary_header if raw.hdu_index else None, raw.image_header)
+            for key in ("BIASSEC", "DATASEC", "TRIMSEC"):
+                header.remove(key, ignore_missing=True, remove_all=True)
+            header["OVSCMETH"] = (layout.method, "overscan method")
+            for i, level in enumerate(corrector.levels, start=1):
+                header[f"OVSCLV{i}"] = (round(level, 3), f"[ADU] mean overscan level, amplifier {i}")
+            add_software_cards(header)
+        path = Path(out_dir) / rel.removesuffix(".fz").removesuffix(".gz")
+        write_fits_atomic(fits.HDUList([fits.PrimaryHDU(data, header=header)]), path)
+        written.append(path)
+    return written
+
+
 def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
                  masters: Mapping[str, Product], output: str | Path, *, memory_limit_mb: float = 1024,
                  threads: int = 2, config_digest: str | None = None) -> dict[str, Any]:
@@ -410,7 +437,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             """The flat's own median (and its star pixels), one frame in memory per thread."""
             full = frame.block(0, shape[0])
             frame.rejected = _star_pixels(full, camera)
-            return float(np.nanmedian(full[norm_region]))
+            return median(full[norm_region])
 
         with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
             levels = list(pool.map(measure, inputs))
@@ -443,7 +470,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             for frame in subs:
                 per_frame += frame.sub.variance(rows) * sub_scale
             variance[rows] *= per_frame
-        norm = float(np.nanmedian(data[norm_region]))
+        norm = median(data[norm_region])
         data /= np.float32(norm)
         variance /= np.float32(norm * norm)
         weak = camera["flat"]["weak_threshold"]
@@ -472,7 +499,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             variance[rows] *= per_frame
         if kind == "dark":
             current = data - bias.data if bias is not None else data.copy()
-            center = float(np.nanmedian(current))
+            center = median(current)
             k = camera["dark"]["hot_pixel_sigma"]
             hot = hot_pixels(current, BackgroundSpec.from_dict(camera["background"]), k)
             del current
@@ -499,6 +526,6 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         "type": kind,
         "n_used": len(inputs),
         "dropped": dropped,
-        "median": float(np.nanmedian(data[:: max(1, shape[0] // 64)])),  # 64 rows: for the log
+        "median": median(data),
         "read_noise_e": read_noise * gain,
     }

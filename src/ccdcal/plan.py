@@ -380,7 +380,8 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         flags = choice.flags + ([] if choice.flat else ["NOFLAT"])
         lacking = [step for step, flag in (("bias", "NOBIAS"), ("dark", "NODARK"), ("flat", "NOFLAT"))
                    if flag in flags and step in policy["steps"]]
-        entry = {"path": record.path, "exptime": record.exptime, "flags": flags, **choice.to_json()}
+        entry = {"path": record.path, "exptime": record.exptime, "binning": record.binning,
+                 "flags": flags, **choice.to_json()}
         if lacking and policy["policy"] == "stop":
             missing.append(f"{record.path}: no {', no '.join(lacking)} ({'; '.join(choice.notes)})")
         if lacking and policy["policy"] == "skip":

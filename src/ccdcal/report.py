@@ -67,6 +67,27 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], report_files:
     return out.getvalue(), _text(rows, plan)
 
 
+def binning_notes(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[str]:
+    """Per camera, the binnings of its lights and of its calibration frames, and a warning
+    for lights whose binning has no calibration frames."""
+    camera_of = {r["path"]: r["camera"] for r in rows}
+    lights: dict[str, set] = {}
+    for path, light in plan["lights"].items():
+        lights.setdefault(camera_of.get(path, ""), set()).add(light.get("binning") or "")
+    calibration: dict[str, set] = {}
+    for master in plan["masters"].values():
+        calibration.setdefault(master["camera"], set()).add(master["setup"]["binning"])
+    notes = []
+    for camera in sorted(set(lights) | set(calibration)):
+        have = sorted(calibration.get(camera, set()))
+        seen = sorted(b for b in lights.get(camera, set()) if b)
+        notes.append(f"  {camera}: lights {', '.join(seen) or '-'}; calibration frames {', '.join(have) or '-'}")
+        for b in seen:
+            if b not in have:
+                notes.append(f"    lights at {b} have no calibration frames at {b}: they get none")
+    return notes
+
+
 def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> str:
     status = Counter(r["status"] for r in rows)
     lines = ["ccdcal night summary", "====================",
@@ -87,6 +108,8 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> str:
             detail += f"  {row['status'].upper()}: {row['detail']}"
         lines.append(f"  {row['path']}: bias {row['bias'] or '-'}, dark {dark}, "
                      f"flat {row['flat'] or '-'}{detail}")
+    lines += ["", "Binnings (frames of another binning are never combined or applied):"]
+    lines += binning_notes(rows, plan)
     excluded = [r for r in rows if r["status"] == "excluded"]
     lines += ["", f"Excluded ({len(excluded)}):"]
     lines += [f"  {r['path']}: {r['detail']}" for r in excluded]
