@@ -62,11 +62,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import bottleneck as bn
 import numpy as np
+
+from .specs import spec_from_mapping
 
 __all__ = [
     "ESTIMATORS",
@@ -179,18 +181,7 @@ class BackgroundSpec:
     def from_dict(cls, d: Mapping[str, Any] | None) -> "BackgroundSpec":
         """Build from a config mapping. ``None`` values mean "default"; unknown keys
         and invalid values raise ``ValueError`` naming the key."""
-        if d is None:
-            return cls()
-        if isinstance(d, BackgroundSpec):
-            return d
-        if not isinstance(d, Mapping):
-            raise ValueError(f"background spec must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ValueError(f"unknown background option(s) {', '.join(repr(k) for k in unknown)}; "
-                             f"valid options: {', '.join(sorted(known))}")
-        return cls(**{k: v for k, v in d.items() if v is not None})
+        return spec_from_mapping(cls, d, "background")
 
 
 @dataclass

@@ -180,8 +180,11 @@ class Calibrator:
     @classmethod
     def for_camera(cls, camera: Mapping[str, Any], **parameters: Any) -> "Calibrator":
         """A calibrator that reads the layout, gain, read noise and saturation of each frame
-        as the camera profile says (what the workflow does)."""
-        return cls(camera, **parameters)
+        as the camera profile says, and writes as its ``output`` says (what the workflow does)."""
+        output = camera.get("output", {})
+        settings = {"output_format": output.get("format", "float32"),
+                    "normalize": output.get("normalize"), "checksum": output.get("checksum", True)}
+        return cls(camera, **{**settings, **parameters})
 
     @staticmethod
     def _check(names) -> None:

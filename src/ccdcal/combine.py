@@ -55,11 +55,13 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import bottleneck as bn
 import numpy as np
+
+from .specs import spec_from_mapping
 
 __all__ = [
     "METHODS",
@@ -174,21 +176,8 @@ class CombineSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "CombineSpec":
         """Build from a config mapping. ``None`` values mean "default"; unknown keys
-        and invalid names/values raise ``ValueError``."""
-        if d is None:
-            return cls()
-        if isinstance(d, CombineSpec):
-            return d
-        if not isinstance(d, Mapping):
-            raise ValueError(f"combine spec must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in d if k not in known)
-        if unknown:
-            raise ValueError(
-                f"unknown combine option(s) {', '.join(unknown)}; "
-                f"valid options: {', '.join(sorted(known))}"
-            )
-        return cls(**{k: v for k, v in d.items() if v is not None})
+        and invalid values raise ``ValueError`` naming the key."""
+        return spec_from_mapping(cls, d, "combine")
 
 
 @dataclass

@@ -48,9 +48,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
     in the group's order. ``master_files`` maps master names to their files."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    output = camera["output"]
-    calibrator = Calibrator.for_camera(camera, output_format=output["format"],
-                                       normalize=output["normalize"], checksum=output["checksum"])
+    calibrator = Calibrator.for_camera(camera)
 
     def one(entry: Mapping[str, Any]) -> dict[str, Any]:
         row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
