@@ -214,28 +214,29 @@ class Matcher:
         return f"ranked after {chosen.master.name}"
 
     # --------------------------------------------------------------- choices
+    def _bias_verdicts(self, target: Target, exclude=None) -> list[Verdict]:
+        return [Verdict(m, self._rejection(target, m, "bias")) for m in self._candidates(target, "bias")
+                if exclude is None or not exclude(m)]
+
     def bias_for(self, target: Target, record: bool = True, exclude=None):
-        verdicts = [Verdict(m, self._rejection(target, m, "bias")) for m in self._candidates(target, "bias")
-                    if exclude is None or not exclude(m)]
-        return self._decide(target, "bias", verdicts, record)
+        return self._decide(target, "bias", self._bias_verdicts(target, exclude), record)
 
     def choose(self, target: Target, with_flat: bool, record: bool = True) -> Choice:
         """Bias, dark (mode, scale) and, when asked, flat for one frame."""
         choice = Choice()
-        bias = self.bias_for(target, record=False)
+        biases = self._bias_verdicts(target)  # the bias decides whether a dark can be scaled
+        bias = self._decide(target, "bias", biases, record=False)
         darks = [self._dark_verdict(target, m, bias is not None) for m in self._candidates(target, "dark")]
         dark = self._decide(target, "dark", darks, record)
         if dark is not None:
             choice.dark, choice.dark_mode, choice.dark_scale = dark.master.name, dark.mode, dark.scale
         else:
             choice.notes.append("no dark: " + (self._summary(darks) or "none of this camera"))
-        if choice.dark_mode != "unscaled":
-            bias = self.bias_for(target, record=record)
+        if choice.dark_mode != "unscaled":  # the bias is applied: report its candidates
+            self._decide(target, "bias", biases, record)
             if bias is not None:
                 choice.bias = bias.master.name
             else:
-                biases = [Verdict(m, self._rejection(target, m, "bias"))
-                          for m in self._candidates(target, "bias")]
                 choice.notes.append("no bias: " + (self._summary(biases) or "none of this camera"))
         if with_flat:
             flats = [Verdict(m, self._rejection(target, m, "flat")) for m in self._candidates(target, "flat")]
