@@ -163,16 +163,42 @@ JOB_OVERHEAD_MB = 300
 MASTER_BYTES_PER_PIXEL = 13
 
 
-def expected_memory_mb(n_frames: int, shape: tuple[int, int], n_masters: int, threads: int,
-                       memory_limit_mb: float) -> int:
-    """Peak memory (MB) of a master job, for the scheduler's request: the job overhead, the
-    masters its inputs are calibrated with, the master's own planes (11 bytes/pixel), and
-    ``threads`` stacks of rows with their temporaries (bounded by ``memory_limit_mb``)."""
+#: Bytes per pixel a master job needs after the combine, beyond the masters it holds: its
+#: image, variance and MASK (9) plus, for a dark or flat, the background mesh that finds
+#: hot or dead pixels (photutils, about 20); fitted to peaks measured at 2048^2 and 4096^2.
+FINISH_BYTES_PER_PIXEL = {"bias": 12, "dark": 24, "flat": 28}
+#: Bytes per pixel per thread while a flat's level is measured (one calibrated frame).
+FLAT_LEVEL_BYTES_PER_PIXEL = 7
+
+
+def expected_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_masters: int,
+                       threads: int, memory_limit_mb: float) -> int:
+    """Peak memory (MB) of a master job of ``kind`` (bias, dark, flat), for the scheduler's
+    request: the job overhead, the masters its inputs are calibrated with, the stacks of
+    rows (``threads`` of them with their temporaries, bounded by ``memory_limit_mb``; the
+    allocator keeps part of them after the combine, so they are counted in full), and the
+    larger of what the flat-level pass and the finishing steps add per pixel."""
     pixels = shape[0] * shape[1]
     fixed = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + 11)
     rows = min(rows_per_block(n_frames, shape[1], memory_limit_mb, threads, fixed), shape[0])
     stacks = 2 * threads * rows * n_frames * shape[1] * 4  # a stack and its work chunks
-    return int(JOB_OVERHEAD_MB + (fixed + stacks) / 2**20) + 1
+    phase = FINISH_BYTES_PER_PIXEL[kind]
+    if kind == "flat":
+        phase = max(phase, FLAT_LEVEL_BYTES_PER_PIXEL * threads)
+    held = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + phase)
+    return int(JOB_OVERHEAD_MB + (held + stacks) / 2**20) + 1
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op
+    elsewhere). Called between a job's phases, so that what one phase freed is not
+    still counted while the next allocates."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 def expected_runtime_min(n_frames: int, shape: tuple[int, int]) -> int:
@@ -441,6 +467,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
 
         with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
             levels = list(pool.map(measure, inputs))
+        release_free_memory()
         kept = []
         for frame, level in zip(inputs, levels):
             if not level > 0:
@@ -453,6 +480,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         inputs = kept
 
     data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
+    release_free_memory()
 
     gain = inputs[0].gain
     variance = _variance_factor(combine, n_used)  # becomes the variance, then UNCERT, in place

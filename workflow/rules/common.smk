@@ -123,6 +123,7 @@ def get_master_mem_mb(wildcards, attempt):
     master = plan["masters"][wildcards.master]
     n_masters = len(master_inputs(plan, wildcards.master)["masters"])
     mem = expected_master_memory_mb(
+        master["type"],
         len(master["frames"]),
         _shape(master["setup"]),
         n_masters,
