@@ -512,3 +512,29 @@ def test_estimate_background_2k_is_fast():
     bg = estimate_background(img, BackgroundSpec())
     assert time.perf_counter() - t0 < 20
     assert abs(float(np.median(bg.level)) - 100.0) < 0.1
+
+
+def test_threads_give_the_same_maps_hot_and_dead_pixels():
+    """Clipping the cells on two threads (several chunks of cells each) changes nothing."""
+    rng = np.random.default_rng(5)
+    shape = (640, 704)
+    img = (sky_with_glow(shape) + rng.normal(0.0, 10.0, shape)).astype(np.float32)
+    add_stars(img, *random_stars(rng, shape, 30, peaks=(200.0, 20000.0)))
+    img[rng.random(shape) < 0.001] += 500.0
+    img[3, 3] = np.nan
+    spec = BackgroundSpec(mesh=32)
+    old = PrecisionSigmaClip.CHUNK_VALUES
+    PrecisionSigmaClip.CHUNK_VALUES = 32 * 32 * 40  # 40 cells per chunk: 11 chunks
+    try:
+        one = estimate_background(img, spec)
+        two = estimate_background(img, spec, threads=2)
+        hot = (hot_pixels(img, spec, 5.0), hot_pixels(img, spec, 5.0, threads=2))
+        dead = (dead_pixels(img, spec, 0.9), dead_pixels(img, spec, 0.9, threads=2))
+    finally:
+        PrecisionSigmaClip.CHUNK_VALUES = old
+    np.testing.assert_array_equal(one.level, two.level)
+    np.testing.assert_array_equal(one.rms, two.rms)
+    np.testing.assert_array_equal(np.sort(one.clip_passes), np.sort(two.clip_passes))
+    assert hot[0].sum() > 100
+    np.testing.assert_array_equal(*hot)
+    np.testing.assert_array_equal(*dead)

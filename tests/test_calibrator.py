@@ -129,3 +129,22 @@ def test_fits_checksums_are_optional_for_lights(files):
     with fits.open(d / "without.fits") as hdul:
         assert not any("CHECKSUM" in h.header for h in hdul)
     np.testing.assert_array_equal(fits.getdata(d / "with.fits"), fits.getdata(d / "without.fits"))
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_a_product_handed_to_the_disk_at_once_is_the_same_file(tmp_path, checksum):
+    """drop_cache (what light outputs use) only changes when the pages leave the cache:
+    the bytes are those of a plain write, and no temporary file is left."""
+    rng = np.random.default_rng(1)
+    image = rng.normal(100, 5, (NY, NX)).astype(np.float32)
+    uncert = np.full((NY, NX), 5, np.float32)
+    mask = (rng.random((NY, NX)) < 0.01).astype(np.uint8)
+    header = fits.Header({"OBJECT": "M31"})
+    for drop in (False, True):
+        write_product(tmp_path / f"out_{drop}.fits", image, uncert, mask, header, checksum=checksum,
+                      drop_cache=drop)
+    assert (tmp_path / "out_True.fits").read_bytes() == (tmp_path / "out_False.fits").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out_False.fits", "out_True.fits"]
+    with fits.open(tmp_path / "out_True.fits", checksum=checksum) as hdul:
+        np.testing.assert_array_equal(hdul["MASK"].data, mask)
+        assert ("CHECKSUM" in hdul[0].header) == checksum

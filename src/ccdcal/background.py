@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -230,11 +231,12 @@ class PrecisionSigmaClip:
     """
 
     def __init__(self, sigma_lower: float = 3.0, sigma_upper: float = 3.0,
-                 precision: float = 0.01, maxiters: int = 10) -> None:
+                 precision: float = 0.01, maxiters: int = 10, threads: int = 1) -> None:
         self.sigma_lower = float(sigma_lower)
         self.sigma_upper = float(sigma_upper)
         self.precision = float(precision)
         self.maxiters = int(maxiters)
+        self.threads = max(1, int(threads))
         self._passes: list[np.ndarray] = []
 
     def __repr__(self) -> str:
@@ -254,7 +256,9 @@ class PrecisionSigmaClip:
     def bounds(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Clip every row of ``cells`` (2-D; NaN / inf = masked; not modified): (lower
         bound, upper bound, passes) per row, float64 bounds. Statistics are computed
-        in float64 (bottleneck's float32 reductions accumulate in float32)."""
+        in float64 (bottleneck's float32 reductions accumulate in float32). Chunks of
+        rows are clipped on ``threads`` threads (bottleneck releases the GIL); each row's
+        result does not depend on the chunking."""
         ncell, n = cells.shape
         lo = np.full(ncell, -np.inf)
         hi = np.full(ncell, np.inf)
@@ -262,13 +266,22 @@ class PrecisionSigmaClip:
         if ncell == 0 or n == 0:
             return lo, hi, passes
         step = max(1, self.CHUNK_VALUES // n)
+
+        def clip(r0: int) -> None:
+            rows = slice(r0, min(ncell, r0 + step))
+            work = cells[rows].astype(np.float64)
+            work[~np.isfinite(work)] = np.nan
+            lo[rows], hi[rows], passes[rows] = self._clip_rows(work)
+
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            for r0 in range(0, ncell, step):
-                rows = slice(r0, min(ncell, r0 + step))
-                work = cells[rows].astype(np.float64)
-                work[~np.isfinite(work)] = np.nan
-                lo[rows], hi[rows], passes[rows] = self._clip_rows(work)
+            starts = range(0, ncell, step)
+            if self.threads > 1 and len(starts) > 1:
+                with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                    list(pool.map(clip, starts))
+            else:
+                for r0 in starts:
+                    clip(r0)
         return lo, hi, passes
 
     def _clip_rows(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -487,12 +500,13 @@ def _expand_grid(grid: np.ndarray, shape: tuple[int, int], box: tuple[int, int])
 
 
 def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
-                        mask: np.ndarray | None = None) -> Background:
+                        mask: np.ndarray | None = None, threads: int = 1) -> Background:
     """Background and background rms maps of a 2-D ``image`` (see the module docstring).
 
     NaN / inf pixels and ``mask`` (True = ignore) are left out of the statistics; they
     still get a background value. Raises ``ValueError`` when no cell has enough good
-    pixels. Returns float32 maps in the image's units.
+    pixels. Returns float32 maps in the image's units. ``threads``: the cells are
+    sigma-clipped on that many threads (the result is the same).
     """
     from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
     from photutils.background import StdBackgroundRMS
@@ -510,7 +524,7 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
     if not np.isfinite(image).any() or (mask is not None and not (np.isfinite(image) & ~mask).any()):
         raise ValueError("estimate_background: the image has no finite, unmasked pixel")
     box = cell_shape(image.shape, spec.mesh)
-    clip = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters)
+    clip = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters, threads)
     kwargs: dict[str, Any] = {}
     with warnings.catch_warnings():
         if spec.interpolation == "idw":
@@ -534,7 +548,8 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
         # rms: the same statistics on the residual image, so that the variation of the
         # background itself within a cell (gradient, vignetting, glow) is not noise
         residual = np.subtract(image, level, dtype=np.float32)
-        second = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters)
+        second = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters,
+                                    threads)
         bkg = b2d(residual, box, sigma_clip=second, bkg_estimator=_estimator("mean"), **common)
         del residual
         rms_mesh = np.asarray(bkg.background_rms_mesh, dtype=np.float32)
@@ -557,7 +572,7 @@ def _disk(radius: int) -> np.ndarray:
 
 def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, method: str = "sigma",
                           k: float = 3.0, low: float | None = None, high: float | None = None,
-                          grow: int = 2) -> np.ndarray:
+                          grow: int = 2, threads: int = 1) -> np.ndarray:
     """Pixels of one sky (twilight) flat to reject before combining: boolean mask, True =
     reject (the caller sets them to NaN, so the combine fills them from the other flats).
 
@@ -588,7 +603,7 @@ def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, 
     grow = _int("grow", grow, 0, what="reject_sky_flat_stars")
     from scipy.ndimage import binary_dilation, convolve
 
-    bkg = estimate_background(flat, spec)
+    bkg = estimate_background(flat, spec, threads=threads)
     with np.errstate(invalid="ignore"):
         above = flat > bkg.level + np.float32(k) * bkg.rms
     if grow > 0 and above.any():
@@ -599,24 +614,26 @@ def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, 
     return above | ~np.isfinite(flat)
 
 
-def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: float = 5.0) -> np.ndarray:
+def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: float = 5.0,
+               threads: int = 1) -> np.ndarray:
     """Hot pixels of a dark (master dark minus bias, ADU; or a rate, any unit): boolean,
     True where ``dark > level + k * rms`` of its local background. The local level
     follows gradients and amplifier glow, so these are not flagged."""
     k = _float("k", k, 0.0, strict=True, what="hot_pixels")
     dark = np.asarray(dark_current)
-    bkg = estimate_background(dark, spec)
+    bkg = estimate_background(dark, spec, threads=threads)
     with np.errstate(invalid="ignore"):
         return dark > bkg.level + np.float32(k) * bkg.rms
 
 
-def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: float = 0.5) -> np.ndarray:
+def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: float = 0.5,
+                threads: int = 1) -> np.ndarray:
     """Dead or weak pixels of a flat (raw ADU or normalised): boolean, True where the
     response is below ``fraction`` of the local background level (which follows
     vignetting, so dark corners are not flagged), and where it is non-finite or <= 0."""
     fraction = _float("fraction", fraction, 0.0, strict=True, what="dead_pixels")
     flat = np.asarray(flat)
-    bkg = estimate_background(flat, spec)
+    bkg = estimate_background(flat, spec, threads=threads)
     with np.errstate(invalid="ignore"):
         good = (flat >= np.float32(fraction) * bkg.level) & (flat > 0)
     return ~good

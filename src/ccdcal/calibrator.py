@@ -321,7 +321,8 @@ class Calibrator:
                                   corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
         image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
                                                     p["normalize"], frame.bitpix)
-        write_product(calibrated, image, uncert, mask, header, consume=True, checksum=bool(p["checksum"]))
+        write_product(calibrated, image, uncert, mask, header, consume=True, checksum=bool(p["checksum"]),
+                      drop_cache=True)
         return Path(calibrated)
 
     __call__ = calibrate

@@ -169,6 +169,9 @@ MASTER_BYTES_PER_PIXEL = 13
 FINISH_BYTES_PER_PIXEL = {"bias": 12, "dark": 24, "flat": 28}
 #: Bytes per pixel per thread while a flat's level is measured (one calibrated frame).
 FLAT_LEVEL_BYTES_PER_PIXEL = 7
+#: MB per thread of the background mesh's sigma clipping (a chunk of cells in float64
+#: and its temporaries; see ccdcal.background.PrecisionSigmaClip.CHUNK_VALUES).
+CLIP_WORK_MB_PER_THREAD = 40
 
 
 def expected_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_masters: int,
@@ -177,7 +180,8 @@ def expected_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_maste
     request: the job overhead, the masters its inputs are calibrated with, the stacks of
     rows (``threads`` of them with their temporaries, bounded by ``memory_limit_mb``; the
     allocator keeps part of them after the combine, so they are counted in full), and the
-    larger of what the flat-level pass and the finishing steps add per pixel."""
+    larger of what the flat-level pass and the finishing steps add per pixel (for a dark or
+    flat, with the background mesh's clipping work per thread)."""
     pixels = shape[0] * shape[1]
     fixed = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + 11)
     rows = min(rows_per_block(n_frames, shape[1], memory_limit_mb, threads, fixed), shape[0])
@@ -186,7 +190,8 @@ def expected_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_maste
     if kind == "flat":
         phase = max(phase, FLAT_LEVEL_BYTES_PER_PIXEL * threads)
     held = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + phase)
-    return int(JOB_OVERHEAD_MB + (held + stacks) / 2**20) + 1
+    clip_mb = CLIP_WORK_MB_PER_THREAD * threads if kind in ("dark", "flat") else 0
+    return int(JOB_OVERHEAD_MB + clip_mb + (held + stacks) / 2**20) + 1
 
 
 def release_free_memory() -> None:
@@ -504,7 +509,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         weak = camera["flat"]["weak_threshold"]
         mask[~(data >= weak)] |= WEAKFLAT
         dead = dead_pixels(data, BackgroundSpec.from_dict(camera["background"]),
-                           camera["flat"]["dead_fraction"])
+                           camera["flat"]["dead_fraction"], threads=threads)
         mask[dead] |= BADPIX
         extra["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
         rejected = [f.rejected.size for f in inputs if f.rejected is not None]
@@ -529,7 +534,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             current = data - bias.data if bias is not None else data.copy()
             center = median(current)
             k = camera["dark"]["hot_pixel_sigma"]
-            hot = hot_pixels(current, BackgroundSpec.from_dict(camera["background"]), k)
+            hot = hot_pixels(current, BackgroundSpec.from_dict(camera["background"]), k, threads=threads)
             del current
             mask[hot] |= BADPIX
             extra["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")

@@ -84,15 +84,16 @@ _LITTLE = np.little_endian
 
 
 def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu",
-                  consume: bool = False, checksum: bool = True) -> None:
+                  consume: bool = False, checksum: bool = True, drop_cache: bool = False) -> None:
     """Write a product atomically, with FITS checksums unless ``checksum`` is False. With
     ``consume``, ``data`` and ``uncert`` are swapped to FITS byte order in place to save a
-    pass (do not use them afterwards)."""
+    pass (do not use them afterwards). ``drop_cache``: see ``write_fits_atomic``."""
     if consume:
         data = _big_endian_in_place(np.asarray(data, dtype=np.float32) if np.asarray(data).dtype.kind == "f"
                                     else np.asarray(data))
         uncert = _big_endian_in_place(np.asarray(uncert, dtype=np.float32))
-    write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path, checksum=checksum)
+    write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path, checksum=checksum,
+                      drop_cache=drop_cache)
 
 
 @dataclass
