@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -108,10 +109,13 @@ def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {Path(p).stem: p for p in master_files}
+    start = time.perf_counter()
     rows = calibrate_group(group, camera, config["raw_dir"], files, out, config_digest(config), threads)
     write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
-    log.info("%d lights calibrated, %d failed", len(rows) - len(failed), len(failed))
+    seconds = time.perf_counter() - start
+    log.info("%d lights calibrated, %d failed, in %.1f s (%.0f ms per light, %d threads)",
+             len(rows) - len(failed), len(failed), seconds, 1000 * seconds / max(len(rows), 1), threads)
 
 
 def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
