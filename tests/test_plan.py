@@ -330,3 +330,22 @@ def test_summary_warns_of_lights_without_calibration_frames_at_their_binning(cam
     notes = binning_notes(rows, plan)
     assert "  cam: lights 1x1; calibration frames 2x2" in notes
     assert "    lights at 1x1 have no calibration frames at 1x1: they get none" in notes
+
+
+def test_lights_per_job_auto_follows_the_frame_size_and_splits_evenly(cams, make_config):
+    from ccdcal.plan import LIGHT_JOB_PIXELS, balanced_chunks, lights_per_job
+
+    assert lights_per_job("auto", 4096 * 4096) == 100
+    assert lights_per_job("auto", 2048 * 2048) == 400
+    assert lights_per_job("auto", 10**12) == 1
+    assert lights_per_job(7, 2048 * 2048) == 7
+    assert [len(c) for c in balanced_chunks(list(range(500)), 400)] == [250, 250]
+    assert [len(c) for c in balanced_chunks(list(range(10)), 4)] == [4, 3, 3]
+    assert balanced_chunks(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    assert balanced_chunks([], 3) == []
+    # the plan: lights of the default test shape, auto -> one job per LIGHT_JOB_PIXELS
+    records = biases() + darks(300.0) + flats("R", 3.0) + [light(f"m{i}", 300.0) for i in range(5)]
+    ny, nx = (int(v) for v in records[-1].shape.split("x"))
+    plan = make_plan(records, make_config(), cams())
+    assert [len(g["lights"]) for g in plan["light_groups"].values()] == [5]
+    assert lights_per_job("auto", ny * nx) == LIGHT_JOB_PIXELS // (ny * nx) >= 5

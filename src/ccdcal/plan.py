@@ -374,6 +374,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     groups: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     skipped: dict[str, str] = {}
+    group_pixels: dict[str, int] = {}
     for record in sorted((r for r in records if r.ok and r.frame_type == "light"), key=lambda r: r.path):
         choice = matcher.choose(target_of(record, "light"), with_flat=True)
         flags = choice.flags + ([] if choice.flat else ["NOFLAT"])
@@ -388,6 +389,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
             lights[record.path] = {"group": None, "skipped": skipped[record.path], **entry}
             continue
         group = _group_id(record.camera, record.filter, choice)
+        group_pixels[group] = max(group_pixels.get(group, 1), _pixels(record.shape or record.raw_shape))
         lights[record.path] = {"group": None, **entry}
         groups.setdefault(group, {"camera": record.camera, "filter": record.filter,
                                   "bias": choice.bias, "dark": choice.dark, "flat": choice.flat,
@@ -396,11 +398,11 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         raise PlanError("missing_calibration is 'stop' and these lights lack a calibration step:\n  "
                         + "\n  ".join(missing))
 
-    per_job = int(config.get("lights_per_job", 100))
     light_groups: dict[str, dict[str, Any]] = {}
     for group_id in sorted(groups):
         group = groups[group_id]
-        chunks = [group["lights"][i:i + per_job] for i in range(0, len(group["lights"]), per_job)]
+        per_job = lights_per_job(config.get("lights_per_job", "auto"), group_pixels[group_id])
+        chunks = balanced_chunks(group["lights"], per_job)
         for n, chunk in enumerate(chunks, start=1):
             name = group_id if len(chunks) == 1 else f"{group_id}_{n:03d}"
             light_groups[name] = {**{k: v for k, v in group.items() if k != "lights"}, "lights": chunk}
@@ -422,6 +424,44 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         "lights": lights,
         "matches": matcher.rows,
     }
+
+
+#: Pixels one light job calibrates when ``lights_per_job`` is "auto": 100 lights of
+#: 4096 x 4096 (a minute or so of work), 400 of 2048 x 2048. Fewer, longer jobs spend less
+#: on starting processes and on the scheduler; the masters are read once per job.
+LIGHT_JOB_PIXELS = 100 * 4096 * 4096
+
+
+def lights_per_job(setting: int | str, pixels_per_light: int) -> int:
+    """The most lights one job calibrates: ``setting`` (the config's ``lights_per_job``),
+    or for "auto" as many as make LIGHT_JOB_PIXELS."""
+    if setting == "auto":
+        return max(1, LIGHT_JOB_PIXELS // max(int(pixels_per_light), 1))
+    return int(setting)
+
+
+def balanced_chunks(items: list, most: int) -> list[list]:
+    """``items`` cut, in order, into the fewest chunks of at most ``most`` items, of sizes
+    that differ by at most one (larger first): 500 by 400 gives 250 + 250, not 400 + 100."""
+    n_chunks = -(-len(items) // max(most, 1))
+    if n_chunks == 0:
+        return []
+    size, extra = divmod(len(items), n_chunks)
+    chunks, start = [], 0
+    for i in range(n_chunks):
+        end = start + size + (1 if i < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def _pixels(shape: str) -> int:
+    """Pixels of a 'NYxNX' shape (1 when unknown)."""
+    try:
+        ny, nx = (int(v) for v in shape.split("x"))
+    except (AttributeError, ValueError):
+        return 1
+    return max(ny * nx, 1)
 
 
 def master_inputs(plan: Mapping[str, Any], name: str) -> dict[str, Any]:
