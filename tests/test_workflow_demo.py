@@ -345,3 +345,42 @@ def test_camera_output_settings_reach_the_light_jobs(night, tmp_path):
         assert hdul[0].data.dtype == np.uint16
         assert hdul[0].header["NORMVAL"] == 500.0 and hdul[0].header["OUTFMT"] == "same"
         assert abs(hdul[0].data.mean() - 500.0) < 1.0
+
+
+def test_an_unexpected_error_fails_one_light_and_a_full_disk_fails_the_job(night, tmp_path, monkeypatch):
+    """Whatever goes wrong with one light (here a KeyError from deep inside) is that light's
+    failure, reported with its type; the others are calibrated. A full disk is nobody's
+    frame: the job stops (so Snakemake fails it and it can be run again), also when
+    another exception masks the ENOSPC (as astropy's clean-up after a failed write does)."""
+    import errno
+
+    from ccdcal.calibrator import Calibrator
+    from ccdcal.lights import calibrate_group, stops_the_job
+
+    plan = json.loads((night["out"] / "plan.json").read_text())
+    group = next(g for g in plan["light_groups"].values() if g["camera"] == "demo-ccd")
+    group = {**group, "lights": group["lights"][:3]}
+    files = {m: night["out"] / "masters" / f"{m}.fits" for m in (group["bias"], group["dark"], group["flat"])}
+    bad = group["lights"][1]["path"]
+    real = Calibrator.calibrate
+
+    def calibrate(self, raw, calibrated, **kwargs):
+        if str(raw).endswith(bad):
+            raise KeyError("NAXIS1")
+        return real(self, raw, calibrated, **kwargs)
+
+    monkeypatch.setattr(Calibrator, "calibrate", calibrate)
+    rows = calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "a", threads=2)
+    assert [r["status"] for r in rows] == ["calibrated", "failed", "calibrated"]
+    assert rows[1]["error"] == "KeyError: 'NAXIS1'" and rows[1]["path"] == bad
+
+    def masked_full_disk(self, raw, calibrated, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise AttributeError("'list' object has no attribute '_file'")
+
+    monkeypatch.setattr(Calibrator, "calibrate", masked_full_disk)
+    with pytest.raises(AttributeError):
+        calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "b")
+    assert stops_the_job(MemoryError()) and not stops_the_job(OSError(errno.EIO, "I/O error"))

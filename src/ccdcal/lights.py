@@ -1,12 +1,14 @@
 """Calibrating a group of light frames that share their masters: one job, masters read
 once, lights ``threads`` at a time, each through ``Calibrator`` (the one implementation of
 light calibration; see ccdcal.calibrator for what a calibrated frame holds). A light that
-fails is reported and the others go on.
+fails is reported and the others go on, whatever the error; only errors that are not the
+frame's (disk full, out of memory) stop the job, so that it fails and can be run again.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,20 @@ log = logging.getLogger("ccdcal.lights")
 
 REPORT_COLUMNS = ["path", "status", "output", "bias", "dark", "dark_mode", "dark_scale", "flat",
                   "flags", "notes", "error"]
+
+
+def stops_the_job(exc: BaseException) -> bool:
+    """True for errors that are not one frame's: no space or quota left on the disk, or
+    no memory (also when another exception masks them, as astropy's clean-up does)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain of causes and contexts
+        if seen is None:
+            return False
+        if isinstance(seen, MemoryError) or (
+                isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def output_name(rel_path: str) -> str:
@@ -62,9 +78,13 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
                                  dark_mode=entry.get("dark_mode") or "auto",
                                  dark_scale=entry.get("dark_scale"), **masters)
             row.update(status="calibrated", output=output_name(rel))
-        except (FrameError, ValueError, OSError) as exc:
-            log.error("light %s failed: %s", rel, exc)
-            row.update(status="failed", output="", error=str(exc))
+        except Exception as exc:
+            if stops_the_job(exc):
+                raise
+            expected = isinstance(exc, (FrameError, ValueError, OSError))
+            message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+            log.error("light %s failed: %s", rel, message, exc_info=not expected)
+            row.update(status="failed", output="", error=message)
         return row
 
     if threads > 1:
