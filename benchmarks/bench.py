@@ -275,8 +275,11 @@ class Run:
 
 
 def warm(files: Sequence[Path], chunk: int = 200) -> None:
-    """Flush pending writes, then read every input once so all tools start from a warm cache."""
+    """Flush pending writes and let the disk settle (the previous run's outputs were just
+    deleted: ext4 with ``discard`` trims them), then read every input once so all tools
+    start from a warm cache."""
     os.sync()
+    time.sleep(1.0)
     for i in range(0, len(files), chunk):
         subprocess.run(["cat", *map(str, files[i:i + chunk])], stdout=subprocess.DEVNULL, check=True)
 

@@ -195,15 +195,47 @@ def copy_header_cards(target: fits.Header, *sources: fits.Header) -> None:
                 continue  # a malformed raw card is dropped rather than sinking the output
 
 
+class _HandedToDisk:
+    """A binary file-like over an open file, for astropy's writer: every large piece
+    written (an image plane) is handed to the disk and dropped from the page cache at
+    once (``posix_fadvise`` DONTNEED), so that no more than one plane per writer is dirty
+    at a time. astropy writes the planes of a file-like object with ``write(memoryview)``
+    (no copy)."""
+
+    #: Pieces smaller than this (headers, padding) are left to the kernel.
+    LARGE = 1 << 20
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+        self.name = handle.name
+        self.mode = "wb"
+
+    def write(self, data) -> int:
+        written = self._handle.write(data)
+        if written >= self.LARGE:
+            self._handle.flush()
+            os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        return written
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._handle.seek(offset, whence)
+
+
 def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True,
                       drop_cache: bool = False) -> None:
     """Write ``hdul`` to ``path`` via a temporary file in the same folder and a rename.
 
     CHECKSUM/DATASUM cards are added unless ``checksum`` is False; nothing time-dependent
-    is written. With ``drop_cache`` the file's pages are handed to the disk and dropped
-    from the page cache once written (``posix_fadvise`` DONTNEED), for outputs nothing
-    reads again soon: a night's gigabytes of dirty pages would otherwise hold up the
-    writer (Linux throttles writers by their dirty pages).
+    is written. With ``drop_cache`` each image plane is handed to the disk and dropped
+    from the page cache as soon as it is written (``posix_fadvise`` DONTNEED), for
+    outputs nothing reads again soon: a night's gigabytes of dirty pages would otherwise
+    hold up the writer (Linux throttles writers by their dirty pages).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,10 +245,8 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
             for hdu in hdul if checksum else ():
                 # astropy's default comment is the wall-clock time: give a fixed one instead
                 hdu.add_checksum(when="FITS checksum")
-            hdul.writeto(handle, checksum=False)
-            if drop_cache and hasattr(os, "posix_fadvise"):
-                handle.flush()
-                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            dropping = drop_cache and hasattr(os, "posix_fadvise")
+            hdul.writeto(_HandedToDisk(handle) if dropping else handle, checksum=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
