@@ -148,3 +148,24 @@ def test_a_product_handed_to_the_disk_at_once_is_the_same_file(tmp_path, checksu
     with fits.open(tmp_path / "out_True.fits", checksum=checksum) as hdul:
         np.testing.assert_array_equal(hdul["MASK"].data, mask)
         assert ("CHECKSUM" in hdul[0].header) == checksum
+
+
+def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, monkeypatch):
+    """posix_fadvise is advice: where it fails (some FUSE or network file systems), the
+    product is written all the same."""
+    import errno
+    import os
+
+    asked = []
+
+    def refuse(*args):
+        asked.append(args)
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    image = np.ones((600, 600), np.float32)  # planes over 1 MB: the advice is asked for
+    write_product(tmp_path / "out.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
+                  drop_cache=True)
+    assert len(asked) == 1  # asked once, for the first plane; not again once refused
+    with fits.open(tmp_path / "out.fits") as hdul:
+        np.testing.assert_array_equal(hdul["UNCERT"].data, image)

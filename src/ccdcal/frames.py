@@ -207,14 +207,18 @@ class _HandedToDisk:
 
     def __init__(self, handle) -> None:
         self._handle = handle
+        self._advise = True
         self.name = handle.name
         self.mode = "wb"
 
     def write(self, data) -> int:
         written = self._handle.write(data)
-        if written >= self.LARGE:
+        if written >= self.LARGE and self._advise:
             self._handle.flush()
-            os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            try:
+                os.posix_fadvise(self._handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:  # advice only: a file system that does not take it is written as usual
+                self._advise = False
         return written
 
     def flush(self) -> None:
