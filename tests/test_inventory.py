@@ -223,6 +223,27 @@ def test_rawframe_read_float32_with_bzero(night, name):
         np.testing.assert_array_equal(frame.read(slice(3, 11)), truth[3:11])
 
 
+@pytest.mark.parametrize("name", ["bias_001.fits", "mef.fits", "dark_60s.fits.gz"])
+def test_rawframe_digest_from_the_read_of_the_whole_image(night, name):
+    """digest_on_read: a whole-image read hashes the file it read (the light's RAWSUM),
+    the same digest as reading the file again; a partial read does not, and digest()
+    then reads the file."""
+    from ccdcal.frames import file_digest
+
+    raw, data = night
+    expected = file_digest(raw / name)
+    with RawFrame(raw / name, digest_on_read=True) as frame:
+        frame.read(slice(0, 4))
+        assert frame._digest is None and frame.digest() == expected
+        np.testing.assert_array_equal(frame.read(), data[name].astype(np.float32))
+        assert frame.digest() == expected
+        assert (frame._digest is not None) == (not name.endswith(".gz"))  # .gz: decompressed by astropy
+        assert frame.digest(64) == file_digest(raw / name, length=64)
+    with RawFrame(raw / name) as frame:  # off by default (master combines read blocks)
+        frame.read()
+        assert frame._digest is None and frame.digest() == expected
+
+
 def test_rawframe_reads_do_not_modify_files(night):
     raw, _ = night
     before = snapshot(raw)

@@ -40,7 +40,7 @@ import numpy as np
 from .calibrate import Calibration, subtrahend
 from .camera import CameraProfile
 from .config import camera_defaults
-from .frames import FrameError, RawFrame, copy_header_cards, file_digest
+from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
 from .products import Product, read_product, write_product
 from .provenance import add_software_cards
@@ -283,7 +283,7 @@ class Calibrator:
         p = self._parameters(overrides)
         bias, dark, flat = (self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat"))
         label = raw_label or Path(raw).name
-        with RawFrame(raw, label=label) as frame:
+        with RawFrame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()
             corrector = self._corrector(frame, p)
             for step, master in (("bias", bias), ("dark", dark), ("flat", flat)):
@@ -317,7 +317,7 @@ class Calibrator:
             steps = {"bias": bias if mode != "unscaled" else None, "dark": dark, "flat": flat}
             entry = {"dark_mode": mode, "dark_scale": scale,
                      "flags": flags if flags is not None else _flags(steps, mode)}
-            header = light_header(frame, label, file_digest(raw), entry, steps, corrector.layout,
+            header = light_header(frame, label, frame.digest(), entry, steps, corrector.layout,
                                   corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
         image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
                                                     p["normalize"], frame.bitpix)

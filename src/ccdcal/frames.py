@@ -73,11 +73,14 @@ class RawFrame:
 
     ``header`` looks keywords up in the image HDU then the primary header.
     ``shape`` is the numpy (ny, nx) of the image; ``read(rows)`` returns float32 ADU.
+    With ``digest_on_read``, a read of the whole image reads the whole file and hashes it
+    (``digest()``), so a frame calibrated in one piece is read once, not twice.
     """
 
-    def __init__(self, path: str | os.PathLike, label: str | None = None):
+    def __init__(self, path: str | os.PathLike, label: str | None = None, digest_on_read: bool = False):
         self.path = Path(path)
         self.label = label or str(path)
+        self._digest_on_read = digest_on_read
         self._hdul = None
         try:
             # memmap=False: astropy refuses to memory-map scaled (BZERO) data, which broke
@@ -101,6 +104,7 @@ class RawFrame:
         self.shape = tuple(self.hdu.shape)
         self.bitpix = int(self.hdu.header.get("ZBITPIX", self.hdu.header.get("BITPIX")))
         self._cache: np.ndarray | None = None
+        self._digest: str | None = None  # SHA-256 of the file, when a read of it gave it
         self._lock = threading.Lock()
         self._fd: int | None = None  # uncompressed images are read with os.pread
         if not isinstance(self.hdu, fits.CompImageHDU) and self.path.suffix.lower() not in COMPRESSED_SUFFIXES:
@@ -136,10 +140,17 @@ class RawFrame:
                 ny, nx = self.shape
                 row_bytes = nx * self._dtype.itemsize
                 count = max(stop - start, 0) * row_bytes
-                buffer = os.pread(self._fd, count, self._offset + start * row_bytes)
-                if len(buffer) < count:
+                if self._digest_on_read and start == 0 and stop == ny:  # the file, hashed too
+                    buffer = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+                    self._digest = hashlib.sha256(buffer).hexdigest()
+                    data_start = self._offset
+                else:
+                    buffer = os.pread(self._fd, count, self._offset + start * row_bytes)
+                    data_start = 0
+                if len(buffer) < data_start + count:
                     raise FrameError(f"{self.label}: truncated FITS file (rows {start}-{stop} missing)")
-                raw = np.frombuffer(buffer, dtype=self._dtype).reshape(-1, nx)
+                raw = np.frombuffer(buffer, dtype=self._dtype, count=count // self._dtype.itemsize,
+                                    offset=data_start).reshape(-1, nx)
                 out = np.empty(raw.shape, dtype=np.float32)
                 if self._bscale != 1.0:
                     np.multiply(raw, np.float32(self._bscale), out=out, dtype=np.float32,
@@ -156,6 +167,13 @@ class RawFrame:
             raise
         except Exception as exc:
             raise FrameError(f"{self.label}: cannot read image data ({exc})") from None
+
+    def digest(self, length: int = 16) -> str:
+        """First ``length`` hex digits of the SHA-256 of the file (as ``file_digest``); from
+        the bytes of a whole-image ``read`` when there was one, so the file is read once."""
+        if self._digest is None:
+            return file_digest(self.path, length)
+        return self._digest[:length]
 
     @property
     def integer_max(self) -> float | None:
