@@ -22,6 +22,13 @@ from .frames import FrameError, RawFrame, is_fits_name
 from .overscan import layout_for
 
 
+def parse_shape(text: str) -> tuple[int, int]:
+    """(ny, nx) of a shape written 'NYxNX' (FrameRecord.shape and raw_shape, a plan's
+    setup); ValueError when it is not one."""
+    ny, nx = (int(v) for v in text.split("x"))
+    return ny, nx
+
+
 @dataclass
 class FrameRecord:
     path: str  # POSIX path relative to raw_dir

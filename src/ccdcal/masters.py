@@ -34,6 +34,7 @@ from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
+from .inventory import parse_shape
 from .overscan import FrameCorrector, layout_for
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
 from .provenance import add_software_cards
@@ -80,7 +81,7 @@ def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Pat
                 masters: Mapping[str, Product]) -> tuple[list[InputFrame], list[str]]:
     """Open the master's input frames; a frame that cannot be used is dropped with a reason."""
     profile = CameraProfile(dict(camera))
-    expected = tuple(int(v) for v in spec["setup"]["shape"].split("x"))
+    expected = parse_shape(spec["setup"]["shape"])
     inputs, dropped = [], []
     for entry in spec["frames"]:
         rel = entry["path"]

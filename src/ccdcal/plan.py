@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .camera import safe_name
-from .inventory import FrameRecord
+from .inventory import FrameRecord, parse_shape
 from .library import master_identity
 from .matching import Choice, Matcher, Target
 
@@ -458,7 +458,7 @@ def balanced_chunks(items: list, most: int) -> list[list]:
 def _pixels(shape: str) -> int:
     """Pixels of a 'NYxNX' shape (1 when unknown)."""
     try:
-        ny, nx = (int(v) for v in shape.split("x"))
+        ny, nx = parse_shape(shape)
     except (AttributeError, ValueError):
         return 1
     return max(ny * nx, 1)

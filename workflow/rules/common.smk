@@ -5,7 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from ccdcal.inventory import list_raw_files
+from ccdcal.inventory import list_raw_files, parse_shape
 from ccdcal.library import library_path
 from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
 from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
@@ -114,7 +114,7 @@ def get_master_camera(wildcards):
 
 
 def _shape(setup):
-    return tuple(int(v) for v in setup["shape"].split("x"))
+    return parse_shape(setup["shape"])
 
 
 def get_master_mem_mb(wildcards, attempt):
