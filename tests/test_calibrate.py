@@ -257,3 +257,40 @@ def test_weak_threshold_argument():
     _, _, mask = calibrate_array(raw.copy(), None, subtrahend(None, None, None, None), flat, GAIN,
                                  READ_NOISE, weak_threshold=0.3)
     assert mask.tolist() == [[WEAKFLAT, WEAKFLAT, 0]]
+
+
+@pytest.mark.parametrize("mode", ["unscaled", "scaled"])
+def test_calibration_prepared_on_threads_is_the_same(mode):
+    """Calibration(threads=2) prepares its planes two row blocks at a time: the same
+    planes, so the same calibrated frame, bit for bit, as one thread."""
+    from ccdcal.calibrate import Calibration
+
+    rng = np.random.default_rng(4)
+    shape = (203, 57)  # not a whole number of 64-row blocks
+    bias = product(500 + rng.normal(0, 2, shape), 1.2)
+    dark = product(560 + rng.normal(0, 3, shape), 2.1)
+    flat = product(rng.uniform(0.1, 1.3, shape), 0.01)
+    flat.data[5, 5] = 0.0  # 1/F not finite there
+    sub = subtrahend(bias, dark, mode, 1.0 if mode == "unscaled" else 1.7)
+    raw = (3000 + rng.normal(0, 40, shape)).astype(np.float32)
+    one = Calibration(sub, flat, GAIN, READ_NOISE, threads=1)
+    two = Calibration(sub, flat, GAIN, READ_NOISE, threads=2)
+    for name in ("image", "signal_offset", "var_const", "inv_f", "mask"):
+        a, b = getattr(one, name), getattr(two, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    for x, y in zip(one.apply(raw.copy()), two.apply(raw.copy())):
+        np.testing.assert_array_equal(x, y)
+    assert one.mask[5, 5] & BADPIX == 0 and not np.isfinite(one.inv_f[5, 5])
+
+
+def test_no_full_frame_variance_is_kept(scene):
+    """The subtrahend's variance is squared from the masters' UNCERT rows as needed: a
+    light job holds no full-frame variance plane of any master."""
+    from ccdcal.calibrate import Calibration
+
+    bias, dark, flat = masters(scene, 60.0)
+    Calibration(subtrahend(bias, dark, "scaled", 2.0), flat, GAIN, READ_NOISE)
+    for master in (bias, dark, flat):
+        assert "variance" not in vars(master)  # the cached property was never computed

@@ -169,3 +169,26 @@ def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, mon
     assert len(asked) == 1  # asked once, for the first plane; not again once refused
     with fits.open(tmp_path / "out.fits") as hdul:
         np.testing.assert_array_equal(hdul["UNCERT"].data, image)
+
+
+def test_masters_loaded_up_front_are_read_once(files, monkeypatch):
+    """load_masters reads a group's masters together (planes and digests on threads); the
+    lights then use them without reading the files again, and they equal read_product's."""
+    import ccdcal.calibrator as calibrator_module
+    from ccdcal.products import read_product, read_products
+
+    paths = [files["dir"] / "bias.fits", files["dir"] / "flat.fits"]
+    for mine, reference in zip(read_products(paths, threads=2), [read_product(p) for p in paths]):
+        assert mine.path == reference.path and mine.digest == reference.digest
+        for plane in ("data", "uncert", "mask"):
+            np.testing.assert_array_equal(getattr(mine, plane), getattr(reference, plane))
+        assert mine.header == reference.header
+
+    calibrate = superphot(files, master_flat=files["dir"] / "flat.fits")
+    calibrate.threads = 2
+    calibrate.load_masters(paths + [paths[0]])
+    monkeypatch.setattr(calibrator_module, "read_product", lambda path: pytest.fail(f"{path} read again"))
+    out = calibrate(raw=files["dir"] / "raw1.fits", calibrated=files["dir"] / "calib1.fits")
+    with fits.open(out) as hdul:
+        assert hdul[0].header["FLATSUM"] == read_product(paths[1]).digest
+        np.testing.assert_allclose(np.median(hdul[0].data), files["signal"], rtol=0.01)

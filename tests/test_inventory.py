@@ -244,6 +244,30 @@ def test_rawframe_digest_from_the_read_of_the_whole_image(night, name):
         assert frame._digest is None and frame.digest() == expected
 
 
+def test_rawframe_whole_reads_share_one_buffer_per_thread(night):
+    """Whole-file reads go through a buffer each thread reuses: files of different sizes
+    read one after another, and in two threads at once, each give their own data and
+    digest; a truncated file still says so."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ccdcal.frames import file_digest
+
+    raw, data = night
+    names = ["mef.fits", "bias_001.fits", "mef.fits", "bias_001.fits"]  # larger, smaller, ...
+
+    def read(name):
+        with RawFrame(raw / name, digest_on_read=True) as frame:
+            return frame.read(), frame.digest()
+
+    for results in ([read(n) for n in names], list(ThreadPoolExecutor(2).map(read, names * 3))):
+        for name, (image, digest) in zip(names * 3, results):
+            np.testing.assert_array_equal(image, data[name].astype(np.float32))
+            assert digest == file_digest(raw / name)
+    with pytest.raises(FrameError, match="truncated"):
+        with RawFrame(raw / "truncated.fits", label="truncated.fits", digest_on_read=True) as frame:
+            frame.read()
+
+
 def test_rawframe_reads_do_not_modify_files(night):
     raw, _ = night
     before = snapshot(raw)

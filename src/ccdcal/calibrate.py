@@ -25,6 +25,10 @@ import numpy as np
 from .products import BADPIX, NONFINITE, SATURATED, WEAKFLAT, Product
 
 
+def _squared(values: np.ndarray) -> np.ndarray:
+    return np.multiply(values, values)
+
+
 @dataclass
 class Subtrahend:
     """What is subtracted from a frame before the flat (ADU), and its variance (ADU^2),
@@ -50,14 +54,19 @@ class Subtrahend:
         return self.bias.data[rows] if self.bias is not None else None
 
     def variance(self, rows: slice) -> np.ndarray | None:
+        """A new array: squared from the masters' UNCERT rows, so no full-frame variance
+        plane is kept (a light job's memory and, on a fresh job, its page faults)."""
         if self.dark is not None and self.mode == "unscaled":
-            return self.dark.variance[rows]
+            return _squared(self.dark.uncert[rows])
         if self.dark is not None and self.mode == "scaled":
             k = np.float32(self.scale)
-            out = self.bias.variance[rows] * (np.float32(1) - k) ** 2
-            out += self.dark.variance[rows] * (k * k)
+            out = _squared(self.bias.uncert[rows])
+            out *= (np.float32(1) - k) ** 2
+            dark = _squared(self.dark.uncert[rows])
+            dark *= k * k
+            out += dark
             return out
-        return self.bias.variance[rows] if self.bias is not None else None
+        return _squared(self.bias.uncert[rows]) if self.bias is not None else None
 
     def signal_offset(self, rows: slice) -> np.ndarray | None:
         """What to add back to (raw - image) to get raw - bias, the signal whose shot noise
@@ -96,15 +105,18 @@ def subtrahend(bias: Product | None, dark: Product | None, mode: str | None, sca
 
 class Calibration:
     """What calibrating a frame with given masters needs, computed once and shared by every
-    light of a group (read-only, so threads may share it): the subtrahend, 1/F, 1/F^2,
-    var_F/F^2, r^2 + var_subtrahend, and the mask bits the masters give.
+    light of a group (read-only, so threads may share it): the subtrahend, 1/F,
+    r^2 + var_subtrahend, and the mask bits the masters give. The flat's UNCERT is used as
+    it is; its square and 1/F^2 are formed block by block in ``apply``, which costs less
+    than holding (and, on first use, faulting in) two more full-frame planes.
 
     ``apply`` then works through a light in blocks of rows small enough to stay in the
     CPU cache, with a handful of in-place float32 passes and no full-frame temporaries.
+    ``threads``: the planes are prepared that many blocks at a time.
     """
 
     def __init__(self, sub: Subtrahend, flat: Product | None, gain: float, read_noise_adu: float,
-                 weak_threshold: float = 0.2, block_rows: int = 64):
+                 weak_threshold: float = 0.2, block_rows: int = 64, threads: int = 1):
         self.inv_gain = np.float32(1.0 / gain)
         self.read_noise2 = np.float32(read_noise_adu) ** 2
         masters = [m for m in (sub.bias, sub.dark, flat) if m is not None]
@@ -116,16 +128,14 @@ class Calibration:
             self.mask &= BADPIX
         empty = lambda: np.empty(self.shape, dtype=np.float32)  # noqa: E731
         scaled = sub.mode == "scaled"
-        # one pass over blocks of rows fills every derived plane while its inputs are in cache
-        self.image = empty() if scaled else (sub.image(slice(None)))
+        self.image = empty() if scaled else sub.image(slice(None))
         self.signal_offset = empty() if sub.signal_offset(slice(0, 0)) is not None else None
         self.var_const = empty() if sub.bias is not None or sub.dark is not None else None
-        self.inv_f = self.inv_f2 = self.rel_var_f = None
-        if flat is not None:
-            self.inv_f, self.inv_f2, self.rel_var_f = empty(), empty(), empty()
-        ny = self.shape[0] if self.shape is not None else 0
-        for y0 in range(0, ny, block_rows):
-            rows = slice(y0, min(ny, y0 + block_rows))
+        self.inv_f = empty() if flat is not None else None
+        self.flat_uncert = flat.uncert if flat is not None else None
+
+        def prepare(rows: slice) -> None:
+            """Every derived plane for these rows, while their inputs are in cache."""
             if scaled:
                 self.image[rows] = sub.image(rows)
             if self.signal_offset is not None:
@@ -137,11 +147,12 @@ class Calibration:
                 inv = self.inv_f[rows]
                 inv[...] = np.nan
                 np.divide(np.float32(1), f, out=inv, where=f > 0)
-                np.multiply(inv, inv, out=self.inv_f2[rows])
-                np.multiply(flat.variance[rows], self.inv_f2[rows], out=self.rel_var_f[rows])
                 m = self.mask[rows]
                 m |= flat.mask[rows] & (BADPIX | WEAKFLAT)
                 m[~(f >= weak_threshold)] |= WEAKFLAT
+
+        ny = self.shape[0] if self.shape is not None else 0
+        in_parallel(prepare, row_blocks(ny, block_rows), threads)
         if self.var_const is None:
             self.var_const = self.read_noise2
 
@@ -155,8 +166,8 @@ class Calibration:
         mask = self.mask.copy() if self.mask is not None else np.zeros(data.shape, dtype=np.uint8)
         scratch = np.empty((min(block_rows, ny), data.shape[1]), dtype=np.float32)
         image, offset, var_const = self.image, self.signal_offset, self.var_const
-        for y0 in range(0, ny, block_rows):
-            rows = slice(y0, min(ny, y0 + block_rows))
+        inv_f, flat_uncert = self.inv_f, self.flat_uncert
+        for rows in row_blocks(ny, block_rows):
             d, v, tmp = data[rows], uncert[rows], scratch[: rows.stop - rows.start]
             if image is not None:
                 d -= image[rows]
@@ -167,12 +178,14 @@ class Calibration:
                 np.maximum(d, 0, out=v)
             v *= self.inv_gain
             v += var_const[rows] if np.ndim(var_const) else var_const
-            if self.inv_f is not None:
-                d *= self.inv_f[rows]
-                v *= self.inv_f2[rows]
-                np.multiply(d, d, out=tmp)
-                tmp *= self.rel_var_f[rows]
+            if inv_f is not None:  # var_out = (var_pre + out^2 var_F) / F^2
+                f_inv = inv_f[rows]
+                d *= f_inv
+                np.multiply(d, flat_uncert[rows], out=tmp)
+                tmp *= tmp
                 v += tmp
+                np.multiply(f_inv, f_inv, out=tmp)
+                v *= tmp
             np.sqrt(v, out=v)
             bad = ~np.isfinite(d)
             bad |= ~np.isfinite(v)
@@ -180,6 +193,23 @@ class Calibration:
         if saturated is not None:
             mask[saturated] |= SATURATED
         return data, uncert, mask
+
+
+def row_blocks(ny: int, block_rows: int) -> list[slice]:
+    """Slices of ``block_rows`` rows (the last shorter) covering ``ny`` rows."""
+    return [slice(y0, min(ny, y0 + block_rows)) for y0 in range(0, ny, block_rows)]
+
+
+def in_parallel(work, blocks: list[slice], threads: int) -> None:
+    """``work(block)`` for every block, ``threads`` at a time (numpy releases the GIL)."""
+    if threads > 1 and len(blocks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, blocks))
+    else:
+        for block in blocks:
+            work(block)
 
 
 def calibrate_array(raw: np.ndarray, saturated: np.ndarray | None, sub: Subtrahend,

@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 
 from astropy.io import fits
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from .camera import CameraProfile
 from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
-from .products import Product, read_product, write_product
+from .products import Product, read_product, read_products, write_product
 from .provenance import add_software_cards
 from .sections import Section
 
@@ -165,8 +165,14 @@ class _FunctionCorrector:
 class Calibrator:
     """Calibrates single images with masters and parameters; see the module docstring."""
 
-    def __init__(self, camera: Mapping[str, Any] | None = None, **parameters: Any):
+    #: Prepared calibrations kept (a group's few exposures with a scaled dark); bounds memory.
+    CALIBRATIONS_KEPT = 4
+
+    def __init__(self, camera: Mapping[str, Any] | None = None, threads: int = 1, **parameters: Any):
+        """``threads``: how many threads load masters and prepare a calibration (the
+        workflow's light jobs calibrate that many lights at a time, each in one thread)."""
         self.camera = CameraProfile(dict(camera) if camera is not None else camera_defaults())
+        self.threads = max(1, int(threads))
         for name in PARAMETERS:
             setattr(self, name, None)
         self.dark_mode = "auto"
@@ -178,13 +184,13 @@ class Calibrator:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_camera(cls, camera: Mapping[str, Any], **parameters: Any) -> "Calibrator":
+    def for_camera(cls, camera: Mapping[str, Any], threads: int = 1, **parameters: Any) -> "Calibrator":
         """A calibrator that reads the layout, gain, read noise and saturation of each frame
         as the camera profile says, and writes as its ``output`` says (what the workflow does)."""
         output = camera.get("output", {})
         settings = {"output_format": output.get("format", "float32"),
                     "normalize": output.get("normalize"), "checksum": output.get("checksum", True)}
-        return cls(camera, **{**settings, **parameters})
+        return cls(camera, threads=threads, **{**settings, **parameters})
 
     @staticmethod
     def _check(names) -> None:
@@ -209,16 +215,30 @@ class Calibrator:
         self._check(overrides)
         return {name: overrides.get(name, getattr(self, name)) for name in PARAMETERS}
 
+    @staticmethod
+    def _master_key(path: Path) -> tuple:
+        stat = path.stat()
+        return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
     def _master(self, path: Any) -> Product | None:
         if path is None:
             return None
         path = Path(path)
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        key = self._master_key(path)
         with self._lock:
             if key not in self._masters:
                 self._masters[key] = read_product(path)
             return self._masters[key]
+
+    def load_masters(self, paths: Iterable[str | Path]) -> None:
+        """Read these masters now, ``threads`` files (and their digests) at a time, rather
+        than one after the other as the first light needs them."""
+        with self._lock:
+            paths = [Path(p) for p in dict.fromkeys(paths) if p is not None]
+            wanted = {self._master_key(p): p for p in paths}
+            missing = [key for key in wanted if key not in self._masters]
+            for key, product in zip(missing, read_products([wanted[k] for k in missing], self.threads)):
+                self._masters[key] = product
 
     def _corrector(self, raw: RawFrame, p: Mapping[str, Any]):
         method = p["overscan_method"]
@@ -309,8 +329,8 @@ class Calibrator:
                 calibration = self._calibrations.get(key)
                 if calibration is None:
                     sub = subtrahend(bias if mode != "unscaled" else None, dark, mode, scale)
-                    calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1])
-                    if len(self._calibrations) >= 4:  # a group's few exposures; bounded memory
+                    calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1], threads=self.threads)
+                    if len(self._calibrations) >= self.CALIBRATIONS_KEPT:
                         self._calibrations.pop(next(iter(self._calibrations)))
                     self._calibrations[key] = calibration
             image, uncert, mask = calibration.apply(data, saturated)

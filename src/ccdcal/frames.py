@@ -43,6 +43,27 @@ _BITPIX_DTYPES = {
 }
 
 
+_READ_BUFFERS = threading.local()
+
+
+def _read_whole(fd: int) -> memoryview:
+    """The whole file, read into this thread's reusable buffer (valid until the thread's
+    next call): a light job reads one raw file after another, and a fresh buffer for each
+    would cost the page faults of its size every time."""
+    size = os.fstat(fd).st_size
+    buffer = getattr(_READ_BUFFERS, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = _READ_BUFFERS.buffer = bytearray(size)
+    view = memoryview(buffer)[:size]
+    got = 0
+    while got < size:  # a single read stops short of 2 GiB, or at the end of a truncated file
+        n = os.preadv(fd, [view[got:]], got)
+        if n == 0:
+            break
+        got += n
+    return view[:got]
+
+
 class FrameError(Exception):
     """A raw frame that cannot be used; the message names the file and the problem."""
 
@@ -131,8 +152,9 @@ class RawFrame:
         """Image rows as a new float32 array in ADU (BZERO/BSCALE applied).
 
         Uncompressed images are read with ``os.pread``: only the requested rows, no shared
-        file position (safe from several threads) and no memory map, so the file's pages do
-        not count towards the process's memory.
+        file position (safe from several threads) and no memory map (a file truncated while
+        mapped would kill the process with SIGBUS). A whole-file read hashed on the way
+        (``digest_on_read``) goes through a per-thread buffer reused from frame to frame.
         """
         start, stop, _ = (rows or slice(None)).indices(self.shape[0])
         try:
@@ -141,7 +163,7 @@ class RawFrame:
                 row_bytes = nx * self._dtype.itemsize
                 count = max(stop - start, 0) * row_bytes
                 if self._digest_on_read and start == 0 and stop == ny:  # the file, hashed too
-                    buffer = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+                    buffer = _read_whole(self._fd)
                     self._digest = hashlib.sha256(buffer).hexdigest()
                     data_start = self._offset
                 else:

@@ -47,14 +47,31 @@ def output_name(rel_path: str) -> str:
     return path
 
 
-def expected_memory_mb(shape: tuple[int, int], n_masters: int, threads: int) -> int:
-    """Peak memory (MB) of a light-group job: the job overhead, its masters (13 bytes/pixel
-    each), the group's prepared calibration planes (25 bytes/pixel) and, per thread, one
-    light being calibrated (raw bytes, image, UNCERT, MASK, scratch: 16 bytes/pixel)."""
-    from .masters import JOB_OVERHEAD_MB, MASTER_BYTES_PER_PIXEL
+#: Bytes per pixel of a master a light job holds: image and UNCERT (float32), MASK.
+HELD_MASTER_BYTES_PER_PIXEL = 9
+#: Bytes per pixel of one prepared calibration (ccdcal.calibrate.Calibration), at most:
+#: the subtrahend of a scaled dark, the dark signal, r^2 + its variance, 1/F (float32), MASK.
+CALIBRATION_BYTES_PER_PIXEL = 17
+#: Bytes per pixel per thread of the light being calibrated: its raw file (read buffer),
+#: image, UNCERT, MASK and the row scratch.
+LIGHT_BYTES_PER_PIXEL = 16
+
+
+def calibrations_needed(group: Mapping[str, Any]) -> int:
+    """How many prepared calibrations a group's job holds at once: one per dark mode and
+    scale among its lights, at most as many as a Calibrator keeps."""
+    kinds = {(light.get("dark_mode"), light.get("dark_scale")) for light in group["lights"]}
+    return max(1, min(len(kinds), Calibrator.CALIBRATIONS_KEPT))
+
+
+def expected_memory_mb(shape: tuple[int, int], n_masters: int, threads: int, n_calibrations: int = 1) -> int:
+    """Peak memory (MB) of a light-group job: the job overhead, its masters, its prepared
+    calibrations and, per thread, one light being calibrated (see the constants above)."""
+    from .masters import JOB_OVERHEAD_MB
 
     pixels = shape[0] * shape[1]
-    per_pixel = MASTER_BYTES_PER_PIXEL * n_masters + 25 + 16 * threads
+    per_pixel = (HELD_MASTER_BYTES_PER_PIXEL * n_masters + CALIBRATION_BYTES_PER_PIXEL * n_calibrations
+                 + LIGHT_BYTES_PER_PIXEL * threads)
     return int(JOB_OVERHEAD_MB + pixels * per_pixel / 2**20) + 1
 
 
@@ -64,7 +81,9 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
     in the group's order. ``master_files`` maps master names to their files."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    calibrator = Calibrator.for_camera(camera)
+    calibrator = Calibrator.for_camera(camera, threads=threads)
+    used = {entry[s] for entry in group["lights"] for s in ("bias", "dark", "flat") if entry.get(s)}
+    calibrator.load_masters(master_files[name] for name in sorted(used))
 
     def one(entry: Mapping[str, Any]) -> dict[str, Any]:
         row = {k: entry.get(k, "") for k in REPORT_COLUMNS}

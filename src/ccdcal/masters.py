@@ -30,7 +30,7 @@ import numpy as np
 from astropy.io import fits
 
 from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat_stars
-from .calibrate import Subtrahend, subtrahend
+from .calibrate import Subtrahend, row_blocks, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
@@ -160,7 +160,8 @@ def _normalize_region(camera: Mapping[str, Any], shape: tuple[int, int]) -> tupl
 #: (~170 MB with the workflow parsed) and the job's interpreter with numpy, astropy and
 #: ccdcal (~100 MB).
 JOB_OVERHEAD_MB = 300
-#: Bytes per pixel of a master held in memory: image, UNCERT, cached variance (float32), MASK.
+#: Bytes per pixel of a master a master job holds: image, UNCERT (float32), MASK, and the
+#: variance plane a bias made from darks caches (float32; counted for every master).
 MASTER_BYTES_PER_PIXEL = 13
 
 
@@ -326,11 +327,6 @@ def _variance_factor(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
     np.maximum(factor, 1, out=factor)
     c = np.float32(math.pi / 2 if spec.method == "median" else 1.0)
     return np.divide(c, factor, out=factor)
-
-
-def _blocks(ny: int, size: int = 64):
-    for y0 in range(0, ny, size):
-        yield slice(y0, min(ny, y0 + size))
 
 
 def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: list[InputFrame],
@@ -499,7 +495,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         # the bias/dark each flat was corrected with, averaged over the flats
         subs = [f for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
         sub_scale = np.float32(1.0 / (max(len(subs), 1) * np.mean([f.level**2 for f in inputs])))
-        for rows in _blocks(shape[0]):
+        for rows in row_blocks(shape[0], 64):
             per_frame = np.maximum(data[rows], 0) * b + a
             for frame in subs:
                 per_frame += frame.sub.variance(rows) * sub_scale
@@ -525,7 +521,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     else:
         bias = masters.get(spec.get("bias")) if kind == "dark" and spec.get("bias") else None
         rn2, inv_gain = np.float32(read_noise**2), np.float32(1.0 / gain)
-        for rows in _blocks(shape[0]):
+        for rows in row_blocks(shape[0], 64):
             if bias is not None:  # shot noise of the dark current
                 per_frame = np.maximum(data[rows] - bias.data[rows], 0) * inv_gain + rn2
             else:

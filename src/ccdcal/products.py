@@ -7,9 +7,11 @@ HDU, then ``UNCERT`` (float32, 1-sigma in the same unit) and ``MASK`` (uint8 bit
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
@@ -113,11 +115,28 @@ class Product:
         return self.uncert * self.uncert
 
 
-def read_product(path: str | Path) -> Product:
-    path = Path(path)
+def _read_planes(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, fits.Header]:
     with fits.open(path, memmap=False) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
         uncert = np.asarray(hdul["UNCERT"].data, dtype=np.float32)
         mask = np.asarray(hdul["MASK"].data, dtype=np.uint8)
         header = hdul[0].header.copy()
-    return Product(path, data, uncert, mask, header, file_digest(path))
+    return data, uncert, mask, header
+
+
+def read_product(path: str | Path) -> Product:
+    """A master or calibrated frame, its planes in native byte order."""
+    path = Path(path)
+    return Product(path, *_read_planes(path), file_digest(path))
+
+
+def read_products(paths: Sequence[str | Path], threads: int = 1) -> list[Product]:
+    """``read_product`` of each path, the files' planes and digests read ``threads`` at a
+    time (astropy's reads, numpy's conversions and hashlib release the GIL)."""
+    paths = [Path(p) for p in paths]
+    if threads <= 1:
+        return [read_product(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        digests = [pool.submit(file_digest, p) for p in paths]
+        planes = [pool.submit(_read_planes, p) for p in paths]
+        return [Product(p, *read.result(), digest.result()) for p, read, digest in zip(paths, planes, digests)]

@@ -7,6 +7,7 @@ from snakemake.utils import min_version, validate
 
 from ccdcal.inventory import list_raw_files, parse_shape
 from ccdcal.library import library_path
+from ccdcal.lights import calibrations_needed
 from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
 from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
 from ccdcal.masters import expected_runtime_min
@@ -180,7 +181,9 @@ def get_light_group_mem_mb(wildcards, attempt):
     group = get_plan()["light_groups"][wildcards.group]
     masters = _light_group_masters(group)
     shape = _shape(masters[0]["setup"]) if masters else (4096, 4096)
-    mem = expected_light_memory_mb(shape, len(masters), config["threads"])
+    mem = expected_light_memory_mb(
+        shape, len(masters), config["threads"], calibrations_needed(group)
+    )
     return mem * attempt
 
 
