@@ -171,6 +171,39 @@ def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, mon
         np.testing.assert_array_equal(hdul["UNCERT"].data, image)
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
+    """Outputs are written through a temporary file and a rename, yet get 0666 less the
+    umask, as any new file (staff sharing a night read each other's outputs); a write that
+    fails leaves the previous file and no temporary file."""
+    import os
+    import stat
+
+    from ccdcal.frames import write_fits_atomic, write_text_atomic
+
+    previous = os.umask(umask)
+    try:
+        image = np.ones((NY, NX), np.float32)
+        write_product(tmp_path / "light.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
+                      drop_cache=True)
+        write_text_atomic("a,b\n", tmp_path / "summary.csv")
+        for name in ("light.fits", "summary.csv"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+
+        class FailsHalfway(fits.HDUList):
+            def writeto(self, fileobj, **kwargs):
+                fileobj.write(b"SIMPLE  =" + b" " * 2871)
+                raise OSError(5, "Input/output error")
+
+        with pytest.raises(OSError, match="Input/output"):
+            write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits")
+    finally:
+        os.umask(previous)
+    with fits.open(tmp_path / "light.fits") as hdul:
+        np.testing.assert_array_equal(hdul[0].data, image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["light.fits", "summary.csv"]
+
+
 def test_masters_loaded_up_front_are_read_once(files, monkeypatch):
     """load_masters reads a group's masters together (planes and digests on threads); the
     lights then use them without reading the files again, and they equal read_product's."""

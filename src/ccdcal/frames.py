@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 import threading
 import warnings
 from pathlib import Path
@@ -271,6 +271,19 @@ class _HandedToDisk:
         return self._handle.seek(offset, whence)
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new hidden file in ``path``'s folder (made if missing), open for writing, with
+    the permissions any new file gets (0666 less the umask, as the kernel applies it;
+    ``tempfile.mkstemp`` would make it 0600, readable by its owner alone)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
 def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True,
                       drop_cache: bool = False) -> None:
     """Write ``hdul`` to ``path`` via a temporary file in the same folder and a rename.
@@ -282,8 +295,7 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
     hold up the writer (Linux throttles writers by their dirty pages).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             for hdu in hdul if checksum else ():
@@ -300,8 +312,7 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     """Write text (UTF-8) to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
