@@ -7,6 +7,7 @@ prints markdown tables (also written to ``--out``):
 * (a) a master bias of 30 frames, (b) a full master set (30 bias + 20 dark + 20 flat),
   (c) calibrating 10 lights: ccdcal vs ccdproc vs ``siril-cli`` vs the floor (reading
   the same frames; for (c) also writing what ccdcal writes), at 2048^2 and 4096^2;
+  (d) the first 2 of those lights, and each tool's time per light from (c) and (d);
 * scaling: peak RSS of a ccdcal master bias for N frames, and the end-to-end
   ``snakemake --cores 2`` wall time per light for nights of N lights next to the engine
   alone (the same night in one Python process through the package API).
@@ -64,6 +65,7 @@ FULL = {"sizes": [2048, 4096], "rss_frames": [10, 30, 100], "rss_size": 4096,
 QUICK = {"sizes": [2048], "rss_frames": [10, 30, 60], "rss_size": 2048, "nights": [10, 50, 100]}
 MASTER_SET = {"bias": 30, "dark": 20, "flat": 20}
 N_LIGHTS = 10
+N_FEW_LIGHTS = 2  # (d): Siril makes no sequence of one frame
 NIGHT_CALS = 10  # bias, dark and flat frames of each scaling night
 NIGHT_SIZE = 2048
 THREADS = 2
@@ -655,6 +657,7 @@ class Bench:
 CASE_A = "(a) master bias, 30 frames"
 CASE_B = "(b) master set, 30 bias + 20 dark + 20 flat"
 CASE_C = "(c) calibrate 10 lights"
+CASE_D = "(d) calibrate 2 lights"
 CCDPROC_SKIPPED = "skipped (--skip-ccdproc-above)"
 SIRIL_MISSING = "skipped: siril-cli not found"
 
@@ -724,13 +727,16 @@ def prepare(run: Run) -> str:
 
 
 def case_lights(b: Bench, size: int) -> None:
-    """(c) calibrating 10 lights with masters built beforehand (not timed)."""
+    """(c) calibrating 10 lights with masters built beforehand (not timed), and (d) the
+    same with 2 lights: each tool's time per light is the difference over 8 lights, its
+    start-up (process, masters read) left out."""
     view = master_set_view(b, size, "night", with_lights=True)
     lights = view_files(view / "light")
     prep = b.path("prep", size, "ccdcal")
     prep_run = Run("ccdcal", task_cmd("ccdcal", config=bench_config(view, prep), lights=False), view_files(view),
                    prep, ("masters/*.fits", 3), b.path("logs", size, "prep-ccdcal.log"))
     failed = prepare(prep_run)
+    few = lights[:N_FEW_LIGHTS]
     if failed:
         for tool in ("floor", "ccdcal", "ccdproc"):
             b.skip(CASE_C, size, tool, f"not run, the ccdcal masters failed: {failed}")
@@ -739,19 +745,25 @@ def case_lights(b: Bench, size: int) -> None:
         plan = json.loads(plan_file.read_text())
         (group,) = plan["light_groups"].values()
         dark, flat = (prep / "masters" / f"{group[k]}.fits" for k in ("dark", "flat"))
-        inputs = [dark, flat, *lights]
-        expect = ("**/light_*.fits", len(lights))
-        b.record(CASE_C, size, b.python_run("floor", size, "c-floor", "floor_lights", inputs, expect,
-                                            masters=[str(dark), str(flat)],
-                                            lights=[str(p) for p in lights], out_arg=True))
-        out = b.path("runs", size, "c-ccdcal")
-        b.record(CASE_C, size, b.python_run("ccdcal", size, "c-ccdcal", "ccdcal", inputs, expect,
-                                            config=bench_config(view, out), masters=False,
-                                            plan_file=str(plan_file), masters_dir=str(prep / "masters")))
+        few_plan = prep / "plan-few.json"
+        group["lights"] = group["lights"][:N_FEW_LIGHTS]
+        few_plan.write_text(json.dumps(plan))
+        for case, chosen, plan_path in ((CASE_C, lights, plan_file), (CASE_D, few, few_plan)):
+            tag = "c" if case == CASE_C else "d"
+            inputs = [dark, flat, *chosen]
+            expect = ("**/light_*.fits", len(chosen))
+            b.record(case, size, b.python_run("floor", size, f"{tag}-floor", "floor_lights", inputs, expect,
+                                              masters=[str(dark), str(flat)],
+                                              lights=[str(p) for p in chosen], out_arg=True))
+            out = b.path("runs", size, f"{tag}-ccdcal")
+            b.record(case, size, b.python_run("ccdcal", size, f"{tag}-ccdcal", "ccdcal", inputs, expect,
+                                              config=bench_config(view, out), masters=False,
+                                              plan_file=str(plan_path), masters_dir=str(prep / "masters")))
         if b.skip_ccdproc(size):
             b.skip(CASE_C, size, "ccdproc", CCDPROC_SKIPPED)
         else:
-            b.record(CASE_C, size, b.python_run("ccdproc", size, "c-ccdproc", "ccdproc_lights", inputs, expect,
+            b.record(CASE_C, size, b.python_run("ccdproc", size, "c-ccdproc", "ccdproc_lights",
+                                                [dark, flat, *lights], ("**/light_*.fits", len(lights)),
                                                 dark=str(dark), flat=str(flat),
                                                 lights=[str(p) for p in lights], out_arg=True))
     if not SIRIL:
@@ -765,11 +777,14 @@ def case_lights(b: Bench, size: int) -> None:
     if failed:
         b.skip(CASE_C, size, "Siril", f"not run, the Siril masters failed: {failed}")
         return
-    out = b.path("runs", size, "c-siril")
     dark, flat = prep / "master_dark.fits", prep / "master_flat.fits"
-    lines = siril_link(view, ["light"], out) + [f"preprocess light_ -dark={dark} -flat={flat}"]
-    b.record(CASE_C, size, siril_run("c-siril", lines, view, out, scripts, ("pp_light_*.fits", len(lights)),
-                                     extra_inputs=[dark, flat]))
+    few_view = make_view(b.path("views", size, "night-few"), {"light": [p.resolve() for p in few]})
+    for case, light_view, n in ((CASE_C, view, len(lights)), (CASE_D, few_view, len(few))):
+        tag = "c" if case == CASE_C else "d"
+        out = b.path("runs", size, f"{tag}-siril")
+        lines = siril_link(light_view, ["light"], out) + [f"preprocess light_ -dark={dark} -flat={flat}"]
+        b.record(case, size, siril_run(f"{tag}-siril", lines, light_view, out, scripts, ("pp_light_*.fits", n),
+                                       extra_inputs=[dark, flat]))
 
 
 def bench_rss(b: Bench, size: int, counts: Sequence[int]) -> None:
@@ -849,6 +864,22 @@ def tool_table(rows: list[Row]) -> str:
                      "RSS / floor", "note"], body)
 
 
+def per_light_table(rows: list[Row]) -> str:
+    """Marginal seconds per light of each tool measured in both (c) and (d), against the
+    floor's and Siril's of the same size."""
+    walls = {(r.case, r.size, r.tool): r.result.wall for r in rows if r.result.ok}
+    per = {}
+    for (case, size, tool), wall in walls.items():
+        few = walls.get((CASE_D, size, tool))
+        if case == CASE_C and few is not None:
+            per[size, tool] = (wall - few) / (N_LIGHTS - N_FEW_LIGHTS)
+    body = [[f"{size}²", tool, fmt(walls[CASE_C, size, tool]), fmt(walls[CASE_D, size, tool]), fmt(value, 3),
+             ratio(value, per.get((size, "floor"))), ratio(value, per.get((size, "Siril")))]
+            for (size, tool), value in per.items()]
+    return md_table(["size", "tool", f"{N_LIGHTS} lights s", f"{N_FEW_LIGHTS} lights s", "s per light",
+                     "per light / floor", "per light / Siril"], body) if body else ""
+
+
 def rss_table(rows) -> str:
     body = []
     for n, size, median, clip in rows:
@@ -923,10 +954,16 @@ def report(b: Bench, final: bool) -> str:
         f"vignetting; lights {LIGHT_EXPTIME:g} s, sky {SKY_LEVEL:g} ADU + {N_STARS} stars; gain {GAIN} e-/ADU.",
         "",
     ]
-    for case in (CASE_A, CASE_B, CASE_C):
+    for case in (CASE_A, CASE_B, CASE_C, CASE_D):
         rows = [r for r in b.rows if r.case == case]
         if rows:
             parts += [f"## {case}", "", tool_table(rows), ""]
+    per_light = per_light_table(b.rows)
+    if per_light:
+        parts += ["## Time per light: ((c) - (d)) / 8", "", per_light, "",
+                  f"Each tool's wall time for {N_LIGHTS} lights less its time for {N_FEW_LIGHTS}, over the "
+                  f"{N_LIGHTS - N_FEW_LIGHTS} lights between: what one more light costs once the process has "
+                  "started and read its masters (both are in (c)).", ""]
     if b.rows:
         parts += [NOTES.format(baseline=LAUNCHER.baseline_mib if LAUNCHER else math.nan), ""]
     if b.rss_rows:
