@@ -538,3 +538,23 @@ def test_threads_give_the_same_maps_hot_and_dead_pixels():
     assert hot[0].sum() > 100
     np.testing.assert_array_equal(*hot)
     np.testing.assert_array_equal(*dead)
+
+
+def test_the_level_alone_is_the_same_level(monkeypatch):
+    """rms=False (what dead_pixels asks for) skips the second pass over the residual: the
+    level and its grid are those of the full estimate, the rms is None, and photutils'
+    Background2D runs once instead of twice."""
+    import ccdcal.background as background
+
+    rng = np.random.default_rng(8)
+    shape = (320, 384)
+    img = (sky_with_glow(shape) + rng.normal(0.0, 10.0, shape)).astype(np.float32)
+    full = estimate_background(img, BackgroundSpec(mesh=32))
+    runs = []
+    real = background._background2d_class()
+    monkeypatch.setattr(background, "_background2d_class",
+                        lambda: (lambda *a, **k: runs.append(1) or real(*a, **k)))
+    level = estimate_background(img, BackgroundSpec(mesh=32), rms=False)
+    assert len(runs) == 1 and level.rms is None and level.rms_mesh is None
+    np.testing.assert_array_equal(level.level, full.level)
+    np.testing.assert_array_equal(level.level_mesh, full.level_mesh)

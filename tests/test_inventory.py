@@ -268,6 +268,22 @@ def test_rawframe_whole_reads_share_one_buffer_per_thread(night):
             frame.read()
 
 
+@pytest.mark.parametrize("name", ["bias_001.fits", "light.fits.fz"])
+def test_rawframe_reads_into_a_given_array(night, name):
+    """read(out=) fills the caller's array (a light job reuses one per thread) and says
+    what it needs when the array does not fit."""
+    raw, data = night
+    out = np.full((NY, NX), -1.0, np.float32)
+    with RawFrame(raw / name) as frame:
+        assert frame.read(out=out) is out
+        np.testing.assert_array_equal(out, data[name].astype(np.float32))
+        rows = np.empty((4, NX), np.float32)
+        assert frame.read(slice(2, 6), out=rows) is rows
+        np.testing.assert_array_equal(rows, data[name][2:6].astype(np.float32))
+        with pytest.raises(FrameError, match="float32 array of shape"):
+            frame.read(out=np.empty((NY, NX), np.float64))
+
+
 def test_rawframe_reads_do_not_modify_files(night):
     raw, _ = night
     before = snapshot(raw)

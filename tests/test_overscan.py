@@ -21,7 +21,14 @@ MEDIAN_EFF = 1.2533  # std(median) / std(mean) for Gaussian samples
 
 
 def reader(arr):
-    return lambda rows: arr[rows].astype(np.float32).copy()
+    def read(rows, out=None):
+        values = arr[rows].astype(np.float32)
+        if out is None:
+            return values
+        out[...] = values
+        return out
+
+    return read
 
 
 def serial_frame(level_of_row, ny=240, nx_data=100, gap=2, nx_os=18, seed=0):

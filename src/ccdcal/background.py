@@ -198,7 +198,7 @@ class Background:
     """
 
     level: np.ndarray
-    rms: np.ndarray
+    rms: np.ndarray | None  # None when not asked for (``estimate_background(rms=False)``)
     level_mesh: np.ndarray | None = None
     rms_mesh: np.ndarray | None = None
     cell_shape: tuple[int, int] | None = None
@@ -500,14 +500,17 @@ def _expand_grid(grid: np.ndarray, shape: tuple[int, int], box: tuple[int, int])
 
 
 def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
-                        mask: np.ndarray | None = None, threads: int = 1) -> Background:
+                        mask: np.ndarray | None = None, threads: int = 1, rms: bool = True) -> Background:
     """Background and background rms maps of a 2-D ``image`` (see the module docstring).
 
     NaN / inf pixels and ``mask`` (True = ignore) are left out of the statistics; they
     still get a background value. Raises ``ValueError`` when no cell has enough good
     pixels. Returns float32 maps in the image's units. ``threads``: the cells are
-    sigma-clipped on that many threads (the result is the same).
+    sigma-clipped on that many threads (the result is the same). ``rms=False``: the level
+    alone (``rms`` and ``rms_mesh`` None), half the work: the rms is a second pass over
+    the residual image.
     """
+    want_rms = rms
     from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
     from photutils.background import StdBackgroundRMS
 
@@ -545,6 +548,9 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
         else:
             level = np.asarray(bkg.background, dtype=np.float32)
         del bkg
+        if not want_rms:
+            return Background(level=level, rms=None, level_mesh=level_mesh, cell_shape=box,
+                              clip_passes=clip.passes)
         # rms: the same statistics on the residual image, so that the variation of the
         # background itself within a cell (gradient, vignetting, glow) is not noise
         residual = np.subtract(image, level, dtype=np.float32)
@@ -633,7 +639,7 @@ def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: 
     vignetting, so dark corners are not flagged), and where it is non-finite or <= 0."""
     fraction = _float("fraction", fraction, 0.0, strict=True, what="dead_pixels")
     flat = np.asarray(flat)
-    bkg = estimate_background(flat, spec, threads=threads)
+    bkg = estimate_background(flat, spec, threads=threads, rms=False)
     with np.errstate(invalid="ignore"):
         good = (flat >= np.float32(fraction) * bkg.level) & (flat > 0)
     return ~good

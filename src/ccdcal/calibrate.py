@@ -156,14 +156,22 @@ class Calibration:
         if self.var_const is None:
             self.var_const = self.read_noise2
 
-    def apply(self, raw: np.ndarray, saturated: np.ndarray | None = None, block_rows: int = 64
+    def apply(self, raw: np.ndarray, saturated: np.ndarray | None = None, block_rows: int = 64,
+              uncert: np.ndarray | None = None, mask: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrate ``raw`` (overscan-corrected, trimmed, float32 ADU; overwritten: it becomes
-        the image). Returns (image, 1-sigma uncertainty, mask), see the module docstring."""
+        the image). Returns (image, 1-sigma uncertainty, mask), see the module docstring;
+        the uncertainty and mask are written into ``uncert`` (float32) and ``mask`` (uint8)
+        when given (arrays of ``raw``'s shape, e.g. reused from the previous frame)."""
         data = raw
         ny = data.shape[0]
-        uncert = np.empty_like(data)
-        mask = self.mask.copy() if self.mask is not None else np.zeros(data.shape, dtype=np.uint8)
+        uncert = np.empty_like(data) if uncert is None else uncert
+        if mask is None:
+            mask = self.mask.copy() if self.mask is not None else np.zeros(data.shape, dtype=np.uint8)
+        elif self.mask is not None:
+            np.copyto(mask, self.mask)
+        else:
+            mask.fill(0)
         scratch = np.empty((min(block_rows, ny), data.shape[1]), dtype=np.float32)
         image, offset, var_const = self.image, self.signal_offset, self.var_const
         inv_f, flat_uncert = self.inv_f, self.flat_uncert

@@ -151,7 +151,8 @@ class _FunctionCorrector:
         self._raw, self._function, self._overscans = raw, function, overscans
         self.levels: list[float] = []
 
-    def full(self, saturation: float | None = None):
+    def full(self, saturation: float | None = None, out: np.ndarray | None = None):
+        """The corrected, trimmed frame (a new array: ``out`` is not used)."""
         image = self._raw.read()
         saturated = image >= saturation if saturation is not None else None
         corrected = np.asarray(self._function(image, [_as_dict(o) for o in self._overscans]),
@@ -182,6 +183,7 @@ class Calibrator:
         self._masters: dict[tuple, Product] = {}
         self._calibrations: dict[tuple, Calibration] = {}
         self._lock = threading.Lock()
+        self._planes = threading.local()
 
     @classmethod
     def for_camera(cls, camera: Mapping[str, Any], threads: int = 1, **parameters: Any) -> "Calibrator":
@@ -266,6 +268,16 @@ class Calibrator:
         layout.trim.check_inside(raw.shape, "image area")
         return FrameCorrector(raw.read, layout)
 
+    def _light_planes(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This thread's image, UNCERT and MASK arrays for a light of ``shape``, reused from
+        light to light: their contents are written over by each light, and new arrays of
+        a full frame would cost the kernel zeroing their pages every time."""
+        planes = getattr(self._planes, "arrays", None)
+        if planes is None or planes[0].shape != tuple(shape):
+            planes = self._planes.arrays = (np.empty(shape, np.float32), np.empty(shape, np.float32),
+                                            np.empty(shape, np.uint8))
+        return planes
+
     def _value(self, raw: RawFrame, p: Mapping[str, Any], what: str) -> tuple[float | None, str]:
         if p[what] is not None:
             return float(p[what]), "parameter"
@@ -313,7 +325,8 @@ class Calibrator:
             saturation, _ = self._value(frame, p, "saturation")
             if saturation is None:
                 saturation = frame.integer_max
-            data, saturated = corrector.full(saturation)
+            image_plane, uncert_plane, mask_plane = self._light_planes(corrector.layout.shape)
+            data, saturated = corrector.full(saturation, out=image_plane)
             gain, gain_source = self._value(frame, p, "gain")
             if gain is None:
                 gain, gain_source = 1.0, "default (unknown)"
@@ -333,7 +346,7 @@ class Calibrator:
                     if len(self._calibrations) >= self.CALIBRATIONS_KEPT:
                         self._calibrations.pop(next(iter(self._calibrations)))
                     self._calibrations[key] = calibration
-            image, uncert, mask = calibration.apply(data, saturated)
+            image, uncert, mask = calibration.apply(data, saturated, uncert=uncert_plane, mask=mask_plane)
             steps = {"bias": bias if mode != "unscaled" else None, "dark": dark, "flat": flat}
             entry = {"dark_mode": mode, "dark_scale": scale,
                      "flags": flags if flags is not None else _flags(steps, mode)}

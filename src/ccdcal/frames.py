@@ -64,6 +64,16 @@ def _read_whole(fd: int) -> memoryview:
     return view[:got]
 
 
+def _float32_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` checked to fit ``shape`` (float32, C-contiguous), or a new array."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != tuple(shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"read(out=): a C-contiguous float32 array of shape {tuple(shape)} is needed, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
 class FrameError(Exception):
     """A raw frame that cannot be used; the message names the file and the problem."""
 
@@ -148,8 +158,9 @@ class RawFrame:
                 f"{self.label}: truncated FITS file ({actual} bytes, the header needs {needed})"
             )
 
-    def read(self, rows: slice | None = None) -> np.ndarray:
-        """Image rows as a new float32 array in ADU (BZERO/BSCALE applied).
+    def read(self, rows: slice | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Image rows as a new float32 array in ADU (BZERO/BSCALE applied), or written into
+        ``out`` (float32, C-contiguous, of the rows' shape) and returned.
 
         Uncompressed images are read with ``os.pread``: only the requested rows, no shared
         file position (safe from several threads) and no memory map (a file truncated while
@@ -173,7 +184,7 @@ class RawFrame:
                     raise FrameError(f"{self.label}: truncated FITS file (rows {start}-{stop} missing)")
                 raw = np.frombuffer(buffer, dtype=self._dtype, count=count // self._dtype.itemsize,
                                     offset=data_start).reshape(-1, nx)
-                out = np.empty(raw.shape, dtype=np.float32)
+                out = _float32_out(out, raw.shape)
                 if self._bscale != 1.0:
                     np.multiply(raw, np.float32(self._bscale), out=out, dtype=np.float32,
                                 casting="unsafe")
@@ -184,7 +195,10 @@ class RawFrame:
             with self._lock:  # compressed: decompress once, keep in memory
                 if self._cache is None:
                     self._cache = np.asarray(self.hdu.data, dtype=np.float32)
-            return self._cache[start:stop].copy()
+            rows_read = self._cache[start:stop]
+            out = _float32_out(out, rows_read.shape)
+            out[...] = rows_read
+            return out
         except FrameError:
             raise
         except Exception as exc:

@@ -207,8 +207,9 @@ def overscan_model(strip: np.ndarray, overscan: Section, data: Section, method: 
 class FrameCorrector:
     """Overscan-corrects and trims one frame, block by block of output rows.
 
-    ``read_rows(slice)`` returns raw-frame rows as float32 ADU (e.g. ``RawFrame.read``).
-    The overscan models are computed once, from the overscan strips, at construction.
+    ``read_rows(slice, out=None)`` returns raw-frame rows as float32 ADU (e.g.
+    ``RawFrame.read``), written into ``out`` when given. The overscan models are computed
+    once, from the overscan strips, at construction.
     """
 
     def __init__(self, read_rows: Callable[[slice], np.ndarray], layout: Layout):
@@ -233,14 +234,19 @@ class FrameCorrector:
               out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Output rows ``y0:y1`` (0-based, trimmed coordinates), overscan-corrected, float32 ADU.
 
-        Written into ``out`` (rows, nx) when given. With ``saturation`` (raw ADU), also a
-        boolean mask of the pixels at or above it in the raw data (None when there are none).
+        Written into ``out`` (rows, nx) when given: read straight into it when the trim
+        keeps every column. With ``saturation`` (raw ADU), also a boolean mask of the pixels
+        at or above it in the raw data (None when there are none).
         """
         trim = self.layout.trim
         raw_y0 = trim.y1 - 1 + y0
         raw_y1 = trim.y1 - 1 + y1
-        raw = self._read(slice(raw_y0, raw_y1))
         cols = slice(trim.x1 - 1, trim.x2)
+        every_column = cols == slice(0, self.layout.raw_shape[1])
+        if out is not None and every_column:
+            raw = self._read(slice(raw_y0, raw_y1), out=out)
+        else:
+            raw = self._read(slice(raw_y0, raw_y1))
         saturated = None
         if saturation is not None and raw[:, cols].max(initial=-np.inf) >= saturation:
             saturated = raw[:, cols] >= saturation
@@ -254,10 +260,11 @@ class FrameCorrector:
                 piece = model[lo - a_rows.start : hi - a_rows.start]
             raw[lo - raw_y0 : hi - raw_y0, a_cols] -= piece
         if out is None:
-            out = raw if cols == slice(0, raw.shape[1]) else np.ascontiguousarray(raw[:, cols])
-        else:
+            out = raw if every_column else np.ascontiguousarray(raw[:, cols])
+        elif raw is not out:
             out[...] = raw[:, cols]
         return out, saturated
 
-    def full(self, saturation: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.block(0, self.layout.shape[0], saturation)
+    def full(self, saturation: float | None = None, out: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.block(0, self.layout.shape[0], saturation, out=out)
