@@ -131,18 +131,38 @@ def test_fits_checksums_are_optional_for_lights(files):
     np.testing.assert_array_equal(fits.getdata(d / "with.fits"), fits.getdata(d / "without.fits"))
 
 
+def refuse_o_direct(monkeypatch):
+    """os.open fails as on a file system without O_DIRECT (EINVAL)."""
+    import errno
+    import os
+
+    real_open = os.open
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+
+
+@pytest.mark.parametrize("shape", [(NY, NX), (2100, 1100)])  # the latter: planes over one 8 MiB chunk
 @pytest.mark.parametrize("checksum", [True, False])
-def test_a_product_handed_to_the_disk_at_once_is_the_same_file(tmp_path, checksum):
-    """drop_cache (what light outputs use) only changes when the pages leave the cache:
-    the bytes are those of a plain write, and no temporary file is left."""
+@pytest.mark.parametrize("o_direct", ["used", "refused by the file system"])
+def test_a_product_written_around_the_page_cache_is_the_same_file(tmp_path, monkeypatch, checksum, o_direct,
+                                                                  shape):
+    """drop_cache (what light outputs use) only changes how the bytes reach the disk
+    (O_DIRECT, or where refused, planes dropped from the cache as written): the file is
+    byte for byte a plain write's, and no temporary file is left."""
     rng = np.random.default_rng(1)
-    image = rng.normal(100, 5, (NY, NX)).astype(np.float32)
-    uncert = np.full((NY, NX), 5, np.float32)
-    mask = (rng.random((NY, NX)) < 0.01).astype(np.uint8)
+    image = rng.normal(100, 5, shape).astype(np.float32)
+    uncert = np.full(shape, 5, np.float32)
+    mask = (rng.random(shape) < 0.01).astype(np.uint8)
     header = fits.Header({"OBJECT": "M31"})
-    for drop in (False, True):
-        write_product(tmp_path / f"out_{drop}.fits", image, uncert, mask, header, checksum=checksum,
-                      drop_cache=drop)
+    write_product(tmp_path / "out_False.fits", image, uncert, mask, header, checksum=checksum)
+    if o_direct != "used":
+        refuse_o_direct(monkeypatch)
+    write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum, drop_cache=True)
     assert (tmp_path / "out_True.fits").read_bytes() == (tmp_path / "out_False.fits").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out_False.fits", "out_True.fits"]
     with fits.open(tmp_path / "out_True.fits", checksum=checksum) as hdul:
@@ -150,9 +170,42 @@ def test_a_product_handed_to_the_disk_at_once_is_the_same_file(tmp_path, checksu
         assert ("CHECKSUM" in hdul[0].header) == checksum
 
 
+def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
+    """A file system may take O_DIRECT at open and refuse the writes (alignment): the
+    writer turns O_DIRECT off and writes the rest through the page cache, same bytes."""
+    import errno
+    import fcntl
+    import os
+
+    from ccdcal.frames import _DirectWriter
+
+    real_write, refused = os.write, []
+
+    def write(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0) and not refused:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    image = np.random.default_rng(3).normal(0, 1, (2100, 1100)).astype(np.float32)
+    write_product(tmp_path / "plain.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header())
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(_DirectWriter, "CHUNK", 1 << 20)
+    write_product(tmp_path / "direct.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
+                  drop_cache=True)
+    assert (tmp_path / "direct.fits").read_bytes() == (tmp_path / "plain.fits").read_bytes()
+    if hasattr(os, "O_DIRECT"):
+        try:
+            probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+            os.close(probe)
+            assert refused  # O_DIRECT was in use here, then refused once
+        except OSError:
+            pass  # this file system has no O_DIRECT: the plain path was taken from the start
+
+
 def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, monkeypatch):
-    """posix_fadvise is advice: where it fails (some FUSE or network file systems), the
-    product is written all the same."""
+    """Without O_DIRECT, posix_fadvise is advice: where it fails too (some FUSE or network
+    file systems), the product is written all the same."""
     import errno
     import os
 
@@ -162,6 +215,7 @@ def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, mon
         asked.append(args)
         raise OSError(errno.ENOSYS, "Function not implemented")
 
+    refuse_o_direct(monkeypatch)
     monkeypatch.setattr(os, "posix_fadvise", refuse)
     image = np.ones((600, 600), np.float32)  # planes over 1 MB: the advice is asked for
     write_product(tmp_path / "out.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
@@ -195,8 +249,10 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
                 fileobj.write(b"SIMPLE  =" + b" " * 2871)
                 raise OSError(5, "Input/output error")
 
-        with pytest.raises(OSError, match="Input/output"):
-            write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits")
+        for around_the_cache in (False, True):
+            with pytest.raises(OSError, match="Input/output"):
+                write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits",
+                                  drop_cache=around_the_cache)
     finally:
         os.umask(previous)
     with fits.open(tmp_path / "light.fits") as hdul:
