@@ -62,13 +62,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import bottleneck as bn
 import numpy as np
 
+from .parallel import map_in_threads
 from .specs import spec_from_mapping
 
 __all__ = [
@@ -275,13 +275,7 @@ class PrecisionSigmaClip:
 
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            starts = range(0, ncell, step)
-            if self.threads > 1 and len(starts) > 1:
-                with ThreadPoolExecutor(max_workers=self.threads) as pool:
-                    list(pool.map(clip, starts))
-            else:
-                for r0 in starts:
-                    clip(r0)
+            map_in_threads(clip, range(0, ncell, step), self.threads)
         return lo, hi, passes
 
     def _clip_rows(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -510,7 +504,6 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
     alone (``rms`` and ``rms_mesh`` None), half the work: the rms is a second pass over
     the residual image.
     """
-    want_rms = rms
     from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
     from photutils.background import StdBackgroundRMS
 
@@ -548,7 +541,7 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
         else:
             level = np.asarray(bkg.background, dtype=np.float32)
         del bkg
-        if not want_rms:
+        if not rms:
             return Background(level=level, rms=None, level_mesh=level_mesh, cell_shape=box,
                               clip_passes=clip.passes)
         # rms: the same statistics on the residual image, so that the variation of the
@@ -560,11 +553,11 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
         del residual
         rms_mesh = np.asarray(bkg.background_rms_mesh, dtype=np.float32)
         if spec.interpolation == "zoom":
-            rms = _expand_grid(rms_mesh, image.shape, box)
-            np.clip(rms, rms_mesh.min(), rms_mesh.max(), out=rms)
+            rms_map = _expand_grid(rms_mesh, image.shape, box)
+            np.clip(rms_map, rms_mesh.min(), rms_mesh.max(), out=rms_map)
         else:
-            rms = np.asarray(bkg.background_rms, dtype=np.float32)
-    return Background(level=level, rms=rms, level_mesh=level_mesh, rms_mesh=rms_mesh,
+            rms_map = np.asarray(bkg.background_rms, dtype=np.float32)
+    return Background(level=level, rms=rms_map, level_mesh=level_mesh, rms_mesh=rms_mesh,
                       cell_shape=box, clip_passes=clip.passes)
 
 

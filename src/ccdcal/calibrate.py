@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .parallel import map_in_threads, row_blocks
 from .products import BADPIX, NONFINITE, SATURATED, WEAKFLAT, Product
 
 
@@ -152,7 +153,7 @@ class Calibration:
                 m[~(f >= weak_threshold)] |= WEAKFLAT
 
         ny = self.shape[0] if self.shape is not None else 0
-        in_parallel(prepare, row_blocks(ny, block_rows), threads)
+        map_in_threads(prepare, row_blocks(ny, block_rows), threads)
         if self.var_const is None:
             self.var_const = self.read_noise2
 
@@ -201,23 +202,6 @@ class Calibration:
         if saturated is not None:
             mask[saturated] |= SATURATED
         return data, uncert, mask
-
-
-def row_blocks(ny: int, block_rows: int) -> list[slice]:
-    """Slices of ``block_rows`` rows (the last shorter) covering ``ny`` rows."""
-    return [slice(y0, min(ny, y0 + block_rows)) for y0 in range(0, ny, block_rows)]
-
-
-def in_parallel(work, blocks: list[slice], threads: int) -> None:
-    """``work(block)`` for every block, ``threads`` at a time (numpy releases the GIL)."""
-    if threads > 1 and len(blocks) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, blocks))
-    else:
-        for block in blocks:
-            work(block)
 
 
 def calibrate_array(raw: np.ndarray, saturated: np.ndarray | None, sub: Subtrahend,

@@ -54,13 +54,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import bottleneck as bn
 import numpy as np
 
+from .parallel import map_in_threads
 from .specs import spec_from_mapping
 
 __all__ = [
@@ -817,12 +817,5 @@ def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray,
             out_var[y0:y1] if out_var is not None else None,
         )
 
-    starts = range(0, ny, block_rows)
-    if threads == 1 or len(starts) <= 1:
-        for y0 in starts:
-            run(y0)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for f in [pool.submit(run, y0) for y0 in starts]:
-                f.result()
+    map_in_threads(run, range(0, ny, block_rows), threads)
     return CombineResult(out_data, out_n, out_var)

@@ -11,12 +11,12 @@ import csv
 import errno
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
 from .calibrator import Calibrator
 from .frames import FrameError
+from .parallel import map_in_threads
 
 log = logging.getLogger("ccdcal.lights")
 
@@ -106,10 +106,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
             row.update(status="failed", output="", error=message)
         return row
 
-    if threads > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(one, group["lights"]))
-    return [one(entry) for entry in group["lights"]]
+    return map_in_threads(one, group["lights"], threads)
 
 
 def report_csv(rows: list[dict[str, Any]]) -> str:

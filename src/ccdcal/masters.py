@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,12 +29,13 @@ import numpy as np
 from astropy.io import fits
 
 from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat_stars
-from .calibrate import Subtrahend, row_blocks, subtrahend
+from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .inventory import parse_shape
 from .overscan import FrameCorrector, layout_for
+from .parallel import map_in_threads, row_blocks
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
 from .provenance import add_software_cards
 from .sections import Section
@@ -308,13 +308,7 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
         data[y0:y1] = result.data
         n_used[y0:y1] = result.n_used
 
-    starts = range(0, ny, step)
-    if threads > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, starts))
-    else:
-        for y0 in starts:
-            work(y0)
+    map_in_threads(work, range(0, ny, step), threads)
     return data, n_used
 
 
@@ -467,8 +461,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             frame.rejected = _star_pixels(full, camera)
             return median(full[norm_region])
 
-        with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
-            levels = list(pool.map(measure, inputs))
+        levels = map_in_threads(measure, inputs, threads)
         release_free_memory()
         kept = []
         for frame, level in zip(inputs, levels):
