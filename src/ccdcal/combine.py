@@ -53,6 +53,7 @@ blocks can be combined in threads.
 from __future__ import annotations
 
 import math
+import threading
 from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -87,9 +88,16 @@ _WINSOR_MAX_INNER = 100  # safety cap on the inner (sigma) iterations
 _WINSOR_MIN_VALUES = 3  # a winsorized pass is only run on pixels with >= 3 values
 
 _MEDIAN_EFFICIENCY = math.pi / 2  # var(median) / var(mean) for Gaussian noise, large n
-_CHUNK_VALUES = 1 << 19  # float64 values per work chunk (4 MiB)
-_FAST_CHUNK_VALUES = 1 << 21  # values (pixels x frames) per chunk of the sorted fast path:
-#                                its temporaries (~24 bytes a value) stay the same whatever N
+_CHUNK_VALUES = 1 << 19  # float64 values per work chunk of the general path (4 MiB)
+#: The sorted fast path's chunks are sized by what their temporaries take, so that a chunk
+#: takes about _FAST_CHUNK_BYTES whatever the number of frames: bytes per value (pixels x
+#: frames) and per pixel, without rejection (the sorted copy) and with it (also the float64
+#: prefix sums, and the bounds, counts and indices of the clipping), measured from peak RSS.
+_FAST_CHUNK_BYTES = 48 << 20
+_FAST_BYTES = {False: (8, 40), True: (30, 240)}
+#: pixels per chunk of the general path at most (its per-pixel temporaries stay small when
+#: few frames make the chunk wide)
+_CHUNK_PIXELS = 1 << 16
 _MAX_FRAMES = int(np.iinfo(np.uint16).max)
 
 _ALIASES = {"average": "mean", "avg": "mean", "sigclip": "sigma_clip", "sigma": "sigma_clip",
@@ -576,12 +584,26 @@ def _sorting_network(n: int, outputs: tuple[int, ...] | None = None) -> tuple[tu
     return tuple(comparators)
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A work array of this thread, reused from chunk to chunk (grown when too small):
+    allocating each chunk's temporaries afresh would fault their pages in every time."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    buffer = _SCRATCH.__dict__.get((name, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = _SCRATCH.__dict__[(name, dtype)] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
 def _network_sort(x: np.ndarray, outputs: tuple[int, ...] | None = None) -> list[np.ndarray]:
     """Sort the columns of ``x`` (n, npix) float32 (no NaN) with a sorting network: rows of
     element-wise min/max, several times faster than ``np.sort`` along the short frame axis.
     Returns the sorted rows (only ``outputs`` are valid when given). ``x`` is overwritten."""
     rows = list(x)
-    spare = np.empty_like(rows[0])
+    spare = _scratch("network spare", rows[0].shape, x.dtype)
     for a, b in _sorting_network(x.shape[0], outputs):
         np.minimum(rows[a], rows[b], out=spare)
         np.maximum(rows[a], rows[b], out=rows[b])
@@ -609,17 +631,19 @@ def _prefix_sums(s: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _combine_sorted(chunk: np.ndarray, spec: CombineSpec):
     """The fast path on one chunk (n, npix) float32; None when the chunk has missing values."""
     n, npix = chunk.shape
-    if not np.isfinite(chunk).all():
+    if not np.isfinite(chunk, out=_scratch("finite", chunk.shape, bool)).all():
         return None
-    s = chunk + np.float32(0.0)  # a copy, with -0.0 made +0.0 as in the general path
+    # a copy, with -0.0 made +0.0 as in the general path
+    s = np.add(chunk, np.float32(0.0), out=_scratch("sorted", chunk.shape, np.float32))
     if spec.method == "median" and spec.rejection == "none":
         k = n // 2
         rows = _network_sort(s, outputs=(max(k - 1, 0), k))
-        data = rows[k].astype(np.float64)
+        data = _scratch("median", (npix,), np.float64)
+        data[...] = rows[k]
         if n % 2 == 0:
             data += rows[k - 1]
             data *= 0.5
-        return data, np.full(npix, n, dtype=np.int64)
+        return data, np.broadcast_to(np.int64(n), (npix,))
     s = np.stack(_network_sort(s))
     cols = np.arange(npix)
     lo = np.zeros(npix, dtype=np.int64)
@@ -690,9 +714,14 @@ def _combine_into(stack: np.ndarray, spec: CombineSpec, w, var_vec, var_full,
     if rows == 0 or nx == 0:
         return
     fast = _fast_path_applies(spec, w, var_vec, var_full) and stack.dtype == np.float32
-    # the fast path works on float32 rows of 2M/n pixels (few, long ufunc calls: the GIL is
-    # free most of the time); the general path on float64 chunks of ~4 MiB
-    step = max(1, ((_FAST_CHUNK_VALUES if fast else _CHUNK_VALUES) // max(1, n)) // max(1, nx))
+    # the fast path works on wide float32 chunks (few, long ufunc calls: the GIL is free
+    # most of the time); the general path on float64 chunks of ~4 MiB
+    if fast:
+        per_value, per_pixel = _FAST_BYTES[spec.rejection != "none"]
+        pixels = _FAST_CHUNK_BYTES // (per_value * n + per_pixel)
+    else:
+        pixels = min(_CHUNK_VALUES // max(1, n), _CHUNK_PIXELS)
+    step = max(1, pixels // max(1, nx))
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         if fast:

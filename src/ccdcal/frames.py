@@ -50,18 +50,18 @@ _BITPIX_DTYPES = {
 _READ_BUFFERS = threading.local()
 
 
-def _read_whole(fd: int) -> memoryview:
-    """The whole file, read into this thread's reusable buffer (valid until the thread's
-    next call): a light job reads one raw file after another, and a fresh buffer for each
-    would cost the page faults of its size every time."""
-    size = os.fstat(fd).st_size
+def _read_into_buffer(fd: int, offset: int, count: int) -> memoryview:
+    """``count`` bytes from ``offset`` (fewer at the end of the file), read into this
+    thread's reusable buffer (valid until the thread's next call): a job reads one frame or
+    block after another, and a fresh buffer for each would cost the page faults of its size
+    every time."""
     buffer = getattr(_READ_BUFFERS, "buffer", None)
-    if buffer is None or len(buffer) < size:
-        buffer = _READ_BUFFERS.buffer = bytearray(size)
-    view = memoryview(buffer)[:size]
+    if buffer is None or len(buffer) < count:
+        buffer = _READ_BUFFERS.buffer = bytearray(count)
+    view = memoryview(buffer)[:count]
     got = 0
-    while got < size:  # a single read stops short of 2 GiB, or at the end of a truncated file
-        n = os.preadv(fd, [view[got:]], got)
+    while got < count:  # a single read stops short of 2 GiB, or at the end of a truncated file
+        n = os.preadv(fd, [view[got:]], offset + got)
         if n == 0:
             break
         got += n
@@ -178,11 +178,11 @@ class RawFrame:
                 row_bytes = nx * self._dtype.itemsize
                 count = max(stop - start, 0) * row_bytes
                 if self._digest_on_read and start == 0 and stop == ny:  # the file, hashed too
-                    buffer = _read_whole(self._fd)
+                    buffer = _read_into_buffer(self._fd, 0, os.fstat(self._fd).st_size)
                     self._digest = hashlib.sha256(buffer).hexdigest()
                     data_start = self._offset
                 else:
-                    buffer = os.pread(self._fd, count, self._offset + start * row_bytes)
+                    buffer = _read_into_buffer(self._fd, self._offset + start * row_bytes, count)
                     data_start = 0
                 if len(buffer) < data_start + count:
                     raise FrameError(f"{self.label}: truncated FITS file (rows {start}-{stop} missing)")

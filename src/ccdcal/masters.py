@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +35,7 @@ from .camera import CameraProfile
 from .combine import CombineSpec, combine_block
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .inventory import parse_shape
+from .memory import memory_returned_promptly, release_free_memory
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, row_blocks
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
@@ -196,18 +198,6 @@ def expected_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_maste
     return int(JOB_OVERHEAD_MB + clip_mb + (held + stacks) / 2**20) + 1
 
 
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op
-    elsewhere). Called between a job's phases, so that what one phase freed is not
-    still counted while the next allocates."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
-
-
 def expected_runtime_min(n_frames: int, shape: tuple[int, int]) -> int:
     """A generous wall-time request (minutes): 10 minutes plus 3 s per frame-megapixel,
     about 100 times what the engine takes on one core."""
@@ -299,9 +289,13 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
     data = np.empty(shape, dtype=np.float32)
     n_used = np.empty(shape, dtype=np.uint16)
 
+    stacks = threading.local()  # one stack per thread, reused from block to block
+
     def work(y0: int) -> None:
         y1 = min(ny, y0 + step)
-        stack = np.empty((len(inputs), y1 - y0, nx), dtype=np.float32)
+        if not hasattr(stacks, "full"):
+            stacks.full = np.empty((len(inputs), step, nx), dtype=np.float32)
+        stack = stacks.full[:, : y1 - y0]
         for i, frame in enumerate(inputs):
             frame.block(y0, y1, out=stack[i])
         result = combine_block(stack, spec)
@@ -474,7 +468,8 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             raise FrameError(f"master {spec['name']}: no flat with a positive level: " + "; ".join(dropped))
         inputs = kept
 
-    data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
+    with memory_returned_promptly():
+        data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
     release_free_memory()
 
     gain = inputs[0].gain
