@@ -515,23 +515,18 @@ def test_estimate_background_2k_is_fast():
 
 
 def test_threads_give_the_same_maps_hot_and_dead_pixels():
-    """Clipping the cells on two threads (several chunks of cells each) changes nothing."""
+    """Working through the rows of cells on two threads changes nothing."""
     rng = np.random.default_rng(5)
     shape = (640, 704)
     img = (sky_with_glow(shape) + rng.normal(0.0, 10.0, shape)).astype(np.float32)
     add_stars(img, *random_stars(rng, shape, 30, peaks=(200.0, 20000.0)))
     img[rng.random(shape) < 0.001] += 500.0
     img[3, 3] = np.nan
-    spec = BackgroundSpec(mesh=32)
-    old = PrecisionSigmaClip.CHUNK_VALUES
-    PrecisionSigmaClip.CHUNK_VALUES = 32 * 32 * 40  # 40 cells per chunk: 11 chunks
-    try:
-        one = estimate_background(img, spec)
-        two = estimate_background(img, spec, threads=2)
-        hot = (hot_pixels(img, spec, 5.0), hot_pixels(img, spec, 5.0, threads=2))
-        dead = (dead_pixels(img, spec, 0.9), dead_pixels(img, spec, 0.9, threads=2))
-    finally:
-        PrecisionSigmaClip.CHUNK_VALUES = old
+    spec = BackgroundSpec(mesh=32)  # 20 rows of cells
+    one = estimate_background(img, spec)
+    two = estimate_background(img, spec, threads=2)
+    hot = (hot_pixels(img, spec, 5.0), hot_pixels(img, spec, 5.0, threads=2))
+    dead = (dead_pixels(img, spec, 0.9), dead_pixels(img, spec, 0.9, threads=2))
     np.testing.assert_array_equal(one.level, two.level)
     np.testing.assert_array_equal(one.rms, two.rms)
     np.testing.assert_array_equal(np.sort(one.clip_passes), np.sort(two.clip_passes))
@@ -542,8 +537,8 @@ def test_threads_give_the_same_maps_hot_and_dead_pixels():
 
 def test_the_level_alone_is_the_same_level(monkeypatch):
     """rms=False (what dead_pixels asks for) skips the second pass over the residual: the
-    level and its grid are those of the full estimate, the rms is None, and photutils'
-    Background2D runs once instead of twice."""
+    level and its grid are those of the full estimate, the rms is None, and the cells'
+    statistics are computed once instead of twice."""
     import ccdcal.background as background
 
     rng = np.random.default_rng(8)
@@ -551,10 +546,44 @@ def test_the_level_alone_is_the_same_level(monkeypatch):
     img = (sky_with_glow(shape) + rng.normal(0.0, 10.0, shape)).astype(np.float32)
     full = estimate_background(img, BackgroundSpec(mesh=32))
     runs = []
-    real = background._background2d_class()
-    monkeypatch.setattr(background, "_background2d_class",
-                        lambda: (lambda *a, **k: runs.append(1) or real(*a, **k)))
+    real = background._cell_statistics
+    monkeypatch.setattr(background, "_cell_statistics", lambda *a, **k: runs.append(1) or real(*a, **k))
     level = estimate_background(img, BackgroundSpec(mesh=32), rms=False)
     assert len(runs) == 1 and level.rms is None and level.rms_mesh is None
     np.testing.assert_array_equal(level.level, full.level)
     np.testing.assert_array_equal(level.level_mesh, full.level_mesh)
+
+
+@pytest.mark.parametrize("estimator", ["median", "mean", "mode"])
+def test_cell_statistics_are_photutils_background2d(estimator):
+    """The cells' statistics equal photutils' Background2D (3.0, the reference) given the
+    same clipping: partial cells at two edges, masked and NaN pixels, a cell left out (too
+    few good pixels) and filled from its neighbours, level and rms grids."""
+    import ccdcal.background as background
+    from photutils.background import (Background2D, MeanBackground, MedianBackground,
+                                      ModeEstimatorBackground, StdBackgroundRMS)
+
+    rng = np.random.default_rng(11)
+    shape = (300, 370)  # cells of 32: partial last row (12) and column (18)
+    img = (sky_with_glow(shape) + rng.normal(0.0, 10.0, shape)).astype(np.float32)
+    add_stars(img, *random_stars(rng, shape, 15, peaks=(200.0, 5000.0)))
+    img[rng.random(shape) < 0.002] = np.nan
+    mask = np.zeros(shape, bool)
+    mask[64:96, 96:128] = True  # a whole cell masked: left out, filled by IDW
+    mask[100:110, 10:200] = True
+    box = background.cell_shape(shape, 32)
+    needed = background._good_pixels_needed(shape, box)
+    estimators = {"median": MedianBackground(sigma_clip=None), "mean": MeanBackground(sigma_clip=None),
+                  "mode": ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5, sigma_clip=None)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = Background2D(img, box, mask=mask, filter_size=1,
+                           exclude_percentile=100.0 * (1.0 - needed / (box[0] * box[1])),
+                           sigma_clip=PrecisionSigmaClip(3.0, 3.0, 0.01, 10),
+                           bkg_estimator=estimators[estimator], bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None))
+        ref_level, ref_rms = np.asarray(ref.background_mesh), np.asarray(ref.background_rms_mesh)
+    level, spread = background._cell_statistics(img, mask, box, PrecisionSigmaClip(3.0, 3.0, 0.01, 10, threads=2),
+                                                estimator, rms=True)
+    assert np.isnan(level[2, 3]) and np.isnan(spread[2, 3])  # the masked cell is left out
+    np.testing.assert_allclose(background._fill_left_out(level), ref_level, rtol=2e-6)
+    np.testing.assert_allclose(background._fill_left_out(spread), ref_rms, rtol=1e-5)

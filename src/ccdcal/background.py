@@ -3,23 +3,26 @@ rejection in sky flats, hot pixels in darks, dead pixels in flats.
 
 The options are those of XParallax viu's "Background" tab (mesh size, sigma upper /
 lower, sigma precision, estimator, smooth, interpolation). The cell statistics are
-photutils' :class:`~photutils.background.Background2D` (3.0):
+those of photutils' :class:`~photutils.background.Background2D` (3.0), computed here
+(:func:`_cell_statistics`; the tests check them against Background2D): photutils' import
+alone took 0.3 s of every dark and flat job, and its cell statistics are numpy's
+``nanmedian`` on float32 copies of the whole frame, where these are bottleneck's on a row
+of cells at a time, on the job's threads.
 
 1. The image is cut into cells of about ``mesh`` x ``mesh`` pixels (see *Cells*).
    NaN / inf pixels and the caller's ``mask`` are left out.
-2. In every cell the values are sigma-clipped by :class:`PrecisionSigmaClip`, given to
-   ``Background2D(sigma_clip=...)``: centre = median, spread = standard deviation of the
+2. In every cell the values are sigma-clipped by :class:`PrecisionSigmaClip`: centre = median, spread = standard deviation of the
    surviving values, values below ``centre - sigma_lower * spread`` or above
    ``centre + sigma_upper * spread`` are dropped, until the spread changes by less than
    ``precision`` (a fraction of itself), nothing more is clipped, or ``maxiters``
    passes were made (astropy's ``SigmaClip`` has no precision rule: it stops only when
    nothing more is clipped).
-3. The cell's level is the ``estimator`` of the surviving values: photutils'
-   ``MeanBackground``, ``MedianBackground`` or ``ModeEstimatorBackground(median_factor=2.5,
-   mean_factor=1.5)`` (mode = 2.5 median - 1.5 mean, as SExtractor). A cell with too
-   few good pixels (masked, non-finite or clipped: see ``MIN_GOOD_FRACTION``) is left
-   out, and photutils fills it from its neighbours (inverse-distance weighting over the
-   grid).
+3. The cell's level is the ``estimator`` of the surviving values: mean, median or mode
+   (2.5 median - 1.5 mean, as SExtractor; photutils' ``MeanBackground``,
+   ``MedianBackground``, ``ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5)``).
+   A cell with too few good pixels (masked, non-finite or clipped: see
+   ``MIN_GOOD_FRACTION``) is left out, and filled from its neighbours (inverse-distance
+   weighting of the 10 nearest cells with a value, in cell coordinates, as photutils).
 4. The grid of cells is median-filtered over ``smooth`` cells (1 = none), which removes
    the overestimate of a cell dominated by a bright star. This replaces photutils' own
    filter (2-D, NaN beyond the edges, see :func:`_median_filter_grid`), which pulls the
@@ -31,31 +34,31 @@ photutils' :class:`~photutils.background.Background2D` (3.0):
    This replaces photutils' zoom interpolator (scipy ``zoom``, mode "reflect", clipped
    to the range of the grid), which is flat over the outer half cell: a glow rising to
    a corner was underestimated there by 230 ADU (500 ADU glow of 80 px scale, mesh 64;
-   30 ADU here), and hundreds of its pixels were then flagged as hot. ``idw``:
-   photutils' ``BkgIDWInterpolator`` (10 nearest cell centres, power 1), deprecated in
-   photutils 3.0 and to be removed in 4.0; it blurs gradients between cell centres, is
-   flat towards the edges, and takes ~80 s on a 4096 x 4096 frame.
-6. The rms is measured by a second ``Background2D`` pass, the same way, on
+   30 ADU here), and hundreds of its pixels were then flagged as hot. ``idw``: at each
+   pixel, inverse-distance weighting (power 1) of the 10 nearest centres of cells that
+   had a value (photutils' ``BkgIDWInterpolator``, deprecated in photutils 3.0); it blurs
+   gradients between cell centres, is flat towards the edges, and is slow (a neighbour
+   search per pixel).
+6. The rms is measured by a second pass over the cells, the same way, on
    ``image - level``: the standard deviation of a cell's raw pixels includes the change
    of the background across the cell (vignetting, glow), which can be several times
    the noise and hides stars and hot pixels. It is the standard deviation of the clipped
-   values (photutils ``StdBackgroundRMS``): 0.987 sigma for Gaussian noise clipped at
+   values (ddof 0, photutils ``StdBackgroundRMS``): 0.987 sigma for Gaussian noise clipped at
    3 sigma; the rms map (``zoom``) is clipped to the range of its grid.
 
 Cells
 -----
-photutils 3.0 has no ``edge_method`` any more: a frame that is not a whole number of
-cells gets a last row / column of *partial* cells (statistics over the pixels that
+As in photutils 3.0, a frame that is not a whole number of cells gets a last row /
+column of *partial* cells (statistics over the pixels that
 exist). A sliver of a few pixels would give a noisy value, so the cell size used along
 each axis (``Background.cell_shape``) is the value within ``mesh * [0.75, 1.25]``
 closest to ``mesh`` that covers the axis exactly or leaves a last cell at least half
 as large (``mesh`` when there is none; the whole axis when it is shorter than ``mesh``).
-``zoom`` places a partial cell's value at its true centre (photutils' IDW at the centre
-of a full cell).
+``zoom`` places a partial cell's value at its true centre (``idw``, as photutils, at the
+centre of a full cell).
 
 Units: the maps are in the units of the image (ADU for darks and raw flats,
-dimensionless for normalised flats), float32. Speed: about 3 s for a 4096 x 4096 frame
-with mesh 64 (one core).
+dimensionless for normalised flats), float32.
 """
 
 from __future__ import annotations
@@ -209,13 +212,11 @@ class Background:
 
 
 class PrecisionSigmaClip:
-    """Sigma clipping with XParallax's "sigma precision" stopping rule, as a callable
-    photutils' ``Background2D(sigma_clip=...)`` accepts.
-
-    ``Background2D`` only calls ``sigma_clip(data, axis=..., masked=False, copy=False)``
-    on its cells (NaN = masked pixel) and uses the NaN-filled result; it does not
-    require an astropy ``SigmaClip`` (the scalar estimators do, which is why they get
-    ``sigma_clip=None`` and the clipping is done here, once, for level and rms).
+    """Sigma clipping with XParallax's "sigma precision" stopping rule. The background
+    clips its cells with :meth:`bounds`' iteration; called like astropy's ``SigmaClip``
+    (``clip(data, axis=..., masked=..., return_bounds=...)``) it is also the callable
+    photutils' ``Background2D(sigma_clip=...)`` accepts (the tests compare the background's
+    cells with Background2D given this clip, and the clip with astropy's).
 
     Per cell (the values along ``axis``), each pass computes the median ``c`` and the
     standard deviation ``s`` (ddof 0) of the surviving values, drops the values outside
@@ -359,23 +360,110 @@ def cell_shape(shape: tuple[int, int], mesh: int) -> tuple[int, int]:
     return _axis_cell(int(shape[0]), mesh), _axis_cell(int(shape[1]), mesh)
 
 
-def _exclude_percentile(shape: tuple[int, int], box: tuple[int, int]) -> float:
-    """photutils' ``exclude_percentile``: a cell is left out when it has no more good
-    pixels than MIN_GOOD_FRACTION of the smallest cell of the grid (photutils compares
-    the good pixels of every cell with a fraction of a *full* cell)."""
-    fy = (shape[0] % box[0] or box[0]) / box[0]
-    fx = (shape[1] % box[1] or box[1]) / box[1]
-    return 100.0 * (1.0 - MIN_GOOD_FRACTION * fy * fx)
+def _good_pixels_needed(shape: tuple[int, int], box: tuple[int, int]) -> float:
+    """A cell is left out when it has no more good pixels than this: MIN_GOOD_FRACTION of
+    the smallest (corner) cell of the grid (photutils' ``exclude_percentile`` rule, one
+    threshold counted in pixels for every cell)."""
+    fy = shape[0] % box[0] or box[0]
+    fx = shape[1] % box[1] or box[1]
+    return MIN_GOOD_FRACTION * fy * fx
 
 
-def _estimator(name: str):
-    from photutils.background import MeanBackground, MedianBackground, ModeEstimatorBackground
+def _cell_statistics(image: np.ndarray, mask: np.ndarray | None, box: tuple[int, int],
+                     clip: PrecisionSigmaClip, estimator: str | None, rms: bool
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Grids (one value per cell, float64) of the ``estimator`` ("mean", "median", "mode")
+    and of the standard deviation (``rms``) of each cell's clipped values; NaN for a cell
+    left out (see :func:`_good_pixels_needed`). Non-finite and masked pixels are left out
+    of the statistics; the pixels beyond a partial last cell do not exist (NaN).
 
-    if name == "mean":
-        return MeanBackground(sigma_clip=None)
-    if name == "median":
-        return MedianBackground(sigma_clip=None)
-    return ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5, sigma_clip=None)
+    The cells are worked through a row of cells at a time, in float64, the rows on
+    ``clip.threads`` threads; ``clip.passes`` collects every cell's number of passes.
+    The clipping is "outside the last bounds computed", applied to all of the cell's
+    values (as photutils' ``Background2D`` with ``sigma_clip=clip``)."""
+    ny, nx = image.shape
+    by, bx = box
+    ncy, ncx = -(-ny // by), -(-nx // bx)
+    needed = _good_pixels_needed(image.shape, box)
+    level = np.full((ncy, ncx), np.nan) if estimator else None
+    spread = np.full((ncy, ncx), np.nan) if rms else None
+    passes: list[np.ndarray | None] = [None] * ncy
+
+    def cell_row(r: int) -> None:
+        y0, y1 = r * by, min(ny, (r + 1) * by)
+        padded = np.full((by, ncx * bx), np.nan)
+        padded[: y1 - y0, :nx] = image[y0:y1]
+        if mask is not None:
+            padded[: y1 - y0, :nx][mask[y0:y1]] = np.nan
+        padded[np.isinf(padded)] = np.nan
+        values = np.ascontiguousarray(padded.reshape(by, ncx, bx).transpose(1, 0, 2)).reshape(ncx, -1)
+        lo, hi, passes[r] = clip._clip_rows(values.copy())
+        with np.errstate(invalid="ignore"):
+            values[~((values >= lo[:, None]) & (values <= hi[:, None]))] = np.nan
+        left_out = values.shape[1] - np.count_nonzero(np.isnan(values), axis=1) <= needed
+        if estimator:
+            if estimator == "median":
+                value = bn.nanmedian(values, axis=1)
+            elif estimator == "mean":
+                value = bn.nanmean(values, axis=1)
+            else:  # mode, as SExtractor
+                value = 2.5 * bn.nanmedian(values, axis=1) - 1.5 * bn.nanmean(values, axis=1)
+            value[left_out] = np.nan
+            level[r] = value
+        if rms:
+            value = bn.nanstd(values, axis=1)
+            value[left_out] = np.nan
+            spread[r] = value
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        map_in_threads(cell_row, range(ncy), clip.threads)
+    clip._passes.extend(passes)
+    grid = level if level is not None else spread
+    if np.isnan(grid).all():
+        raise ValueError(f"estimate_background: every cell of {box[0]}x{box[1]} pixels has at most "
+                         f"{needed:g} good (finite, unmasked, unclipped) pixels")
+    return level, spread
+
+
+def _inverse_distance(known: np.ndarray, values: np.ndarray, wanted: np.ndarray,
+                      neighbours: int = 10) -> np.ndarray:
+    """Inverse-distance weighting (power 1) of ``values`` at the points ``known`` (n, 2)
+    over the ``neighbours`` nearest of them, at the points ``wanted`` (m, 2); a wanted
+    point on a known one takes its value (photutils' ``ShepardIDWInterpolator``)."""
+    from scipy.spatial import cKDTree
+
+    k = min(neighbours, len(values))
+    distance, index = cKDTree(known).query(wanted, k=k, workers=-1)
+    distance, index = distance.reshape(len(wanted), k), index.reshape(len(wanted), k)
+    with np.errstate(divide="ignore"):
+        weight = 1.0 / distance
+    on_point = distance[:, 0] <= 1e-12
+    weight[on_point] = 0.0
+    weight[on_point, 0] = 1.0
+    return (weight * values[index]).sum(axis=1) / weight.sum(axis=1)
+
+
+def _fill_left_out(grid: np.ndarray) -> np.ndarray:
+    """The grid with its left-out (NaN) cells filled by inverse-distance weighting of the
+    10 nearest cells that have a value, in cell coordinates (as photutils does)."""
+    missing = np.isnan(grid)
+    if not missing.any():
+        return grid
+    filled = grid.copy()
+    filled[missing] = _inverse_distance(np.argwhere(~missing), grid[~missing], np.argwhere(missing))
+    return filled
+
+
+def _idw_map(grid: np.ndarray, good: np.ndarray, shape: tuple[int, int], box: tuple[int, int]) -> np.ndarray:
+    """``interpolation="idw"``: every pixel the inverse-distance weighting of the 10
+    nearest cells that had a value, placed at the centres of full cells (photutils'
+    ``BkgIDWInterpolator``); slow (a neighbour search per pixel)."""
+    if np.ptp(grid) == 0:
+        return np.full(shape, grid.flat[0], dtype=np.float32)
+    centres = np.argwhere(good) * np.array(box) + (np.array(box) - 1) / 2.0
+    pixels = np.indices(shape).reshape(2, -1).T
+    return _inverse_distance(centres, grid[good], pixels).reshape(shape).astype(np.float32)
 
 
 def _median_filter_grid(grid: np.ndarray, size) -> np.ndarray:
@@ -393,8 +481,6 @@ def _median_filter_grid(grid: np.ndarray, size) -> np.ndarray:
     cell that stands out from its neighbours (a bright star), or a pair of them, is
     replaced; a block of 2 x 2 bright cells or more is kept (a 2-D 3x3 median
     would remove it), as is a bright cell in a corner of the grid."""
-    from scipy.ndimage import median_filter
-
     out = np.asarray(grid)
     for axis, s in enumerate(np.broadcast_to(size, 2)):
         h = min(int(s) // 2, out.shape[axis] - 1)
@@ -403,28 +489,9 @@ def _median_filter_grid(grid: np.ndarray, size) -> np.ndarray:
         pad = [(0, 0), (0, 0)]
         pad[axis] = (h, h)
         ext = np.pad(out, pad, mode="reflect", reflect_type="odd")
-        window = [1, 1]
-        window[axis] = 2 * h + 1
-        filtered = median_filter(ext, size=tuple(window), mode="nearest")
-        out = filtered[h: h + out.shape[0], :] if axis == 0 else filtered[:, h: h + out.shape[1]]
+        windows = np.lib.stride_tricks.sliding_window_view(ext, 2 * h + 1, axis=axis)
+        out = np.median(windows, axis=-1)  # an odd window: the middle value, exactly
     return out.astype(np.asarray(grid).dtype, copy=False)
-
-
-def _background2d_class():
-    from photutils.background import Background2D
-
-    class _Background2D(Background2D):
-        """photutils' Background2D with an edge-preserving median filter of the grid
-        (overrides ``_filter_grid``, the step photutils 3.0 applies to the grid of cells
-        after filling excluded cells and before interpolating; see _median_filter_grid)."""
-
-        def _filter_grid(self, data):
-            return _median_filter_grid(np.asarray(data), self.filter_size)
-
-    if not callable(getattr(Background2D, "_filter_grid", None)):  # pragma: no cover
-        raise ImportError("photutils.background.Background2D has no _filter_grid step any more "
-                          "(photutils changed): ccdcal.background needs updating")
-    return _Background2D
 
 
 def _cell_centres(n: int, b: int) -> np.ndarray:
@@ -487,9 +554,6 @@ def _expand_grid(grid: np.ndarray, shape: tuple[int, int], box: tuple[int, int])
     wy = _interp_weights(shape[0], box[0])
     wx = _interp_weights(shape[1], box[1])
     grid = np.asarray(grid, dtype=np.float32)
-    if grid.shape != (wy.shape[1], wx.shape[1]):  # pragma: no cover - photutils changed
-        raise RuntimeError(f"photutils grid of cells {grid.shape} differs from the expected "
-                           f"{(wy.shape[1], wx.shape[1])}")
     return np.ascontiguousarray((wy @ grid) @ wx.T, dtype=np.float32)
 
 
@@ -504,9 +568,6 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
     alone (``rms`` and ``rms_mesh`` None), half the work: the rms is a second pass over
     the residual image.
     """
-    from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
-    from photutils.background import StdBackgroundRMS
-
     spec = spec if spec is not None else BackgroundSpec()
     image = np.asarray(image)
     if image.ndim != 2:
@@ -520,43 +581,31 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
     if not np.isfinite(image).any() or (mask is not None and not (np.isfinite(image) & ~mask).any()):
         raise ValueError("estimate_background: the image has no finite, unmasked pixel")
     box = cell_shape(image.shape, spec.mesh)
-    clip = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters, threads)
-    kwargs: dict[str, Any] = {}
-    with warnings.catch_warnings():
+
+    def grid_and_map(values: np.ndarray, image_like: np.ndarray, clip_to_range: bool):
+        """Fill, smooth and interpolate a grid of cell values (float32 grid and map)."""
+        good = ~np.isnan(values)
+        grid = _median_filter_grid(_fill_left_out(values), spec.smooth).astype(np.float32)
         if spec.interpolation == "idw":
-            # photutils 3.0 deprecates the interpolator keyword and BkgIDWInterpolator
-            # (to be removed in 4.0: the spline "zoom" will then be the only one).
-            warnings.simplefilter("ignore", AstropyDeprecationWarning)
-            from photutils.background import BkgIDWInterpolator
-            kwargs["interpolator"] = BkgIDWInterpolator()
-        warnings.filterwarnings("ignore", "Input data contains non-finite", AstropyUserWarning)
-        common = dict(mask=mask, exclude_percentile=_exclude_percentile(image.shape, box),
-                      filter_size=spec.smooth, bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None),
-                      **kwargs)
-        b2d = _background2d_class()
-        bkg = b2d(image, box, sigma_clip=clip, bkg_estimator=_estimator(spec.estimator), **common)
-        level_mesh = np.asarray(bkg.background_mesh, dtype=np.float32)
-        if spec.interpolation == "zoom":
-            level = _expand_grid(level_mesh, image.shape, box)
-        else:
-            level = np.asarray(bkg.background, dtype=np.float32)
-        del bkg
-        if not rms:
-            return Background(level=level, rms=None, level_mesh=level_mesh, cell_shape=box,
-                              clip_passes=clip.passes)
-        # rms: the same statistics on the residual image, so that the variation of the
-        # background itself within a cell (gradient, vignetting, glow) is not noise
-        residual = np.subtract(image, level, dtype=np.float32)
-        second = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters,
-                                    threads)
-        bkg = b2d(residual, box, sigma_clip=second, bkg_estimator=_estimator("mean"), **common)
-        del residual
-        rms_mesh = np.asarray(bkg.background_rms_mesh, dtype=np.float32)
-        if spec.interpolation == "zoom":
-            rms_map = _expand_grid(rms_mesh, image.shape, box)
-            np.clip(rms_map, rms_mesh.min(), rms_mesh.max(), out=rms_map)
-        else:
-            rms_map = np.asarray(bkg.background_rms, dtype=np.float32)
+            return grid, _idw_map(grid, good, image_like.shape, box)
+        full = _expand_grid(grid, image_like.shape, box)
+        if clip_to_range:
+            np.clip(full, grid.min(), grid.max(), out=full)
+        return grid, full
+
+    clip = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters, threads)
+    values, _ = _cell_statistics(image, mask, box, clip, spec.estimator, rms=False)
+    level_mesh, level = grid_and_map(values, image, clip_to_range=False)
+    if not rms:
+        return Background(level=level, rms=None, level_mesh=level_mesh, cell_shape=box,
+                          clip_passes=clip.passes)
+    # rms: the same statistics on the residual image, so that the variation of the
+    # background itself within a cell (gradient, vignetting, glow) is not noise
+    residual = np.subtract(image, level, dtype=np.float32)
+    second = PrecisionSigmaClip(spec.sigma_lower, spec.sigma_upper, spec.precision, spec.maxiters, threads)
+    _, spread = _cell_statistics(residual, mask, box, second, None, rms=True)
+    del residual
+    rms_mesh, rms_map = grid_and_map(spread, image, clip_to_range=True)
     return Background(level=level, rms=rms_map, level_mesh=level_mesh, rms_mesh=rms_mesh,
                       cell_shape=box, clip_passes=clip.passes)
 
