@@ -53,7 +53,6 @@ blocks can be combined in threads.
 from __future__ import annotations
 
 import math
-import threading
 from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -61,7 +60,7 @@ from typing import Any, Callable, Mapping, Sequence
 import bottleneck as bn
 import numpy as np
 
-from .parallel import map_in_threads
+from .parallel import map_in_threads, release_thread_buffers, thread_buffer
 from .specs import spec_from_mapping
 
 __all__ = [
@@ -584,26 +583,12 @@ def _sorting_network(n: int, outputs: tuple[int, ...] | None = None) -> tuple[tu
     return tuple(comparators)
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A work array of this thread, reused from chunk to chunk (grown when too small):
-    allocating each chunk's temporaries afresh would fault their pages in every time."""
-    dtype = np.dtype(dtype)
-    size = math.prod(shape)
-    buffer = _SCRATCH.__dict__.get((name, dtype))
-    if buffer is None or buffer.size < size:
-        buffer = _SCRATCH.__dict__[(name, dtype)] = np.empty(size, dtype=dtype)
-    return buffer[:size].reshape(shape)
-
-
 def _network_sort(x: np.ndarray, outputs: tuple[int, ...] | None = None) -> list[np.ndarray]:
     """Sort the columns of ``x`` (n, npix) float32 (no NaN) with a sorting network: rows of
     element-wise min/max, several times faster than ``np.sort`` along the short frame axis.
     Returns the sorted rows (only ``outputs`` are valid when given). ``x`` is overwritten."""
     rows = list(x)
-    spare = _scratch("network spare", rows[0].shape, x.dtype)
+    spare = thread_buffer("network spare", rows[0].shape, x.dtype)
     for a, b in _sorting_network(x.shape[0], outputs):
         np.minimum(rows[a], rows[b], out=spare)
         np.maximum(rows[a], rows[b], out=rows[b])
@@ -631,14 +616,14 @@ def _prefix_sums(s: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _combine_sorted(chunk: np.ndarray, spec: CombineSpec):
     """The fast path on one chunk (n, npix) float32; None when the chunk has missing values."""
     n, npix = chunk.shape
-    if not np.isfinite(chunk, out=_scratch("finite", chunk.shape, bool)).all():
+    if not np.isfinite(chunk, out=thread_buffer("finite", chunk.shape, bool)).all():
         return None
     # a copy, with -0.0 made +0.0 as in the general path
-    s = np.add(chunk, np.float32(0.0), out=_scratch("sorted", chunk.shape, np.float32))
+    s = np.add(chunk, np.float32(0.0), out=thread_buffer("sorted", chunk.shape, np.float32))
     if spec.method == "median" and spec.rejection == "none":
         k = n // 2
         rows = _network_sort(s, outputs=(max(k - 1, 0), k))
-        data = _scratch("median", (npix,), np.float64)
+        data = thread_buffer("median", (npix,), np.float64)
         data[...] = rows[k]
         if n % 2 == 0:
             data += rows[k - 1]
@@ -847,4 +832,5 @@ def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray,
         )
 
     map_in_threads(run, range(0, ny, block_rows), threads)
+    release_thread_buffers()
     return CombineResult(out_data, out_n, out_var)

@@ -23,6 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from .camera import HeaderView
+from .parallel import thread_buffer
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 COMPRESSED_SUFFIXES = (".fz", ".gz")
@@ -47,18 +48,10 @@ _BITPIX_DTYPES = {
 }
 
 
-_READ_BUFFERS = threading.local()
-
-
 def _read_into_buffer(fd: int, offset: int, count: int) -> memoryview:
     """``count`` bytes from ``offset`` (fewer at the end of the file), read into this
-    thread's reusable buffer (valid until the thread's next call): a job reads one frame or
-    block after another, and a fresh buffer for each would cost the page faults of its size
-    every time."""
-    buffer = getattr(_READ_BUFFERS, "buffer", None)
-    if buffer is None or len(buffer) < count:
-        buffer = _READ_BUFFERS.buffer = bytearray(count)
-    view = memoryview(buffer)[:count]
+    thread's reusable buffer (``thread_buffer``; valid until the thread's next read)."""
+    view = memoryview(thread_buffer("raw read", (count,), np.uint8))
     got = 0
     while got < count:  # a single read stops short of 2 GiB, or at the end of a truncated file
         n = os.preadv(fd, [view[got:]], offset + got)

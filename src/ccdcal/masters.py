@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,7 +36,7 @@ from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .inventory import parse_shape
 from .memory import memory_returned_promptly, release_free_memory
 from .overscan import FrameCorrector, layout_for
-from .parallel import map_in_threads, row_blocks
+from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
 from .provenance import add_software_cards
 from .sections import Section
@@ -290,13 +289,9 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
     data = np.empty(shape, dtype=np.float32)
     n_used = np.empty(shape, dtype=np.uint16)
 
-    stacks = threading.local()  # one stack per thread, reused from block to block
-
     def work(y0: int) -> None:
         y1 = min(ny, y0 + step)
-        if not hasattr(stacks, "full"):
-            stacks.full = np.empty((len(inputs), step, nx), dtype=np.float32)
-        stack = stacks.full[:, : y1 - y0]
+        stack = thread_buffer("combine stack", (len(inputs), y1 - y0, nx), np.float32)
         for i, frame in enumerate(inputs):
             frame.block(y0, y1, out=stack[i])
         result = combine_block(stack, spec)
@@ -304,6 +299,7 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
         n_used[y0:y1] = result.n_used
 
     map_in_threads(work, range(0, ny, step), threads)
+    release_thread_buffers()
     return data, n_used
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 from contextlib import contextmanager
+from functools import cache
 from typing import Iterator
 
 #: glibc ``mallopt`` parameter numbers.
@@ -18,6 +19,7 @@ TRIM_THRESHOLD_PROMPT = 8 * 1024 * 1024
 TRIM_THRESHOLD_REUSE = 64 * 1024 * 1024
 
 
+@cache
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6")
@@ -55,8 +57,7 @@ def memory_returned_promptly() -> Iterator[None]:
         _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_REUSE)
 
 
-def _mallopt(parameter: int, value: int) -> bool:
+def _mallopt(parameter: int, value: int) -> None:
     libc = _libc()
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    return bool(libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)))
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value))

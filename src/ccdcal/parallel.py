@@ -1,11 +1,15 @@
 """The same work over many items on a job's threads (numpy, bottleneck, hashlib and file
-reads release the GIL, so the threads share the cores), and the blocks of rows that the
-work is usually cut into."""
+reads release the GIL, so the threads share the cores), the blocks of rows that the work
+is usually cut into, and each thread's work arrays, reused from item to item."""
 
 from __future__ import annotations
 
+import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,3 +28,25 @@ def map_in_threads(work: Callable[[T], R], items: Iterable[T], threads: int) -> 
 def row_blocks(ny: int, block_rows: int) -> list[slice]:
     """Slices of ``block_rows`` rows (the last shorter) covering ``ny`` rows."""
     return [slice(y0, min(ny, y0 + block_rows)) for y0 in range(0, ny, block_rows)]
+
+
+_THREAD_BUFFERS = threading.local()
+
+
+def thread_buffer(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """This thread's work array ``name`` (C-contiguous, contents left from its last use),
+    reused from call to call and grown when too small: a fresh array for every block or
+    frame would cost the page faults of its size every time. A pool's threads drop theirs
+    when they end; the calling thread, which does the work when there is one thread, keeps
+    them until :func:`release_thread_buffers`."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    buffer = _THREAD_BUFFERS.__dict__.get((name, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = _THREAD_BUFFERS.__dict__[(name, dtype)] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
+def release_thread_buffers() -> None:
+    """Drop the calling thread's work arrays (after a phase that ran on it)."""
+    _THREAD_BUFFERS.__dict__.clear()
