@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,14 @@ def demo_night(tmp_path_factory):
     result = run_snakemake(raw, out)
     return {"raw": raw, "truth": truth, "manifest": manifest, "out": out, "result": result,
             "raw_before": raw_before, "base": base}
+
+
+def o_direct_available(folder: Path) -> bool:
+    """Whether files in ``folder`` can be opened with O_DIRECT."""
+    try:
+        probe = os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | getattr(os, "O_DIRECT", 0))
+    except OSError:
+        return False
+    os.close(probe)
+    os.unlink(folder / "probe")
+    return hasattr(os, "O_DIRECT")

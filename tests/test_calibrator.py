@@ -149,11 +149,15 @@ def refuse_o_direct(monkeypatch):
 @pytest.mark.parametrize("shape", [(NY, NX), (2100, 1100)])  # the latter: planes over one 8 MiB chunk
 @pytest.mark.parametrize("checksum", [True, False])
 @pytest.mark.parametrize("o_direct", ["used", "refused by the file system"])
+@pytest.mark.parametrize("writes", ["in the caller", "by a background writer"])
 def test_a_product_written_around_the_page_cache_is_the_same_file(tmp_path, monkeypatch, checksum, o_direct,
-                                                                  shape):
+                                                                  shape, writes):
     """drop_cache (what light outputs use) only changes how the bytes reach the disk
-    (O_DIRECT, or where refused, planes dropped from the cache as written): the file is
-    byte for byte a plain write's, and no temporary file is left."""
+    (O_DIRECT, or where refused, planes dropped from the cache as written; by the caller
+    or by a BackgroundWriter's thread): the file is byte for byte a plain write's, and no
+    temporary file is left."""
+    from ccdcal.frames import BackgroundWriter
+
     rng = np.random.default_rng(1)
     image = rng.normal(100, 5, shape).astype(np.float32)
     uncert = np.full(shape, 5, np.float32)
@@ -162,7 +166,14 @@ def test_a_product_written_around_the_page_cache_is_the_same_file(tmp_path, monk
     write_product(tmp_path / "out_False.fits", image, uncert, mask, header, checksum=checksum)
     if o_direct != "used":
         refuse_o_direct(monkeypatch)
-    write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum, drop_cache=True)
+    if writes == "in the caller":
+        assert write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum,
+                             drop_cache=True) is None
+    else:
+        with BackgroundWriter(chunks=2) as writer:
+            written = write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum,
+                                    writer=writer)
+        assert written.result() == tmp_path / "out_True.fits"
     assert (tmp_path / "out_True.fits").read_bytes() == (tmp_path / "out_False.fits").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out_False.fits", "out_True.fits"]
     with fits.open(tmp_path / "out_True.fits", checksum=checksum) as hdul:
@@ -177,7 +188,7 @@ def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
     import fcntl
     import os
 
-    from ccdcal.frames import _DirectWriter
+    from ccdcal.frames import BackgroundWriter, _DirectWriter
 
     real_write, refused = os.write, []
 
@@ -194,6 +205,11 @@ def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
     write_product(tmp_path / "direct.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
                   drop_cache=True)
     assert (tmp_path / "direct.fits").read_bytes() == (tmp_path / "plain.fits").read_bytes()
+    refused.clear()
+    with BackgroundWriter(chunks=2) as writer:  # the same, the chunks written by the writer's thread
+        write_product(tmp_path / "queued.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
+                      writer=writer).result()
+    assert (tmp_path / "queued.fits").read_bytes() == (tmp_path / "plain.fits").read_bytes()
     if hasattr(os, "O_DIRECT"):
         try:
             probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
@@ -201,6 +217,50 @@ def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
             assert refused  # O_DIRECT was in use here, then refused once
         except OSError:
             pass  # this file system has no O_DIRECT: the plain path was taken from the start
+
+
+def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the_file_it_could_not_write(
+        tmp_path, monkeypatch):
+    """Eight files made by two threads through a pool of two 1 MiB chunks (each file
+    needs four, so the makers wait for the writer's thread): every file is a plain write's
+    bytes. A disk write that fails fails that file's Future alone, and leaves no file of
+    it, temporary or not."""
+    import errno
+
+    from ccdcal.frames import BackgroundWriter, _DirectWriter
+    from ccdcal.parallel import map_in_threads
+    from conftest import o_direct_available
+
+    if not o_direct_available(tmp_path):
+        pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "
+                    "and only files written around the page cache are written in the background")
+    rng = np.random.default_rng(4)
+    planes = [rng.normal(0, 1, (700, 500)).astype(np.float32) for _ in range(8)]
+    for i, image in enumerate(planes):
+        write_product(tmp_path / f"plain{i}.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header())
+    real = _DirectWriter._write_staged
+
+    def write_staged(self, staging, length):
+        if "queued5.fits" in self.name and self.size > 2 << 20:  # the file's later chunks fail
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, staging, length)
+
+    monkeypatch.setattr(_DirectWriter, "CHUNK", 1 << 20)
+    monkeypatch.setattr(_DirectWriter, "_write_staged", write_staged)
+    with BackgroundWriter(chunks=2) as writer:
+        written = map_in_threads(
+            lambda i: write_product(tmp_path / f"queued{i}.fits", planes[i], planes[i],
+                                    np.zeros(planes[i].shape, np.uint8), fits.Header(), writer=writer),
+            range(8), 2)
+    for i, future in enumerate(written):
+        if i == 5:
+            with pytest.raises(OSError, match="Input/output"):
+                future.result()
+        else:
+            assert future.result() == tmp_path / f"queued{i}.fits"
+            assert future.result().read_bytes() == (tmp_path / f"plain{i}.fits").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "queued"))) == [
+        f"queued{i}.fits" for i in range(8) if i != 5]
 
 
 def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, monkeypatch):
@@ -233,7 +293,7 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
     import os
     import stat
 
-    from ccdcal.frames import write_fits_atomic, write_text_atomic
+    from ccdcal.frames import BackgroundWriter, write_fits_atomic, write_text_atomic
 
     previous = os.umask(umask)
     try:
@@ -253,6 +313,8 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
             with pytest.raises(OSError, match="Input/output"):
                 write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits",
                                   drop_cache=around_the_cache)
+        with BackgroundWriter() as writer, pytest.raises(OSError, match="Input/output"):
+            write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits", writer=writer)
     finally:
         os.umask(previous)
     with fits.open(tmp_path / "light.fits") as hdul:

@@ -18,7 +18,7 @@ import pytest
 from astropy.io import fits
 
 from ccdcal.products import BADPIX
-from conftest import run_snakemake, sha256, tree_digests
+from conftest import o_direct_available, run_snakemake, sha256, tree_digests
 
 @pytest.fixture(scope="module")
 def night(demo_night):
@@ -384,3 +384,42 @@ def test_an_unexpected_error_fails_one_light_and_a_full_disk_fails_the_job(night
     with pytest.raises(AttributeError):
         calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "b")
     assert stops_the_job(MemoryError()) and not stops_the_job(OSError(errno.EIO, "I/O error"))
+
+
+def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_the_job(night, tmp_path,
+                                                                                       monkeypatch):
+    """The light job's files are written by a thread of their own (BackgroundWriter): a
+    write that fails there is still that light's failure, in its row, with no file left
+    behind; a full disk met there still stops the job."""
+    import errno
+
+    from ccdcal.frames import _DirectWriter
+    from ccdcal.lights import calibrate_group
+
+    if not o_direct_available(tmp_path):
+        pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "
+                    "and only files written around the page cache are written in the background")
+    plan = json.loads((night["out"] / "plan.json").read_text())
+    group = next(g for g in plan["light_groups"].values() if g["camera"] == "demo-ccd")
+    group = {**group, "lights": group["lights"][:3]}
+    files = {m: night["out"] / "masters" / f"{m}.fits" for m in (group["bias"], group["dark"], group["flat"])}
+    bad = Path(group["lights"][1]["path"]).name
+    real = _DirectWriter._write_staged
+    failure = OSError(errno.EIO, "Input/output error")
+
+    def write_staged(self, staging, length):
+        if f".{bad}." in self.name:
+            raise failure
+        return real(self, staging, length)
+
+    monkeypatch.setattr(_DirectWriter, "_write_staged", write_staged)
+    rows = calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "a", threads=2)
+    assert [r["status"] for r in rows] == ["calibrated", "failed", "calibrated"]
+    assert rows[1]["error"] == "[Errno 5] Input/output error" and rows[1]["output"] == ""
+    left = sorted(p.name for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert left == sorted(Path(r["output"]).name for r in rows if r["output"])
+
+    failure = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError, match="No space left"):
+        calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "b", threads=2)
+    assert not any(p.name.startswith(".") for p in (tmp_path / "b").rglob("*"))

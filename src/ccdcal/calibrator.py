@@ -30,6 +30,7 @@ implementation of light calibration.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from astropy.io import fits
@@ -40,7 +41,7 @@ import numpy as np
 from .calibrate import Calibration, subtrahend
 from .camera import CameraProfile
 from .config import camera_defaults
-from .frames import FrameError, RawFrame, copy_header_cards
+from .frames import BackgroundWriter, FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
 from .products import Product, read_product, read_products, write_product
 from .provenance import add_software_cards
@@ -310,8 +311,12 @@ class Calibrator:
     # ------------------------------------------------------------------ calibrate
     def calibrate(self, raw: str | Path, calibrated: str | Path, raw_label: str | None = None,
                   config_digest: str | None = None, flags: list[str] | None = None,
-                  **overrides: Any) -> Path:
-        """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only."""
+                  writer: BackgroundWriter | None = None, **overrides: Any) -> Path | Future:
+        """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only.
+
+        Returns the path written; with a ``writer`` (``ccdcal.frames.BackgroundWriter``)
+        returns as soon as the file's bytes are made, with a Future that gives the path
+        once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
         bias, dark, flat = (self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat"))
         label = raw_label or Path(raw).name
@@ -354,9 +359,9 @@ class Calibrator:
                                   corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
         image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
                                                     p["normalize"], frame.bitpix)
-        write_product(calibrated, image, uncert, mask, header, consume=True, checksum=bool(p["checksum"]),
-                      drop_cache=True)
-        return Path(calibrated)
+        written = write_product(calibrated, image, uncert, mask, header, consume=True,
+                                checksum=bool(p["checksum"]), drop_cache=True, writer=writer)
+        return written if writer is not None else Path(calibrated)
 
     __call__ = calibrate
 

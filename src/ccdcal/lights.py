@@ -11,11 +11,12 @@ import csv
 import errno
 import io
 import logging
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Mapping
 
 from .calibrator import Calibrator
-from .frames import FrameError
+from .frames import BackgroundWriter, FrameError
 from .parallel import map_in_threads
 
 log = logging.getLogger("ccdcal.lights")
@@ -66,47 +67,68 @@ def calibrations_needed(group: Mapping[str, Any]) -> int:
 
 def expected_memory_mb(shape: tuple[int, int], n_masters: int, threads: int, n_calibrations: int = 1) -> int:
     """Peak memory (MB) of a light-group job: the job overhead, its masters, its prepared
-    calibrations and, per thread, one light being calibrated (see the constants above)."""
+    calibrations, per thread one light being calibrated (see the constants above), and
+    the staging chunks of the thread that writes the files (``BackgroundWriter.POOL_MB``)."""
     from .masters import JOB_OVERHEAD_MB
 
     pixels = shape[0] * shape[1]
     per_pixel = (HELD_MASTER_BYTES_PER_PIXEL * n_masters + CALIBRATION_BYTES_PER_PIXEL * n_calibrations
                  + LIGHT_BYTES_PER_PIXEL * threads)
-    return int(JOB_OVERHEAD_MB + pixels * per_pixel / 2**20) + 1
+    return int(JOB_OVERHEAD_MB + BackgroundWriter.POOL_MB + pixels * per_pixel / 2**20) + 1
 
 
 def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
                     master_files: Mapping[str, str | Path], out_dir: str | Path,
                     config_digest: str | None = None, threads: int = 1) -> list[dict[str, Any]]:
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
-    in the group's order. ``master_files`` maps master names to their files."""
+    in the group's order. ``master_files`` maps master names to their files.
+
+    ``threads`` lights are calibrated at a time; their files are written to the disk by
+    one more thread (``BackgroundWriter``), so the calibrating threads do not wait for it."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     calibrator = Calibrator.for_camera(camera, threads=threads)
     used = {entry[s] for entry in group["lights"] for s in ("bias", "dark", "flat") if entry.get(s)}
     calibrator.load_masters(master_files[name] for name in sorted(used))
 
-    def one(entry: Mapping[str, Any]) -> dict[str, Any]:
+    def failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        if stops_the_job(exc):
+            raise exc
+        expected = isinstance(exc, (FrameError, ValueError, OSError))
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        log.error("light %s failed: %s", row["path"], message, exc_info=exc if not expected else None)
+        row.update(status="failed", output="", error=message)
+        return row
+
+    def start(entry: Mapping[str, Any]) -> tuple[dict[str, Any], Future | None]:
+        """The light calibrated and its file handed to the writer (or its failed row)."""
         row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
         row.update(flags=",".join(entry["flags"]), notes="; ".join(entry.get("notes", [])), error="")
         rel = entry["path"]
         masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None
                    for s in ("bias", "dark", "flat")}
         try:
-            calibrator.calibrate(raw_dir / rel, out_dir / output_name(rel), raw_label=rel,
-                                 config_digest=config_digest, flags=list(entry["flags"]),
-                                 dark_mode=entry.get("dark_mode") or "auto",
-                                 dark_scale=entry.get("dark_scale"), **masters)
-            row.update(status="calibrated", output=output_name(rel))
+            written = calibrator.calibrate(raw_dir / rel, out_dir / output_name(rel), raw_label=rel,
+                                           config_digest=config_digest, flags=list(entry["flags"]),
+                                           dark_mode=entry.get("dark_mode") or "auto",
+                                           dark_scale=entry.get("dark_scale"), writer=writer, **masters)
         except Exception as exc:
-            if stops_the_job(exc):
-                raise
-            expected = isinstance(exc, (FrameError, ValueError, OSError))
-            message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
-            log.error("light %s failed: %s", rel, message, exc_info=not expected)
-            row.update(status="failed", output="", error=message)
+            return failed(row, exc), None
+        return row, written
+
+    def finish(row: dict[str, Any], written: Future | None) -> dict[str, Any]:
+        """The row once the light's file is in place (or has failed to be)."""
+        if written is None:
+            return row
+        try:
+            written.result()
+        except Exception as exc:
+            return failed(row, exc)
+        row.update(status="calibrated", output=output_name(row["path"]))
         return row
 
-    return map_in_threads(one, group["lights"], threads)
+    with BackgroundWriter() as writer:
+        started = map_in_threads(start, group["lights"], threads)
+    return [finish(row, written) for row, written in started]
 
 
 def report_csv(rows: list[dict[str, Any]]) -> str:

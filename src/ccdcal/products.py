@@ -7,7 +7,7 @@ HDU, then ``UNCERT`` (float32, 1-sigma in the same unit) and ``MASK`` (uint8 bit
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from astropy.io import fits
 
-from .frames import file_digest, write_fits_atomic
+from .frames import BackgroundWriter, file_digest, write_fits_atomic
 
 #: MASK bits.
 BADPIX = 1  # hot pixel (master dark) or dead / non-positive pixel (master flat)
@@ -100,16 +100,18 @@ _LITTLE = np.little_endian
 
 
 def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu",
-                  consume: bool = False, checksum: bool = True, drop_cache: bool = False) -> None:
+                  consume: bool = False, checksum: bool = True, drop_cache: bool = False,
+                  writer: BackgroundWriter | None = None) -> Future | None:
     """Write a product atomically, with FITS checksums unless ``checksum`` is False. With
     ``consume``, ``data`` and ``uncert`` are swapped to FITS byte order in place to save a
-    pass (do not use them afterwards). ``drop_cache``: see ``write_fits_atomic``."""
+    pass (do not use them afterwards). ``drop_cache``, ``writer`` and what is returned:
+    see ``write_fits_atomic``; the planes may be reused once this returns."""
     if consume:
         data = _big_endian_in_place(np.asarray(data, dtype=np.float32) if np.asarray(data).dtype.kind == "f"
                                     else np.asarray(data))
         uncert = _big_endian_in_place(np.asarray(uncert, dtype=np.float32))
-    write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path, checksum=checksum,
-                      drop_cache=drop_cache)
+    return write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path, checksum=checksum,
+                             drop_cache=drop_cache, writer=writer)
 
 
 @dataclass
