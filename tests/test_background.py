@@ -587,3 +587,27 @@ def test_cell_statistics_are_photutils_background2d(estimator):
     assert np.isnan(level[2, 3]) and np.isnan(spread[2, 3])  # the masked cell is left out
     np.testing.assert_allclose(background._fill_left_out(level), ref_level, rtol=2e-6)
     np.testing.assert_allclose(background._fill_left_out(spread), ref_rms, rtol=1e-5)
+
+
+def test_the_median_of_a_run_of_sorted_values_is_bottlenecks():
+    """The clip keeps a run of each sorted row and reads its median off the middle: the
+    value bottleneck's nanmedian selects, exactly, for runs of odd and even length, rows
+    with masked (NaN) values, and NaN for an empty run."""
+    import bottleneck as bn
+
+    from ccdcal.background import _run_medians
+
+    rng = np.random.default_rng(7)
+    rows = rng.normal(20000.0, 3.0, (40, 501))
+    rows[3, 100:] = np.nan
+    rows[4] = np.nan
+    rows.sort(axis=1)
+    valid = 501 - np.count_nonzero(np.isnan(rows), axis=1)
+    start = rng.integers(0, 250, 40)
+    end = np.maximum(start, np.minimum(start + rng.integers(1, 250, 40), valid))
+    end[7] = start[7]  # an empty run
+    medians = _run_medians(rows, start, end)
+    for i in range(40):
+        run = rows[i, start[i]:end[i]]
+        assert np.isnan(medians[i]) if run.size == 0 else medians[i] == bn.nanmedian(run)
+    assert {len(rows[i, start[i]:end[i]]) % 2 for i in range(40)} == {0, 1}

@@ -71,7 +71,7 @@ from typing import Any, Mapping
 import bottleneck as bn
 import numpy as np
 
-from .parallel import map_in_threads
+from .parallel import map_in_threads, row_blocks
 from .specs import spec_from_mapping
 
 __all__ = [
@@ -211,6 +211,20 @@ class Background:
 # ----------------------------------------------------------------------------- clipping
 
 
+def _run_medians(rows: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Median of each row's run ``rows[i, start[i]:end[i]]`` of values sorted ascending:
+    the middle value, or the mean of the two middle values, as ``bn.nanmedian`` selects
+    it (float64; NaN for an empty run)."""
+    count = end - start
+    last = rows.shape[1] - 1
+    low = np.clip(start + (count - 1) // 2, 0, last)[:, None]
+    high = np.clip(start + count // 2, 0, last)[:, None]
+    with np.errstate(invalid="ignore"):
+        medians = (np.take_along_axis(rows, low, axis=1)[:, 0] + np.take_along_axis(rows, high, axis=1)[:, 0]) / 2
+    medians[count <= 0] = np.nan
+    return medians
+
+
 class PrecisionSigmaClip:
     """Sigma clipping with XParallax's "sigma precision" stopping rule. The background
     clips its cells with :meth:`bounds`' iteration; called like astropy's ``SigmaClip``
@@ -272,35 +286,48 @@ class PrecisionSigmaClip:
             rows = slice(r0, min(ncell, r0 + step))
             work = cells[rows].astype(np.float64)
             work[~np.isfinite(work)] = np.nan
-            lo[rows], hi[rows], passes[rows] = self._clip_rows(work)
+            work.sort(axis=1)
+            lo[rows], hi[rows], passes[rows] = self._clip_sorted_rows(work)
 
         with warnings.catch_warnings(), np.errstate(invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             map_in_threads(clip, range(0, ncell, step), self.threads)
         return lo, hi, passes
 
-    def _clip_rows(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Iterate on the rows of ``work`` (float64, NaN = masked; modified)."""
+    def _clip_sorted_rows(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Iterate on the rows of ``work`` (float64, each sorted ascending with its NaN =
+        masked values last, as ``np.sort`` leaves them; modified): (lower bound, upper
+        bound, passes) per row. Sorted, the values a pass keeps are a run of each row,
+        shrunk from both ends by each pass, so each median is read off at the middle of
+        the run instead of selected anew; the standard deviations are bottleneck's."""
         ncell = work.shape[0]
         lo = np.full(ncell, -np.inf)
         hi = np.full(ncell, np.inf)
         passes = np.zeros(ncell, dtype=np.int16)
+        start = np.zeros(ncell, dtype=np.intp)  # each row's run of kept values
+        end = work.shape[1] - np.count_nonzero(np.isnan(work), axis=1)
         active = np.arange(ncell)
         std = bn.nanstd(work, axis=1)
         for _ in range(self.maxiters):
             sub = work[active] if active.size < ncell else work
             s = std[active]
-            c = bn.nanmedian(sub, axis=1)
+            c = _run_medians(sub, start[active], end[active])
             lo[active] = c - self.sigma_lower * s
             hi[active] = c + self.sigma_upper * s
-            out = (sub < lo[active, None]) | (sub > hi[active, None])
-            nclip = np.count_nonzero(out, axis=1)
-            sub[out] = np.nan
+            below = sub < lo[active, None]
+            above = sub > hi[active, None]
+            n_below = np.count_nonzero(below, axis=1)
+            n_above = np.count_nonzero(above, axis=1)
+            below |= above
+            sub[below] = np.nan
+            start[active] += n_below
+            end[active] -= n_above
             s_new = bn.nanstd(sub, axis=1)
             if active.size < ncell:
                 work[active] = sub
             passes[active] += 1
             std[active] = s_new
+            nclip = n_below + n_above
             done = (nclip == 0) | (np.abs(s_new - s) < self.precision * s) | ~np.isfinite(s_new)
             active = active[~done]
             if active.size == 0:
@@ -369,6 +396,10 @@ def _good_pixels_needed(shape: tuple[int, int], box: tuple[int, int]) -> float:
     return MIN_GOOD_FRACTION * fy * fx
 
 
+#: Values of the rows of cells one task of ``_cell_statistics`` takes at most.
+CELL_TASK_VALUES = 1 << 18
+
+
 def _cell_statistics(image: np.ndarray, mask: np.ndarray | None, box: tuple[int, int],
                      clip: PrecisionSigmaClip, estimator: str | None, rms: bool
                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -377,8 +408,9 @@ def _cell_statistics(image: np.ndarray, mask: np.ndarray | None, box: tuple[int,
     left out (see :func:`_good_pixels_needed`). Non-finite and masked pixels are left out
     of the statistics; the pixels beyond a partial last cell do not exist (NaN).
 
-    The cells are worked through a row of cells at a time, in float64, the rows on
-    ``clip.threads`` threads; ``clip.passes`` collects every cell's number of passes.
+    The cells are worked through a row of cells at a time, the rows on ``clip.threads``
+    threads; ``clip.passes`` collects every cell's number of passes. Each cell's values
+    are sorted once (in the image's precision), then clipped and measured in float64.
     The clipping is "outside the last bounds computed", applied to all of the cell's
     values (as photutils' ``Background2D`` with ``sigma_clip=clip``)."""
     ny, nx = image.shape
@@ -387,37 +419,48 @@ def _cell_statistics(image: np.ndarray, mask: np.ndarray | None, box: tuple[int,
     needed = _good_pixels_needed(image.shape, box)
     level = np.full((ncy, ncx), np.nan) if estimator else None
     spread = np.full((ncy, ncx), np.nan) if rms else None
-    passes: list[np.ndarray | None] = [None] * ncy
+    work_dtype = np.result_type(image.dtype, np.float32)  # cells sorted in the image's precision
 
-    def cell_row(r: int) -> None:
-        y0, y1 = r * by, min(ny, (r + 1) * by)
-        padded = np.full((by, ncx * bx), np.nan)
+    # a few rows of cells per task: fewer, larger numpy calls (less time holding the GIL)
+    rows_per_task = max(1, min(ncy // (4 * clip.threads), CELL_TASK_VALUES // (by * ncx * bx)))
+    tasks = row_blocks(ncy, rows_per_task)
+    passes: list[np.ndarray | None] = [None] * len(tasks)
+
+    def cell_rows(task: int) -> None:
+        rows = tasks[task]
+        k = rows.stop - rows.start
+        y0, y1 = rows.start * by, min(ny, rows.stop * by)
+        padded = np.full((k * by, ncx * bx), np.nan, dtype=work_dtype)
         padded[: y1 - y0, :nx] = image[y0:y1]
         if mask is not None:
             padded[: y1 - y0, :nx][mask[y0:y1]] = np.nan
         padded[np.isinf(padded)] = np.nan
-        values = np.ascontiguousarray(padded.reshape(by, ncx, bx).transpose(1, 0, 2)).reshape(ncx, -1)
-        lo, hi, passes[r] = clip._clip_rows(values.copy())
+        cells = np.ascontiguousarray(padded.reshape(k, by, ncx, bx).transpose(0, 2, 1, 3)).reshape(k * ncx, -1)
+        cells.sort(axis=1)  # float32 sorts twice as fast: the order is that of the float64 values
+        values = cells.astype(np.float64)
+        lo, hi, passes[task] = clip._clip_sorted_rows(values.copy())
         with np.errstate(invalid="ignore"):
+            start = np.count_nonzero(values < lo[:, None], axis=1)
+            end = np.count_nonzero(values <= hi[:, None], axis=1)
             values[~((values >= lo[:, None]) & (values <= hi[:, None]))] = np.nan
-        left_out = values.shape[1] - np.count_nonzero(np.isnan(values), axis=1) <= needed
+        left_out = end - start <= needed
         if estimator:
             if estimator == "median":
-                value = bn.nanmedian(values, axis=1)
+                value = _run_medians(values, start, end)
             elif estimator == "mean":
                 value = bn.nanmean(values, axis=1)
             else:  # mode, as SExtractor
-                value = 2.5 * bn.nanmedian(values, axis=1) - 1.5 * bn.nanmean(values, axis=1)
+                value = 2.5 * _run_medians(values, start, end) - 1.5 * bn.nanmean(values, axis=1)
             value[left_out] = np.nan
-            level[r] = value
+            level[rows] = value.reshape(k, ncx)
         if rms:
             value = bn.nanstd(values, axis=1)
             value[left_out] = np.nan
-            spread[r] = value
+            spread[rows] = value.reshape(k, ncx)
 
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        map_in_threads(cell_row, range(ncy), clip.threads)
+        map_in_threads(cell_rows, range(len(tasks)), clip.threads)
     clip._passes.extend(passes)
     grid = level if level is not None else spread
     if np.isnan(grid).all():

@@ -24,7 +24,7 @@ from .library import ChecksumCache, scan_library
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_intermediates
 from .plan import make_plan
-from .products import read_product
+from .products import read_products
 from .provenance import config_digest
 from .report import summarize
 
@@ -89,7 +89,8 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
         copy_atomic(spec["library_file"], output)
         log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
         return {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"]}
-    masters = {Path(p).stem: read_product(p) for p in master_files}
+    paths = list(master_files)
+    masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
     summary = build_master(spec, camera, config["raw_dir"], masters, output,
                            memory_limit_mb=config["memory_limit_mb"], threads=threads,
                            config_digest=config_digest(config))
