@@ -364,21 +364,30 @@ def measure_once(run: Run) -> Result:
 #: A run longer than this (s) is not repeated: its share of page-cache and write-back
 #: noise is small, and repeating ccdproc's minutes-long runs would triple the benchmark.
 REPEAT_BELOW_S = 30.0
+#: A run shorter than this (s) is repeated at least SHORT_REPEATS times, whatever the
+#: tool: the time per light is the difference of two such runs (10 lights less 2), and
+#: one slow run among three moved it by up to 2x on this VM.
+SHORT_RUN_S = 2.0
+SHORT_REPEATS = 5
 
 
 def measure(run: Run, repeat: int, keep_outputs: bool = False) -> Result:
-    """Best (lowest wall) of ``repeat`` runs (one when the first takes over REPEAT_BELOW_S);
-    outputs removed afterwards unless kept."""
+    """Best (lowest wall) of ``repeat`` runs (one when the first takes over REPEAT_BELOW_S,
+    at least SHORT_REPEATS when it takes under SHORT_RUN_S); outputs removed afterwards
+    unless kept."""
     log(f"  {run.tool}: {shlex.join(run.cmd)[:160]}")
     best: Result | None = None
-    for _ in range(repeat):
+    runs = 0
+    while True:
         result = measure_once(run)
+        runs += 1
         if not result.ok:
             best = result
             break
         if best is None or result.wall < best.wall:
             best = result
-        if result.wall > REPEAT_BELOW_S:
+        wanted = max(repeat, SHORT_REPEATS) if best.wall < SHORT_RUN_S else repeat
+        if runs >= wanted or result.wall > REPEAT_BELOW_S:
             break
     if not keep_outputs:
         shutil.rmtree(run.out_dir, ignore_errors=True)
@@ -924,7 +933,7 @@ def machine() -> str:
 
 
 NOTES = """\
-Notes: every figure is one subprocess (best of `--repeat`; runs over 30 s once), all tools measured in the same run,
+Notes: every figure is one subprocess (best of `--repeat`, of at least 5 for runs under 2 s; runs over 30 s once), all tools measured in the same run,
 each started on a warm page cache (`sync`, then every input read once with `cat`). Peak RSS is
 `ru_maxrss` from `os.wait4`, ~{baseline:.0f} MiB of it inherited from the launcher process (for Snakemake: its
 largest process, not the sum). ccdcal runs with
