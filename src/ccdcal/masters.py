@@ -477,13 +477,17 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     if kind == "flat":
         a = np.float32(np.mean([(read_noise**2) / f.level**2 for f in inputs]))
         b = np.float32(np.mean([1.0 / (gain * f.level) for f in inputs]))
-        # the bias/dark each flat was corrected with, averaged over the flats
-        subs = [f for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
-        sub_scale = np.float32(1.0 / (max(len(subs), 1) * np.mean([f.level**2 for f in inputs])))
+        # the bias/dark each flat was corrected with, averaged over the flats: the variance
+        # of each distinct one (flats of one exposure share theirs), times its flats
+        subs = [f.sub for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
+        sub_scale = 1.0 / (max(len(subs), 1) * np.mean([f.level**2 for f in inputs]))
+        distinct: dict[tuple, list] = {}
+        for sub in subs:
+            distinct.setdefault((id(sub.bias), id(sub.dark), sub.mode, sub.scale), [sub, 0])[1] += 1
         for rows in row_blocks(shape[0], 64):
             per_frame = np.maximum(data[rows], 0) * b + a
-            for frame in subs:
-                per_frame += frame.sub.variance(rows) * sub_scale
+            for sub, count in distinct.values():
+                per_frame += sub.variance(rows) * np.float32(count * sub_scale)
             variance[rows] *= per_frame
         norm = median(data[norm_region])
         data /= np.float32(norm)
