@@ -3,7 +3,6 @@ left out, user overscan functions and XParallax's output options."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ the ~1000-30000 ADU being subtracted).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import astropy.units as u
 import ccdproc
@@ -142,7 +141,6 @@ def test_ccd_master_flat_with_scaled_dark_equals_ccdproc(demo, filt):
 
 
 def test_cmos_flat_with_darkflat_equals_ccdproc(demo):
-    plan = demo["plan"]
     name = "flat_cmos_1x1_g120_o30_L"
     darkflat_name = "dark_cmos_1x1_g120_o30_-10.0C_2s"
     darkflats = [CCDData.read(demo["raw"] / f["path"], unit="adu") for f in frames_of(demo, darkflat_name)]
