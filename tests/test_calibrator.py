@@ -260,6 +260,10 @@ def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the
             assert future.result().read_bytes() == (tmp_path / f"plain{i}.fits").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "queued"))) == [
         f"queued{i}.fits" for i in range(8) if i != 5]
+    with pytest.raises(OSError, match="Input/output"):  # the same when the caller writes it
+        write_product(tmp_path / "queued5.fits", planes[5], planes[5], np.zeros(planes[5].shape, np.uint8),
+                      fits.Header(), drop_cache=True)
+    assert not any(p.name.startswith((".queued5", "queued5")) for p in tmp_path.iterdir())
 
 
 def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, monkeypatch):

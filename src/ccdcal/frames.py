@@ -313,6 +313,33 @@ def _temporary_beside(path: Path, direct: bool = False) -> tuple[int, str, bool]
 _STAGING = threading.local()
 
 
+def _run_task(task: Callable[[], Any], future: Future) -> None:
+    """Run ``task``, its result or exception into ``future``."""
+    try:
+        future.set_result(task())
+    except BaseException as exc:  # handed to whoever waits on the file
+        future.set_exception(exc)
+
+
+class _WriteAtOnce:
+    """The writer of a file written by the thread that makes it: that thread's own
+    staging chunk, and every task run on the spot (see ``BackgroundWriter``)."""
+
+    def take_chunk(self) -> mmap.mmap:
+        staging = getattr(_STAGING, "buffer", None)
+        if staging is None:
+            staging = _STAGING.buffer = mmap.mmap(-1, _DirectWriter.CHUNK)  # page-aligned
+        return staging
+
+    def give_back(self, chunk: mmap.mmap) -> None:
+        pass
+
+    def submit(self, task: Callable[[], Any]) -> Future:
+        future: Future = Future()
+        _run_task(task, future)
+        return future
+
+
 class _DirectWriter:
     """A binary file-like for astropy's writer over a descriptor opened with O_DIRECT:
     the bytes go from an aligned buffer straight to the disk, not through the page cache.
@@ -325,9 +352,9 @@ class _DirectWriter:
     for byte what a plain write gives. Where a write is refused (EINVAL: alignment the
     file system does not take), O_DIRECT is turned off and the rest written as usual.
 
-    Without a ``writer`` the staging buffer is this thread's own and each chunk is written
-    at once; with a ``BackgroundWriter`` the chunks come from its pool and its thread
-    writes them, and ``finish`` only hands over the end of the file.
+    The chunks are taken from and handed to a ``writer``: a ``BackgroundWriter`` (its
+    pool, its thread writes them), or by default ``_WriteAtOnce`` (this thread's own
+    chunk, written on the spot). A write that fails is kept and raised by ``finish``.
     """
 
     CHUNK = 8 << 20
@@ -335,25 +362,19 @@ class _DirectWriter:
     #: (4 KiB covers devices with 512-byte and 4 KiB logical blocks).
     DIRECT_ALIGN = 4096
 
-    def __init__(self, fd: int, name: str, writer: BackgroundWriter | None = None) -> None:
+    def __init__(self, fd: int, name: str, writer: BackgroundWriter | _WriteAtOnce) -> None:
         self._fd = fd
         self.name = name
         self.mode = "wb"
         self.size = 0
         self.direct = True
         self._writer = writer
-        self._error: BaseException | None = None  # the first failed write (background)
+        self._error: BaseException | None = None  # the first failed write
         self._take_staging()
 
     def _take_staging(self) -> None:
-        if self._writer is not None:
-            staging = self._writer.take_chunk()
-        else:
-            staging = getattr(_STAGING, "buffer", None)
-            if staging is None:
-                staging = _STAGING.buffer = mmap.mmap(-1, self.CHUNK)  # page-aligned
-        self._staging = staging
-        self._bytes = np.frombuffer(staging, dtype=np.uint8)
+        self._staging = self._writer.take_chunk()
+        self._bytes = np.frombuffer(self._staging, dtype=np.uint8)
         self._fill = 0
 
     def write(self, data) -> int:
@@ -370,12 +391,8 @@ class _DirectWriter:
         return n
 
     def _hand_over(self, length: int, last: bool = False) -> None:
-        """Write the staging buffer's first ``length`` bytes, or queue them (and, unless
+        """Hand the staging buffer's first ``length`` bytes to the writer (and, unless
         ``last``, take the next chunk)."""
-        if self._writer is None:
-            self._write_staged(self._staging, length)
-            self._fill = 0
-            return
         staging, writer = self._staging, self._writer
 
         def write_chunk() -> None:
@@ -412,30 +429,19 @@ class _DirectWriter:
         finally:
             view.release()
 
-    def finish(self, path: Path) -> Future | None:
+    def finish(self, path: Path) -> Future:
         """Write what is left (padded to the alignment; the file is then cut to its
-        length), close the file and rename it to ``path``; on any failure remove it and
-        raise. With a writer this is queued: the Future gives ``path`` or the error."""
+        length), close the file and rename it to ``path``; on any failure remove it. The
+        Future (done at once with ``_WriteAtOnce``) gives ``path`` or the error."""
         length = -(-self._fill // self.DIRECT_ALIGN) * self.DIRECT_ALIGN
         self._bytes[self._fill: length] = 0  # cut off again when O_DIRECT was turned off
-        if self._writer is None:
-            try:
-                if self._fill:
-                    self._write_staged(self._staging, length)
-            except BaseException as exc:
-                self._error = exc
-            self._close(path)
-            return None
         if self._fill:
             self._hand_over(length, last=True)
         self._give_back_staging()
         return self._writer.submit(lambda: self._close(path))
 
     def abandon(self) -> None:
-        """Close and remove the file (queued after its chunks when there is a writer)."""
-        if self._writer is None:
-            self._close(None)
-            return
+        """Close and remove the file (after its chunks are written)."""
         self._give_back_staging()
         self._writer.submit(lambda: self._close(None))
 
@@ -513,11 +519,7 @@ class BackgroundWriter:
 
     def _run(self) -> None:
         while (item := self._tasks.get()) is not None:
-            task, future = item
-            try:
-                future.set_result(task())
-            except BaseException as exc:  # handed to whoever waits on the file
-                future.set_exception(exc)
+            _run_task(*item)
 
     def close(self) -> None:
         """Wait for everything handed, then end the thread."""
@@ -556,7 +558,7 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
     fd, tmp, direct = _temporary_beside(path, direct=drop_cache)
     if direct:
         try:
-            out = _DirectWriter(fd, tmp, writer)
+            out = _DirectWriter(fd, tmp, writer or _WriteAtOnce())
         except BaseException:
             os.close(fd)
             Path(tmp).unlink(missing_ok=True)
@@ -566,7 +568,11 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
         except BaseException:
             out.abandon()
             raise
-        return out.finish(path)
+        finished = out.finish(path)
+        if writer is None:
+            finished.result()  # in place, or its error raised
+            return None
+        return finished
     try:
         with os.fdopen(fd, "wb") as handle:
             dropping = drop_cache and hasattr(os, "posix_fadvise")
