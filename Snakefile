@@ -28,3 +28,7 @@ rule all:
 
 onsuccess:
     print_summary()
+
+
+onerror:
+    publish_after_failure()

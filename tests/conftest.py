@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,16 +48,60 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
-def run_snakemake(raw: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the workflow as a user would (from the repository, default config + overrides)."""
-    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
+#: Fault injection for the hostile-night tests (see its sitecustomize.py).
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+def snakemake_command(raw: Path, out: Path, *extra: str, workflow: Path = REPO) -> list[str]:
+    """The command a user types (from a checkout, default config + overrides)."""
+    cmd = [str(SNAKEMAKE), "--snakefile", str(workflow / "Snakefile"), "--directory", str(workflow),
            "--config", f"raw_dir={raw}", f"output_dir={out}", *extra]
     if not any(arg.startswith(("--cores", "--workflow-profile", "-c")) for arg in extra):
         cmd += ["--cores", "2"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    return cmd
+
+
+def run_snakemake(raw: Path, out: Path, *extra: str, check: bool = True, env: dict | None = None,
+                  prefix: tuple[str, ...] = (), workflow: Path = REPO) -> subprocess.CompletedProcess:
+    """Run the workflow as a user would; ``env`` adds variables, ``prefix`` wraps the
+    command (e.g. setpriv)."""
+    cmd = [*prefix, *snakemake_command(raw, out, *extra, workflow=workflow)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
+
+
+def fault_env(fault_dir: Path, **settings: str) -> dict[str, str]:
+    """Environment that loads tests/faults/sitecustomize.py with these CCDCAL_* settings."""
+    fault_dir.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "CCDCAL_FAULT_DIR": str(fault_dir), **settings}
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory):
+    """The demo night's raw frames, written once: copy what a test needs, never change it."""
+    from ccdcal.simulate import write_demo_night
+
+    base = tmp_path_factory.mktemp("demo-raw")
+    write_demo_night(base / "raw", base / "truth")
+    return base / "raw"
+
+
+#: The demo night's CCD in one band: 15 biases, 10 darks, 9 R flats, 3 R lights.
+SMALL_NIGHT = ("ccd/bias/*.fits", "ccd/darks/*.fits", "ccd/flats/flat_R_*.fits",
+               "ccd/lights/NGC7331_R_*.fits")
+
+
+def small_night(demo_raw: Path, raw: Path) -> Path:
+    """Copy the small night (SMALL_NIGHT) of the demo night into ``raw``."""
+    for pattern in SMALL_NIGHT:
+        for path in sorted(demo_raw.glob(pattern)):
+            target = raw / path.relative_to(demo_raw)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    return raw
 
 
 def sha256(path: Path) -> str:

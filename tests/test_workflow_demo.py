@@ -381,8 +381,9 @@ def test_an_unexpected_error_fails_one_light_and_a_full_disk_fails_the_job(night
             raise AttributeError("'list' object has no attribute '_file'")
 
     monkeypatch.setattr(Calibrator, "calibrate", masked_full_disk)
-    with pytest.raises(AttributeError):
+    with pytest.raises(OSError, match="no space left on the file system at /") as raised:
         calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "b")
+    assert raised.value.errno == errno.ENOSPC  # the masking AttributeError said nothing of it
     assert stops_the_job(MemoryError()) and not stops_the_job(OSError(errno.EIO, "I/O error"))
 
 
@@ -420,6 +421,6 @@ def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_t
     assert left == sorted(Path(r["output"]).name for r in rows if r["output"])
 
     failure = OSError(errno.ENOSPC, "No space left on device")
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="no space left on the file system at /"):
         calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "b", threads=2)
     assert not any(p.name.startswith(".") for p in (tmp_path / "b").rglob("*"))

@@ -43,7 +43,7 @@ from .camera import CameraProfile
 from .config import camera_defaults
 from .frames import BackgroundWriter, FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
-from .products import Product, read_product, read_products, write_product
+from .products import Product, ascii_header_text, read_product, read_products, write_product
 from .provenance import add_software_cards
 from .sections import Section
 
@@ -89,7 +89,7 @@ def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[s
             if f"CRPIX{axis}" in header:
                 header[f"CRPIX{axis}"] = header[f"CRPIX{axis}"] - shift
             header[f"LTV{axis}"] = (float(header.get(f"LTV{axis}", 0.0)) - shift, "offset to raw pixels")
-    header["RAWFILE"] = (rel_path, "raw frame, relative to raw_dir")
+    header["RAWFILE"] = (ascii_header_text(rel_path), "raw frame, relative to raw_dir (%-encoded)")
     header["RAWSUM"] = (raw_digest, "sha256[:16] of the raw file")
     header["TRIMSEC0"] = (str(layout.trim), "raw section kept (FITS 1-based)")
     header["OVSCMETH"] = (layout.method, "overscan method")

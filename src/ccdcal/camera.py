@@ -9,6 +9,7 @@ normalised here and never used raw in file names (see ``safe_name``).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -55,9 +56,18 @@ def fold(value: Any) -> str:
     return re.sub(r"[\s_\-]+", "", str(value).strip().lower())
 
 
-def safe_name(value: Any, fallback: str = "none") -> str:
-    """A header value made safe for a file name: [A-Za-z0-9.+-], other runs become '_'."""
+#: Longest ``safe_name``: a master name joins several, and a file name has 255 bytes.
+SAFE_NAME_MAX = 40
+
+
+def safe_name(value: Any, fallback: str = "none", limit: int = SAFE_NAME_MAX) -> str:
+    """A header value made safe for a file name: [A-Za-z0-9.+-], other runs become '_', no
+    leading or trailing '_' or '.'. Longer than ``limit``: cut, and the first 8 hex digits
+    of the SHA-256 of the whole value appended, so different long values stay different."""
     text = re.sub(r"[^A-Za-z0-9.+\-]+", "_", str(value).strip()).strip("_.")
+    if len(text) > limit:
+        digest = hashlib.sha256(str(value).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        text = f"{text[: limit - 9].rstrip('_.')}-{digest}"
     return text or fallback
 
 

@@ -15,6 +15,7 @@ import io
 import mmap
 import os
 import queue
+import re
 import secrets
 import threading
 import warnings
@@ -534,8 +535,54 @@ class BackgroundWriter:
         self.close()
 
 
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists() or not os.path.ismount(path):
+        if path.parent == path:
+            break
+        path = path.parent
+    return path
+
+
+#: astropy's words for a write the disk took only part of (an OSError with no errno).
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+
+
+def disk_full(exc: BaseException, path: str | os.PathLike) -> OSError | None:
+    """When ``exc`` is, or masks, a full disk or quota, an OSError that says so plainly for
+    ``path`` (its cause the disk's own error), else None. Raise it as it is. (astropy
+    reports a full disk as '1000000 requested and 261424 written', with no errno, and its
+    clean-up then raises an AttributeError over it.)"""
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain of causes and contexts
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and (seen.errno in (errno.ENOSPC, errno.EDQUOT) or (
+                seen.errno is None and _SHORT_WRITE.match(str(seen)))):
+            code = errno.EDQUOT if seen.errno == errno.EDQUOT else errno.ENOSPC
+            what = "no quota" if code == errno.EDQUOT else "no space"
+            error = OSError(code, f"{what} left on the file system at {_mount_point(Path(path))} "
+                                  f"(writing {path}); free some space and run the same command again")
+            error.__cause__ = seen  # the disk's own error, not what masked it
+            return error
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True,
                       drop_cache: bool = False, writer: BackgroundWriter | None = None) -> Future | None:
+    """``_write_fits_atomic`` (below), a full disk reported as such."""
+    try:
+        return _write_fits_atomic(hdul, path, checksum, drop_cache, writer)
+    except Exception as exc:
+        full = disk_full(exc, path)
+        if full is None:
+            raise
+        raise full
+
+
+def _write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True,
+                       drop_cache: bool = False, writer: BackgroundWriter | None = None) -> Future | None:
     """Write ``hdul`` to ``path`` via a temporary file in the same folder and a rename.
 
     CHECKSUM/DATASUM cards are added unless ``checksum`` is False; nothing time-dependent
@@ -589,16 +636,19 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write text (UTF-8) to ``path`` atomically."""
+    """Write text (UTF-8) to ``path`` atomically (a full disk reported as such)."""
     path = Path(path)
     fd, tmp, _ = _temporary_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        full = disk_full(exc, path) if isinstance(exc, Exception) else None
+        if full is None:
+            raise
+        raise full
 
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:

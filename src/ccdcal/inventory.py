@@ -81,21 +81,31 @@ def parse_date(header: HeaderView, profile: CameraProfile) -> tuple[str, float |
     return text, round((moment - _EPOCH).total_seconds(), 3)
 
 
-def list_raw_files(raw_dir: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> list[str]:
+def list_raw_files(raw_dir: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (),
+                   unreadable: list[str] | None = None) -> list[str]:
     """Every regular file under ``raw_dir`` as sorted POSIX paths relative to it.
 
     Hidden files and folders (a leading '.') and the ``exclude`` folders (e.g. an
-    output_dir inside raw_dir) are skipped.
+    output_dir inside raw_dir) are skipped. Folders that cannot be listed are appended to
+    ``unreadable`` (relative POSIX paths, sorted), so that their frames do not vanish
+    without a trace.
     """
     root = Path(raw_dir).resolve()
     skip = {Path(p).resolve() for p in exclude}
     found = []
-    for folder, dirs, files in os.walk(root):
+    failed: list[str] = []
+
+    def not_listed(error: OSError) -> None:
+        failed.append(Path(error.filename).relative_to(root).as_posix())
+
+    for folder, dirs, files in os.walk(root, onerror=not_listed):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() not in skip)
         for name in files:
             if not name.startswith(".") and (here / name).is_file():
                 found.append((here / name).relative_to(root).as_posix())
+    if unreadable is not None:
+        unreadable.extend(sorted(failed))
     return sorted(found)
 
 
@@ -106,6 +116,9 @@ def inspect_frame(raw_dir: Path, rel_path: str, profiles: list[CameraProfile],
     record = FrameRecord(path=rel_path)
     if not is_fits_name(rel_path):
         record.reason = "not a FITS file (name does not end in .fits/.fit/.fts, optionally .fz/.gz)"
+        return record, None
+    if not os.access(raw_dir / rel_path, os.R_OK):
+        record.reason = "cannot be read (permission denied): give the user running ccdcal read access"
         return record, None
     try:
         with RawFrame(raw_dir / rel_path, label=rel_path) as frame:

@@ -7,6 +7,7 @@ Snakemake, so every job can be run and tested on its own.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -16,26 +17,29 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+from urllib.parse import unquote
+
+from astropy.io import fits
 
 from .frames import write_text_atomic
-from .inventory import records_from_csv, records_to_csv, take_inventory
+from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_intermediates
+from .output_dir import (GROUP_REPORT, GROUPS_DIR, failure_record, group_is_complete,
+                         write_published_manifest)
 from .plan import make_plan
 from .products import read_products
-from .provenance import config_digest
-from .report import summarize
+from .provenance import settings_digest
+from .report import NightState, summarize
 
 log = logging.getLogger("ccdcal")
 
-#: The per-group report written inside each light group's folder (not a calibrated frame).
-GROUP_REPORT = "lights.csv"
-
 
 def setup_logging(log_file: str | os.PathLike | None) -> None:
-    """Log INFO and above to ``log_file`` (and warnings to stderr)."""
+    """Log INFO and above to ``log_file`` (and warnings to stderr); an error that ends the
+    job is logged there too, with its traceback, before the job exits."""
     handlers: list[logging.Handler] = []
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -46,15 +50,40 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(levelname)s %(name)s: %(message)s")
 
+    def log_the_error(kind, value, traceback) -> None:
+        log.critical("the job failed: %s: %s", kind.__name__, value,
+                     exc_info=(kind, value, traceback))
+
+    sys.excepthook = log_the_error
+
+
+@contextlib.contextmanager
+def failure_recorded(output_dir: str | os.PathLike, kind: str, name: str) -> Iterator[None]:
+    """Run a job of ``kind`` ('masters' or 'lights'): its error, if it fails, is kept in
+    output_dir (``output_dir.failure_record``) for the night's summary, which is written
+    even when jobs fail; a job that succeeds removes the record of an earlier failure."""
+    record = failure_record(output_dir, kind, name)
+    record.unlink(missing_ok=True)
+    try:
+        yield
+    except Exception as exc:
+        with contextlib.suppress(OSError):  # the disk may be full: the log still has it
+            write_text_atomic(f"{type(exc).__name__}: {exc}\n", record)
+        raise
+
 
 MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
 
 
 def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv: str,
-                  plan_json: str, matches_csv: str) -> dict[str, Any]:
+                  plan_json: str, matches_csv: str, unreadable_folders: Iterable[str] = ()
+                  ) -> dict[str, Any]:
     """Read the header of every file (paths relative to ``config['raw_dir']``), scan the
-    master library, and write inventory.csv, the calibration plan and matches.csv."""
+    master library, and write inventory.csv, the calibration plan and matches.csv. Folders
+    that could not be listed are inventoried too (excluded, with the reason)."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
+    records += [FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): "
+                            "the frames in it were not seen") for folder in unreadable_folders]
     for record in records:
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
@@ -82,25 +111,44 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 
 
 def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
-               output: str, config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
-    """Build one master; ``master_files`` are the masters its inputs need. A master
-    identical to one in the library (same MASTERID) is linked to it instead."""
-    if spec.get("library_file"):
-        copy_atomic(spec["library_file"], output)
-        log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
-        return {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"]}
-    paths = list(master_files)
-    masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
-    summary = build_master(spec, camera, config["raw_dir"], masters, output,
-                           memory_limit_mb=config["memory_limit_mb"], threads=threads,
-                           config_digest=config_digest(config))
-    if config.get("keep_intermediates") and spec.get("frames"):
-        kept = write_intermediates(spec, camera, config["raw_dir"],
-                                   Path(config["output_dir"]) / "work" / "frames")
-        log.info("kept %d overscan-corrected frames", len(kept))
-    log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
-             summary["median"])
+               output: str, config: Mapping[str, Any], threads: int = 1,
+               report: str | None = None) -> dict[str, Any]:
+    """Build one master, and its ``report`` when given (JSON: the raw frames used and
+    those dropped, with why); ``master_files`` are the masters its inputs need; ``camera``
+    the settings that make it (``provenance.settings_for``; a whole profile does too). A
+    master identical to one in the library (same MASTERID) is copied from it instead."""
+    with failure_recorded(config["output_dir"], "masters", spec["name"]):
+        if spec.get("library_file"):
+            copy_atomic(spec["library_file"], output)
+            log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
+            summary = {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"],
+                       **_inputs_of_library_master(output, spec)}
+        else:
+            paths = list(master_files)
+            masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
+            summary = build_master(spec, camera, config["raw_dir"], masters, output,
+                                   memory_limit_mb=config["memory_limit_mb"], threads=threads,
+                                   config_digest=settings_digest(camera))
+            if config.get("keep_intermediates") and spec.get("frames"):
+                kept = write_intermediates(spec, camera, config["raw_dir"],
+                                           Path(config["output_dir"]) / "work" / "frames")
+                log.info("kept %d overscan-corrected frames", len(kept))
+            log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
+                     summary["median"])
+        if report:
+            write_text_atomic(json.dumps({"used": summary["used"], "dropped": summary["dropped"]},
+                                         indent=1, sort_keys=True) + "\n", report)
     return summary
+
+
+def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw frames a library master was made from (IMCMBnnn, %-decoded), and tonight's
+    frames it does not hold (dropped when it was made: same inputs, same outcome)."""
+    header = fits.getheader(path)
+    used = [unquote(str(header[k])) for k in header if k.startswith("IMCMB")]
+    dropped = {f["path"]: "dropped when the identical library master was made (see its HISTORY)"
+               for f in spec["frames"] if f["path"] not in used}
+    return {"used": used, "dropped": dropped}
 
 
 def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
@@ -108,11 +156,13 @@ def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
                     threads: int = 1) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {Path(p).stem: p for p in master_files}
-    start = time.perf_counter()
-    rows = calibrate_group(group, camera, config["raw_dir"], files, out, config_digest(config), threads)
-    write_text_atomic(report_csv(rows), out / GROUP_REPORT)
+    with failure_recorded(config["output_dir"], "lights", out.name):
+        out.mkdir(parents=True, exist_ok=True)
+        files = {Path(p).stem: p for p in master_files}
+        start = time.perf_counter()
+        rows = calibrate_group(group, camera, config["raw_dir"], files, out, settings_digest(camera),
+                               threads)
+        write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
     seconds = time.perf_counter() - start
     log.info("%d lights calibrated, %d failed, in %.1f s (%.0f ms per light, %d threads)",
@@ -146,31 +196,53 @@ def file_in_library_job(master: str, destination: str) -> None:
     log.info("filed %s as %s", master, destination)
 
 
-def publish_job(group_dirs: Iterable[str], calibrated_dir: str) -> int:
+def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = False) -> int:
     """Gather the groups' calibrated frames into one tree mirroring raw_dir (hard links,
-    copies across file systems). Returns the number of files."""
+    copies across file systems), then its manifest (``output_dir.PUBLISHED_MANIFEST``,
+    last: ``calibrated/`` is complete when it is there). ``partial``: after a failed run,
+    from the groups that finished. Returns the number of files."""
     target = Path(calibrated_dir)
     target.mkdir(parents=True, exist_ok=True)
-    count = 0
+    groups, files = [], []
     for group_dir in sorted(group_dirs):
         root = Path(group_dir)
+        groups.append(root.name)
         for path in sorted(root.rglob("*")):
             if not path.is_file() or path.name == GROUP_REPORT or path.name.startswith("."):
                 continue
-            link_or_copy(path, target / path.relative_to(root))
-            count += 1
-    log.info("published %d calibrated frames to %s", count, target)
-    return count
+            rel = path.relative_to(root).as_posix()
+            link_or_copy(path, target / rel)
+            files.append(rel)
+    write_published_manifest(target, groups, files, partial=partial)
+    log.info("published %d calibrated frames to %s%s", len(files), target, " (partial)" if partial else "")
+    return len(files)
 
 
-def summary_job(inventory_csv: str, plan_json: str, group_dirs: Iterable[str], summary_csv: str,
+def summary_job(inventory_csv: str, plan_json: str, output_dir: str, summary_csv: str,
                 summary_txt: str) -> str:
-    """Write summary.csv and summary.txt; returns the text."""
+    """Write summary.csv and summary.txt from what the night's jobs left in ``output_dir``
+    (``report.NightState``); returns the text."""
     records = records_from_csv(inventory_csv)
     with open(plan_json, encoding="utf-8") as handle:
         plan = json.load(handle)
-    reports = [Path(d) / GROUP_REPORT for d in sorted(group_dirs)]
-    table, text = summarize(records, plan, reports)
+    table, text = summarize(records, plan, NightState.read(output_dir, plan))
     write_text_atomic(table, summary_csv)
     write_text_atomic(text, summary_txt)
     return text
+
+
+def after_failure(output_dir: str) -> str | None:
+    """When jobs failed (the workflow's ``onerror``): publish what the light groups that
+    finished made and write the summary, which says what failed and why. Returns the
+    summary text, or None when there is no plan yet (the inventory itself failed)."""
+    out = Path(output_dir)
+    if not (out / "plan.json").is_file() or not (out / "inventory.csv").is_file():
+        return None
+    with open(out / "plan.json", encoding="utf-8") as handle:
+        plan = json.load(handle)
+    finished = [out / GROUPS_DIR / g for g in sorted(plan["light_groups"])
+                if group_is_complete(out / GROUPS_DIR / g)]
+    shutil.rmtree(out / "calibrated", ignore_errors=True)
+    publish_job(finished, str(out / "calibrated"), partial=True)
+    return summary_job(str(out / "inventory.csv"), str(out / "plan.json"), str(out),
+                       str(out / "summary.csv"), str(out / "summary.txt"))

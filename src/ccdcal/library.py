@@ -26,13 +26,9 @@ from astropy.io import fits
 from . import __version__
 from .camera import safe_name
 from .frames import file_digest, write_text_atomic
+from .provenance import settings_for
 
 _EPOCH = datetime(2000, 1, 1)
-
-#: Camera-profile settings that change what a master contains.
-MASTER_PARAMETERS = ("overscan", "trim", "gain", "read_noise", "saturation", "flat", "dark",
-                     "temperature_unit")
-
 
 def iso_to_seconds(text: str) -> float | None:
     try:
@@ -74,8 +70,7 @@ def master_identity(master, checksums: Mapping[str, str], profile: Mapping[str, 
         "setup": master.setup,
         "filter": master.filter,
         "inputs": sorted(inputs),
-        "parameters": {k: profile.get(k) for k in MASTER_PARAMETERS},
-        "combine": profile["combine"][master.type],
+        "parameters": settings_for(profile, master.type),
         "calibration": calibration,
         "version": __version__,
     }

@@ -8,7 +8,6 @@ frame's (disk full, out of memory) stop the job, so that it fails and can be run
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import logging
 from concurrent.futures import Future
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .calibrator import Calibrator
-from .frames import BackgroundWriter, FrameError
+from .frames import BackgroundWriter, FrameError, disk_full
 from .parallel import map_in_threads
 
 log = logging.getLogger("ccdcal.lights")
@@ -31,21 +30,11 @@ def stops_the_job(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     for _ in range(10):  # the chain of causes and contexts
         if seen is None:
-            return False
-        if isinstance(seen, MemoryError) or (
-                isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)):
+            break
+        if isinstance(seen, MemoryError):
             return True
         seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def output_name(rel_path: str) -> str:
-    """Calibrated file path for a raw path: same folders and name, .fz/.gz dropped."""
-    path = rel_path
-    for suffix in (".fz", ".gz", ".FZ", ".GZ"):
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-    return path
+    return disk_full(exc, ".") is not None
 
 
 #: Bytes per pixel of a master a light job holds: image and UNCERT (float32), MASK.
@@ -92,7 +81,10 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
 
     def failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
         if stops_the_job(exc):
-            raise exc
+            full = disk_full(exc, out_dir / row["output"])
+            if full is None:
+                raise exc
+            raise full
         expected = isinstance(exc, (FrameError, ValueError, OSError))
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         log.error("light %s failed: %s", row["path"], message, exc_info=exc if not expected else None)
@@ -107,7 +99,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
         masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None
                    for s in ("bias", "dark", "flat")}
         try:
-            written = calibrator.calibrate(raw_dir / rel, out_dir / output_name(rel), raw_label=rel,
+            written = calibrator.calibrate(raw_dir / rel, out_dir / entry["output"], raw_label=rel,
                                            config_digest=config_digest, flags=list(entry["flags"]),
                                            dark_mode=entry.get("dark_mode") or "auto",
                                            dark_scale=entry.get("dark_scale"), writer=writer, **masters)
@@ -123,7 +115,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
             written.result()
         except Exception as exc:
             return failed(row, exc)
-        row.update(status="calibrated", output=output_name(row["path"]))
+        row["status"] = "calibrated"
         return row
 
     with BackgroundWriter() as writer:

@@ -37,7 +37,7 @@ from .inventory import parse_shape
 from .memory import memory_returned_promptly, release_free_memory
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
-from .products import BADPIX, NONFINITE, WEAKFLAT, Product, write_product
+from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, write_product
 from .provenance import add_software_cards
 from .sections import Section
 from .stats import median
@@ -79,23 +79,29 @@ class InputFrame:
 
 
 def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Path,
-                masters: Mapping[str, Product]) -> tuple[list[InputFrame], list[str]]:
-    """Open the master's input frames; a frame that cannot be used is dropped with a reason."""
+                masters: Mapping[str, Product]) -> tuple[list[InputFrame], dict[str, str]]:
+    """Open the master's input frames; a frame that cannot be used is dropped: (inputs,
+    {raw path: why dropped}). A compressed frame is decompressed here (and kept), so that a
+    corrupt one is dropped now rather than failing the combine."""
     profile = CameraProfile(dict(camera))
     expected = parse_shape(spec["setup"]["shape"])
-    inputs, dropped = [], []
+    inputs, dropped = [], {}
     for entry in spec["frames"]:
         rel = entry["path"]
+        raw = None
         try:
             raw = RawFrame(raw_dir / rel, label=rel)
             raw.check_complete()
             layout = layout_for(raw.header, raw.shape, profile.config)
             if layout.shape != expected:
                 raise FrameError(f"{rel}: trimmed shape {layout.shape} differs from the group's {expected}")
+            raw.read(slice(0, 1))
             corrector = FrameCorrector(raw.read, layout)
         except (FrameError, ValueError) as exc:
-            dropped.append(str(exc))
-            log.warning("dropped %s", exc)
+            if raw is not None:
+                raw.close()
+            dropped[rel] = str(exc).removeprefix(f"{rel}: ")
+            log.warning("dropped %s: %s", rel, dropped[rel])
             continue
         saturation, _ = profile.value_or_keyword(raw.header, "saturation")
         gain, _ = profile.value_or_keyword(raw.header, "gain")
@@ -252,7 +258,8 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
         header["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
     add_software_cards(header, config_digest)
     write_product(output, data, np.sqrt(variance), mask, header, unit="adu")
-    return {"name": spec["name"], "type": "bias", "n_used": n, "dropped": [],
+    return {"name": spec["name"], "type": "bias", "n_used": n, "used": [d.path.stem for d in darks],
+            "dropped": {},
             "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0))}
 
 
@@ -364,11 +371,11 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
         header["REJHIGH"] = (combine.sigma_high, "upper rejection threshold (sigma)")
     header["OVSCMETH"] = (first.corrector.layout.method, "overscan method")
     for i, frame in enumerate(inputs, start=1):
-        header[f"IMCMB{i:03d}"] = frame.rel_path
+        header[f"IMCMB{i:03d}"] = ascii_header_text(frame.rel_path)
     if dropped:
         header["NDROPPED"] = (len(dropped), "inputs that could not be used")
-        for reason in dropped:
-            header.add_history(f"dropped: {reason}")
+        for rel, reason in dropped.items():
+            header.add_history(ascii_header_text(f"dropped {rel}: {reason}"))
     add_software_cards(header, config_digest)
     return header
 
@@ -416,7 +423,7 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
     inputs, dropped = open_inputs(spec, camera, raw_dir, masters)
     if not inputs:
         raise FrameError(f"master {spec['name']}: none of its {len(spec['frames'])} inputs is usable: "
-                         + "; ".join(dropped))
+                         + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
     try:
         return _build(spec, camera, inputs, dropped, combine, masters, Path(output),
                       memory_limit_mb, threads, config_digest)
@@ -432,7 +439,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
     # variance, mask) come out of the memory limit before the stacks
     reserved = sum(m.data.nbytes * 3 for m in masters.values()) + shape[0] * shape[1] * 11
-    norm_region = _normalize_region(camera, shape)
+    norm_region = _normalize_region(camera, shape) if kind == "flat" else None
 
     read_noise = inputs[0].read_noise_adu
     read_noise_source = "config/header"
@@ -457,12 +464,13 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         kept = []
         for frame, level in zip(inputs, levels):
             if not level > 0:
-                dropped.append(f"{frame.rel_path}: median {level:.1f} ADU after bias/dark is not positive")
+                dropped[frame.rel_path] = f"median {level:.1f} ADU after bias/dark is not positive"
                 continue
             frame.level, frame.scale = level, 1.0 / level
             kept.append(frame)
         if not kept:
-            raise FrameError(f"master {spec['name']}: no flat with a positive level: " + "; ".join(dropped))
+            raise FrameError(f"master {spec['name']}: no flat with a positive level: "
+                             + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
         inputs = kept
 
     with memory_returned_promptly():
@@ -544,6 +552,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         "name": spec["name"],
         "type": kind,
         "n_used": len(inputs),
+        "used": [frame.rel_path for frame in inputs],
         "dropped": dropped,
         "median": median(data),
         "read_noise_e": read_noise * gain,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -222,7 +222,7 @@ def _session_names(base: str, groups: list[list[FrameRecord]], taken: set[str]) 
     names = []
     for group in groups:
         start = min((f.date_obs for f in group if f.date_obs), default="")
-        stamp = start[:16].replace("-", "").replace(":", "") if start else "notime"
+        stamp = safe_name(start[:16].replace("-", "").replace(":", ""), "notime")
         names.append(_unique_name(f"{base}_{stamp}", taken))
     return names
 
@@ -318,7 +318,7 @@ def target_of_master(master: Master) -> Target:
 def _group_id(camera: str, filt: str, choice: Choice) -> str:
     digest = hashlib.sha256(
         json.dumps([choice.bias, choice.dark, choice.flat], sort_keys=True).encode()).hexdigest()[:8]
-    return f"{safe_name(camera)}_{safe_name(filt, 'nofilter')}_{digest}"
+    return f"{safe_name(camera)}_{safe_name(filt, 'nofilter')}_{digest}".lstrip("+-")
 
 
 def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matcher,
@@ -370,6 +370,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     _resolve_masters(tonight, list(library), matcher, checksums, cameras)
 
     policy = config["missing_calibration"]
+    outputs = output_names(r.path for r in records if r.ok and r.frame_type == "light")
     lights: dict[str, dict[str, Any]] = {}
     groups: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
@@ -380,8 +381,12 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         flags = choice.flags + ([] if choice.flat else ["NOFLAT"])
         lacking = [step for step, flag in (("bias", "NOBIAS"), ("dark", "NODARK"), ("flat", "NOFLAT"))
                    if flag in flags and step in policy["steps"]]
-        entry = {"path": record.path, "exptime": record.exptime, "binning": record.binning,
-                 "flags": flags, **choice.to_json()}
+        entry = {"path": record.path, "output": outputs[record.path], "exptime": record.exptime,
+                 "binning": record.binning, "shape": record.shape, "flags": flags,
+                 **choice.to_json()}
+        if outputs[record.path] != plain_output_name(record.path):
+            entry["notes"] = [*entry["notes"], f"written as {outputs[record.path]}: "
+                              f"{plain_output_name(record.path)} is another raw file's output"]
         if lacking and policy["policy"] == "stop":
             missing.append(f"{record.path}: no {', no '.join(lacking)} ({'; '.join(choice.notes)})")
         if lacking and policy["policy"] == "skip":
@@ -424,6 +429,44 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         "lights": lights,
         "matches": matcher.rows,
     }
+
+
+COMPRESSION_SUFFIXES = (".fz", ".gz")
+
+
+def plain_output_name(rel_path: str) -> str:
+    """A light's calibrated file: its raw path with a .fz/.gz suffix dropped."""
+    for suffix in COMPRESSION_SUFFIXES:
+        if rel_path.lower().endswith(suffix):
+            return rel_path[: -len(suffix)]
+    return rel_path
+
+
+def output_names(rel_paths: Iterable[str]) -> dict[str, str]:
+    """The calibrated file of each light (raw paths relative to raw_dir), all different.
+
+    Each light gets ``plain_output_name``. Where several would share one (``a.fits`` and
+    ``a.fits.fz``), the uncompressed file keeps it and each compressed one keeps its
+    compression as a word before the extension (``a_fz.fits``), with ``_2``, ``_3``... added
+    (in path order) while that is still taken. Deterministic: the same raw paths give the
+    same names."""
+    paths = sorted(rel_paths)
+    wanted = {p: plain_output_name(p) for p in paths}
+    sharing = Counter(wanted.values())
+    names = {p: wanted[p] for p in paths if sharing[wanted[p]] == 1 or wanted[p] == p}
+    taken = set(wanted.values())
+    for path in paths:
+        if path in names:
+            continue
+        stem, dot, ext = wanted[path].rpartition(".")
+        word = path.rpartition(".")[2].lower()
+        base = f"{stem}_{word}" if dot else f"{wanted[path]}_{word}"
+        candidate, n = f"{base}{dot}{ext if dot else ''}", 2
+        while candidate in taken:
+            candidate, n = f"{base}_{n}{dot}{ext if dot else ''}", n + 1
+        names[path] = candidate
+        taken.add(candidate)
+    return names
 
 
 #: Pixels one light job calibrates when ``lights_per_job`` is "auto": 100 lights of

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote
 
 import numpy as np
 from astropy.io import fits
@@ -25,6 +26,18 @@ WEAKFLAT = 4  # master flat response below the weak threshold
 NONFINITE = 8  # value is NaN or infinite
 
 MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT"}
+
+
+#: Characters kept as they are in header text: printable ASCII except '%'.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def ascii_header_text(text: str) -> str:
+    """``text`` (a file name, say) as a FITS header value, which must be printable ASCII:
+    every other character, and '%' itself, is percent-encoded as the %XX of its UTF-8 bytes
+    (RFC 3986 style; ``urllib.parse.unquote`` gives the text back). ASCII names without
+    '%' are unchanged: 'flat_é.fits' -> 'flat_%C3%A9.fits'."""
+    return quote(text, safe=_HEADER_SAFE, errors="surrogateescape")
 
 
 def mask_header() -> fits.Header:

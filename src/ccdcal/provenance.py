@@ -15,19 +15,50 @@ from astropy.io import fits
 
 from . import __version__
 
-#: Keys that say where the data lie, not how they are calibrated: left out of the digest
-#: so that the same night calibrated into another folder gives identical files.
-LOCATION_KEYS = ("raw_dir", "output_dir")
+#: The camera-profile settings that change each kind of product (dotted paths into the
+#: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job
+#: when they change (and only then), and a master's identity (MASTERID) includes them.
+PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "bias": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.bias"),
+    "dark": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.dark",
+             "dark.hot_pixel_sigma", "background"),
+    "flat": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.flat",
+             "flat.normalize_region", "flat.weak_threshold", "flat.dead_fraction",
+             "flat.star_rejection", "background"),
+    "light": ("overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime",
+              "dark.exposure_tolerance", "flat.weak_threshold", "output"),
+}
+
+#: Top-level configuration keys that do not change the plan: where the data lie and how
+#: much of the machine a job uses.
+NOT_PLAN_SETTINGS = ("raw_dir", "output_dir", "threads", "memory_limit_mb", "keep_intermediates")
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def config_digest(config: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of the configuration (locations left out)."""
-    relevant = {k: v for k, v in config.items() if k not in LOCATION_KEYS}
-    return hashlib.sha256(canonical_json(relevant).encode()).hexdigest()[:16]
+def settings_for(camera: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The part of a camera profile that changes a product of ``kind`` (bias, dark, flat,
+    light), nested as in the profile, with the camera's name."""
+    settings: dict[str, Any] = {"name": camera.get("name", "")}
+    for path in PRODUCT_SETTINGS[kind]:
+        *parents, leaf = path.split(".")
+        source, target = camera, settings
+        for key in parents:
+            source, target = source[key], target.setdefault(key, {})
+        target[leaf] = source[leaf]
+    return settings
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of ``settings`` (CFGDIGST)."""
+    return hashlib.sha256(canonical_json(settings).encode()).hexdigest()[:16]
+
+
+def plan_settings_digest(config: Mapping[str, Any]) -> str:
+    """Digest of the configuration that the plan depends on (NOT_PLAN_SETTINGS left out)."""
+    return settings_digest({k: v for k, v in config.items() if k not in NOT_PLAN_SETTINGS})
 
 
 @lru_cache(maxsize=1)
@@ -39,10 +70,10 @@ def software_versions() -> dict[str, str]:
 
 
 def add_software_cards(header: fits.Header, config_digest_hex: str | None = None) -> None:
-    """CCDCALV/NUMPYV/ASTROPYV (+ CFGDIGST) cards."""
+    """CCDCALV/NUMPYV/ASTROPYV (+ CFGDIGST, the ``settings_digest`` of what made it) cards."""
     versions = software_versions()
     header["CCDCALV"] = (versions["ccdcal"], "ccdcal version")
     header["NUMPYV"] = (versions["numpy"], "numpy version")
     header["ASTROPYV"] = (versions["astropy"], "astropy version")
     if config_digest_hex:
-        header["CFGDIGST"] = (config_digest_hex, "sha256[:16] of the ccdcal config")
+        header["CFGDIGST"] = (config_digest_hex, "sha256[:16] of the settings that made it")

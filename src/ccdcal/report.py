@@ -2,36 +2,88 @@
 
 ``summary.csv`` has one row per file of the inventory: lights with the masters applied
 (and the dark mode/scale, flags, output or error), calibration frames with the master they
-went into, excluded files with the reason. ``summary.txt`` says the same for a person.
+went into (or why they were dropped from it), excluded files with the reason.
+``summary.txt`` says the same for a person. A job that failed does not hide the rest: the
+summary is made from what the jobs left in output_dir (``NightState``), and says for every
+light or frame that is missing which job failed and why.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .inventory import FrameRecord
+from .plan import master_inputs
+from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR
 
 SUMMARY_COLUMNS = ["path", "frame_type", "camera", "status", "master", "output", "bias", "dark",
                    "dark_mode", "dark_scale", "flat", "flags", "detail"]
 
+@dataclass
+class NightState:
+    """What the night's jobs left in output_dir: every light group's report rows (by raw
+    path), every master's report (by name), every failed job's error (by 'masters/<name>'
+    or 'lights/<group>')."""
 
-def _read_reports(paths: Iterable[Path]) -> dict[str, dict[str, str]]:
-    rows = {}
-    for path in paths:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                rows[row["path"]] = row
-    return rows
+    light_rows: dict[str, dict[str, str]] = field(default_factory=dict)
+    master_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, output_dir: str | Path, plan: Mapping[str, Any]) -> "NightState":
+        out = Path(output_dir)
+        state = cls()
+        for group in sorted(plan["light_groups"]):
+            report = out / GROUPS_DIR / group / GROUP_REPORT
+            if report.is_file():
+                with open(report, newline="", encoding="utf-8") as handle:
+                    state.light_rows.update((row["path"], row) for row in csv.DictReader(handle))
+        for name in sorted(plan["masters"]):
+            path = out / MASTER_REPORTS_DIR / f"{name}.json"
+            if path.is_file():
+                state.master_reports[name] = json.loads(path.read_text(encoding="utf-8"))
+        for kind, names in (("masters", plan["masters"]), ("lights", plan["light_groups"])):
+            for name in sorted(names):
+                record = out / FAILURES_DIR / kind / f"{name}.txt"
+                if record.is_file():
+                    state.failures[f"{kind}/{name}"] = record.read_text(encoding="utf-8").strip()
+        return state
+
+    def master_problem(self, name: str, plan: Mapping[str, Any]) -> str | None:
+        """Why master ``name`` of tonight is not there (None when it is, or is the library's)."""
+        if plan["masters"].get(name, {}).get("source") != "tonight" or name in self.master_reports:
+            return None
+        error = self.failures.get(f"masters/{name}")
+        if error:
+            return f"master {name} failed: {error} (log: logs/masters/{name}.log)"
+        for needed in master_inputs(plan, name)["masters"]:
+            problem = self.master_problem(needed, plan)
+            if problem:
+                return f"master {name} was not made, as it needs {problem}"
+        return f"master {name} was not made: its job did not finish (log: logs/masters/{name}.log)"
+
+    def light_problem(self, group_name: str, plan: Mapping[str, Any]) -> str:
+        """Why a planned light of this group has no report row."""
+        error = self.failures.get(f"lights/{group_name}")
+        if error:
+            return f"its job failed: {error} (log: logs/lights/{group_name}.log)"
+        group = plan["light_groups"].get(group_name, {})
+        for step in ("bias", "dark", "flat"):
+            problem = self.master_problem(group.get(step) or "", plan) if group.get(step) else None
+            if problem:
+                return problem
+        return f"its job did not finish (log: logs/lights/{group_name}.log)"
 
 
-def summarize(records: list[FrameRecord], plan: Mapping[str, Any], report_files: Iterable[Path]
+def summarize(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState
               ) -> tuple[str, str]:
     """(summary.csv text, summary.txt text)."""
-    light_rows = _read_reports(report_files)
     member_of = {f["path"]: name for name, m in plan["masters"].items() for f in m["frames"]}
     rows: list[dict[str, Any]] = []
     for record in records:
@@ -40,12 +92,13 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], report_files:
         if not record.ok:
             row.update(status="excluded", detail=record.reason)
         elif record.frame_type == "light":
-            report = light_rows.get(record.path)
+            report = state.light_rows.get(record.path)
             planned = plan["lights"].get(record.path, {})
             if planned.get("skipped"):
                 row.update(status="skipped", detail=planned["skipped"], flags=",".join(planned["flags"]))
             elif report is None:
-                row.update(status="not run", detail="no report for this light")
+                row.update(status="failed", flags=",".join(planned.get("flags", [])),
+                           detail="not calibrated: " + state.light_problem(planned.get("group") or "", plan))
             else:
                 row.update({k: report.get(k, "") for k in ("output", "bias", "dark", "dark_mode",
                                                             "dark_scale", "flat", "flags")})
@@ -55,16 +108,28 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], report_files:
                     row["output"] = "calibrated/" + row["output"]
         else:
             master = member_of.get(record.path, "")
-            used = plan["masters"].get(master, {}).get("used", False)
-            row.update(status="combined", master=master,
-                       detail="" if used else "master not used by any light or flat tonight")
+            row.update(master=master, **_calibration_frame_status(record.path, master, plan, state))
         rows.append(row)
 
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return out.getvalue(), _text(rows, plan)
+    return out.getvalue(), _text(rows, plan, state)
+
+
+def _calibration_frame_status(path: str, master: str, plan: Mapping[str, Any],
+                              state: NightState) -> dict[str, str]:
+    """status and detail of a bias, dark or flat frame: combined into its master, dropped
+    from it (with the reason), or not combined because the master was not made."""
+    problem = state.master_problem(master, plan)
+    if problem:
+        return {"status": "failed", "detail": problem}
+    dropped = state.master_reports.get(master, {}).get("dropped", {})
+    if path in dropped:
+        return {"status": "dropped", "detail": f"dropped from {master}: {dropped[path]}"}
+    used = plan["masters"].get(master, {}).get("used", False)
+    return {"status": "combined", "detail": "" if used else "master not used by any light or flat tonight"}
 
 
 def binning_notes(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[str]:
@@ -88,14 +153,30 @@ def binning_notes(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> list[s
     return notes
 
 
-def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> str:
+def _master_line(name: str, master: Mapping[str, Any], plan: Mapping[str, Any], state: NightState) -> str:
+    note = "" if master["used"] else "  (not used tonight)"
+    problem = state.master_problem(name, plan)
+    if problem:
+        return f"  {name}: FAILED: {problem}"
+    if master["source"] != "tonight":
+        return f"  {name}: from the library ({master['file']}){note}"
+    n = len(master["frames"]) or len(master.get("derived_from", []))
+    dropped = state.master_reports.get(name, {}).get("dropped", {})
+    if dropped:
+        return f"  {name}: {n - len(dropped)} of {n} frames ({len(dropped)} dropped){note}"
+    what = "dark masters fitted" if master.get("derived_from") else "frames"
+    return f"  {name}: {n} {what}{note}"
+
+
+def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState) -> str:
     status = Counter(r["status"] for r in rows)
     lines = ["ccdcal night summary", "====================",
              f"{len(rows)} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())), ""]
+    if state.failures or any(state.master_problem(n, plan) for n in plan["masters"]):
+        lines += ["SOME JOBS FAILED: the rest of the night is complete; see below and logs/.", ""]
     lines.append(f"Masters ({len(plan['masters'])}):")
     for name, master in sorted(plan["masters"].items()):
-        note = "" if master["used"] else "  (not used tonight)"
-        lines.append(f"  {name}: {len(master['frames'])} frames{note}")
+        lines.append(_master_line(name, master, plan, state))
     lines += ["", "Lights:"]
     for row in rows:
         if row["frame_type"] != "light" or row["status"] == "excluded":
@@ -110,6 +191,10 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any]) -> str:
                      f"flat {row['flat'] or '-'}{detail}")
     lines += ["", "Binnings (frames of another binning are never combined or applied):"]
     lines += binning_notes(rows, plan)
+    dropped = [r for r in rows if r["status"] in ("dropped", "failed") and r["frame_type"] != "light"]
+    if dropped:
+        lines += ["", f"Calibration frames not combined ({len(dropped)}):"]
+        lines += [f"  {r['path']}: {r['detail']}" for r in dropped]
     excluded = [r for r in rows if r["status"] == "excluded"]
     lines += ["", f"Excluded ({len(excluded)}):"]
     lines += [f"  {r['path']}: {r['detail']}" for r in excluded]

@@ -2,7 +2,8 @@ rule master_bias:
     input:
         unpack(get_master_inputs),
     output:
-        MASTERS / "{master}.fits",
+        master=MASTERS / "{master}.fits",
+        report=OUT_DIR / "work" / "masters" / "{master}.json",
     log:
         LOGS / "masters" / "{master}.log",
     wildcard_constraints:

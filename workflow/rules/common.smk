@@ -1,8 +1,11 @@
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import WILDCARD_REGEX
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from ccdcal.inventory import list_raw_files, parse_shape
@@ -11,7 +14,16 @@ from ccdcal.lights import calibrations_needed
 from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
 from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
 from ccdcal.masters import expected_runtime_min
+from ccdcal.output_dir import (
+    OutputDirError,
+    check_locations,
+    claim,
+    find_incomplete,
+    remove_incomplete,
+    remove_stale_snakemake_locks,
+)
 from ccdcal.plan import master_inputs
+from ccdcal.provenance import plan_settings_digest, settings_for
 
 min_version("9.0")
 
@@ -23,22 +35,105 @@ OUT_DIR = Path(config["output_dir"])
 MASTERS = OUT_DIR / "masters"
 LOGS = OUT_DIR / "logs"
 
+if WILDCARD_REGEX.search(str(OUT_DIR)):
+    raise WorkflowError(
+        f"output_dir {OUT_DIR} holds a {{name}} in braces, which Snakemake reads as a "
+        "wildcard: give an output_dir without one"
+    )
+try:
+    check_locations(RAW_DIR, OUT_DIR)
+except OutputDirError as exc:
+    raise WorkflowError(str(exc))
+
 
 wildcard_constraints:
     master=r"[A-Za-z0-9][A-Za-z0-9._+\-]*",
     group=r"[A-Za-z0-9][A-Za-z0-9._+\-]*",
 
 
-def escape_braces(path):
-    """A raw file name used as a literal input path (braces would read as wildcards)."""
-    return str(path).replace("{", "{{").replace("}", "}}")
+def prepare_output_dir():
+    """Once per run, before the DAG is built (the first input function): hold output_dir
+    for this run (a second run on it is refused, naming this one), drop Snakemake locks
+    left by a killed run on it, and remove incomplete outputs so they are redone
+    (ccdcal.output_dir). A dry run only says what a real run would redo; the jobs that
+    Snakemake starts on cluster nodes do nothing here."""
+    if prepare_output_dir.done or workflow.remote_exec or workflow.subprocess_exec:
+        return
+    prepare_output_dir.done = True
+    if workflow.dryrun:
+        for what in find_incomplete(OUT_DIR):
+            logger.warning(f"ccdcal: a real run redoes {what}")
+        return
+    try:
+        claim(OUT_DIR, "snakemake")
+    except OutputDirError as exc:
+        raise WorkflowError(str(exc))
+    prepare_output_dir.claimed = True
+    for lock in remove_stale_snakemake_locks(Path(".snakemake") / "locks", OUT_DIR):
+        logger.warning(f"ccdcal: removed {lock}, left by a killed run on {OUT_DIR}")
+    for what in remove_incomplete(OUT_DIR):
+        logger.warning(f"ccdcal: redoing {what}")
+
+
+prepare_output_dir.done = False
+prepare_output_dir.claimed = False
+
+
+def is_trackable(path):
+    """Whether Snakemake can take this raw file as an input: readable, and no {name} in
+    braces in its path (Snakemake reads one as a wildcard and has no escape for it). Such
+    files are still calibrated; their size and time are params instead, so a change to
+    one still redoes what it affects."""
+    return os.access(path, os.R_OK) and not WILDCARD_REGEX.search(str(path))
+
+
+def untracked_state(paths):
+    """Size and modification time (or 'unreadable') of raw files Snakemake cannot track."""
+    state = {}
+    for rel in paths:
+        path = RAW_DIR / rel
+        if not is_trackable(path):
+            try:
+                info = path.stat()
+                state[rel] = [info.st_size, info.st_mtime_ns, os.access(path, os.R_OK)]
+            except OSError as exc:
+                state[rel] = f"unreadable: {exc.strerror}"
+    return state
+
+
+@lru_cache(maxsize=1)
+def raw_listing():
+    """Every file under raw_dir (output_dir excluded), relative POSIX paths, and the
+    folders that could not be read."""
+    if not RAW_DIR.is_dir():
+        raise WorkflowError(f"raw_dir {RAW_DIR} is not a folder")
+    unreadable = []
+    files = list_raw_files(RAW_DIR, exclude=[OUT_DIR], unreadable=unreadable)
+    return files, unreadable
 
 
 def get_raw_files():
     """Every file under raw_dir (output_dir excluded), relative POSIX paths."""
-    if not RAW_DIR.is_dir():
-        raise WorkflowError(f"raw_dir {RAW_DIR} is not a folder")
-    return list_raw_files(RAW_DIR, exclude=[OUT_DIR])
+    return raw_listing()[0]
+
+
+def get_tracked_raw_files():
+    return [str(RAW_DIR / p) for p in get_raw_files() if is_trackable(RAW_DIR / p)]
+
+
+def get_unreadable_folders():
+    return raw_listing()[1]
+
+
+def get_untracked_raw_state():
+    return {
+        **untracked_state(get_raw_files()),
+        **{f"{d}/": "unreadable folder" for d in get_unreadable_folders()},
+    }
+
+
+def get_plan_settings():
+    return plan_settings_digest(config)
 
 
 @lru_cache(maxsize=4)
@@ -49,6 +144,7 @@ def _load_plan(path, mtime):
 
 def get_plan():
     """The calibration plan written by the inventory checkpoint."""
+    prepare_output_dir()
     path = checkpoints.inventory.get().output.plan
     return _load_plan(path, Path(path).stat().st_mtime_ns)
 
@@ -88,7 +184,9 @@ def get_master_inputs(wildcards):
         wildcards.master,
     )
     return {
-        "frames": [escape_braces(RAW_DIR / p) for p in needs["frames"]],
+        "frames": [
+            str(RAW_DIR / p) for p in needs["frames"] if is_trackable(RAW_DIR / p)
+        ],
         "masters": [master_file(m) for m in needs["masters"]],
         "library": [],
     }
@@ -108,10 +206,11 @@ def get_master_spec(wildcards):
 
 
 def get_master_camera(wildcards):
+    """The camera settings that make this master (ccdcal.provenance.settings_for)."""
     plan = get_plan()
-    return json.dumps(
-        plan["cameras"][plan["masters"][wildcards.master]["camera"]], sort_keys=True
-    )
+    master = plan["masters"][wildcards.master]
+    settings = settings_for(plan["cameras"][master["camera"]], master["type"])
+    return json.dumps(settings, sort_keys=True)
 
 
 def _shape(setup):
@@ -153,7 +252,11 @@ def get_light_group_inputs(wildcards):
         }
     )
     return {
-        "lights": [escape_braces(RAW_DIR / light["path"]) for light in group["lights"]],
+        "lights": [
+            str(RAW_DIR / light["path"])
+            for light in group["lights"]
+            if is_trackable(RAW_DIR / light["path"])
+        ],
         "masters": [master_file(m) for m in masters],
     }
 
@@ -162,11 +265,16 @@ def get_light_group_spec(wildcards):
     return json.dumps(get_plan()["light_groups"][wildcards.group], sort_keys=True)
 
 
+def get_light_group_untracked(wildcards):
+    group = get_plan()["light_groups"][wildcards.group]
+    return untracked_state(light["path"] for light in group["lights"])
+
+
 def get_light_group_camera(wildcards):
+    """The camera settings that make a calibrated light (ccdcal.provenance.settings_for)."""
     plan = get_plan()
-    return json.dumps(
-        plan["cameras"][plan["light_groups"][wildcards.group]["camera"]], sort_keys=True
-    )
+    camera = plan["cameras"][plan["light_groups"][wildcards.group]["camera"]]
+    return json.dumps(settings_for(camera, "light"), sort_keys=True)
 
 
 def _light_group_masters(group):
@@ -176,22 +284,35 @@ def _light_group_masters(group):
     ]
 
 
+def _light_group_shape(group):
+    """The largest trimmed shape among a group's lights."""
+    return max(
+        (parse_shape(light["shape"]) for light in group["lights"]),
+        key=lambda shape: shape[0] * shape[1],
+    )
+
+
 def get_light_group_mem_mb(wildcards, attempt):
     """Peak memory of the light-group job (ccdcal.lights.expected_memory_mb), times the attempt."""
     group = get_plan()["light_groups"][wildcards.group]
-    masters = _light_group_masters(group)
-    shape = _shape(masters[0]["setup"]) if masters else (4096, 4096)
     mem = expected_light_memory_mb(
-        shape, len(masters), config["threads"], calibrations_needed(group)
+        _light_group_shape(group),
+        len(_light_group_masters(group)),
+        config["threads"],
+        calibrations_needed(group),
     )
     return mem * attempt
 
 
 def get_light_group_runtime(wildcards, attempt):
     group = get_plan()["light_groups"][wildcards.group]
-    masters = _light_group_masters(group)
-    shape = _shape(masters[0]["setup"]) if masters else (4096, 4096)
-    return expected_runtime_min(len(group["lights"]) + len(masters), shape) * attempt
+    n_masters = len(_light_group_masters(group))
+    return (
+        expected_runtime_min(
+            len(group["lights"]) + n_masters, _light_group_shape(group)
+        )
+        * attempt
+    )
 
 
 def get_light_group_dirs(wildcards=None):
@@ -210,6 +331,16 @@ def get_all_masters(wildcards=None):
     ]
 
 
+def get_master_reports(wildcards=None):
+    """The reports of tonight's masters (what went into each)."""
+    plan = get_plan()
+    return [
+        str(OUT_DIR / "work" / "masters" / f"{m}.json")
+        for m in sorted(plan["masters"])
+        if plan["masters"][m]["source"] == "tonight"
+    ]
+
+
 def get_library_filings(wildcards=None):
     """Where tonight's masters are filed in the library (none without library_dir)."""
     if not config["library_dir"]:
@@ -222,11 +353,17 @@ def get_library_filings(wildcards=None):
 
 
 def get_final_outputs(wildcards):
+    """Every output of the night, each named (a job whose outputs are only partly there,
+    after a kill, is then redone)."""
+    prepare_output_dir()
     return [
-        str(OUT_DIR / "summary.csv"),
-        str(OUT_DIR / "matches.csv"),
-        str(OUT_DIR / "calibrated"),
+        *(
+            str(OUT_DIR / name)
+            for name in ("inventory.csv", "plan.json", "matches.csv")
+        ),
+        *(str(OUT_DIR / name) for name in ("summary.csv", "summary.txt", "calibrated")),
         *get_all_masters(),
+        *get_master_reports(),
         *get_library_filings(),
     ]
 
@@ -235,3 +372,19 @@ def print_summary():
     summary = OUT_DIR / "summary.txt"
     if summary.exists():
         print(summary.read_text(encoding="utf-8"))
+
+
+def publish_after_failure():
+    """Jobs failed: publish what the light groups that finished made, and write the
+    summary saying what failed and why (ccdcal.jobs.after_failure)."""
+    if not prepare_output_dir.claimed:
+        return
+    from ccdcal.jobs import after_failure
+
+    try:
+        text = after_failure(str(OUT_DIR))
+    except Exception as exc:  # the night's error is already reported; say this one too
+        logger.error(f"ccdcal: could not write the summary after the failure: {exc}")
+        return
+    if text:
+        print(text)

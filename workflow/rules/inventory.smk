@@ -1,6 +1,6 @@
 checkpoint inventory:
     input:
-        raw=[escape_braces(RAW_DIR / p) for p in get_raw_files()],
+        raw=get_tracked_raw_files(),
     output:
         inventory=OUT_DIR / "inventory.csv",
         plan=OUT_DIR / "plan.json",
@@ -14,5 +14,8 @@ checkpoint inventory:
         runtime=30,
     params:
         files=get_raw_files(),
+        unreadable_folders=get_unreadable_folders(),
+        untracked=get_untracked_raw_state(),
+        settings=get_plan_settings(),
     script:
         "../scripts/inventory.py"

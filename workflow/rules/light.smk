@@ -14,6 +14,7 @@ rule calibrate_lights:
     params:
         group=get_light_group_spec,
         camera=get_light_group_camera,
+        untracked=get_light_group_untracked,
     script:
         "../scripts/calibrate_lights.py"
 

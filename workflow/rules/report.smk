@@ -3,6 +3,7 @@ rule summary:
         inventory=OUT_DIR / "inventory.csv",
         plan=OUT_DIR / "plan.json",
         groups=get_light_group_dirs,
+        masters=get_master_reports,
         calibrated=OUT_DIR / "calibrated",
     output:
         csv=OUT_DIR / "summary.csv",
@@ -12,5 +13,7 @@ rule summary:
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        output_dir=OUT_DIR,
     script:
         "../scripts/summary.py"

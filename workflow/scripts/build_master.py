@@ -1,4 +1,4 @@
-"""Build one master (bias, dark or flat) from its raw frames."""
+"""Build one master (bias, dark or flat) from its raw frames, and its report."""
 
 import json
 
@@ -9,7 +9,8 @@ master_job(
     json.loads(snakemake.params.spec),
     json.loads(snakemake.params.camera),
     snakemake.input.masters,
-    snakemake.output[0],
+    snakemake.output.master,
     snakemake.config,
     threads=snakemake.threads,
+    report=snakemake.output.report,
 )

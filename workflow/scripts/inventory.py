@@ -9,4 +9,5 @@ inventory_job(
     snakemake.output.inventory,
     snakemake.output.plan,
     snakemake.output.matches,
+    unreadable_folders=snakemake.params.unreadable_folders,
 )

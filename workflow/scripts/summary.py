@@ -6,7 +6,7 @@ setup_logging(snakemake.log[0])
 summary_job(
     snakemake.input.inventory,
     snakemake.input.plan,
-    snakemake.input.groups,
+    str(snakemake.params.output_dir),
     snakemake.output.csv,
     snakemake.output.txt,
 )
