@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import gzip
+import io
 import stat
 import warnings
 from datetime import datetime
@@ -315,3 +317,75 @@ def test_files_are_closed_even_when_unusable(night, make_config):
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
+
+
+# ------------------------------------------------------------------------- hostile headers
+
+
+def write_frame(path: Path, cards: dict, raw_cards: dict | None = None, data=None, gz=False):
+    """A small uint16 frame with header ``cards``; each ``raw_cards`` KEY -> text is then
+    written into the file's bytes as the card image 'KEY     = text' (80 bytes, any byte
+    allowed), replacing the card KEY that ``cards`` wrote (astropy would refuse these)."""
+    data = image(11) if data is None else data
+    stream = io.BytesIO()
+    fits.PrimaryHDU(data, header=header(**cards)).writeto(stream)
+    raw = stream.getvalue()
+    for key, text in (raw_cards or {}).items():
+        card = f"{key:<8}= {text}".ljust(80).encode("latin-1")
+        assert len(card) == 80
+        start = raw.index(f"{key:<8}=".encode())
+        raw = raw[:start] + card + raw[start + 80:]
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def inventory_of(raw: Path, make_config, **config):
+    records, _ = take_inventory(raw, list_raw_files(raw), make_config(raw_dir=str(raw), output_dir="out",
+                                                                      **config))
+    return {r.path: r for r in records}
+
+
+def control_character_night(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    common = dict(IMAGETYP="LIGHT", EXPTIME=30.0, OBJECT="M31", FOO=1.5)
+    write_frame(raw / "tab.fits", common, {"OBJECT": "'M31\tfield\x01A'"})
+    # the card still unparsable once cleaned ('1. 5' is no value) is dropped
+    write_frame(raw / "newline.fits", common, {"OBJECT": "'NGC\n7000'", "FOO": "1.\n5"})
+    write_frame(raw / "clean.fits", common)
+    return raw
+
+
+def test_control_characters_in_header_values_are_repaired(tmp_path):
+    """A tab, newline or control byte in a card made astropy raise VerifyError when the
+    key was read: it escaped the inventory and nothing ran."""
+    raw = control_character_night(tmp_path)
+    with RawFrame(raw / "newline.fits") as frame:
+        assert frame.header_problems == ["OBJECT: control characters replaced",
+                                         "FOO: unparsable card dropped"]
+        assert frame.header.get("OBJECT") == "NGC 7000" and "FOO" not in frame.header
+        assert frame.header.get("EXPTIME") == 30.0  # the other cards are untouched
+        np.testing.assert_array_equal(frame.read(), image(11).astype(np.float32))
+    with RawFrame(raw / "tab.fits") as frame:
+        assert frame.header.get("OBJECT") == "M31 field?A"  # white space -> ' ', other bytes -> '?'
+    with RawFrame(raw / "clean.fits") as frame:
+        assert frame.header_problems == [] and frame.header.get("FOO") == 1.5
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_unreadable_structure_names_the_card(tmp_path, make_config, gz):
+    """NAXIS1 = 'abc' used to say 'unsupported operand type(s) for +: 'int' and 'str''; a
+    BITPIX of 7 passed the inventory and failed in the calibration."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    suffix = ".fits.gz" if gz else ".fits"
+    write_frame(raw / f"naxis1{suffix}", dict(IMAGETYP="BIAS"), {"NAXIS1": "'abc'"}, gz=gz)
+    write_frame(raw / f"bitpix{suffix}", dict(IMAGETYP="BIAS"), {"BITPIX": "7"}, gz=gz)
+    write_frame(raw / f"ok{suffix}", dict(IMAGETYP="BIAS"), gz=gz)
+    rows = inventory_of(raw, make_config)
+    assert rows[f"naxis1{suffix}"].reason == "not a readable FITS file (NAXIS1 'abc' is not an integer)"
+    assert rows[f"bitpix{suffix}"].status == "excluded"
+    assert rows[f"bitpix{suffix}"].reason.startswith("not a readable FITS file (BITPIX 7 is not a FITS BITPIX")
+    assert rows[f"ok{suffix}"].ok
+    # an unreadable file for another reason keeps astropy's message
+    (raw / "junk.fits").write_bytes(b"SIMPLE  = " + b"x" * 3000)
+    assert inventory_of(raw, make_config)["junk.fits"].reason.startswith("not a readable FITS file (")
