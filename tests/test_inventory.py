@@ -537,3 +537,59 @@ def test_unreadable_structure_names_the_card(tmp_path, make_config, gz):
     # an unreadable file for another reason keeps astropy's message
     (raw / "junk.fits").write_bytes(b"SIMPLE  = " + b"x" * 3000)
     assert inventory_of(raw, make_config)["junk.fits"].reason.startswith("not a readable FITS file (")
+
+
+def geometry_night(tmp_path):
+    """Two frames of camera 'demo-ccd' (48x30, NAXIS1xNAXIS2)."""
+    raw = tmp_path / "raw"
+    (raw / "ccd" / "lights").mkdir(parents=True)
+    for name in ("b.fits", "a.fits"):
+        write_frame(raw / "ccd" / "lights" / name, dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam"))
+    return raw
+
+
+@pytest.mark.parametrize(
+    "camera,section,key",
+    [
+        ({"trim": "[1:60,1:30]"}, "trim section [1:60,1:30]", "'trim'"),
+        ({"overscan": {"regions": [{"overscan": "[41:48,1:31]", "data": "[1:40,1:30]"}]}},
+         "overscan section [41:48,1:31]", "'overscan.regions'"),
+        ({"overscan": {"regions": [{"overscan": "[38:48,1:30]", "data": "[1:40,1:30]"}]}},
+         "overscan section [38:48,1:30] overlaps the data section [1:40,1:30]", "'overscan.regions'"),
+        ({"overscan": {"regions": [{"overscan": "[41:48,1:30]", "data": "header"}]}, "trim": "[1:44,1:30]"},
+         "overscan section [41:48,1:30] overlaps the trim section [1:44,1:30]", "'overscan.regions' or 'trim'"),
+    ],
+)
+def test_camera_sections_that_do_not_fit_stop_the_inventory(tmp_path, make_config, camera, section, key):
+    """Such a profile used to exclude every frame of the camera and the run exited 0."""
+    from ccdcal.inventory import GeometryError
+
+    raw = geometry_night(tmp_path)
+    cameras = [{"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam"}}, **camera}]
+    with pytest.raises(GeometryError) as info:
+        inventory_of(raw, make_config, cameras=cameras)
+    message = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert message.startswith(f"camera 'demo-ccd': {section}")
+    assert "ccd/lights/a.fits" in message and "48x30 (NAXIS1xNAXIS2)" in message  # first by path
+    assert message.endswith(f"fix {key} in its profile")
+
+
+def test_sections_from_a_frame_header_exclude_that_frame_only(tmp_path, make_config):
+    raw = geometry_night(tmp_path)
+    write_frame(raw / "ccd" / "overlap.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam",
+                                                   BIASSEC="[38:48,1:30]", DATASEC="[1:40,1:30]"))
+    write_frame(raw / "ccd" / "outside.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam",
+                                                   TRIMSEC="[1:40,1:31]"))
+    cameras = [{"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam"}},
+                "overscan": {"regions": "header"}, "trim": "header"}]
+    rows = inventory_of(raw, make_config, cameras=cameras)
+    assert rows["ccd/overlap.fits"].reason == ("geometry: overscan section [38:48,1:30] overlaps the "
+                                               "data section [1:40,1:30]")
+    assert rows["ccd/outside.fits"].reason.startswith("geometry: trim section [1:40,1:31] lies outside")
+    assert rows["ccd/lights/a.fits"].ok and rows["ccd/lights/b.fits"].ok
+    # a profile section that fits, with the data region from each header: checked, no error
+    cameras[0]["overscan"] = {"regions": [{"overscan": "[41:48,1:30]", "data": "header"}]}
+    cameras[0]["trim"] = "[1:40,1:30]"
+    rows = inventory_of(raw, make_config, cameras=cameras)
+    assert rows["ccd/lights/a.fits"].reason == "geometry: overscan region 'header' but the frame has no BIASSEC/DATASEC"

@@ -6,7 +6,8 @@ filter, date) and its trimmed shape, or ``status='excluded'`` with the reason. A
 is not FITS, unreadable, truncated, of undecidable type, without a physical exposure time
 or with a bad geometry in its own header is excluded; it never stops the night. What is
 odd but usable (a repaired header card, a temperature or date that cannot be read) is
-listed in ``warnings``.
+listed in ``warnings``. A camera profile whose own sections do not fit its frames stops
+the inventory (``GeometryError``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Iterable, Mapping
 
 from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
 from .frames import FrameError, RawFrame, is_fits_name
-from .overscan import layout_for
+from .overscan import check_overscan_apart, layout_for
+from .sections import Section
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -260,10 +262,67 @@ def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: Fr
     return record
 
 
+class GeometryError(ValueError):
+    """A camera profile's own sections (overscan regions, trim) do not fit its frames: a
+    mistake in the configuration, which would exclude every frame of the camera."""
+
+
+def check_camera_geometry(records: list[FrameRecord], cameras: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check the sections each camera profile gives itself (``overscan.regions`` and
+    ``trim`` when they are FITS sections, not 'header') on the camera's first frame by path:
+    each inside the frame, no overscan overlapping its data region or the trim section.
+
+    Raises GeometryError naming the camera, the section, the frame and its size, and what
+    to fix. Sections read from a frame's header (BIASSEC...) are not checked here: a bad
+    one excludes that frame alone (``inspect_frame``).
+    """
+    for name in sorted(cameras):
+        profile = cameras[name]
+        regions, trim_text = profile["overscan"]["regions"], profile["trim"]
+        if regions == "header" and trim_text in ("header", "none"):
+            continue
+        first = min((r for r in records if r.camera == name and r.raw_shape),
+                    key=lambda r: r.path, default=None)
+        if first is None:
+            continue
+        raw_shape = parse_shape(first.raw_shape)
+
+        def fail(problem: Exception, key: str) -> GeometryError:
+            return GeometryError(
+                f"camera '{name}': {problem}; its first frame {first.path} is {raw_shape[1]}x"
+                f"{raw_shape[0]} (NAXIS1xNAXIS2); fix {key} in its profile")
+
+        trim = None
+        if trim_text not in ("header", "none"):
+            try:
+                trim = Section.parse(trim_text)
+                trim.check_inside(raw_shape, "trim section")
+            except ValueError as exc:
+                raise fail(exc, "'trim'") from None
+        for region in regions if regions != "header" else []:
+            given = {role: region[role] for role in ("overscan", "data") if region[role] != "header"}
+            try:
+                sections = {role: Section.parse(text) for role, text in given.items()}
+                for role, section in sections.items():
+                    section.check_inside(raw_shape, f"{role} section")
+                if "overscan" in sections:
+                    check_overscan_apart(sections["overscan"], sections.get("data"), None)
+            except ValueError as exc:
+                raise fail(exc, "'overscan.regions'") from None
+            if "overscan" in sections:
+                try:
+                    check_overscan_apart(sections["overscan"], None, trim)
+                except ValueError as exc:
+                    raise fail(exc, "'overscan.regions' or 'trim'") from None
+
+
 def take_inventory(raw_dir: str | os.PathLike, files: Iterable[str], config: Mapping[str, Any]
                    ) -> tuple[list[FrameRecord], dict[str, dict[str, Any]]]:
     """Inventory rows for ``files`` (relative to ``raw_dir``), sorted by path, and the
-    profile of every camera found (name -> validated profile, with its name set)."""
+    profile of every camera found (name -> validated profile, with its name set).
+
+    Raises GeometryError when a camera profile's own sections do not fit the camera's
+    frames (``check_camera_geometry``)."""
     raw_dir = Path(raw_dir)
     profiles = profiles_from_config(config)
     default_camera = config["default_camera"]
@@ -273,6 +332,7 @@ def take_inventory(raw_dir: str | os.PathLike, files: Iterable[str], config: Map
         records.append(record)
         if profile is not None:
             cameras.setdefault(profile.name, {**profile.config, "name": profile.name})
+    check_camera_geometry(records, cameras)
     return records, cameras
 
 
