@@ -161,7 +161,12 @@ def test_temperatures_celsius_and_kelvin(camera_profile, default_profile):
     assert kelvin.temperature(hv(CCDTEMP=263.15)) == pytest.approx(-10.0)
     assert kelvin.temperature(hv(CCDTEMP=50.0)) == pytest.approx(-223.15)
     celsius = CameraProfile(camera_profile(temperature_unit="C"))
-    assert celsius.temperature(hv(CCDTEMP=192.8)) == pytest.approx(192.8)
+    assert celsius.temperature(hv(CCDTEMP=-192.8)) == pytest.approx(-192.8)
+    # read as C, 192.8 is hotter than any sensor is run (PHYSICAL_RANGES): unknown, not kelvin
+    problems = []
+    assert celsius.temperature(hv(CCDTEMP=192.8), problems=problems) is None
+    assert problems == ["CCDTEMP 192.8 C is not a physical temperature "
+                        "(-273.15 to 100 C, both excluded): temperature unknown"]
 
 
 def test_settings_as_text(default_profile):
@@ -179,6 +184,114 @@ def test_value_or_keyword(camera_profile):
     assert profile.value_or_keyword(hv(GAIN=100), "gain") == (None, "unknown")
     fixed = CameraProfile(camera_profile(gain={"value": 2.0}))
     assert fixed.value_or_keyword(hv(EGAIN=1.6), "gain") == (2.0, "config")
+
+
+def header_of_card_images(*images):
+    """An astropy header read from raw 80-character card images, as from a file: a value
+    astropy cannot parse (EXPTIME = 1.0.0) stays in it and raises when the key is read."""
+    return fits.Header.fromstring("".join(i.ljust(80) for i in images) + "END".ljust(80))
+
+
+def test_headerview_treats_an_unparsable_card_as_absent():
+    broken = header_of_card_images("EXPTIME = 1.0.0 / seconds", "OBJECT  = 'M31'")
+    with pytest.raises(fits.verify.VerifyError):
+        broken["EXPTIME"]  # what astropy does: the reason for this test
+    primary = fits.Header()
+    primary["EXPTIME"] = 5.0
+    assert HeaderView(broken, primary).get("EXPTIME") == 5.0  # the primary's readable value
+    assert HeaderView(broken).get("EXPTIME") is None and "EXPTIME" not in HeaderView(broken)
+    assert HeaderView(broken).get("OBJECT") == "M31"
+    assert HeaderView(broken).unparsable(["EXPOSURE", "EXPTIME"]) == ("EXPTIME", "1.0.0")
+    assert HeaderView(broken).unparsable(["OBJECT"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "header,seconds,problem",
+    [
+        (hv(EXPTIME=0.0), 0.0, None),
+        (hv(EXPTIME=100000), 100000.0, None),  # the longest exposure accepted
+        (hv(EXPTIME="abc"), None, "EXPTIME 'abc' is not a number"),
+        (hv(EXPOSURE=1e300), None, "EXPOSURE 1e+300 s is not a physical exposure (0 to 100000 s)"),
+        (hv(EXPTIME=-1.5), None, "EXPTIME -1.5 s is not a physical exposure (0 to 100000 s)"),
+        (hv(EXPTIME=100000.5), None, "EXPTIME 100000.5 s is not a physical exposure (0 to 100000 s)"),
+        (HeaderView(header_of_card_images("EXPTIME = 1.0.0")), None, "EXPTIME '1.0.0' is not a number"),
+        # an unreadable first alias does not hide a readable second one
+        (HeaderView(header_of_card_images("EXPTIME = 1.0.0", "EXPOSURE=                 30.0")), 30.0, None),
+    ],
+)
+def test_exposure_must_be_a_physical_number(default_profile, header, seconds, problem):
+    problems = []
+    assert default_profile.exptime(header, problems) == seconds
+    assert problems == ([problem] if problem else [])
+
+
+def test_temperature_not_a_number_or_not_physical_is_unknown_with_a_warning(camera_profile,
+                                                                               default_profile):
+    problems = []
+    assert default_profile.temperature(hv(CCD__TEMP="cold"), problems=problems) is None
+    assert default_profile.temperature(hv(CCD__TEMP=-273.15), problems=problems) is None  # 0 K
+    assert default_profile.temperature(hv(SET__TEMP="x"), "set_temperature", problems) is None
+    assert default_profile.temperature(hv(CCD__TEMP=-272.0), problems=problems) == -272.0
+    assert default_profile.temperature(hv(CCD__TEMP=99.0), problems=problems) == 99.0
+    assert problems[0] == "CCD-TEMP 'cold' is not a number: temperature unknown"
+    assert problems[1].startswith("CCD-TEMP -273.15 C is not a physical temperature (-273.15 to 100 C")
+    assert problems[2] == "SET-TEMP 'x' is not a number: set temperature unknown"
+    assert len(problems) == 3
+    # 'auto' reads 5000 as kelvin: 4726.85 C is no sensor temperature either; the message
+    # shows both numbers
+    problems = []
+    assert default_profile.temperature(hv(TEMPDET=5000.0), problems=problems) is None
+    assert "TEMPDET 5000 K (4726.85 C) is not a physical temperature" in problems[0]
+    assert default_profile.temperature(HeaderView({"CCD-TEMP": float("inf")})) is None  # no list given
+
+
+@pytest.mark.parametrize(
+    "what,cards,expected",
+    [
+        ("gain", {"EGAIN": 0}, (None, "header EGAIN 0 e-/ADU is not a physical gain "
+                                      "(0 to 10000 e-/ADU, both excluded): gain unknown")),
+        ("gain", {"EGAIN": "abc"}, (None, "header EGAIN 'abc' is not a number: gain unknown")),
+        ("gain", {"EGAIN": 1e4}, (None, "header EGAIN 10000 e-/ADU is not a physical gain "
+                                        "(0 to 10000 e-/ADU, both excluded): gain unknown")),
+        ("gain", {"EGAIN": 0.25}, (0.25, "header EGAIN")),
+        ("read_noise", {"RDNOISE": -0.5}, (None, "header RDNOISE -0.5 e- is not a physical read noise "
+                                                 "(0 to 100000 e-, 100000 excluded): read noise unknown")),
+        ("read_noise", {"RDNOISE": 0}, (0.0, "header RDNOISE")),
+        ("saturation", {"SATURATE": 0}, (None, "header SATURATE 0 ADU is not a physical saturation "
+                                               "(0 to 4294967296 ADU, both excluded): saturation unknown")),
+        ("saturation", {"SATURATE": 2.0**32}, (None, "header SATURATE 4294967296 ADU is not a physical "
+                                                     "saturation (0 to 4294967296 ADU, both excluded): saturation unknown")),
+        ("saturation", {"SATURATE": 65535}, (65535.0, "header SATURATE")),
+    ],
+)
+def test_value_or_keyword_refuses_header_values_that_are_not_physical(camera_profile, what, cards, expected):
+    """A gain of 0 used to reach the calibration and divide by zero."""
+    assert CameraProfile(camera_profile()).value_or_keyword(hv(**cards), what) == expected
+
+
+def test_schema_refuses_configured_values_that_are_not_physical_with_the_same_ranges(camera_profile):
+    from jsonschema import ValidationError
+
+    from ccdcal.camera import PHYSICAL_RANGES
+    from ccdcal.config import schema, validated
+
+    def camera(**values):
+        return validated({"raw_dir": ".", "output_dir": ".", "cameras": [{"name": "c", **values}]})
+
+    for what, bad in [("gain", 0), ("gain", -1.2), ("gain", 1e4), ("read_noise", -0.1),
+                      ("saturation", 0), ("saturation", 2**32)]:
+        with pytest.raises(ValidationError):
+            camera(**{what: {"value": bad}})
+    assert camera(read_noise={"value": 0})["cameras"][0]["read_noise"]["value"] == 0
+    assert camera(gain={"value": 1.2})["cameras"][0]["gain"]["value"] == 1.2
+    # the schema's bounds are the table's (the two places the ranges are written)
+    cameras = schema()["$defs"]["camera"]["properties"]
+    for what in ("gain", "read_noise", "saturation"):
+        bounds = cameras[what]["properties"]["value"]
+        limits = PHYSICAL_RANGES[what]
+        low_key = "exclusiveMinimum" if limits.low_open else "minimum"
+        high_key = "exclusiveMaximum" if limits.high_open else "maximum"
+        assert (bounds[low_key], bounds[high_key]) == (limits.low, limits.high), what
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import gzip
+import io
+import re
 import stat
 import warnings
 from datetime import datetime
@@ -14,6 +17,7 @@ from astropy.io import fits
 
 from ccdcal.frames import FrameError, RawFrame
 from ccdcal.inventory import (
+    COLUMNS,
     FrameRecord,
     list_raw_files,
     records_from_csv,
@@ -133,7 +137,7 @@ def test_inventory_rows(night, make_config):
     assert r.exptime == 0.0 and r.temperature_c == pytest.approx(-10.2)
     assert (r.shape, r.raw_shape, r.hdu, r.bitpix, r.binning) == ("30x48", "30x48", 0, 16, "1x1")
     assert (r.gain_setting, r.offset) == ("120", "30")
-    assert r.date_obs == "2024-03-01T20:15:30.5"
+    assert r.date_obs == "2024-03-01T20:15:30.500000"  # written .5: normalized to microseconds
     assert r.time_s == pytest.approx((datetime(2024, 3, 1, 20, 15, 30, 500000)
                                       - datetime(2000, 1, 1)).total_seconds())
 
@@ -315,3 +319,277 @@ def test_files_are_closed_even_when_unusable(night, make_config):
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
+
+
+# ------------------------------------------------------------------------- hostile headers
+
+
+def write_frame(path: Path, cards: dict, raw_cards: dict | None = None, data=None, gz=False):
+    """A small uint16 frame with header ``cards``; each ``raw_cards`` KEY -> text is then
+    written into the file's bytes as the card image 'KEY     = text' (80 bytes, any byte
+    allowed), replacing the card KEY that ``cards`` wrote (astropy would refuse these)."""
+    data = image(11) if data is None else data
+    stream = io.BytesIO()
+    fits.PrimaryHDU(data, header=header(**cards)).writeto(stream)
+    raw = stream.getvalue()
+    for key, text in (raw_cards or {}).items():
+        card = f"{key:<8}= {text}".ljust(80).encode("latin-1")
+        assert len(card) == 80
+        start = raw.index(f"{key:<8}=".encode())
+        raw = raw[:start] + card + raw[start + 80:]
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def inventory_of(raw: Path, make_config, **config):
+    records, _ = take_inventory(raw, list_raw_files(raw), make_config(raw_dir=str(raw), output_dir="out",
+                                                                      **config))
+    return {r.path: r for r in records}
+
+
+def control_character_night(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    common = dict(IMAGETYP="LIGHT", EXPTIME=30.0, OBJECT="M31", FOO=1.5)
+    write_frame(raw / "tab.fits", common, {"OBJECT": "'M31\tfield\x01A'"})
+    # the card still unparsable once cleaned ('1. 5' is no value) is dropped
+    write_frame(raw / "newline.fits", common, {"OBJECT": "'NGC\n7000'", "FOO": "1.\n5"})
+    write_frame(raw / "clean.fits", common)
+    return raw
+
+
+def test_control_characters_in_header_values_are_repaired(tmp_path):
+    """A tab, newline or control byte in a card made astropy raise VerifyError when the
+    key was read: it escaped the inventory and nothing ran."""
+    raw = control_character_night(tmp_path)
+    with RawFrame(raw / "newline.fits") as frame:
+        assert frame.header_problems == ["OBJECT: control characters replaced",
+                                         "FOO: unparsable card dropped"]
+        assert frame.header.get("OBJECT") == "NGC 7000" and "FOO" not in frame.header
+        assert frame.header.get("EXPTIME") == 30.0  # the other cards are untouched
+        np.testing.assert_array_equal(frame.read(), image(11).astype(np.float32))
+    with RawFrame(raw / "tab.fits") as frame:
+        assert frame.header.get("OBJECT") == "M31 field?A"  # white space -> ' ', other bytes -> '?'
+    with RawFrame(raw / "clean.fits") as frame:
+        assert frame.header_problems == [] and frame.header.get("FOO") == 1.5
+
+
+def test_repaired_header_cards_are_listed_in_the_inventory(tmp_path, make_config):
+    rows = inventory_of(control_character_night(tmp_path), make_config)
+    for name in ("tab.fits", "newline.fits"):
+        assert (rows[name].status, rows[name].frame_type, rows[name].exptime) == ("ok", "light", 30.0)
+    assert rows["tab.fits"].object == "M31 field?A"
+    assert rows["tab.fits"].warnings == "OBJECT: control characters replaced"
+    assert rows["newline.fits"].warnings == "OBJECT: control characters replaced; FOO: unparsable card dropped"
+    assert rows["clean.fits"].warnings == ""
+
+
+@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")  # astropy on EXPTIME = 1.0.0
+def test_exposure_that_is_not_a_number_or_not_physical_excludes_with_its_reason(tmp_path, make_config):
+    """EXPTIME = 1e300 used to scale a dark by 3e297 (an all -inf frame marked OK), and
+    EXPTIME = 'abc' was reported as missing."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_frame(raw / "text.fits", dict(IMAGETYP="DARK", EXPTIME="abc"))
+    write_frame(raw / "huge.fits", dict(IMAGETYP="DARK", EXPTIME=1e300))
+    write_frame(raw / "negative.fits", dict(IMAGETYP="LIGHT", EXPTIME=-2.0))
+    write_frame(raw / "unparsable.fits", dict(IMAGETYP="LIGHT", EXPTIME=1.0), {"EXPTIME": "1.0.0"})
+    write_frame(raw / "missing.fits", dict(IMAGETYP="LIGHT"))
+    write_frame(raw / "bias.fits", dict(IMAGETYP="BIAS"))
+    write_frame(raw / "long.fits", dict(IMAGETYP="DARK", EXPTIME=3600.0))
+    rows = inventory_of(raw, make_config)
+    reasons = {path: row.reason for path, row in rows.items() if not row.ok}
+    assert reasons == {
+        "text.fits": "EXPTIME 'abc' is not a number",
+        "huge.fits": "EXPTIME 1e+300 s is not a physical exposure (0 to 100000 s)",
+        "negative.fits": "EXPTIME -2 s is not a physical exposure (0 to 100000 s)",
+        "unparsable.fits": "EXPTIME '1.0.0' is not a number",
+        "missing.fits": "no exposure time (EXPTIME/EXPOSURE/EXPOSURE_TIME)",
+    }
+    assert all(rows[p].exptime is None for p in reasons)
+    assert (rows["bias.fits"].status, rows["bias.fits"].exptime) == ("ok", 0.0)
+    assert (rows["long.fits"].status, rows["long.fits"].exptime) == ("ok", 3600.0)
+
+
+def test_temperature_and_calibration_values_that_are_not_physical_are_warnings(tmp_path, make_config):
+    """Not a reason to exclude the frame: its temperature becomes unknown and the header's
+    gain/read noise/saturation are not used (a gain of 0 divided by zero downstream)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_frame(raw / "a.fits", dict(IMAGETYP="DARK", EXPTIME=60.0, CCD__TEMP="cold", SET__TEMP=-500.0,
+                                     EGAIN=0.0, RDNOISE=3.5))
+    write_frame(raw / "b.fits", dict(IMAGETYP="DARK", EXPTIME=60.0, CCD__TEMP=-10.0, EGAIN=1.4))
+    rows = inventory_of(raw, make_config)
+    a, b = rows["a.fits"], rows["b.fits"]
+    assert (a.status, a.temperature_c, a.set_temperature_c) == ("ok", None, None)
+    warnings_a = a.warnings.split("; ")
+    assert warnings_a[0] == "CCD-TEMP 'cold' is not a number: temperature unknown"
+    assert warnings_a[1].startswith("SET-TEMP -500 C is not a physical temperature")
+    assert warnings_a[1].endswith(": set temperature unknown")
+    assert warnings_a[2].startswith("header EGAIN 0 e-/ADU is not a physical gain")
+    assert warnings_a[2].endswith(": gain unknown")
+    assert len(warnings_a) == 3  # RDNOISE 3.5 is fine
+    assert (b.status, b.temperature_c, b.warnings) == ("ok", -10.0, "")
+
+
+def seconds_since_2000(moment: datetime) -> float:
+    return (moment - datetime(2000, 1, 1)).total_seconds()
+
+
+def test_dates_in_every_fits_form_give_one_normalized_text(camera_profile):
+    """Master and library folder names are built from date_obs: a space or '/' in them broke
+    the workflow. Expected moments come from datetime and astropy.time, not from parse_date."""
+    from astropy.time import Time
+
+    from ccdcal.camera import CameraProfile, HeaderView
+    from ccdcal.inventory import parse_date
+
+    profile = CameraProfile(camera_profile())
+    six = datetime(2026, 11, 21, 6, 0, 0)
+    mjd = Time("2026-11-21T06:00:00", scale="utc").mjd  # 61365.25
+    cases = [  # header cards, expected moment, whether a fraction of a second is written
+        ({"DATE-OBS": "2026-11-21T06:00:00"}, six, False),
+        ({"DATE-OBS": "2026-11-21 06:00:00"}, six, False),  # a space for the 'T'
+        ({"DATE-OBS": "2026-11-21T06:00:00Z"}, six, False),
+        ({"DATE-OBS": "2026-11-21T06:00:00+00:00"}, six, False),
+        ({"DATE-OBS": "2026-11-21T07:30:00+01:30"}, six, False),  # local time: to UTC
+        ({"DATE-OBS": "2026-11-21", "TIME-OBS": "06:00:00"}, six, False),
+        ({"DATE-OBS": "2026-11-21", "UT": "06:00:00.25"}, six.replace(microsecond=250000), True),
+        ({"DATE_OBS": "2026-11-21T06:00:00.1234567"}, six.replace(microsecond=123456), True),
+        ({"DATE-OBS": "21/11/96", "UTSTART": "06:00:00"}, datetime(1996, 11, 21, 6), False),  # 19YY
+        ({"DATE-OBS": "20/11/26", "UT": "23:59:59"}, datetime(1926, 11, 20, 23, 59, 59), False),
+        ({"MJD-OBS": mjd}, six, False),
+        ({"JD": mjd + 2400000.5}, six, False),  # to the ms: a double JD holds ~40 us
+        ({"MJD-OBS": Time("1998-07-01T12:00:00.5").mjd}, datetime(1998, 7, 1, 12, 0, 0, 500000), True),
+    ]
+    for cards, moment, fraction in cases:
+        problems = []
+        text, seconds = parse_date(HeaderView(cards), profile, problems)
+        assert problems == [], cards
+        assert seconds == pytest.approx(seconds_since_2000(moment), abs=1e-3), cards
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?", text), (cards, text)
+        assert datetime.fromisoformat(text) == moment, (cards, text)
+        assert (len(text) > 19) == fraction, (cards, text)
+
+
+def test_dates_that_cannot_be_read_are_empty_with_a_warning(camera_profile):
+    from ccdcal.camera import CameraProfile, HeaderView
+    from ccdcal.inventory import parse_date
+
+    profile = CameraProfile(camera_profile())
+    for cards, warning in [
+        ({"DATE-OBS": "yesterday"}, "DATE-OBS 'yesterday' is not a date"),
+        ({"DATE-OBS": "2024-02-30T00:00:00"}, "DATE-OBS '2024-02-30T00:00:00' is not a date"),
+        ({"DATE-OBS": "2024-02-03T25:00:00"}, "DATE-OBS '2024-02-03T25:00:00' is not a date"),
+        ({"MJD-OBS": "soon"}, "MJD-OBS 'soon' is not a date"),
+    ]:
+        problems = []
+        assert parse_date(HeaderView(cards), profile, problems) == ("", None), cards
+        assert problems == [warning]
+    # a date alone, with no time anywhere: midnight, and said
+    problems = []
+    text, seconds = parse_date(HeaderView({"DATE-OBS": "2026-11-21"}), profile, problems)
+    assert (text, seconds) == ("2026-11-21T00:00:00", seconds_since_2000(datetime(2026, 11, 21)))
+    assert problems and "no time of day" in problems[0]
+    assert parse_date(HeaderView({}), profile) == ("", None)  # no date at all: nothing to say
+
+
+def test_dates_in_the_inventory_rows(tmp_path, make_config):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_frame(raw / "space.fits", dict(IMAGETYP="BIAS", DATE__OBS="2026-11-21 06:00:00"))
+    write_frame(raw / "old.fits", dict(IMAGETYP="BIAS", DATE__OBS="21/11/96", TIME__OBS="06:00:00"))
+    write_frame(raw / "bad.fits", dict(IMAGETYP="BIAS", DATE__OBS="yesterday"))
+    rows = inventory_of(raw, make_config)
+    assert (rows["space.fits"].date_obs, rows["old.fits"].date_obs) == ("2026-11-21T06:00:00",
+                                                                      "1996-11-21T06:00:00")
+    assert rows["space.fits"].time_s == seconds_since_2000(datetime(2026, 11, 21, 6))
+    bad = rows["bad.fits"]
+    assert (bad.status, bad.date_obs, bad.time_s) == ("ok", "", None)
+    assert bad.warnings == "DATE-OBS 'yesterday' is not a date"
+
+
+def test_warnings_are_the_last_column_and_survive_csv(tmp_path):
+    assert COLUMNS[-1] == "warnings"
+    assert COLUMNS[:3] == ["path", "status", "reason"]  # the order others read is unchanged
+    records = [FrameRecord(path="a.fits", status="ok", warnings="OBJECT: control characters replaced; "
+                                                                 "CCD-TEMP 'cold, \"very\"' is not a number"),
+               FrameRecord(path="b.fits")]
+    path = tmp_path / "inv.csv"
+    path.write_text(records_to_csv(records), encoding="utf-8")
+    assert records_from_csv(path) == records
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_unreadable_structure_names_the_card(tmp_path, make_config, gz):
+    """NAXIS1 = 'abc' used to say 'unsupported operand type(s) for +: 'int' and 'str''; a
+    BITPIX of 7 passed the inventory and failed in the calibration."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    suffix = ".fits.gz" if gz else ".fits"
+    write_frame(raw / f"naxis1{suffix}", dict(IMAGETYP="BIAS"), {"NAXIS1": "'abc'"}, gz=gz)
+    write_frame(raw / f"bitpix{suffix}", dict(IMAGETYP="BIAS"), {"BITPIX": "7"}, gz=gz)
+    write_frame(raw / f"ok{suffix}", dict(IMAGETYP="BIAS"), gz=gz)
+    rows = inventory_of(raw, make_config)
+    assert rows[f"naxis1{suffix}"].reason == "not a readable FITS file (NAXIS1 'abc' is not an integer)"
+    assert rows[f"bitpix{suffix}"].status == "excluded"
+    assert rows[f"bitpix{suffix}"].reason.startswith("not a readable FITS file (BITPIX 7 is not a FITS BITPIX")
+    assert rows[f"ok{suffix}"].ok
+    # an unreadable file for another reason keeps astropy's message
+    (raw / "junk.fits").write_bytes(b"SIMPLE  = " + b"x" * 3000)
+    assert inventory_of(raw, make_config)["junk.fits"].reason.startswith("not a readable FITS file (")
+
+
+def geometry_night(tmp_path):
+    """Two frames of camera 'demo-ccd' (48x30, NAXIS1xNAXIS2)."""
+    raw = tmp_path / "raw"
+    (raw / "ccd" / "lights").mkdir(parents=True)
+    for name in ("b.fits", "a.fits"):
+        write_frame(raw / "ccd" / "lights" / name, dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam"))
+    return raw
+
+
+@pytest.mark.parametrize(
+    "camera,section,key",
+    [
+        ({"trim": "[1:60,1:30]"}, "trim section [1:60,1:30]", "'trim'"),
+        ({"overscan": {"regions": [{"overscan": "[41:48,1:31]", "data": "[1:40,1:30]"}]}},
+         "overscan section [41:48,1:31]", "'overscan.regions'"),
+        ({"overscan": {"regions": [{"overscan": "[38:48,1:30]", "data": "[1:40,1:30]"}]}},
+         "overscan section [38:48,1:30] overlaps the data section [1:40,1:30]", "'overscan.regions'"),
+        ({"overscan": {"regions": [{"overscan": "[41:48,1:30]", "data": "header"}]}, "trim": "[1:44,1:30]"},
+         "overscan section [41:48,1:30] overlaps the trim section [1:44,1:30]", "'overscan.regions' or 'trim'"),
+    ],
+)
+def test_camera_sections_that_do_not_fit_stop_the_inventory(tmp_path, make_config, camera, section, key):
+    """Such a profile used to exclude every frame of the camera and the run exited 0."""
+    from ccdcal.inventory import GeometryError
+
+    raw = geometry_night(tmp_path)
+    cameras = [{"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam"}}, **camera}]
+    with pytest.raises(GeometryError) as info:
+        inventory_of(raw, make_config, cameras=cameras)
+    message = str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert message.startswith(f"camera 'demo-ccd': {section}")
+    assert "ccd/lights/a.fits" in message and "48x30 (NAXIS1xNAXIS2)" in message  # first by path
+    assert message.endswith(f"fix {key} in its profile")
+
+
+def test_sections_from_a_frame_header_exclude_that_frame_only(tmp_path, make_config):
+    raw = geometry_night(tmp_path)
+    write_frame(raw / "ccd" / "overlap.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam",
+                                                   BIASSEC="[38:48,1:30]", DATASEC="[1:40,1:30]"))
+    write_frame(raw / "ccd" / "outside.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam",
+                                                   TRIMSEC="[1:40,1:31]"))
+    cameras = [{"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam"}},
+                "overscan": {"regions": "header"}, "trim": "header"}]
+    rows = inventory_of(raw, make_config, cameras=cameras)
+    assert rows["ccd/overlap.fits"].reason == ("geometry: overscan section [38:48,1:30] overlaps the "
+                                               "data section [1:40,1:30]")
+    assert rows["ccd/outside.fits"].reason.startswith("geometry: trim section [1:40,1:31] lies outside")
+    assert rows["ccd/lights/a.fits"].ok and rows["ccd/lights/b.fits"].ok
+    # a profile section that fits, with the data region from each header: checked, no error
+    cameras[0]["overscan"] = {"regions": [{"overscan": "[41:48,1:30]", "data": "header"}]}
+    cameras[0]["trim"] = "[1:40,1:30]"
+    rows = inventory_of(raw, make_config, cameras=cameras)
+    assert rows["ccd/lights/a.fits"].reason == "geometry: overscan region 'header' but the frame has no BIASSEC/DATASEC"

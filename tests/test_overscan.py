@@ -9,6 +9,8 @@ seeds, while a wrong level, shape or amplifier would be off by far more).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -368,3 +370,42 @@ def test_direct_layout_object_works_without_a_profile():
     out, _ = FrameCorrector(reader(raw), layout).full()
     assert abs(float(np.mean(out - science))) < 0.6
     assert "mean" in layout.describe() and str(overscan) in layout.describe()
+
+
+def test_overscan_overlapping_its_data_or_the_trim_raises_naming_both(camera_profile):
+    """An overlap used to pass: the overscan level then includes science signal (or the
+    overscan stays in the calibrated image), silently wrong in every light."""
+    shape = (240, 120)
+    with pytest.raises(ValueError) as info:
+        explicit_layout(camera_profile, shape, [(Section(95, 120, 1, 240), Section(1, 100, 1, 240))],
+                        "[1:90,1:240]", "median")
+    assert "[95:120,1:240]" in str(info.value) and "data section [1:100,1:240]" in str(info.value)
+    with pytest.raises(ValueError) as info:
+        explicit_layout(camera_profile, shape, [(Section(103, 120, 1, 240), Section(1, 100, 1, 240))],
+                        "[1:110,1:240]", "median")
+    assert "[103:120,1:240]" in str(info.value) and "trim section [1:110,1:240]" in str(info.value)
+    # from the header too, e.g. a BIASSEC inside the TRIMSEC; one row of overlap is enough
+    with pytest.raises(ValueError, match=r"\[1:120,230:240\].*trim section \[1:120,1:230\]"):
+        layout_for(HeaderView({"BIASSEC": "[1:120,230:240]", "DATASEC": "[1:120,1:229]",
+                               "TRIMSEC": "[1:120,1:230]"}), shape, camera_profile())
+    # touching is not overlapping; trim 'none' keeps the overscan in the image on purpose
+    explicit_layout(camera_profile, shape, [(Section(101, 120, 1, 240), Section(1, 100, 1, 240))],
+                    "[1:100,1:240]", "median")
+    explicit_layout(camera_profile, shape, [(Section(101, 120, 1, 240), Section(1, 100, 1, 240))],
+                    "none", "median")
+
+
+def test_section_partly_outside_the_frame_raises():
+    """check_inside used to look at x2 and y2 only: a section starting before pixel 1 or
+    written backwards past the edge passed."""
+    shape = (240, 120)
+    Section(1, 120, 1, 240).check_inside(shape)  # exactly the frame
+    for section in (Section(0, 10, 1, 240), Section(1, 10, 0, 5), Section(130, 100, 1, 240),
+                    Section(1, 10, 300, 200)):
+        with pytest.raises(ValueError, match=re.escape(str(section))):
+            section.check_inside(shape, "data section")
+
+
+def test_overscan_over_the_whole_frame_leaves_no_data(camera_profile):
+    with pytest.raises(ValueError, match=r"\[1:120,1:240\]"):
+        layout_for(HeaderView({"BIASSEC": "[1:120,1:240]"}), (240, 120), camera_profile())

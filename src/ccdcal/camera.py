@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
+
 FRAME_TYPES = ("bias", "dark", "flat", "light")
 
 #: Frame-type values seen in the wild (case-insensitive, spaces/underscores/dashes folded).
@@ -72,6 +75,81 @@ def safe_name(value: Any, fallback: str = "none", limit: int = SAFE_NAME_MAX) ->
 
 
 @dataclass(frozen=True)
+class PhysicalRange:
+    """The values a physical quantity can take: ``low`` to ``high`` in ``unit``, each end
+    included unless it is open."""
+
+    noun: str
+    unit: str
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, number: float) -> bool:
+        above = number > self.low if self.low_open else number >= self.low
+        below = number < self.high if self.high_open else number <= self.high
+        return math.isfinite(number) and above and below
+
+    def problem(self, keyword: str, number: float, shown: str | None = None) -> str:
+        """'' when ``number`` is within the range, else why not, naming ``keyword`` and the
+        value (``shown``, default '<number> <unit>')."""
+        if self.contains(number):
+            return ""
+        shown = shown or f"{number_text(number)} {self.unit}"
+        return f"{keyword} {shown} is not a physical {self.noun} ({self})"
+
+    def __str__(self) -> str:
+        low, high = number_text(self.low), number_text(self.high)
+        ends = [end for end, is_open in ((low, self.low_open), (high, self.high_open)) if is_open]
+        excluded = ", both excluded" if len(ends) == 2 else "".join(f", {e} excluded" for e in ends)
+        return f"{low} to {high} {self.unit}{excluded}"
+
+
+def number_text(number: float) -> str:
+    """A number for a message: whole numbers without '.0' (4294967296), others with up to
+    10 significant digits (-273.15, 1e+300)."""
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return f"{number:.10g}"
+
+
+#: What header values (and the config's gain/read noise/saturation) can physically be;
+#: a value outside is a broken header, never used.
+#: - exposure, s: 0 to 100000 (27.8 h): longer than any night, so no single exposure is;
+#:   EXPTIME = 1e300 would scale a dark by ~3e297.
+#: - temperature, C (after the kelvin conversion): above absolute zero, below 100 C (no
+#:   sensor is read out hotter; 'auto' already reads larger numbers as kelvin).
+#: - gain, e-/ADU: above 0 (a zero divides by zero downstream), below 10^4.
+#: - read noise, e-: 0 or more, below 10^5.
+#: - saturation, raw ADU: above 0, below 2^32 (the largest unsigned 32-bit raw value).
+PHYSICAL_RANGES: dict[str, PhysicalRange] = {
+    "exptime": PhysicalRange("exposure", "s", 0.0, 1e5),
+    "temperature": PhysicalRange("temperature", "C", -273.15, 100.0, low_open=True, high_open=True),
+    "gain": PhysicalRange("gain", "e-/ADU", 0.0, 1e4, low_open=True, high_open=True),
+    "read_noise": PhysicalRange("read noise", "e-", 0.0, 1e5, high_open=True),
+    "saturation": PhysicalRange("saturation", "ADU", 0.0, 2.0**32, low_open=True, high_open=True),
+}
+
+
+def physical_value(what: str, keyword: str, value: Any) -> tuple[float | None, str]:
+    """A header value (number or text) as (number, '') when it is a number within
+    ``PHYSICAL_RANGES[what]``, else (None, why), e.g. "EXPTIME 'abc' is not a number"."""
+    number = to_float(value)
+    if number is None:
+        return None, f"{keyword} {value!r} is not a number"
+    problem = PHYSICAL_RANGES[what].problem(keyword, number)
+    return (None, problem) if problem else (number, "")
+
+
+def card_value_text(image: str) -> str:
+    """The value of an 80-character header card image as written: a quoted string with its
+    quotes, else the text before any '/' comment (for messages about unparsable values)."""
+    match = re.match(r"\s*('(?:[^']|'')*'?|[^/]*)", image[10:] if image[8:10] == "= " else "")
+    return match.group(1).strip() if match else ""
+
+
+@dataclass(frozen=True)
 class TypeDecision:
     frame_type: str | None  # bias | dark | flat | light | ignore | None (undecided)
     source: str  # how it was decided, for the inventory
@@ -88,9 +166,13 @@ class HeaderView:
         self._headers = [h for h in headers if h is not None]
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``; a blank value, or a card astropy cannot parse, counts as absent."""
         for header in self._headers:
             if key in header:
-                value = header[key]
+                try:
+                    value = header[key]
+                except (VerifyError, ValueError):  # 'Unparsable card', e.g. EXPTIME = 1.0.0
+                    continue
                 if value is None or (isinstance(value, str) and not value.strip()):
                     continue
                 return value
@@ -102,6 +184,19 @@ class HeaderView:
             value = self.get(key)
             if value is not None:
                 return key, value
+        return None, None
+
+    def unparsable(self, keys: list[str]) -> tuple[str | None, str | None]:
+        """The first of ``keys`` whose card is there but cannot be parsed: (keyword, value as
+        written, e.g. '1.0.0'), or (None, None)."""
+        for key in keys:
+            for header in self._headers:
+                if not isinstance(header, fits.Header) or key not in header:
+                    continue
+                try:
+                    header[key]
+                except (VerifyError, ValueError):
+                    return key, card_value_text(header.cards[key]._image or "")
         return None, None
 
     def __contains__(self, key: str) -> bool:
@@ -172,18 +267,49 @@ class CameraProfile:
         """(keyword, value) of the first alias of ``what`` (e.g. 'exptime') present."""
         return header.first(self.config["keywords"][what])
 
-    def exptime(self, header: HeaderView) -> float | None:
-        return to_float(self.keyword_value(header, "exptime")[1])
+    def keyword_value_or_unparsable(self, header: HeaderView, what: str) -> tuple[str | None, Any]:
+        """``keyword_value``, or when no alias has a readable value, the first alias whose
+        card cannot be parsed, with its value as written (text)."""
+        key, value = self.keyword_value(header, what)
+        if key is None:
+            key, value = header.unparsable(self.config["keywords"][what])
+        return key, value
 
-    def temperature(self, header: HeaderView, what: str = "temperature") -> float | None:
-        """Sensor temperature in degrees C (kelvin converted, see ``temperature_unit``)."""
-        value = to_float(self.keyword_value(header, what)[1])
-        if value is None:
+    def exptime(self, header: HeaderView, problems: list[str] | None = None) -> float | None:
+        """Exposure time in s; None when absent or not a physical exposure
+        (``PHYSICAL_RANGES['exptime']``), and then why is appended to ``problems``."""
+        key, value = self.keyword_value_or_unparsable(header, "exptime")
+        if key is None:
             return None
-        unit = self.config["temperature_unit"]
-        if unit == "K" or (unit == "auto" and value > 100.0):
-            value -= 273.15
-        return round(value, 3)
+        seconds, problem = physical_value("exptime", key, value)
+        if problem and problems is not None:
+            problems.append(problem)
+        return seconds
+
+    def temperature(self, header: HeaderView, what: str = "temperature",
+                    problems: list[str] | None = None) -> float | None:
+        """Sensor temperature in degrees C (kelvin converted, see ``temperature_unit``);
+        None when absent, not a number or not physical, and then why is appended to
+        ``problems``."""
+        key, value = self.keyword_value_or_unparsable(header, what)
+        if key is None:
+            return None
+        label = what.replace("_", " ")
+        number = to_float(value)
+        if number is None:
+            problem = f"{key} {value!r} is not a number"
+        else:
+            celsius, shown = number, None
+            unit = self.config["temperature_unit"]
+            if unit == "K" or (unit == "auto" and number > 100.0):
+                celsius = number - 273.15
+                shown = f"{number_text(number)} K ({number_text(round(celsius, 3))} C)"
+            problem = PHYSICAL_RANGES["temperature"].problem(key, celsius, shown)
+            if not problem:
+                return round(celsius, 3)
+        if problems is not None:
+            problems.append(f"{problem}: {label} unknown")
+        return None
 
     def text(self, header: HeaderView, what: str) -> str:
         value = self.keyword_value(header, what)[1]
@@ -200,15 +326,24 @@ class CameraProfile:
         return str(value).strip()
 
     def value_or_keyword(self, header: HeaderView, what: str) -> tuple[float | None, str]:
-        """A physical value (gain, read_noise, saturation) and where it came from."""
+        """A physical value (gain in e-/ADU, read_noise in e-, saturation in raw ADU) and
+        where it came from: 'config', 'header KEY', or why it is unknown: 'unknown', or for
+        a header value that is not a number or not physical (``PHYSICAL_RANGES``) e.g.
+        'header EGAIN 0 e-/ADU is not a physical gain (0 to 10000 e-/ADU, both excluded):
+        gain unknown'."""
         spec = self.config[what]
-        if spec.get("value") is not None:
+        if spec.get("value") is not None:  # the schema refuses values that are not physical
             return float(spec["value"]), "config"
         key = spec.get("keyword")
         if key:
-            value = to_float(header.get(key))
+            value = header.get(key)
+            if value is None:
+                value = header.unparsable([key])[1]
             if value is not None:
-                return value, f"header {key}"
+                number, problem = physical_value(what, key, value)
+                if problem:  # '; ' would split the inventory's warnings
+                    return None, f"header {problem}: {PHYSICAL_RANGES[what].noun} unknown"
+                return number, f"header {key}"
         return None, "unknown"
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gzip
 import hashlib
 import io
+import math
 import mmap
 import os
 import queue
@@ -26,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 from astropy.io import fits
 
-from .camera import HeaderView
+from .camera import HeaderView, card_value_text
 from .parallel import thread_buffer
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
@@ -100,10 +102,122 @@ def _image_hdu_index(hdul: fits.HDUList) -> int:
     raise FrameError("no 2-D image in any HDU")
 
 
+#: A character a FITS header card may not hold: only printable ASCII (0x20-0x7E) is allowed.
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def _printable(match: re.Match) -> str:
+    return " " if match.group() in "\t\n\r\v\f" else "?"
+
+
+def repair_header(header: fits.Header) -> list[str]:
+    """Make the cards of ``header`` (as read from a file) readable, in place.
+
+    A card holding a character outside printable ASCII (a tab, a newline, a control byte)
+    makes astropy raise VerifyError 'Unparsable card' when its keyword is read: such
+    characters become a space (white space) or '?', and the card is parsed again; a card
+    still unparsable is removed. Returns what was done ('OBJECT: control characters
+    replaced', 'FOO: unparsable card dropped'); a header without such characters costs
+    one regular-expression scan of its card images.
+    """
+    images = [card._image or "" for card in header._cards]  # as read; None for a card made in memory
+    if not _NOT_PRINTABLE.search("".join(images)):
+        return []
+    problems = []
+    for index in reversed(range(len(images))):  # from the end: a removal keeps earlier indices
+        if not _NOT_PRINTABLE.search(images[index]):
+            continue
+        cleaned = _NOT_PRINTABLE.sub(_printable, images[index])
+        card = fits.Card.fromstring(cleaned)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+                card.value  # noqa: B018 - parsing is lazy: this is the check
+                keyword = card.keyword
+            parsed = True
+        except (fits.verify.VerifyError, ValueError):
+            keyword, parsed = cleaned[:8].strip(), False
+        del header[index]
+        if parsed:
+            header.insert(index, card)
+        problems.append(f"{keyword}: {'control characters replaced' if parsed else 'unparsable card dropped'}")
+    return problems[::-1]
+
+
+def _bitpix_problem(bitpix: Any) -> str:
+    return f"BITPIX {bitpix} is not a FITS BITPIX ({', '.join(str(b) for b in _BITPIX_DTYPES)})"
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_STRUCTURE_DEFAULTS = {"PCOUNT": "0", "GCOUNT": "1"}  # a primary header has neither
+
+
+def structure_problem(path: str | os.PathLike) -> str | None:
+    """Why the structural cards (BITPIX, NAXIS, NAXISn, PCOUNT, GCOUNT) of the file's
+    headers make it unreadable, e.g. "NAXIS1 'abc' is not an integer", read from the
+    80-character cards themselves (for a message when astropy cannot open the file);
+    None when they look valid or the file cannot be read this way."""
+    path = Path(path)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            while True:
+                values = _header_values(handle)
+                if values is None:
+                    return None
+                numbers = {}
+                naxis = values.get("NAXIS", "0")
+                keys = ["BITPIX", "NAXIS"]
+                if _INTEGER.fullmatch(naxis) and 0 <= int(naxis) <= 999:
+                    keys += [f"NAXIS{n}" for n in range(1, int(naxis) + 1)]
+                for key in [*keys, "PCOUNT", "GCOUNT"]:
+                    text = values.get(key, _STRUCTURE_DEFAULTS.get(key))
+                    if text is None:
+                        return f"{key} missing"
+                    if not _INTEGER.fullmatch(text):
+                        return f"{key} {text} is not an integer"
+                    numbers[key] = int(text)
+                if numbers["BITPIX"] not in _BITPIX_DTYPES:
+                    return _bitpix_problem(numbers["BITPIX"])
+                if not 0 <= numbers["NAXIS"] <= 999:
+                    return f"NAXIS {numbers['NAXIS']} is not a FITS NAXIS (0 to 999)"
+                lengths = [numbers[k] for k in keys[2:]]
+                negative = next((k for k in keys[2:] if numbers[k] < 0), None)
+                if negative:
+                    return f"{negative} {numbers[negative]} is not an axis length (0 or more)"
+                size = (abs(numbers["BITPIX"]) // 8 * numbers["GCOUNT"]
+                        * (numbers["PCOUNT"] + (math.prod(lengths) if lengths else 0)))
+                handle.seek(-(-size // 2880) * 2880, os.SEEK_CUR)  # the data, to the next header
+    except (OSError, EOFError, ValueError):
+        return None
+
+
+def _header_values(handle) -> dict[str, str] | None:
+    """keyword -> value as written (``camera.card_value_text``) of the header at the
+    file's position, read in 2880-byte blocks up to END; None at the end of the file or
+    when no FITS header starts there."""
+    values: dict[str, str] = {}
+    while True:
+        block = handle.read(2880)
+        if len(block) < 2880:
+            return None
+        text = block.decode("ascii", "replace")
+        for start in range(0, 2880, 80):
+            image = text[start:start + 80]
+            keyword = image[:8].strip()
+            if not values and start == 0 and keyword not in ("SIMPLE", "XTENSION"):
+                return None
+            if keyword == "END":
+                return values
+            values.setdefault(keyword, card_value_text(image))
+
+
 class RawFrame:
     """A raw FITS frame opened read-only.
 
-    ``header`` looks keywords up in the image HDU then the primary header.
+    ``header`` looks keywords up in the image HDU then the primary header; cards with
+    characters a header may not hold were repaired on opening (``header_problems`` says
+    which, see ``repair_header``).
     ``shape`` is the numpy (ny, nx) of the image; ``read(rows)`` returns float32 ADU.
     With ``digest_on_read``, a read of the whole image reads the whole file and hashes it
     (``digest()``), so a frame calibrated in one piece is read once, not twice.
@@ -114,6 +228,7 @@ class RawFrame:
         self.label = label or str(path)
         self._digest_on_read = digest_on_read
         self._hdul = None
+        self._fd: int | None = None  # uncompressed images are read with os.pread
         try:
             # memmap=False: astropy refuses to memory-map scaled (BZERO) data, which broke
             # reading .gz and tile-compressed uint16 frames; uncompressed images are
@@ -122,30 +237,38 @@ class RawFrame:
                 warnings.filterwarnings("ignore", message="File may have been truncated")
                 self._hdul = fits.open(self.path, mode="readonly", memmap=False, lazy_load_hdus=True)
                 self.hdu_index = _image_hdu_index(self._hdul)
+            #: What was wrong in the headers and was repaired ('KEYWORD: ...'), see repair_header.
+            self.header_problems: list[str] = repair_header(self._hdul[0].header)
+            if self.hdu_index:
+                extension = repair_header(self._hdul[self.hdu_index].header)
+                self.header_problems = list(dict.fromkeys(self.header_problems + extension))
+            self.hdu = self._hdul[self.hdu_index]
+            primary = self._hdul[0].header if self.hdu_index else None
+            self.primary_header = self._hdul[0].header
+            self.image_header = self.hdu.header
+            self.header = HeaderView(self.hdu.header, primary)
+            self.shape = tuple(self.hdu.shape)
+            self.bitpix = int(self.hdu.header.get("ZBITPIX", self.hdu.header.get("BITPIX")))
+            if self.bitpix not in _BITPIX_DTYPES:
+                raise FrameError(f"not a readable FITS file ({_bitpix_problem(self.bitpix)})")
+            if not isinstance(self.hdu, fits.CompImageHDU) and self.path.suffix.lower() not in COMPRESSED_SUFFIXES:
+                self._dtype = _BITPIX_DTYPES[self.bitpix]
+                self._bzero = float(self.hdu.header.get("BZERO", 0) or 0)
+                self._bscale = float(self.hdu.header.get("BSCALE", 1) or 1)
+                self._offset = self._hdul.fileinfo(self.hdu_index)["datLoc"]
+                self._fd = os.open(self.path, os.O_RDONLY)
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
             if self._hdul is not None:  # opened but unusable (no 2-D image): release the file
                 self._hdul.close()
             if isinstance(exc, FrameError):
                 raise FrameError(f"{self.label}: {exc}") from None
-            raise FrameError(f"{self.label}: not a readable FITS file ({exc})") from None
-        self.hdu = self._hdul[self.hdu_index]
-        primary = self._hdul[0].header if self.hdu_index else None
-        self.primary_header = self._hdul[0].header
-        self.image_header = self.hdu.header
-        self.header = HeaderView(self.hdu.header, primary)
-        self.shape = tuple(self.hdu.shape)
-        self.bitpix = int(self.hdu.header.get("ZBITPIX", self.hdu.header.get("BITPIX")))
+            # astropy's own message can be cryptic ("unsupported operand type(s) for +: 'int'
+            # and 'str'" for NAXIS1 = 'abc'): say which structural card is wrong when one is
+            why = structure_problem(self.path) or exc
+            raise FrameError(f"{self.label}: not a readable FITS file ({why})") from None
         self._cache: np.ndarray | None = None
         self._digest: str | None = None  # SHA-256 of the file, when a read of it gave it
         self._lock = threading.Lock()
-        self._fd: int | None = None  # uncompressed images are read with os.pread
-        if not isinstance(self.hdu, fits.CompImageHDU) and self.path.suffix.lower() not in COMPRESSED_SUFFIXES:
-            self._dtype = _BITPIX_DTYPES.get(self.bitpix)
-            self._bzero = float(self.hdu.header.get("BZERO", 0) or 0)
-            self._bscale = float(self.hdu.header.get("BSCALE", 1) or 1)
-            self._offset = self._hdul.fileinfo(self.hdu_index)["datLoc"]
-            if self._dtype is not None:
-                self._fd = os.open(self.path, os.O_RDONLY)
 
     def check_complete(self) -> None:
         """Raise FrameError when the file is shorter than its header says (truncated)."""

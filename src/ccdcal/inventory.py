@@ -3,8 +3,11 @@
 Each file gets one ``FrameRecord``: its frame type and how that was decided, its camera
 and setup (binning, gain setting, offset, readout mode, temperature in C, exposure in s,
 filter, date) and its trimmed shape, or ``status='excluded'`` with the reason. A file that
-is not FITS, unreadable, truncated, of undecidable type or with a bad geometry is
-excluded; it never stops the night.
+is not FITS, unreadable, truncated, of undecidable type, without a physical exposure time
+or with a bad geometry in its own header is excluded; it never stops the night. What is
+odd but usable (a repaired header card, a temperature or date that cannot be read) is
+listed in ``warnings``. A camera profile whose own sections do not fit its frames stops
+the inventory (``GeometryError``).
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config
+from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
 from .frames import FrameError, RawFrame, is_fits_name
-from .overscan import layout_for
+from .overscan import check_overscan_apart, layout_for
+from .sections import Section
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -46,13 +51,14 @@ class FrameRecord:
     gain_setting: str = ""  # the camera's GAIN *setting* (not e-/ADU)
     offset: str = ""
     readout_mode: str = ""
-    date_obs: str = ""  # ISO 8601 as written
+    date_obs: str = ""  # UTC, 'YYYY-MM-DDTHH:MM:SS[.ffffff]' (see parse_date); '' when unknown
     time_s: float | None = None  # seconds since 2000-01-01T00:00:00 (from date_obs), for ordering/windows
     object: str = ""
     hdu: int | None = None
     raw_shape: str = ""  # numpy shape of the raw image, 'NYxNX'
     shape: str = ""  # numpy shape after trimming, 'NYxNX'
     bitpix: int | None = None
+    warnings: str = ""  # what was wrong in the header but did not exclude the frame, '; '-joined
 
     @property
     def ok(self) -> bool:
@@ -61,23 +67,109 @@ class FrameRecord:
 
 COLUMNS = [f.name for f in fields(FrameRecord)]
 _EPOCH = datetime(2000, 1, 1)
+_MJD_ZERO = datetime(1858, 11, 17)  # MJD 0; JD = MJD + 2400000.5
+
+#: A date in a form FITS has used: ISO 8601 'YYYY-MM-DD' (since 1997), or 'DD/MM/YY' for
+#: 19YY (the form of the FITS standard before 2000, only ever for 1900-1999); then an
+#: optional time of day after a 'T' or a space.
+_DATE = re.compile(r"(?:(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})"
+                   r"|(?P<old_day>\d{1,2})/(?P<old_month>\d{1,2})/(?P<old_year>\d{2}))"
+                   r"(?:[T ]\s*(?P<time>.*))?")
+#: A time of day 'HH:MM[:SS[.fff]]' with an optional UTC offset ('Z', '+00:00', '-0300').
+_TIME = re.compile(r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d*)?)?"
+                   r"\s*(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?")
+_TIME_KEYWORDS = ("TIME-OBS", "UT", "UTSTART")
 
 
-def parse_date(header: HeaderView, profile: CameraProfile) -> tuple[str, float | None]:
-    """DATE-OBS (plus TIME-OBS/UT when the date has no time) as (text, seconds since 2000)."""
-    text = profile.text(header, "date")
+def _day(match: re.Match) -> datetime:
+    """The date of a ``_DATE`` match (ValueError when it is not a calendar date)."""
+    if match["year"]:
+        return datetime(int(match["year"]), int(match["month"]), int(match["day"]))
+    return datetime(1900 + int(match["old_year"]), int(match["old_month"]), int(match["old_day"]))
+
+
+def _time_of_day(text: str) -> tuple[timedelta, bool] | None:
+    """A ``_TIME`` text as (time since midnight UTC, whether it has a fraction of a second);
+    None when it is not one."""
+    match = _TIME.fullmatch(text.strip())
+    if not match:
+        return None
+    hour, minute, second = int(match["hour"]), int(match["minute"]), int(match["second"] or 0)
+    if hour > 23 or minute > 59 or second > 60:  # 60: a leap second (UTC)
+        return None
+    fraction = match["fraction"] or ""
+    since_midnight = timedelta(hours=hour, minutes=minute, seconds=second,
+                               microseconds=int((fraction[1:] + "000000")[:6]))
+    offset = match["offset"] or "Z"
+    if offset != "Z":  # local time at that offset from UTC
+        digits = offset[1:].replace(":", "")
+        shift = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        since_midnight -= shift if offset[0] == "+" else -shift
+    return since_midnight, bool(fraction)
+
+
+def parse_date(header: HeaderView, profile: CameraProfile,
+               problems: list[str] | None = None) -> tuple[str, float | None]:
+    """When the frame was taken, UTC, as (text, seconds since 2000-01-01T00:00:00).
+
+    The text is always 'YYYY-MM-DDTHH:MM:SS', plus '.ffffff' when the header gives a
+    fraction of a second (master and library folder names are built from it). Read from
+    the profile's date keywords (DATE-OBS...) in any form ``_DATE`` takes: ISO 8601 with a
+    'T' or a space, or the pre-2000 'DD/MM/YY'; a date alone takes its time from
+    TIME-OBS/UT/UTSTART. Without a date keyword, from MJD-OBS, else JD. A trailing 'Z' or
+    UTC offset is applied. What cannot be read gives ('', None) and a line in ``problems``,
+    e.g. "DATE-OBS 'yesterday' is not a date".
+    """
+    problems = [] if problems is None else problems
+    key, value = profile.keyword_value_or_unparsable(header, "date")
+    text = "" if value is None else str(value).strip()
     if not text:
-        return "", None
-    if "T" not in text:
-        time_part = header.get("TIME-OBS") or header.get("UT") or header.get("UTSTART")
-        if time_part:
-            text = f"{text}T{str(time_part).strip()}"
+        return _date_from_julian_days(header, problems)
+    match = _DATE.fullmatch(text)
     try:
-        moment = datetime.fromisoformat(text.replace("Z", ""))
-    except ValueError:
-        return text, None
-    if moment.tzinfo is not None:
-        moment = moment.replace(tzinfo=None)
+        day = _day(match) if match else None
+    except ValueError:  # no such day, e.g. 2024-02-30
+        day = None
+    if day is None:
+        problems.append(f"{key} {text!r} is not a date")
+        return "", None
+    time_text, time_key = match["time"], key
+    if time_text is None:
+        time_key, time_text = header.first(list(_TIME_KEYWORDS))
+        time_text = None if time_text is None else str(time_text)
+    time = None if time_text is None else _time_of_day(time_text)
+    if time is None:
+        if time_text is None:
+            problems.append(f"{key} {text!r} has no time of day ({'/'.join(_TIME_KEYWORDS)}): "
+                            "00:00:00 assumed")
+        elif time_key == key:
+            problems.append(f"{key} {text!r} is not a date")
+            return "", None
+        else:
+            problems.append(f"{time_key} {time_text!r} is not a time of day: 00:00:00 assumed")
+        time = timedelta(0), False
+    return _date_text(day + time[0], time[1])
+
+
+def _date_from_julian_days(header: HeaderView, problems: list[str]) -> tuple[str, float | None]:
+    """(text, seconds) from MJD-OBS, else JD (days), to the millisecond (a JD in a double
+    holds ~40 us); ('', None) without either."""
+    for key, to_mjd in (("MJD-OBS", 0.0), ("JD", -2400000.5)):
+        value = header.get(key)
+        if value is None:
+            continue
+        days = to_float(value)
+        try:
+            moment = _MJD_ZERO + timedelta(milliseconds=round((days + to_mjd) * 86_400_000))
+        except (TypeError, OverflowError):  # not a number, or beyond year 1 to 9999
+            problems.append(f"{key} {value!r} is not a date")
+            continue
+        return _date_text(moment, moment.microsecond != 0)
+    return "", None
+
+
+def _date_text(moment: datetime, fraction: bool) -> tuple[str, float]:
+    text = moment.isoformat(timespec="microseconds" if fraction else "seconds")
     return text, round((moment - _EPOCH).total_seconds(), 3)
 
 
@@ -133,6 +225,8 @@ def inspect_frame(raw_dir: Path, rel_path: str, profiles: list[CameraProfile],
 def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: FrameRecord) -> FrameRecord:
     header = frame.header
     decision = profile.frame_type(rel_path, header)
+    problems = list(frame.header_problems)  # -> record.warnings; none of them excludes the frame
+    exposure_problems: list[str] = []  # these do
     record.camera = profile.name
     record.hdu = frame.hdu_index
     record.bitpix = frame.bitpix
@@ -140,22 +234,30 @@ def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: Fr
     record.frame_type = decision.frame_type or ""
     record.type_source = decision.source
     record.instrument = profile.text(header, "instrument")
-    record.exptime = profile.exptime(header)
+    record.exptime = profile.exptime(header, exposure_problems)
     record.filter = profile.text(header, "filter")
     record.binning = binning(header)
-    record.temperature_c = profile.temperature(header)
-    record.set_temperature_c = profile.temperature(header, "set_temperature")
+    record.temperature_c = profile.temperature(header, problems=problems)
+    record.set_temperature_c = profile.temperature(header, "set_temperature", problems)
     record.gain_setting = profile.number_or_text(header, "gain_setting")
     record.offset = profile.number_or_text(header, "offset")
     record.readout_mode = profile.text(header, "readout_mode")
-    record.date_obs, record.time_s = parse_date(header, profile)
+    record.date_obs, record.time_s = parse_date(header, profile, problems)
     record.object = profile.text(header, "object")
+    for what in ("gain", "read_noise", "saturation"):
+        value, source = profile.value_or_keyword(header, what)
+        if value is None and source != "unknown":  # a header value that is not usable
+            problems.append(source)
+    record.warnings = "; ".join(problems)
 
     if decision.frame_type is None:
         record.reason = f"frame type undecided: {decision.source}"
         return record
     if decision.frame_type == "ignore":
         record.reason = f"ignored by the camera profile ({decision.source})"
+        return record
+    if exposure_problems:  # there, but not a number or not a physical exposure
+        record.reason = exposure_problems[0]
         return record
     if record.exptime is None:
         if decision.frame_type != "bias":
@@ -173,10 +275,67 @@ def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: Fr
     return record
 
 
+class GeometryError(ValueError):
+    """A camera profile's own sections (overscan regions, trim) do not fit its frames: a
+    mistake in the configuration, which would exclude every frame of the camera."""
+
+
+def check_camera_geometry(records: list[FrameRecord], cameras: Mapping[str, Mapping[str, Any]]) -> None:
+    """Check the sections each camera profile gives itself (``overscan.regions`` and
+    ``trim`` when they are FITS sections, not 'header') on the camera's first frame by path:
+    each inside the frame, no overscan overlapping its data region or the trim section.
+
+    Raises GeometryError naming the camera, the section, the frame and its size, and what
+    to fix. Sections read from a frame's header (BIASSEC...) are not checked here: a bad
+    one excludes that frame alone (``inspect_frame``).
+    """
+    for name in sorted(cameras):
+        profile = cameras[name]
+        regions, trim_text = profile["overscan"]["regions"], profile["trim"]
+        if regions == "header" and trim_text in ("header", "none"):
+            continue
+        first = min((r for r in records if r.camera == name and r.raw_shape),
+                    key=lambda r: r.path, default=None)
+        if first is None:
+            continue
+        raw_shape = parse_shape(first.raw_shape)
+
+        def fail(problem: Exception, key: str) -> GeometryError:
+            return GeometryError(
+                f"camera '{name}': {problem}; its first frame {first.path} is {raw_shape[1]}x"
+                f"{raw_shape[0]} (NAXIS1xNAXIS2); fix {key} in its profile")
+
+        trim = None
+        if trim_text not in ("header", "none"):
+            try:
+                trim = Section.parse(trim_text)
+                trim.check_inside(raw_shape, "trim section")
+            except ValueError as exc:
+                raise fail(exc, "'trim'") from None
+        for region in regions if regions != "header" else []:
+            given = {role: region[role] for role in ("overscan", "data") if region[role] != "header"}
+            try:
+                sections = {role: Section.parse(text) for role, text in given.items()}
+                for role, section in sections.items():
+                    section.check_inside(raw_shape, f"{role} section")
+                if "overscan" in sections:
+                    check_overscan_apart(sections["overscan"], sections.get("data"), None)
+            except ValueError as exc:
+                raise fail(exc, "'overscan.regions'") from None
+            if "overscan" in sections:
+                try:
+                    check_overscan_apart(sections["overscan"], None, trim)
+                except ValueError as exc:
+                    raise fail(exc, "'overscan.regions' or 'trim'") from None
+
+
 def take_inventory(raw_dir: str | os.PathLike, files: Iterable[str], config: Mapping[str, Any]
                    ) -> tuple[list[FrameRecord], dict[str, dict[str, Any]]]:
     """Inventory rows for ``files`` (relative to ``raw_dir``), sorted by path, and the
-    profile of every camera found (name -> validated profile, with its name set)."""
+    profile of every camera found (name -> validated profile, with its name set).
+
+    Raises GeometryError when a camera profile's own sections do not fit the camera's
+    frames (``check_camera_geometry``)."""
     raw_dir = Path(raw_dir)
     profiles = profiles_from_config(config)
     default_camera = config["default_camera"]
@@ -186,6 +345,7 @@ def take_inventory(raw_dir: str | os.PathLike, files: Iterable[str], config: Map
         records.append(record)
         if profile is not None:
             cameras.setdefault(profile.name, {**profile.config, "name": profile.name})
+    check_camera_geometry(records, cameras)
     return records, cameras
 
 

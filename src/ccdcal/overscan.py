@@ -77,6 +77,9 @@ def _section(value: str, header: HeaderView, keyword: str, what: str) -> Section
 def _data_beside(overscan: Section, raw_shape: tuple[int, int]) -> Section:
     """The larger side of the frame next to an overscan strip that spans the whole frame."""
     ny, nx = raw_shape
+    if overscan.x1 == 1 and overscan.x2 >= nx and overscan.y1 == 1 and overscan.y2 >= ny:
+        raise ValueError(f"overscan {overscan} covers the whole {nx}x{ny} (NAXIS1xNAXIS2) frame: "
+                         "no data beside it")
     if overscan.y1 == 1 and overscan.y2 == ny:  # serial: columns
         left, right = overscan.x1 - 1, nx - overscan.x2
         return Section(1, left, 1, ny) if left >= right else Section(overscan.x2 + 1, nx, 1, ny)
@@ -92,7 +95,8 @@ def _data_beside(overscan: Section, raw_shape: tuple[int, int]) -> Section:
 def layout_for(header: HeaderView, raw_shape: tuple[int, int], profile: Mapping[str, Any]) -> Layout:
     """The frame layout from the camera profile, reading BIASSEC/DATASEC/TRIMSEC when it says 'header'.
 
-    Raises ValueError naming the section that is missing or outside the frame.
+    Raises ValueError naming the section that is missing or outside the frame, or the
+    overscan and the section it overlaps.
     """
     spec = profile["overscan"]
     method = spec["method"]
@@ -132,9 +136,24 @@ def layout_for(header: HeaderView, raw_shape: tuple[int, int], profile: Mapping[
         amp.data.check_inside(raw_shape, "data section")
         if amp.overscan is not None:
             amp.overscan.check_inside(raw_shape, "overscan section")
+            # trim 'none' keeps the whole frame, overscan included, on purpose
+            check_overscan_apart(amp.overscan, amp.data, None if trim_spec == "none" else trim)
     if not amplifiers:
         method = "none"
     return Layout(tuple(raw_shape), trim, tuple(amplifiers), method, spec["order"], spec["axis"])
+
+
+def check_overscan_apart(overscan: Section, data: Section | None, trim: Section | None) -> None:
+    """Raise ValueError naming both sections when ``overscan`` shares a pixel with its
+    amplifier's ``data`` region or with the ``trim`` section (None: not checked). Such an
+    overscan would measure the science signal as the offset, or be kept as science."""
+    for other, what in ((data, "data section"), (trim, "trim section")):
+        if other is not None and _overlap(overscan, other):
+            raise ValueError(f"overscan section {overscan} overlaps the {what} {other}")
+
+
+def _overlap(a: Section, b: Section) -> bool:
+    return a.x1 <= b.x2 and b.x1 <= a.x2 and a.y1 <= b.y2 and b.y1 <= a.y2
 
 
 def _union(sections: list[Section]) -> Section:

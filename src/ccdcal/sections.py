@@ -57,7 +57,8 @@ class Section:
 
     def check_inside(self, shape: tuple[int, int], what: str = "section") -> None:
         """Raise ValueError naming the section when it does not fit an image of ``shape``."""
-        if self.x2 > shape[1] or self.y2 > shape[0]:
+        ny, nx = shape
+        if not (1 <= self.x1 <= nx and 1 <= self.x2 <= nx and 1 <= self.y1 <= ny and 1 <= self.y2 <= ny):
             raise ValueError(
                 f"{what} {self} lies outside the {shape[1]}x{shape[0]} (NAXIS1xNAXIS2) image"
             )
