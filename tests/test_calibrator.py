@@ -361,3 +361,37 @@ def test_masters_loaded_up_front_are_read_once(files, monkeypatch):
     with fits.open(out) as hdul:
         assert hdul[0].header["FLATSUM"] == read_product(paths[1]).digest
         np.testing.assert_allclose(np.median(hdul[0].data), files["signal"], rtol=0.01)
+
+
+# ------------------------------------------------------------------ bad input refused
+RAW_NY, RAW_NX = 50, 70  # a raw frame that is not square, so NAXIS1 x NAXIS2 is told apart
+
+
+@pytest.mark.parametrize("parameter, given, problem", [
+    ("overscans", dict(xmin=0, xmax=RAW_NX + 5, ymin=0, ymax=10), "lies outside"),  # partly outside
+    ("overscans", dict(xmin=-5, xmax=RAW_NX, ymin=0, ymax=10), "lies outside"),  # would wrap around
+    ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=RAW_NY, ymax=RAW_NY + 10), "lies outside"),  # wholly
+    ("overscans", "[1:75,1:10]", "lies outside"),
+    ("overscans", "[1:70,51:60]", "lies outside"),
+    ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=5), "is empty"),
+    ("overscan_data", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 1), "lies outside"),
+    ("image_area", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 2), "lies outside"),
+    ("image_area", dict(xmin=-10, xmax=RAW_NX, ymin=10, ymax=RAW_NY), "lies outside"),
+    ("image_area", dict(xmin=20, xmax=20, ymin=10, ymax=RAW_NY), "is empty"),
+    ("image_area", "[1:71,11:50]", "lies outside"),
+])
+def test_a_region_outside_the_raw_frame_is_refused_naming_it(tmp_path, parameter, given, problem):
+    """Regions are checked against the raw frame before anything is written: ValueError
+    naming the parameter, the region as given (0-based dict or FITS string) and the frame
+    size NAXIS1 x NAXIS2 -- not clipped, not wrapped around, no NaN level."""
+    fits.PrimaryHDU(np.full((RAW_NY, RAW_NX), 1000, np.uint16)).writeto(tmp_path / "raw.fits")
+    parameters = dict(overscans=[dict(xmin=0, xmax=RAW_NX, ymin=0, ymax=10)], overscan_method="median",
+                      gain=1.0, image_area=dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY))
+    parameters[parameter] = given if parameter == "image_area" else [given]
+    with pytest.raises(ValueError) as info:
+        Calibrator(**parameters)(raw=tmp_path / "raw.fits", calibrated=tmp_path / "out.fits")
+    message = str(info.value)
+    assert f"{parameter}[0] " in message or f"{parameter} " in message
+    assert str(given) in message and problem in message
+    assert f"{RAW_NX}x{RAW_NY}" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.fits"]

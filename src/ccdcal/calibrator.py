@@ -66,6 +66,20 @@ def region(value: Any) -> Section:
                                slice(int(value["xmin"]), int(value["xmax"])))
 
 
+def region_in_frame(value: Any, shape: tuple[int, int], what: str) -> Section:
+    """``region(value)`` for a raw frame of numpy ``shape`` (ny, nx); ValueError naming
+    ``what`` (the parameter), the region as given and the frame size when it is malformed,
+    empty or not wholly inside the frame (a negative dict bound would otherwise count from
+    the far edge, as numpy indexes do; a bound past the edge would be clipped)."""
+    try:
+        section = region(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r}: give a dict xmin, xmax, ymin, ymax (0-based, end excluded) "
+                         f"or a FITS section '[x1:x2,y1:y2]' (1-based, inclusive) ({exc})") from None
+    section.check_inside(shape, what, given=None if isinstance(value, Section) else value)
+    return section
+
+
 def _as_dict(section: Section) -> dict[str, int]:
     rows, cols = section.slices
     return {"xmin": cols.start, "xmax": cols.stop, "ymin": rows.start, "ymax": rows.stop}
@@ -245,9 +259,10 @@ class Calibrator:
 
     def _corrector(self, raw: RawFrame, p: Mapping[str, Any]):
         method = p["overscan_method"]
-        overscans = [region(o) for o in p["overscans"]] if p["overscans"] else None
+        overscans = ([region_in_frame(o, raw.shape, f"overscans[{i}]") for i, o in enumerate(p["overscans"])]
+                     if p["overscans"] else None)
         if p["image_area"] is not None:
-            trim = region(p["image_area"])
+            trim = region_in_frame(p["image_area"], raw.shape, "image_area")
         elif overscans is None:
             trim = layout_for(raw.header, raw.shape, self.camera.config).trim
         else:
@@ -260,13 +275,13 @@ class Calibrator:
                 layout = Layout(layout.raw_shape, trim, layout.amplifiers, layout.method,
                                 layout.order, layout.axis)
         else:
-            data = [region(d) for d in p["overscan_data"]] if p["overscan_data"] else None
+            data = ([region_in_frame(d, raw.shape, f"overscan_data[{i}]") for i, d in enumerate(p["overscan_data"])]
+                    if p["overscan_data"] else None)
             if data is not None and len(data) != len(overscans or []):
                 raise ValueError("overscan_data needs one data region per overscan region")
             amplifiers = tuple(Amplifier(data[i] if data else trim, o) for i, o in enumerate(overscans or []))
             order = p["overscan_order"] if p["overscan_order"] is not None else self.camera.config["overscan"]["order"]
             layout = Layout(raw.shape, trim, amplifiers, method or "median", order, "auto")
-        layout.trim.check_inside(raw.shape, "image area")
         return FrameCorrector(raw.read, layout)
 
     def _light_planes(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
