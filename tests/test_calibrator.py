@@ -364,6 +364,33 @@ def test_masters_loaded_up_front_are_read_once(files, monkeypatch):
 
 
 # ------------------------------------------------------------------ bad input refused
+@pytest.mark.parametrize("link", ["the same path", "a symlink to the raw file as output",
+                                  "the raw file given through a symlink", "a hard link to the raw file"])
+def test_an_output_that_is_the_raw_file_is_refused_and_the_raw_file_kept(files, link):
+    """calibrated = raw (or a link to it, either way round) would write over the raw
+    frame: refused before anything is written, naming both paths."""
+    import os
+
+    d = files["dir"]
+    raw, output = d / "raw1.fits", d / "raw1.fits"
+    if link == "a symlink to the raw file as output":
+        output = d / "link.fits"
+        output.symlink_to(raw)
+    elif link == "the raw file given through a symlink":
+        raw = d / "link.fits"
+        raw.symlink_to(d / "raw1.fits")
+    elif link == "a hard link to the raw file":
+        output = d / "hard.fits"
+        os.link(raw, output)
+    before = (d / "raw1.fits").read_bytes()
+    with pytest.raises(ValueError) as info:
+        superphot(files)(raw=raw, calibrated=output)
+    assert str(raw) in str(info.value) and str(output) in str(info.value)
+    assert (d / "raw1.fits").read_bytes() == before
+    assert output.is_symlink() == (link == "a symlink to the raw file as output")
+    assert not any(p.name.startswith(".") for p in d.iterdir())  # no temporary file left
+
+
 RAW_NY, RAW_NX = 50, 70  # a raw frame that is not square, so NAXIS1 x NAXIS2 is told apart
 
 

@@ -29,6 +29,7 @@ implementation of light calibration.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -78,6 +79,19 @@ def region_in_frame(value: Any, shape: tuple[int, int], what: str) -> Section:
                          f"or a FITS section '[x1:x2,y1:y2]' (1-based, inclusive) ({exc})") from None
     section.check_inside(shape, what, given=None if isinstance(value, Section) else value)
     return section
+
+
+def refuse_same_file(raw: str | Path, calibrated: str | Path) -> None:
+    """ValueError naming both paths when ``calibrated`` is the raw file or a link to it
+    (symbolic or hard): writing it would replace the raw frame."""
+    raw, calibrated = Path(raw), Path(calibrated)
+    if calibrated.exists() and raw.exists():
+        same = os.path.samefile(raw, calibrated)
+    else:
+        same = raw.resolve() == calibrated.resolve()
+    if same:
+        raise ValueError(f"the output {calibrated} is the raw file {raw} (the same file): "
+                         "refusing to write over the raw frame; give another output path")
 
 
 def _as_dict(section: Section) -> dict[str, int]:
@@ -333,6 +347,7 @@ class Calibrator:
         returns as soon as the file's bytes are made, with a Future that gives the path
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
+        refuse_same_file(raw, calibrated)
         bias, dark, flat = (self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat"))
         label = raw_label or Path(raw).name
         with RawFrame(raw, label=label, digest_on_read=True) as frame:
