@@ -391,6 +391,36 @@ def test_an_output_that_is_the_raw_file_is_refused_and_the_raw_file_kept(files, 
     assert not any(p.name.startswith(".") for p in d.iterdir())  # no temporary file left
 
 
+def _camera_with(**values):
+    from ccdcal.config import camera_defaults
+
+    camera = camera_defaults()
+    for what, value in values.items():
+        camera[what] = {**camera[what], "value": value}
+    return camera
+
+
+@pytest.mark.parametrize("what, value, source", [
+    ("gain", 0.0, "parameter"), ("gain", -2.0, "parameter"), ("gain", float("nan"), "parameter"),
+    ("gain", float("inf"), "parameter"), ("gain", 0.0, "camera profile"), ("gain", -1.5, "camera profile"),
+    ("read_noise", -1.0, "parameter"), ("read_noise", float("nan"), "parameter"),
+    ("read_noise", float("inf"), "parameter"), ("read_noise", -3.0, "camera profile"),
+])
+def test_a_gain_or_read_noise_that_is_not_a_positive_number_is_refused(files, what, value, source):
+    """gain (e-/ADU) must be finite and > 0, read_noise (e-) finite and >= 0, whether
+    given as a parameter or by the camera profile: ValueError naming it and the value,
+    instead of a ZeroDivisionError or a NaN written into the header."""
+    d = files["dir"]
+    if source == "parameter":
+        calibrate = superphot(files, **{what: value})
+    else:
+        calibrate = superphot(files, camera=_camera_with(**{what: value}), gain=None)
+    with pytest.raises(ValueError) as info:
+        calibrate(raw=d / "raw1.fits", calibrated=d / "out.fits")
+    assert f"{what} = {value!r}" in str(info.value)
+    assert not (d / "out.fits").exists()
+
+
 RAW_NY, RAW_NX = 50, 70  # a raw frame that is not square, so NAXIS1 x NAXIS2 is told apart
 
 

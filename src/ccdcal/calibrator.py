@@ -29,6 +29,7 @@ implementation of light calibration.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import Future
@@ -360,8 +361,6 @@ class Calibrator:
             saturation, _ = self._value(frame, p, "saturation")
             if saturation is None:
                 saturation = frame.integer_max
-            image_plane, uncert_plane, mask_plane = self._light_planes(corrector.layout.shape)
-            data, saturated = corrector.full(saturation, out=image_plane)
             gain, gain_source = self._value(frame, p, "gain")
             if gain is None:
                 gain, gain_source = 1.0, "default (unknown)"
@@ -370,6 +369,12 @@ class Calibrator:
                 rn_e, rn_source = next(((float(m.header["RDNOISE"]), f"master {m.path.name}")
                                         for m in (bias, dark) if m is not None and "RDNOISE" in m.header),
                                        (0.0, "unknown"))
+            if not (math.isfinite(gain) and gain > 0):
+                raise ValueError(f"gain = {gain!r} ({gain_source}): must be a finite number > 0 [e-/ADU]")
+            if not (math.isfinite(rn_e) and rn_e >= 0):
+                raise ValueError(f"read_noise = {rn_e!r} ({rn_source}): must be a finite number >= 0 [e-]")
+            image_plane, uncert_plane, mask_plane = self._light_planes(corrector.layout.shape)
+            data, saturated = corrector.full(saturation, out=image_plane)
             mode, scale = self._dark_choice(frame, p, bias, dark)
             key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e,
                    p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"])
