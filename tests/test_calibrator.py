@@ -391,6 +391,62 @@ def test_an_output_that_is_the_raw_file_is_refused_and_the_raw_file_kept(files, 
     assert not any(p.name.startswith(".") for p in d.iterdir())  # no temporary file left
 
 
+def _product_with(path, planes=("PRIMARY", "UNCERT", "MASK"), uncert_shape=(NY, NX)):
+    hdus = [fits.PrimaryHDU(np.zeros((NY, NX), np.float32))]
+    if "UNCERT" in planes:
+        hdus.append(fits.ImageHDU(np.ones(uncert_shape, np.float32), name="UNCERT"))
+    if "MASK" in planes:
+        hdus.append(fits.ImageHDU(np.zeros((NY, NX), np.uint8), name="MASK"))
+    fits.HDUList(hdus).writeto(path)
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("a raw frame", "not a ccdcal product (no UNCERT extension); give a master made by ccdcal"),
+    ("no MASK", "not a ccdcal product (no MASK extension)"),
+    ("UNCERT of another shape", "planes of different shapes"),
+    ("truncated", "truncated: "),
+    ("cut inside a header", "cut inside a header"),
+    ("a text file", "not a readable FITS file"),
+])
+def test_a_master_that_is_not_a_whole_ccdcal_product_is_refused_naming_the_file(files, kind, problem):
+    """read_product (the Calibrator's masters, the master and light jobs') raises
+    FrameError naming the file and what is wrong with it, never a KeyError or a numpy
+    reshape error naming no file; no output is written."""
+    from ccdcal.frames import FrameError
+    from ccdcal.products import read_product
+
+    d = files["dir"]
+    master = d / "masters" / "x.fits"
+    master.parent.mkdir()
+    whole = (d / "bias.fits").read_bytes()
+    if kind == "a raw frame":
+        master.write_bytes((d / "raw1.fits").read_bytes())
+    elif kind == "no MASK":
+        _product_with(master, planes=("PRIMARY", "UNCERT"))
+    elif kind == "UNCERT of another shape":
+        _product_with(master, uncert_shape=(NY, NX - 1))
+    elif kind == "truncated":
+        master.write_bytes(whole[:-3000])  # into the MASK data
+    elif kind == "cut inside a header":
+        with fits.open(d / "bias.fits") as hdul:
+            mask_header_starts = hdul.fileinfo(2)["hdrLoc"]
+        master.write_bytes(whole[:mask_header_starts + 100])
+    else:
+        master.write_text("SIMPLE? no, a text file\n")
+    with pytest.raises(FrameError) as info:
+        read_product(master)
+    assert str(master) in str(info.value) and problem in str(info.value)
+    if kind == "truncated":
+        assert f"truncated: {len(whole) - 3000} bytes, the headers need {len(whole)}" in str(info.value)
+    calibrate = superphot(files, master_bias=master)
+    with pytest.raises(FrameError, match=r"x\.fits: "):
+        calibrate(raw=d / "raw1.fits", calibrated=d / "out.fits")
+    assert not (d / "out.fits").exists()
+    calibrate.threads = 2  # a light job's way: the group's masters read together, on threads
+    with pytest.raises(FrameError, match=r"x\.fits: "):
+        calibrate.load_masters([d / "bias.fits", master])
+
+
 def _camera_with(**values):
     from ccdcal.config import camera_defaults
 

@@ -23,6 +23,11 @@ chebyshev, spline) or a function ``f(image, overscans) -> corrected image`` give
 raw frame (float32 ADU) and the overscan regions as dicts. Output: the file format the
 workflow writes (float32 image, UNCERT, MASK; see ccdcal.products).
 
+Bad input is refused (ValueError, FrameError naming the file) before anything is written:
+an output that is the raw file or a link to it, a region empty or not wholly inside the
+raw frame, a gain (e-/ADU) that is not finite and > 0, a read noise (e-) that is not
+finite and >= 0, a master that is not a whole ccdcal product.
+
 The workflow's light jobs use this class (``Calibrator.for_camera``), so there is one
 implementation of light calibration.
 """
