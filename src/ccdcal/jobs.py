@@ -53,7 +53,8 @@ MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
 def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv: str,
                   plan_json: str, matches_csv: str) -> dict[str, Any]:
     """Read the header of every file (paths relative to ``config['raw_dir']``), scan the
-    master library, and write inventory.csv, the calibration plan and matches.csv."""
+    master library (each file verified once: the verdicts kept in work/library.json), and
+    write inventory.csv, the calibration plan and matches.csv."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
     for record in records:
         if not record.ok:
@@ -62,7 +63,10 @@ def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv
     calibration = [r.path for r in records if r.ok and r.frame_type in ("bias", "dark", "flat")]
     checksums = cache.digests(config["raw_dir"], calibration)
     cache.save()
-    library = scan_library(config.get("library_dir"))
+    library = scan_library(config.get("library_dir"), Path(config["output_dir"]) / "work" / "library.json")
+    for master in library:
+        if master.damaged:
+            log.warning("library master %s is damaged, not used: %s", master.file, master.damaged)
     plan = make_plan(records, config, cameras, library, checksums)
     write_text_atomic(records_to_csv(records), inventory_csv)
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
