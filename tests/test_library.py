@@ -340,3 +340,27 @@ def test_each_library_file_is_verified_once_until_it_changes(tmp_path, monkeypat
     third = library_module.scan_library(library, cache)
     assert verified == [two.name]
     assert {Path(m.file).name: m.damaged for m in third} == {one.name: None, two.name: "checksum mismatch in HDU MASK"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "a byte changed"])
+def test_a_library_master_damaged_since_the_plan_is_not_copied(tmp_path, damage):
+    """master_job verifies its copy of a linked library master: FrameError naming the
+    library file and the damage, and no master left behind."""
+    from ccdcal.frames import FrameError
+    from ccdcal.jobs import master_job
+
+    source = library_master(tmp_path / "library", "bias", "2026-01-10T18:00:00", "00000000000000c1")
+    output = tmp_path / "out" / "masters" / "bias_cam_1x1_-10.0C.fits"
+    spec = {"name": "bias_cam_1x1_-10.0C", "type": "bias", "library_file": str(source)}
+    master_job(spec, {}, [], str(output), {})
+    assert output.read_bytes() == source.read_bytes()
+    if damage == "truncated":
+        truncate(source, 2880)
+    else:
+        flip_a_byte(source, 1)
+    with pytest.raises(FrameError) as info:
+        master_job(spec, {}, [], str(output), {})
+    message = str(info.value)
+    assert str(source) in message
+    assert ("truncated: " if damage == "truncated" else "checksum mismatch in HDU UNCERT") in message
+    assert not output.exists() and not any(output.parent.iterdir())

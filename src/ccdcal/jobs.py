@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .frames import write_text_atomic
+from .frames import FrameError, write_text_atomic
 from .inventory import records_from_csv, records_to_csv, take_inventory
-from .library import ChecksumCache, scan_library
+from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_intermediates
 from .plan import make_plan
@@ -88,9 +88,16 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
                output: str, config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
     """Build one master; ``master_files`` are the masters its inputs need. A master
-    identical to one in the library (same MASTERID) is linked to it instead."""
+    identical to one in the library (same MASTERID) is linked to it instead: copied, and
+    the copy verified (FrameError naming the library file when it is damaged)."""
     if spec.get("library_file"):
         copy_atomic(spec["library_file"], output)
+        damage = verify_master(output)
+        if damage:
+            Path(output).unlink(missing_ok=True)
+            raise FrameError(f"library master {spec['library_file']} is damaged ({damage}); remove it and "
+                             f"run the inventory again (--forcerun inventory) to build {spec['name']} "
+                             "from tonight's frames")
         log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
         return {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"]}
     paths = list(master_files)
