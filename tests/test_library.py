@@ -364,3 +364,35 @@ def test_a_library_master_damaged_since_the_plan_is_not_copied(tmp_path, damage)
     assert str(source) in message
     assert ("truncated: " if damage == "truncated" else "checksum mismatch in HDU UNCERT") in message
     assert not output.exists() and not any(output.parent.iterdir())
+
+
+def test_a_damaged_library_master_is_rebuilt_and_filed_again(nights, tmp_path):
+    """Night 1 again, against a copy of the library where its 60 s dark is cut short (its
+    header, MASTERID included, still readable): the file is rejected, with the reason in
+    matches.csv, the dark is rebuilt from the night's frames and filed over the damaged
+    file, and the lights come out as the first time (not a reshape error naming no file).
+    The workflow's file_in_library rule does write over the damaged file: its input, the
+    rebuilt master, is newer."""
+    import shutil
+
+    from ccdcal.library import verify_master
+
+    library, out = tmp_path / "library", tmp_path / "out"
+    shutil.copytree(nights["library"], library)
+    (dark,) = library.glob("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_60s_*.fits")
+    now, before = truncate(dark, 3000)
+    result = run_snakemake(nights["base"] / "raw1", out, f"library_dir={library}")
+    rows = {r["candidate"]: r["result"] for r in read_rows(out / "matches.csv")
+            if r["frame"] == "light/light_0.fits" and r["step"] == "dark"}
+    assert rows[dark.stem] == f"rejected: damaged library file (truncated: {now} bytes, the headers need {before})"
+    assert rows["dark_LibCam_1x1_-10.0C_60s"] == "used (unscaled, x1)"
+    assert "combined" in (out / "logs" / "masters" / "dark_LibCam_1x1_-10.0C_60s.log").read_text()
+    assert "rule file_in_library" in result.stdout + result.stderr
+    assert verify_master(dark) is None and dark.stat().st_size == before
+    first = sorted((nights["base"] / "out1" / "calibrated").rglob("*.fits"))
+    assert len(first) == 3
+    for path in first:  # the same pixels (headers differ: another library_dir, another config digest)
+        with fits.open(path) as was, fits.open(out / "calibrated" / path.relative_to(
+                nights["base"] / "out1" / "calibrated")) as now:
+            for plane in ("PRIMARY", "UNCERT", "MASK"):
+                np.testing.assert_array_equal(now[plane].data, was[plane].data)
