@@ -361,3 +361,150 @@ def test_masters_loaded_up_front_are_read_once(files, monkeypatch):
     with fits.open(out) as hdul:
         assert hdul[0].header["FLATSUM"] == read_product(paths[1]).digest
         np.testing.assert_allclose(np.median(hdul[0].data), files["signal"], rtol=0.01)
+
+
+# ------------------------------------------------------------------ bad input refused
+@pytest.mark.parametrize("link", ["the same path", "a symlink to the raw file as output",
+                                  "the raw file given through a symlink", "a hard link to the raw file"])
+def test_an_output_that_is_the_raw_file_is_refused_and_the_raw_file_kept(files, link):
+    """calibrated = raw (or a link to it, either way round) would write over the raw
+    frame: refused before anything is written, naming both paths."""
+    import os
+
+    d = files["dir"]
+    raw, output = d / "raw1.fits", d / "raw1.fits"
+    if link == "a symlink to the raw file as output":
+        output = d / "link.fits"
+        output.symlink_to(raw)
+    elif link == "the raw file given through a symlink":
+        raw = d / "link.fits"
+        raw.symlink_to(d / "raw1.fits")
+    elif link == "a hard link to the raw file":
+        output = d / "hard.fits"
+        os.link(raw, output)
+    before = (d / "raw1.fits").read_bytes()
+    with pytest.raises(ValueError) as info:
+        superphot(files)(raw=raw, calibrated=output)
+    assert str(raw) in str(info.value) and str(output) in str(info.value)
+    assert (d / "raw1.fits").read_bytes() == before
+    assert output.is_symlink() == (link == "a symlink to the raw file as output")
+    assert not any(p.name.startswith(".") for p in d.iterdir())  # no temporary file left
+
+
+def _product_with(path, planes=("PRIMARY", "UNCERT", "MASK"), uncert_shape=(NY, NX)):
+    hdus = [fits.PrimaryHDU(np.zeros((NY, NX), np.float32))]
+    if "UNCERT" in planes:
+        hdus.append(fits.ImageHDU(np.ones(uncert_shape, np.float32), name="UNCERT"))
+    if "MASK" in planes:
+        hdus.append(fits.ImageHDU(np.zeros((NY, NX), np.uint8), name="MASK"))
+    fits.HDUList(hdus).writeto(path)
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("a raw frame", "not a ccdcal product (no UNCERT extension); give a master made by ccdcal"),
+    ("no MASK", "not a ccdcal product (no MASK extension)"),
+    ("UNCERT of another shape", "planes of different shapes"),
+    ("truncated", "truncated: "),
+    ("cut inside a header", "cut inside a header"),
+    ("a text file", "not a readable FITS file"),
+])
+def test_a_master_that_is_not_a_whole_ccdcal_product_is_refused_naming_the_file(files, kind, problem):
+    """read_product (the Calibrator's masters, the master and light jobs') raises
+    FrameError naming the file and what is wrong with it, never a KeyError or a numpy
+    reshape error naming no file; no output is written."""
+    from ccdcal.frames import FrameError
+    from ccdcal.products import read_product
+
+    d = files["dir"]
+    master = d / "masters" / "x.fits"
+    master.parent.mkdir()
+    whole = (d / "bias.fits").read_bytes()
+    if kind == "a raw frame":
+        master.write_bytes((d / "raw1.fits").read_bytes())
+    elif kind == "no MASK":
+        _product_with(master, planes=("PRIMARY", "UNCERT"))
+    elif kind == "UNCERT of another shape":
+        _product_with(master, uncert_shape=(NY, NX - 1))
+    elif kind == "truncated":
+        master.write_bytes(whole[:-3000])  # into the MASK data
+    elif kind == "cut inside a header":
+        with fits.open(d / "bias.fits") as hdul:
+            mask_header_starts = hdul.fileinfo(2)["hdrLoc"]
+        master.write_bytes(whole[:mask_header_starts + 100])
+    else:
+        master.write_text("SIMPLE? no, a text file\n")
+    with pytest.raises(FrameError) as info:
+        read_product(master)
+    assert str(master) in str(info.value) and problem in str(info.value)
+    if kind == "truncated":
+        assert f"truncated: {len(whole) - 3000} bytes, the headers need {len(whole)}" in str(info.value)
+    calibrate = superphot(files, master_bias=master)
+    with pytest.raises(FrameError, match=r"x\.fits: "):
+        calibrate(raw=d / "raw1.fits", calibrated=d / "out.fits")
+    assert not (d / "out.fits").exists()
+    calibrate.threads = 2  # a light job's way: the group's masters read together, on threads
+    with pytest.raises(FrameError, match=r"x\.fits: "):
+        calibrate.load_masters([d / "bias.fits", master])
+
+
+def _camera_with(**values):
+    from ccdcal.config import camera_defaults
+
+    camera = camera_defaults()
+    for what, value in values.items():
+        camera[what] = {**camera[what], "value": value}
+    return camera
+
+
+@pytest.mark.parametrize("what, value, source", [
+    ("gain", 0.0, "parameter"), ("gain", -2.0, "parameter"), ("gain", float("nan"), "parameter"),
+    ("gain", float("inf"), "parameter"), ("gain", 0.0, "camera profile"), ("gain", -1.5, "camera profile"),
+    ("read_noise", -1.0, "parameter"), ("read_noise", float("nan"), "parameter"),
+    ("read_noise", float("inf"), "parameter"), ("read_noise", -3.0, "camera profile"),
+])
+def test_a_gain_or_read_noise_that_is_not_a_positive_number_is_refused(files, what, value, source):
+    """gain (e-/ADU) must be finite and > 0, read_noise (e-) finite and >= 0, whether
+    given as a parameter or by the camera profile: ValueError naming it and the value,
+    instead of a ZeroDivisionError or a NaN written into the header."""
+    d = files["dir"]
+    if source == "parameter":
+        calibrate = superphot(files, **{what: value})
+    else:
+        calibrate = superphot(files, camera=_camera_with(**{what: value}), gain=None)
+    with pytest.raises(ValueError) as info:
+        calibrate(raw=d / "raw1.fits", calibrated=d / "out.fits")
+    assert f"{what} = {value!r}" in str(info.value)
+    assert not (d / "out.fits").exists()
+
+
+RAW_NY, RAW_NX = 50, 70  # a raw frame that is not square, so NAXIS1 x NAXIS2 is told apart
+
+
+@pytest.mark.parametrize("parameter, given, problem", [
+    ("overscans", dict(xmin=0, xmax=RAW_NX + 5, ymin=0, ymax=10), "lies outside"),  # partly outside
+    ("overscans", dict(xmin=-5, xmax=RAW_NX, ymin=0, ymax=10), "lies outside"),  # would wrap around
+    ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=RAW_NY, ymax=RAW_NY + 10), "lies outside"),  # wholly
+    ("overscans", "[1:75,1:10]", "lies outside"),
+    ("overscans", "[1:70,51:60]", "lies outside"),
+    ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=5), "is empty"),
+    ("overscan_data", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 1), "lies outside"),
+    ("image_area", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 2), "lies outside"),
+    ("image_area", dict(xmin=-10, xmax=RAW_NX, ymin=10, ymax=RAW_NY), "lies outside"),
+    ("image_area", dict(xmin=20, xmax=20, ymin=10, ymax=RAW_NY), "is empty"),
+    ("image_area", "[1:71,11:50]", "lies outside"),
+])
+def test_a_region_outside_the_raw_frame_is_refused_naming_it(tmp_path, parameter, given, problem):
+    """Regions are checked against the raw frame before anything is written: ValueError
+    naming the parameter, the region as given (0-based dict or FITS string) and the frame
+    size NAXIS1 x NAXIS2 -- not clipped, not wrapped around, no NaN level."""
+    fits.PrimaryHDU(np.full((RAW_NY, RAW_NX), 1000, np.uint16)).writeto(tmp_path / "raw.fits")
+    parameters = dict(overscans=[dict(xmin=0, xmax=RAW_NX, ymin=0, ymax=10)], overscan_method="median",
+                      gain=1.0, image_area=dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY))
+    parameters[parameter] = given if parameter == "image_area" else [given]
+    with pytest.raises(ValueError) as info:
+        Calibrator(**parameters)(raw=tmp_path / "raw.fits", calibrated=tmp_path / "out.fits")
+    message = str(info.value)
+    assert f"{parameter}[0] " in message or f"{parameter} " in message
+    assert str(given) in message and problem in message
+    assert f"{RAW_NX}x{RAW_NY}" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw.fits"]

@@ -206,3 +206,193 @@ def test_a_new_dark_rebuilds_only_that_master_and_what_uses_it(nights, tmp_path)
     assert "rule calibrate_lights" in log  # the lights use that dark
     header = fits.getheader(out / "masters" / "dark_LibCam_1x1_-10.0C_60s.fits")
     assert header["NCOMBINE"] == 9
+
+
+# ------------------------------------------------------------ damaged library files
+def library_master(library: Path, kind: str, when: str, identity: str, exptime: float = 0.0,
+                   checksum: bool = True) -> Path:
+    """A master filed as the workflow files it (camera 'cam', 1x1, -10 C, 100 x 120 pixels)."""
+    from ccdcal.products import write_product
+
+    rng = np.random.default_rng(int(identity, 16) % 1000)
+    header = fits.Header({"CCDCALTY": kind, "MASTERID": identity, "CAMERA": "cam", "EXPTIME": exptime,
+                          "CCD-TEMP": -10.0, "DATE-BEG": when, "DATE-END": when, "NCOMBINE": 5})
+    path = library / kind / "cam" / when[:10] / f"{kind}_cam_1x1_-10.0C_{identity}.fits"
+    image = rng.normal(500.0, 3.0, (100, 120)).astype(np.float32)
+    write_product(path, image, np.full(image.shape, 1.0, np.float32), np.zeros(image.shape, np.uint8),
+                  header, checksum=checksum)
+    return path
+
+
+def truncate(path: Path, by: int) -> tuple[int, int]:
+    """Cut ``by`` bytes off the end; (size now, size before)."""
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-by])
+    return len(whole) - by, len(whole)
+
+
+def flip_a_byte(path: Path, hdu: int) -> None:
+    """Change one bit in the data of HDU ``hdu``, the size kept."""
+    with fits.open(path) as hdul:
+        where = hdul.fileinfo(hdu)["datLoc"] + 1001
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0x08
+    path.write_bytes(bytes(data))
+
+
+def record(path: str, kind: str, exptime: float, when: str):
+    from ccdcal.inventory import FrameRecord
+    from ccdcal.library import iso_to_seconds
+
+    return FrameRecord(path=path, status="ok", frame_type=kind, camera="cam", exptime=exptime,
+                       temperature_c=-10.0, binning="1x1", shape="100x120", date_obs=when,
+                       time_s=iso_to_seconds(when))
+
+
+def test_verify_master_tells_a_whole_file_from_a_truncated_a_changed_or_an_unsummed_one(tmp_path):
+    from ccdcal.library import verify_master
+
+    files = {name: library_master(tmp_path, "bias", f"2026-01-0{i + 1}T18:00:00", f"{i + 1:016x}",
+                                  checksum=name != "no checksum")
+             for i, name in enumerate(["whole", "truncated", "flipped", "no checksum"])}
+    now, before = truncate(files["truncated"], 5000)
+    flip_a_byte(files["flipped"], 1)
+    assert verify_master(files["whole"]) is None
+    assert verify_master(files["truncated"]) == f"truncated: {now} bytes, the headers need {before}"
+    assert verify_master(files["flipped"]) == "checksum mismatch in HDU UNCERT"
+    assert verify_master(files["no checksum"]) == "no checksum in HDU PRIMARY"
+
+
+def test_damaged_library_masters_are_rejected_with_the_reason_and_the_next_best_used(
+        tmp_path, camera_profile, make_config):
+    """The two darks nearest in time are damaged (cut short; one bit changed): the plan
+    says why each is rejected and uses the third."""
+    from ccdcal.library import scan_library
+    from ccdcal.plan import make_plan
+
+    library = tmp_path / "library"
+    truncated = library_master(library, "dark", "2026-01-12T18:00:00", "00000000000000a1", 60.0)
+    flipped = library_master(library, "dark", "2026-01-11T18:00:00", "00000000000000a2", 60.0)
+    whole = library_master(library, "dark", "2026-01-05T18:00:00", "00000000000000a3", 60.0)
+    now, before = truncate(truncated, 3000)
+    flip_a_byte(flipped, 0)
+    masters = scan_library(library)
+    assert {Path(m.file).name: m.damaged for m in masters} == {
+        truncated.name: f"truncated: {now} bytes, the headers need {before}",
+        flipped.name: "checksum mismatch in HDU PRIMARY", whole.name: None}
+    light = record("light/l1.fits", "light", 60.0, "2026-01-12T21:00:00")
+    plan = make_plan([light], make_config(), {"cam": camera_profile(name="cam")}, masters)
+    assert plan["lights"]["light/l1.fits"]["dark"] == whole.stem
+    results = {r["candidate"]: r["result"] for r in plan["matches"] if r["step"] == "dark"}
+    assert results == {
+        truncated.stem: f"rejected: damaged library file (truncated: {now} bytes, the headers need {before})",
+        flipped.stem: "rejected: damaged library file (checksum mismatch in HDU PRIMARY)",
+        whole.stem: "used (unscaled, x1)"}
+
+
+def test_tonights_master_is_rebuilt_not_linked_to_a_damaged_twin(tmp_path, camera_profile, make_config):
+    """A library file with the identity of tonight's master links it (not rebuilt) only
+    when whole; a damaged one is rejected, tonight's master is built from its frames and
+    is filed at that very path (so the filing writes over the damaged file)."""
+    from ccdcal.library import library_path, scan_library
+    from ccdcal.plan import make_plan
+
+    records = [record(f"bias/b{i}.fits", "bias", 0.0, f"2026-01-12T18:0{i}:00") for i in range(3)]
+    records.append(record("light/l1.fits", "light", 60.0, "2026-01-12T21:00:00"))
+    checksums = {r.path: f"{i:064x}" for i, r in enumerate(records)}
+    config, cameras, library = make_config(), {"cam": camera_profile(name="cam")}, tmp_path / "library"
+    tonight = make_plan(records, config, cameras, [], checksums)["masters"]["bias_cam_1x1_-10.0C"]
+    filed = library_path(library, tonight)
+    filed.parent.mkdir(parents=True)
+    library_master(library, "bias", tonight["date_begin"], tonight["identity"]).rename(filed)
+
+    linked = make_plan(records, config, cameras, scan_library(library), checksums)
+    assert linked["masters"]["bias_cam_1x1_-10.0C"]["library_file"] == str(filed.resolve())
+
+    truncate(filed, 3000)
+    (twin,) = scan_library(library)
+    plan = make_plan(records, config, cameras, [twin], checksums)
+    master = plan["masters"]["bias_cam_1x1_-10.0C"]
+    assert master["library_file"] is None and master["identity"] == tonight["identity"]
+    assert [f["path"] for f in master["frames"]] == [f"bias/b{i}.fits" for i in range(3)]
+    assert plan["lights"]["light/l1.fits"]["bias"] == "bias_cam_1x1_-10.0C"
+    (row,) = [r for r in plan["matches"] if r["candidate"] == twin.name]
+    assert row["result"].startswith("rejected: damaged library file (truncated: ")
+    assert library_path(library, master) == Path(twin.file)
+
+
+def test_each_library_file_is_verified_once_until_it_changes(tmp_path, monkeypatch):
+    """With a cache file (the inventory's work/library.json), a rescan verifies no file
+    again (verifying a 100 MB master reads it all) until its size or mtime changes."""
+    import ccdcal.library as library_module
+
+    real, verified = library_module.verify_master, []
+    monkeypatch.setattr(library_module, "verify_master", lambda path: verified.append(Path(path).name) or real(path))
+    library, cache = tmp_path / "library", tmp_path / "out" / "work" / "library.json"
+    one = library_master(library, "bias", "2026-01-10T18:00:00", "00000000000000b1")
+    two = library_master(library, "bias", "2026-01-11T18:00:00", "00000000000000b2")
+    first = library_module.scan_library(library, cache)
+    assert sorted(verified) == sorted([one.name, two.name]) and cache.exists()
+    verified.clear()
+    again = library_module.scan_library(library, cache)
+    assert verified == [] and [m.damaged for m in again] == [m.damaged for m in first] == [None, None]
+    flip_a_byte(two, 2)
+    third = library_module.scan_library(library, cache)
+    assert verified == [two.name]
+    assert {Path(m.file).name: m.damaged for m in third} == {one.name: None, two.name: "checksum mismatch in HDU MASK"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "a byte changed"])
+def test_a_library_master_damaged_since_the_plan_is_not_copied(tmp_path, damage):
+    """master_job verifies its copy of a linked library master: FrameError naming the
+    library file and the damage, and no master left behind."""
+    from ccdcal.frames import FrameError
+    from ccdcal.jobs import master_job
+
+    source = library_master(tmp_path / "library", "bias", "2026-01-10T18:00:00", "00000000000000c1")
+    output = tmp_path / "out" / "masters" / "bias_cam_1x1_-10.0C.fits"
+    spec = {"name": "bias_cam_1x1_-10.0C", "type": "bias", "library_file": str(source)}
+    master_job(spec, {}, [], str(output), {})
+    assert output.read_bytes() == source.read_bytes()
+    if damage == "truncated":
+        truncate(source, 2880)
+    else:
+        flip_a_byte(source, 1)
+    with pytest.raises(FrameError) as info:
+        master_job(spec, {}, [], str(output), {})
+    message = str(info.value)
+    assert str(source) in message
+    assert ("truncated: " if damage == "truncated" else "checksum mismatch in HDU UNCERT") in message
+    assert not output.exists() and not any(output.parent.iterdir())
+
+
+def test_a_damaged_library_master_is_rebuilt_and_filed_again(nights, tmp_path):
+    """Night 1 again, against a copy of the library where its 60 s dark is cut short (its
+    header, MASTERID included, still readable): the file is rejected, with the reason in
+    matches.csv, the dark is rebuilt from the night's frames and filed over the damaged
+    file, and the lights come out as the first time (not a reshape error naming no file).
+    The workflow's file_in_library rule does write over the damaged file: its input, the
+    rebuilt master, is newer."""
+    import shutil
+
+    from ccdcal.library import verify_master
+
+    library, out = tmp_path / "library", tmp_path / "out"
+    shutil.copytree(nights["library"], library)
+    (dark,) = library.glob("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_60s_*.fits")
+    now, before = truncate(dark, 3000)
+    result = run_snakemake(nights["base"] / "raw1", out, f"library_dir={library}")
+    rows = {r["candidate"]: r["result"] for r in read_rows(out / "matches.csv")
+            if r["frame"] == "light/light_0.fits" and r["step"] == "dark"}
+    assert rows[dark.stem] == f"rejected: damaged library file (truncated: {now} bytes, the headers need {before})"
+    assert rows["dark_LibCam_1x1_-10.0C_60s"] == "used (unscaled, x1)"
+    assert "combined" in (out / "logs" / "masters" / "dark_LibCam_1x1_-10.0C_60s.log").read_text()
+    assert "rule file_in_library" in result.stdout + result.stderr
+    assert verify_master(dark) is None and dark.stat().st_size == before
+    first = sorted((nights["base"] / "out1" / "calibrated").rglob("*.fits"))
+    assert len(first) == 3
+    for path in first:  # the same pixels (headers differ: another library_dir, another config digest)
+        with fits.open(path) as was, fits.open(out / "calibrated" / path.relative_to(
+                nights["base"] / "out1" / "calibrated")) as now:
+            for plane in ("PRIMARY", "UNCERT", "MASK"):
+                np.testing.assert_array_equal(now[plane].data, was[plane].data)

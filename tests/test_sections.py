@@ -73,3 +73,19 @@ def test_full_and_from_slices_round_trip():
     assert Section.from_slices(*section.slices) == section
 
 
+
+
+@pytest.mark.parametrize("section, problem", [
+    (Section.from_slices(slice(0, 10), slice(-5, 20)), "lies outside"),  # a negative 0-based start
+    (Section(1, 10, 0, 5), "lies outside"),
+    (Section.from_slices(slice(0, 10), slice(20, 20)), "is empty"),  # xmax == xmin
+    (Section.from_slices(slice(10, 5), slice(0, 20)), "is empty"),  # ymax < ymin
+])
+def test_check_inside_refuses_sections_before_the_first_pixel_and_empty_ones(section, problem):
+    """A section starting before pixel 1 (a negative numpy index would count from the far
+    edge) or holding no pixel is refused too, named as the user gave it when told."""
+    given = {"xmin": -5, "xmax": 20, "ymin": 0, "ymax": 10}
+    with pytest.raises(ValueError) as info:
+        section.check_inside((4190, 483), "image_area", given=given)
+    message = str(info.value)
+    assert message.startswith(f"image_area {given} ") and problem in message and "483x4190" in message

@@ -23,12 +23,19 @@ chebyshev, spline) or a function ``f(image, overscans) -> corrected image`` give
 raw frame (float32 ADU) and the overscan regions as dicts. Output: the file format the
 workflow writes (float32 image, UNCERT, MASK; see ccdcal.products).
 
+Bad input is refused (ValueError, FrameError naming the file) before anything is written:
+an output that is the raw file or a link to it, a region empty or not wholly inside the
+raw frame, a gain (e-/ADU) that is not finite and > 0, a read noise (e-) that is not
+finite and >= 0, a master that is not a whole ccdcal product.
+
 The workflow's light jobs use this class (``Calibrator.for_camera``), so there is one
 implementation of light calibration.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -64,6 +71,33 @@ def region(value: Any) -> Section:
         return Section.parse(value)
     return Section.from_slices(slice(int(value["ymin"]), int(value["ymax"])),
                                slice(int(value["xmin"]), int(value["xmax"])))
+
+
+def region_in_frame(value: Any, shape: tuple[int, int], what: str) -> Section:
+    """``region(value)`` for a raw frame of numpy ``shape`` (ny, nx); ValueError naming
+    ``what`` (the parameter), the region as given and the frame size when it is malformed,
+    empty or not wholly inside the frame (a negative dict bound would otherwise count from
+    the far edge, as numpy indexes do; a bound past the edge would be clipped)."""
+    try:
+        section = region(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r}: give a dict xmin, xmax, ymin, ymax (0-based, end excluded) "
+                         f"or a FITS section '[x1:x2,y1:y2]' (1-based, inclusive) ({exc})") from None
+    section.check_inside(shape, what, given=None if isinstance(value, Section) else value)
+    return section
+
+
+def refuse_same_file(raw: str | Path, calibrated: str | Path) -> None:
+    """ValueError naming both paths when ``calibrated`` is the raw file or a link to it
+    (symbolic or hard): writing it would replace the raw frame."""
+    raw, calibrated = Path(raw), Path(calibrated)
+    if calibrated.exists() and raw.exists():
+        same = os.path.samefile(raw, calibrated)
+    else:
+        same = raw.resolve() == calibrated.resolve()
+    if same:
+        raise ValueError(f"the output {calibrated} is the raw file {raw} (the same file): "
+                         "refusing to write over the raw frame; give another output path")
 
 
 def _as_dict(section: Section) -> dict[str, int]:
@@ -245,9 +279,10 @@ class Calibrator:
 
     def _corrector(self, raw: RawFrame, p: Mapping[str, Any]):
         method = p["overscan_method"]
-        overscans = [region(o) for o in p["overscans"]] if p["overscans"] else None
+        overscans = ([region_in_frame(o, raw.shape, f"overscans[{i}]") for i, o in enumerate(p["overscans"])]
+                     if p["overscans"] else None)
         if p["image_area"] is not None:
-            trim = region(p["image_area"])
+            trim = region_in_frame(p["image_area"], raw.shape, "image_area")
         elif overscans is None:
             trim = layout_for(raw.header, raw.shape, self.camera.config).trim
         else:
@@ -260,13 +295,13 @@ class Calibrator:
                 layout = Layout(layout.raw_shape, trim, layout.amplifiers, layout.method,
                                 layout.order, layout.axis)
         else:
-            data = [region(d) for d in p["overscan_data"]] if p["overscan_data"] else None
+            data = ([region_in_frame(d, raw.shape, f"overscan_data[{i}]") for i, d in enumerate(p["overscan_data"])]
+                    if p["overscan_data"] else None)
             if data is not None and len(data) != len(overscans or []):
                 raise ValueError("overscan_data needs one data region per overscan region")
             amplifiers = tuple(Amplifier(data[i] if data else trim, o) for i, o in enumerate(overscans or []))
             order = p["overscan_order"] if p["overscan_order"] is not None else self.camera.config["overscan"]["order"]
             layout = Layout(raw.shape, trim, amplifiers, method or "median", order, "auto")
-        layout.trim.check_inside(raw.shape, "image area")
         return FrameCorrector(raw.read, layout)
 
     def _light_planes(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -318,6 +353,7 @@ class Calibrator:
         returns as soon as the file's bytes are made, with a Future that gives the path
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
+        refuse_same_file(raw, calibrated)
         bias, dark, flat = (self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat"))
         label = raw_label or Path(raw).name
         with RawFrame(raw, label=label, digest_on_read=True) as frame:
@@ -330,8 +366,6 @@ class Calibrator:
             saturation, _ = self._value(frame, p, "saturation")
             if saturation is None:
                 saturation = frame.integer_max
-            image_plane, uncert_plane, mask_plane = self._light_planes(corrector.layout.shape)
-            data, saturated = corrector.full(saturation, out=image_plane)
             gain, gain_source = self._value(frame, p, "gain")
             if gain is None:
                 gain, gain_source = 1.0, "default (unknown)"
@@ -340,6 +374,12 @@ class Calibrator:
                 rn_e, rn_source = next(((float(m.header["RDNOISE"]), f"master {m.path.name}")
                                         for m in (bias, dark) if m is not None and "RDNOISE" in m.header),
                                        (0.0, "unknown"))
+            if not (math.isfinite(gain) and gain > 0):
+                raise ValueError(f"gain = {gain!r} ({gain_source}): must be a finite number > 0 [e-/ADU]")
+            if not (math.isfinite(rn_e) and rn_e >= 0):
+                raise ValueError(f"read_noise = {rn_e!r} ({rn_source}): must be a finite number >= 0 [e-]")
+            image_plane, uncert_plane, mask_plane = self._light_planes(corrector.layout.shape)
+            data, saturated = corrector.full(saturation, out=image_plane)
             mode, scale = self._dark_choice(frame, p, bias, dark)
             key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e,
                    p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"])

@@ -22,9 +22,9 @@ from urllib.parse import unquote
 
 from astropy.io import fits
 
-from .frames import write_text_atomic
+from .frames import FrameError, write_text_atomic
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
-from .library import ChecksumCache, scan_library
+from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_intermediates
 from .output_dir import (GROUP_REPORT, GROUPS_DIR, failure_record, group_is_complete,
@@ -79,8 +79,9 @@ def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv
                   plan_json: str, matches_csv: str, unreadable_folders: Iterable[str] = ()
                   ) -> dict[str, Any]:
     """Read the header of every file (paths relative to ``config['raw_dir']``), scan the
-    master library, and write inventory.csv, the calibration plan and matches.csv. Folders
-    that could not be listed are inventoried too (excluded, with the reason)."""
+    master library (each file verified once: the verdicts kept in work/library.json), and
+    write inventory.csv, the calibration plan and matches.csv. Folders that could not be
+    listed are inventoried too (excluded, with the reason)."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
     records += [FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): "
                             "the frames in it were not seen") for folder in unreadable_folders]
@@ -91,7 +92,10 @@ def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv
     calibration = [r.path for r in records if r.ok and r.frame_type in ("bias", "dark", "flat")]
     checksums = cache.digests(config["raw_dir"], calibration)
     cache.save()
-    library = scan_library(config.get("library_dir"))
+    library = scan_library(config.get("library_dir"), Path(config["output_dir"]) / "work" / "library.json")
+    for master in library:
+        if master.damaged:
+            log.warning("library master %s is damaged, not used: %s", master.file, master.damaged)
     plan = make_plan(records, config, cameras, library, checksums)
     write_text_atomic(records_to_csv(records), inventory_csv)
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
@@ -116,10 +120,17 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
     """Build one master, and its ``report`` when given (JSON: the raw frames used and
     those dropped, with why); ``master_files`` are the masters its inputs need; ``camera``
     the settings that make it (``provenance.settings_for``; a whole profile does too). A
-    master identical to one in the library (same MASTERID) is copied from it instead."""
+    master identical to one in the library (same MASTERID) is copied from it instead, and
+    the copy verified (FrameError naming the library file when it is damaged)."""
     with failure_recorded(config["output_dir"], "masters", spec["name"]):
         if spec.get("library_file"):
             copy_atomic(spec["library_file"], output)
+            damage = verify_master(output)
+            if damage:
+                Path(output).unlink(missing_ok=True)
+                raise FrameError(f"library master {spec['library_file']} is damaged ({damage}); remove it "
+                                 "and run the same command again with --forcerun inventory, to build "
+                                 f"{spec['name']} from tonight's frames")
             log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
             summary = {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"],
                        **_inputs_of_library_master(output, spec)}

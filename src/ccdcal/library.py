@@ -7,7 +7,9 @@ Every master the workflow makes is filed under ``library_dir`` as
 with every setup value in its header (CAMERA, INSTRUME, XBINNING/YBINNING, GAIN, OFFSET,
 READOUTM, CCD-TEMP, SET-TEMP, EXPTIME, FILTER, DATE-BEG/DATE-END, NCOMBINE, MASTERID).
 Those headers are the index: ``scan_library`` rebuilds the list of masters by reading
-them, so there is no other state to drift. A master's identity (MASTERID) is a digest of
+them, so there is no other state to drift. Each master is verified (``verify_master``:
+whole, FITS checksums right) before it may be used; a damaged one is listed with the
+reason and rejected by the matching. A master's identity (MASTERID) is a digest of
 its inputs' checksums, its parameters, the identities of the masters its inputs were
 calibrated with and the software version: an identical master is found, not rebuilt.
 """
@@ -17,15 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from astropy.io import fits
 
 from . import __version__
 from .camera import safe_name
 from .frames import file_digest, write_text_atomic
+from .products import fits_size_problem
 from .provenance import settings_for
 
 _EPOCH = datetime(2000, 1, 1)
@@ -78,13 +82,42 @@ def master_identity(master, checksums: Mapping[str, str], profile: Mapping[str, 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def scan_library(library_dir: str | os.PathLike | None) -> list:
+def verify_master(path: str | os.PathLike) -> str | None:
+    """None when the master file is whole: its size is what its HDUs' headers need and
+    the FITS CHECKSUM of every HDU (header and data: ccdcal writes CHECKSUM and DATASUM on
+    every master) verifies; else the reason ('truncated: ... bytes, the headers need ...',
+    'checksum mismatch in HDU UNCERT', 'no checksum in HDU MASK', 'not a readable FITS
+    file (...)')."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # a truncated file is reported below
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            warnings.filterwarnings("ignore", message="Error validating header")
+            with fits.open(path, memmap=True) as hdul:  # memory-mapped: summed without a copy
+                problem = fits_size_problem(hdul, path.stat().st_size)
+                if problem:
+                    return problem
+                for hdu in hdul:
+                    if "CHECKSUM" not in hdu.header or "DATASUM" not in hdu.header:
+                        return f"no checksum in HDU {hdu.name}"
+                    if hdu.verify_checksum() != 1:
+                        return f"checksum mismatch in HDU {hdu.name}"
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
+        return f"not a readable FITS file ({exc})"
+    return None
+
+
+def scan_library(library_dir: str | os.PathLike | None,
+                 verified_cache: str | os.PathLike | None = None) -> list:
     """Every ccdcal master under ``library_dir`` (plan.Master, source 'library'), read from
-    its header alone."""
+    its header, each verified (``verify_master``; the reason in ``Master.damaged``).
+    ``verified_cache``: a JSON file where the verdicts are kept (``FileCache``), so that a
+    file is verified again only once it has changed."""
     from .plan import Master
 
     if not library_dir or not Path(library_dir).is_dir():
         return []
+    verdicts = FileCache(verified_cache, verify_master) if verified_cache else None
     found = []
     for path in sorted(Path(library_dir).rglob("*.fits")):
         try:
@@ -111,16 +144,21 @@ def scan_library(library_dir: str | os.PathLike | None) -> list:
         master.date_begin = header.get("DATE-BEG", "")
         master.time_begin = iso_to_seconds(master.date_begin)
         master.time_end = iso_to_seconds(header.get("DATE-END", master.date_begin))
+        master.damaged = verdicts.value(path, str(path.resolve())) if verdicts else verify_master(path)
         found.append(master)
+    if verdicts:
+        verdicts.save()
     return found
 
 
-class ChecksumCache:
-    """sha256 of raw files, remembered by (path, size, mtime) in a JSON file, so a rerun
-    of the inventory reads each calibration frame's bytes only once."""
+class FileCache:
+    """A value computed from a file's bytes (``compute(path)``, JSON-able: a digest, a
+    verdict), remembered by (path, size, mtime_ns) in a JSON file, so that a rerun reads
+    a file again only once it has changed."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, compute: Callable[[Path], Any]):
         self.path = Path(path)
+        self._compute = compute
         self._known: dict[str, list] = {}
         if self.path.exists():
             try:
@@ -128,18 +166,32 @@ class ChecksumCache:
             except ValueError:
                 self._known = {}
 
-    def digest(self, raw_dir: Path, rel: str) -> str:
-        stat = (raw_dir / rel).stat()
-        key = [stat.st_size, stat.st_mtime_ns]
-        known = self._known.get(rel)
-        if known and known[:2] == key:
+    def value(self, file: str | os.PathLike, key: str | None = None) -> Any:
+        """``compute(file)``, remembered under ``key`` (default: the path as given)."""
+        file = Path(file)
+        key = str(file) if key is None else key
+        stat = file.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        known = self._known.get(key)
+        if known and known[:2] == stamp:
             return known[2]
-        value = file_digest(raw_dir / rel, length=64)
-        self._known[rel] = [*key, value]
+        value = self._compute(file)
+        self._known[key] = [*stamp, value]
         return value
-
-    def digests(self, raw_dir: str | os.PathLike, paths: Iterable[str]) -> dict[str, str]:
-        return {rel: self.digest(Path(raw_dir), rel) for rel in paths}
 
     def save(self) -> None:
         write_text_atomic(json.dumps(self._known, sort_keys=True), self.path)
+
+
+class ChecksumCache(FileCache):
+    """sha256 of raw files, remembered by (path, size, mtime) in a JSON file, so a rerun
+    of the inventory reads each calibration frame's bytes only once."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path, lambda file: file_digest(file, length=64))
+
+    def digest(self, raw_dir: Path, rel: str) -> str:
+        return self.value(Path(raw_dir) / rel, rel)
+
+    def digests(self, raw_dir: str | os.PathLike, paths: Iterable[str]) -> dict[str, str]:
+        return {rel: self.digest(Path(raw_dir), rel) for rel in paths}

@@ -121,6 +121,7 @@ class Master:
     identity: str | None = None  # MASTERID: digest of inputs, parameters, masters used, version
     library_file: str | None = None  # tonight's master already in the library (same identity)
     derived_from: list[str] = field(default_factory=list)  # a bias fitted from these darks
+    damaged: str | None = None  # library masters: why the file cannot be used (library.verify_master)
 
     def __post_init__(self):
         times = [f.time_s for f in self.frames if f.time_s is not None]
@@ -325,9 +326,10 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
                      checksums: Mapping[str, str] | None, cameras) -> None:
     """Darks get the bias that measures their dark current, flats their per-frame bias and
     dark; every master its identity. A library master identical to one of tonight's is no
-    longer a candidate: tonight's is linked to it instead of being rebuilt."""
+    longer a candidate: tonight's is linked to it instead of being rebuilt, unless the
+    library file is damaged (then tonight's is rebuilt, and filed over it)."""
     identities: dict[str, str | None] = {m.name: m.identity for m in library}
-    by_identity = {m.identity: m for m in library}
+    by_identity = {m.identity: m for m in library if not m.damaged}
     for kind in ("bias", "dark", "flat"):
         # derived biases last among biases would need darks first: biases, darks, derived, flats
         ordered = [m for m in tonight if m.type == kind and not m.derived_from]

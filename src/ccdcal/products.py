@@ -17,7 +17,7 @@ from urllib.parse import quote
 import numpy as np
 from astropy.io import fits
 
-from .frames import BackgroundWriter, file_digest, write_fits_atomic
+from .frames import BackgroundWriter, FrameError, file_digest, write_fits_atomic
 
 #: MASK bits.
 BADPIX = 1  # hot pixel (master dark) or dead / non-positive pixel (master flat)
@@ -144,17 +144,53 @@ class Product:
         return self.uncert * self.uncert
 
 
+def fits_size_problem(hdul: fits.HDUList, size: int) -> str | None:
+    """Why a FITS file of ``size`` bytes is not exactly the HDUs ``hdul`` read from it
+    describe (every header read: the end of the last HDU's data, padded to 2880 bytes),
+    or None when it is."""
+    hdul.readall()
+    needed = max(info["datLoc"] + info["datSpan"] for info in map(hdul.fileinfo, range(len(hdul))))
+    if size < needed:
+        return f"truncated: {size} bytes, the headers need {needed}"
+    if size > needed:  # cut inside a header (astropy drops that HDU), or bytes after the end
+        return f"{size} bytes, the headers need {needed} (cut inside a header, or bytes after the last HDU)"
+    return None
+
+
 def _read_planes(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, fits.Header]:
-    with fits.open(path, memmap=False) as hdul:
-        data = np.asarray(hdul[0].data, dtype=np.float32)
-        uncert = np.asarray(hdul["UNCERT"].data, dtype=np.float32)
-        mask = np.asarray(hdul["MASK"].data, dtype=np.uint8)
-        header = hdul[0].header.copy()
+    """The planes and primary header of a product; FrameError naming the file and the
+    problem when it is not a whole, readable ccdcal product."""
+    try:
+        with warnings.catch_warnings():  # a truncated file is reported below
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            warnings.filterwarnings("ignore", message="Error validating header")
+            with fits.open(path, memmap=False) as hdul:
+                problem = fits_size_problem(hdul, path.stat().st_size)
+                if problem:
+                    raise FrameError(f"{path}: {problem}")
+                for name in ("UNCERT", "MASK"):
+                    if name not in hdul:
+                        raise FrameError(f"{path}: not a ccdcal product (no {name} extension); "
+                                         "give a master made by ccdcal")
+                shapes = {name: getattr(hdul[name], "shape", None) for name in ("PRIMARY", "UNCERT", "MASK")}
+                if shapes["PRIMARY"] is None or len(shapes["PRIMARY"]) != 2 or len(set(shapes.values())) > 1:
+                    described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+                    raise FrameError(f"{path}: not a ccdcal product (planes of different shapes or "
+                                     f"no 2-D image: {described})")
+                data = np.asarray(hdul[0].data, dtype=np.float32)
+                uncert = np.asarray(hdul["UNCERT"].data, dtype=np.float32)
+                mask = np.asarray(hdul["MASK"].data, dtype=np.uint8)
+                header = hdul[0].header.copy()
+    except FrameError:
+        raise
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
+        raise FrameError(f"{path}: not a readable FITS file ({exc})") from None
     return data, uncert, mask, header
 
 
 def read_product(path: str | Path) -> Product:
-    """A master or calibrated frame, its planes in native byte order."""
+    """A master or calibrated frame, its planes in native byte order; FrameError naming
+    the file and why when it is not a whole, readable ccdcal product."""
     path = Path(path)
     return Product(path, *_read_planes(path), file_digest(path))
 

@@ -55,12 +55,16 @@ class Section:
         """numpy shape (ny, nx)."""
         return self.y2 - self.y1 + 1, self.x2 - self.x1 + 1
 
-    def check_inside(self, shape: tuple[int, int], what: str = "section") -> None:
-        """Raise ValueError naming the section when it does not fit an image of ``shape``."""
-        ny, nx = shape
-        if not (1 <= self.x1 <= nx and 1 <= self.x2 <= nx and 1 <= self.y1 <= ny and 1 <= self.y2 <= ny):
+    def check_inside(self, shape: tuple[int, int], what: str = "section", given: object = None) -> None:
+        """Raise ValueError naming the section when it is empty or does not lie wholly in
+        an image of numpy ``shape`` (ny, nx). ``given``: the section as the user wrote it
+        (a dict of 0-based bounds, say), named in the message instead of the FITS form."""
+        named = self if given is None else given
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise ValueError(f"{what} {named} is empty; the image is {shape[1]}x{shape[0]} (NAXIS1xNAXIS2)")
+        if self.x1 < 1 or self.y1 < 1 or self.x2 > shape[1] or self.y2 > shape[0]:
             raise ValueError(
-                f"{what} {self} lies outside the {shape[1]}x{shape[0]} (NAXIS1xNAXIS2) image"
+                f"{what} {named} lies outside the {shape[1]}x{shape[0]} (NAXIS1xNAXIS2) image"
             )
 
     def __str__(self) -> str:
