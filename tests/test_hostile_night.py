@@ -139,7 +139,7 @@ def hostile(demo_raw, tmp_path_factory):
     before = {p: sha256(p) for p in raw.rglob("*") if p.is_file() and os.access(p, os.R_OK)}
 
     out = raw / "night-out"  # 1: an output_dir inside raw_dir is allowed, and not scanned
-    args = ("--config", f"library_dir={library}")
+    args = (f"library_dir={library}",)
     prefix = without_dac_override()
     first = run_snakemake(raw, out, *args, check=False, prefix=prefix)
     second = run_snakemake(raw, out, *args, check=False, prefix=prefix)

@@ -189,6 +189,11 @@ def test_an_identical_master_is_reused_never_rebuilt(nights, tmp_path):
         again = out / "calibrated" / path.relative_to(nights["base"] / "out1" / "calibrated")
         assert again.read_bytes() == path.read_bytes()
     assert "rule file_in_library" not in log
+    # the same command again: the copies stay copies (it rebuilt them all, and the lights)
+    copies = {p: p.stat().st_mtime_ns for p in (out / "masters").glob("*.fits")}
+    rerun = run_snakemake(nights["base"] / "raw1", out, f"library_dir={library}")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    assert {p: p.stat().st_mtime_ns for p in copies} == copies
 
 
 def test_a_new_dark_rebuilds_only_that_master_and_what_uses_it(nights, tmp_path):

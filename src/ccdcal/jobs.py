@@ -118,7 +118,7 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
                output: str, config: Mapping[str, Any], threads: int = 1,
                report: str | None = None) -> dict[str, Any]:
     """Build one master, and its ``report`` when given (JSON: the raw frames used and
-    those dropped, with why); ``master_files`` are the masters its inputs need; ``camera``
+    those dropped, with why, and the library file it was copied from); ``master_files`` are the masters its inputs need; ``camera``
     the settings that make it (``provenance.settings_for``; a whole profile does too). A
     master identical to one in the library (same MASTERID) is copied from it instead, and
     the copy verified (FrameError naming the library file when it is damaged)."""
@@ -147,8 +147,9 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
             log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
                      summary["median"])
         if report:
-            write_text_atomic(json.dumps({"used": summary["used"], "dropped": summary["dropped"]},
-                                         indent=1, sort_keys=True) + "\n", report)
+            record = {"used": summary["used"], "dropped": summary["dropped"],
+                      "copied_from": spec.get("library_file")}
+            write_text_atomic(json.dumps(record, indent=1, sort_keys=True) + "\n", report)
     return summary
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .inventory import FrameRecord
-from .plan import master_inputs
+from .plan import master_inputs, plain_output_name
 from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR
 
 SUMMARY_COLUMNS = ["path", "frame_type", "camera", "status", "master", "output", "bias", "dark",
@@ -185,6 +185,8 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState
         if row["dark"]:
             dark += f" ({row['dark_mode']}, x{float(row['dark_scale']):.4g})"
         detail = f"  [{row['flags']}]" if row["flags"] else ""
+        if row["output"] and row["output"] != "calibrated/" + plain_output_name(row["path"]):
+            detail += f"  written as {row['output']}"
         if row["status"] != "calibrated":
             detail += f"  {row['status'].upper()}: {row['detail']}"
         lines.append(f"  {row['path']}: bias {row['bias'] or '-'}, dark {dark}, "

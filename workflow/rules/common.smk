@@ -112,27 +112,28 @@ def raw_listing():
     return files, unreadable
 
 
-def get_raw_files():
-    """Every file under raw_dir (output_dir excluded), relative POSIX paths."""
+def get_raw_files(wildcards=None):
+    """Every file under raw_dir (output_dir excluded), relative POSIX paths. (Params that
+    hold paths are functions: Snakemake would read a {name} in a string as a wildcard.)"""
     return raw_listing()[0]
 
 
-def get_tracked_raw_files():
+def get_tracked_raw_files(wildcards=None):
     return [str(RAW_DIR / p) for p in get_raw_files() if is_trackable(RAW_DIR / p)]
 
 
-def get_unreadable_folders():
+def get_unreadable_folders(wildcards=None):
     return raw_listing()[1]
 
 
-def get_untracked_raw_state():
+def get_untracked_raw_state(wildcards=None):
     return {
         **untracked_state(get_raw_files()),
         **{f"{d}/": "unreadable folder" for d in get_unreadable_folders()},
     }
 
 
-def get_plan_settings():
+def get_plan_settings(wildcards=None):
     return plan_settings_digest(config)
 
 
@@ -158,12 +159,20 @@ def master_file(name):
 
 
 def _reuse_library(master):
-    """Link an identical library master, unless this night already built the master (its
-    inputs would then change and everything downstream would be redone for nothing)."""
-    return (
-        bool(master.get("library_file"))
-        and not (MASTERS / f"{master['name']}.fits").exists()
-    )
+    """Copy an identical library master, unless this night already has the master and
+    made it itself: the choice that made the master there is kept, so a rerun does not
+    see other inputs and redo it and everything downstream for nothing (the master's
+    report says whether it was copied, and from where)."""
+    if not master.get("library_file"):
+        return False
+    if not (MASTERS / f"{master['name']}.fits").exists():
+        return True
+    record = OUT_DIR / "work" / "masters" / f"{master['name']}.json"
+    try:
+        copied_from = json.loads(record.read_text(encoding="utf-8")).get("copied_from")
+    except (OSError, ValueError):
+        return False
+    return copied_from == master["library_file"]
 
 
 def get_master_inputs(wildcards):

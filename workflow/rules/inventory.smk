@@ -13,9 +13,9 @@ checkpoint inventory:
         mem_mb=1000,
         runtime=30,
     params:
-        files=get_raw_files(),
-        unreadable_folders=get_unreadable_folders(),
-        untracked=get_untracked_raw_state(),
-        settings=get_plan_settings(),
+        files=get_raw_files,
+        unreadable_folders=get_unreadable_folders,
+        untracked=get_untracked_raw_state,
+        settings=get_plan_settings,
     script:
         "../scripts/inventory.py"
