@@ -208,6 +208,11 @@ def test_absurd_and_invalid_values_are_refused_with_a_reason(hostile):
     inventory = read_csv(hostile["out"] / "inventory.csv")
     assert "'cold' is not a number" in inventory["ccd/lights/cold.fits"]["warnings"]
     assert inventory["ccd/lights/cold.fits"]["temperature_c"] == ""
+    with open(hostile["out"] / "matches.csv", newline="", encoding="utf-8") as handle:
+        dark = next(r for r in csv.DictReader(handle)
+                    if r["frame"] == "ccd/lights/cold.fits" and r["step"] == "dark")
+    assert "the frame has no usable temperature" in dark["result"], dark  # not 'outside no temperature'
+
 
 
 def test_a_light_and_its_compressed_twin_are_both_kept(hostile):

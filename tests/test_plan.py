@@ -174,7 +174,8 @@ def test_darks_outside_the_temperature_tolerance_are_never_used(cams, make_confi
                for n in at20["notes"] if n.startswith("no dark"))
     assert any(n.startswith("no bias") and "outside -20.0 C +-1 C" in n for n in at20["notes"])
     no_t = plan["lights"]["light/noT.fits"]
-    assert no_t["dark"] is None and any("outside no temperature" in n for n in no_t["notes"])
+    assert no_t["dark"] is None and any("-15.0 C, and the frame has no usable temperature" in n
+                                        for n in no_t["notes"])
     assert plan["masters"]["dark_cam_1x1_-15.0C_300s"]["used"] is False
 
 

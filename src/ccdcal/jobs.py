@@ -58,10 +58,14 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
 
 
 @contextlib.contextmanager
-def failure_recorded(output_dir: str | os.PathLike, kind: str, name: str) -> Iterator[None]:
+def failure_recorded(output_dir: str | os.PathLike | None, kind: str, name: str) -> Iterator[None]:
     """Run a job of ``kind`` ('masters' or 'lights'): its error, if it fails, is kept in
     output_dir (``output_dir.failure_record``) for the night's summary, which is written
-    even when jobs fail; a job that succeeds removes the record of an earlier failure."""
+    even when jobs fail; a job that succeeds removes the record of an earlier failure.
+    Without an output_dir (a job run on its own), nothing is kept."""
+    if output_dir is None:
+        yield
+        return
     record = failure_record(output_dir, kind, name)
     record.unlink(missing_ok=True)
     try:
@@ -122,7 +126,7 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
     the settings that make it (``provenance.settings_for``; a whole profile does too). A
     master identical to one in the library (same MASTERID) is copied from it instead, and
     the copy verified (FrameError naming the library file when it is damaged)."""
-    with failure_recorded(config["output_dir"], "masters", spec["name"]):
+    with failure_recorded(config.get("output_dir"), "masters", spec["name"]):
         if spec.get("library_file"):
             copy_atomic(spec["library_file"], output)
             damage = verify_master(output)
@@ -159,7 +163,7 @@ def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, A
     header = fits.getheader(path)
     used = [unquote(str(header[k])) for k in header if k.startswith("IMCMB")]
     dropped = {f["path"]: "dropped when the identical library master was made (see its HISTORY)"
-               for f in spec["frames"] if f["path"] not in used}
+               for f in spec.get("frames", []) if f["path"] not in used}
     return {"used": used, "dropped": dropped}
 
 
@@ -168,7 +172,7 @@ def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
                     threads: int = 1) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report."""
     out = Path(out_dir)
-    with failure_recorded(config["output_dir"], "lights", out.name):
+    with failure_recorded(config.get("output_dir"), "lights", out.name):
         out.mkdir(parents=True, exist_ok=True)
         files = {Path(p).stem: p for p in master_files}
         start = time.perf_counter()

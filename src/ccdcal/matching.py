@@ -10,7 +10,7 @@ the candidate's reason:
 1. the ``equal`` setup values (binning, shape, gain setting, offset, readout mode; filter
    for flats): ``"binning 2x2 != 1x1"``;
 2. temperature within the camera's ``temperature_tolerance`` (bias, dark):
-   ``"temperature -4.8 C outside -10.0 +-1 C"``;
+   ``"temperature -4.8 C outside -10.0 +-1 C"`` (or that one of the two has none);
 3. for darks, the exposure: within ``dark.exposure_tolerance`` (used as is), else scalable
    (needs a bias and ``dark.scale`` not ``never``): ``"exposure 300 s != 120 s and no bias
    to scale it"``;
@@ -124,8 +124,12 @@ class Matcher:
         if step in ("bias", "dark"):
             tolerance = profile["temperature_tolerance"]
             t_frame, t_master = target.temperature_c, master.temperature_c
-            if (t_frame is None) != (t_master is None) or (
-                    t_frame is not None and abs(t_frame - t_master) > tolerance + 1e-9):
+            if t_frame is None and t_master is not None:
+                return (f"temperature {_temperature(t_master)}, and the frame has no usable "
+                        "temperature (see the inventory's warnings) to compare it with")
+            if t_master is None and t_frame is not None:
+                return f"no temperature, and the frame is at {_temperature(t_frame)}"
+            if t_frame is not None and abs(t_frame - t_master) > tolerance + 1e-9:
                 return (f"temperature {_temperature(t_master)} outside "
                         f"{_temperature(t_frame)} +-{tolerance:g} C")
         max_age = rule.get("max_age_days")

@@ -17,5 +17,6 @@ rule master_bias:
     params:
         spec=get_master_spec,
         camera=get_master_camera,
+        library=get_master_library_files,
     script:
         "../scripts/build_master.py"

@@ -114,7 +114,8 @@ def raw_listing():
 
 def get_raw_files(wildcards=None):
     """Every file under raw_dir (output_dir excluded), relative POSIX paths. (Params that
-    hold paths are functions: Snakemake would read a {name} in a string as a wildcard.)"""
+    hold paths are functions: Snakemake would read a {name} in a string as a wildcard.)
+    """
     return raw_listing()[0]
 
 
@@ -158,6 +159,34 @@ def master_file(name):
     return str(MASTERS / f"{name}.fits")
 
 
+def tonight_masters(names):
+    """Tonight's masters among ``names``, as files: Snakemake's inputs."""
+    plan = get_plan()
+    return [master_file(m) for m in names if plan["masters"][m]["source"] == "tonight"]
+
+
+def library_state(paths):
+    """Library files a job reads, with their size and time. They are params, not inputs:
+    the rule that files masters into the library matches every library path, so Snakemake
+    would take a library file as something to remake from a master of tonight of the same
+    name. A library file changed (repaired, replaced) still redoes the job."""
+    state = {}
+    for path in sorted(paths):
+        try:
+            info = Path(path).stat()
+            state[path] = [info.st_size, info.st_mtime_ns]
+        except OSError as exc:
+            state[path] = f"missing: {exc.strerror}"
+    return state
+
+
+def library_masters(names):
+    plan = get_plan()
+    return library_state(
+        master_file(m) for m in names if plan["masters"][m]["source"] == "library"
+    )
+
+
 def _reuse_library(master):
     """Copy an identical library master, unless this night already has the master and
     made it itself: the choice that made the master there is kept, so a rerun does not
@@ -175,14 +204,14 @@ def _reuse_library(master):
     return copied_from == master["library_file"]
 
 
-def get_master_inputs(wildcards):
-    """Raw frames of a master and the masters they are calibrated with, or the identical
-    library master it is linked to."""
+def _master_needs(wildcards):
+    """Raw frames and masters a master is made from (none when it is copied from the
+    identical library master)."""
     plan = get_plan()
     master = plan["masters"][wildcards.master]
     if _reuse_library(master):
-        return {"frames": [], "masters": [], "library": [master["library_file"]]}
-    needs = master_inputs(
+        return {"frames": [], "masters": []}
+    return master_inputs(
         {
             **plan,
             "masters": {
@@ -192,13 +221,26 @@ def get_master_inputs(wildcards):
         },
         wildcards.master,
     )
+
+
+def get_master_inputs(wildcards):
+    """Raw frames of a master and tonight's masters they are calibrated with."""
+    needs = _master_needs(wildcards)
     return {
         "frames": [
             str(RAW_DIR / p) for p in needs["frames"] if is_trackable(RAW_DIR / p)
         ],
-        "masters": [master_file(m) for m in needs["masters"]],
-        "library": [],
+        "masters": tonight_masters(needs["masters"]),
     }
+
+
+def get_master_library_files(wildcards):
+    """The library masters a master is calibrated with, or the identical library master
+    it is copied from (see library_state)."""
+    master = get_plan()["masters"][wildcards.master]
+    if _reuse_library(master):
+        return library_state([master["library_file"]])
+    return library_masters(_master_needs(wildcards)["masters"])
 
 
 #: Plan fields that do not change how a master is made (kept out of params, so that they
@@ -266,8 +308,21 @@ def get_light_group_inputs(wildcards):
             for light in group["lights"]
             if is_trackable(RAW_DIR / light["path"])
         ],
-        "masters": [master_file(m) for m in masters],
+        "masters": tonight_masters(masters),
     }
+
+
+def get_light_group_library_files(wildcards):
+    """The library masters a group's lights are calibrated with (see library_state)."""
+    group = get_plan()["light_groups"][wildcards.group]
+    return library_masters(
+        {
+            m
+            for light in group["lights"]
+            for m in (light["bias"], light["dark"], light["flat"])
+            if m
+        }
+    )
 
 
 def get_light_group_spec(wildcards):

@@ -15,6 +15,7 @@ rule calibrate_lights:
         group=get_light_group_spec,
         camera=get_light_group_camera,
         untracked=get_light_group_untracked,
+        library=get_light_group_library_files,
     script:
         "../scripts/calibrate_lights.py"
 

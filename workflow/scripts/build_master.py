@@ -8,7 +8,7 @@ setup_logging(snakemake.log[0])
 master_job(
     json.loads(snakemake.params.spec),
     json.loads(snakemake.params.camera),
-    snakemake.input.masters,
+    [*snakemake.input.masters, *snakemake.params.library],
     snakemake.output.master,
     snakemake.config,
     threads=snakemake.threads,

@@ -8,7 +8,7 @@ setup_logging(snakemake.log[0])
 light_group_job(
     json.loads(snakemake.params.group),
     json.loads(snakemake.params.camera),
-    snakemake.input.masters,
+    [*snakemake.input.masters, *snakemake.params.library],
     snakemake.output[0],
     snakemake.config,
     threads=snakemake.threads,
