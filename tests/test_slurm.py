@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SNAKEMAKE, run_snakemake, tree_digests
+from conftest import REPO, SNAKEMAKE, fault_env, run_snakemake, tree_digests
 
 IN_CI = os.environ.get("CI") == "true"
 START = REPO / "tools" / "slurm" / "start_slurm.sh"
@@ -64,23 +65,27 @@ def _jobs() -> list[tuple[str, str]]:
 
 
 def test_a_cancelled_job_is_redone_by_a_rerun_and_nothing_else(cluster, demo_night, tmp_path):
-    out = tmp_path / "fault"
+    """A master flat job is held just before it puts its master in place (the fault hook
+    of tests/faults, which sbatch hands on with the environment), then cancelled with
+    scancel: no race with a job that finishes before the cancel reaches it."""
+    out, faults = tmp_path / "fault", tmp_path / "faults"
     cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
            "--config", f"raw_dir={demo_night['raw']}", f"output_dir={out}", *PROFILE_ARGS,
            "--retries", "0"]
-    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cancelled = None
+    env = {**os.environ, **fault_env(faults, CCDCAL_PAUSE_AT=r"/masters/flat_[^/]*\.fits$")}
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 300
-    while cancelled is None and time.monotonic() < deadline and run.poll() is None:
-        for job_id, comment in _jobs():
-            if "master_flat" in comment:
-                subprocess.run(["scancel", job_id], check=True)
-                cancelled = comment
-                break
-        time.sleep(0.2)
+    while not (faults / "paused").exists():
+        assert run.poll() is None, f"the run ended before a master flat was held:\n{run.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, "no master flat job was held"
+        time.sleep(0.1)
+    held = Path((faults / "paused").read_text().split(" ", 1)[1].strip()).stem
+    cancelled = [job_id for job_id, comment in _jobs() if held in comment]
+    assert len(cancelled) == 1, (held, _jobs())
+    subprocess.run(["scancel", cancelled[0]], check=True)
     first_log, _ = run.communicate(timeout=600)
-    assert cancelled, f"no master_flat job seen to cancel:\n{first_log[-3000:]}"
-    assert run.returncode != 0, "the run with a cancelled job should fail"
+    assert run.returncode != 0, f"the run with a cancelled job should fail:\n{first_log[-3000:]}"
+    assert not (out / "masters" / f"{held}.fits").exists()
 
     masters = out / "masters"
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in masters.glob("*.fits")}
