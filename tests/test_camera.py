@@ -310,6 +310,19 @@ def test_binning(cards, expected):
     assert binning(hv(**cards)) == expected
 
 
+@pytest.mark.parametrize("cards,named", [
+    ({"XBINNING": 1e300, "YBINNING": 1}, "XBINNING 1e+300"),  # a 301-digit master name before
+    ({"XBINNING": 0}, "XBINNING 0"),
+    ({"XBINNING": 2, "YBINNING": -1}, "YBINNING -1"),
+    ({"XBINNING": 1.5}, "XBINNING 1.5"),
+    ({"XBINNING": "abc"}, "XBINNING 'abc'"),  # silently 1x1 before
+    ({"CCDSUM": "2 0"}, "CCDSUM '0'"),
+])
+def test_a_broken_binning_is_refused_naming_the_keyword(cards, named):
+    with pytest.raises(ValueError, match=re.escape(named) + r".* is not a binning factor"):
+        binning(hv(**cards))
+
+
 @pytest.mark.parametrize(
     "value,expected",
     [

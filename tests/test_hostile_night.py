@@ -111,6 +111,7 @@ def hostile(demo_raw, tmp_path_factory):
     copy_with(raw, LIGHT, "ccd/lights/exptime_huge.fits", EXPTIME=1e300)
     copy_with(raw, LIGHT, "ccd/lights/exptime_text.fits", EXPTIME="abc")
     copy_with(raw, LIGHT, "ccd/lights/cold.fits", CCD__TEMP="cold")
+    copy_with(raw, LIGHT, "ccd/lights/binning_huge.fits", XBINNING=1e300)
     # 5: one light twice, plain and compressed
     shutil.copyfile(raw / LIGHT, raw / "ccd/lights/pair.fits")
     compressed_copy(raw, "ccd/lights/NGC7331_R_003.fits", "ccd/lights/pair.fits.fz")
@@ -198,11 +199,14 @@ def test_control_characters_in_a_header_are_repaired(hostile):
 
 def test_absurd_and_invalid_values_are_refused_with_a_reason(hostile):
     """10 and 20: EXPTIME 1e300 would scale a dark by 3e297; 'abc' is not missing but invalid;
-    CCD-TEMP 'cold' leaves the temperature unknown (the light is still calibrated)."""
+    XBINNING 1e300 would make a 300-digit master name; CCD-TEMP 'cold' leaves the
+    temperature unknown (the light is still calibrated)."""
     huge = hostile["summary"]["ccd/lights/exptime_huge.fits"]
     assert huge["status"] == "excluded" and "not a physical exposure" in huge["detail"], huge
     text = hostile["summary"]["ccd/lights/exptime_text.fits"]
     assert text["status"] == "excluded" and "'abc' is not a number" in text["detail"], text
+    binned = hostile["summary"]["ccd/lights/binning_huge.fits"]
+    assert binned["status"] == "excluded" and "is not a binning factor" in binned["detail"], binned
     cold = hostile["summary"]["ccd/lights/cold.fits"]
     assert cold["status"] == "calibrated", cold
     inventory = read_csv(hostile["out"] / "inventory.csv")
@@ -322,6 +326,9 @@ def test_deleted_outputs_are_restored(demo_raw, tmp_path):
     run_snakemake(raw, out)
     reference = tree_digests(out)
     (out / "calibrated" / LIGHT).unlink()
+    dry = run_snakemake(raw, out, "-n")  # says what a real run redoes, removes nothing
+    assert "a real run redoes calibrated" in dry.stdout + dry.stderr
+    assert (out / "calibrated" / "ccd/lights/NGC7331_R_002.fits").is_file()
     result = run_snakemake(raw, out)
     assert "Nothing to be done" not in result.stdout + result.stderr
     assert tree_digests(out) == reference

@@ -347,20 +347,38 @@ class CameraProfile:
         return None, "unknown"
 
 
+#: The largest binning factor taken as one (a larger one, or one that is not a whole
+#: number, is a broken header, not a readout mode).
+MAX_BINNING = 256
+
+
+def _binning_factor(keyword: str, value: Any) -> int:
+    number = to_float(value)
+    if number is None or not number.is_integer() or not 1 <= number <= MAX_BINNING:
+        raise ValueError(f"{keyword} {value!r} is not a binning factor (a whole number from 1 to "
+                         f"{MAX_BINNING})")
+    return int(number)
+
+
 def binning(header: HeaderView) -> str:
-    """Binning as 'XxY' from XBINNING/YBINNING or CCDSUM ('2 1' -> '2x1'); '1x1' when absent."""
+    """Binning as 'XxY' from XBINNING/YBINNING or CCDSUM ('2 1' -> '2x1'); '1x1' when absent.
+    Raises ValueError naming the keyword when a factor is not a whole number from 1 to
+    MAX_BINNING."""
     xb, yb = header.get("XBINNING"), header.get("YBINNING")
     if xb is not None or yb is not None:
-        return f"{int(to_float(xb) or 1)}x{int(to_float(yb or xb) or 1)}"
+        x = _binning_factor("XBINNING", xb) if xb is not None else None
+        y = _binning_factor("YBINNING", yb) if yb is not None else x
+        return f"{x or y}x{y}"
     ccdsum = header.get("CCDSUM")
     if ccdsum is not None:
         parts = str(ccdsum).split()
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            return f"{parts[0]}x{parts[1]}"
+        if len(parts) == 2:
+            return "x".join(str(_binning_factor("CCDSUM", p)) for p in parts)
     for key in ("BINNING", "BINNING_X"):
-        value = to_float(header.get(key))
+        value = header.get(key)
         if value is not None:
-            return f"{int(value)}x{int(value)}"
+            factor = _binning_factor(key, value)
+            return f"{factor}x{factor}"
     return "1x1"
 
 

@@ -226,7 +226,7 @@ def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: Fr
     header = frame.header
     decision = profile.frame_type(rel_path, header)
     problems = list(frame.header_problems)  # -> record.warnings; none of them excludes the frame
-    exposure_problems: list[str] = []  # these do
+    exposure_problems: list[str] = []  # these do (as does a broken binning)
     record.camera = profile.name
     record.hdu = frame.hdu_index
     record.bitpix = frame.bitpix
@@ -236,7 +236,10 @@ def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: Fr
     record.instrument = profile.text(header, "instrument")
     record.exptime = profile.exptime(header, exposure_problems)
     record.filter = profile.text(header, "filter")
-    record.binning = binning(header)
+    try:
+        record.binning = binning(header)
+    except ValueError as exc:
+        exposure_problems.append(str(exc))  # excludes the frame, as a bad exposure does
     record.temperature_c = profile.temperature(header, problems=problems)
     record.set_temperature_c = profile.temperature(header, "set_temperature", problems)
     record.gain_setting = profile.number_or_text(header, "gain_setting")

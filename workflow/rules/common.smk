@@ -61,8 +61,8 @@ def prepare_output_dir():
         return
     prepare_output_dir.done = True
     if workflow.dryrun:
-        for what in find_incomplete(OUT_DIR):
-            logger.warning(f"ccdcal: a real run redoes {what}")
+        for path, why in find_incomplete(OUT_DIR):
+            logger.warning(f"ccdcal: a real run redoes {path.relative_to(OUT_DIR)} ({why})")
         return
     try:
         claim(OUT_DIR, "snakemake")
