@@ -3,7 +3,7 @@ rule master_bias:
         unpack(get_master_inputs),
     output:
         master=MASTERS / "{master}.fits",
-        report=OUT_DIR / "work" / "masters" / "{master}.json",
+        report=MASTER_REPORTS / "{master}.json",
     log:
         LOGS / "masters" / "{master}.log",
     wildcard_constraints:

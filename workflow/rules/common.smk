@@ -15,6 +15,8 @@ from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
 from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
 from ccdcal.masters import expected_runtime_min
 from ccdcal.output_dir import (
+    GROUPS_DIR,
+    MASTER_REPORTS_DIR,
     OutputDirError,
     check_locations,
     claim,
@@ -33,6 +35,8 @@ validate(config, "../schemas/config.schema.yaml")
 RAW_DIR = Path(config["raw_dir"])
 OUT_DIR = Path(config["output_dir"])
 MASTERS = OUT_DIR / "masters"
+MASTER_REPORTS = OUT_DIR / MASTER_REPORTS_DIR
+LIGHT_GROUPS = OUT_DIR / GROUPS_DIR
 LOGS = OUT_DIR / "logs"
 
 if WILDCARD_REGEX.search(str(OUT_DIR)):
@@ -62,7 +66,9 @@ def prepare_output_dir():
     prepare_output_dir.done = True
     if workflow.dryrun:
         for path, why in find_incomplete(OUT_DIR):
-            logger.warning(f"ccdcal: a real run redoes {path.relative_to(OUT_DIR)} ({why})")
+            logger.warning(
+                f"ccdcal: a real run redoes {path.relative_to(OUT_DIR)} ({why})"
+            )
         return
     try:
         claim(OUT_DIR, "snakemake")
@@ -196,7 +202,7 @@ def _reuse_library(master):
         return False
     if not (MASTERS / f"{master['name']}.fits").exists():
         return True
-    record = OUT_DIR / "work" / "masters" / f"{master['name']}.json"
+    record = MASTER_REPORTS / f"{master['name']}.json"
     try:
         copied_from = json.loads(record.read_text(encoding="utf-8")).get("copied_from")
     except (OSError, ValueError):
@@ -291,38 +297,28 @@ def get_master_runtime(wildcards, attempt):
     )
 
 
+def _light_group_master_names(group):
+    """The masters a group's lights are calibrated with (the group's, by its definition)."""
+    return [m for m in (group["bias"], group["dark"], group["flat"]) if m]
+
+
 def get_light_group_inputs(wildcards):
-    """Raw lights of a group and its masters."""
+    """Raw lights of a group and tonight's masters they are calibrated with."""
     group = get_plan()["light_groups"][wildcards.group]
-    masters = sorted(
-        {
-            m
-            for light in group["lights"]
-            for m in (light["bias"], light["dark"], light["flat"])
-            if m
-        }
-    )
     return {
         "lights": [
             str(RAW_DIR / light["path"])
             for light in group["lights"]
             if is_trackable(RAW_DIR / light["path"])
         ],
-        "masters": tonight_masters(masters),
+        "masters": tonight_masters(_light_group_master_names(group)),
     }
 
 
 def get_light_group_library_files(wildcards):
     """The library masters a group's lights are calibrated with (see library_state)."""
     group = get_plan()["light_groups"][wildcards.group]
-    return library_masters(
-        {
-            m
-            for light in group["lights"]
-            for m in (light["bias"], light["dark"], light["flat"])
-            if m
-        }
-    )
+    return library_masters(_light_group_master_names(group))
 
 
 def get_light_group_spec(wildcards):
@@ -341,13 +337,6 @@ def get_light_group_camera(wildcards):
     return json.dumps(settings_for(camera, "light"), sort_keys=True)
 
 
-def _light_group_masters(group):
-    plan = get_plan()
-    return [
-        plan["masters"][m] for m in (group["bias"], group["dark"], group["flat"]) if m
-    ]
-
-
 def _light_group_shape(group):
     """The largest trimmed shape among a group's lights."""
     return max(
@@ -361,7 +350,7 @@ def get_light_group_mem_mb(wildcards, attempt):
     group = get_plan()["light_groups"][wildcards.group]
     mem = expected_light_memory_mb(
         _light_group_shape(group),
-        len(_light_group_masters(group)),
+        len(_light_group_master_names(group)),
         config["threads"],
         calibrations_needed(group),
     )
@@ -370,7 +359,7 @@ def get_light_group_mem_mb(wildcards, attempt):
 
 def get_light_group_runtime(wildcards, attempt):
     group = get_plan()["light_groups"][wildcards.group]
-    n_masters = len(_light_group_masters(group))
+    n_masters = len(_light_group_master_names(group))
     return (
         expected_runtime_min(
             len(group["lights"]) + n_masters, _light_group_shape(group)
@@ -380,9 +369,7 @@ def get_light_group_runtime(wildcards, attempt):
 
 
 def get_light_group_dirs(wildcards=None):
-    return [
-        str(OUT_DIR / "work" / "lights" / g) for g in sorted(get_plan()["light_groups"])
-    ]
+    return [str(LIGHT_GROUPS / g) for g in sorted(get_plan()["light_groups"])]
 
 
 def get_all_masters(wildcards=None):
@@ -399,7 +386,7 @@ def get_master_reports(wildcards=None):
     """The reports of tonight's masters (what went into each)."""
     plan = get_plan()
     return [
-        str(OUT_DIR / "work" / "masters" / f"{m}.json")
+        str(MASTER_REPORTS / f"{m}.json")
         for m in sorted(plan["masters"])
         if plan["masters"][m]["source"] == "tonight"
     ]

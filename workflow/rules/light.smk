@@ -2,7 +2,7 @@ rule calibrate_lights:
     input:
         unpack(get_light_group_inputs),
     output:
-        directory(OUT_DIR / "work" / "lights" / "{group}"),
+        directory(LIGHT_GROUPS / "{group}"),
     log:
         LOGS / "lights" / "{group}.log",
     conda:
