@@ -176,7 +176,10 @@ def test_a_light_200_days_later_rejects_old_masters_by_age(nights):
 
 
 def test_an_identical_master_is_reused_never_rebuilt(nights, tmp_path):
-    library = nights["library"]
+    import shutil
+
+    library = tmp_path / "library"  # its own copy: other tests count the shared library's files
+    shutil.copytree(nights["library"], library)
     before = sorted(p.name for p in library.rglob("*.fits"))
     out = tmp_path / "again"
     result = run_snakemake(nights["base"] / "raw1", out, f"library_dir={library}")

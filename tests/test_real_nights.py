@@ -268,10 +268,6 @@ def test_masters_flat_read_noise_comes_from_the_bias(night):
     assert flat["RDNOISE"] == pytest.approx(bias["RDNOISE"], rel=1e-6)
 
 
-def test_runs_in_reasonable_time(night):
-    assert night["elapsed"] < 60, f"{night['key']}: {night['elapsed']:.0f} s"
-
-
 # ----------------------------------------------------------------------------- ARCSAT
 ARCSAT_SPACE = "43Bet Com_z_20250602_033902.fits"
 
@@ -502,4 +498,4 @@ def test_calibrator_with_explicit_parameters_matches_the_workflow_on_kast(kast, 
     # the same image with the flat left out, for this image only: flat not applied
     raw_flat = calibrate(raw=kast["raw"] / rel, calibrated=tmp_path / "noflat.fits", master_flat=None)
     assert fits.getheader(raw_flat)["CALFLAGS"] == "NODARK,NOFLAT"
-    assert calibrate.master_flat is not None  # the override did not stick
+    assert calibrate.master_flat == master_path(kast, light["flat"])  # the override did not stick
