@@ -228,7 +228,6 @@ def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the
 
     from ccdcal.frames import BackgroundWriter, _DirectWriter
     from ccdcal.parallel import map_in_threads
-    from conftest import o_direct_available
 
     if not o_direct_available(tmp_path):
         pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "

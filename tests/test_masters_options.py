@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -109,6 +111,40 @@ def test_bias_from_darks_recovers_the_bias_and_lets_darks_scale(tmp_path):
         assert hdul[0].header["BIASSRC"] == "darks" and hdul[0].header["NCOMBINE"] == 3
     z = (fitted - bias) / sigma
     assert abs(np.mean(z)) < 0.1 and 0.8 < np.std(z) < 1.25, (np.mean(z), np.std(z))
+
+
+def test_bias_from_darks_with_jittering_temperatures_through_snakemake(tmp_path):
+    """Real dark masters sit at -14.895, -15.064 and -14.979 C: they never formed a group
+    when grouped by exactly equal temperature, and when they did the workflow divided by
+    zero sizing the fitted bias's job (it has no frames of its own)."""
+    from datetime import datetime, timedelta
+
+    from conftest import run_snakemake
+
+    rng = np.random.default_rng(11)
+    shape = (48, 64)
+    bias = 300.0 + 4.0 * np.sin(np.arange(shape[1]) / 5.0)[None, :]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    start = datetime(2026, 3, 1, 20, 0)
+    centre = {30.0: -14.895, 60.0: -15.064, 120.0: -14.979}  # each set's mean reading
+    frames = [("DARK", t, i) for t in centre for i in range(5)] + [("LIGHT", 90.0, 0)]
+    for n, (kind, t, i) in enumerate(frames):
+        temperature = round(centre.get(t, -15.0) + rng.uniform(-0.05, 0.05), 3)
+        data = bias + rng.poisson(0.2 * t + (500.0 if kind == "LIGHT" else 0.0), shape) + rng.normal(0, 4.0, shape)
+        header = fits.Header({"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": temperature, "EGAIN": 1.0,
+                              "RDNOISE": 4.0, "INSTRUME": "JitterCam", "FILTER": "L",
+                              "DATE-OBS": (start + timedelta(minutes=3 * n)).isoformat()})
+        fits.PrimaryHDU(np.round(data).astype(np.uint16), header=header).writeto(raw / f"{kind}_{t:g}_{i}.fits")
+    out = tmp_path / "out"
+    run_snakemake(raw, out)
+    plan = json.loads((out / "plan.json").read_text())
+    (name,) = [n for n, m in plan["masters"].items() if m["derived_from"]]
+    assert len(plan["masters"][name]["derived_from"]) == 3
+    light = plan["lights"]["LIGHT_90_0.fits"]
+    assert light["bias"] == name and light["dark_mode"] == "scaled" and light["flags"] == ["NOFLAT"]
+    assert fits.getheader(out / "masters" / f"{name}.fits")["NCOMBINE"] == 3
+    assert f"{name}: 3 dark masters fitted" in (out / "summary.txt").read_text()
 
 
 def test_keep_intermediates_writes_the_overscan_corrected_frames(ccd_night, tmp_path):

@@ -350,3 +350,10 @@ def test_lights_per_job_auto_follows_the_frame_size_and_splits_evenly(cams, make
     plan = make_plan(records, make_config(), cams())
     assert [len(g["lights"]) for g in plan["light_groups"].values()] == [5]
     assert lights_per_job("auto", ny * nx) == LIGHT_JOB_PIXELS // (ny * nx) >= 5
+
+
+def test_master_names_never_say_minus_zero():
+    from ccdcal.plan import _temperature_label
+
+    assert [_temperature_label(t) for t in (-0.04, 0.04, -0.06, -10.0, None)] == [
+        "0.0C", "0.0C", "-0.1C", "-10.0C", "noT"]

@@ -231,6 +231,8 @@ def test_outputs_carry_provenance(night):
     with fits.open(next((out / "masters").glob("flat_demo-ccd_*_V.fits")), checksum=True) as hdul:
         header = hdul[0].header
         assert header["IMAGETYP"] == "MASTER FLAT" and header["FILTER"] == "V"
+        flats = [f for f in night["manifest"]["frames"].values() if f["type"] == "flat" and f["filter"] == "V"]
+        assert header["EXPTIME"] == pytest.approx(np.mean([f["exptime"] for f in flats]))  # it said 0.0
         assert header["NCOMBINE"] == 9 and header["IMCMB001"].startswith("ccd/flats/")
         assert header["INSTRUME"] == "SimCam CCD47" and header["XBINNING"] == 1
         assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK"]

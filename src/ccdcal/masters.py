@@ -281,7 +281,7 @@ def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
     stack-sized temporaries, fit in what the limit leaves after ``reserved_bytes`` (the
     output planes and masters), and no stack exceeds BLOCK_STACK_BYTES."""
     budget = memory_limit_mb * 1024 * 1024 - reserved_bytes
-    row_bytes = n_frames * nx * 4
+    row_bytes = max(n_frames, 1) * nx * 4  # a bias fitted from darks has no frames of its own
     by_limit = budget // (row_bytes * 3 * max(threads, 1))
     by_speed = BLOCK_STACK_BYTES // row_bytes
     return max(1, int(min(by_limit, by_speed)))
@@ -354,8 +354,9 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
         header["SET-TEMP"] = (set_temps[0], "[C] set point of the first input")
     if spec.get("identity"):
         header["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
-    header["EXPTIME"] = (float(spec.get("exptime") or 0.0) if kind != "flat" else 0.0,
-                         "[s] exposure of the inputs (mean)")
+    exposures = [float(f.get("exptime") or 0.0) for f in spec["frames"]]
+    exptime = spec.get("exptime") if kind != "flat" else sum(exposures) / len(exposures)
+    header["EXPTIME"] = (round(float(exptime or 0.0), 6), "[s] exposure of the inputs (mean)")
     if kind == "flat":
         header["FILTER"] = spec.get("filter", "")
     dates = sorted(f["date_obs"] for f in spec["frames"] if f.get("date_obs"))

@@ -70,7 +70,10 @@ def _setup_label(record: FrameRecord) -> str:
 
 
 def _temperature_label(temperature: float | None) -> str:
-    return "noT" if temperature is None else f"{temperature:.1f}C"
+    """'-10.0C', '0.0C' (never '-0.0C'), 'noT' without a temperature."""
+    if temperature is None:
+        return "noT"
+    return f"{round(temperature, 1) + 0.0:.1f}C"  # + 0.0 turns -0.0 into 0.0
 
 
 def _exposure_label(exptime: float) -> str:
@@ -281,19 +284,30 @@ def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[
     """For a setup and temperature with darks of two or more exposures and no bias, a bias
     master fitted from those darks (``dark.bias_from_darks``)."""
     derived = []
-    darks: dict[tuple, list[Master]] = defaultdict(list)
+    by_setup: dict[tuple, list[Master]] = defaultdict(list)
     for m in masters:
         if m.type == "dark" and cameras[m.camera]["dark"]["bias_from_darks"]:
-            darks[(*_key_of_master(m), m.temperature_c)].append(m)
+            by_setup[_key_of_master(m)].append(m)
     have_bias = {_key_of_master(m) for m in masters if m.type == "bias"}
-    for key in sorted(darks, key=str):
-        group = sorted(darks[key], key=lambda m: (m.exptime, m.name))
-        if key[:-1] in have_bias or len({m.exptime for m in group}) < 2:
+    groups = []  # darks of one setup whose temperatures lie within the tolerance of each other
+    for key in sorted(by_setup, key=str):
+        if key in have_bias:
+            continue
+        darks = sorted(by_setup[key], key=lambda m: m.name)
+        timed = [m for m in darks if m.temperature_c is not None]
+        tolerance = cameras[darks[0].camera]["temperature_tolerance"]
+        groups += [[timed[i] for i in members]
+                   for members in cluster([m.temperature_c for m in timed], tolerance)]
+        groups.append([m for m in darks if m.temperature_c is None])
+    for group in groups:
+        group = sorted(group, key=lambda m: (m.exptime, m.name))
+        if len({m.exptime for m in group}) < 2:
             continue
         first = group[0]
-        label = f"{_setup_label(first.frames[0])}_{_temperature_label(first.temperature_c)}"
+        temperature = _mean(m.temperature_c for m in group)
+        label = f"{_setup_label(first.frames[0])}_{_temperature_label(temperature)}"
         bias = Master(_unique_name(f"bias_{label}_fromdarks", taken), "bias", first.camera,
-                      first.setup, [], first.temperature_c, 0.0, derived_from=[m.name for m in group])
+                      first.setup, [], temperature, 0.0, derived_from=[m.name for m in group])
         bias.time_begin = min(m.time_begin for m in group if m.time_begin is not None) if any(
             m.time_begin is not None for m in group) else None
         bias.time_end = max((m.time_end for m in group if m.time_end is not None), default=None)
