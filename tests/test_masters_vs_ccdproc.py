@@ -53,7 +53,11 @@ def demo(tmp_path_factory):
     records, cameras = take_inventory(raw, list_raw_files(raw), config)
     plan = make_plan(records, config, cameras)
     masters_dir = base / "out" / "masters"
-    order = sorted(plan["masters"], key=lambda n: ("bias", "dark", "flat").index(n.split("_")[0]))
+    def stage(name):  # a bias fitted from darks comes after the darks
+        kind = name.split("_")[0]
+        return ("bias", "dark", "fitted", "flat").index("fitted" if plan["masters"][name]["derived_from"] else kind)
+
+    order = sorted(plan["masters"], key=stage)
     for name in order:
         spec = plan["masters"][name]
         needs = [str(masters_dir / f"{m}.fits") for m in master_inputs(plan, name)["masters"]]

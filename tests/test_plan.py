@@ -111,12 +111,15 @@ def test_auto_exact_exposure_is_unscaled_without_bias(cams, make_config):
     assert "NOBIAS" not in entry["flags"] and "NODARK" not in entry["flags"]
 
 
-def test_auto_other_exposure_scales_the_nearest_dark(cams, make_config):
+def test_auto_other_exposure_scales_the_quietest_dark(cams, make_config):
+    """120 s from 3 darks of 60 s (x2: adds 4/3 + 1/3 of a frame's read-noise variance) or
+    of 300 s (x0.4: 0.16/3 + 0.36/3): the 300 s master, ten times quieter, not the nearer."""
     records = biases() + darks(60.0) + darks(300.0) + [light("a", 120.0), light("b", 280.0),
                                                        light("c", 300.2)]
     plan = make_plan(records, make_config(), cams())
     a, b, c = (plan["lights"][f"light/{n}.fits"] for n in "abc")
-    assert (a["dark"], a["dark_mode"], a["dark_scale"]) == ("dark_cam_1x1_-10.0C_60s", "scaled", 2.0)
+    assert (a["dark"], a["dark_mode"]) == ("dark_cam_1x1_-10.0C_300s", "scaled")
+    assert a["dark_scale"] == pytest.approx(0.4)
     assert a["bias"] == "bias_cam_1x1_-10.0C"
     assert (b["dark"], b["dark_mode"]) == ("dark_cam_1x1_-10.0C_300s", "scaled")
     assert b["dark_scale"] == pytest.approx(280.0 / 300.0, abs=1e-6)
@@ -192,12 +195,12 @@ def test_flats_get_per_frame_calibration_with_darkflat(cams, make_config):
     darkflat = by_path["flat/fR_3.0_1x1_0.fits"]
     assert darkflat["dark"] == "dark_cam_1x1_-10.0C_3s"
     assert (darkflat["dark_mode"], darkflat["dark_scale"], darkflat["bias"]) == ("unscaled", 1.0, None)
-    late = by_path["flat/late.fits"]
-    assert (late["dark"], late["dark_mode"]) == ("dark_cam_1x1_-10.0C_3s", "scaled")
-    assert late["dark_scale"] == pytest.approx(5.0 / 3.0, abs=1e-6)
+    late = by_path["flat/late.fits"]  # 5 s: the 300 s darks x1/60 add less noise than the 3 s x5/3
+    assert (late["dark"], late["dark_mode"]) == ("dark_cam_1x1_-10.0C_300s", "scaled")
+    assert late["dark_scale"] == pytest.approx(5.0 / 300.0, abs=1e-6)
     assert late["bias"] == "bias_cam_1x1_-10.0C"
     inputs = master_inputs(plan, "flat_cam_1x1_R")
-    assert inputs["masters"] == ["bias_cam_1x1_-10.0C", "dark_cam_1x1_-10.0C_3s"]
+    assert inputs["masters"] == ["bias_cam_1x1_-10.0C", "dark_cam_1x1_-10.0C_300s", "dark_cam_1x1_-10.0C_3s"]
     assert sorted(inputs["frames"]) == sorted(by_path)
     # the darkflat is needed by the flat even though no light uses it
     assert plan["masters"]["dark_cam_1x1_-10.0C_3s"]["used"] is True
@@ -357,3 +360,23 @@ def test_master_names_never_say_minus_zero():
 
     assert [_temperature_label(t) for t in (-0.04, 0.04, -0.06, -10.0, None)] == [
         "0.0C", "0.0C", "-0.1C", "-10.0C", "noT"]
+
+
+def test_the_dark_that_adds_the_least_noise_is_chosen_not_the_nearest(cams, make_config):
+    """A 23 s frame: a single 20 s dark scaled x1.15 adds 1.32 + 0.02/10 of a frame's
+    read-noise variance, the 60 s master of 11 frames scaled x0.383 adds 0.013 + 0.038:
+    about 26 times less. The nearer exposure was chosen before."""
+    records = (biases(n=10) + darks(20.0, n=1) + darks(60.0, n=11) + flats("R", 23.0)
+               + [light("short", 23.0), light("exact", 60.0)])
+    plan = make_plan(records, make_config(), cams())
+    short = plan["lights"]["light/short.fits"]
+    assert short["dark"] == "dark_cam_1x1_-10.0C_60s" and short["dark_mode"] == "scaled"
+    assert short["dark_scale"] == pytest.approx(23 / 60)
+    flat = next(iter(masters_of(plan, "flat").values()))
+    assert flat["frames"][0]["calibration"]["dark"] == "dark_cam_1x1_-10.0C_60s"  # the 23 s flats too
+    rows = [r for r in plan["matches"] if r["frame"] == "light/short.fits" and r["step"] == "dark"]
+    (single,) = [r for r in rows if r["candidate"] == "dark_cam_1x1_-10.0C_20s"]
+    ratio = (1.15**2 + 0.15**2 / 10) / ((23 / 60) ** 2 / 11 + (1 - 23 / 60) ** 2 / 10)
+    assert single["result"].startswith("not preferred: x1.15 of 1 frame(s) adds ")
+    assert f"{ratio:.3g} times the noise of dark_cam_1x1_-10.0C_60s" in single["result"], single
+    assert plan["lights"]["light/exact.fits"]["dark_mode"] == "unscaled"  # an exact exposure first

@@ -20,7 +20,7 @@ the candidate's reason:
 Among the candidates that pass, the one used is the first by: the tier (darks: an exposure
 match before a scaled dark; for flats, a darkflat -- an exposure match within
 ``darkflat.window_hours`` of the flat, later ones first with ``prefer: later`` -- before
-another exposure match, before a scaled dark of the nearest exposure), then the
+another exposure match, before a scaled dark), then the
 ``prefer`` order (tonight's masters before the library's, nearest in time, nearest in
 temperature, most frames), then the name. The choice is deterministic.
 """
@@ -56,6 +56,7 @@ class Verdict:
     tier: int = 0
     mode: str | None = None  # darks: unscaled | scaled
     scale: float | None = None
+    noise: float | None = None  # scaled darks: the variance they add (see added_variance)
     key: tuple = ()
 
     @property
@@ -157,7 +158,16 @@ class Matcher:
                 keys.append(-master.n_frames)
         return tuple(keys)
 
-    def _dark_verdict(self, target: Target, master, bias_available: bool) -> Verdict:
+    @staticmethod
+    def added_variance(scale: float, dark_frames: int, bias_frames: int) -> float:
+        """The variance a scaled dark adds to a frame, in units of one raw frame's read-noise
+        variance: the frame gets L - B - k (D - B) = L - k D - (1 - k) B, so it adds
+        k^2 var(D) + (1 - k)^2 var(B), a master of N frames having var/N. (The dark
+        current's own shot noise in D is left out: it is not known before the master is
+        made, and it only grows the longer darks' share.)"""
+        return scale**2 / max(dark_frames, 1) + (1.0 - scale) ** 2 / max(bias_frames, 1)
+
+    def _dark_verdict(self, target: Target, master, bias_available: bool, bias_frames: int = 0) -> Verdict:
         reason = self._rejection(target, master, "dark")
         if reason:
             return Verdict(master, reason)
@@ -180,7 +190,9 @@ class Matcher:
             return Verdict(master, f"exposure {master.exptime:g} s != {t:g} s and no bias to scale it")
         if master.exptime <= 0 or t <= 0:
             return Verdict(master, f"exposure {master.exptime:g} s cannot be scaled to {t:g} s")
-        return Verdict(master, None, 2, "scaled", t / master.exptime)
+        scale = t / master.exptime
+        return Verdict(master, None, 2, "scaled", scale,
+                       noise=self.added_variance(scale, master.n_frames, bias_frames))
 
     def _darkflat_order(self, target: Target, master) -> tuple:
         prefer = self.cameras[target.camera]["matching"]["darkflat"]["prefer"]
@@ -194,8 +206,9 @@ class Matcher:
             extra: tuple = ()
             if v.tier == 0 and step == "dark" and target.kind == "flat":
                 extra = self._darkflat_order(target, v.master)
-            if v.mode == "scaled":  # the nearest exposure first, then the longer
-                extra = (abs(math.log(v.master.exptime / target.exptime)), -v.master.exptime)
+            if v.mode == "scaled":  # the least noise added, then the nearest exposure, the longer
+                extra = (round(v.noise, 9), abs(math.log(v.master.exptime / target.exptime)),
+                         -v.master.exptime)
             v.key = (v.tier, *extra, *self._preference(target, v.master), v.master.name)
         passing = sorted((v for v in verdicts if v.passes), key=lambda v: v.key)
         chosen = passing[0] if passing else None
@@ -217,6 +230,10 @@ class Matcher:
         if v.tier != chosen.tier:
             labels = {0: "a darkflat", 1: "an exposure match", 2: "a scaled dark"}
             return f"{labels.get(chosen.tier, 'another')} is preferred to {labels.get(v.tier, 'this')}"
+        if v.noise is not None and chosen.noise is not None and v.noise > chosen.noise:
+            return (f"x{v.scale:.3g} of {v.master.n_frames} frame(s) adds {v.noise / chosen.noise:.3g} "
+                    f"times the noise of {chosen.master.name} (x{chosen.scale:.3g} of "
+                    f"{chosen.master.n_frames})")
         if v.master.source != chosen.master.source:
             return f"{chosen.master.source}'s master preferred"
         return f"ranked after {chosen.master.name}"
@@ -234,7 +251,9 @@ class Matcher:
         choice = Choice()
         biases = self._bias_verdicts(target)  # the bias decides whether a dark can be scaled
         bias = self._decide(target, "bias", biases, record=False)
-        darks = [self._dark_verdict(target, m, bias is not None) for m in self._candidates(target, "dark")]
+        bias_frames = bias.master.n_frames if bias is not None else 0
+        darks = [self._dark_verdict(target, m, bias is not None, bias_frames)
+                 for m in self._candidates(target, "dark")]
         dark = self._decide(target, "dark", darks, record)
         if dark is not None:
             choice.dark, choice.dark_mode, choice.dark_scale = dark.master.name, dark.mode, dark.scale

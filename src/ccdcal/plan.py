@@ -15,7 +15,8 @@ Dark strategy (per camera, ``dark.scale``)
     ``auto``: a dark master whose exposure is within ``exposure_tolerance`` s of the frame's is
     used as is (it includes the bias: no bias subtraction, the dark-library workflow);
     otherwise the frame is bias-subtracted and gets ``k * (dark - bias)`` with
-    k = t_frame / t_dark from the dark nearest in exposure (ties: the longer dark), which needs
+    k = t_frame / t_dark from the dark that adds the least noise (k^2 / N_dark + (1 - k)^2 /
+    N_bias; then the nearest in exposure, ties the longer dark), which needs
     a bias. ``always``: always the scaled form. ``never``: only an exposure match.
 Flats
     One master per setup and filter; each flat gets its own bias/dark by the same rules
