@@ -167,3 +167,37 @@ def test_keep_intermediates_writes_the_overscan_corrected_frames(ccd_night, tmp_
         bias2d = fits.getdata(base / "truth" / manifest["cameras"]["ccd"]["bias2d"])
         assert frame.shape == (512, 512)  # trimmed
         assert abs(np.median(frame - bias2d)) < 1.0  # the overscan level is gone
+
+
+def test_lamp_flats_combined_without_normalizing_each(tmp_path):
+    """flat.normalize_each: false: two lamp flats of different level and illumination
+    slope, mean-combined as they are, give the flux-weighted shape (their sum,
+    normalized); normalized one by one first (the default) they give each shape equal
+    weight."""
+    shape = (40, 60)
+    xx = np.arange(shape[1])[None, :] / shape[1]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lamps = [20000.0 * (1 + 0.3 * (xx - 0.5)), 5000.0 * (1 - 0.3 * (xx - 0.5))]
+    for i, lamp in enumerate(lamps):
+        header = fits.Header({"IMAGETYP": "FLAT", "EXPTIME": 10.0, "FILTER": "Clear", "EGAIN": 1.0,
+                              "RDNOISE": 1.0, "DATE-OBS": f"2026-03-01T20:0{i}:00"})
+        fits.PrimaryHDU(np.broadcast_to(lamp, shape).astype(np.float32), header=header).writeto(
+            raw / f"flat_{i}.fits")
+    masters = {}
+    for each in (True, False):
+        config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / f"out{each}"),
+                            "default_camera": {"overscan": {"method": "none"}, "trim": "none",
+                                               "combine": {"flat": {"method": "mean"}},
+                                               "flat": {"normalize_each": each}}})
+        records, cameras = take_inventory(raw, list_raw_files(raw), config)
+        plan = make_plan(records, config, cameras)
+        (name,) = [n for n, m in plan["masters"].items() if m["type"] == "flat"]
+        out = tmp_path / f"out{each}" / f"{name}.fits"
+        master_job(plan["masters"][name], plan["cameras"][plan["masters"][name]["camera"]], [], str(out), config)
+        masters[each] = fits.getdata(out)[0].astype(np.float64)
+    weighted = (lamps[0] + lamps[1])[0]
+    np.testing.assert_allclose(masters[False], weighted / np.median(weighted), rtol=1e-5)
+    equal = (lamps[0] / np.median(lamps[0]) + lamps[1] / np.median(lamps[1]))[0]
+    np.testing.assert_allclose(masters[True], equal / np.median(equal), rtol=1e-5)
+    assert np.abs(masters[True] - masters[False]).max() > 0.05

@@ -380,3 +380,14 @@ def test_the_dark_that_adds_the_least_noise_is_chosen_not_the_nearest(cams, make
     assert single["result"].startswith("not preferred: x1.15 of 1 frame(s) adds ")
     assert f"{ratio:.3g} times the noise of dark_cam_1x1_-10.0C_60s" in single["result"], single
     assert plan["lights"]["light/exact.fits"]["dark_mode"] == "unscaled"  # an exact exposure first
+
+
+def test_a_master_flat_made_without_bias_or_dark_says_so_and_so_do_its_lights(cams, make_config):
+    """Flats with no bias and no dark to subtract: the master is flagged, and its lights
+    (calibrated OK otherwise) carry FLAT-NOBIAS, FLAT-NODARK instead of CALFLAGS 'OK'."""
+    records = biases() + darks(60.0) + flats("R", 3.0, temp=-20.0) + [light("a", 60.0)]
+    plan = make_plan(records, make_config(), cams())
+    (flat,) = masters_of(plan, "flat").values()
+    assert flat["flags"] == ["NOBIAS", "NODARK"]
+    assert plan["lights"]["light/a.fits"]["flags"] == ["FLAT-NOBIAS", "FLAT-NODARK"]
+    assert all(m["flags"] == [] for m in plan["masters"].values() if m["type"] != "flat")

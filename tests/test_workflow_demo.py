@@ -237,6 +237,7 @@ def test_outputs_carry_provenance(night):
         flats = [f for f in night["manifest"]["frames"].values() if f["type"] == "flat" and f["filter"] == "V"]
         assert header["EXPTIME"] == pytest.approx(np.mean([f["exptime"] for f in flats]))  # it said 0.0
         assert header["NCOMBINE"] == 9 and header["IMCMB001"].startswith("ccd/flats/")
+        assert header["CALFLAGS"] == "OK"  # every flat had its bias and dark
         assert header["INSTRUME"] == "SimCam CCD47" and header["XBINNING"] == 1
         assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK"]
         assert hdul[0].data.dtype == np.dtype(">f4")

@@ -142,6 +142,8 @@ def scan_library(library_dir: str | os.PathLike | None,
                         source="library", file=str(path.resolve()),
                         count=int(header.get("NCOMBINE", 0)), identity=header["MASTERID"])
         master.date_begin = header.get("DATE-BEG", "")
+        flags = str(header.get("CALFLAGS", "OK"))
+        master.flags = [] if flags == "OK" else flags.split(",")
         master.time_begin = iso_to_seconds(master.date_begin)
         master.time_end = iso_to_seconds(header.get("DATE-END", master.date_begin))
         master.damaged = verdicts.value(path, str(path.resolve())) if verdicts else verify_master(path)

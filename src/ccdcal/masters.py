@@ -365,6 +365,7 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
         header["DATE-END"] = (dates[-1], "DATE-OBS of the last input")
     header["EGAIN"] = (first.gain, "[e-/ADU] gain used")
     header["NCOMBINE"] = (len(inputs), "number of frames combined")
+    header["CALFLAGS"] = (",".join(spec.get("flags") or []) or "OK", "steps its inputs were calibrated without")
     header["COMBMETH"] = (combine.method, "combine method")
     header["REJECT"] = (combine.rejection, "rejection")
     if combine.rejection in ("sigma_clip", "mad_clip", "winsorized_sigma"):
@@ -467,7 +468,8 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
             if not level > 0:
                 dropped[frame.rel_path] = f"median {level:.1f} ADU after bias/dark is not positive"
                 continue
-            frame.level, frame.scale = level, 1.0 / level
+            frame.level = level
+            frame.scale = 1.0 / level if camera["flat"]["normalize_each"] else 1.0
             kept.append(frame)
         if not kept:
             raise FrameError(f"master {spec['name']}: no flat with a positive level: "
@@ -484,12 +486,14 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     mask = np.zeros(shape, dtype=np.uint8)
     extra: dict[str, tuple[Any, str]] = {}
     if kind == "flat":
-        a = np.float32(np.mean([(read_noise**2) / f.level**2 for f in inputs]))
-        b = np.float32(np.mean([1.0 / (gain * f.level) for f in inputs]))
+        # each flat was multiplied by its scale s (1 / its level, or 1 with normalize_each
+        # off): its variance s^2 (r^2 + signal / g) is s^2 r^2 + s x (the combined value) / g
+        a = np.float32(np.mean([(read_noise * f.scale) ** 2 for f in inputs]))
+        b = np.float32(np.mean([f.scale / gain for f in inputs]))
         # the bias/dark each flat was corrected with, averaged over the flats: the variance
         # of each distinct one (flats of one exposure share theirs), times its flats
         subs = [f.sub for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
-        sub_scale = 1.0 / (max(len(subs), 1) * np.mean([f.level**2 for f in inputs]))
+        sub_scale = np.mean([f.scale**2 for f in inputs]) / max(len(subs), 1)
         distinct: dict[tuple, list] = {}
         for sub in subs:
             distinct.setdefault((id(sub.bias), id(sub.dark), sub.mode, sub.scale), [sub, 0])[1] += 1

@@ -77,16 +77,22 @@ class Choice:
 
     @property
     def flags(self) -> list[str]:
-        flags = []
-        if self.bias is None and self.dark_mode != "unscaled":
-            flags.append("NOBIAS")
-        if self.dark is None:
-            flags.append("NODARK")
-        return flags
+        return missing_steps(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {"bias": self.bias, "dark": self.dark, "dark_mode": self.dark_mode,
                 "dark_scale": self.dark_scale, "flat": self.flat, "notes": self.notes}
+
+
+def missing_steps(choice: Mapping[str, Any]) -> list[str]:
+    """NOBIAS / NODARK for a choice of masters (``Choice.to_json``) that lacks them (a dark
+    used unscaled holds the bias)."""
+    flags = []
+    if choice.get("bias") is None and choice.get("dark_mode") != "unscaled":
+        flags.append("NOBIAS")
+    if choice.get("dark") is None:
+        flags.append("NODARK")
+    return flags
 
 
 def _temperature(value: float | None) -> str:

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 from .camera import safe_name
 from .inventory import FrameRecord, parse_shape
 from .library import master_identity
-from .matching import Choice, Matcher, Target
+from .matching import Choice, Matcher, Target, missing_steps
 
 PLAN_VERSION = 1
 
@@ -125,6 +125,7 @@ class Master:
     identity: str | None = None  # MASTERID: digest of inputs, parameters, masters used, version
     library_file: str | None = None  # tonight's master already in the library (same identity)
     derived_from: list[str] = field(default_factory=list)  # a bias fitted from these darks
+    flags: list[str] = field(default_factory=list)  # steps its inputs were calibrated without
     damaged: str | None = None  # library masters: why the file cannot be used (library.verify_master)
 
     def __post_init__(self):
@@ -159,6 +160,7 @@ class Master:
             "library_file": self.library_file,
             "date_begin": self.date_begin,
             "derived_from": self.derived_from,
+            "flags": self.flags,
             "frames": [
                 {
                     "path": f.path,
@@ -359,6 +361,7 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
                 for frame in master.frames:
                     choice = matcher.choose(target_of(frame, "flat"), with_flat=False)
                     master.frame_calibration[frame.path] = choice.to_json()
+                master.flags = sorted({f for c in master.frame_calibration.values() for f in missing_steps(c)})
             if checksums is not None:
                 master.identity = master_identity(master, checksums, cameras[master.camera], identities)
             if master.derived_from and all(identities.get(d) for d in master.derived_from):
@@ -386,6 +389,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     matcher = Matcher([*tonight, *library], cameras)
     _resolve_masters(tonight, list(library), matcher, checksums, cameras)
 
+    by_name = {m.name: m for m in matcher.masters}
     policy = config["missing_calibration"]
     outputs = output_names(r.path for r in records if r.ok and r.frame_type == "light")
     lights: dict[str, dict[str, Any]] = {}
@@ -395,7 +399,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     group_pixels: dict[str, int] = {}
     for record in sorted((r for r in records if r.ok and r.frame_type == "light"), key=lambda r: r.path):
         choice = matcher.choose(target_of(record, "light"), with_flat=True)
-        flags = choice.flags + ([] if choice.flat else ["NOFLAT"])
+        flags = choice.flags + ([] if choice.flat else ["NOFLAT"]) + inherited_flags(choice, by_name)
         lacking = [step for step, flag in (("bias", "NOBIAS"), ("dark", "NODARK"), ("flat", "NOFLAT"))
                    if flag in flags and step in policy["steps"]]
         entry = {"path": record.path, "output": outputs[record.path], "exptime": record.exptime,
@@ -446,6 +450,13 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         "lights": lights,
         "matches": matcher.rows,
     }
+
+
+def inherited_flags(choice: Choice, masters: Mapping[str, "Master"]) -> list[str]:
+    """The missing steps of the masters a frame gets, as its own flags: a master flat made
+    without bias or dark gives its lights FLAT-NOBIAS, FLAT-NODARK."""
+    return [f"{step.upper()}-{flag}" for step in ("bias", "dark", "flat")
+            if getattr(choice, step) for flag in masters[getattr(choice, step)].flags]
 
 
 COMPRESSION_SUFFIXES = (".fz", ".gz")

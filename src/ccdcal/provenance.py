@@ -23,7 +23,7 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
     "dark": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.dark",
              "dark.hot_pixel_sigma", "background"),
     "flat": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.flat",
-             "flat.normalize_region", "flat.weak_threshold", "flat.dead_fraction",
+             "flat.normalize_each", "flat.normalize_region", "flat.weak_threshold", "flat.dead_fraction",
              "flat.star_rejection", "background"),
     "light": ("overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime",
               "dark.exposure_tolerance", "flat.weak_threshold", "output"),

@@ -161,6 +161,8 @@ def _master_line(name: str, master: Mapping[str, Any], plan: Mapping[str, Any], 
     if master["source"] != "tonight":
         return f"  {name}: from the library ({master['file']}){note}"
     n = len(master["frames"]) or len(master.get("derived_from", []))
+    if master.get("flags"):
+        note += f"  [inputs calibrated without: {','.join(master['flags'])}]"
     dropped = state.master_reports.get(name, {}).get("dropped", {})
     if dropped:
         return f"  {name}: {n - len(dropped)} of {n} frames ({len(dropped)} dropped){note}"
