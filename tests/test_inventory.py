@@ -593,3 +593,22 @@ def test_sections_from_a_frame_header_exclude_that_frame_only(tmp_path, make_con
     cameras[0]["trim"] = "[1:40,1:30]"
     rows = inventory_of(raw, make_config, cameras=cameras)
     assert rows["ccd/lights/a.fits"].reason == "geometry: overscan region 'header' but the frame has no BIASSEC/DATASEC"
+
+
+def test_a_frame_the_camera_software_dark_subtracted_is_recognised(tmp_path, make_config):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name, history in (("auto.fits", "Auto-Dark Subtraction"), ("plain.fits", "Bias frame used: none")):
+        header = fits.Header({"IMAGETYP": "LIGHT", "EXPTIME": 60.0})
+        header.add_history(history)
+        fits.PrimaryHDU(np.zeros((NY, NX), np.uint16), header=header).writeto(raw / name)
+    header = fits.Header({"IMAGETYP": "LIGHT", "EXPTIME": 60.0, "DARKSUB": True})
+    fits.PrimaryHDU(np.zeros((NY, NX), np.uint16), header=header).writeto(raw / "keyword.fits")
+    config = make_config(default_camera={"dark": {"subtracted_by_camera": {"keyword": "DARKSUB"}}})
+    records, _ = take_inventory(raw, list_raw_files(raw), config)
+    found = {r.path: r.dark_subtracted for r in records}
+    assert found == {"auto.fits": "HISTORY Auto-Dark Subtraction", "keyword.fits": "DARKSUB = True",
+                     "plain.fits": ""}
+    text = records_to_csv(records)
+    (tmp_path / "inv.csv").write_text(text, encoding="utf-8")
+    assert [r.dark_subtracted for r in records_from_csv(tmp_path / "inv.csv")] == [found[r.path] for r in records]

@@ -391,3 +391,15 @@ def test_a_master_flat_made_without_bias_or_dark_says_so_and_so_do_its_lights(ca
     assert flat["flags"] == ["NOBIAS", "NODARK"]
     assert plan["lights"]["light/a.fits"]["flags"] == ["FLAT-NOBIAS", "FLAT-NODARK"]
     assert all(m["flags"] == [] for m in plan["masters"].values() if m["type"] != "flat")
+
+
+def test_a_frame_the_camera_already_dark_subtracted_gets_neither_dark_nor_bias(cams, make_config):
+    done = light("done", 60.0)
+    done.dark_subtracted = "HISTORY Auto-Dark Subtraction"
+    records = biases() + darks(60.0) + flats("R", 60.0) + [done, light("raw", 60.0)]
+    plan = make_plan(records, make_config(), cams())
+    entry = plan["lights"]["light/done.fits"]
+    assert (entry["bias"], entry["dark"], entry["dark_mode"]) == (None, None, "camera")
+    assert entry["flags"] == [] and entry["flat"] == "flat_cam_1x1_R"
+    assert any("subtracted by the camera software" in n for n in entry["notes"])
+    assert plan["lights"]["light/raw.fits"]["dark"] == "dark_cam_1x1_-10.0C_60s"

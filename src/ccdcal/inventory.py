@@ -59,6 +59,7 @@ class FrameRecord:
     shape: str = ""  # numpy shape after trimming, 'NYxNX'
     bitpix: int | None = None
     warnings: str = ""  # what was wrong in the header but did not exclude the frame, '; '-joined
+    dark_subtracted: str = ""  # the card saying the camera software already subtracted a dark
 
     @property
     def ok(self) -> bool:
@@ -247,6 +248,7 @@ def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: Fr
     record.readout_mode = profile.text(header, "readout_mode")
     record.date_obs, record.time_s = parse_date(header, profile, problems)
     record.object = profile.text(header, "object")
+    record.dark_subtracted = subtracted_by_camera(frame, profile.config["dark"]["subtracted_by_camera"])
     for what in ("gain", "read_noise", "saturation"):
         value, source = profile.value_or_keyword(header, what)
         if value is None and source != "unknown":  # a header value that is not usable
@@ -330,6 +332,23 @@ def check_camera_geometry(records: list[FrameRecord], cameras: Mapping[str, Mapp
                     check_overscan_apart(sections["overscan"], None, trim)
                 except ValueError as exc:
                     raise fail(exc, "'overscan.regions' or 'trim'") from None
+
+
+def subtracted_by_camera(frame: RawFrame, rule: Mapping[str, Any]) -> str:
+    """The card that says the camera software already dark-subtracted this frame (its
+    HISTORY/COMMENT holds one of ``rule['history']``, case-insensitive, or its
+    ``rule['keyword']`` is true), as text; '' when none does."""
+    words = [w.lower() for w in rule["history"]]
+    for header in (frame.image_header, frame.primary_header):
+        for key in ("HISTORY", "COMMENT"):
+            for text in header.get(key, []) if key in header else []:
+                if any(word in str(text).lower() for word in words):
+                    return f"{key} {str(text).strip()}"[:68]
+    keyword = rule["keyword"]
+    value = frame.header.get(keyword) if keyword else None
+    if value is not None and str(value).strip().lower() in ("t", "true", "1", "yes", "y"):
+        return f"{keyword} = {value}"
+    return ""
 
 
 def take_inventory(raw_dir: str | os.PathLike, files: Iterable[str], config: Mapping[str, Any]

@@ -47,6 +47,7 @@ class Target:
     exptime: float
     time_s: float | None
     filter: str = ""
+    dark_subtracted: str = ""  # the camera software already subtracted a dark (the card that says so)
 
 
 @dataclass
@@ -88,9 +89,9 @@ def missing_steps(choice: Mapping[str, Any]) -> list[str]:
     """NOBIAS / NODARK for a choice of masters (``Choice.to_json``) that lacks them (a dark
     used unscaled holds the bias)."""
     flags = []
-    if choice.get("bias") is None and choice.get("dark_mode") != "unscaled":
+    if choice.get("bias") is None and choice.get("dark_mode") not in ("unscaled", "camera"):
         flags.append("NOBIAS")
-    if choice.get("dark") is None:
+    if choice.get("dark") is None and choice.get("dark_mode") != "camera":
         flags.append("NODARK")
     return flags
 
@@ -255,6 +256,12 @@ class Matcher:
     def choose(self, target: Target, with_flat: bool, record: bool = True) -> Choice:
         """Bias, dark (mode, scale) and, when asked, flat for one frame."""
         choice = Choice()
+        if target.dark_subtracted:  # by the camera software: a dark (holding the bias) is gone
+            choice.dark_mode = "camera"
+            choice.notes.append(f"dark and bias subtracted by the camera software ({target.dark_subtracted})")
+            if with_flat:
+                self._choose_flat(target, choice, record)
+            return choice
         biases = self._bias_verdicts(target)  # the bias decides whether a dark can be scaled
         bias = self._decide(target, "bias", biases, record=False)
         bias_frames = bias.master.n_frames if bias is not None else 0
@@ -272,14 +279,17 @@ class Matcher:
             else:
                 choice.notes.append("no bias: " + (self._summary(biases) or "none of this camera"))
         if with_flat:
-            flats = [Verdict(m, self._rejection(target, m, "flat")) for m in self._candidates(target, "flat")]
-            flat = self._decide(target, "flat", flats, record)
-            if flat is not None:
-                choice.flat = flat.master.name
-            else:
-                choice.notes.append(f"no flat for filter '{target.filter}': "
-                                    + (self._summary(flats) or "none of this camera"))
+            self._choose_flat(target, choice, record)
         return choice
+
+    def _choose_flat(self, target: Target, choice: Choice, record: bool) -> None:
+        flats = [Verdict(m, self._rejection(target, m, "flat")) for m in self._candidates(target, "flat")]
+        flat = self._decide(target, "flat", flats, record)
+        if flat is not None:
+            choice.flat = flat.master.name
+        else:
+            choice.notes.append(f"no flat for filter '{target.filter}': "
+                                + (self._summary(flats) or "none of this camera"))
 
     @staticmethod
     def _summary(verdicts: list[Verdict]) -> str:

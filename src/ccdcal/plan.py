@@ -323,7 +323,7 @@ def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[
 # ------------------------------------------------------------------------- matching
 def target_of(record: FrameRecord, kind: str) -> Target:
     return Target(record.path, kind, record.camera, _setup_dict(record), record.temperature_c,
-                  record.exptime or 0.0, record.time_s, record.filter.strip())
+                  record.exptime or 0.0, record.time_s, record.filter.strip(), record.dark_subtracted)
 
 
 def target_of_master(master: Master) -> Target:
