@@ -88,7 +88,6 @@ WINSOR_TOL = 5e-4  # relative convergence of the winsorized sigma
 _WINSOR_MAX_INNER = 100  # safety cap on the inner (sigma) iterations
 _WINSOR_MIN_VALUES = 3  # a winsorized pass is only run on pixels with >= 3 values
 
-_MEDIAN_EFFICIENCY = math.pi / 2  # var(median) / var(mean) for Gaussian noise, large n
 _CHUNK_VALUES = 1 << 19  # float64 values per work chunk of the general path (4 MiB)
 #: The sorted fast path's chunks are sized by what their temporaries take, so that a chunk
 #: takes about _FAST_CHUNK_BYTES whatever the number of frames: bytes per value (pixels x
@@ -670,8 +669,7 @@ def _combine_chunk(x: np.ndarray, spec: CombineSpec, w: np.ndarray | None,
             else:
                 sw = bn.nansum(np.where(valid, w, 0.0), axis=1) if weighted else n_used
                 variance = sv / (np.asarray(sw, dtype=np.float64) ** 2)
-                if spec.method == "median":
-                    variance *= _MEDIAN_EFFICIENCY
+                variance *= variance_factor_table(spec, n_used)[n_used]
         variance[empty] = np.nan
     return data, n_used, variance
 
@@ -871,8 +869,9 @@ def _combine_into(stack: np.ndarray, spec: CombineSpec, w, var_vec, var_full,
                 out_data[r0:r1] = data.reshape(r1 - r0, nx)
                 out_n[r0:r1] = n_used.reshape(r1 - r0, nx)
                 if out_var is not None:
+                    # after the copies: a factor's first Monte Carlo reuses the work buffers
+                    factor = variance_factor_table(spec, n_used)[n_used]
                     with np.errstate(invalid="ignore", divide="ignore"):
-                        factor = (_MEDIAN_EFFICIENCY if spec.method == "median" else 1.0)
                         var = var_vec[0] * (n_used if spec.method == "sum" else factor / n_used)
                     var[n_used == 0] = np.nan
                     out_var[r0:r1] = var.reshape(r1 - r0, nx)
@@ -925,8 +924,11 @@ def combine_block(stack: np.ndarray, spec: CombineSpec, *, weights: np.ndarray |
         Optional per-frame variance of the input values, broadcastable to the stack:
         (n,), (n, 1, 1) or (n, rows, nx) etc. If given, ``result.variance`` is the model
         variance of the combined value over the frames used at each pixel:
-        mean: ``sum(w_i^2 var_i) / sum(w_i)^2``; median: ``pi/2`` times the unweighted
-        mean formula; sum: ``sum(w_i^2 var_i)``. It does not use the scatter of the data.
+        mean: ``c * sum(w_i^2 var_i) / sum(w_i)^2``, median: the same unweighted, with
+        ``c = variance_factor(spec, n_used)`` (1 for a plain mean, the median's and the
+        rejections' loss of efficiency on Gaussian noise); sum: ``sum(w_i^2 var_i)``.
+        It does not use the scatter of the data. With a rejection, the first call for a
+        given ``n_used`` runs the factor's Monte Carlo (tens to hundreds of ms).
 
     Returns
     -------
