@@ -529,7 +529,9 @@ def _monte_carlo_factor(spec: CombineSpec, n: int) -> tuple[float, float]:
 
 def variance_factor(spec: CombineSpec, n: int) -> float:
     """c such that var(combined) = c * sigma^2 / n, for a combination of ``spec`` that uses
-    ``n`` values (``CombineResult.n_used``), each iid Gaussian of variance sigma^2.
+    ``n`` values (``CombineResult.n_used``), each iid Gaussian of variance sigma^2. c is
+    dimensionless (sigma^2 is in the data's units squared: ADU^2, or none for flats) and
+    1/c the combine's efficiency relative to the mean of the n values.
 
     - ``mean`` without rejection: 1.
     - ``median`` without rejection: from the order statistics of the normal distribution
