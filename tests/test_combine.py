@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ccdcal.combine import CombineResult, CombineSpec, combine_block, combine_frames_in_memory
+from ccdcal.combine import (CombineResult, CombineSpec, combine_block, combine_frames_in_memory,
+                            variance_factor, variance_factor_table)
 
 ccdproc = pytest.importorskip("ccdproc")
 from astropy.nddata import CCDData  # noqa: E402
@@ -325,15 +326,16 @@ def test_variance_model_mean_median_sum():
     mean = combine_block(s.copy(), CombineSpec(method="mean"), variances=var)
     med = combine_block(s.copy(), CombineSpec(method="median"), variances=var)
     tot = combine_block(s.copy(), CombineSpec(method="sum"), variances=var)
+    c_median = variance_factor(CombineSpec(method="median"), n)  # 1.549, 1.4 % below pi/2
     np.testing.assert_allclose(mean.variance, sig ** 2 / n, rtol=1e-6)
-    np.testing.assert_allclose(med.variance, math.pi / 2 * sig ** 2 / n, rtol=1e-6)
+    np.testing.assert_allclose(med.variance, c_median * sig ** 2 / n, rtol=1e-6)
     np.testing.assert_allclose(tot.variance, n * sig ** 2, rtol=1e-6)
-    # The model agrees with the actual scatter of the combined values across pixels.
-    # (For odd n = 31 the exact median variance is ~1 % below the asymptotic pi/2 law.)
+    # The model agrees with the actual scatter of the combined values across pixels
+    # (60000 pixels: 0.6 % standard error of a variance, 0.03 = 5 of them).
     ratio_mean = np.var(mean.data.astype(np.float64)) / (sig ** 2 / n)
-    ratio_med = np.var(med.data.astype(np.float64)) / (math.pi / 2 * sig ** 2 / n)
+    ratio_med = np.var(med.data.astype(np.float64)) / (c_median * sig ** 2 / n)
     assert ratio_mean == pytest.approx(1.0, abs=0.03)
-    assert ratio_med == pytest.approx(0.99, abs=0.04)
+    assert ratio_med == pytest.approx(1.0, abs=0.03)
 
 
 def test_variance_per_frame_full_weights_and_rejection():
@@ -353,13 +355,125 @@ def test_variance_per_frame_full_weights_and_rejection():
         np.testing.assert_allclose(res.variance, (ww ** 2 * vv).sum(0), rtol=1e-6)
         res = combine_block(s.copy(), CombineSpec(method="median"), weights=w, variances=variances)
         nv = valid.sum(0)
-        expect = math.pi / 2 * np.where(valid, vv, 0).sum(0) / nv ** 2
+        c = np.vectorize(lambda k: variance_factor(CombineSpec(method="median"), int(k)))(nv)
+        expect = c * np.where(valid, vv, 0).sum(0) / nv ** 2
         np.testing.assert_allclose(res.variance, expect, rtol=1e-6)
-    # With rejection, only the used frames count: minmax(1, 1) on equal variances.
-    res = combine_block(s.copy(), CombineSpec(method="mean", rejection="minmax"),
-                        variances=np.full(n, 2.0))
+    # With rejection, only the used frames count: minmax(1, 1) on equal variances, with the
+    # factor of a mean of the middle n_used of n_used + 2 values (below 1).
+    minmax = CombineSpec(method="mean", rejection="minmax")
+    res = combine_block(s.copy(), minmax, variances=np.full(n, 2.0))
     np.testing.assert_array_equal(res.n_used, valid.sum(0) - 2)
-    np.testing.assert_allclose(res.variance, 2.0 / res.n_used, rtol=1e-6)
+    c = np.vectorize(lambda k: variance_factor(minmax, int(k)))(res.n_used)
+    assert (c < 1).all()
+    np.testing.assert_allclose(res.variance, c * 2.0 / res.n_used, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- variance factor
+MEDIAN = CombineSpec(method="median")
+#: the config's default combine for bias and dark (config.schema.yaml, $defs/combine)
+DEFAULT_CLIP = CombineSpec(method="mean", rejection="sigma_clip")
+#: seeds of the simulated stacks here; the factor's own Monte Carlo seeds with _MC_SEED
+TEST_SEED = 8675309
+
+
+def measured_variance_ratio(spec, n_frames, predicted, pixels=200_000, level=0.0, seed=0):
+    """(measured var / predicted var, standard error of that ratio) for the combination of
+    ``n_frames`` standard-normal frames of ``pixels`` pixels around ``level``. The standard
+    error of a sample variance from the sample's own kurtosis: sqrt((m4/m2^2 - 1)/M)."""
+    rng = np.random.default_rng([TEST_SEED, seed, n_frames])
+    stack = (level + rng.standard_normal((n_frames, 100, pixels // 100))).astype(np.float32)
+    result = combine_block(stack, spec)
+    values = result.data.astype(np.float64).ravel()
+    dev = values - values.mean()
+    m2, m4 = np.mean(dev ** 2), np.mean(dev ** 4)
+    return m2 / predicted, math.sqrt((m4 / m2 ** 2 - 1) / values.size)
+
+
+def test_median_variance_factor_exact_values():
+    import ccdcal.combine as cmod
+
+    c = {n: variance_factor(MEDIAN, n) for n in range(1, 202)}
+    # n = 1 and 2 come out of the odd and even integrals: the median of two is their mean
+    assert c[1] == pytest.approx(1.0, abs=1e-10) and c[2] == pytest.approx(1.0, abs=1e-10)
+    # median of 3: E[X_(2)^2] = 1 - sqrt(3)/pi = 0.44867 (E[X_(3)^2] = 1 + sqrt(3)/(2 pi),
+    # and the three squares add up to 3 on average)
+    assert c[3] == pytest.approx(3 * (1 - math.sqrt(3) / math.pi), abs=1e-10)
+    assert c[3] == pytest.approx(1.3460, abs=1e-4)
+    # odd n above both even neighbours; each parity rises towards pi/2, from below
+    for n in range(3, 201, 2):
+        assert c[n] > c[n - 1] and c[n] > c[n + 1]
+        assert c[n - 2] < c[n] < math.pi / 2 and c[n - 1] < c[n + 1] < math.pi / 2
+    # the expansion pi/2 - 0.674/n (odd), pi/2 - 2.245/n (even) is off by O(1/n^2) only
+    # (without its 1/n term, n^2 * error would be ~450 at n = 200), and within 5e-6 of the
+    # integral where it takes over
+    top = cmod.MEDIAN_EXACT_MAX_N
+    for n in (200, 201, top - 1, top):
+        assert n * n * abs(cmod._median_factor(n) - cmod._median_factor_asymptotic(n)) < 5
+    assert variance_factor(MEDIAN, top + 1) == cmod._median_factor_asymptotic(top + 1)
+    assert variance_factor(MEDIAN, 10 ** 6) == pytest.approx(math.pi / 2, abs=3e-6)
+    # a plain mean is 1; a sum keeps its own convention (the caller multiplies by n)
+    assert variance_factor(CombineSpec(method="mean"), 7) == 1.0
+    assert variance_factor(CombineSpec(method="sum", rejection="sigma_clip"), 7) == 1.0
+    with pytest.raises(ValueError):
+        variance_factor(MEDIAN, 0)
+
+
+#: every N up to 16, then a sparser sweep to 50; odd and even throughout
+SWEEP = list(range(2, 17)) + [18, 19, 20, 23, 24, 30, 31, 40, 41, 49, 50]
+
+
+@pytest.mark.parametrize("spec", [MEDIAN, DEFAULT_CLIP], ids=["median", "default_sigma_clip"])
+def test_variance_factor_matches_simulated_scatter(spec):
+    """var(combined) of N standard-normal frames over 200k pixels against c(N)/N, for each
+    N of SWEEP. Tolerance: 4 standard errors of the measured variance (from its sample
+    kurtosis, ~0.33 %) combined with the factor's own Monte Carlo error (rejection only);
+    and the mean of the standardised deviations within 4/sqrt(len(SWEEP)) of 0, which
+    would catch a bias of ~1 % (pi/2 for the median is 1.4 % off at N = 31, 57 % at 2)."""
+    import ccdcal.combine as cmod
+
+    z = []
+    for n in SWEEP:
+        c = variance_factor(spec, n)
+        mc_error = 0.0 if spec.rejection == "none" else cmod._monte_carlo_factor(spec, n)[1] / c
+        assert mc_error <= 0.0025  # the Monte Carlo's aim: 1 % is 4 standard errors
+        ratio, error = measured_variance_ratio(spec, n, c / n, seed=1)
+        error = math.hypot(error, mc_error)
+        assert abs(ratio - 1) < 4 * error, (n, c, ratio, error)
+        z.append((ratio - 1) / error)
+    assert abs(np.mean(z)) < 4 / math.sqrt(len(z)), z
+
+
+@pytest.mark.parametrize("spec, level", [
+    (CombineSpec(method="mean", rejection="mad_clip"), 0.0),
+    (CombineSpec(method="mean", rejection="winsorized_sigma"), 0.0),
+    (CombineSpec(method="median", rejection="sigma_clip", sigma_low=2.0, sigma_high=2.5), 0.0),
+    (CombineSpec(method="mean", rejection="minmax", n_low=1, n_high=2), 0.0),
+    (CombineSpec(method="mean", rejection="percentile"), 1000.0),  # bounds at +-100 sigma
+], ids=["mad_clip", "winsorized", "median_asymmetric_clip", "minmax", "percentile"])
+def test_variance_factor_of_other_rejections(spec, level):
+    """The other rejections at a few N, as above (100k pixels: ~0.45 % standard error).
+    minmax's n is n_used: its stacks have n + n_low + n_high frames."""
+    import ccdcal.combine as cmod
+
+    for n in (3, 8, 21):
+        c = variance_factor(spec, n)
+        frames = n + (spec.n_low + spec.n_high if spec.rejection == "minmax" else 0)
+        mc_error = 0.0 if spec.rejection == "percentile" else cmod._monte_carlo_factor(spec, n)[1] / c
+        ratio, error = measured_variance_ratio(spec, frames, c / n, pixels=100_000, level=level, seed=2)
+        assert abs(ratio - 1) < 4 * math.hypot(error, mc_error), (n, c, ratio, error)
+
+
+def test_variance_factor_monte_carlo_is_deterministic_and_computed_per_present_n():
+    import ccdcal.combine as cmod
+
+    spec = CombineSpec(method="mean", rejection="sigma_clip", sigma_low=2.75)  # fresh cache
+    before = cmod._monte_carlo_factor.cache_info().currsize
+    table = variance_factor_table(spec, np.array([[0, 13], [6, 13]], dtype=np.uint16))
+    assert cmod._monte_carlo_factor.cache_info().currsize == before + 2  # 6 and 13 only
+    assert table.shape == (14,) and np.flatnonzero(np.isfinite(table)).tolist() == [6, 13]
+    assert table[13] == variance_factor(spec, 13) > 1  # clipped good values: above the mean's 1
+    # a fresh computation (not the memoised one) gives the same bits: seeded stacks
+    assert cmod._monte_carlo_factor.__wrapped__(spec, 13) == cmod._monte_carlo_factor(spec, 13)
 
 
 # ----------------------------------------------------------------------------- NaN

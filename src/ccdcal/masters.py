@@ -9,7 +9,9 @@ by its median over the same region, so the master has median 1 there.
 Master uncertainty (UNCERT, 1-sigma) is modelled, not measured from the scatter: each
 input has variance a + b * signal (read noise, shot noise, the masters it was corrected
 with), and the combination of n_used values has variance c * mean(a + b * signal) / n_used
-with c = pi/2 for a median, 1 for a mean (times n_used^2 for a plain sum).
+with c = ccdcal.combine.variance_factor: 1 for a mean, the exact factor of a median of
+n_used Gaussian values (1 for 2 values, -> pi/2), the Monte Carlo one of a rejection
+(times n_used^2, c = 1, for a plain sum).
 
 Read noise: from the camera profile or header; when unknown, measured as
 1.4826 MAD(f1 - f2) / sqrt(2) from the first two inputs of a bias or dark (written as
@@ -31,7 +33,7 @@ from astropy.io import fits
 from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat_stars
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
-from .combine import CombineSpec, combine_block
+from .combine import CombineSpec, combine_block, variance_factor_table
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .inventory import parse_shape
 from .memory import memory_returned_promptly, release_free_memory
@@ -311,14 +313,19 @@ def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int
 
 
 def _variance_factor(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
-    """c / n_used (c = pi/2 for a median, 1 for a mean), or n_used for a plain sum (as
-    ccdproc's sum_combine), as a new float32 plane."""
-    factor = n_used.astype(np.float32)
+    """var(master) / var(one input) per pixel, as a new float32 plane: c(n_used) / n_used
+    with c = :func:`~ccdcal.combine.variance_factor` (n_used = 0 counts as 1), or n_used
+    for a plain sum (as ccdproc's sum_combine). Looked up in row blocks (bounded
+    temporaries)."""
     if spec.method == "sum":
-        return factor
-    np.maximum(factor, 1, out=factor)
-    c = np.float32(math.pi / 2 if spec.method == "median" else 1.0)
-    return np.divide(c, factor, out=factor)
+        return n_used.astype(np.float32)
+    n = np.maximum(n_used, 1)
+    table = variance_factor_table(spec, n)
+    per_value = (table / np.maximum(np.arange(table.size), 1)).astype(np.float32)
+    factor = np.empty(n.shape, dtype=np.float32)
+    for rows in row_blocks(n.shape[0], 256):
+        factor[rows] = per_value[n[rows]]
+    return factor
 
 
 def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: list[InputFrame],
