@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -88,6 +89,29 @@ def test_byte_identical_when_written_twice(night, tmp_path):
         different = [k for k in fa if fa[k] != fb[k]]
         assert different == []
     assert len([k for k in _all_files(raw) if k.endswith(".fits")]) == 92
+
+
+#: sha256 over (path, sha256 of bytes) of every file the demo night writes (raw/ then truth/,
+#: sorted paths), computed with the simulator as of commit e82293b (numpy 2.4.6, astropy 8.0.2).
+#: Changing the simulator must not change the demo night; an astropy or numpy upgrade that
+#: rewrites headers or random streams would, and then this is recomputed on purpose.
+DEMO_NIGHT_DIGEST = "de8cb582c2c6e42932c864dbee24fc720012fea88d24a073e3bdde78142649c0"
+
+
+def _tree_digest(base: Path) -> str:
+    digest = hashlib.sha256()
+    for root in ("raw", "truth"):
+        for path in sorted((base / root).rglob("*")):
+            if path.is_file():
+                digest.update(f"{root}/{path.relative_to(base / root).as_posix()}\0".encode())
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def test_demo_night_unchanged(night):
+    raw, truth, _ = night
+    assert raw.parent == truth.parent
+    assert _tree_digest(raw.parent) == DEMO_NIGHT_DIGEST
 
 
 def test_frame_counts_and_layout(night):
