@@ -51,8 +51,6 @@ SATURATION_ADU = 65535
 _STATIC, _FRAME, _WALK, _FIELD = 0, 1, 2, 3
 
 CCD_NY, CCD_NX, CCD_NOVER = 512, 512, 32
-CCD_BIASSEC = "[517:544,1:512]"
-CCD_DATASEC = "[1:512,1:512]"
 CMOS_NY, CMOS_NX = 480, 640
 FLAT_EXPTIMES = (1.0, 1.3, 1.7, 2.2, 3.0, 4.0, 5.0, 6.5, 8.0)
 
@@ -190,6 +188,19 @@ def ideal_sigma(*, signal_e, flat, dark_e, gain, read_noise_e) -> np.ndarray:
     return np.sqrt(var_adu) / flat
 
 
+def overscan_sections(shape, n_overscan) -> dict[str, str]:
+    """FITS sections (1-based, inclusive) of a frame with ``shape`` = [ny, nx] data
+    pixels followed by ``n_overscan`` serial overscan columns; the first 4 overscan
+    columns are left out of BIASSEC (the readout settles there on real CCDs)."""
+    ny, nx = shape
+    data = f"[1:{nx},1:{ny}]"
+    return {
+        "biassec": f"[{nx + 5}:{nx + n_overscan},1:{ny}]",
+        "datasec": data,
+        "trimsec": data,
+    }
+
+
 # --------------------------------------------------------------------------
 # Cameras and schedule
 # --------------------------------------------------------------------------
@@ -197,7 +208,12 @@ def ideal_sigma(*, signal_e, flat, dark_e, gain, read_noise_e) -> np.ndarray:
 
 @dataclass
 class Camera:
-    """Static properties and truth maps of one camera (trimmed geometry)."""
+    """Static properties and truth maps of one camera (trimmed geometry).
+
+    ``detector_cards`` are the (keyword, value, comment) cards the camera's software
+    writes about gain and read noise (EGAIN, GAIN, RDNOISE...), in order.
+    ``cosmic_rays_per_dark`` is the range [low, high) of hits drawn for each dark.
+    """
 
     key: str
     code: int
@@ -212,6 +228,8 @@ class Camera:
     dark_rate: np.ndarray  # e-/s at set_temp_c
     hot: np.ndarray  # bool
     flats: dict = field(default_factory=dict)
+    detector_cards: tuple = ()
+    cosmic_rays_per_dark: tuple[int, int] = (25, 60)
 
 
 @dataclass
@@ -282,6 +300,10 @@ def _make_ccd(seed: int) -> Camera:
         dark_rate,
         hot,
         flats,
+        detector_cards=(
+            ("EGAIN", 1.5, "Electronic gain in e-/ADU"),
+            ("RDNOISE", 9.0, "Read noise in electrons"),
+        ),
     )
 
 
@@ -323,6 +345,11 @@ def _make_cmos(seed: int) -> Camera:
         dark_rate,
         hot,
         flats,
+        detector_cards=(
+            ("GAIN", 120, "Sensor gain (camera setting, not e-/ADU)"),
+            ("OFFSET", 30, "Sensor gain offset"),
+            ("EGAIN", 1.0, "[e-/ADU] Electrons per A/D unit"),
+        ),
     )
 
 
@@ -428,7 +455,20 @@ def _cmos_plan() -> list[Frame]:
 # --------------------------------------------------------------------------
 
 
+def _section_cards(cam: Camera) -> list[tuple[str, str, str]]:
+    """BIASSEC/DATASEC/TRIMSEC cards of a camera with an overscan, else none."""
+    if not cam.n_overscan:
+        return []
+    sections = overscan_sections(cam.bias2d.shape, cam.n_overscan)
+    return [
+        ("BIASSEC", sections["biassec"], "Serial overscan used for bias level"),
+        ("DATASEC", sections["datasec"], "Image data section"),
+        ("TRIMSEC", sections["trimsec"], "Section to keep after trimming"),
+    ]
+
+
 def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
+    """MaxIm DL style header (EXPTIME, 'Light Frame'...), with the camera's cards."""
     from astropy.io import fits
 
     h = fits.Header()
@@ -437,7 +477,7 @@ def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
         fr.date_obs.strftime("%Y-%m-%dT%H:%M:%S"),
         "YYYY-MM-DDThh:mm:ss observation start, UT",
     )
-    h["SET-TEMP"] = (cam.set_temp_c, "CCD temperature setpoint in C")
+    h["SET-TEMP"] = (fr.set_temp_c, "CCD temperature setpoint in C")
     h["CCD-TEMP"] = (temp_c, "CCD temperature at start of exposure in C")
     h["XPIXSZ"] = (13.0, "Pixel Width in microns (after binning)")
     h["YPIXSZ"] = (13.0, "Pixel Height in microns (after binning)")
@@ -446,12 +486,11 @@ def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
     h["XORGSUBF"] = (0, "Subframe X position in binned pixels")
     h["YORGSUBF"] = (0, "Subframe Y position in binned pixels")
     h["READOUTM"] = ("Normal", "Readout mode of image")
-    h["EGAIN"] = (cam.gain, "Electronic gain in e-/ADU")
-    h["RDNOISE"] = (cam.read_noise_e, "Read noise in electrons")
+    for key, value, comment in cam.detector_cards:
+        h[key] = (value, comment)
     h["SATURATE"] = (SATURATION_ADU, "Data value at which saturation occurs")
-    h["BIASSEC"] = (CCD_BIASSEC, "Serial overscan used for bias level")
-    h["DATASEC"] = (CCD_DATASEC, "Image data section")
-    h["TRIMSEC"] = (CCD_DATASEC, "Section to keep after trimming")
+    for key, value, comment in _section_cards(cam):
+        h[key] = (value, comment)
     h["IMAGETYP"] = (fr.imagetyp, "Type of image")
     if fr.filter:
         h["FILTER"] = (fr.filter, "Filter used when taking image")
@@ -466,6 +505,7 @@ def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
 
 
 def _nina_header(cam: Camera, fr: Frame, temp_c: float):
+    """N.I.N.A. style header (EXPOSURE, 'LIGHT'...), with the camera's cards."""
     from astropy.io import fits
 
     h = fits.Header()
@@ -477,9 +517,8 @@ def _nina_header(cam: Camera, fr: Frame, temp_c: float):
     )
     h["XBINNING"] = (1, "X axis binning factor")
     h["YBINNING"] = (1, "Y axis binning factor")
-    h["GAIN"] = (120, "Sensor gain (camera setting, not e-/ADU)")
-    h["OFFSET"] = (30, "Sensor gain offset")
-    h["EGAIN"] = (cam.gain, "[e-/ADU] Electrons per A/D unit")
+    for key, value, comment in (*cam.detector_cards, *_section_cards(cam)):
+        h[key] = (value, comment)
     h["XPIXSZ"] = (4.63, "[um] Pixel X axis size")
     h["YPIXSZ"] = (4.63, "[um] Pixel Y axis size")
     h["INSTRUME"] = (cam.instrument, "Imaging instrument name")
@@ -566,85 +605,123 @@ def _temperature(rng, cam: Camera, fr: Frame) -> float:
     return round(fr.set_temp_c + rng.uniform(-cam.temp_jitter_c, cam.temp_jitter_c), 2)
 
 
+@dataclass
+class Exposure:
+    """One exposed frame and what its truth needs: ``raw`` uint16 [y, x] (data, then
+    overscan), CCD-TEMP reading (C), ``signal_e`` (e-, before the flat), the true
+    ``flat`` (None for bias and dark), ``dark_e`` (e-) and the signal's ``info``."""
+
+    raw: np.ndarray
+    temp_c: float
+    signal_e: np.ndarray | float
+    flat: np.ndarray | None
+    dark_e: np.ndarray
+    info: dict
+
+
+def _expose_frame(seed, cam: Camera, fr: Frame, offset, slope, make_signal) -> Exposure:
+    """Expose ``fr`` (rng stream ``_FRAME``, index ``fr.index``); ``make_signal(fr, rng)``
+    gives the signal (e-, before the flat) and info of a flat or light."""
+    rng = _rng(seed, cam.code, _FRAME, fr.index)
+    temp_c = _temperature(rng, cam, fr)
+    # regulated sensor: dark current follows the set point; CCD-TEMP is a noisy reading
+    dark_e = cam.dark_rate * dark_scale(fr.set_temp_c, cam.set_temp_c) * fr.exptime
+    signal_e, info, flat = 0.0, {}, None
+    if fr.kind in ("flat", "light"):
+        flat = cam.flats[fr.filter]
+        signal_e, info = make_signal(fr, rng)
+    extra = None
+    if fr.kind == "dark":
+        n_cr = int(rng.integers(*cam.cosmic_rays_per_dark))
+        extra = _cosmic_rays(rng, cam.bias2d.shape, n_cr)
+        info = {"n_cosmic_rays": n_cr}
+    raw = expose(
+        rng,
+        bias2d=cam.bias2d,
+        gain=cam.gain,
+        read_noise_e=cam.read_noise_e,
+        dark_e=dark_e,
+        light_e=0.0 if flat is None else flat * signal_e,
+        overscan_offset=offset,
+        overscan_slope=slope,
+        n_overscan=cam.n_overscan,
+        extra_e=extra,
+    )
+    return Exposure(raw, temp_c, signal_e, flat, dark_e, info)
+
+
+def _frame_entry(cam: Camera, fr: Frame, exp: Exposure, offset, slope) -> dict:
+    """The manifest's ``frames`` entry of one written frame."""
+    return {
+        "type": fr.kind,
+        "camera": cam.key,
+        "imagetyp": fr.imagetyp,
+        "exptime": fr.exptime,
+        "temperature_c": exp.temp_c,
+        "set_temp_c": fr.set_temp_c,
+        "filter": fr.filter,
+        "date_obs": fr.date_obs.isoformat(),
+        "overscan_offset_adu": float(offset),
+        "overscan_slope_adu": float(slope),
+        **exp.info,
+    }
+
+
+def _light_truth(truth_dir: Path, cam: Camera, fr: Frame, exp: Exposure, sigma) -> dict:
+    """Write a light's ``signal`` (ADU, S_e / gain) and ``ideal_sigma`` (ADU) truth
+    images; return its manifest ``lights`` entry."""
+    stem = "lights/" + fr.rel_path[: -len(".fits")]
+    sig = _write_truth_image(truth_dir, stem + ".signal.fits", exp.signal_e / cam.gain)
+    sig_path = _write_truth_image(truth_dir, stem + ".ideal_sigma.fits", sigma)
+    return {
+        "camera": cam.key,
+        "filter": fr.filter,
+        "exptime": fr.exptime,
+        "signal": sig,
+        "ideal_sigma": sig_path,
+        "temperature_c": exp.temp_c,
+        "object": fr.object,
+        **exp.info,
+    }
+
+
+def _raw_ideal_sigma(cam: Camera, exp: Exposure) -> np.ndarray:
+    """``ideal_sigma`` (ADU) of a light written as the camera read it."""
+    return ideal_sigma(
+        signal_e=exp.signal_e,
+        flat=exp.flat,
+        dark_e=exp.dark_e,
+        gain=cam.gain,
+        read_noise_e=cam.read_noise_e,
+    )
+
+
 def _write_camera_frames(
     seed, cam, plan, raw_dir, truth_dir, manifest, levels, make_signal, header_fn
 ):
     """Expose and write every frame of ``plan``; fill ``manifest`` frames/lights/junk."""
     for fr, (offset, slope) in zip(plan, levels):
-        rng = _rng(seed, cam.code, _FRAME, fr.index)
-        temp_c = _temperature(rng, cam, fr)
-        # regulated sensor: dark current follows the set point; CCD-TEMP is a noisy reading
-        dark_e = cam.dark_rate * dark_scale(fr.set_temp_c, cam.set_temp_c) * fr.exptime
-        signal_e, info, flat = 0.0, {}, None
-        if fr.kind in ("flat", "light"):
-            flat = cam.flats[fr.filter]
-            signal_e, info = make_signal(fr, rng)
-        extra = None
-        if fr.kind == "dark":
-            n_cr = int(rng.integers(25, 60))
-            extra = _cosmic_rays(rng, cam.bias2d.shape, n_cr)
-            info = {"n_cosmic_rays": n_cr}
-        raw = expose(
-            rng,
-            bias2d=cam.bias2d,
-            gain=cam.gain,
-            read_noise_e=cam.read_noise_e,
-            dark_e=dark_e,
-            light_e=0.0 if flat is None else flat * signal_e,
-            overscan_offset=offset,
-            overscan_slope=slope,
-            n_overscan=cam.n_overscan,
-            extra_e=extra,
-        )
+        exp = _expose_frame(seed, cam, fr, offset, slope, make_signal)
         path = raw_dir / fr.rel_path
-        _write_fits(path, raw, header_fn(cam, fr, temp_c))
+        _write_fits(path, exp.raw, header_fn(cam, fr, exp.temp_c))
         if fr.rel_path.endswith("_broken.fits"):
             size = path.stat().st_size
             with open(path, "r+b") as fh:
                 fh.truncate(size // 2)
             manifest["junk"][fr.rel_path] = "truncated"
             continue
-        entry = {
-            "type": fr.kind,
-            "camera": cam.key,
-            "imagetyp": fr.imagetyp,
-            "exptime": fr.exptime,
-            "temperature_c": temp_c,
-            "set_temp_c": fr.set_temp_c,
-            "filter": fr.filter,
-            "date_obs": fr.date_obs.isoformat(),
-            "overscan_offset_adu": float(offset),
-            "overscan_slope_adu": float(slope),
-            **info,
-        }
-        manifest["frames"][fr.rel_path] = entry
+        manifest["frames"][fr.rel_path] = _frame_entry(cam, fr, exp, offset, slope)
         if fr.kind == "light":
-            stem = "lights/" + fr.rel_path[: -len(".fits")]
-            sig = _write_truth_image(
-                truth_dir, stem + ".signal.fits", signal_e / cam.gain
+            sigma = _raw_ideal_sigma(cam, exp)
+            manifest["lights"][fr.rel_path] = _light_truth(
+                truth_dir, cam, fr, exp, sigma
             )
-            sigma = ideal_sigma(
-                signal_e=signal_e,
-                flat=flat,
-                dark_e=dark_e,
-                gain=cam.gain,
-                read_noise_e=cam.read_noise_e,
-            )
-            sig_path = _write_truth_image(truth_dir, stem + ".ideal_sigma.fits", sigma)
-            manifest["lights"][fr.rel_path] = {
-                "camera": cam.key,
-                "filter": fr.filter,
-                "exptime": fr.exptime,
-                "signal": sig,
-                "ideal_sigma": sig_path,
-                "temperature_c": temp_c,
-                "object": fr.object,
-                **info,
-            }
 
 
 def _camera_truth(cam: Camera, truth_dir: Path) -> dict:
+    """Truth of one camera (values, and images written under ``truth_dir/<key>/``)."""
     k = cam.key
+    ny = cam.bias2d.shape[0]
     out = {
         "instrument": cam.instrument,
         "telescope": cam.telescope,
@@ -667,6 +744,11 @@ def _camera_truth(cam: Camera, truth_dir: Path) -> dict:
         ),
         "overscan": None,
     }
+    if cam.n_overscan:
+        out["overscan"] = {
+            **overscan_sections(cam.bias2d.shape, cam.n_overscan),
+            "level_model": f"offset + slope * y / ny, y = 0-based row, ny = {ny}",
+        }
     return out
 
 
@@ -677,13 +759,7 @@ def write_ccd(raw_dir: Path, truth_dir: Path, seed: int, manifest: dict) -> None
     walk = _rng(seed, cam.code, _WALK)
     offsets = 1000.0 + walk.uniform(-5, 5) + np.cumsum(walk.normal(0, 1.5, len(plan)))
     slopes = walk.uniform(-1.5, 1.5, len(plan))
-    manifest["cameras"]["ccd"] = truth = _camera_truth(cam, truth_dir)
-    truth["overscan"] = {
-        "biassec": CCD_BIASSEC,
-        "datasec": CCD_DATASEC,
-        "trimsec": CCD_DATASEC,
-        "level_model": "offset + slope * y / ny, y = 0-based row, ny = 512",
-    }
+    manifest["cameras"]["ccd"] = _camera_truth(cam, truth_dir)
 
     def signal(fr, rng):
         return (
