@@ -1,7 +1,15 @@
-"""Deterministic simulator of a raw "demo night" from two cameras, with known truth.
+"""Deterministic simulator of raw nights with known truth (demo night, camera nights).
 
 The raw frames are what a calibration pipeline consumes; the truth tells a test
-what a perfect calibration must produce.
+what a perfect calibration must produce. Two generators share the frame model below:
+
+* ``write_demo_night``: a CCD with overscan and a CMOS camera, fixed (the CLI).
+* ``write_camera_night(raw_dir, truth_dir, CameraNight(...))``: one camera described
+  by a frozen ``CameraSpec`` (geometry, true gain and read noise, bias, dark, flats,
+  and which gain/read-noise cards its headers carry) and a tuple of ``FrameSet``
+  (bias/dark/darkflat/flat/light: count, exposure, filter, time, flat levels and
+  illumination, sky, stars, dark subtraction by the camera software). The presets
+  ``night_*()`` are small nights for tests of gain, read noise, dark choice and flats.
 
 Conventions
 -----------
@@ -26,7 +34,8 @@ Overscan columns (CCD only) hold ``level(y) + N(0, rn) / g`` and nothing else.  
 
 All randomness comes from ``numpy.random.default_rng([seed, camera_code, stream,
 index])``, so the same call writes byte-identical files.  No wall-clock time is
-used; DATE-OBS values are synthetic (UT, night of 2026-11-20).
+used; DATE-OBS values are synthetic (UT, night of 2026-11-20 unless a camera night
+says otherwise).
 
 Usage::
 
@@ -51,8 +60,6 @@ SATURATION_ADU = 65535
 _STATIC, _FRAME, _WALK, _FIELD = 0, 1, 2, 3
 
 CCD_NY, CCD_NX, CCD_NOVER = 512, 512, 32
-CCD_BIASSEC = "[517:544,1:512]"
-CCD_DATASEC = "[1:512,1:512]"
 CMOS_NY, CMOS_NX = 480, 640
 FLAT_EXPTIMES = (1.0, 1.3, 1.7, 2.2, 3.0, 4.0, 5.0, 6.5, 8.0)
 
@@ -190,6 +197,19 @@ def ideal_sigma(*, signal_e, flat, dark_e, gain, read_noise_e) -> np.ndarray:
     return np.sqrt(var_adu) / flat
 
 
+def overscan_sections(shape, n_overscan) -> dict[str, str]:
+    """FITS sections (1-based, inclusive) of a frame with ``shape`` = [ny, nx] data
+    pixels followed by ``n_overscan`` serial overscan columns; the first 4 overscan
+    columns are left out of BIASSEC (the readout settles there on real CCDs)."""
+    ny, nx = shape
+    data = f"[1:{nx},1:{ny}]"
+    return {
+        "biassec": f"[{nx + 5}:{nx + n_overscan},1:{ny}]",
+        "datasec": data,
+        "trimsec": data,
+    }
+
+
 # --------------------------------------------------------------------------
 # Cameras and schedule
 # --------------------------------------------------------------------------
@@ -197,7 +217,12 @@ def ideal_sigma(*, signal_e, flat, dark_e, gain, read_noise_e) -> np.ndarray:
 
 @dataclass
 class Camera:
-    """Static properties and truth maps of one camera (trimmed geometry)."""
+    """Static properties and truth maps of one camera (trimmed geometry).
+
+    ``detector_cards`` are the (keyword, value, comment) cards the camera's software
+    writes about gain and read noise (EGAIN, GAIN, RDNOISE...), in order.
+    ``cosmic_rays_per_dark`` is the range [low, high) of hits drawn for each dark.
+    """
 
     key: str
     code: int
@@ -212,6 +237,8 @@ class Camera:
     dark_rate: np.ndarray  # e-/s at set_temp_c
     hot: np.ndarray  # bool
     flats: dict = field(default_factory=dict)
+    detector_cards: tuple = ()
+    cosmic_rays_per_dark: tuple[int, int] = (25, 60)
 
 
 @dataclass
@@ -282,6 +309,10 @@ def _make_ccd(seed: int) -> Camera:
         dark_rate,
         hot,
         flats,
+        detector_cards=(
+            ("EGAIN", 1.5, "Electronic gain in e-/ADU"),
+            ("RDNOISE", 9.0, "Read noise in electrons"),
+        ),
     )
 
 
@@ -323,6 +354,11 @@ def _make_cmos(seed: int) -> Camera:
         dark_rate,
         hot,
         flats,
+        detector_cards=(
+            ("GAIN", 120, "Sensor gain (camera setting, not e-/ADU)"),
+            ("OFFSET", 30, "Sensor gain offset"),
+            ("EGAIN", 1.0, "[e-/ADU] Electrons per A/D unit"),
+        ),
     )
 
 
@@ -428,7 +464,20 @@ def _cmos_plan() -> list[Frame]:
 # --------------------------------------------------------------------------
 
 
+def _section_cards(cam: Camera) -> list[tuple[str, str, str]]:
+    """BIASSEC/DATASEC/TRIMSEC cards of a camera with an overscan, else none."""
+    if not cam.n_overscan:
+        return []
+    sections = overscan_sections(cam.bias2d.shape, cam.n_overscan)
+    return [
+        ("BIASSEC", sections["biassec"], "Serial overscan used for bias level"),
+        ("DATASEC", sections["datasec"], "Image data section"),
+        ("TRIMSEC", sections["trimsec"], "Section to keep after trimming"),
+    ]
+
+
 def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
+    """MaxIm DL style header (EXPTIME, 'Light Frame'...), with the camera's cards."""
     from astropy.io import fits
 
     h = fits.Header()
@@ -437,7 +486,7 @@ def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
         fr.date_obs.strftime("%Y-%m-%dT%H:%M:%S"),
         "YYYY-MM-DDThh:mm:ss observation start, UT",
     )
-    h["SET-TEMP"] = (cam.set_temp_c, "CCD temperature setpoint in C")
+    h["SET-TEMP"] = (fr.set_temp_c, "CCD temperature setpoint in C")
     h["CCD-TEMP"] = (temp_c, "CCD temperature at start of exposure in C")
     h["XPIXSZ"] = (13.0, "Pixel Width in microns (after binning)")
     h["YPIXSZ"] = (13.0, "Pixel Height in microns (after binning)")
@@ -446,12 +495,11 @@ def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
     h["XORGSUBF"] = (0, "Subframe X position in binned pixels")
     h["YORGSUBF"] = (0, "Subframe Y position in binned pixels")
     h["READOUTM"] = ("Normal", "Readout mode of image")
-    h["EGAIN"] = (cam.gain, "Electronic gain in e-/ADU")
-    h["RDNOISE"] = (cam.read_noise_e, "Read noise in electrons")
+    for key, value, comment in cam.detector_cards:
+        h[key] = (value, comment)
     h["SATURATE"] = (SATURATION_ADU, "Data value at which saturation occurs")
-    h["BIASSEC"] = (CCD_BIASSEC, "Serial overscan used for bias level")
-    h["DATASEC"] = (CCD_DATASEC, "Image data section")
-    h["TRIMSEC"] = (CCD_DATASEC, "Section to keep after trimming")
+    for key, value, comment in _section_cards(cam):
+        h[key] = (value, comment)
     h["IMAGETYP"] = (fr.imagetyp, "Type of image")
     if fr.filter:
         h["FILTER"] = (fr.filter, "Filter used when taking image")
@@ -466,6 +514,7 @@ def _maxim_header(cam: Camera, fr: Frame, temp_c: float):
 
 
 def _nina_header(cam: Camera, fr: Frame, temp_c: float):
+    """N.I.N.A. style header (EXPOSURE, 'LIGHT'...), with the camera's cards."""
     from astropy.io import fits
 
     h = fits.Header()
@@ -477,9 +526,8 @@ def _nina_header(cam: Camera, fr: Frame, temp_c: float):
     )
     h["XBINNING"] = (1, "X axis binning factor")
     h["YBINNING"] = (1, "Y axis binning factor")
-    h["GAIN"] = (120, "Sensor gain (camera setting, not e-/ADU)")
-    h["OFFSET"] = (30, "Sensor gain offset")
-    h["EGAIN"] = (cam.gain, "[e-/ADU] Electrons per A/D unit")
+    for key, value, comment in (*cam.detector_cards, *_section_cards(cam)):
+        h[key] = (value, comment)
     h["XPIXSZ"] = (4.63, "[um] Pixel X axis size")
     h["YPIXSZ"] = (4.63, "[um] Pixel Y axis size")
     h["INSTRUME"] = (cam.instrument, "Imaging instrument name")
@@ -566,85 +614,124 @@ def _temperature(rng, cam: Camera, fr: Frame) -> float:
     return round(fr.set_temp_c + rng.uniform(-cam.temp_jitter_c, cam.temp_jitter_c), 2)
 
 
+@dataclass
+class Exposure:
+    """One exposed frame and what its truth needs: ``raw`` uint16 [y, x] (data, then
+    overscan), CCD-TEMP reading (C), ``signal_e`` (e-, before the flat), the true
+    ``flat`` (None for bias and dark), ``dark_e`` (e-) and the signal's ``info``."""
+
+    raw: np.ndarray
+    temp_c: float
+    signal_e: np.ndarray | float
+    flat: np.ndarray | None
+    dark_e: np.ndarray
+    info: dict
+
+
+def _expose_frame(seed, cam: Camera, fr: Frame, offset, slope, make_signal) -> Exposure:
+    """Expose ``fr`` (rng stream ``_FRAME``, index ``fr.index``);
+    ``make_signal(fr, rng)`` gives the signal (e-, before the flat) and info of a flat
+    or light."""
+    rng = _rng(seed, cam.code, _FRAME, fr.index)
+    temp_c = _temperature(rng, cam, fr)
+    # regulated sensor: dark current follows the set point; CCD-TEMP is a noisy reading
+    dark_e = cam.dark_rate * dark_scale(fr.set_temp_c, cam.set_temp_c) * fr.exptime
+    signal_e, info, flat = 0.0, {}, None
+    if fr.kind in ("flat", "light"):
+        flat = cam.flats[fr.filter]
+        signal_e, info = make_signal(fr, rng)
+    extra = None
+    if fr.kind == "dark":
+        n_cr = int(rng.integers(*cam.cosmic_rays_per_dark))
+        extra = _cosmic_rays(rng, cam.bias2d.shape, n_cr)
+        info = {"n_cosmic_rays": n_cr}
+    raw = expose(
+        rng,
+        bias2d=cam.bias2d,
+        gain=cam.gain,
+        read_noise_e=cam.read_noise_e,
+        dark_e=dark_e,
+        light_e=0.0 if flat is None else flat * signal_e,
+        overscan_offset=offset,
+        overscan_slope=slope,
+        n_overscan=cam.n_overscan,
+        extra_e=extra,
+    )
+    return Exposure(raw, temp_c, signal_e, flat, dark_e, info)
+
+
+def _frame_entry(cam: Camera, fr: Frame, exp: Exposure, offset, slope) -> dict:
+    """The manifest's ``frames`` entry of one written frame."""
+    return {
+        "type": fr.kind,
+        "camera": cam.key,
+        "imagetyp": fr.imagetyp,
+        "exptime": fr.exptime,
+        "temperature_c": exp.temp_c,
+        "set_temp_c": fr.set_temp_c,
+        "filter": fr.filter,
+        "date_obs": fr.date_obs.isoformat(),
+        "overscan_offset_adu": float(offset),
+        "overscan_slope_adu": float(slope),
+        **exp.info,
+    }
+
+
+def _light_truth(truth_dir: Path, cam: Camera, fr: Frame, exp: Exposure, sigma) -> dict:
+    """Write a light's ``signal`` (ADU, S_e / gain) and ``ideal_sigma`` (ADU) truth
+    images; return its manifest ``lights`` entry."""
+    stem = "lights/" + fr.rel_path[: -len(".fits")]
+    sig = _write_truth_image(truth_dir, stem + ".signal.fits", exp.signal_e / cam.gain)
+    sig_path = _write_truth_image(truth_dir, stem + ".ideal_sigma.fits", sigma)
+    return {
+        "camera": cam.key,
+        "filter": fr.filter,
+        "exptime": fr.exptime,
+        "signal": sig,
+        "ideal_sigma": sig_path,
+        "temperature_c": exp.temp_c,
+        "object": fr.object,
+        **exp.info,
+    }
+
+
+def _raw_ideal_sigma(cam: Camera, exp: Exposure) -> np.ndarray:
+    """``ideal_sigma`` (ADU) of a light written as the camera read it."""
+    return ideal_sigma(
+        signal_e=exp.signal_e,
+        flat=exp.flat,
+        dark_e=exp.dark_e,
+        gain=cam.gain,
+        read_noise_e=cam.read_noise_e,
+    )
+
+
 def _write_camera_frames(
     seed, cam, plan, raw_dir, truth_dir, manifest, levels, make_signal, header_fn
 ):
     """Expose and write every frame of ``plan``; fill ``manifest`` frames/lights/junk."""
     for fr, (offset, slope) in zip(plan, levels):
-        rng = _rng(seed, cam.code, _FRAME, fr.index)
-        temp_c = _temperature(rng, cam, fr)
-        # regulated sensor: dark current follows the set point; CCD-TEMP is a noisy reading
-        dark_e = cam.dark_rate * dark_scale(fr.set_temp_c, cam.set_temp_c) * fr.exptime
-        signal_e, info, flat = 0.0, {}, None
-        if fr.kind in ("flat", "light"):
-            flat = cam.flats[fr.filter]
-            signal_e, info = make_signal(fr, rng)
-        extra = None
-        if fr.kind == "dark":
-            n_cr = int(rng.integers(25, 60))
-            extra = _cosmic_rays(rng, cam.bias2d.shape, n_cr)
-            info = {"n_cosmic_rays": n_cr}
-        raw = expose(
-            rng,
-            bias2d=cam.bias2d,
-            gain=cam.gain,
-            read_noise_e=cam.read_noise_e,
-            dark_e=dark_e,
-            light_e=0.0 if flat is None else flat * signal_e,
-            overscan_offset=offset,
-            overscan_slope=slope,
-            n_overscan=cam.n_overscan,
-            extra_e=extra,
-        )
+        exp = _expose_frame(seed, cam, fr, offset, slope, make_signal)
         path = raw_dir / fr.rel_path
-        _write_fits(path, raw, header_fn(cam, fr, temp_c))
+        _write_fits(path, exp.raw, header_fn(cam, fr, exp.temp_c))
         if fr.rel_path.endswith("_broken.fits"):
             size = path.stat().st_size
             with open(path, "r+b") as fh:
                 fh.truncate(size // 2)
             manifest["junk"][fr.rel_path] = "truncated"
             continue
-        entry = {
-            "type": fr.kind,
-            "camera": cam.key,
-            "imagetyp": fr.imagetyp,
-            "exptime": fr.exptime,
-            "temperature_c": temp_c,
-            "set_temp_c": fr.set_temp_c,
-            "filter": fr.filter,
-            "date_obs": fr.date_obs.isoformat(),
-            "overscan_offset_adu": float(offset),
-            "overscan_slope_adu": float(slope),
-            **info,
-        }
-        manifest["frames"][fr.rel_path] = entry
+        manifest["frames"][fr.rel_path] = _frame_entry(cam, fr, exp, offset, slope)
         if fr.kind == "light":
-            stem = "lights/" + fr.rel_path[: -len(".fits")]
-            sig = _write_truth_image(
-                truth_dir, stem + ".signal.fits", signal_e / cam.gain
+            sigma = _raw_ideal_sigma(cam, exp)
+            manifest["lights"][fr.rel_path] = _light_truth(
+                truth_dir, cam, fr, exp, sigma
             )
-            sigma = ideal_sigma(
-                signal_e=signal_e,
-                flat=flat,
-                dark_e=dark_e,
-                gain=cam.gain,
-                read_noise_e=cam.read_noise_e,
-            )
-            sig_path = _write_truth_image(truth_dir, stem + ".ideal_sigma.fits", sigma)
-            manifest["lights"][fr.rel_path] = {
-                "camera": cam.key,
-                "filter": fr.filter,
-                "exptime": fr.exptime,
-                "signal": sig,
-                "ideal_sigma": sig_path,
-                "temperature_c": temp_c,
-                "object": fr.object,
-                **info,
-            }
 
 
 def _camera_truth(cam: Camera, truth_dir: Path) -> dict:
+    """Truth of one camera (values, and images written under ``truth_dir/<key>/``)."""
     k = cam.key
+    ny = cam.bias2d.shape[0]
     out = {
         "instrument": cam.instrument,
         "telescope": cam.telescope,
@@ -667,6 +754,11 @@ def _camera_truth(cam: Camera, truth_dir: Path) -> dict:
         ),
         "overscan": None,
     }
+    if cam.n_overscan:
+        out["overscan"] = {
+            **overscan_sections(cam.bias2d.shape, cam.n_overscan),
+            "level_model": f"offset + slope * y / ny, y = 0-based row, ny = {ny}",
+        }
     return out
 
 
@@ -677,13 +769,7 @@ def write_ccd(raw_dir: Path, truth_dir: Path, seed: int, manifest: dict) -> None
     walk = _rng(seed, cam.code, _WALK)
     offsets = 1000.0 + walk.uniform(-5, 5) + np.cumsum(walk.normal(0, 1.5, len(plan)))
     slopes = walk.uniform(-1.5, 1.5, len(plan))
-    manifest["cameras"]["ccd"] = truth = _camera_truth(cam, truth_dir)
-    truth["overscan"] = {
-        "biassec": CCD_BIASSEC,
-        "datasec": CCD_DATASEC,
-        "trimsec": CCD_DATASEC,
-        "level_model": "offset + slope * y / ny, y = 0-based row, ny = 512",
-    }
+    manifest["cameras"]["ccd"] = _camera_truth(cam, truth_dir)
 
     def signal(fr, rng):
         return (
@@ -742,6 +828,18 @@ def write_cmos(raw_dir: Path, truth_dir: Path, seed: int, manifest: dict) -> Non
     )
 
 
+#: The truth manifest's ``conventions`` (both generators).
+CONVENTIONS = {
+    "arrays": "numpy [y, x], 0-based; FITS sections 1-based inclusive [x1:x2,y1:y2]",
+    "model": "raw = overscan_offset + overscan_slope*y/ny + bias2d + "
+    "(Poisson(dark_rate*2**((set_temp_c-temperature_c_camera)/6)*t + flat*S_e) + N(0,rn)) / gain",
+    "temperature": "frames[*].temperature_c is the CCD-TEMP reading (set point + jitter); "
+    "dark current follows frames[*].set_temp_c",
+    "signal": "ADU, S_e/gain (sky+stars, not flat-fielded, no dark, no bias)",
+    "ideal_sigma": "ADU, sqrt((rn^2 + flat*S_e + dark_e)/gain^2 + 1/12) / flat",
+}
+
+
 def write_demo_night(raw_dir, truth_dir, seed: int = DEFAULT_SEED) -> dict:
     """Write the demo night's raw frames under ``raw_dir`` and the truth under
     ``truth_dir``; return the truth manifest (also written to ``truth_dir/truth.json``).
@@ -753,15 +851,7 @@ def write_demo_night(raw_dir, truth_dir, seed: int = DEFAULT_SEED) -> dict:
     truth_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
         "seed": int(seed),
-        "conventions": {
-            "arrays": "numpy [y, x], 0-based; FITS sections 1-based inclusive [x1:x2,y1:y2]",
-            "model": "raw = overscan_offset + overscan_slope*y/ny + bias2d + "
-            "(Poisson(dark_rate*2**((set_temp_c-temperature_c_camera)/6)*t + flat*S_e) + N(0,rn)) / gain",
-            "temperature": "frames[*].temperature_c is the CCD-TEMP reading (set point + jitter); "
-            "dark current follows frames[*].set_temp_c",
-            "signal": "ADU, S_e/gain (sky+stars, not flat-fielded, no dark, no bias)",
-            "ideal_sigma": "ADU, sqrt((rn^2 + flat*S_e + dark_e)/gain^2 + 1/12) / flat",
-        },
+        "conventions": dict(CONVENTIONS),
         "cameras": {},
         "lights": {},
         "frames": {},
@@ -777,6 +867,831 @@ def write_demo_night(raw_dir, truth_dir, seed: int = DEFAULT_SEED) -> dict:
     manifest["junk"] = {"notes.txt": "not FITS", **manifest["junk"]}
     (truth_dir / "truth.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+# --------------------------------------------------------------------------
+# Configurable single-camera nights (write_camera_night)
+# --------------------------------------------------------------------------
+
+CAMERA_NIGHT_CODE = 3  # rng camera code of write_camera_night (the demo uses 1 and 2)
+_CAMERA_DARK = 4  # rng stream of the darks a camera's software subtracts itself
+FRAME_KINDS = ("bias", "dark", "darkflat", "flat", "light")
+HEADER_STYLES = ("maxim", "nina")
+#: ADU added back by camera software after subtracting its own dark (MaxIm DL: 100).
+CAMERA_DARK_PEDESTAL_ADU = 100
+
+_KIND_DIRS = {
+    "bias": "bias",
+    "dark": "darks",
+    "darkflat": "darkflats",
+    "flat": "flats",
+    "light": "lights",
+}
+_IMAGETYP = {
+    "maxim": {
+        "bias": "Bias Frame",
+        "dark": "Dark Frame",
+        "darkflat": "Dark Frame",
+        "flat": "Flat Field",
+        "light": "Light Frame",
+    },
+    "nina": {
+        "bias": "BIAS",
+        "dark": "DARK",
+        "darkflat": "DARKFLAT",
+        "flat": "FLAT",
+        "light": "LIGHT",
+    },
+}
+_HEADER_WRITERS = {"maxim": _maxim_header, "nina": _nina_header}
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One simulated camera: true properties, and what its headers say about them.
+
+    Without an overscan the bias level sits in ``bias2d`` (as the demo CMOS) and
+    ``bias_drift_adu``/``bias_slope_adu`` should stay ~0: nothing could track them.
+    """
+
+    key: str = "cam"  # folder under raw_dir and truth_dir; manifest key
+    instrument: str = "SimCam KAF-1603"  # INSTRUME
+    telescope: str = "Sim 0.3m"  # TELESCOP
+    header_style: str = "maxim"  # "maxim" (MaxIm DL) or "nina" (N.I.N.A.)
+    shape: tuple[int, int] = (128, 160)  # trimmed [ny, nx] pixels, each >= 96
+    overscan_columns: int = 0  # serial overscan columns after the data (0: none)
+    bias_level_adu: float = 1000.0  # mean bias level (ADU)
+    bias_drift_adu: float = 0.05  # ADU step of the level's random walk, per frame
+    bias_slope_adu: float = 0.0  # per-frame level gradient along y, in +-this ADU
+    bias_pattern_adu: float = 2.0  # scale (ADU) of the static 2-D bias structure
+    gain: float = 1.5  # true gain, e-/ADU
+    read_noise_e: float = 9.0  # true read noise, e-
+    dark_rate_e_per_s: float = 0.02  # median dark current at set_temp_c, e-/s
+    hot_pixel_fraction: float = 0.002  # hot pixels get 0.5-20 e-/s more
+    amp_glow_e_per_s: float = 0.0  # amp glow at the corner y = 0, x = nx - 1 (e-/s)
+    set_temp_c: float = -20.0  # cooler set point (SET-TEMP), C
+    temp_jitter_c: float = 0.2  # CCD-TEMP = set point + uniform(-this, +this), C
+    flat_corner_level: float = 0.8  # vignetting: flat at the corners
+    dust_motes: int = 2  # dust donuts per filter
+    prnu: float = 0.005  # pixel response non-uniformity (rms, shared by the filters)
+    cosmic_rays_per_dark: tuple[int, int] = (2, 6)  # hits per dark, in [low, high)
+    #: card holding the true gain (e-/ADU): "EGAIN", "GAIN" or None
+    gain_keyword: str | None = "EGAIN"
+    #: a GAIN card holding a camera setting (CMOS driver, e.g. 100), or None
+    gain_setting: int | None = None
+    #: card holding the true read noise (e-), or None
+    read_noise_keyword: str | None = "RDNOISE"
+
+    def __post_init__(self):
+        if self.header_style not in HEADER_STYLES:
+            raise ValueError(
+                f"header_style {self.header_style!r}: one of {HEADER_STYLES}"
+            )
+        if self.gain_keyword not in (None, "EGAIN", "GAIN"):
+            raise ValueError(f"gain_keyword {self.gain_keyword!r}: EGAIN, GAIN or None")
+        if self.gain_keyword == "GAIN" and self.gain_setting is not None:
+            raise ValueError(
+                "GAIN holds either the gain (e-/ADU) or a setting, not both"
+            )
+        if min(self.shape) < 96:
+            raise ValueError(
+                f"shape {self.shape}: at least 96 pixels a side (dust donuts)"
+            )
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """``count`` frames of one ``kind`` taken back to back, ``<name>_001.fits``...
+
+    ``start_h``: hours after 00:00 UT of the night's date (may be negative or > 24 for
+    other sessions); None: right after the previous set (the first set: 12:00 UT).
+    Flats: ``levels_adu`` gives each frame's level (ADU of signal where pixel response
+    and illumination are 1), one per frame; the illumination is
+    ``1 + illumination_tilt * (x / (nx - 1) - 0.5)`` (x the 0-based column: a lamp
+    spectrum tilt; 0 = uniform sky); ``n_stars`` stars at random positions in each frame
+    (twilight). Lights: ``sky_e`` per pixel (e-), ``n_stars`` stars of a field fixed for
+    the set, dithered +-3 px; ``camera_dark_frames`` > 0: the camera software already
+    subtracted a master of that many darks (see ``write_camera_night``).
+    """
+
+    name: str  # set name: file stem and manifest ``sets`` key
+    kind: str  # bias | dark | darkflat | flat | light
+    count: int = 1
+    exptime_s: float = 0.0
+    filter: str | None = None  # FILTER (flats and lights)
+    object: str | None = None  # OBJECT ('flat lamp A', 'M 31'...)
+    start_h: float | None = None
+    set_temp_c: float | None = None  # None: the camera's set point
+    levels_adu: tuple[float, ...] = ()
+    illumination_tilt: float = 0.0
+    n_stars: int = 0
+    sky_e: float = 0.0
+    camera_dark_frames: int = 0
+
+    def __post_init__(self):
+        if self.kind not in FRAME_KINDS:
+            raise ValueError(
+                f"set {self.name!r}: kind {self.kind!r} not in {FRAME_KINDS}"
+            )
+        if self.count < 0 or self.exptime_s < 0:
+            raise ValueError(f"set {self.name!r}: count and exptime_s must be >= 0")
+        if self.kind == "bias" and self.exptime_s != 0:
+            raise ValueError(f"set {self.name!r}: a bias has exptime_s 0")
+        if (self.kind in ("flat", "light")) != (self.filter is not None):
+            raise ValueError(
+                f"set {self.name!r}: flats and lights (only) have a filter"
+            )
+        if self.kind == "flat" and len(self.levels_adu) != self.count:
+            raise ValueError(f"set {self.name!r}: one level per flat ({self.count})")
+        if self.camera_dark_frames and self.kind != "light":
+            raise ValueError(
+                f"set {self.name!r}: only lights are dark-subtracted by the camera"
+            )
+
+
+def _default_frame_sets() -> tuple[FrameSet, ...]:
+    return (
+        FrameSet("bias", "bias", 5, start_h=14.0),
+        FrameSet("dark_60s", "dark", 5, 60.0),
+        FrameSet(
+            "flat_V",
+            "flat",
+            4,
+            5.0,
+            filter="V",
+            levels_adu=(20000.0,) * 4,
+            start_h=16.5,
+        ),
+        FrameSet(
+            "light_V_60s",
+            "light",
+            3,
+            60.0,
+            filter="V",
+            object="NGC 891",
+            start_h=19.0,
+            sky_e=800.0,
+            n_stars=15,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CameraNight:
+    """A night of one camera: the camera and its frame sets (default: a small night)."""
+
+    camera: CameraSpec = CameraSpec()
+    frame_sets: tuple[FrameSet, ...] = field(default_factory=_default_frame_sets)
+    date: str = "2026-11-20"  # UT date the sets' start_h count from
+    readout_s: float = 2.0  # s between the end of one exposure and the next start
+
+    def __post_init__(self):
+        names = [fs.name for fs in self.frame_sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"set names must be unique: {names}")
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """Filters of the flats and lights, sorted."""
+        return tuple(sorted({fs.filter for fs in self.frame_sets if fs.filter}))
+
+
+def _detector_cards(c: CameraSpec) -> tuple:
+    """Gain and read-noise cards as ``c`` says its software writes them."""
+    cards = []
+    if c.gain_setting is not None:
+        cards.append(("GAIN", c.gain_setting, "Sensor gain"))
+    if c.gain_keyword == "EGAIN":
+        cards.append(("EGAIN", c.gain, "Electronic gain in e-/ADU"))
+    elif c.gain_keyword == "GAIN":
+        cards.append(("GAIN", c.gain, "Sensor gain"))
+    if c.read_noise_keyword:
+        cards.append((c.read_noise_keyword, c.read_noise_e, "Read noise in electrons"))
+    return tuple(cards)
+
+
+def _camera_from_spec(c: CameraSpec, filters, seed: int) -> Camera:
+    """Truth maps of ``c``: bias2d, dark rate (hot pixels, glow), a flat per filter."""
+    code = CAMERA_NIGHT_CODE
+    rng = _rng(seed, code, _STATIC)
+    ny, nx = c.shape
+    yy, xx = np.indices(c.shape)
+    bias2d = (
+        c.bias_pattern_adu
+        * (0.8 * xx / nx + 0.4 * yy / ny + 0.3 * ((xx - nx / 2) / (nx / 2)) ** 2)
+        + rng.normal(0.0, 0.3 * c.bias_pattern_adu, nx)[None, :]
+    )
+    if not c.overscan_columns:  # the level is in the frame, not in an overscan
+        bias2d += c.bias_level_adu
+    dark_rate = (
+        c.dark_rate_e_per_s
+        * (1 + 0.1 * (xx / nx - 0.5))
+        * rng.lognormal(0.0, 0.1, c.shape)
+    )
+    dark_rate += c.amp_glow_e_per_s * np.exp(-np.hypot(xx - (nx - 1), yy) / (nx / 12))
+    hot = rng.random(c.shape) < c.hot_pixel_fraction
+    dark_rate[hot] += np.exp(rng.uniform(np.log(0.5), np.log(20.0), hot.sum()))
+    prnu = c.prnu * rng.normal(0.0, 1.0, c.shape)
+    flats = {}
+    for k, band in enumerate(filters):
+        frng = _rng(seed, code, _STATIC, 1 + k)
+        donuts = _random_donuts(frng, c.shape, c.dust_motes)
+        flats[band] = make_flat(
+            frng, c.shape, corner_level=c.flat_corner_level, donuts=donuts, prnu=prnu
+        )
+    return Camera(
+        c.key,
+        code,
+        c.instrument,
+        c.telescope,
+        c.gain,
+        c.read_noise_e,
+        c.set_temp_c,
+        c.temp_jitter_c,
+        c.overscan_columns,
+        bias2d,
+        dark_rate,
+        hot,
+        flats,
+        detector_cards=_detector_cards(c),
+        cosmic_rays_per_dark=c.cosmic_rays_per_dark,
+    )
+
+
+def _night_plan(spec: CameraNight) -> list[tuple[Frame, int, int]]:
+    """Every frame as (Frame, set index, position in the set), in time order;
+    Frame.index is the position in that order."""
+    midnight = datetime.fromisoformat(spec.date)
+    style = _IMAGETYP[spec.camera.header_style]
+    t = midnight + timedelta(hours=12)
+    planned = []
+    for set_index, fs in enumerate(spec.frame_sets):
+        if fs.start_h is not None:
+            t = midnight + timedelta(hours=fs.start_h)
+        temp = spec.camera.set_temp_c if fs.set_temp_c is None else fs.set_temp_c
+        specs = [
+            _spec(
+                f"{spec.camera.key}/{_KIND_DIRS[fs.kind]}/{fs.name}_{i:03d}.fits",
+                fs.kind,
+                style[fs.kind],
+                fs.exptime_s,
+                temp,
+                filter=fs.filter,
+                object=fs.object,
+            )
+            for i in range(1, fs.count + 1)
+        ]
+        frames = _schedule(t, specs, spec.readout_s)
+        planned += [(fr, set_index, k) for k, fr in enumerate(frames)]
+        if frames:
+            t = frames[-1].date_obs + timedelta(seconds=fs.exptime_s + spec.readout_s)
+    planned.sort(key=lambda item: item[0].date_obs)
+    for index, (fr, _, _) in enumerate(planned):
+        fr.index = index
+    return planned
+
+
+def _illumination(shape, tilt: float) -> np.ndarray:
+    """Flat illumination [y, x] (mean 1): 1 + tilt * (x / (nx - 1) - 0.5)."""
+    ny, nx = shape
+    return np.broadcast_to(1.0 + tilt * (np.arange(nx) / (nx - 1) - 0.5), shape)
+
+
+def _set_flat_signal(cam: Camera, fs: FrameSet, k: int, illumination, rng):
+    """Signal (e-, before the pixel response) of flat ``k`` of ``fs``: its level times
+    the illumination, plus ``fs.n_stars`` stars at random positions."""
+    level_adu = fs.levels_adu[k]
+    signal = level_adu * cam.gain * illumination
+    if fs.n_stars:
+        ny, nx = cam.bias2d.shape
+        x, y = rng.uniform(0, nx, fs.n_stars), rng.uniform(0, ny, fs.n_stars)
+        peak = 10 ** rng.uniform(np.log10(2000), np.log10(20000), fs.n_stars) * cam.gain
+        fwhm = rng.uniform(2.8, 3.4, fs.n_stars)
+        signal = signal + render_stars(cam.bias2d.shape, x, y, peak, fwhm)
+    return signal, {"level_adu": float(level_adu), "n_stars": fs.n_stars}
+
+
+def _set_light_signal(seed: int, cam: Camera, fs: FrameSet, set_index: int, rng):
+    """Sky + stars (e-, before the flat) of a light: a field fixed per set, dithered."""
+    f = _rng(seed, cam.code, _FIELD, set_index)
+    ny, nx = cam.bias2d.shape
+    x0, y0 = f.uniform(10, nx - 10, fs.n_stars), f.uniform(10, ny - 10, fs.n_stars)
+    peak_adu = 10 ** f.uniform(np.log10(50), np.log10(20000), fs.n_stars)
+    dx, dy = rng.uniform(-3, 3, 2)
+    stars = render_stars(cam.bias2d.shape, x0 + dx, y0 + dy, peak_adu * cam.gain, 3.0)
+    return fs.sky_e + stars, {
+        "sky_e": float(fs.sky_e),
+        "dither_px": [float(dx), float(dy)],
+    }
+
+
+def _camera_master_dark(seed, cam: Camera, fr: Frame, n_frames, offset, slope):
+    """Mean (ADU, float [y, x], data then overscan) of the ``n_frames`` darks camera
+    software took at ``fr``'s exposure and set point, at level ``offset``/``slope``;
+    without cosmic rays (the software rejects them)."""
+    dark_e = cam.dark_rate * dark_scale(fr.set_temp_c, cam.set_temp_c) * fr.exptime
+    frames = [
+        expose(
+            np.random.default_rng([seed, cam.code, _CAMERA_DARK, fr.index, k]),
+            bias2d=cam.bias2d,
+            gain=cam.gain,
+            read_noise_e=cam.read_noise_e,
+            dark_e=dark_e,
+            light_e=0.0,
+            overscan_offset=offset,
+            overscan_slope=slope,
+            n_overscan=cam.n_overscan,
+        )
+        for k in range(n_frames)
+    ]
+    return np.mean(frames, axis=0)
+
+
+def _subtract_camera_dark(raw, master_dark, header, n_frames, fr: Frame) -> np.ndarray:
+    """What MaxIm DL's auto-dark writes: raw - master dark + pedestal, rounded and
+    clipped to uint16; PEDESTAL = -pedestal (MaxIm: add it to get zero-based ADU),
+    CALSTAT = 'D' and a HISTORY card in ``header``."""
+    header["PEDESTAL"] = (-CAMERA_DARK_PEDESTAL_ADU, "Add to get zero-based ADU")
+    header["CALSTAT"] = ("D", "Calibration state: dark subtracted")
+    header.add_history(
+        f"Auto-Dark Subtraction: master of {n_frames} darks, "
+        f"{fr.exptime:g} s at {fr.set_temp_c:g} C"
+    )
+    written = raw - master_dark + CAMERA_DARK_PEDESTAL_ADU
+    return np.clip(np.rint(written), 0, SATURATION_ADU).astype(np.uint16)
+
+
+def _camera_dark_ideal_sigma(cam: Camera, exp: Exposure, n_frames: int) -> np.ndarray:
+    """``ideal_sigma`` (ADU) of a light the camera dark-subtracted: the raw light's
+    variance, plus that of the camera's master (one dark's / n_frames), plus a second
+    rounding (1/12 ADU^2), all divided by the flat."""
+    one_dark = ideal_sigma(
+        signal_e=0.0,
+        flat=1.0,
+        dark_e=exp.dark_e,
+        gain=cam.gain,
+        read_noise_e=cam.read_noise_e,
+    )
+    raw_var = (_raw_ideal_sigma(cam, exp) * exp.flat) ** 2
+    return np.sqrt(raw_var + one_dark**2 / n_frames + 1.0 / 12.0) / exp.flat
+
+
+#: Conventions of a camera night beyond ``CONVENTIONS``.
+CAMERA_NIGHT_CONVENTIONS = {
+    "flat_signal": "flat S_e = level_adu * gain * illumination (+ twilight stars); "
+    "illumination = 1 + illumination_tilt * (x/(nx-1) - 0.5), x = 0-based column, "
+    "sets[*].illumination (null: uniform); the pixel response is "
+    "cameras[*].flats[filter]",
+    "camera_dark": "a light of a set with camera_dark (not null) holds "
+    "rint(raw - camera_dark.image + pedestal_adu), the header PEDESTAL = "
+    "-pedestal_adu, CALSTAT = 'D': bias, level and dark are already removed (up to "
+    "the level difference frames[*].overscan_offset_adu - "
+    "camera_dark.overscan_offset_adu); a correct calibration subtracts the pedestal "
+    "(or the overscan) only, then divides by the flat: (written - pedestal_adu) / "
+    "flat = signal within ideal_sigma",
+    "camera_dark_ideal_sigma": "ADU, sqrt((rn^2 + flat*S_e + dark_e)/gain^2 + 1/12 + "
+    "((rn^2 + dark_e)/gain^2 + 1/12)/camera_dark.frames + 1/12) / flat",
+}
+
+
+def _set_truth(fs: FrameSet, frames: list[str], flat) -> dict:
+    """The manifest's ``sets`` entry of ``fs`` (``flat``: truth path or None);
+    illumination and camera_dark are filled in by the caller when there are any."""
+    return {
+        "kind": fs.kind,
+        "count": fs.count,
+        "exptime": fs.exptime_s,
+        "filter": fs.filter,
+        "object": fs.object,
+        "frames": frames,
+        "levels_adu": list(fs.levels_adu),
+        "flat": flat,
+        "illumination_tilt": fs.illumination_tilt,
+        "illumination": None,
+        "n_stars": fs.n_stars,
+        "sky_e": fs.sky_e,
+        "camera_dark": None,
+    }
+
+
+def _bias_levels(c: CameraSpec, seed: int, n_frames: int):
+    """Per-frame level offset and slope (ADU): a random walk of step ``bias_drift_adu``
+    around ``bias_level_adu`` (around 0 without an overscan: the level is in bias2d)."""
+    walk = _rng(seed, CAMERA_NIGHT_CODE, _WALK)
+    base_level = c.bias_level_adu if c.overscan_columns else 0.0
+    offsets = base_level + np.cumsum(walk.normal(0.0, c.bias_drift_adu, n_frames))
+    slopes = walk.uniform(-c.bias_slope_adu, c.bias_slope_adu, n_frames)
+    return offsets, slopes
+
+
+def _camera_dark(seed, cam: Camera, fs: FrameSet, members, offsets, slopes, truth_dir):
+    """The master dark the camera software subtracts from the lights ``members`` of
+    ``fs``, taken at their mean level, and its truth entry (image written)."""
+    indices = [fr.index for fr in members]
+    offset, slope = float(offsets[indices].mean()), float(slopes[indices].mean())
+    n_frames = fs.camera_dark_frames
+    master = _camera_master_dark(seed, cam, members[0], n_frames, offset, slope)
+    rel = f"{cam.key}/camera_dark_{fs.name}.fits"
+    return master, {
+        "frames": n_frames,
+        "image": _write_truth_image(truth_dir, rel, master),
+        "pedestal_adu": CAMERA_DARK_PEDESTAL_ADU,
+        "overscan_offset_adu": offset,
+        "overscan_slope_adu": slope,
+    }
+
+
+def write_camera_night(
+    raw_dir, truth_dir, spec: CameraNight, seed: int = DEFAULT_SEED
+) -> dict:
+    """Write the frames of ``spec`` as ``raw_dir/<key>/<bias|darks|darkflats|flats|
+    lights>/<set name>_NNN.fits`` and the truth under ``truth_dir``; return the
+    manifest (also ``truth_dir/truth.json``). Same arguments, same bytes: all randomness
+    comes from ``default_rng([seed, CAMERA_NIGHT_CODE, stream, ...])``.
+
+    Manifest keys: ``seed``; ``conventions``; ``cameras`` (as the demo's: gain, read
+    noise, set point, bias2d, dark rate at the set point, flats = pixel response per
+    filter, hot pixels, overscan sections; plus ``bias_level_adu``,
+    ``amp_glow_e_per_s`` and ``header``: style and the gain/read-noise cards written);
+    ``sets`` (per set: kind, count, exptime, filter, object, frames, levels_adu, flat,
+    illumination, n_stars, sky_e, camera_dark); ``frames`` (as the demo's, plus
+    ``object`` and ``set``); ``lights`` (as the demo's, plus ``set``).
+
+    Lights "already dark-subtracted by the camera software" (``camera_dark_frames``)
+    follow MaxIm DL's auto-dark: the software subtracts a master of that many darks of
+    the light's exposure and set point (bias included, so bias and dark both go), adds
+    a 100 ADU pedestal against negative values and writes PEDESTAL = -100 (MaxIm: add
+    it to get zero-based ADU), CALSTAT = 'D' and a HISTORY card. A correct calibration
+    subtracts only the pedestal, then divides by the flat; the master's noise is baked
+    in, so ``ideal_sigma`` includes it (``conventions['camera_dark_ideal_sigma']``).
+    """
+    raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    c = spec.camera
+    cam = _camera_from_spec(c, spec.filters, seed)
+    plan = _night_plan(spec)
+    offsets, slopes = _bias_levels(c, seed, len(plan))
+    truth = _camera_truth(cam, truth_dir)
+    truth["bias_level_adu"] = c.bias_level_adu
+    truth["amp_glow_e_per_s"] = c.amp_glow_e_per_s
+    truth["header"] = {
+        "style": c.header_style,
+        "cards": {key: value for key, value, _ in cam.detector_cards},
+    }
+    manifest = {
+        "seed": int(seed),
+        "conventions": {**CONVENTIONS, **CAMERA_NIGHT_CONVENTIONS},
+        "cameras": {cam.key: truth},
+        "sets": {},
+        "frames": {},
+        "lights": {},
+    }
+    illuminations, camera_darks = {}, {}
+    for set_index, fs in enumerate(spec.frame_sets):
+        members = [fr for fr, s, _ in plan if s == set_index]
+        flat = truth["flats"][fs.filter] if fs.filter else None
+        entry = _set_truth(fs, [fr.rel_path for fr in members], flat)
+        if fs.kind == "flat":
+            illuminations[set_index] = _illumination(c.shape, fs.illumination_tilt)
+            if fs.illumination_tilt:
+                rel = f"{cam.key}/illumination_{fs.name}.fits"
+                entry["illumination"] = _write_truth_image(
+                    truth_dir, rel, illuminations[set_index]
+                )
+        if fs.camera_dark_frames and members:
+            camera_darks[set_index], entry["camera_dark"] = _camera_dark(
+                seed, cam, fs, members, offsets, slopes, truth_dir
+            )
+        manifest["sets"][fs.name] = entry
+    position = {fr.index: (s, k) for fr, s, k in plan}
+
+    def signal(fr, rng):
+        set_index, k = position[fr.index]
+        fs = spec.frame_sets[set_index]
+        if fr.kind == "flat":
+            return _set_flat_signal(cam, fs, k, illuminations[set_index], rng)
+        return _set_light_signal(seed, cam, fs, set_index, rng)
+
+    for fr, set_index, _ in plan:
+        fs = spec.frame_sets[set_index]
+        offset, slope = offsets[fr.index], slopes[fr.index]
+        exp = _expose_frame(seed, cam, fr, offset, slope, signal)
+        header = _HEADER_WRITERS[c.header_style](cam, fr, exp.temp_c)
+        raw = exp.raw
+        if fs.camera_dark_frames:
+            raw = _subtract_camera_dark(
+                raw, camera_darks[set_index], header, fs.camera_dark_frames, fr
+            )
+        _write_fits(raw_dir / fr.rel_path, raw, header)
+        entry = _frame_entry(cam, fr, exp, offset, slope)
+        manifest["frames"][fr.rel_path] = {**entry, "object": fr.object, "set": fs.name}
+        if fr.kind == "light":
+            if fs.camera_dark_frames:
+                sigma = _camera_dark_ideal_sigma(cam, exp, fs.camera_dark_frames)
+            else:
+                sigma = _raw_ideal_sigma(cam, exp)
+            light = _light_truth(truth_dir, cam, fr, exp, sigma)
+            manifest["lights"][fr.rel_path] = {**light, "set": fs.name}
+    (truth_dir / "truth.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+# --------------------------------------------------------------------------
+# Preset camera nights (each <= 40 frames of 128x160 pixels)
+# --------------------------------------------------------------------------
+
+
+def _pairs(*levels_adu: float) -> tuple[float, ...]:
+    """Each level twice: equal-level flat pairs for photon transfer."""
+    return tuple(level for level in levels_adu for _ in range(2))
+
+
+def night_gain_as_eadu() -> CameraNight:
+    """CCD (MaxIm DL headers, 16 overscan columns) writing GAIN = 1.5 in e-/ADU (true
+    1.5), RDNOISE = 9, no EGAIN: 10 biases, 10 darks 60 s, 10 V flats of 5 s at 2000,
+    5000, 10000, 20000, 30000 ADU (2 per level), 5 V lights 60 s."""
+    camera = CameraSpec(
+        key="ccd",
+        instrument="SimCam KAF-1603ME",
+        shape=(128, 160),
+        overscan_columns=16,
+        bias_drift_adu=1.5,
+        bias_slope_adu=1.5,
+        gain=1.5,
+        read_noise_e=9.0,
+        gain_keyword="GAIN",
+    )
+    sets = (
+        FrameSet("bias", "bias", 10, start_h=14.0),
+        FrameSet("dark_60s", "dark", 10, 60.0),
+        FrameSet(
+            "flat_V",
+            "flat",
+            10,
+            5.0,
+            filter="V",
+            levels_adu=_pairs(2000.0, 5000.0, 10000.0, 20000.0, 30000.0),
+            start_h=16.5,
+        ),
+        FrameSet(
+            "light_V_60s",
+            "light",
+            5,
+            60.0,
+            filter="V",
+            object="NGC 891",
+            start_h=19.0,
+            sky_e=800.0,
+            n_stars=20,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_gain_as_setting() -> CameraNight:
+    """CMOS (N.I.N.A. headers, no overscan, 500 ADU pedestal, amp glow) writing
+    GAIN = 100 as a camera setting (true gain 0.8 e-/ADU), no EGAIN, no RDNOISE, no
+    biases: 10 darks 120 s, 10 darkflats 2 s, 10 L flats of 2 s at 3000, 6000, 12000,
+    20000, 30000 ADU (2 per level), 5 L lights 120 s."""
+    camera = CameraSpec(
+        key="cmos",
+        instrument="SimCMOS 533MM",
+        telescope="Sim 80mm refractor",
+        header_style="nina",
+        bias_level_adu=500.0,
+        bias_pattern_adu=1.0,
+        gain=0.8,
+        read_noise_e=1.8,
+        dark_rate_e_per_s=0.005,
+        hot_pixel_fraction=0.003,
+        amp_glow_e_per_s=0.3,
+        set_temp_c=-10.0,
+        flat_corner_level=0.75,
+        dust_motes=3,
+        prnu=0.01,
+        gain_keyword=None,
+        gain_setting=100,
+        read_noise_keyword=None,
+    )
+    sets = (
+        FrameSet("dark_120s", "dark", 10, 120.0, start_h=13.0),
+        FrameSet("darkflat_2s", "darkflat", 10, 2.0, start_h=15.5),
+        FrameSet(
+            "flat_L",
+            "flat",
+            10,
+            2.0,
+            filter="L",
+            levels_adu=_pairs(3000.0, 6000.0, 12000.0, 20000.0, 30000.0),
+        ),
+        FrameSet(
+            "light_L_120s",
+            "light",
+            5,
+            120.0,
+            filter="L",
+            object="M 33",
+            start_h=19.0,
+            sky_e=400.0,
+            n_stars=20,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_single_frame_darks() -> CameraNight:
+    """CCD (MaxIm DL headers, EGAIN, RDNOISE): 10 biases, ONE 20 s dark, eleven 60 s
+    darks, 6 V flats of 23 s, 3 V lights of 60 s and 3 of 23 s. For the 23 s frames the
+    60 s master scaled x0.38 adds far less noise than the single 20 s dark scaled x1.15.
+    """
+    camera = CameraSpec(
+        key="ccd",
+        instrument="SimCam KAF-3200ME",
+        gain=1.2,
+        read_noise_e=7.0,
+        dark_rate_e_per_s=0.1,
+        hot_pixel_fraction=0.005,
+        set_temp_c=-15.0,
+    )
+    sets = (
+        FrameSet("bias", "bias", 10, start_h=13.0),
+        FrameSet("dark_20s", "dark", 1, 20.0),
+        FrameSet("dark_60s", "dark", 11, 60.0),
+        FrameSet(
+            "flat_V_23s",
+            "flat",
+            6,
+            23.0,
+            filter="V",
+            levels_adu=(15000.0,) * 6,
+            start_h=16.5,
+        ),
+        FrameSet(
+            "light_V_60s",
+            "light",
+            3,
+            60.0,
+            filter="V",
+            object="NGC 2403",
+            start_h=18.5,
+            sky_e=600.0,
+            n_stars=15,
+        ),
+        FrameSet(
+            "light_V_23s",
+            "light",
+            3,
+            23.0,
+            filter="V",
+            object="NGC 2403",
+            sky_e=230.0,
+            n_stars=15,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_temperature_jitter() -> CameraNight:
+    """Camera without overscan (MaxIm DL headers, EGAIN, RDNOISE), set point -15 C,
+    every CCD-TEMP jittering within +-0.2 C; NO biases (the bias comes from the darks):
+    8 darks each at 30, 60 and 120 s, 8 R flats of 3 s at 18000 ADU, 5 R lights 120 s.
+    """
+    camera = CameraSpec(
+        key="cam",
+        instrument="SimCam ICX814",
+        bias_level_adu=800.0,
+        gain=1.0,
+        read_noise_e=4.0,
+        dark_rate_e_per_s=0.25,
+        hot_pixel_fraction=0.003,
+        set_temp_c=-15.0,
+        temp_jitter_c=0.2,
+    )
+    sets = (
+        FrameSet("dark_30s", "dark", 8, 30.0, start_h=13.0),
+        FrameSet("dark_60s", "dark", 8, 60.0),
+        FrameSet("dark_120s", "dark", 8, 120.0),
+        FrameSet(
+            "flat_R",
+            "flat",
+            8,
+            3.0,
+            filter="R",
+            levels_adu=(18000.0,) * 8,
+            start_h=16.5,
+        ),
+        FrameSet(
+            "light_R_120s",
+            "light",
+            5,
+            120.0,
+            filter="R",
+            object="IC 342",
+            start_h=18.5,
+            sky_e=500.0,
+            n_stars=20,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_lamp_flats() -> CameraNight:
+    """CCD (MaxIm DL headers, 16 overscan columns): 10 biases, 5 darks 60 s, two
+    lamp-flat sets of 8 R flats (4 s, 20000 ADU) told apart only by OBJECT ('flat lamp
+    A' / 'flat lamp B') and file name, whose illumination changes along x by +6 % and
+    -6 % (illumination_tilt); 4 R lights 60 s under a uniform sky."""
+    camera = CameraSpec(
+        key="ccd",
+        instrument="SimCam KAF-1603ME",
+        overscan_columns=16,
+        bias_drift_adu=1.5,
+        bias_slope_adu=1.5,
+        gain=1.3,
+        read_noise_e=8.0,
+    )
+    lamp = dict(filter="R", levels_adu=(20000.0,) * 8)
+    sets = (
+        FrameSet("bias", "bias", 10, start_h=14.0),
+        FrameSet("dark_60s", "dark", 5, 60.0),
+        FrameSet(
+            "flat_lamp_A",
+            "flat",
+            8,
+            4.0,
+            object="flat lamp A",
+            illumination_tilt=0.06,
+            start_h=16.0,
+            **lamp,
+        ),
+        FrameSet(
+            "flat_lamp_B",
+            "flat",
+            8,
+            4.0,
+            object="flat lamp B",
+            illumination_tilt=-0.06,
+            **lamp,
+        ),
+        FrameSet(
+            "light_R_60s",
+            "light",
+            4,
+            60.0,
+            filter="R",
+            object="NGC 7331",
+            start_h=18.5,
+            sky_e=700.0,
+            n_stars=20,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_dark_subtracted() -> CameraNight:
+    """Cooled CMOS without overscan (MaxIm DL headers, EGAIN, RDNOISE, 300 ADU
+    pedestal, amp glow) whose 5 L lights of 120 s were dark-subtracted by MaxIm DL's
+    auto-dark (a master of 8 darks; PEDESTAL = -100, CALSTAT = 'D', HISTORY); also 10
+    biases, 10 darks 120 s (not to be subtracted again) and 10 L flats of 2 s at 20000
+    ADU."""
+    camera = CameraSpec(
+        key="cmos",
+        instrument="SimCMOS 294MM",
+        bias_level_adu=300.0,
+        bias_pattern_adu=1.0,
+        gain=1.0,
+        read_noise_e=3.0,
+        hot_pixel_fraction=0.004,
+        amp_glow_e_per_s=0.3,
+        set_temp_c=-10.0,
+        prnu=0.01,
+    )
+    sets = (
+        FrameSet("bias", "bias", 10, start_h=14.0),
+        FrameSet("dark_120s", "dark", 10, 120.0),
+        FrameSet(
+            "flat_L",
+            "flat",
+            10,
+            2.0,
+            filter="L",
+            levels_adu=(20000.0,) * 10,
+            start_h=16.0,
+        ),
+        FrameSet(
+            "light_L_120s",
+            "light",
+            5,
+            120.0,
+            filter="L",
+            object="M 27",
+            start_h=19.0,
+            sky_e=300.0,
+            n_stars=20,
+            camera_dark_frames=8,
+        ),
+    )
+    return CameraNight(camera, sets)
 
 
 def main(argv=None) -> int:
