@@ -508,8 +508,8 @@ def test_dates_in_the_inventory_rows(tmp_path, make_config):
     assert bad.warnings == "DATE-OBS 'yesterday' is not a date"
 
 
-def test_warnings_are_the_last_column_and_survive_csv(tmp_path):
-    assert COLUMNS[-1] == "warnings"
+def test_the_new_columns_come_last_and_survive_csv(tmp_path):
+    assert COLUMNS[-2:] == ["warnings", "dark_subtracted"]
     assert COLUMNS[:3] == ["path", "status", "reason"]  # the order others read is unchanged
     records = [FrameRecord(path="a.fits", status="ok", warnings="OBJECT: control characters replaced; "
                                                                  "CCD-TEMP 'cold, \"very\"' is not a number"),
