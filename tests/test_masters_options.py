@@ -232,3 +232,38 @@ def test_master_flat_uncertainty_equals_its_scatter_for_few_flats(ccd_night, tmp
     dev = z - z.mean()
     m2, m4 = np.mean(dev ** 2), np.mean(dev ** 4)
     assert abs(m2 - 1) < 4 * math.sqrt((m4 / m2 ** 2 - 1) / z.size), (m2, z.size)
+
+
+def test_a_single_frame_dark_takes_the_read_noise_of_its_bias_never_zero(tmp_path):
+    """One 20 s dark has no pair to measure its read noise on: it said RDNOISE = 0.0 and its
+    UNCERT lacked the read noise. It now takes its bias master's (measured on a pair), and
+    without a bias it says so (CALFLAGS NORDNOISE)."""
+    rng = np.random.default_rng(5)
+    shape = (40, 50)
+    for with_bias in (True, False):
+        raw = tmp_path / f"raw{with_bias}"
+        raw.mkdir()
+        frames = ([("BIAS", 0.0, i) for i in range(4)] if with_bias else []) + [("DARK", 20.0, 0)]
+        for kind, t, i in frames:
+            data = 500.0 + rng.poisson(0.5 * t, shape) + rng.normal(0, 6.0, shape)
+            header = fits.Header({"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": -10.0, "EGAIN": 1.0,
+                                  "DATE-OBS": f"2026-03-01T20:0{i}:00"})
+            fits.PrimaryHDU(np.round(data).astype(np.uint16), header=header).writeto(raw / f"{kind}_{i}.fits")
+        config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / f"out{with_bias}"),
+                            "default_camera": {"overscan": {"method": "none"}, "trim": "none",
+                                               "dark": {"bias_from_darks": False}}})
+        records, cameras = take_inventory(raw, list_raw_files(raw), config)
+        plan = make_plan(records, config, cameras)
+        out = tmp_path / f"out{with_bias}"
+        for name in sorted(plan["masters"], key=lambda n: n.startswith("dark")):
+            spec = plan["masters"][name]
+            needs = [str(out / f"{m}.fits") for m in master_inputs(plan, name)["masters"]]
+            master_job(spec, plan["cameras"][spec["camera"]], needs, str(out / f"{name}.fits"), config)
+        (dark,) = out.glob("dark_*.fits")
+        header = fits.getheader(dark)
+        if with_bias:
+            (bias,) = out.glob("bias_*.fits")
+            assert header["RDNOISE"] == fits.getheader(bias)["RDNOISE"] and header["RDNOISE"] > 4
+            assert header["RNSOURCE"] == "master bias" and header["CALFLAGS"] == "OK"
+        else:
+            assert header["CALFLAGS"] == "NORDNOISE" and header["RNSOURCE"] == "unknown"

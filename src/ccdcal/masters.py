@@ -459,7 +459,13 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         a, _ = inputs[0].corrector.block(y0, y1)
         b, _ = inputs[1].corrector.block(y0, y1)
         read_noise, read_noise_source = measure_read_noise(a, b), "measured"
-    read_noise = read_noise or 0.0
+    elif read_noise is None:  # one frame: no pair to measure it on; the bias's, if it has one
+        read_noise, read_noise_source = _read_noise_of_masters(masters, inputs[0].gain)
+    if read_noise is None:
+        log.warning("master %s: read noise unknown (no pair of frames, no bias, none in the "
+                    "profile or header): its UNCERT lacks it (CALFLAGS NORDNOISE)", spec["name"])
+        spec = {**spec, "flags": [*(spec.get("flags") or []), "NORDNOISE"]}
+        read_noise = 0.0
 
     if kind == "flat":
         def measure(frame: InputFrame) -> float:
