@@ -2,8 +2,8 @@
 #
 #   snakemake --cores 8 --config raw_dir=/data/night1 output_dir=/data/night1-cal
 #
-# DAG: inventory (checkpoint) -> master bias -> master dark -> master flat
-#      -> calibrate lights (one job per group of lights sharing masters) -> publish -> summary
+# DAG: inventory (checkpoint) -> gain and read noise per setup -> master bias
+#      -> master dark -> master flat -> calibrate lights (one job per group of lights sharing masters) -> publish -> summary
 #      (+ masters filed into library_dir, when set)
 
 
@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/inventory.smk"
+include: "workflow/rules/noise.smk"
 include: "workflow/rules/bias.smk"
 include: "workflow/rules/dark.smk"
 include: "workflow/rules/flat.smk"

@@ -64,7 +64,11 @@ def test_a_master_set_to_none_is_not_applied(files):
     calibrate(raw=d / "raw1.fits", calibrated=d / "flatless.fits")
     data = fits.getdata(d / "flatless.fits")
     np.testing.assert_allclose(np.median(data / files["flat"]), files["signal"], rtol=1e-3)
-    assert fits.getheader(d / "flatless.fits")["CALFLAGS"] == "NODARK,NOFLAT"
+    header = fits.getheader(d / "flatless.fits")
+    # no read noise given, none in the header or the bias: said, not a silent 0
+    assert header["CALFLAGS"] == "NODARK,NOFLAT,NORDNOISE"
+    assert (header["RNUSED"], header["RNSOURCE"]) == (0.0, "unknown")
+    assert (header["GAINUSED"], header["GAINSRC"]) == (4.0, "parameter")
     calibrate(raw=d / "raw1.fits", calibrated=d / "raw.fits", master_bias=None)
     with_bias = fits.getdata(d / "flatless.fits").astype(np.float64)
     np.testing.assert_allclose(fits.getdata(d / "raw.fits") - with_bias, files["bias2d"], atol=1e-3)

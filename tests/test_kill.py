@@ -24,6 +24,8 @@ from conftest import REPO, fault_env, run_snakemake, small_night, snakemake_comm
 KILL_POINTS = {
     # the checkpoint: inventory.csv written, plan.json not yet
     "inventory": r"/plan\.json$",
+    # a setup's gain and read noise record written to its temporary file, not in place
+    "noise": r"/work/noise/[^/]*\.json$",
     # a master flat written to its temporary file, not renamed yet
     "master": r"/masters/flat_[^/]*\.fits$",
     # a light group: one light's temporary file written, not in place

@@ -111,7 +111,12 @@ def test_bias_from_darks_recovers_the_bias_and_lets_darks_scale(tmp_path):
         fitted, sigma = hdul[0].data.astype(np.float64), hdul["UNCERT"].data.astype(np.float64)
         assert hdul[0].header["BIASSRC"] == "darks" and hdul[0].header["NCOMBINE"] == 3
     z = (fitted - bias) / sigma
-    assert abs(np.mean(z)) < 0.1 and 0.8 < np.std(z) < 1.25, (np.mean(z), np.std(z))
+    # the std of N normal z scatters by 1/sqrt(2N) (1 % here): 4 of those, plus 1 % for the
+    # model; the mean by 1/sqrt(N), and the clipped means of the skewed (Poisson, hot
+    # pixels) darks pull the intercept by ~0.06 sigma: 0.1
+    sampling = 1 / math.sqrt(2 * z.size)
+    assert abs(np.std(z) - 1) < 4 * sampling + 0.01, (np.mean(z), np.std(z))
+    assert abs(np.mean(z)) < 0.1, (np.mean(z), np.std(z))
 
 
 def test_bias_from_darks_with_jittering_temperatures_through_snakemake(tmp_path):

@@ -31,6 +31,7 @@ from ccdcal.noise import (
     ReadNoise,
     clipped_variances,
     combine_boxes,
+    dark_variance_rate,
     flat_pair_point,
     photon_transfer,
     read_noise_from_dark_pairs,
@@ -261,6 +262,24 @@ def test_read_noise_from_one_dark_exposure_and_a_known_dark_signal(glow):
     electrons = result.in_electrons(camera.gain, 0.01)
     assert electrons.value == pytest.approx(result.value * camera.gain)
     assert electrons.error > result.error * camera.gain
+
+
+@pytest.mark.parametrize("exposures", [(30.0, 300.0), (300.0,)])
+def test_dark_variance_rate_is_the_dark_currents_shot_noise_per_second(exposures):
+    """The shot-noise variance of a typical pixel's dark current, in ADU^2/s (= dark
+    current e-/s / gain^2): from the slope over two exposures, or from one exposure and
+    the read noise of a bias pair; hot pixels left out."""
+    camera = dark_camera(23, 1.5, 6.0)
+    pairs = [(t, *camera.pair(exposure=t)) for t in exposures]
+    read_noise = None if len(exposures) > 1 else read_noise_from_pair(*camera.pair()).value
+    rate = dark_variance_rate(pairs, read_noise=read_noise)
+    # a typical box's dark current (0.5 e-/s and the glow's tail; hot pixels out) / g^2
+    dark = np.where(camera.hot, np.nan, camera.dark_map).reshape(8, 64, 8, 64)
+    truth = float(np.median(np.nanmean(dark, axis=(1, 3)))) / camera.gain ** 2
+    assert abs(rate.value / truth - 1) < 0.05, (rate, truth)
+    assert abs(rate.value - truth) < 4 * rate.error
+    with pytest.raises(NoiseMeasurementError, match="one exposure and no read noise"):
+        dark_variance_rate(pairs[-1:])
 
 
 def test_read_noise_that_cannot_be_measured_says_why():

@@ -10,8 +10,9 @@ All arithmetic is float32 in ADU. For a frame of exposure t with masters bias B,
 ``raw`` is already overscan-corrected and trimmed. Variance (ADU^2), with gain g (e-/ADU)
 and read noise r (ADU):
 
-    var_raw = r^2 + max(raw - B, 0) / g      (raw - D when there is no bias: the dark
-                                               current's own shot noise is then left out)
+    var_raw = r^2 + max(raw - B, 0) / g      (raw - D when there is no bias, plus
+                                               ``extra_variance``: the dark current's shot
+                                               noise, measured, else left out)
     var_pre = var_raw + (1 - k)^2 var_B + k^2 var_D   (var_D alone when unscaled)
     var_out = var_pre / F^2 + out^2 var_F / F^2
 """
@@ -117,9 +118,13 @@ class Calibration:
     """
 
     def __init__(self, sub: Subtrahend, flat: Product | None, gain: float, read_noise_adu: float,
-                 weak_threshold: float = 0.2, block_rows: int = 64, threads: int = 1):
+                 weak_threshold: float = 0.2, block_rows: int = 64, threads: int = 1,
+                 extra_variance: float = 0.0):
+        """``extra_variance`` (ADU^2): added to every pixel's before the flat, like the
+        read noise: the dark current's shot noise of a frame whose dark is subtracted as
+        is (no bias to tell the dark signal from)."""
         self.inv_gain = np.float32(1.0 / gain)
-        self.read_noise2 = np.float32(read_noise_adu) ** 2
+        self.read_noise2 = np.float32(read_noise_adu) ** 2 + np.float32(extra_variance)
         masters = [m for m in (sub.bias, sub.dark, flat) if m is not None]
         self.shape = masters[0].data.shape if masters else None
         self.mask = sub.mask()

@@ -56,7 +56,8 @@ from .sections import Section
 
 PARAMETERS = (
     "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
-    "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "read_noise",
+    "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "gain_source",
+    "read_noise", "read_noise_source", "dark_variance_rate",
     "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize", "checksum",
 )
 _UNSET = object()
@@ -140,6 +141,8 @@ def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[s
     header["CALFLAGS"] = (",".join(entry["flags"]) or "OK", "missing calibration steps")
     header["GAINUSED"] = (gain, f"[e-/ADU] from {gain_source}")
     header["RNUSED"] = (round(read_noise_e, 4), f"[e-] read noise from {rn_source}"[:47])
+    header["GAINSRC"] = (gain_source[:68], "where GAINUSED comes from")
+    header["RNSOURCE"] = (rn_source[:68], "where RNUSED comes from")
     header.add_history("ccdcal: overscan/trim, bias, dark, flat; UNCERT = 1 sigma; MASK bits MASKBn")
     add_software_cards(header, config_digest)
     return header
@@ -316,7 +319,7 @@ class Calibrator:
 
     def _value(self, raw: RawFrame, p: Mapping[str, Any], what: str) -> tuple[float | None, str]:
         if p[what] is not None:
-            return float(p[what]), "parameter"
+            return float(p[what]), p.get(f"{what}_source") or "parameter"
         return self.camera.value_or_keyword(raw.header, what)
 
     def _dark_choice(self, raw: RawFrame, p, bias, dark) -> tuple[str | None, float | None]:
@@ -367,36 +370,54 @@ class Calibrator:
             if saturation is None:
                 saturation = frame.integer_max
             gain, gain_source = self._value(frame, p, "gain")
+            unknown = []
             if gain is None:
                 gain, gain_source = 1.0, "default (unknown)"
+                unknown.append("NOGAIN")
             rn_e, rn_source = self._value(frame, p, "read_noise")
             if rn_e is None:
                 rn_e, rn_source = next(((float(m.header["RDNOISE"]), f"master {m.path.name}")
                                         for m in (bias, dark) if m is not None and "RDNOISE" in m.header),
                                        (0.0, "unknown"))
+                if rn_source == "unknown":
+                    unknown.append("NORDNOISE")
             if not (math.isfinite(gain) and gain > 0):
                 raise ValueError(f"gain = {gain!r} ({gain_source}): must be a finite number > 0 [e-/ADU]")
             if not (math.isfinite(rn_e) and rn_e >= 0):
                 raise ValueError(f"read_noise = {rn_e!r} ({rn_source}): must be a finite number >= 0 [e-]")
             image_plane, uncert_plane, mask_plane = self._light_planes(corrector.layout.shape)
             data, saturated = corrector.full(saturation, out=image_plane)
+            pedestal_key, pedestal = self.camera.pedestal(frame.header)
+            if pedestal:
+                data += np.float32(pedestal)
             mode, scale = self._dark_choice(frame, p, bias, dark)
-            key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e,
+            # a dark subtracted as is: its dark signal's shot noise is in the frame, and
+            # not in raw - D; measured as ADU^2 per s (night_noise), else left out
+            dark_variance = 0.0
+            if mode == "unscaled" and p["dark_variance_rate"]:
+                dark_variance = float(p["dark_variance_rate"]) * (self.camera.exptime(frame.header) or 0.0)
+            key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e, dark_variance,
                    p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"])
             with self._lock:
                 calibration = self._calibrations.get(key)
                 if calibration is None:
                     sub = subtrahend(bias if mode != "unscaled" else None, dark, mode, scale)
-                    calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1], threads=self.threads)
+                    calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1], threads=self.threads,
+                                              extra_variance=dark_variance)
                     if len(self._calibrations) >= self.CALIBRATIONS_KEPT:
                         self._calibrations.pop(next(iter(self._calibrations)))
                     self._calibrations[key] = calibration
             image, uncert, mask = calibration.apply(data, saturated, uncert=uncert_plane, mask=mask_plane)
             steps = {"bias": bias if mode != "unscaled" else None, "dark": dark, "flat": flat}
             entry = {"dark_mode": mode, "dark_scale": scale,
-                     "flags": flags if flags is not None else _flags(steps, mode)}
+                     "flags": flags if flags is not None else _flags(steps, mode) + unknown}
             header = light_header(frame, label, frame.digest(), entry, steps, corrector.layout,
                                   corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
+            if dark_variance:
+                header["DARKVAR"] = (round(dark_variance, 4), "[ADU^2] dark shot noise in UNCERT")
+            if pedestal_key:  # applied: a reader must not add it again
+                header.remove(pedestal_key, ignore_missing=True, remove_all=True)
+                header["PEDAPPL"] = (pedestal, f"[ADU] added: the raw frame's {pedestal_key}")
         image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
                                                     p["normalize"], frame.bitpix)
         written = write_product(calibrated, image, uncert, mask, header, consume=True,

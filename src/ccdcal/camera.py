@@ -311,6 +311,14 @@ class CameraProfile:
             problems.append(f"{problem}: {label} unknown")
         return None
 
+    def pedestal(self, header: HeaderView) -> tuple[str | None, float]:
+        """(keyword, ADU) to add to a frame the camera software calibrated and offset by a
+        pedestal (MaxIm DL's PEDESTAL = -100: add it to get zero-based ADU); (None, 0.0)
+        when there is no such card or it is not a number."""
+        key, value = self.keyword_value(header, "pedestal")
+        number = to_float(value)
+        return (key, number) if key is not None and number is not None else (None, 0.0)
+
     def text(self, header: HeaderView, what: str) -> str:
         value = self.keyword_value(header, what)[1]
         return "" if value is None else str(value).strip()

@@ -43,7 +43,7 @@ def validated(config: Mapping[str, Any]) -> dict[str, Any]:
     Raises jsonschema.ValidationError naming the offending key."""
     extended, registry = _validator()
     result = copy.deepcopy(dict(config))
-    extended(schema(), registry=registry).validate(result)
+    extended(schema(), registry=registry, format_checker=extended.FORMAT_CHECKER).validate(result)
     return result
 
 

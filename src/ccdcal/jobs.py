@@ -27,6 +27,7 @@ from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inven
 from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_intermediates
+from .night_noise import measure_setup
 from .output_dir import (GROUP_REPORT, GROUPS_DIR, failure_record, group_is_complete,
                          write_published_manifest)
 from .plan import make_plan
@@ -120,9 +121,11 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 
 def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
                output: str, config: Mapping[str, Any], threads: int = 1,
-               report: str | None = None) -> dict[str, Any]:
+               report: str | None = None, noise: str | None = None) -> dict[str, Any]:
     """Build one master, and its ``report`` when given (JSON: the raw frames used and
-    those dropped, with why, and the library file it was copied from); ``master_files`` are the masters its inputs need; ``camera``
+    those dropped, with why, and the library file it was copied from); ``noise`` the
+    setup's noise record (JSON, ``noise_job``): the gain and read noise of its inputs;
+    ``master_files`` are the masters its inputs need; ``camera``
     the settings that make it (``provenance.settings_for``; a whole profile does too). A
     master identical to one in the library (same MASTERID) is copied from it instead, and
     the copy verified (FrameError naming the library file when it is damaged)."""
@@ -143,7 +146,7 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
             masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
             summary = build_master(spec, camera, config["raw_dir"], masters, output,
                                    memory_limit_mb=config["memory_limit_mb"], threads=threads,
-                                   config_digest=settings_digest(camera))
+                                   config_digest=settings_digest(camera), noise=read_noise_record(noise))
             if config.get("keep_intermediates") and spec.get("frames"):
                 kept = write_intermediates(spec, camera, config["raw_dir"],
                                            Path(config["output_dir"]) / "work" / "frames")
@@ -169,20 +172,43 @@ def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, A
 
 def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
                     master_files: Iterable[str], out_dir: str, config: Mapping[str, Any],
-                    threads: int = 1) -> None:
-    """Calibrate one group of lights into ``out_dir`` with a lights.csv report."""
+                    threads: int = 1, noise: str | None = None) -> None:
+    """Calibrate one group of lights into ``out_dir`` with a lights.csv report; ``noise``
+    the setup's noise record (JSON, ``noise_job``)."""
     out = Path(out_dir)
     with failure_recorded(config.get("output_dir"), "lights", out.name):
         out.mkdir(parents=True, exist_ok=True)
         files = {Path(p).stem: p for p in master_files}
         start = time.perf_counter()
         rows = calibrate_group(group, camera, config["raw_dir"], files, out, settings_digest(camera),
-                               threads)
+                               threads, noise=read_noise_record(noise))
         write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
     seconds = time.perf_counter() - start
     log.info("%d lights calibrated, %d failed, in %.1f s (%.0f ms per light, %d threads)",
              len(rows) - len(failed), len(failed), seconds, 1000 * seconds / max(len(rows), 1), threads)
+
+
+def noise_job(plan: Mapping[str, Any], camera: Mapping[str, Any], output: str,
+              config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
+    """Measure one setup's gain and read noise and decide the values its masters and
+    lights use (``night_noise``); the record is written to ``output`` (JSON)."""
+    with failure_recorded(config.get("output_dir"), "noise", plan["name"]):
+        record = measure_setup(plan, camera, Path(config["raw_dir"]), threads)
+        log.info("setup %s: gain %.4g e-/ADU (%s), read noise %.4g e- (%s)", plan["name"],
+                 record["gain"], record["gain_source"], record["read_noise_e"],
+                 record["read_noise_source"])
+        for warning in record["warnings"]:
+            log.warning("setup %s: %s", plan["name"], warning)
+        for problem in record["problems"]:
+            log.warning("setup %s: %s", plan["name"], problem)
+        write_text_atomic(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n", output)
+    return record
+
+
+def read_noise_record(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """A setup's noise record (``noise_job``), None without a path."""
+    return None if not path else json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:

@@ -68,9 +68,12 @@ def expected_memory_mb(shape: tuple[int, int], n_masters: int, threads: int, n_c
 
 def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
                     master_files: Mapping[str, str | Path], out_dir: str | Path,
-                    config_digest: str | None = None, threads: int = 1) -> list[dict[str, Any]]:
+                    config_digest: str | None = None, threads: int = 1,
+                    noise: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
-    in the group's order. ``master_files`` maps master names to their files.
+    in the group's order. ``master_files`` maps master names to their files; ``noise``
+    the setup's gain, read noise, their sources and flags (``night_noise.measure_setup``),
+    used for every light (without it, each light's from the profile or its header).
 
     ``threads`` lights are calibrated at a time; their files are written to the disk by
     one more thread (``BackgroundWriter``), so the calibrating threads do not wait for it."""
@@ -78,6 +81,13 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     calibrator = Calibrator.for_camera(camera, threads=threads)
     used = {entry[s] for entry in group["lights"] for s in ("bias", "dark", "flat") if entry.get(s)}
     calibrator.load_masters(master_files[name] for name in sorted(used))
+    noise_values, noise_flags = {}, []
+    if noise is not None:
+        noise_values = {"gain": noise["gain"], "gain_source": noise["gain_source"],
+                        "read_noise": noise["read_noise_e"],
+                        "read_noise_source": noise["read_noise_source"],
+                        "dark_variance_rate": noise.get("dark_variance_rate") or None}
+        noise_flags = list(noise["flags"])
 
     def failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
         if stops_the_job(exc):
@@ -94,15 +104,17 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     def start(entry: Mapping[str, Any]) -> tuple[dict[str, Any], Future | None]:
         """The light calibrated and its file handed to the writer (or its failed row)."""
         row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
-        row.update(flags=",".join(entry["flags"]), notes="; ".join(entry.get("notes", [])), error="")
+        flags = [*entry["flags"], *noise_flags]
+        row.update(flags=",".join(flags), notes="; ".join(entry.get("notes", [])), error="")
         rel = entry["path"]
         masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None
                    for s in ("bias", "dark", "flat")}
         try:
             written = calibrator.calibrate(raw_dir / rel, out_dir / entry["output"], raw_label=rel,
-                                           config_digest=config_digest, flags=list(entry["flags"]),
+                                           config_digest=config_digest, flags=flags,
                                            dark_mode=entry.get("dark_mode") or "auto",
-                                           dark_scale=entry.get("dark_scale"), writer=writer, **masters)
+                                           dark_scale=entry.get("dark_scale"), writer=writer,
+                                           **masters, **noise_values)
         except Exception as exc:
             return failed(row, exc), None
         return row, written

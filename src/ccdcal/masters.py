@@ -22,7 +22,6 @@ a flat takes the RDNOISE of the bias (else dark) master it was calibrated with.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +36,7 @@ from .combine import CombineSpec, combine_block, variance_factor_table
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .inventory import parse_shape
 from .memory import memory_returned_promptly, release_free_memory
+from .noise import NoiseMeasurementError, read_noise_from_pair
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, write_product
@@ -56,8 +56,9 @@ class InputFrame:
     corrector: FrameCorrector
     saturation: float | None
     exptime: float
-    gain: float
+    gain: float  # e-/ADU
     read_noise_adu: float | None
+    gain_source: str = "unknown"
     sub: Subtrahend | None = None
     scale: float = 1.0  # multiplies the calibrated frame (flats: 1 / own median)
     level: float | None = None  # flats: own median (ADU)
@@ -81,10 +82,13 @@ class InputFrame:
 
 
 def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Path,
-                masters: Mapping[str, Product]) -> tuple[list[InputFrame], dict[str, str]]:
+                masters: Mapping[str, Product], noise: Mapping[str, Any] | None = None
+                ) -> tuple[list[InputFrame], dict[str, str]]:
     """Open the master's input frames; a frame that cannot be used is dropped: (inputs,
     {raw path: why dropped}). A compressed frame is decompressed here (and kept), so that a
-    corrupt one is dropped now rather than failing the combine."""
+    corrupt one is dropped now rather than failing the combine. ``noise``: the setup's
+    gain and read noise (``night_noise.measure_setup``); without it, each frame's from the
+    profile or its header (gain 1.0 when unknown, said in GAINSRC and flagged NOGAIN)."""
     profile = CameraProfile(dict(camera))
     expected = parse_shape(spec["setup"]["shape"])
     inputs, dropped = [], {}
@@ -106,9 +110,14 @@ def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Pat
             log.warning("dropped %s: %s", rel, dropped[rel])
             continue
         saturation, _ = profile.value_or_keyword(raw.header, "saturation")
-        gain, _ = profile.value_or_keyword(raw.header, "gain")
-        read_noise_e, _ = profile.value_or_keyword(raw.header, "read_noise")
-        gain = gain or 1.0
+        if noise is not None:
+            gain, gain_source = float(noise["gain"]), noise["gain_source"]
+            read_noise_e = float(noise["read_noise_e"])
+        else:
+            gain, gain_source = profile.value_or_keyword(raw.header, "gain")
+            read_noise_e, _ = profile.value_or_keyword(raw.header, "read_noise")
+            if gain is None:
+                gain, gain_source = 1.0, "unknown"
         frame = InputFrame(
             rel_path=rel,
             raw=raw,
@@ -117,6 +126,7 @@ def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Pat
             exptime=float(entry.get("exptime") or 0.0),
             gain=gain,
             read_noise_adu=None if read_noise_e is None else read_noise_e / gain,
+            gain_source=gain_source,
         )
         calibration = entry.get("calibration")
         if calibration:
@@ -131,11 +141,10 @@ def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Pat
 
 
 def measure_read_noise(a: np.ndarray, b: np.ndarray) -> float:
-    """Read noise (ADU) from two frames of the same kind: 1.4826 MAD(a - b) / sqrt(2)."""
-    diff = (a - b).ravel()
-    diff = diff[np.isfinite(diff)]
-    mad = np.median(np.abs(diff - np.median(diff)))
-    return float(1.4826 * mad / math.sqrt(2.0))
+    """Read noise (ADU) from two frames of the same kind (``noise.read_noise_from_pair``,
+    in boxes of 64 pixels, smaller on a small frame). Raises NoiseMeasurementError."""
+    box = max(4, min(64, min(a.shape) // 4))
+    return read_noise_from_pair(a, b, box=box).value
 
 
 def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple[float | None, str]:
@@ -148,6 +157,40 @@ def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple
             kind = master.header.get("CCDCALTY", "")
             return float(master.header["RDNOISE"]) / gain, f"master {kind}".strip()
     return None, "unknown"
+
+
+def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, Product],
+                          noise: Mapping[str, Any] | None, shape: tuple[int, int]
+                          ) -> tuple[float, str, list[str]]:
+    """The read noise (ADU) of the master's inputs, its source, and the flags to add:
+    the setup's (``noise``; NOGAIN is not a bias's: its UNCERT is read noise in ADU); else
+    the profile's or header's; a flat's bias master's; a pair of the inputs; a single
+    frame's bias master's; else 0 with NORDNOISE."""
+    kind = spec["type"]
+    gain = inputs[0].gain
+    if noise is not None:
+        flags = [f for f in noise.get("flags", []) if kind != "bias" or f != "NOGAIN"]
+        if "NORDNOISE" in flags:
+            return 0.0, noise["read_noise_source"], flags
+        return float(noise["read_noise_e"]) / gain, noise["read_noise_source"], flags
+    flags = ["NOGAIN"] if inputs[0].gain_source == "unknown" and kind != "bias" else []
+    read_noise, source = inputs[0].read_noise_adu, "config/header"
+    if read_noise is None and kind != "flat" and len(inputs) >= 2:
+        y0, y1 = _central_rows(shape)
+        a, _ = inputs[0].corrector.block(y0, y1)
+        b, _ = inputs[1].corrector.block(y0, y1)
+        try:
+            read_noise, source = measure_read_noise(a, b), f"measured ({kind} pair)"
+        except NoiseMeasurementError as exc:
+            log.warning("master %s: read noise not measured on %s + %s: %s", spec["name"],
+                        inputs[0].rel_path, inputs[1].rel_path, exc)
+    if read_noise is None:  # a flat, or one frame: the bias's, if it has one
+        read_noise, source = _read_noise_of_masters(masters, gain)
+    if read_noise is None:
+        log.warning("master %s: read noise unknown (no pair of frames, no bias, none in the "
+                    "profile or header): its UNCERT lacks it (CALFLAGS NORDNOISE)", spec["name"])
+        return 0.0, "unknown", [*flags, "NORDNOISE"]
+    return read_noise, source, flags
 
 
 def _central_rows(shape: tuple[int, int], size: int = 512) -> tuple[int, int]:
@@ -240,13 +283,14 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
         gain = float(dark.header.get("EGAIN", 1.0) or 1.0)
         rn_adu = float(dark.header.get("RDNOISE", 0.0) or 0.0) / gain
         var_i = dark.variance.copy()
-        if rn_adu > 0:
+        if rn_adu > 0 and "DARKVAR" not in dark.header:  # else its shot noise is in UNCERT
             var_i += np.maximum(dark.data - data, 0) / np.float32(gain) * (dark.variance / np.float32(rn_adu**2))
         variance += var_i * (c * c)
     mask[~np.isfinite(data)] |= NONFINITE
     header = darks[0].header.copy()
     for key in [k for k in header if k.startswith(("IMCMB", "FLEVL")) or k in (
-            "NHOTPIX", "HOTSIGMA", "DARKCUR", "BIASFILE", "DARKBIAS", "BUNIT", "CHECKSUM", "DATASUM")]:
+            "NHOTPIX", "HOTSIGMA", "DARKCUR", "DARKVAR", "BIASFILE", "DARKBIAS", "BUNIT", "CHECKSUM",
+            "DATASUM")]:
         header.remove(key, ignore_missing=True, remove_all=True)
     header["IMAGETYP"] = ("MASTER BIAS", "ccdcal master calibration")
     header["CCDCALTY"] = ("bias", "master type")
@@ -371,6 +415,7 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
         header["DATE-BEG"] = (dates[0], "DATE-OBS of the first input")
         header["DATE-END"] = (dates[-1], "DATE-OBS of the last input")
     header["EGAIN"] = (first.gain, "[e-/ADU] gain used")
+    header["GAINSRC"] = (first.gain_source[:68], "where EGAIN comes from")
     header["NCOMBINE"] = (len(inputs), "number of frames combined")
     header["CALFLAGS"] = (",".join(spec.get("flags") or []) or "OK", "steps its inputs were calibrated without")
     header["COMBMETH"] = (combine.method, "combine method")
@@ -417,11 +462,13 @@ def write_intermediates(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_
 
 def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
                  masters: Mapping[str, Product], output: str | Path, *, memory_limit_mb: float = 1024,
-                 threads: int = 2, config_digest: str | None = None) -> dict[str, Any]:
+                 threads: int = 2, config_digest: str | None = None,
+                 noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Build the master described by ``spec`` (a plan entry) and write it to ``output``.
 
     ``masters`` holds the masters its inputs are calibrated with (flats), or the bias used
-    to measure the dark current (darks). Returns a summary dict.
+    to measure the dark current (darks); ``noise`` the setup's gain and read noise (see
+    ``open_inputs``). Returns a summary dict.
     """
     raw_dir = Path(raw_dir)
     kind = spec["type"]
@@ -429,20 +476,20 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
         return bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output),
                                config_digest)
     combine = CombineSpec.from_dict(camera["combine"][kind])
-    inputs, dropped = open_inputs(spec, camera, raw_dir, masters)
+    inputs, dropped = open_inputs(spec, camera, raw_dir, masters, noise)
     if not inputs:
         raise FrameError(f"master {spec['name']}: none of its {len(spec['frames'])} inputs is usable: "
                          + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
     try:
         return _build(spec, camera, inputs, dropped, combine, masters, Path(output),
-                      memory_limit_mb, threads, config_digest)
+                      memory_limit_mb, threads, config_digest, noise)
     finally:
         for frame in inputs:
             frame.raw.close()
 
 
 def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit_mb, threads,
-           config_digest) -> dict[str, Any]:
+           config_digest, noise=None) -> dict[str, Any]:
     kind = spec["type"]
     shape = inputs[0].corrector.layout.shape
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
@@ -450,22 +497,9 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     reserved = sum(m.data.nbytes * 3 for m in masters.values()) + shape[0] * shape[1] * 11
     norm_region = _normalize_region(camera, shape) if kind == "flat" else None
 
-    read_noise = inputs[0].read_noise_adu
-    read_noise_source = "config/header"
-    if read_noise is None and kind == "flat":
-        read_noise, read_noise_source = _read_noise_of_masters(masters, inputs[0].gain)
-    elif read_noise is None and len(inputs) >= 2:
-        y0, y1 = _central_rows(shape)
-        a, _ = inputs[0].corrector.block(y0, y1)
-        b, _ = inputs[1].corrector.block(y0, y1)
-        read_noise, read_noise_source = measure_read_noise(a, b), "measured"
-    elif read_noise is None:  # one frame: no pair to measure it on; the bias's, if it has one
-        read_noise, read_noise_source = _read_noise_of_masters(masters, inputs[0].gain)
-    if read_noise is None:
-        log.warning("master %s: read noise unknown (no pair of frames, no bias, none in the "
-                    "profile or header): its UNCERT lacks it (CALFLAGS NORDNOISE)", spec["name"])
-        spec = {**spec, "flags": [*(spec.get("flags") or []), "NORDNOISE"]}
-        read_noise = 0.0
+    read_noise, read_noise_source, flags = _read_noise_and_flags(spec, inputs, masters, noise, shape)
+    if flags:
+        spec = {**spec, "flags": [*(spec.get("flags") or []), *flags]}
 
     if kind == "flat":
         def measure(frame: InputFrame) -> float:
@@ -536,11 +570,17 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     else:
         bias = masters.get(spec.get("bias")) if kind == "dark" and spec.get("bias") else None
         rn2, inv_gain = np.float32(read_noise**2), np.float32(1.0 / gain)
+        # a dark without a bias: the shot noise of its dark current as measured on the
+        # night's dark pairs (a typical pixel's), when it was
+        dark_variance = 0.0
+        if kind == "dark" and bias is None and noise and noise.get("dark_variance_rate"):
+            dark_variance = float(noise["dark_variance_rate"]) * float(spec.get("exptime") or 0.0)
+            extra["DARKVAR"] = (round(dark_variance, 4), "[ADU^2] dark shot noise per frame in UNCERT")
         for rows in row_blocks(shape[0], 64):
             if bias is not None:  # shot noise of the dark current
                 per_frame = np.maximum(data[rows] - bias.data[rows], 0) * inv_gain + rn2
             else:
-                per_frame = rn2
+                per_frame = rn2 + np.float32(dark_variance)
             variance[rows] *= per_frame
         if kind == "dark":
             current = data - bias.data if bias is not None else data.copy()

@@ -462,21 +462,10 @@ def read_noise_from_dark_pairs(pairs: Sequence[tuple[float, np.ndarray, np.ndarr
         raise ValueError("dark_signal/gain are for dark pairs of one exposure; pairs at "
                          f"{distinct.size} exposures give the read noise by themselves")
     image = None if dark_signal is None or np.ndim(dark_signal) == 0 else dark_signal
-    if image is None:
-        # the same pixels at every exposure: hot pixels, found in the longest pair's sum,
-        # are left out of all (else more warm pixels are clipped at long exposures, which
-        # lowers the slope and raises the intercept: +0.7 % on rn measured)
-        _, longest1, longest2 = pairs[int(np.argmax(exposures))]
-        image = np.asarray(longest1, dtype=np.float32) + np.asarray(longest2, dtype=np.float32)
-    measured = [_half_difference_variances(d1, d2, box, mask, region, max_bad_fraction,
-                                           threads, image) for _, d1, d2 in pairs]
-    halves = np.array([half for half, _ in measured])  # (pairs, boxes)
-    usable = np.isfinite(halves).all(axis=0)
-    halves = halves[:, usable]
+    measured, halves, usable = _dark_pair_halves(pairs, exposures, image, box, mask, region,
+                                                 max_bad_fraction, threads)
     if distinct.size >= 2:
-        t = exposures - exposures.mean()
-        slopes = (t @ (halves - halves.mean(axis=0))) / (t @ t)
-        intercepts = halves.mean(axis=0) - slopes * exposures.mean()
+        slopes, intercepts = _lines_per_box(exposures, halves)
         squared = combine_boxes(intercepts, "read noise^2 (dark-pair intercept)")
         listed = ", ".join(f"{x:g}" for x in distinct)
         method = (f"{len(pairs)} dark pairs at {distinct.size} exposures ({listed} s): "
@@ -498,6 +487,56 @@ def read_noise_from_dark_pairs(pairs: Sequence[tuple[float, np.ndarray, np.ndarr
     return _read_noise_from_square(
         squared, f"{listed}: dark shot noise of {level_text} / {gain:.4g} e-/ADU subtracted",
         upper_limit=False)
+
+
+def _dark_pair_halves(pairs, exposures, image, box, mask, region, max_bad_fraction, threads):
+    """Each pair's per-box var(D1 - D2) / 2 (ADU^2), (pairs, usable boxes), with the
+    per-pair results and the usable-box selector."""
+    if image is None:
+        # the same pixels at every exposure: hot pixels, found in the longest pair's sum,
+        # are left out of all (else more warm pixels are clipped at long exposures, which
+        # lowers the slope and raises the intercept: +0.7 % on rn measured)
+        _, longest1, longest2 = pairs[int(np.argmax(exposures))]
+        image = np.asarray(longest1, dtype=np.float32) + np.asarray(longest2, dtype=np.float32)
+    measured = [_half_difference_variances(d1, d2, box, mask, region, max_bad_fraction,
+                                           threads, image) for _, d1, d2 in pairs]
+    halves = np.array([half for half, _ in measured])  # (pairs, boxes)
+    usable = np.isfinite(halves).all(axis=0)
+    return measured, halves[:, usable], usable
+
+
+def _lines_per_box(exposures: np.ndarray, halves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slope and intercept of each box's half-difference variance against
+    exposure."""
+    t = exposures - exposures.mean()
+    slopes = (t @ (halves - halves.mean(axis=0))) / (t @ t)
+    return slopes, halves.mean(axis=0) - slopes * exposures.mean()
+
+
+def dark_variance_rate(pairs: Sequence[tuple[float, np.ndarray, np.ndarray]], *,
+                       read_noise: float | None = None, box: int = 64, mask=None, region=None,
+                       max_bad_fraction: float = 0.25, threads: int = 1) -> Estimate:
+    """The dark current's shot-noise variance per second (ADU^2/s) of a typical pixel, from
+    dark pairs ``(exposure s, dark1, dark2)``: var(D1 - D2) / 2 = rn^2 + rate t. With two
+    or more distinct exposures, the median over boxes of the line's slope; with one, the
+    median of (var / 2 - ``read_noise``^2) / t, ``read_noise`` in ADU (from a bias pair).
+    It is what a frame whose dark was subtracted with no bias (a dark library) still
+    carries: rate x its exposure, in ADU^2, needs no gain. Hot pixels are left out (they
+    are masked). Raises NoiseMeasurementError when neither is possible."""
+    if not pairs:
+        raise NoiseMeasurementError("dark variance: no dark pairs given")
+    exposures = np.array([float(t) for t, _, _ in pairs])
+    distinct = np.unique(exposures)
+    if distinct.size < 2 and read_noise is None:
+        raise NoiseMeasurementError("dark variance: dark pairs of one exposure and no read noise")
+    if distinct.max() <= 0:
+        raise NoiseMeasurementError("dark variance: no dark pair has an exposure")
+    _, halves, _ = _dark_pair_halves(pairs, exposures, None, box, mask, region,
+                                     max_bad_fraction, threads)
+    if distinct.size >= 2:
+        slopes, _ = _lines_per_box(exposures, halves)
+        return combine_boxes(slopes, "dark variance rate")
+    return combine_boxes((halves.mean(axis=0) - read_noise ** 2) / distinct[0], "dark variance rate")
 
 
 def _read_noise_from_square(squared: Estimate, method: str, upper_limit: bool) -> ReadNoise:

@@ -51,6 +51,8 @@ GROUPS_DIR = Path("work") / "lights"
 GROUP_REPORT = "lights.csv"
 MASTER_REPORTS_DIR = Path("work") / "masters"
 FAILURES_DIR = Path("work") / "failures"
+#: Each setup's gain and read noise (night_noise), one JSON record per setup.
+NOISE_DIR = Path("work") / "noise"
 
 
 def failure_record(output_dir: str | os.PathLike, kind: str, name: str) -> Path:
@@ -196,7 +198,8 @@ def find_incomplete(output_dir: str | os.PathLike) -> list[tuple[Path, str]]:
     calibrated = out / "calibrated"
     if calibrated.exists() and not published_is_complete(out):
         found.append((calibrated, "incomplete or out of date"))
-    for folder in (out, out / "masters", out / "work", out / MASTER_REPORTS_DIR, groups):
+    for folder in (out, out / "masters", out / "work", out / MASTER_REPORTS_DIR, out / NOISE_DIR,
+                   groups):
         for tmp in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
             found.append((tmp, "left by a killed writer"))
     return found

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -35,6 +36,7 @@ from .camera import safe_name
 from .inventory import FrameRecord, parse_shape
 from .library import master_identity
 from .matching import Choice, Matcher, Target, missing_steps
+from .night_noise import noise_name, noise_plans
 
 PLAN_VERSION = 1
 
@@ -250,13 +252,15 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
         label = _setup_label(first)
         gap = profile["session_gap_hours"]
         if frame_type == "flat":
-            by_filter: dict[str, list[FrameRecord]] = defaultdict(list)
+            by_filter: dict[tuple[str, ...], list[FrameRecord]] = defaultdict(list)
             for f in frames:  # 'R' and 'r' are one filter, as when lights are matched
-                by_filter[f.filter.strip().lower()].append(f)
+                by_filter[(f.filter.strip().lower(), *flat_set_of(f, profile["flat"]))].append(f)
             for key_filter in sorted(by_filter):
                 filt = by_filter[key_filter][0].filter.strip()
                 groups = sessions(by_filter[key_filter], gap)
-                names = _session_names(f"flat_{label}_{safe_name(filt, 'nofilter')}", groups, taken)
+                base = "_".join([f"flat_{label}_{safe_name(filt, 'nofilter')}",
+                                 *(safe_name(part) for part in key_filter[1:] if part)])
+                names = _session_names(base, groups, taken)
                 for name, group in zip(names, groups):
                     masters.append(Master(name, "flat", first.camera, _setup_dict(first), group,
                                           _mean(f.temperature_c for f in group), None, filt))
@@ -281,6 +285,21 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
                     masters.append(Master(name, "dark", first.camera, _setup_dict(first), part,
                                           _mean(f.temperature_c for f in part), exptime))
     return masters + _biases_from_darks(masters, cameras, taken)
+
+
+def flat_set_of(record: FrameRecord, flat_settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """What keeps a flat apart from other flats of its filter (``flat.group_by``,
+    ``flat.group_pattern``): its OBJECT, the pattern's match in its path ('' when unmatched)."""
+    parts = [record.object.strip() for key in flat_settings.get("group_by", []) if key == "object"]
+    pattern = flat_settings.get("group_pattern")
+    if pattern:
+        try:
+            found = re.search(pattern, record.path)
+        except re.error as exc:
+            raise PlanError(f"camera {record.camera}: flat.group_pattern {pattern!r} is not a "
+                            f"regular expression: {exc}") from None
+        parts.append("" if found is None else (found.group(1) if found.groups() else found.group(0)) or "")
+    return tuple(parts)
 
 
 def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[Master]:
@@ -386,6 +405,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     night stops (PlanError naming every such light and why).
     """
     tonight = build_masters(records, cameras)
+    records_by_path = {r.path: r for r in records}
     matcher = Matcher([*tonight, *library], cameras)
     _resolve_masters(tonight, list(library), matcher, checksums, cameras)
 
@@ -442,10 +462,25 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         if master.type == "dark" and master.bias:
             used.add(master.bias)
     listed = [*tonight, *(m for m in matcher.masters if m.source == "library" and m.name in used)]
+    masters_json = {m.name: {**m.to_json(), "used": m.name in used} for m in listed}
+    setups: dict[str, dict[str, Any]] = {}
+    library_files: dict[str, list[str]] = defaultdict(list)
+    for master in listed:
+        name = noise_name(master.setup)
+        if master.source == "library":
+            library_files[name].append(master.file)
+        else:
+            setups[name] = master.setup
+            masters_json[master.name]["noise"] = name
+    for group in light_groups.values():
+        setup = _setup_dict(records_by_path[group["lights"][0]["path"]])
+        group["noise"] = noise_name(setup)
+        setups[group["noise"]] = setup
     return {
         "version": PLAN_VERSION,
         "cameras": {name: cameras[name] for name in sorted(cameras)},
-        "masters": {m.name: {**m.to_json(), "used": m.name in used} for m in listed},
+        "masters": masters_json,
+        "noise": noise_plans(records, cameras, setups, library_files),
         "light_groups": light_groups,
         "lights": lights,
         "matches": matcher.rows,

@@ -25,7 +25,8 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
     "flat": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.flat",
              "flat.normalize_each", "flat.normalize_region", "flat.weak_threshold", "flat.dead_fraction",
              "flat.star_rejection", "background"),
-    "light": ("overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime",
+    "noise": ("overscan", "trim", "gain", "read_noise", "saturation"),
+    "light": ("overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime", "keywords.pedestal",
               "dark.exposure_tolerance", "flat.weak_threshold", "output"),
 }
 

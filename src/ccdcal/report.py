@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from .inventory import FrameRecord
 from .plan import master_inputs, plain_output_name
-from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR
+from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, NOISE_DIR
 
 SUMMARY_COLUMNS = ["path", "frame_type", "camera", "status", "master", "output", "bias", "dark",
                    "dark_mode", "dark_scale", "flat", "flags", "detail"]
@@ -33,6 +33,7 @@ class NightState:
 
     light_rows: dict[str, dict[str, str]] = field(default_factory=dict)
     master_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    noise_records: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -48,7 +49,12 @@ class NightState:
             path = out / MASTER_REPORTS_DIR / f"{name}.json"
             if path.is_file():
                 state.master_reports[name] = json.loads(path.read_text(encoding="utf-8"))
-        for kind, names in (("masters", plan["masters"]), ("lights", plan["light_groups"])):
+        for name in sorted(plan.get("noise", {})):
+            path = out / NOISE_DIR / f"{name}.json"
+            if path.is_file():
+                state.noise_records[name] = json.loads(path.read_text(encoding="utf-8"))
+        for kind, names in (("masters", plan["masters"]), ("lights", plan["light_groups"]),
+                            ("noise", plan.get("noise", {}))):
             for name in sorted(names):
                 record = out / FAILURES_DIR / kind / f"{name}.txt"
                 if record.is_file():
@@ -170,6 +176,32 @@ def _master_line(name: str, master: Mapping[str, Any], plan: Mapping[str, Any], 
     return f"  {name}: {n} {what}{note}"
 
 
+def noise_lines(plan: Mapping[str, Any], state: NightState) -> list[str]:
+    """Each setup's gain (e-/ADU) and read noise (e-), where they come from, what was
+    measured, and the warnings (a header value the measurement contradicts, none known)."""
+    lines = []
+    for name in sorted(plan.get("noise", {})):
+        record = state.noise_records.get(name)
+        if record is None:
+            why = state.failures.get(f"noise/{name}", "its job did not finish")
+            lines.append(f"  {name}: NOT MEASURED: {why} (log: logs/noise/{name}.log)")
+            continue
+        measured = record["measured"]
+        gain = f"gain {record['gain']:.4g} e-/ADU ({record['gain_source']})"
+        if "gain" in measured and not record["gain_source"].startswith("measured"):
+            gain += f", measured {measured['gain']['value']:.4g} +- {measured['gain']['error']:.2g}"
+        rn = f"read noise {record['read_noise_e']:.4g} e- ({record['read_noise_source']})"
+        m_rn = measured.get("read_noise_adu")
+        if m_rn and not record["read_noise_source"].startswith("measured"):
+            rn += (f", measured {m_rn['value'] * record['gain']:.4g} +- "
+                   f"{m_rn['error'] * record['gain']:.2g}")
+        flags = f"  [{','.join(record['flags'])}]" if record["flags"] else ""
+        lines += [f"  {name}: {gain}; {rn}{flags}"]
+        lines += [f"    warning: {w}" for w in record["warnings"]]
+        lines += [f"    not used: {p}" for p in record["problems"]]
+    return lines or ["  (no setup)"]
+
+
 def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState) -> str:
     status = Counter(r["status"] for r in rows)
     lines = ["ccdcal night summary", "====================",
@@ -193,6 +225,8 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState
             detail += f"  {row['status'].upper()}: {row['detail']}"
         lines.append(f"  {row['path']}: bias {row['bias'] or '-'}, dark {dark}, "
                      f"flat {row['flat'] or '-'}{detail}")
+    lines += ["", "Gain and read noise (per setup; UNCERT is computed with these):"]
+    lines += noise_lines(plan, state)
     lines += ["", "Binnings (frames of another binning are never combined or applied):"]
     lines += binning_notes(rows, plan)
     dropped = [r for r in rows if r["status"] in ("dropped", "failed") and r["frame_type"] != "light"]

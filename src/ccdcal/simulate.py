@@ -1694,6 +1694,58 @@ def night_dark_subtracted() -> CameraNight:
     return CameraNight(camera, sets)
 
 
+@dataclass(frozen=True)
+class LightScore:
+    """How a calibrated light compares with its truth (``score_light``).
+
+    ``scatter_ratio``: robust scatter (1.4826 MAD) of calibrated - expected over the
+    median UNCERT; ``z_scatter``: robust scatter of (calibrated - expected) / UNCERT (1.0
+    when UNCERT is right pixel by pixel); ``uncert_ratio``: median UNCERT over the median
+    ideal_sigma (above 1 by the masters' noise); ``scale``: the calibrated/truth level
+    factor fitted (the master flat's normalization); ``pixels``: how many were used
+    (MASK = 0, finite)."""
+
+    scatter_ratio: float
+    z_scatter: float
+    uncert_ratio: float
+    scale: float
+    pixels: int
+
+
+def score_light(calibrated, truth_dir, light: dict, illumination=None) -> LightScore:
+    """Compare a calibrated light (FITS with UNCERT and MASK) with the truth of
+    ``light`` (a manifest ``lights`` entry). ``illumination``: the truth illumination of
+    the flats it was calibrated with (a lamp's, ``sets[*].illumination``), which the
+    calibrated image is divided by; None for a uniform one. Expected = scale x signal /
+    illumination, scale fitted as the median ratio where the signal is well above 0."""
+    from astropy.io import fits
+
+    truth_dir = Path(truth_dir)
+    with fits.open(calibrated) as hdul:
+        data = hdul[0].data.astype(np.float64)
+        uncert = hdul["UNCERT"].data.astype(np.float64)
+        mask = hdul["MASK"].data
+    signal = fits.getdata(truth_dir / light["signal"]).astype(np.float64)
+    ideal = fits.getdata(truth_dir / light["ideal_sigma"]).astype(np.float64)
+    if illumination is not None:
+        signal = signal / fits.getdata(truth_dir / illumination).astype(np.float64)
+    good = (mask == 0) & np.isfinite(data) & np.isfinite(uncert) & (uncert > 0)
+    bright = good & (signal > 5 * ideal)
+    scale = float(np.median(data[bright] / signal[bright])) if bright.any() else 1.0
+    residual = (data - scale * signal)[good]
+
+    def robust_std(values):
+        return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+    return LightScore(
+        scatter_ratio=robust_std(residual) / float(np.median(uncert[good])),
+        z_scatter=robust_std(residual / uncert[good]),
+        uncert_ratio=float(np.median(uncert[good]) / np.median(ideal[good])),
+        scale=scale,
+        pixels=int(good.sum()),
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ccdcal.simulate", description=__doc__.splitlines()[0]

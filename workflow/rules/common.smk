@@ -17,6 +17,7 @@ from ccdcal.masters import expected_runtime_min
 from ccdcal.output_dir import (
     GROUPS_DIR,
     MASTER_REPORTS_DIR,
+    NOISE_DIR,
     OutputDirError,
     check_locations,
     claim,
@@ -24,6 +25,7 @@ from ccdcal.output_dir import (
     remove_incomplete,
     remove_stale_snakemake_locks,
 )
+from ccdcal.night_noise import plan_frames
 from ccdcal.plan import master_inputs
 from ccdcal.provenance import plan_settings_digest, settings_for
 
@@ -37,6 +39,7 @@ OUT_DIR = Path(config["output_dir"])
 MASTERS = OUT_DIR / "masters"
 MASTER_REPORTS = OUT_DIR / MASTER_REPORTS_DIR
 LIGHT_GROUPS = OUT_DIR / GROUPS_DIR
+NOISE = OUT_DIR / NOISE_DIR
 LOGS = OUT_DIR / "logs"
 
 if WILDCARD_REGEX.search(str(OUT_DIR)):
@@ -53,6 +56,7 @@ except OutputDirError as exc:
 wildcard_constraints:
     master=r"[A-Za-z0-9][A-Za-z0-9._+\-]*",
     group=r"[A-Za-z0-9][A-Za-z0-9._+\-]*",
+    setup=r"[A-Za-z0-9][A-Za-z0-9._+\-]*",
 
 
 def prepare_output_dir():
@@ -229,14 +233,23 @@ def _master_needs(wildcards):
     )
 
 
+def noise_record(name):
+    """The file of a setup's gain and read noise (rule measure_noise)."""
+    return str(NOISE / f"{name}.json")
+
+
 def get_master_inputs(wildcards):
-    """Raw frames of a master and tonight's masters they are calibrated with."""
+    """Raw frames of a master, tonight's masters they are calibrated with, and the noise
+    record of its setup (none when it is copied from the library or fitted from darks).
+    """
     needs = _master_needs(wildcards)
+    master = get_plan()["masters"][wildcards.master]
     return {
         "frames": [
             str(RAW_DIR / p) for p in needs["frames"] if is_trackable(RAW_DIR / p)
         ],
         "masters": tonight_masters(needs["masters"]),
+        "noise": [noise_record(master["noise"])] if needs["frames"] else [],
     }
 
 
@@ -312,6 +325,7 @@ def get_light_group_inputs(wildcards):
             if is_trackable(RAW_DIR / light["path"])
         ],
         "masters": tonight_masters(_light_group_master_names(group)),
+        "noise": noise_record(group["noise"]),
     }
 
 
@@ -368,6 +382,43 @@ def get_light_group_runtime(wildcards, attempt):
     )
 
 
+def get_noise_inputs(wildcards):
+    """The raw frames a setup's noise is measured on."""
+    plan = get_plan()["noise"][wildcards.setup]
+    return [str(RAW_DIR / p) for p in plan_frames(plan) if is_trackable(RAW_DIR / p)]
+
+
+def get_noise_plan(wildcards):
+    return json.dumps(get_plan()["noise"][wildcards.setup], sort_keys=True)
+
+
+def get_noise_camera(wildcards):
+    """The camera settings that measure a setup's noise (ccdcal.provenance.settings_for)."""
+    plan = get_plan()
+    camera = plan["cameras"][plan["noise"][wildcards.setup]["setup"]["camera"]]
+    return json.dumps(settings_for(camera, "noise"), sort_keys=True)
+
+
+def get_noise_untracked(wildcards):
+    return untracked_state(plan_frames(get_plan()["noise"][wildcards.setup]))
+
+
+def get_noise_library_files(wildcards):
+    """The library masters whose gain or read noise a setup may take (library_state)."""
+    return library_state(get_plan()["noise"][wildcards.setup]["library"])
+
+
+def get_noise_mem_mb(wildcards, attempt):
+    """The frames a noise job holds: every one it measures, float32, and the job overhead."""
+    plan = get_plan()["noise"][wildcards.setup]
+    ny, nx = _shape(plan["setup"])
+    return (500 + len(plan_frames(plan)) * ny * nx * 8 // 2**20) * attempt
+
+
+def get_noise_records(wildcards=None):
+    return [noise_record(name) for name in sorted(get_plan()["noise"])]
+
+
 def get_light_group_dirs(wildcards=None):
     return [str(LIGHT_GROUPS / g) for g in sorted(get_plan()["light_groups"])]
 
@@ -415,6 +466,7 @@ def get_final_outputs(wildcards):
         *(str(OUT_DIR / name) for name in ("summary.csv", "summary.txt", "calibrated")),
         *get_all_masters(),
         *get_master_reports(),
+        *get_noise_records(),
         *get_library_filings(),
     ]
 

@@ -4,6 +4,7 @@ rule summary:
         plan=OUT_DIR / "plan.json",
         groups=get_light_group_dirs,
         masters=get_master_reports,
+        noise=get_noise_records,
         calibrated=OUT_DIR / "calibrated",
     output:
         csv=OUT_DIR / "summary.csv",

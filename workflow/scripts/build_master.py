@@ -13,4 +13,5 @@ master_job(
     snakemake.config,
     threads=snakemake.threads,
     report=snakemake.output.report,
+    noise=next(iter(snakemake.input.noise), None),
 )

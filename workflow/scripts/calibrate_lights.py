@@ -12,4 +12,5 @@ light_group_job(
     snakemake.output[0],
     snakemake.config,
     threads=snakemake.threads,
+    noise=snakemake.input.noise,
 )

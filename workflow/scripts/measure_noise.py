@@ -1,0 +1,14 @@
+"""Measure one setup's gain and read noise and decide the values its frames use."""
+
+import json
+
+from ccdcal.jobs import noise_job, setup_logging
+
+setup_logging(snakemake.log[0])
+noise_job(
+    json.loads(snakemake.params.plan),
+    json.loads(snakemake.params.camera),
+    snakemake.output[0],
+    snakemake.config,
+    threads=snakemake.threads,
+)
