@@ -265,7 +265,7 @@ def test_uncertainty_matches_the_pixel_scatter(night):
 
 #: Limits of scatter / UNCERT above. The statistic's own error is < 0.3 % (a robust sigma of
 #: > 10^5 neighbour differences); what moves it is the scene: stars in the imaging frames
-#: (ARCSAT: measured 0.997-1.018), a spectrum's trace and sky lines, whose neighbour
+#: (ARCSAT: measured 0.992-1.008), a spectrum's trace and sky lines, whose neighbour
 #: differences are not noise and raise the scatter (Kast 0.99-1.12, WHT 0.96-0.97). UNCERT
 #: may exceed the scatter by at most 5 % (7 % for the spectra: their flats are lamp
 #: spectra), and fall short of it by 5 % in images, 15 % in spectra.
