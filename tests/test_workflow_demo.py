@@ -146,7 +146,9 @@ def test_master_bias_and_dark_match_truth(night):
     good = fits.getdata(dark_path, "MASK") == 0
     assert abs(z[good].std() - 1) < limit and abs(z[good].mean()) < 0.05
     current = (dark - bias) * cam["gain"] / 300.0
-    assert abs(np.median(current - rate)) < 0.005  # e-/s
+    # the median's own error is 3e-5 e-/s (0.0125 e-/s per pixel, 512x512 pixels);
+    # measured 1.1e-4, i.e. 0.6 % of the 0.02 e-/s rate: 2.5 % allowed
+    assert abs(np.median(current - rate)) < 0.025 * np.median(rate)  # e-/s
     header = fits.getheader(bias_path)
     assert abs(header["RDNOISE"] - cam["read_noise_e"]) < 0.5
 
