@@ -21,10 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
-# Simulate the demo night (deterministic) and calibrate it end to end.
+# Simulate the demo night (deterministic), calibrate it end to end, write its report.
 demo: $(STAMP)
 	test -d $(DEMO_RAW) || $(BIN)/python -m ccdcal.simulate $(DEMO_RAW) demo/truth
 	$(BIN)/snakemake --cores $(CORES) --config raw_dir=$(DEMO_RAW) output_dir=$(DEMO_OUT)
+	$(BIN)/snakemake --config raw_dir=$(DEMO_RAW) output_dir=$(DEMO_OUT) --report $(DEMO_OUT)/report.html
+	@echo "quality checks: $(DEMO_OUT)/qc.csv"
+	@echo "report (open in a browser): $(DEMO_OUT)/report.html"
 
 # The whole test suite (unit, workflow, real nights, lint).
 test: $(STAMP)

@@ -10,6 +10,9 @@
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/inventory.smk"
 include: "workflow/rules/noise.smk"
@@ -29,6 +32,7 @@ rule all:
 
 onsuccess:
     print_summary()
+    stop_on_failed_checks()
 
 
 onerror:

@@ -416,7 +416,7 @@ def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_t
     import errno
 
     from ccdcal.frames import _DirectWriter
-    from ccdcal.lights import calibrate_group
+    from ccdcal.lights import calibrate_group, thumbnail_name
 
     if not o_direct_available(tmp_path):
         pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "
@@ -438,10 +438,11 @@ def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_t
     rows = calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "a", threads=2)
     assert [r["status"] for r in rows] == ["calibrated", "failed", "calibrated"]
     assert rows[1]["error"] == "[Errno 5] Input/output error" and rows[1]["output"] == ""
-    left = sorted(p.name for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert left == sorted(Path(r["output"]).name for r in rows if r["output"])
+    left = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file())
+    written = [r["output"] for r in rows if r["output"]]
+    assert left == sorted(written + [f".thumbnails/{thumbnail_name(o)}" for o in written])
 
     failure = OSError(errno.ENOSPC, "No space left on device")
     with pytest.raises(OSError, match="no space left on the file system at /"):
         calibrate_group(group, plan["cameras"]["demo-ccd"], night["raw"], files, tmp_path / "b", threads=2)
-    assert not any(p.name.startswith(".") for p in (tmp_path / "b").rglob("*"))
+    assert not list((tmp_path / "b").rglob(".*.tmp"))  # no temporary file left

@@ -52,6 +52,8 @@ from .frames import BackgroundWriter, FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
 from .products import Product, ascii_header_text, read_product, read_products, write_product
 from .provenance import add_software_cards
+from .previews import write_thumbnail
+from .qc import light_statistics
 from .sections import Section
 
 PARAMETERS = (
@@ -349,8 +351,12 @@ class Calibrator:
     # ------------------------------------------------------------------ calibrate
     def calibrate(self, raw: str | Path, calibrated: str | Path, raw_label: str | None = None,
                   config_digest: str | None = None, flags: list[str] | None = None,
-                  writer: BackgroundWriter | None = None, **overrides: Any) -> Path | Future:
+                  writer: BackgroundWriter | None = None, statistics: dict | None = None,
+                  thumbnail: str | Path | None = None, **overrides: Any) -> Path | Future:
         """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only.
+        ``statistics``, a dict, receives the calibrated light's quality figures
+        (``qc.light_statistics``, ADU) and its overscan levels; ``thumbnail``: a PNG of
+        the calibrated image is written there (``previews.write_thumbnail``).
 
         Returns the path written; with a ``writer`` (``ccdcal.frames.BackgroundWriter``)
         returns as soon as the file's bytes are made, with a Future that gives the path
@@ -408,6 +414,11 @@ class Calibrator:
                         self._calibrations.pop(next(iter(self._calibrations)))
                     self._calibrations[key] = calibration
             image, uncert, mask = calibration.apply(data, saturated, uncert=uncert_plane, mask=mask_plane)
+            if statistics is not None:
+                statistics.update(light_statistics(image, uncert, mask),
+                                  overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels))
+            if thumbnail is not None:
+                write_thumbnail(image, thumbnail, mask)
             steps = {"bias": bias if mode != "unscaled" else None, "dark": dark, "flat": flat}
             entry = {"dark_mode": mode, "dark_scale": scale,
                      "flags": flags if flags is not None else _flags(steps, mode) + unknown}

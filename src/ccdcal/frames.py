@@ -774,6 +774,22 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
         raise full
 
 
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` atomically (a full disk reported as such)."""
+    path = Path(path)
+    fd, tmp, _ = _temporary_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        full = disk_full(exc, path) if isinstance(exc, Exception) else None
+        if full is None:
+            raise
+        raise full
+
+
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:
     """First ``length`` hex digits of the SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

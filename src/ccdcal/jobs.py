@@ -26,14 +26,17 @@ from .frames import FrameError, write_text_atomic
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
-from .masters import build_master, write_intermediates
+from .masters import build_master, write_intermediates, write_master_figures
 from .night_noise import measure_setup
-from .output_dir import (GROUP_REPORT, GROUPS_DIR, failure_record, group_is_complete,
-                         write_published_manifest)
+from .output_dir import (GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, QC_CSV, failure_record,
+                         group_is_complete, write_published_manifest)
 from .plan import make_plan
 from .products import read_products
 from .provenance import settings_digest
+from .qc import master_checks, night_checks, setup_checks, stop_if_failed
+from .qc import qc_csv as qc_text
 from .report import NightState, summarize
+from .report_pages import copy_thumbnails, write_pages, write_plots
 
 log = logging.getLogger("ccdcal")
 
@@ -121,15 +124,22 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
 
 def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
                output: str, config: Mapping[str, Any], threads: int = 1,
-               report: str | None = None, noise: str | None = None) -> dict[str, Any]:
+               report: str | None = None, noise: str | None = None,
+               quality_stop: Mapping[str, Any] | None = None,
+               previews: tuple[str, str] | None = None) -> dict[str, Any]:
     """Build one master, and its ``report`` when given (JSON: the raw frames used and
     those dropped, with why, and the library file it was copied from); ``noise`` the
     setup's noise record (JSON, ``noise_job``): the gain and read noise of its inputs;
+    ``quality_stop``: the camera's QC limits when ``qc.on_fail`` is 'stop' (the master is
+    not made when its setup's checks fail: ``qc.QualityStop``); ``previews``: (preview,
+    histogram) PNG paths for the night's report;
     ``master_files`` are the masters its inputs need; ``camera``
     the settings that make it (``provenance.settings_for``; a whole profile does too). A
     master identical to one in the library (same MASTERID) is copied from it instead, and
     the copy verified (FrameError naming the library file when it is damaged)."""
     with failure_recorded(config.get("output_dir"), "masters", spec["name"]):
+        if quality_stop and noise:
+            stop_if_failed(setup_checks(read_noise_record(noise), quality_stop), f"master {spec['name']}")
         if spec.get("library_file"):
             copy_atomic(spec["library_file"], output)
             damage = verify_master(output)
@@ -146,18 +156,28 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
             masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
             summary = build_master(spec, camera, config["raw_dir"], masters, output,
                                    memory_limit_mb=config["memory_limit_mb"], threads=threads,
-                                   config_digest=settings_digest(camera), noise=read_noise_record(noise))
+                                   config_digest=settings_digest(camera), noise=read_noise_record(noise),
+                                   previews=previews)
             if config.get("keep_intermediates") and spec.get("frames"):
                 kept = write_intermediates(spec, camera, config["raw_dir"],
                                            Path(config["output_dir"]) / "work" / "frames")
                 log.info("kept %d overscan-corrected frames", len(kept))
             log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
                      summary["median"])
+        if previews and spec.get("library_file"):
+            write_master_previews(output, *previews)
         if report:
             record = {"used": summary["used"], "dropped": summary["dropped"],
-                      "copied_from": spec.get("library_file")}
+                      "copied_from": spec.get("library_file"), "qc": summary.get("qc") or {}}
             write_text_atomic(json.dumps(record, indent=1, sort_keys=True) + "\n", report)
     return summary
+
+
+def write_master_previews(master: str, preview: str, histogram: str) -> None:
+    """The preview and histogram of a master file (one copied from the library)."""
+    product = read_products([master])[0]
+    write_master_figures(Path(master).stem, str(product.header.get("CCDCALTY", "master")), product.data,
+                         product.mask, preview, histogram)
 
 
 def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,11 +192,22 @@ def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, A
 
 def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
                     master_files: Iterable[str], out_dir: str, config: Mapping[str, Any],
-                    threads: int = 1, noise: str | None = None) -> None:
+                    threads: int = 1, noise: str | None = None,
+                    quality_stop: Mapping[str, Any] | None = None) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report; ``noise``
-    the setup's noise record (JSON, ``noise_job``)."""
+    the setup's noise record (JSON, ``noise_job``); ``quality_stop``: the camera's QC
+    limits when ``qc.on_fail`` is 'stop' (nothing is calibrated when the setup's checks
+    or those of a master the lights need fail: ``qc.QualityStop``)."""
     out = Path(out_dir)
     with failure_recorded(config.get("output_dir"), "lights", out.name):
+        if quality_stop:
+            checks = setup_checks(read_noise_record(noise), quality_stop) if noise else []
+            for path in master_files:
+                report = Path(config["output_dir"]) / MASTER_REPORTS_DIR / f"{Path(path).stem}.json"
+                if report.is_file():
+                    kind = fits.getheader(path).get("CCDCALTY", "")
+                    checks += master_checks(Path(path).stem, kind, json.loads(report.read_text()), quality_stop)
+            stop_if_failed(checks, f"lights of {out.name}")
         out.mkdir(parents=True, exist_ok=True)
         files = {Path(p).stem: p for p in master_files}
         start = time.perf_counter()
@@ -250,14 +281,106 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = 
         root = Path(group_dir)
         groups.append(root.name)
         for path in sorted(root.rglob("*")):
-            if not path.is_file() or path.name == GROUP_REPORT or path.name.startswith("."):
-                continue
             rel = path.relative_to(root).as_posix()
+            if not path.is_file() or path.name == GROUP_REPORT or any(
+                    part.startswith(".") for part in rel.split("/")):
+                continue
             link_or_copy(path, target / rel)
             files.append(rel)
     write_published_manifest(target, groups, files, partial=partial)
     log.info("published %d calibrated frames to %s%s", len(files), target, " (partial)" if partial else "")
     return len(files)
+
+
+def quality_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
+                qc_csv: str) -> list:
+    """The night's quality checks (``qc.night_checks``) from what its jobs left in
+    ``output_dir``, written to ``qc_csv``; returns them."""
+    with open(plan_json, encoding="utf-8") as handle:
+        plan = json.load(handle)
+    times = {r.path: r.time_s for r in records_from_csv(inventory_csv) if r.time_s is not None}
+    state = NightState.read(output_dir, plan)
+    checks = night_checks(plan, config, state.noise_records, state.master_reports,
+                          state.light_rows.values(), state.failures, times,
+                          library_darks(config.get("library_dir")))
+    write_text_atomic(qc_text(checks), qc_csv)
+    counts = {v: sum(c.verdict == v for c in checks) for v in ("fail", "warn", "pass")}
+    log.info("quality checks: %d fail, %d warn, %d pass", counts["fail"], counts["warn"], counts["pass"])
+    return checks
+
+
+def library_darks(library_dir: str | None) -> list[dict[str, Any]]:
+    """The library's dark masters with their dark current (DARKCUR, e-/s), for the
+    night's dark-current trend check."""
+    found = []
+    for master in scan_library(library_dir):
+        if master.type != "dark" or master.damaged:
+            continue
+        header = fits.getheader(master.file)
+        if "DARKCUR" not in header:
+            continue
+        found.append({"camera": master.camera, "master": Path(master.file).name,
+                      "setup": {k: master.setup.get(k) for k in ("binning", "gain_setting", "offset",
+                                                                 "readout_mode")},
+                      "temperature_c": master.temperature_c, "date": str(header.get("DATE-BEG", "")),
+                      "dark_current": float(header["DARKCUR"]),
+                      "hot_pixels": int(header["NHOTPIX"]) if "NHOTPIX" in header else None})
+    return found
+
+
+def report_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
+               summary_page: str, qc_page: str, plots_dir: str, lights_dir: str) -> None:
+    """The night's report pages (``report_pages``): summary and QC tables, plots, the
+    lights' thumbnails, and with a library the camera's trends over its nights."""
+    with open(plan_json, encoding="utf-8") as handle:
+        plan = json.load(handle)
+    times = {r.path: r.time_s for r in records_from_csv(inventory_csv) if r.time_s is not None}
+    write_pages(output_dir, plan, summary_page, qc_page)
+    write_plots(output_dir, plan, times, plots_dir, library_trends(config.get("library_dir")))
+    copy_thumbnails(output_dir, plan, lights_dir)
+
+
+def library_trends(library_dir: str | None) -> dict[str, list[tuple[str, float]]]:
+    """Per camera, the library masters' bias level (MEDLEVEL, ADU), dark current
+    (DARKCUR, e-/s) and hot pixels (NHOTPIX) against their date (DATE-BEG)."""
+    series: dict[str, list[tuple[str, float]]] = {}
+    for master in scan_library(library_dir):
+        if master.damaged:
+            continue
+        header = fits.getheader(master.file)
+        date = str(header.get("DATE-BEG", ""))[:10]
+        for kind, key, label in (("bias", "MEDLEVEL", "bias level (ADU)"), ("dark", "DARKCUR", "dark current (e-/s)"),
+                                 ("dark", "NHOTPIX", "hot pixels")):
+            if master.type == kind and key in header and date:
+                series.setdefault(f"{master.camera}: {label}", []).append((date, float(header[key])))
+    return {k: sorted(v) for k, v in sorted(series.items())}
+
+
+def quality_stop_message(qc_csv: str, config: Mapping[str, Any]) -> str | None:
+    """With ``qc.on_fail: stop`` and a failed check in ``qc_csv``: the message the run
+    ends with (non-zero); else None."""
+    if config["qc"]["on_fail"] != "stop" or not Path(qc_csv).is_file():
+        return None
+    with open(qc_csv, newline="", encoding="utf-8") as handle:
+        failed = [row for row in csv.DictReader(handle) if row["verdict"] == "fail"]
+    if not failed:
+        return None
+    return (f"{len(failed)} quality checks failed and qc.on_fail is 'stop' (see qc.csv): "
+            + "; ".join(f"{r['subject']} {r['check']}" for r in failed[:10])
+            + (" ..." if len(failed) > 10 else ""))
+
+
+def night_summary_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
+                      qc_csv: str, summary_csv: str, summary_txt: str,
+                      pages: tuple[str, str, str, str] | None = None) -> str:
+    """The night's last job: its quality checks (``quality_job``), then its summary (which
+    lists the fails first), then the report pages (``report_job``: summary and QC pages,
+    plots directory, thumbnails directory). Returns the summary text."""
+    quality_job(inventory_csv, plan_json, output_dir, config, qc_csv)
+    text = summary_job(inventory_csv, plan_json, output_dir, summary_csv, summary_txt)
+    if pages:
+        report_job(inventory_csv, plan_json, output_dir, config, *pages)
+    return text
 
 
 def summary_job(inventory_csv: str, plan_json: str, output_dir: str, summary_csv: str,
@@ -273,10 +396,11 @@ def summary_job(inventory_csv: str, plan_json: str, output_dir: str, summary_csv
     return text
 
 
-def after_failure(output_dir: str) -> str | None:
+def after_failure(output_dir: str, config: Mapping[str, Any] | None = None) -> str | None:
     """When jobs failed (the workflow's ``onerror``): publish what the light groups that
-    finished made and write the summary, which says what failed and why. Returns the
-    summary text, or None when there is no plan yet (the inventory itself failed)."""
+    finished made, write the quality checks of what there is (with ``config``) and the
+    summary, which says what failed and why. Returns the summary text, or None when there
+    is no plan yet (the inventory itself failed)."""
     out = Path(output_dir)
     if not (out / "plan.json").is_file() or not (out / "inventory.csv").is_file():
         return None
@@ -286,5 +410,7 @@ def after_failure(output_dir: str) -> str | None:
                 if group_is_complete(out / GROUPS_DIR / g)]
     shutil.rmtree(out / "calibrated", ignore_errors=True)
     publish_job(finished, str(out / "calibrated"), partial=True)
+    if config is not None:
+        quality_job(str(out / "inventory.csv"), str(out / "plan.json"), str(out), config, str(out / QC_CSV))
     return summary_job(str(out / "inventory.csv"), str(out / "plan.json"), str(out),
                        str(out / "summary.csv"), str(out / "summary.txt"))

@@ -20,8 +20,20 @@ from .parallel import map_in_threads
 
 log = logging.getLogger("ccdcal.lights")
 
+#: The calibrated light's quality figures (``qc.light_statistics``; ADU, fractions) and its
+#: overscan levels (ADU, ';'-joined per amplifier), for the night's quality checks.
+QC_COLUMNS = ["sky", "noise_ratio", "masked", "saturated", "gradient", "flatness", "overscan_levels"]
 REPORT_COLUMNS = ["path", "status", "output", "bias", "dark", "dark_mode", "dark_scale", "flat",
-                  "flags", "notes", "error"]
+                  "flags", "notes", "error", *QC_COLUMNS]
+
+
+#: Sub-folder of a light group's folder holding its lights' thumbnails (PNG; not published).
+THUMBNAILS = ".thumbnails"
+
+
+def thumbnail_name(output: str) -> str:
+    """The thumbnail file of a calibrated light ('ccd/lights/a.fits' -> 'ccd/lights/a.png')."""
+    return output.rsplit(".", 1)[0] + ".png"
 
 
 def stops_the_job(exc: BaseException) -> bool:
@@ -98,6 +110,8 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
         expected = isinstance(exc, (FrameError, ValueError, OSError))
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         log.error("light %s failed: %s", row["path"], message, exc_info=exc if not expected else None)
+        if row["output"]:  # no thumbnail of a light that is not there
+            (out_dir / THUMBNAILS / thumbnail_name(row["output"])).unlink(missing_ok=True)
         row.update(status="failed", output="", error=message)
         return row
 
@@ -109,14 +123,19 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
         rel = entry["path"]
         masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None
                    for s in ("bias", "dark", "flat")}
+        statistics: dict[str, Any] = {}
         try:
             written = calibrator.calibrate(raw_dir / rel, out_dir / entry["output"], raw_label=rel,
+                                           statistics=statistics,
+                                           thumbnail=out_dir / THUMBNAILS / thumbnail_name(entry["output"]),
                                            config_digest=config_digest, flags=flags,
                                            dark_mode=entry.get("dark_mode") or "auto",
                                            dark_scale=entry.get("dark_scale"), writer=writer,
                                            **masters, **noise_values)
         except Exception as exc:
             return failed(row, exc), None
+        row.update({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in statistics.items()
+                    if k in QC_COLUMNS})
         return row, written
 
     def finish(row: dict[str, Any], written: Future | None) -> dict[str, Any]:

@@ -39,8 +39,10 @@ from .memory import memory_returned_promptly, release_free_memory
 from .noise import NoiseMeasurementError, read_noise_from_pair
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
-from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, write_product
+from .previews import write_histogram, write_preview
+from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, read_product, write_product
 from .provenance import add_software_cards
+from .qc import master_statistics, star_coverage
 from .sections import Section
 from .stats import median
 
@@ -63,6 +65,8 @@ class InputFrame:
     scale: float = 1.0  # multiplies the calibrated frame (flats: 1 / own median)
     level: float | None = None  # flats: own median (ADU)
     rejected: np.ndarray | None = None  # flats: sorted flat indices of star pixels to drop
+    stars: np.ndarray | None = None  # flats: star pixels found (quality checks: star coverage)
+    peak: float | None = None  # flats: 99.9th percentile, raw ADU (quality checks: saturation)
 
     def block(self, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows y0:y1 calibrated as this input needs (into ``out`` when given); saturated
@@ -157,6 +161,13 @@ def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple
             kind = master.header.get("CCDCALTY", "")
             return float(master.header["RDNOISE"]) / gain, f"master {kind}".strip()
     return None, "unknown"
+
+
+def write_master_figures(name: str, kind: str, data: np.ndarray, mask: np.ndarray, preview: str,
+                         histogram: str) -> None:
+    """A master's preview (ZScale PNG) and pixel histogram, for the night's report."""
+    write_preview(data, preview, mask)
+    write_histogram(data, histogram, name, "" if kind == "flat" else "ADU", mask)
 
 
 def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, Product],
@@ -303,10 +314,37 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
     if spec.get("identity"):
         header["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
     add_software_cards(header, config_digest)
-    write_product(output, data, np.sqrt(variance), mask, header, unit="adu")
+    uncert = np.sqrt(variance)
+    write_product(output, data, uncert, mask, header, unit="adu")
     return {"name": spec["name"], "type": "bias", "n_used": n, "used": [d.path.stem for d in darks],
             "dropped": {},
-            "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0))}
+            "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0)),
+            "qc": master_statistics("bias", data, uncert, mask)}
+
+
+#: Star detection for the quality checks when the profile rejects none: far enough above
+#: the local background that noise does not count (k), without growing.
+QC_STAR_SIGMA = 5.0
+
+
+def _stars_for_qc(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray:
+    """Flat indices of one sky flat's star pixels, for the star-coverage check."""
+    found = reject_sky_flat_stars(flat, BackgroundSpec.from_dict(camera["background"]),
+                                  method="sigma", k=QC_STAR_SIGMA, grow=0)
+    found &= np.isfinite(flat)  # saturated (NaN) pixels are not stars here
+    return np.flatnonzero(found).astype(np.int64)
+
+
+def _raw_offset(frame: InputFrame, shape: tuple[int, int]) -> float:
+    """What was subtracted from a flat's raw pixels before it is measured (ADU): its
+    overscan level and the median of its bias/dark over central rows."""
+    offset = float(np.mean(frame.corrector.levels)) if frame.corrector.levels else 0.0
+    if frame.sub is not None:
+        y0, y1 = _central_rows(shape, 64)
+        image = frame.sub.image(slice(y0, y1))
+        if image is not None:
+            offset += float(np.median(image))
+    return offset
 
 
 def _star_pixels(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray | None:
@@ -463,18 +501,24 @@ def write_intermediates(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_
 def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
                  masters: Mapping[str, Product], output: str | Path, *, memory_limit_mb: float = 1024,
                  threads: int = 2, config_digest: str | None = None,
-                 noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 noise: Mapping[str, Any] | None = None,
+                 previews: tuple[str, str] | None = None) -> dict[str, Any]:
     """Build the master described by ``spec`` (a plan entry) and write it to ``output``.
 
     ``masters`` holds the masters its inputs are calibrated with (flats), or the bias used
     to measure the dark current (darks); ``noise`` the setup's gain and read noise (see
-    ``open_inputs``). Returns a summary dict.
+    ``open_inputs``); ``previews``: (preview, histogram) PNG paths, written from the master
+    in memory (``previews``). Returns a summary dict.
     """
     raw_dir = Path(raw_dir)
     kind = spec["type"]
     if spec.get("derived_from"):
-        return bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output),
-                               config_digest)
+        summary = bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output),
+                                  config_digest)
+        if previews:
+            product = read_product(output)
+            write_master_figures(spec["name"], "bias", product.data, product.mask, *previews)
+        return summary
     combine = CombineSpec.from_dict(camera["combine"][kind])
     inputs, dropped = open_inputs(spec, camera, raw_dir, masters, noise)
     if not inputs:
@@ -482,14 +526,14 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
                          + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
     try:
         return _build(spec, camera, inputs, dropped, combine, masters, Path(output),
-                      memory_limit_mb, threads, config_digest, noise)
+                      memory_limit_mb, threads, config_digest, noise, previews)
     finally:
         for frame in inputs:
             frame.raw.close()
 
 
 def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit_mb, threads,
-           config_digest, noise=None) -> dict[str, Any]:
+           config_digest, noise=None, previews=None) -> dict[str, Any]:
     kind = spec["type"]
     shape = inputs[0].corrector.layout.shape
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
@@ -503,9 +547,12 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
 
     if kind == "flat":
         def measure(frame: InputFrame) -> float:
-            """The flat's own median (and its star pixels), one frame in memory per thread."""
+            """The flat's own median (and its star pixels, and for the quality checks its
+            raw peak and stars), one frame in memory per thread."""
             full = frame.block(0, shape[0])
             frame.rejected = _star_pixels(full, camera)
+            frame.stars = frame.rejected if frame.rejected is not None else _stars_for_qc(full, camera)
+            frame.peak = float(np.nanpercentile(full, 99.9)) + _raw_offset(frame, shape)
             return median(full[norm_region])
 
         levels = map_in_threads(measure, inputs, threads)
@@ -602,10 +649,21 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
     header = _master_header(spec, camera, inputs, combine, config_digest, dropped)
     header["RDNOISE"] = (round(read_noise * gain, 4), "[e-] read noise")
     header["RNSOURCE"] = (read_noise_source, "where RDNOISE comes from")
+    header["MEDLEVEL"] = (round(median(data), 6), "median of the master (ADU; 1 for a flat)")
     for key, value in extra.items():
         header[key] = value
     unit = "" if kind == "flat" else "adu"
     write_product(output, data, uncert, mask, header, unit=unit)
+    if previews:
+        write_master_figures(spec["name"], kind, data, mask, *previews)
+    quality = master_statistics(kind, data, uncert, mask)
+    if kind == "dark" and "DARKCUR" in extra:
+        quality["dark_current"] = extra["DARKCUR"][0]
+    if kind == "flat":
+        quality["saturation"] = float(inputs[0].saturation) if inputs[0].saturation else None
+        quality["inputs"] = [{"path": f.rel_path, "level": f.level, "peak": f.peak} for f in inputs]
+        quality["star_coverage"] = star_coverage((f.stars for f in inputs), shape)
+    quality["overscan_levels"] = {f.rel_path: f.corrector.levels for f in inputs if f.corrector.levels}
     return {
         "name": spec["name"],
         "type": kind,
@@ -614,4 +672,5 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         "dropped": dropped,
         "median": median(data),
         "read_noise_e": read_noise * gain,
+        "qc": quality,
     }

@@ -39,7 +39,7 @@ from .camera import CameraProfile, safe_name
 from .frames import FrameError, RawFrame
 from .noise import (NoiseMeasurementError, dark_variance_rate, flat_pair_point,
                     photon_transfer, read_noise_from_dark_pairs, read_noise_from_pair)
-from .overscan import FrameCorrector, layout_for
+from .overscan import FrameCorrector, layout_for, overscan_pixel_noise
 
 log = logging.getLogger("ccdcal.noise")
 
@@ -179,18 +179,26 @@ class _Frames:
         self.raw_dir, self.profile = raw_dir, profile
         self.images: dict[str, tuple[np.ndarray, float]] = {}
         self.headers: dict[str, fits.Header] = {}
+        self.layouts: dict[str, Any] = {}
+        self.levels: dict[str, list[float]] = {}  # each amplifier's mean overscan level, ADU
+        self.overscan_noise: dict[str, list[float]] = {}  # biases: each overscan's pixel noise
 
-    def image(self, rel: str) -> tuple[np.ndarray, float]:
-        """(image ADU, saturation in raw ADU); FrameError/ValueError naming the file."""
+    def image(self, rel: str, overscan_noise: bool = False) -> tuple[np.ndarray, float]:
+        """(image ADU, saturation in raw ADU); FrameError/ValueError naming the file. With
+        ``overscan_noise``, each overscan strip's pixel noise is kept too (biases)."""
         if rel not in self.images:
             with RawFrame(self.raw_dir / rel, label=rel) as raw:
                 raw.check_complete()
                 layout = layout_for(raw.header, raw.shape, self.profile.config)
                 saturation, _ = self.profile.value_or_keyword(raw.header, "saturation")
-                data, _ = FrameCorrector(raw.read, layout).full()
+                corrector = FrameCorrector(raw.read, layout)
+                data, _ = corrector.full()
                 self.images[rel] = (np.array(data, dtype=np.float32),
                                     float(saturation if saturation is not None else raw.integer_max))
                 self.headers[rel] = raw.header
+                self.layouts[rel], self.levels[rel] = layout, corrector.levels
+                if overscan_noise and layout.corrects:
+                    self.overscan_noise[rel] = overscan_pixel_noise(raw.read, layout)
         return self.images[rel]
 
     def header(self, rel: str):
@@ -230,7 +238,7 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
     read_noise_adu = None
     if plan["bias_pair"]:
         try:
-            (a, _), (b, _) = (frames.image(rel) for rel in plan["bias_pair"])
+            (a, _), (b, _) = (frames.image(rel, overscan_noise=True) for rel in plan["bias_pair"])
             estimate = read_noise_from_pair(a, b, box=box_for(a.shape), threads=threads)
             read_noise_adu = estimate
             measured["read_noise_adu"] = {"value": estimate.value, "error": estimate.error,
@@ -290,6 +298,7 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
                 "method": f"{len(pairs)} dark pairs at {', '.join(f'{t:g}' for t in exposures)} s"}
         except NoiseMeasurementError as exc:
             problems.append(f"dark-current noise: {exc}")
+    overscan = overscan_figures(frames, plan, read_noise_adu.value if read_noise_adu else None)
     frames.images.clear()
 
     headers = []
@@ -316,7 +325,58 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
     rate = measured.get("dark_variance_rate", {}).get("value", 0.0)
     decided["dark_variance_rate"] = round(max(rate, 0.0), 8)
     return {"name": plan["name"], "setup": plan["setup"], **decided, "measured": measured,
+            "overscan": overscan,
             "header_cards": {k: cards[k] for k in sorted(cards)}, "problems": problems}
+
+
+def overscan_figures(frames: _Frames, plan: Mapping[str, Any], read_noise_adu: float | None
+                     ) -> list[dict[str, Any]]:
+    """Per amplifier with an overscan, what tells a usable overscan (ADU): its mean level on
+    every frame measured (``levels``, time order); on the biases, its pixel noise against
+    the read noise and the image area's level once it is subtracted (``bias_residual``:
+    ~0 when the overscan holds the bias level); on the flats, how far its level rises above
+    the biases' (``flat_excess``) for the flats' signal (``flat_signal``): an overscan that
+    sees light (a section inside the illuminated area) rises with it (``light_fraction``:
+    the rise beyond the spread of the unlit frames' levels, the night's drift, over the
+    signal)."""
+    layout = next(iter(frames.layouts.values()), None)
+    if layout is None or not layout.corrects:
+        return []
+    biases = [rel for rel in plan["bias_pair"] if rel in frames.levels]
+    flats = [rel for pair in plan["flat_pairs"] for rel in pair["flats"] if rel in frames.levels]
+    darks = [rel for pair in plan["dark_pairs"] for rel in pair["darks"] if rel in frames.levels]
+    order = {rel: i for i, rel in enumerate(plan_frames(plan))}
+    figures = []
+    for i, amp in enumerate(layout.amplifiers):
+        entry: dict[str, Any] = {"amplifier": i + 1, "section": str(amp.overscan), "data": str(amp.data),
+                                 "levels": [frames.levels[rel][i] for rel in sorted(frames.levels, key=order.get)]}
+        rows, cols = _in_trim(amp.data, layout.trim)
+        if biases:
+            bias_level = float(np.mean([frames.levels[rel][i] for rel in biases]))
+            entry["bias_residual"] = float(np.median([np.median(frames.images[rel][0][rows, cols])
+                                                      for rel in biases]))
+            noise = [frames.overscan_noise[rel][i] for rel in biases if rel in frames.overscan_noise]
+            if noise and read_noise_adu:
+                entry.update(noise=float(np.mean(noise)), read_noise=read_noise_adu,
+                             noise_ratio=float(np.mean(noise)) / read_noise_adu)
+            if flats:
+                # the unlit frames' spread is the night's drift, not light
+                unlit = [frames.levels[rel][i] for rel in biases + darks]
+                excess = float(np.median([frames.levels[rel][i] for rel in flats])) - bias_level
+                signal = float(np.median([np.median(frames.images[rel][0][rows, cols]) for rel in flats])
+                               ) + excess - entry["bias_residual"]  # the flat's level above the bias
+                beyond_drift = max(abs(excess) - (max(unlit) - min(unlit)), 0.0)
+                entry.update(flat_excess=excess, flat_signal=signal,
+                             light_fraction=beyond_drift / signal if signal > 0 else None)
+        figures.append(entry)
+    return figures
+
+
+def _in_trim(data, trim) -> tuple[slice, slice]:
+    """numpy slices, in the trimmed frame, of the part of a data section inside the trim."""
+    x1, x2 = max(data.x1, trim.x1) - trim.x1, min(data.x2, trim.x2) - trim.x1 + 1
+    y1, y2 = max(data.y1, trim.y1) - trim.y1, min(data.y2, trim.y2) - trim.y1 + 1
+    return slice(y1, max(y1, y2)), slice(x1, max(x1, x2))
 
 
 def _header_value(profile: CameraProfile, headers, what: str

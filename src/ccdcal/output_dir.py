@@ -53,6 +53,8 @@ MASTER_REPORTS_DIR = Path("work") / "masters"
 FAILURES_DIR = Path("work") / "failures"
 #: Each setup's gain and read noise (night_noise), one JSON record per setup.
 NOISE_DIR = Path("work") / "noise"
+#: The night's quality checks (ccdcal.qc), one row per check and subject.
+QC_CSV = "qc.csv"
 
 
 def failure_record(output_dir: str | os.PathLike, kind: str, name: str) -> Path:

@@ -15,6 +15,7 @@ After correction the frame is cut to the trim section.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -163,6 +164,22 @@ def _union(sections: list[Section]) -> Section:
         min(s.y1 for s in sections),
         max(s.y2 for s in sections),
     )
+
+
+def overscan_pixel_noise(read_rows: Callable[[slice], np.ndarray], layout: Layout) -> list[float]:
+    """Per amplifier, the pixel noise (ADU) of its overscan strip: 1.4826 MAD of the pixels
+    about their line's median (the line the model follows), x sqrt(n / (n - 1)) for the n
+    pixels of a line sharing that median. Near the read noise for a true overscan."""
+    noise = []
+    for amp in layout.amplifiers:
+        rows, cols = amp.overscan.slices
+        strip = np.asarray(read_rows(rows)[:, cols], dtype=np.float64)
+        along = 1 if _model_axis(layout, amp.overscan) == "rows" else 0
+        n = strip.shape[along]
+        residual = strip - np.median(strip, axis=along, keepdims=True)
+        mad = np.median(np.abs(residual - np.median(residual)))
+        noise.append(float(1.4826 * mad * math.sqrt(n / max(n - 1, 1))))
+    return noise
 
 
 def _model_axis(layout: Layout, overscan: Section) -> str:

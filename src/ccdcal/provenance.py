@@ -32,7 +32,7 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
 
 #: Top-level configuration keys that do not change the plan: where the data lie and how
 #: much of the machine a job uses.
-NOT_PLAN_SETTINGS = ("raw_dir", "output_dir", "threads", "memory_limit_mb", "keep_intermediates")
+NOT_PLAN_SETTINGS = ("raw_dir", "output_dir", "threads", "memory_limit_mb", "keep_intermediates", "qc")
 
 
 def canonical_json(value: Any) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from .inventory import FrameRecord
 from .plan import master_inputs, plain_output_name
-from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, NOISE_DIR
+from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, NOISE_DIR, QC_CSV
 
 SUMMARY_COLUMNS = ["path", "frame_type", "camera", "status", "master", "output", "bias", "dark",
                    "dark_mode", "dark_scale", "flat", "flags", "detail"]
@@ -34,6 +34,7 @@ class NightState:
     light_rows: dict[str, dict[str, str]] = field(default_factory=dict)
     master_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     noise_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quality: list[dict[str, str]] = field(default_factory=list)  # qc.csv rows, when written
     failures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +50,9 @@ class NightState:
             path = out / MASTER_REPORTS_DIR / f"{name}.json"
             if path.is_file():
                 state.master_reports[name] = json.loads(path.read_text(encoding="utf-8"))
+        if (out / QC_CSV).is_file():
+            with open(out / QC_CSV, newline="", encoding="utf-8") as handle:
+                state.quality = list(csv.DictReader(handle))
         for name in sorted(plan.get("noise", {})):
             path = out / NOISE_DIR / f"{name}.json"
             if path.is_file():
@@ -176,6 +180,19 @@ def _master_line(name: str, master: Mapping[str, Any], plan: Mapping[str, Any], 
     return f"  {name}: {n} {what}{note}"
 
 
+def quality_lines(rows: list[dict[str, str]]) -> list[str]:
+    """The quality checks' verdicts: every fail, one line each, first; then how many warn."""
+    if not rows:
+        return []
+    failed = [r for r in rows if r["verdict"] == "fail"]
+    warned = [r for r in rows if r["verdict"] == "warn"]
+    head = (f"QUALITY CHECKS: {len(failed)} FAILED, {len(warned)} warn, "
+            f"{len(rows) - len(failed) - len(warned)} pass (qc.csv)")
+    lines = [head if failed else head.replace("QUALITY CHECKS", "Quality checks")]
+    lines += [f"  FAIL {r['subject']} {r['check']} = {r['value']} ({r['limit']}): {r['note']}" for r in failed]
+    return lines + [""]
+
+
 def noise_lines(plan: Mapping[str, Any], state: NightState) -> list[str]:
     """Each setup's gain (e-/ADU) and read noise (e-), where they come from, what was
     measured, and the warnings (a header value the measurement contradicts, none known)."""
@@ -208,6 +225,7 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState
              f"{len(rows)} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())), ""]
     if state.failures or any(state.master_problem(n, plan) for n in plan["masters"]):
         lines += ["SOME JOBS FAILED: the rest of the night is complete; see below and logs/.", ""]
+    lines += quality_lines(state.quality)
     lines.append(f"Masters ({len(plan['masters'])}):")
     for name, master in sorted(plan["masters"].items()):
         lines.append(_master_line(name, master, plan, state))

@@ -18,6 +18,7 @@ from ccdcal.output_dir import (
     GROUPS_DIR,
     MASTER_REPORTS_DIR,
     NOISE_DIR,
+    QC_CSV,
     OutputDirError,
     check_locations,
     claim,
@@ -28,6 +29,7 @@ from ccdcal.output_dir import (
 from ccdcal.night_noise import plan_frames
 from ccdcal.plan import master_inputs
 from ccdcal.provenance import plan_settings_digest, settings_for
+from ccdcal.qc import limits_for
 
 min_version("9.0")
 
@@ -40,6 +42,8 @@ MASTERS = OUT_DIR / "masters"
 MASTER_REPORTS = OUT_DIR / MASTER_REPORTS_DIR
 LIGHT_GROUPS = OUT_DIR / GROUPS_DIR
 NOISE = OUT_DIR / NOISE_DIR
+PREVIEWS = OUT_DIR / "work" / "previews"
+REPORT_PAGES = OUT_DIR / "work" / "report"
 LOGS = OUT_DIR / "logs"
 
 if WILDCARD_REGEX.search(str(OUT_DIR)):
@@ -419,6 +423,19 @@ def get_noise_records(wildcards=None):
     return [noise_record(name) for name in sorted(get_plan()["noise"])]
 
 
+def get_quality_stop(wildcards=None):
+    """The QC limits of the job's camera when qc.on_fail is 'stop' (the job then refuses
+    to run when its setup's or its masters' checks fail), else ''."""
+    if config["qc"]["on_fail"] != "stop":
+        return ""
+    plan = get_plan()
+    if "master" in wildcards.keys():
+        camera = plan["masters"][wildcards.master]["camera"]
+    else:
+        camera = plan["light_groups"][wildcards.group]["camera"]
+    return json.dumps(limits_for(config, plan["cameras"][camera]), sort_keys=True)
+
+
 def get_light_group_dirs(wildcards=None):
     return [str(LIGHT_GROUPS / g) for g in sorted(get_plan()["light_groups"])]
 
@@ -463,7 +480,14 @@ def get_final_outputs(wildcards):
             str(OUT_DIR / name)
             for name in ("inventory.csv", "plan.json", "matches.csv")
         ),
-        *(str(OUT_DIR / name) for name in ("summary.csv", "summary.txt", "calibrated")),
+        *(
+            str(OUT_DIR / name)
+            for name in ("summary.csv", "summary.txt", "calibrated", QC_CSV)
+        ),
+        *(
+            str(REPORT_PAGES / name)
+            for name in ("summary.html", "qc.html", "plots", "lights")
+        ),
         *get_all_masters(),
         *get_master_reports(),
         *get_noise_records(),
@@ -477,6 +501,16 @@ def print_summary():
         print(summary.read_text(encoding="utf-8"))
 
 
+def stop_on_failed_checks():
+    """With qc.on_fail: stop, end the run non-zero when a quality check failed (qc.csv,
+    the summary and every output stay)."""
+    from ccdcal.jobs import quality_stop_message
+
+    message = quality_stop_message(str(OUT_DIR / QC_CSV), config)
+    if message:
+        raise SystemExit(message)
+
+
 def publish_after_failure():
     """Jobs failed: publish what the light groups that finished made, and write the
     summary saying what failed and why (ccdcal.jobs.after_failure)."""
@@ -485,7 +519,7 @@ def publish_after_failure():
     from ccdcal.jobs import after_failure
 
     try:
-        text = after_failure(str(OUT_DIR))
+        text = after_failure(str(OUT_DIR), config)
     except Exception as exc:  # the night's error is already reported; say this one too
         logger.error(f"ccdcal: could not write the summary after the failure: {exc}")
         return

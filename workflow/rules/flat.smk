@@ -4,6 +4,18 @@ rule master_flat:
     output:
         master=MASTERS / "{master}.fits",
         report=MASTER_REPORTS / "{master}.json",
+        preview=report(
+            PREVIEWS / "{master}.png",
+            caption="../report/master_preview.rst",
+            category="3. Masters",
+            labels={"figure": "{master} image"},
+        ),
+        histogram=report(
+            PREVIEWS / "{master}_histogram.png",
+            caption="../report/master_histogram.rst",
+            category="3. Masters",
+            labels={"figure": "{master} histogram"},
+        ),
     log:
         LOGS / "masters" / "{master}.log",
     wildcard_constraints:
@@ -18,5 +30,6 @@ rule master_flat:
         spec=get_master_spec,
         camera=get_master_camera,
         library=get_master_library_files,
+        quality_stop=get_quality_stop,
     script:
         "../scripts/build_master.py"

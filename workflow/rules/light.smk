@@ -16,6 +16,7 @@ rule calibrate_lights:
         camera=get_light_group_camera,
         untracked=get_light_group_untracked,
         library=get_light_group_library_files,
+        quality_stop=get_quality_stop,
     script:
         "../scripts/calibrate_lights.py"
 

@@ -7,8 +7,34 @@ rule summary:
         noise=get_noise_records,
         calibrated=OUT_DIR / "calibrated",
     output:
+        qc=OUT_DIR / QC_CSV,
         csv=OUT_DIR / "summary.csv",
         txt=OUT_DIR / "summary.txt",
+        summary_page=report(
+            REPORT_PAGES / "summary.html",
+            caption="../report/summary.rst",
+            category="1. Night",
+            labels={"page": "summary"},
+        ),
+        qc_page=report(
+            REPORT_PAGES / "qc.html",
+            caption="../report/qc.rst",
+            category="2. Quality checks",
+            labels={"page": "quality checks"},
+        ),
+        plots=report(
+            directory(REPORT_PAGES / "plots"),
+            patterns=["{plot}.png"],
+            caption="../report/plots.rst",
+            category="4. Plots",
+            labels={"plot": "{plot}"},
+        ),
+        lights=report(
+            directory(REPORT_PAGES / "lights"),
+            patterns=["{light}.png"],
+            category="5. Lights",
+            labels={"light": "{light}"},
+        ),
     log:
         LOGS / "summary.log",
     localrule: True

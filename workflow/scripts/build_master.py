@@ -14,4 +14,6 @@ master_job(
     threads=snakemake.threads,
     report=snakemake.output.report,
     noise=next(iter(snakemake.input.noise), None),
+    quality_stop=json.loads(snakemake.params.quality_stop or "null"),
+    previews=(snakemake.output.preview, snakemake.output.histogram),
 )

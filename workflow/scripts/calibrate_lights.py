@@ -13,4 +13,5 @@ light_group_job(
     snakemake.config,
     threads=snakemake.threads,
     noise=snakemake.input.noise,
+    quality_stop=json.loads(snakemake.params.quality_stop or "null"),
 )

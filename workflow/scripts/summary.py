@@ -1,12 +1,20 @@
-"""Write summary.csv and summary.txt for the night."""
+"""The night's quality checks (qc.csv), summary (summary.csv, summary.txt) and report pages."""
 
-from ccdcal.jobs import setup_logging, summary_job
+from ccdcal.jobs import night_summary_job, setup_logging
 
 setup_logging(snakemake.log[0])
-summary_job(
+night_summary_job(
     snakemake.input.inventory,
     snakemake.input.plan,
     str(snakemake.params.output_dir),
-    snakemake.output.csv,
-    snakemake.output.txt,
+    snakemake.config,
+    qc_csv=snakemake.output.qc,
+    summary_csv=snakemake.output.csv,
+    summary_txt=snakemake.output.txt,
+    pages=(
+        snakemake.output.summary_page,
+        snakemake.output.qc_page,
+        snakemake.output.plots,
+        snakemake.output.lights,
+    ),
 )

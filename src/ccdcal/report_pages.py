@@ -1,0 +1,164 @@
+"""The pages and plots of a night's report (``snakemake --report``): the summary and the
+quality checks as HTML tables, and the night's plots (``ccdcal.previews``), from what the
+jobs left in output_dir. Nothing here reads a FITS image: the figures come from the noise
+records, the masters' reports and the light groups' rows; the previews were made by the
+jobs that had the images in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from .frames import write_text_atomic
+from .lights import THUMBNAILS, thumbnail_name
+from .output_dir import GROUPS_DIR, QC_CSV
+from .previews import (plot_dark_current, plot_flat_levels, plot_noise_vs_uncert, plot_overscan_levels,
+                       plot_photon_transfer, plot_trends)
+from .report import NightState
+
+VERDICT_COLOURS = {"fail": "#f8d0d0", "warn": "#fbe8c0", "pass": "#d8f0d8"}
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; font-size: 13px; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #bbb; padding: 2px 6px; text-align: left; vertical-align: top; }}
+th {{ background: #eee; }}
+pre {{ font-size: 12px; }}
+</style></head><body>
+<h1>{title}</h1>
+{body}
+</body></html>
+"""
+
+
+def table(rows: list[Mapping[str, Any]], columns: list[str], colour_by: str | None = None) -> str:
+    """An HTML table of ``rows`` (every value escaped), each row coloured by its
+    ``colour_by`` value (a verdict) when given."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        style = ""
+        if colour_by and row.get(colour_by) in VERDICT_COLOURS:
+            style = f' style="background: {VERDICT_COLOURS[row[colour_by]]}"'
+        cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in columns)
+        body.append(f"<tr class=\"{html.escape(str(row.get(colour_by, '')))}\"{style}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_pages(output_dir: str | Path, plan: Mapping[str, Any], summary_page: str | Path,
+                qc_page: str | Path) -> None:
+    """summary.html: summary.txt and every light's row of summary.csv; qc.html: qc.csv,
+    fails first, rows coloured by verdict, with the counts."""
+    out = Path(output_dir)
+    text = (out / "summary.txt").read_text(encoding="utf-8")
+    with open(out / "summary.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    lights = [r for r in rows if r["frame_type"] == "light"]
+    body = (f"<h2>Lights ({len(lights)})</h2>"
+            + table(lights, ["path", "status", "bias", "dark", "dark_mode", "flat", "flags", "detail"])
+            + f"<h2>summary.txt</h2><pre>{html.escape(text)}</pre>")
+    write_text_atomic(PAGE.format(title="ccdcal night summary", body=body), summary_page)
+    with open(out / QC_CSV, newline="", encoding="utf-8") as handle:
+        checks = list(csv.DictReader(handle))
+    counts = {v: sum(r["verdict"] == v for r in checks) for v in ("fail", "warn", "pass")}
+    body = (f"<p>{counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass "
+            "(limits: <code>qc</code> in config/README.md)</p>"
+            + table(checks, ["verdict", "subject", "check", "value", "limit", "note"], colour_by="verdict"))
+    write_text_atomic(PAGE.format(title="Quality checks", body=body), qc_page)
+
+
+def write_plots(output_dir: str | Path, plan: Mapping[str, Any], times: Mapping[str, float],
+                plots_dir: str | Path, library_trends: Mapping[str, list] | None = None) -> list[Path]:
+    """The night's plots in ``plots_dir``: overscan level over the night per amplifier,
+    noise against UNCERT per light, dark current against exposure and temperature, flat
+    levels per filter, each setup's photon-transfer curve, and (with a library) the
+    camera's trends over the library's nights. Returns the files written."""
+    out, plots = Path(output_dir), Path(plots_dir)
+    plots.mkdir(parents=True, exist_ok=True)
+    state = NightState.read(out, plan)
+    written = []
+    start = min(times.values()) if times else 0.0
+
+    levels: dict[str, list[tuple[float, float]]] = {}
+    for name, master in plan["masters"].items():
+        for rel, values in ((state.master_reports.get(name, {}).get("qc") or {}).get("overscan_levels") or {}).items():
+            for i, value in enumerate(values, start=1):
+                if rel in times:
+                    levels.setdefault(f"{master['camera']} amp {i}", []).append(((times[rel] - start) / 3600, value))
+    for rel, row in state.light_rows.items():
+        for i, value in enumerate(v for v in (row.get("overscan_levels") or "").split(";") if v):
+            if rel in times:
+                levels.setdefault(f"{_camera_of(plan, rel)} amp {i + 1}", []).append(
+                    ((times[rel] - start) / 3600, float(value)))
+    path = plots / "overscan_levels.png"
+    plot_overscan_levels({k: sorted(v) for k, v in sorted(levels.items())}, path)
+    written.append(path)
+
+    ratios = [(Path(rel).name, float(row["noise_ratio"])) for rel, row in sorted(state.light_rows.items())
+              if row.get("noise_ratio")]
+    path = plots / "noise_vs_uncert.png"
+    plot_noise_vs_uncert(ratios, path)
+    written.append(path)
+
+    darks = []
+    for name, master in sorted(plan["masters"].items()):
+        current = (state.master_reports.get(name, {}).get("qc") or {}).get("dark_current")
+        if master["type"] == "dark" and current is not None:
+            darks.append((master["exptime"] or 0.0, master["temperature_c"], current, name))
+    path = plots / "dark_current.png"
+    plot_dark_current(darks, path)
+    written.append(path)
+
+    flats: dict[str, list[float]] = {}
+    saturation = None
+    for name, master in sorted(plan["masters"].items()):
+        qc = state.master_reports.get(name, {}).get("qc") or {}
+        if master["type"] == "flat":
+            flats.setdefault(f"{master['camera']} {master['filter'] or '-'}", []).extend(
+                entry["level"] for entry in qc.get("inputs", []))
+            saturation = qc.get("saturation") or saturation
+    path = plots / "flat_levels.png"
+    plot_flat_levels(flats, path, saturation)
+    written.append(path)
+
+    for name, record in sorted(state.noise_records.items()):
+        gain = record["measured"].get("gain")
+        points = [(p["signal_adu"], p["signal_adu"] / p["gain"], p["signal_adu"] * p["gain_error"] / p["gain"] ** 2)
+                  for p in (gain or {}).get("points", [])]
+        path = plots / f"photon_transfer_{name}.png"
+        plot_photon_transfer(points, gain["value"] if gain else None, path)
+        written.append(path)
+
+    if library_trends:
+        path = plots / "library_trends.png"
+        plot_trends(library_trends, path)
+        written.append(path)
+    return written
+
+
+def _camera_of(plan: Mapping[str, Any], rel: str) -> str:
+    group = plan["lights"].get(rel, {}).get("group")
+    return plan["light_groups"][group]["camera"] if group in plan["light_groups"] else "?"
+
+
+def copy_thumbnails(output_dir: str | Path, plan: Mapping[str, Any], lights_dir: str | Path) -> list[Path]:
+    """Each calibrated light's thumbnail (made by its light job) as ``lights_dir/<name>.png``,
+    the raw path's folders joined by '__' so one folder holds them all."""
+    out, target = Path(output_dir), Path(lights_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for rel, light in sorted(plan["lights"].items()):
+        group = light.get("group")
+        if not group:
+            continue
+        source = out / GROUPS_DIR / group / THUMBNAILS / thumbnail_name(light["output"])
+        if source.is_file():
+            dest = target / thumbnail_name(light["output"]).replace("/", "__")
+            shutil.copyfile(source, dest)
+            copied.append(dest)
+    return copied
