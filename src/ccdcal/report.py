@@ -186,9 +186,9 @@ def quality_lines(rows: list[dict[str, str]]) -> list[str]:
         return []
     failed = [r for r in rows if r["verdict"] == "fail"]
     warned = [r for r in rows if r["verdict"] == "warn"]
-    head = (f"QUALITY CHECKS: {len(failed)} FAILED, {len(warned)} warn, "
-            f"{len(rows) - len(failed) - len(warned)} pass (qc.csv)")
-    lines = [head if failed else head.replace("QUALITY CHECKS", "Quality checks")]
+    counts = f"{len(warned)} warn, {len(rows) - len(failed) - len(warned)} pass (qc.csv)"
+    lines = [f"QUALITY CHECKS: {len(failed)} FAILED, {counts}" if failed
+             else f"Quality checks: none failed, {counts}"]
     lines += [f"  FAIL {r['subject']} {r['check']} = {r['value']} ({r['limit']}): {r['note']}" for r in failed]
     return lines + [""]
 
