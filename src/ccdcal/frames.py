@@ -759,19 +759,8 @@ def _write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bo
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write text (UTF-8) to ``path`` atomically (a full disk reported as such)."""
-    path = Path(path)
-    fd, tmp, _ = _temporary_beside(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        full = disk_full(exc, path) if isinstance(exc, Exception) else None
-        if full is None:
-            raise
-        raise full
+    """Write text (UTF-8, newlines as they are) to ``path`` atomically (``write_bytes_atomic``)."""
+    write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
