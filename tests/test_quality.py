@@ -32,10 +32,14 @@ def not_passed(rows) -> dict[tuple[str, str], str]:
     return {(r["subject"], r["check"]): r["verdict"] for r in rows if r["verdict"] != "pass"}
 
 
-def run_night(raw: Path, out: Path, tmp_path: Path, check: bool = True, **config):
-    path = tmp_path / "night.yaml"
-    path.write_text(json.dumps({"cameras": [CCD_PROFILE], **config}))
-    return run_snakemake(raw, out, "--configfile", str(path), check=check)
+def checks_of_edited_night(raw: Path, tmp_path: Path, pattern: str, change) -> list[dict[str, str]]:
+    """qc.csv of the night in ``raw`` once ``edit_frames(raw, pattern, change)`` made its
+    defect, calibrated with the demo CCD's profile."""
+    edit_frames(raw, pattern, change)
+    config, out = tmp_path / "night.yaml", tmp_path / "out"
+    config.write_text(json.dumps({"cameras": [CCD_PROFILE]}))
+    run_snakemake(raw, out, "--configfile", str(config))
+    return read_qc(out)
 
 
 def edit_frames(raw: Path, pattern: str, change) -> None:
@@ -175,10 +179,7 @@ def test_an_overscan_noisier_than_the_read_noise_fails(demo_raw, tmp_path):
         data[:, 516:544] += rng.normal(0, 15.0, (data.shape[0], 28))  # [517:544,1:512]
         return data
 
-    edit_frames(raw, "ccd/*/*.fits", noisy_overscan)
-    out = tmp_path / "out"
-    run_night(raw, out, tmp_path)
-    bad = not_passed(read_qc(out))
+    bad = not_passed(checks_of_edited_night(raw, tmp_path, "ccd/*/*.fits", noisy_overscan))
     assert bad[("demo-ccd_1x1_512x512_Normal", "overscan_noise_1")] == "fail"
     assert not [k for k in bad if k[1].startswith("overscan") and k[1] != "overscan_noise_1"]
 
@@ -193,10 +194,7 @@ def test_sky_flats_taken_without_moving_the_telescope_fail_the_star_coverage(dem
         data[:, :512] += stars
         return data
 
-    edit_frames(raw, "ccd/flats/*.fits", same_stars)
-    out = tmp_path / "out"
-    run_night(raw, out, tmp_path)
-    bad = not_passed(read_qc(out))
+    bad = not_passed(checks_of_edited_night(raw, tmp_path, "ccd/flats/*.fits", same_stars))
     assert bad[("flat_demo-ccd_1x1_Normal_R", "star_coverage")] == "fail"
     assert [k for k in bad if k[0].startswith("flat_")] == [("flat_demo-ccd_1x1_Normal_R", "star_coverage")]
 
@@ -208,10 +206,7 @@ def test_a_flat_near_saturation_fails_on_that_flat(demo_raw, tmp_path):
     def bright(data, header):
         return (data - 1000.0) * 2.2 + 1000.0  # ~61000 ADU at the centre
 
-    edit_frames(raw, f"ccd/flats/{first.name}", bright)
-    out = tmp_path / "out"
-    run_night(raw, out, tmp_path)
-    bad = not_passed(read_qc(out))
+    bad = not_passed(checks_of_edited_night(raw, tmp_path, f"ccd/flats/{first.name}", bright))
     rel = f"ccd/flats/{first.name}"
     assert bad[(rel, "flat_near_saturation")] == "fail"
     assert [k for k in bad if k[1].startswith("flat_")] == [(rel, "flat_near_saturation")]
@@ -224,10 +219,7 @@ def test_a_header_gain_the_frames_contradict_is_warned_about(demo_raw, tmp_path)
         header["EGAIN"] = 2.5  # true 1.5
         return data
 
-    edit_frames(raw, "ccd/*/*.fits", wrong_gain)
-    out = tmp_path / "out"
-    run_night(raw, out, tmp_path)
-    rows = read_qc(out)
+    rows = checks_of_edited_night(raw, tmp_path, "ccd/*/*.fits", wrong_gain)
     assert not_passed(rows).get(("demo-ccd_1x1_512x512_Normal", "gain")) == "warn"
     (gain,) = [r for r in rows if r["check"] == "gain"]
     assert "disagrees with the measured 1.5" in gain["note"]

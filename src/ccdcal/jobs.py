@@ -293,31 +293,37 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = 
 
 
 def quality_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
-                qc_csv: str) -> list:
+                qc_csv: str, library: list | None = None) -> list:
     """The night's quality checks (``qc.night_checks``) from what its jobs left in
-    ``output_dir``, written to ``qc_csv``; returns them."""
+    ``output_dir``, written to ``qc_csv``; returns them. ``library``: the library's masters
+    and headers (``library_headers``), read here when not given."""
     with open(plan_json, encoding="utf-8") as handle:
         plan = json.load(handle)
     times = {r.path: r.time_s for r in records_from_csv(inventory_csv) if r.time_s is not None}
     state = NightState.read(output_dir, plan)
     checks = night_checks(plan, config, state.noise_records, state.master_reports,
                           state.light_rows.values(), state.failures, times,
-                          library_darks(config.get("library_dir")))
+                          library_darks(library_headers(config.get("library_dir")) if library is None
+                                        else library))
     write_text_atomic(qc_text(checks), qc_csv)
     counts = {v: sum(c.verdict == v for c in checks) for v in ("fail", "warn", "pass")}
     log.info("quality checks: %d fail, %d warn, %d pass", counts["fail"], counts["warn"], counts["pass"])
     return checks
 
 
-def library_darks(library_dir: str | None) -> list[dict[str, Any]]:
+def library_headers(library_dir: str | None) -> list[tuple[Any, fits.Header]]:
+    """The library's undamaged masters (``scan_library``) with their headers, read once
+    for the night's trend check and trend plot."""
+    return [(master, fits.getheader(master.file)) for master in scan_library(library_dir)
+            if not master.damaged]
+
+
+def library_darks(library: list[tuple[Any, fits.Header]]) -> list[dict[str, Any]]:
     """The library's dark masters with their dark current (DARKCUR, e-/s), for the
     night's dark-current trend check."""
     found = []
-    for master in scan_library(library_dir):
-        if master.type != "dark" or master.damaged:
-            continue
-        header = fits.getheader(master.file)
-        if "DARKCUR" not in header:
+    for master, header in library:
+        if master.type != "dark" or "DARKCUR" not in header:
             continue
         found.append({"camera": master.camera, "master": Path(master.file).name,
                       "setup": {k: master.setup.get(k) for k in ("binning", "gain_setting", "offset",
@@ -329,25 +335,26 @@ def library_darks(library_dir: str | None) -> list[dict[str, Any]]:
 
 
 def report_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
-               summary_page: str, qc_page: str, plots_dir: str, lights_dir: str) -> None:
+               summary_page: str, qc_page: str, plots_dir: str, lights_dir: str,
+               library: list | None = None) -> None:
     """The night's report pages (``report_pages``): summary and QC tables, plots, the
-    lights' thumbnails, and with a library the camera's trends over its nights."""
+    lights' thumbnails, and with a library the camera's trends over its nights
+    (``library``: as for ``quality_job``)."""
     with open(plan_json, encoding="utf-8") as handle:
         plan = json.load(handle)
     times = {r.path: r.time_s for r in records_from_csv(inventory_csv) if r.time_s is not None}
     write_pages(output_dir, plan, summary_page, qc_page)
-    write_plots(output_dir, plan, times, plots_dir, library_trends(config.get("library_dir")))
+    if library is None:
+        library = library_headers(config.get("library_dir"))
+    write_plots(output_dir, plan, times, plots_dir, library_trends(library))
     copy_thumbnails(output_dir, plan, lights_dir)
 
 
-def library_trends(library_dir: str | None) -> dict[str, list[tuple[str, float]]]:
+def library_trends(library: list[tuple[Any, fits.Header]]) -> dict[str, list[tuple[str, float]]]:
     """Per camera, the library masters' bias level (MEDLEVEL, ADU), dark current
     (DARKCUR, e-/s) and hot pixels (NHOTPIX) against their date (DATE-BEG)."""
     series: dict[str, list[tuple[str, float]]] = {}
-    for master in scan_library(library_dir):
-        if master.damaged:
-            continue
-        header = fits.getheader(master.file)
+    for master, header in library:
         date = str(header.get("DATE-BEG", ""))[:10]
         for kind, key, label in (("bias", "MEDLEVEL", "bias level (ADU)"), ("dark", "DARKCUR", "dark current (e-/s)"),
                                  ("dark", "NHOTPIX", "hot pixels")):
@@ -376,10 +383,11 @@ def night_summary_job(inventory_csv: str, plan_json: str, output_dir: str, confi
     """The night's last job: its quality checks (``quality_job``), then its summary (which
     lists the fails first), then the report pages (``report_job``: summary and QC pages,
     plots directory, thumbnails directory). Returns the summary text."""
-    quality_job(inventory_csv, plan_json, output_dir, config, qc_csv)
+    library = library_headers(config.get("library_dir"))
+    quality_job(inventory_csv, plan_json, output_dir, config, qc_csv, library)
     text = summary_job(inventory_csv, plan_json, output_dir, summary_csv, summary_txt)
     if pages:
-        report_job(inventory_csv, plan_json, output_dir, config, *pages)
+        report_job(inventory_csv, plan_json, output_dir, config, *pages, library=library)
     return text
 
 

@@ -384,17 +384,8 @@ def night_checks(plan: Mapping[str, Any], config: Mapping[str, Any],
     checks: list[Check] = []
     cameras = plan["cameras"]
     light_rows = list(light_rows)
-    levels_by_setup: dict[str, dict[str, list[float]]] = {}
-    for name, master in plan["masters"].items():
-        levels = (master_reports.get(name, {}).get("qc") or {}).get("overscan_levels") or {}
-        if master.get("noise"):
-            levels_by_setup.setdefault(master["noise"], {}).update(levels)
     groups = plan["light_groups"]
-    for row in light_rows:
-        group = plan["lights"].get(row["path"], {}).get("group")
-        if group in groups and row.get("overscan_levels"):
-            levels_by_setup.setdefault(groups[group]["noise"], {})[row["path"]] = [
-                float(v) for v in row["overscan_levels"].split(";")]
+    levels_by_setup = overscan_levels(plan, master_reports, light_rows)
     for name, record in sorted(noise_records.items()):
         camera = cameras.get(record["setup"]["camera"])
         record = dict(record)
@@ -424,6 +415,25 @@ def night_checks(plan: Mapping[str, Any], config: Mapping[str, Any],
                         "; ".join(f"{k}: {v.splitlines()[0][:200]}" for k, v in sorted(failures.items()))
                         or "every job finished"))
     return checks
+
+
+def overscan_levels(plan: Mapping[str, Any], master_reports: Mapping[str, Mapping[str, Any]],
+                    light_rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """The overscan levels (ADU, one per amplifier) of every frame of the night that has
+    them, by setup: {setup (noise name): {raw path: levels}}, from the masters' inputs
+    (their reports) and the calibrated lights (their rows)."""
+    levels: dict[str, dict[str, list[float]]] = {}
+    for name, master in plan["masters"].items():
+        found = (master_reports.get(name, {}).get("qc") or {}).get("overscan_levels") or {}
+        if master.get("noise"):
+            levels.setdefault(master["noise"], {}).update(found)
+    groups = plan["light_groups"]
+    for row in light_rows:
+        group = plan["lights"].get(row["path"], {}).get("group")
+        if group in groups and row.get("overscan_levels"):
+            levels.setdefault(groups[group]["noise"], {})[row["path"]] = [
+                float(v) for v in row["overscan_levels"].split(";")]
+    return levels
 
 
 def _earlier_dark(master: Mapping[str, Any], library_darks: Iterable[Mapping[str, Any]],

@@ -18,6 +18,7 @@ from .lights import THUMBNAILS, thumbnail_name
 from .output_dir import GROUPS_DIR, QC_CSV
 from .previews import (plot_dark_current, plot_flat_levels, plot_noise_vs_uncert, plot_overscan_levels,
                        plot_photon_transfer, plot_trends)
+from .qc import overscan_levels
 from .report import NightState
 
 VERDICT_COLOURS = {"fail": "#f8d0d0", "warn": "#fbe8c0", "pass": "#d8f0d8"}
@@ -85,16 +86,13 @@ def write_plots(output_dir: str | Path, plan: Mapping[str, Any], times: Mapping[
     start = min(times.values()) if times else 0.0
 
     levels: dict[str, list[tuple[float, float]]] = {}
-    for name, master in plan["masters"].items():
-        for rel, values in ((state.master_reports.get(name, {}).get("qc") or {}).get("overscan_levels") or {}).items():
+    by_setup = overscan_levels(plan, state.master_reports, state.light_rows.values())
+    for setup, frames in by_setup.items():
+        camera = plan["noise"][setup]["setup"]["camera"]
+        for rel, values in frames.items():
             for i, value in enumerate(values, start=1):
                 if rel in times:
-                    levels.setdefault(f"{master['camera']} amp {i}", []).append(((times[rel] - start) / 3600, value))
-    for rel, row in state.light_rows.items():
-        for i, value in enumerate(v for v in (row.get("overscan_levels") or "").split(";") if v):
-            if rel in times:
-                levels.setdefault(f"{_camera_of(plan, rel)} amp {i + 1}", []).append(
-                    ((times[rel] - start) / 3600, float(value)))
+                    levels.setdefault(f"{camera} amp {i}", []).append(((times[rel] - start) / 3600, value))
     path = plots / "overscan_levels.png"
     plot_overscan_levels({k: sorted(v) for k, v in sorted(levels.items())}, path)
     written.append(path)
@@ -139,11 +137,6 @@ def write_plots(output_dir: str | Path, plan: Mapping[str, Any], times: Mapping[
         plot_trends(library_trends, path)
         written.append(path)
     return written
-
-
-def _camera_of(plan: Mapping[str, Any], rel: str) -> str:
-    group = plan["lights"].get(rel, {}).get("group")
-    return plan["light_groups"][group]["camera"] if group in plan["light_groups"] else "?"
 
 
 def copy_thumbnails(output_dir: str | Path, plan: Mapping[str, Any], lights_dir: str | Path) -> list[Path]:
