@@ -24,8 +24,8 @@ $(STAMP): requirements.txt pyproject.toml
 # Simulate the demo night (deterministic), calibrate it end to end, write its report.
 demo: $(STAMP)
 	test -d $(DEMO_RAW) || $(BIN)/python -m ccdcal.simulate $(DEMO_RAW) demo/truth
-	$(BIN)/snakemake --cores $(CORES) --config raw_dir=$(DEMO_RAW) output_dir=$(DEMO_OUT)
-	$(BIN)/snakemake --config raw_dir=$(DEMO_RAW) output_dir=$(DEMO_OUT) --report $(DEMO_OUT)/report.html
+	$(BIN)/snakemake --cores $(CORES) --config raw_dir=$(DEMO_RAW) output_dir=$(DEMO_OUT) \
+		--report $(DEMO_OUT)/report.html --report-after-run
 	@echo "quality checks: $(DEMO_OUT)/qc.csv"
 	@echo "report (open in a browser): $(DEMO_OUT)/report.html"
 

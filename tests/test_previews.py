@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,9 +14,9 @@ from PIL import Image
 
 from ccdcal import previews
 from ccdcal.frames import write_bytes_atomic
-from ccdcal.previews import (block_mean, plot_dark_current, plot_flat_levels, plot_noise_vs_uncert,
-                             plot_overscan_levels, plot_photon_transfer, plot_trends, write_histogram,
-                             write_preview)
+from ccdcal.previews import (PixelHistogram, block_mean, draw_histogram, pixel_histogram, plot_dark_current,
+                             plot_flat_levels, plot_noise_vs_uncert, plot_overscan_levels, plot_photon_transfer,
+                             plot_trends, write_preview)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -163,6 +164,25 @@ def test_preview_is_byte_identical_when_rewritten(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temporary left
 
 
+def test_thumbnail_is_a_deterministic_jpeg_of_the_same_stretch_as_the_png(tmp_path):
+    data = sky((2048, 2048))
+    data[1000:1010, 1000:1010] = 5000.0  # a star: white in both
+    mask = np.zeros(data.shape, np.uint8)
+    mask[:64, :64] = 1  # masked: black in both
+    info = previews.write_thumbnail(data, tmp_path / "a.jpg", mask)
+    previews.write_thumbnail(data.copy(), tmp_path / "b.jpg", mask.copy())
+    assert (tmp_path / "a.jpg").read_bytes() == (tmp_path / "b.jpg").read_bytes()
+    previews.write_thumbnail(data, tmp_path / "a.png", mask)
+    decoded = Image.open(tmp_path / "a.jpg")
+    decoded.load()
+    assert decoded.format == "JPEG" and decoded.mode == "L"
+    jpeg, lossless = np.asarray(decoded).astype(int), np.asarray(png(tmp_path / "a.png")).astype(int)
+    assert jpeg.shape == lossless.shape == (256, 256) and (info.width, info.height) == (256, 256)
+    assert abs(jpeg.mean() - lossless.mean()) < 1.0  # the same stretch, JPEG's error averages out
+    assert np.abs(jpeg - lossless).mean() < 6.0  # q90: a few grey levels on noise
+    assert jpeg[-4:, :4].max() < 20 and jpeg[-126, 126] > 200  # masked corner black, star white (row 0 at the bottom)
+
+
 # ------------------------------------------------------------------ histogram
 def test_histogram_size_statistics_and_outliers(tmp_path):
     data = sky((600, 500), level=1000.0, noise=10.0)
@@ -171,32 +191,44 @@ def test_histogram_size_statistics_and_outliers(tmp_path):
     data[2, :10] = np.nan
     mask = np.zeros(data.shape, np.uint8)
     mask[3, :40] = 1
-    info = write_histogram(data, tmp_path / "h.png", "bias", mask=mask)
+    info = pixel_histogram(data, mask=mask)
+    draw_histogram(info, tmp_path / "h.png", "bias")
     assert png(tmp_path / "h.png").size == (640, 400)
+    assert sum(info.counts) == info.count - info.below - info.above
+    assert len(info.edges) == len(info.counts) + 1
     assert info.count == 600 * 500 - 10 - 40
     assert (info.below, info.above) == (20, 30)
     assert info.median == pytest.approx(1000.0, abs=0.2)
     assert info.sigma == pytest.approx(10.0, rel=0.02)
 
 
-def test_histogram_is_byte_identical_and_empty_input_gives_a_no_data_figure(tmp_path):
+def test_histogram_is_byte_identical_through_json_and_empty_input_gives_a_no_data_figure(tmp_path):
     data = np.rint(sky((300, 300)))  # whole numbers: the integer binning
-    write_histogram(data, tmp_path / "a.png", "raw bias", unit="ADU")
-    write_histogram(data, tmp_path / "b.png", "raw bias", unit="ADU")
+    histogram = pixel_histogram(data)
+    assert np.diff(histogram.edges) == pytest.approx(np.ones(len(histogram.counts)) * (histogram.edges[1] - histogram.edges[0]))
+    assert all(e % 1 == 0.5 for e in histogram.edges)  # whole units centred on integers
+    draw_histogram(histogram, tmp_path / "a.png", "raw bias", unit="ADU")
+    carried = PixelHistogram.from_json(json.loads(json.dumps(histogram.as_json())))  # as a master's report holds it
+    assert carried == histogram
+    draw_histogram(carried, tmp_path / "b.png", "raw bias", unit="ADU")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    write_histogram(data, tmp_path / "e.png", "raw bias", unit="e-")
+    draw_histogram(histogram, tmp_path / "e.png", "raw bias", unit="e-")
     assert (tmp_path / "e.png").read_bytes() != (tmp_path / "a.png").read_bytes()  # the unit is drawn
 
-    info = write_histogram(np.full((10, 10), np.nan), tmp_path / "empty.png", "nothing")
+    info = pixel_histogram(np.full((10, 10), np.nan))
     assert info.count == 0 and np.isnan(info.median)
+    as_json = json.dumps(info.as_json(), allow_nan=False)  # strict JSON: NaN is null
+    assert np.isnan(PixelHistogram.from_json(json.loads(as_json)).sigma)
+    draw_histogram(info, tmp_path / "empty.png", "nothing")
     assert png(tmp_path / "empty.png").size == (640, 400)
     everything_masked = np.ones((300, 300), np.uint8)
-    write_histogram(data, tmp_path / "masked.png", "nothing", mask=everything_masked)
+    draw_histogram(pixel_histogram(data, mask=everything_masked), tmp_path / "masked.png", "nothing")
     assert (tmp_path / "masked.png").read_bytes() == (tmp_path / "empty.png").read_bytes()
 
 
 def test_histogram_of_a_constant_image(tmp_path):
-    info = write_histogram(np.full((50, 50), 3.25, np.float32), tmp_path / "h.png", "flat")
+    info = pixel_histogram(np.full((50, 50), 3.25, np.float32))
+    draw_histogram(info, tmp_path / "h.png", "flat")
     assert (info.median, info.sigma, info.below, info.above) == (3.25, 0.0, 0, 0)
     assert png(tmp_path / "h.png").size == (640, 400)
 
@@ -271,15 +303,15 @@ def test_photon_transfer_line_is_drawn_only_with_a_gain(tmp_path):
 
 def test_figures_are_identical_from_another_process_and_pyplot_is_not_loaded(tmp_path):
     data = sky((200, 300))
-    write_histogram(data, tmp_path / "h.png", "sky")
+    draw_histogram(pixel_histogram(data), tmp_path / "h.png", "sky")
     plot_flat_levels({"R": [1.0, 2.0], "V": [3.0]}, tmp_path / "f.png", saturation=4.0)
     write_preview(data, tmp_path / "p.png", max_size=100)
     script = (
         "import sys, numpy as np\n"
-        "from ccdcal.previews import write_histogram, plot_flat_levels, write_preview\n"
+        "from ccdcal.previews import draw_histogram, pixel_histogram, plot_flat_levels, write_preview\n"
         "data = np.random.default_rng(1).normal(1000.0, 10.0, (200, 300)).astype(np.float32)\n"
         "out = sys.argv[1]\n"
-        "write_histogram(data, out + '/h.png', 'sky')\n"
+        "draw_histogram(pixel_histogram(data), out + '/h.png', 'sky')\n"
         "plot_flat_levels({'R': [1.0, 2.0], 'V': [3.0]}, out + '/f.png', saturation=4.0)\n"
         "write_preview(data, out + '/p.png', max_size=100)\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n")

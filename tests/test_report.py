@@ -35,7 +35,7 @@ def test_the_report_holds_the_nights_results_in_order(demo_report, demo_night):
         assert {f"{m}.png" for m in masters} | {f"{m}_histogram.png" for m in masters} <= names
         assert {"overscan_levels.png", "noise_vs_uncert.png", "dark_current.png", "flat_levels.png"} <= names
         lights = demo_night["manifest"]["lights"]
-        assert sum(r["name"].endswith(".png") and "__lights__" in r["name"] for r in results.values()) == len(lights)
+        assert sum(r["name"].endswith(".jpg") and "__lights__" in r["name"] for r in results.values()) == len(lights)
         assert report.errors == []
 
 

@@ -355,8 +355,9 @@ class Calibrator:
                   thumbnail: str | Path | None = None, **overrides: Any) -> Path | Future:
         """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only.
         ``statistics``, a dict, receives the calibrated light's quality figures
-        (``qc.light_statistics``, ADU) and its overscan levels; ``thumbnail``: a PNG of
-        the calibrated image is written there (``previews.write_thumbnail``).
+        (``qc.light_statistics``, ADU) and its overscan levels; ``thumbnail``: a JPEG
+        (path ending in .jpg) or PNG of the calibrated image is written there
+        (``previews.write_thumbnail``).
 
         Returns the path written; with a ``writer`` (``ccdcal.frames.BackgroundWriter``)
         returns as soon as the file's bytes are made, with a Future that gives the path

@@ -26,9 +26,9 @@ from .frames import FrameError, write_text_atomic
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
-from .masters import build_master, write_intermediates, write_master_figures
+from .masters import build_master, write_intermediates, write_figure_data
 from .night_noise import measure_setup
-from .output_dir import (GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, QC_CSV, failure_record,
+from .output_dir import (GROUP_REPORT, GROUPS_DIR, MASTER_PREVIEWS_DIR, MASTER_REPORTS_DIR, QC_CSV, failure_record,
                          group_is_complete, write_published_manifest)
 from .plan import make_plan
 from .products import read_products
@@ -36,7 +36,7 @@ from .provenance import settings_digest
 from .qc import master_checks, night_checks, setup_checks, stop_if_failed
 from .qc import qc_csv as qc_text
 from .report import NightState, summarize
-from .report_pages import copy_thumbnails, write_pages, write_plots
+from .report_pages import copy_thumbnails, draw_master_figures, write_pages, write_plots
 
 log = logging.getLogger("ccdcal")
 
@@ -126,13 +126,13 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
                output: str, config: Mapping[str, Any], threads: int = 1,
                report: str | None = None, noise: str | None = None,
                quality_stop: Mapping[str, Any] | None = None,
-               previews: tuple[str, str] | None = None) -> dict[str, Any]:
+               preview: str | None = None) -> dict[str, Any]:
     """Build one master, and its ``report`` when given (JSON: the raw frames used and
     those dropped, with why, and the library file it was copied from); ``noise`` the
     setup's noise record (JSON, ``noise_job``): the gain and read noise of its inputs;
     ``quality_stop``: the camera's QC limits when ``qc.on_fail`` is 'stop' (the master is
-    not made when its setup's checks fail: ``qc.QualityStop``); ``previews``: (preview,
-    histogram) PNG paths for the night's report;
+    not made when its setup's checks fail: ``qc.QualityStop``); ``preview``: the PNG
+    path of its preview for the night's report (its histogram goes in the report);
     ``master_files`` are the masters its inputs need; ``camera``
     the settings that make it (``provenance.settings_for``; a whole profile does too). A
     master identical to one in the library (same MASTERID) is copied from it instead, and
@@ -157,27 +157,23 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
             summary = build_master(spec, camera, config["raw_dir"], masters, output,
                                    memory_limit_mb=config["memory_limit_mb"], threads=threads,
                                    config_digest=settings_digest(camera), noise=read_noise_record(noise),
-                                   previews=previews)
+                                   preview=preview)
             if config.get("keep_intermediates") and spec.get("frames"):
                 kept = write_intermediates(spec, camera, config["raw_dir"],
                                            Path(config["output_dir"]) / "work" / "frames")
                 log.info("kept %d overscan-corrected frames", len(kept))
             log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
                      summary["median"])
-        if previews and spec.get("library_file"):
-            write_master_previews(output, *previews)
+        if preview and spec.get("library_file"):  # a library master's figures, from the copy
+            product = read_products([output])[0]
+            summary["histogram"] = write_figure_data(str(product.header.get("CCDCALTY", "master")),
+                                                     product.data, product.mask, preview)
         if report:
             record = {"used": summary["used"], "dropped": summary["dropped"],
-                      "copied_from": spec.get("library_file"), "qc": summary.get("qc") or {}}
+                      "copied_from": spec.get("library_file"), "qc": summary.get("qc") or {},
+                      "histogram": summary.get("histogram")}
             write_text_atomic(json.dumps(record, indent=1, sort_keys=True) + "\n", report)
     return summary
-
-
-def write_master_previews(master: str, preview: str, histogram: str) -> None:
-    """The preview and histogram of a master file (one copied from the library)."""
-    product = read_products([master])[0]
-    write_master_figures(Path(master).stem, str(product.header.get("CCDCALTY", "master")), product.data,
-                         product.mask, preview, histogram)
 
 
 def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -292,20 +288,30 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = 
     return len(files)
 
 
-def quality_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
-                qc_csv: str, library: list | None = None) -> list:
-    """The night's quality checks (``qc.night_checks``) from what its jobs left in
-    ``output_dir``, written to ``qc_csv``; returns them. ``library``: the library's masters
-    and headers (``library_headers``), read here when not given."""
+def read_night(inventory_csv: str, plan_json: str, output_dir: str
+               ) -> tuple[list[FrameRecord], dict[str, Any], NightState]:
+    """What the night's last jobs read once: the inventory's records, the plan, and what
+    the night's jobs left in ``output_dir`` (``report.NightState``)."""
     with open(plan_json, encoding="utf-8") as handle:
         plan = json.load(handle)
-    times = {r.path: r.time_s for r in records_from_csv(inventory_csv) if r.time_s is not None}
-    state = NightState.read(output_dir, plan)
-    checks = night_checks(plan, config, state.noise_records, state.master_reports,
-                          state.light_rows.values(), state.failures, times,
-                          library_darks(library_headers(config.get("library_dir")) if library is None
-                                        else library))
-    write_text_atomic(qc_text(checks), qc_csv)
+    return records_from_csv(inventory_csv), plan, NightState.read(output_dir, plan)
+
+
+def frame_times(records: Iterable[FrameRecord]) -> dict[str, float]:
+    """Each raw frame's time (s, ``FrameRecord.time_s``) by its path, when it has one."""
+    return {r.path: r.time_s for r in records if r.time_s is not None}
+
+
+def write_quality_checks(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
+                         config: Mapping[str, Any], qc_csv: str, library: list) -> list:
+    """The night's quality checks (``qc.night_checks``) written to ``qc_csv``, and put in
+    ``state.quality`` (for the summary); returns them. ``library``: the library's masters
+    and headers (``library_headers``)."""
+    checks = night_checks(plan, config, state.noise_records, state.master_reports, state.light_rows.values(),
+                          state.failures, frame_times(records), library_darks(library))
+    text = qc_text(checks)
+    write_text_atomic(text, qc_csv)
+    state.quality = list(csv.DictReader(io.StringIO(text)))
     counts = {v: sum(c.verdict == v for c in checks) for v in ("fail", "warn", "pass")}
     log.info("quality checks: %d fail, %d warn, %d pass", counts["fail"], counts["warn"], counts["pass"])
     return checks
@@ -334,19 +340,15 @@ def library_darks(library: list[tuple[Any, fits.Header]]) -> list[dict[str, Any]
     return found
 
 
-def report_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
-               summary_page: str, qc_page: str, plots_dir: str, lights_dir: str,
-               library: list | None = None) -> None:
-    """The night's report pages (``report_pages``): summary and QC tables, plots, the
-    lights' thumbnails, and with a library the camera's trends over its nights
-    (``library``: as for ``quality_job``)."""
-    with open(plan_json, encoding="utf-8") as handle:
-        plan = json.load(handle)
-    times = {r.path: r.time_s for r in records_from_csv(inventory_csv) if r.time_s is not None}
-    write_pages(output_dir, plan, summary_page, qc_page)
-    if library is None:
-        library = library_headers(config.get("library_dir"))
-    write_plots(output_dir, plan, times, plots_dir, library_trends(library))
+def write_report_pages(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
+                       output_dir: str, summary_page: str, qc_page: str, previews_dir: str,
+                       histograms_dir: str, plots_dir: str, lights_dir: str, library: list) -> None:
+    """The night's report pages (``report_pages``): summary and QC tables, the masters'
+    previews and histograms, plots, the lights' thumbnails, and with a library the
+    camera's trends over its nights (``library``: as for ``write_quality_checks``)."""
+    write_pages(output_dir, summary_page, qc_page)
+    draw_master_figures(plan, state, Path(output_dir) / MASTER_PREVIEWS_DIR, previews_dir, histograms_dir)
+    write_plots(plan, state, frame_times(records), plots_dir, library_trends(library))
     copy_thumbnails(output_dir, plan, lights_dir)
 
 
@@ -379,26 +381,24 @@ def quality_stop_message(qc_csv: str, config: Mapping[str, Any]) -> str | None:
 
 def night_summary_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
                       qc_csv: str, summary_csv: str, summary_txt: str,
-                      pages: tuple[str, str, str, str] | None = None) -> str:
-    """The night's last job: its quality checks (``quality_job``), then its summary (which
-    lists the fails first), then the report pages (``report_job``: summary and QC pages,
-    plots directory, thumbnails directory). Returns the summary text."""
+                      pages: tuple[str, str, str, str, str, str] | None = None) -> str:
+    """The night's last job: its quality checks (``write_quality_checks``), then its
+    summary (which lists the fails first), then the report pages (``write_report_pages``:
+    summary and QC pages, previews, histograms, plots and thumbnails directories). Reads the night
+    once. Returns the summary text."""
+    records, plan, state = read_night(inventory_csv, plan_json, output_dir)
     library = library_headers(config.get("library_dir"))
-    quality_job(inventory_csv, plan_json, output_dir, config, qc_csv, library)
-    text = summary_job(inventory_csv, plan_json, output_dir, summary_csv, summary_txt)
+    write_quality_checks(records, plan, state, config, qc_csv, library)
+    text = write_summary(records, plan, state, summary_csv, summary_txt)
     if pages:
-        report_job(inventory_csv, plan_json, output_dir, config, *pages, library=library)
+        write_report_pages(records, plan, state, output_dir, *pages, library=library)
     return text
 
 
-def summary_job(inventory_csv: str, plan_json: str, output_dir: str, summary_csv: str,
-                summary_txt: str) -> str:
-    """Write summary.csv and summary.txt from what the night's jobs left in ``output_dir``
-    (``report.NightState``); returns the text."""
-    records = records_from_csv(inventory_csv)
-    with open(plan_json, encoding="utf-8") as handle:
-        plan = json.load(handle)
-    table, text = summarize(records, plan, NightState.read(output_dir, plan))
+def write_summary(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
+                  summary_csv: str, summary_txt: str) -> str:
+    """Write summary.csv and summary.txt (``report.summarize``); returns the text."""
+    table, text = summarize(records, plan, state)
     write_text_atomic(table, summary_csv)
     write_text_atomic(text, summary_txt)
     return text
@@ -418,7 +418,8 @@ def after_failure(output_dir: str, config: Mapping[str, Any] | None = None) -> s
                 if group_is_complete(out / GROUPS_DIR / g)]
     shutil.rmtree(out / "calibrated", ignore_errors=True)
     publish_job(finished, str(out / "calibrated"), partial=True)
+    records, plan, state = read_night(str(out / "inventory.csv"), str(out / "plan.json"), str(out))
     if config is not None:
-        quality_job(str(out / "inventory.csv"), str(out / "plan.json"), str(out), config, str(out / QC_CSV))
-    return summary_job(str(out / "inventory.csv"), str(out / "plan.json"), str(out),
-                       str(out / "summary.csv"), str(out / "summary.txt"))
+        write_quality_checks(records, plan, state, config, str(out / QC_CSV),
+                             library_headers(config.get("library_dir")))
+    return write_summary(records, plan, state, str(out / "summary.csv"), str(out / "summary.txt"))

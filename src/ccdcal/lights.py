@@ -27,13 +27,13 @@ REPORT_COLUMNS = ["path", "status", "output", "bias", "dark", "dark_mode", "dark
                   "flags", "notes", "error", *QC_COLUMNS]
 
 
-#: Sub-folder of a light group's folder holding its lights' thumbnails (PNG; not published).
+#: Sub-folder of a light group's folder holding its lights' thumbnails (JPEG; not published).
 THUMBNAILS = ".thumbnails"
 
 
 def thumbnail_name(output: str) -> str:
-    """The thumbnail file of a calibrated light ('ccd/lights/a.fits' -> 'ccd/lights/a.png')."""
-    return output.rsplit(".", 1)[0] + ".png"
+    """The thumbnail file of a calibrated light ('ccd/lights/a.fits' -> 'ccd/lights/a.jpg')."""
+    return output.rsplit(".", 1)[0] + ".jpg"
 
 
 def stops_the_job(exc: BaseException) -> bool:

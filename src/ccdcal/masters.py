@@ -39,7 +39,7 @@ from .memory import memory_returned_promptly, release_free_memory
 from .noise import NoiseMeasurementError, read_noise_from_pair
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
-from .previews import write_histogram, write_preview
+from .previews import pixel_histogram, reduced_image, save_array
 from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, read_product, write_product
 from .provenance import add_software_cards
 from .qc import master_statistics, star_coverage
@@ -163,11 +163,16 @@ def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple
     return None, "unknown"
 
 
-def write_master_figures(name: str, kind: str, data: np.ndarray, mask: np.ndarray, preview: str,
-                         histogram: str) -> None:
-    """A master's preview (ZScale PNG) and pixel histogram, for the night's report."""
-    write_preview(data, preview, mask)
-    write_histogram(data, histogram, name, "" if kind == "flat" else "ADU", mask)
+def write_figure_data(kind: str, data: np.ndarray, mask: np.ndarray, preview: str) -> dict[str, Any]:
+    """What a master's figures in the night's report are drawn from, computed while it
+    is in memory: the master reduced to at most 512 px a side (``previews.reduced_image``,
+    float32 ADU, written to ``preview`` as .npy), and the histogram of its pixels,
+    returned (``previews.PixelHistogram.as_json`` with its ``unit``: ADU, '' for a flat).
+    The report job stretches and draws them (``report_pages.draw_master_figures``): a
+    master job imports neither astropy.visualization nor matplotlib."""
+    reduced, _ = reduced_image(data, mask)
+    save_array(reduced, preview)
+    return {**pixel_histogram(data, mask).as_json(), "unit": "" if kind == "flat" else "ADU"}
 
 
 def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, Product],
@@ -502,22 +507,23 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
                  masters: Mapping[str, Product], output: str | Path, *, memory_limit_mb: float = 1024,
                  threads: int = 2, config_digest: str | None = None,
                  noise: Mapping[str, Any] | None = None,
-                 previews: tuple[str, str] | None = None) -> dict[str, Any]:
+                 preview: str | None = None) -> dict[str, Any]:
     """Build the master described by ``spec`` (a plan entry) and write it to ``output``.
 
     ``masters`` holds the masters its inputs are calibrated with (flats), or the bias used
     to measure the dark current (darks); ``noise`` the setup's gain and read noise (see
-    ``open_inputs``); ``previews``: (preview, histogram) PNG paths, written from the master
-    in memory (``previews``). Returns a summary dict.
+    ``open_inputs``); ``preview``: the PNG path of its preview, written from the master in
+    memory, whose histogram the summary holds (``write_figure_data``). Returns a
+    summary dict.
     """
     raw_dir = Path(raw_dir)
     kind = spec["type"]
     if spec.get("derived_from"):
         summary = bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output),
                                   config_digest)
-        if previews:
+        if preview:
             product = read_product(output)
-            write_master_figures(spec["name"], "bias", product.data, product.mask, *previews)
+            summary["histogram"] = write_figure_data("bias", product.data, product.mask, preview)
         return summary
     combine = CombineSpec.from_dict(camera["combine"][kind])
     inputs, dropped = open_inputs(spec, camera, raw_dir, masters, noise)
@@ -526,14 +532,14 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
                          + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
     try:
         return _build(spec, camera, inputs, dropped, combine, masters, Path(output),
-                      memory_limit_mb, threads, config_digest, noise, previews)
+                      memory_limit_mb, threads, config_digest, noise, preview)
     finally:
         for frame in inputs:
             frame.raw.close()
 
 
 def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit_mb, threads,
-           config_digest, noise=None, previews=None) -> dict[str, Any]:
+           config_digest, noise=None, preview=None) -> dict[str, Any]:
     kind = spec["type"]
     shape = inputs[0].corrector.layout.shape
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
@@ -654,8 +660,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         header[key] = value
     unit = "" if kind == "flat" else "adu"
     write_product(output, data, uncert, mask, header, unit=unit)
-    if previews:
-        write_master_figures(spec["name"], kind, data, mask, *previews)
+    histogram = write_figure_data(kind, data, mask, preview) if preview else None
     quality = master_statistics(kind, data, uncert, mask)
     if kind == "dark" and "DARKCUR" in extra:
         quality["dark_current"] = extra["DARKCUR"][0]
@@ -673,4 +678,5 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         "median": median(data),
         "read_noise_e": read_noise * gain,
         "qc": quality,
+        "histogram": histogram,
     }

@@ -51,6 +51,8 @@ GROUPS_DIR = Path("work") / "lights"
 GROUP_REPORT = "lights.csv"
 MASTER_REPORTS_DIR = Path("work") / "masters"
 FAILURES_DIR = Path("work") / "failures"
+#: Each master's reduced image (.npy, float32 ADU) for the report's preview.
+MASTER_PREVIEWS_DIR = Path("work") / "previews"
 #: Each setup's gain and read noise (night_noise), one JSON record per setup.
 NOISE_DIR = Path("work") / "noise"
 #: The night's quality checks (ccdcal.qc), one row per check and subject.

@@ -1,8 +1,9 @@
 """The pages and plots of a night's report (``snakemake --report``): the summary and the
-quality checks as HTML tables, and the night's plots (``ccdcal.previews``), from what the
-jobs left in output_dir. Nothing here reads a FITS image: the figures come from the noise
-records, the masters' reports and the light groups' rows; the previews were made by the
-jobs that had the images in memory.
+quality checks as HTML tables, the masters' histograms and the night's plots
+(``ccdcal.previews``), from what the jobs left in output_dir (``report.NightState``).
+Nothing here reads a FITS image: the figures come from the noise records, the masters'
+reports and the light groups' rows; the masters' reduced images, the histograms' counts and
+the lights' thumbnails were made by the jobs that had the images in memory.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from .frames import write_text_atomic
 from .lights import THUMBNAILS, thumbnail_name
 from .output_dir import GROUPS_DIR, QC_CSV
-from .previews import (plot_dark_current, plot_flat_levels, plot_noise_vs_uncert, plot_overscan_levels,
-                       plot_photon_transfer, plot_trends)
+from .previews import (PixelHistogram, draw_histogram, plot_dark_current, plot_flat_levels, plot_noise_vs_uncert,
+                       plot_overscan_levels, plot_photon_transfer, plot_trends, write_stretched)
 from .qc import overscan_levels
 from .report import NightState
 
@@ -51,8 +54,7 @@ def table(rows: list[Mapping[str, Any]], columns: list[str], colour_by: str | No
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def write_pages(output_dir: str | Path, plan: Mapping[str, Any], summary_page: str | Path,
-                qc_page: str | Path) -> None:
+def write_pages(output_dir: str | Path, summary_page: str | Path, qc_page: str | Path) -> None:
     """summary.html: summary.txt and every light's row of summary.csv; qc.html: qc.csv,
     fails first, rows coloured by verdict, with the counts."""
     out = Path(output_dir)
@@ -73,15 +75,39 @@ def write_pages(output_dir: str | Path, plan: Mapping[str, Any], summary_page: s
     write_text_atomic(PAGE.format(title="Quality checks", body=body), qc_page)
 
 
-def write_plots(output_dir: str | Path, plan: Mapping[str, Any], times: Mapping[str, float],
+def draw_master_figures(plan: Mapping[str, Any], state: NightState, previews: str | Path,
+                         previews_dir: str | Path, histograms_dir: str | Path) -> list[Path]:
+    """Each master's preview (its reduced image ``previews/<master>.npy`` stretched by
+    ZScale: ``previews.write_stretched``) as ``previews_dir/<master>.png``, and its pixel
+    histogram (the counts in its report) as ``histograms_dir/<master>_histogram.png``;
+    both computed by the master's job (``masters.write_figure_data``). Returns the
+    files written."""
+    images, histograms = Path(previews_dir), Path(histograms_dir)
+    images.mkdir(parents=True, exist_ok=True)
+    histograms.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in sorted(plan["masters"]):
+        reduced = Path(previews) / f"{name}.npy"
+        if reduced.is_file():
+            path = images / f"{name}.png"
+            write_stretched(np.load(reduced, allow_pickle=False), path)
+            written.append(path)
+        record = state.master_reports.get(name, {}).get("histogram")
+        if record:
+            path = histograms / f"{name}_histogram.png"
+            draw_histogram(PixelHistogram.from_json(record), path, name, record["unit"])
+            written.append(path)
+    return written
+
+
+def write_plots(plan: Mapping[str, Any], state: NightState, times: Mapping[str, float],
                 plots_dir: str | Path, library_trends: Mapping[str, list] | None = None) -> list[Path]:
     """The night's plots in ``plots_dir``: overscan level over the night per amplifier,
     noise against UNCERT per light, dark current against exposure and temperature, flat
     levels per filter, each setup's photon-transfer curve, and (with a library) the
     camera's trends over the library's nights. Returns the files written."""
-    out, plots = Path(output_dir), Path(plots_dir)
+    plots = Path(plots_dir)
     plots.mkdir(parents=True, exist_ok=True)
-    state = NightState.read(out, plan)
     written = []
     start = min(times.values()) if times else 0.0
 
@@ -140,7 +166,7 @@ def write_plots(output_dir: str | Path, plan: Mapping[str, Any], times: Mapping[
 
 
 def copy_thumbnails(output_dir: str | Path, plan: Mapping[str, Any], lights_dir: str | Path) -> list[Path]:
-    """Each calibrated light's thumbnail (made by its light job) as ``lights_dir/<name>.png``,
+    """Each calibrated light's thumbnail (made by its light job) as ``lights_dir/<name>.jpg``,
     the raw path's folders joined by '__' so one folder holds them all."""
     out, target = Path(output_dir), Path(lights_dir)
     target.mkdir(parents=True, exist_ok=True)

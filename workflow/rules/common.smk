@@ -16,6 +16,7 @@ from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
 from ccdcal.masters import expected_runtime_min
 from ccdcal.output_dir import (
     GROUPS_DIR,
+    MASTER_PREVIEWS_DIR,
     MASTER_REPORTS_DIR,
     NOISE_DIR,
     QC_CSV,
@@ -42,7 +43,7 @@ MASTERS = OUT_DIR / "masters"
 MASTER_REPORTS = OUT_DIR / MASTER_REPORTS_DIR
 LIGHT_GROUPS = OUT_DIR / GROUPS_DIR
 NOISE = OUT_DIR / NOISE_DIR
-PREVIEWS = OUT_DIR / "work" / "previews"
+PREVIEWS = OUT_DIR / MASTER_PREVIEWS_DIR
 REPORT_PAGES = OUT_DIR / "work" / "report"
 LOGS = OUT_DIR / "logs"
 
@@ -486,7 +487,14 @@ def get_final_outputs(wildcards):
         ),
         *(
             str(REPORT_PAGES / name)
-            for name in ("summary.html", "qc.html", "plots", "lights")
+            for name in (
+                "summary.html",
+                "qc.html",
+                "masters",
+                "histograms",
+                "plots",
+                "lights",
+            )
         ),
         *get_all_masters(),
         *get_master_reports(),

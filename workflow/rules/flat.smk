@@ -4,18 +4,7 @@ rule master_flat:
     output:
         master=MASTERS / "{master}.fits",
         report=MASTER_REPORTS / "{master}.json",
-        preview=report(
-            PREVIEWS / "{master}.png",
-            caption="../report/master_preview.rst",
-            category="3. Masters",
-            labels={"figure": "{master} image"},
-        ),
-        histogram=report(
-            PREVIEWS / "{master}_histogram.png",
-            caption="../report/master_histogram.rst",
-            category="3. Masters",
-            labels={"figure": "{master} histogram"},
-        ),
+        preview=PREVIEWS / "{master}.npy",
     log:
         LOGS / "masters" / "{master}.log",
     wildcard_constraints:

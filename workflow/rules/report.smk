@@ -22,6 +22,20 @@ rule summary:
             category="2. Quality checks",
             labels={"page": "quality checks"},
         ),
+        previews=report(
+            directory(REPORT_PAGES / "masters"),
+            patterns=["{master}.png"],
+            caption="../report/master_preview.rst",
+            category="3. Masters",
+            labels={"figure": "{master} image"},
+        ),
+        histograms=report(
+            directory(REPORT_PAGES / "histograms"),
+            patterns=["{master}_histogram.png"],
+            caption="../report/master_histogram.rst",
+            category="3. Masters",
+            labels={"figure": "{master} histogram"},
+        ),
         plots=report(
             directory(REPORT_PAGES / "plots"),
             patterns=["{plot}.png"],
@@ -31,7 +45,7 @@ rule summary:
         ),
         lights=report(
             directory(REPORT_PAGES / "lights"),
-            patterns=["{light}.png"],
+            patterns=["{light}.jpg"],
             category="5. Lights",
             labels={"light": "{light}"},
         ),

@@ -15,5 +15,5 @@ master_job(
     report=snakemake.output.report,
     noise=next(iter(snakemake.input.noise), None),
     quality_stop=json.loads(snakemake.params.quality_stop or "null"),
-    previews=(snakemake.output.preview, snakemake.output.histogram),
+    preview=snakemake.output.preview,
 )

@@ -14,6 +14,8 @@ night_summary_job(
     pages=(
         snakemake.output.summary_page,
         snakemake.output.qc_page,
+        snakemake.output.previews,
+        snakemake.output.histograms,
         snakemake.output.plots,
         snakemake.output.lights,
     ),
