@@ -1,4 +1,6 @@
-rule master_flat:
+# One rule per kind of master (bias, dark, flat): the same job (build_master.py), told
+# apart by the master's name, which the plan starts with its kind.
+rule master_bias:
     input:
         unpack(get_master_inputs),
     output:
@@ -8,7 +10,7 @@ rule master_flat:
     log:
         LOGS / "masters" / "{master}.log",
     wildcard_constraints:
-        master=r"flat_[A-Za-z0-9._+\-]+",
+        master=r"bias_[A-Za-z0-9._+\-]+",
     conda:
         "../../environment.yml"
     threads: config["threads"]
@@ -22,3 +24,13 @@ rule master_flat:
         quality_stop=get_quality_stop,
     script:
         "../scripts/build_master.py"
+
+
+use rule master_bias as master_dark with:
+    wildcard_constraints:
+        master=r"dark_[A-Za-z0-9._+\-]+",
+
+
+use rule master_bias as master_flat with:
+    wildcard_constraints:
+        master=r"flat_[A-Za-z0-9._+\-]+",
