@@ -1,4 +1,6 @@
-"""Building master bias, dark and flat frames.
+"""Building master bias, dark and flat frames: what every kind shares (opening the
+inputs, stacking them, the uncertainty of the combination, the header and the file);
+what makes each kind what it is lives in its recipe (``master_recipes``).
 
 Every input is overscan-corrected and trimmed as it is read, in blocks of rows, so the
 stack held in memory stays within ``memory_limit_mb`` whatever the number of frames.
@@ -29,21 +31,20 @@ from typing import Any, Mapping
 import numpy as np
 from astropy.io import fits
 
-from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat_stars
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block, variance_factor_table
 from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
 from .inventory import parse_shape
+from .master_recipes import RECIPES, MasterJob, central_rows
 from .memory import memory_returned_promptly, release_free_memory
 from .noise import NoiseMeasurementError, read_noise_from_pair
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
 from .previews import pixel_histogram, reduced_image, save_array
-from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, read_product, write_product
+from .products import NONFINITE, Product, ascii_header_text, read_product, write_product
 from .provenance import add_software_cards
-from .qc import master_statistics, star_coverage
-from .sections import Section
+from .qc import master_statistics
 from .stats import median
 
 log = logging.getLogger("ccdcal.masters")
@@ -192,7 +193,7 @@ def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, 
     flags = ["NOGAIN"] if inputs[0].gain_source == "unknown" and kind != "bias" else []
     read_noise, source = inputs[0].read_noise_adu, "config/header"
     if read_noise is None and kind != "flat" and len(inputs) >= 2:
-        y0, y1 = _central_rows(shape)
+        y0, y1 = central_rows(shape)
         a, _ = inputs[0].corrector.block(y0, y1)
         b, _ = inputs[1].corrector.block(y0, y1)
         try:
@@ -207,21 +208,6 @@ def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, 
                     "profile or header): its UNCERT lacks it (CALFLAGS NORDNOISE)", spec["name"])
         return 0.0, "unknown", [*flags, "NORDNOISE"]
     return read_noise, source, flags
-
-
-def _central_rows(shape: tuple[int, int], size: int = 512) -> tuple[int, int]:
-    ny = shape[0]
-    half = min(ny, size) // 2
-    return ny // 2 - half, ny // 2 - half + min(ny, size)
-
-
-def _normalize_region(camera: Mapping[str, Any], shape: tuple[int, int]) -> tuple[slice, slice]:
-    region = camera["flat"]["normalize_region"]
-    if region == "full":
-        return slice(0, shape[0]), slice(0, shape[1])
-    section = Section.parse(region)
-    section.check_inside(shape, "flat.normalize_region")
-    return section.slices
 
 
 #: Memory of a job beyond its arrays: the Snakemake process that runs it on the node
@@ -325,43 +311,6 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
             "dropped": {},
             "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0)),
             "qc": master_statistics("bias", data, uncert, mask)}
-
-
-#: Star detection for the quality checks when the profile rejects none: far enough above
-#: the local background that noise does not count (k), without growing.
-QC_STAR_SIGMA = 5.0
-
-
-def _stars_for_qc(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray:
-    """Flat indices of one sky flat's star pixels, for the star-coverage check."""
-    found = reject_sky_flat_stars(flat, BackgroundSpec.from_dict(camera["background"]),
-                                  method="sigma", k=QC_STAR_SIGMA, grow=0)
-    found &= np.isfinite(flat)  # saturated (NaN) pixels are not stars here
-    return np.flatnonzero(found).astype(np.int64)
-
-
-def _raw_offset(frame: InputFrame, shape: tuple[int, int]) -> float:
-    """What was subtracted from a flat's raw pixels before it is measured (ADU): its
-    overscan level and the median of its bias/dark over central rows."""
-    offset = float(np.mean(frame.corrector.levels)) if frame.corrector.levels else 0.0
-    if frame.sub is not None:
-        y0, y1 = _central_rows(shape, 64)
-        image = frame.sub.image(slice(y0, y1))
-        if image is not None:
-            offset += float(np.median(image))
-    return offset
-
-
-def _star_pixels(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray | None:
-    """Flat indices of the pixels of one (bias/dark-subtracted) sky flat to reject, per the
-    camera's ``flat.star_rejection``; None when rejection is off."""
-    spec = camera["flat"]["star_rejection"]
-    if spec["method"] == "none":
-        return None
-    rejected = reject_sky_flat_stars(flat, BackgroundSpec.from_dict(camera["background"]),
-                                     method=spec["method"], k=spec["k"], low=spec["low"],
-                                     high=spec["high"], grow=spec["grow"])
-    return np.flatnonzero(rejected).astype(np.int64)
 
 
 def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
@@ -531,143 +480,50 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
         raise FrameError(f"master {spec['name']}: none of its {len(spec['frames'])} inputs is usable: "
                          + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
     try:
-        return _build(spec, camera, inputs, dropped, combine, masters, Path(output),
-                      memory_limit_mb, threads, config_digest, noise, preview)
+        shape = inputs[0].corrector.layout.shape
+        read_noise, read_noise_source, flags = _read_noise_and_flags(spec, inputs, masters, noise, shape)
+        if flags:
+            spec = {**spec, "flags": [*(spec.get("flags") or []), *flags]}
+        job = MasterJob(spec, camera, masters, noise, shape, inputs[0].gain, read_noise, read_noise_source,
+                        threads)
+        return _build(job, inputs, dropped, combine, Path(output), memory_limit_mb, config_digest, preview)
     finally:
         for frame in inputs:
             frame.raw.close()
 
 
-def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit_mb, threads,
-           config_digest, noise=None, preview=None) -> dict[str, Any]:
-    kind = spec["type"]
-    shape = inputs[0].corrector.layout.shape
+def _build(job: MasterJob, inputs: list[InputFrame], dropped: dict[str, str], combine: CombineSpec,
+           output: Path, memory_limit_mb: float, config_digest: str | None, preview: str | None
+           ) -> dict[str, Any]:
+    """Stack the inputs and finish the master by its kind's recipe (``master_recipes``);
+    write it to ``output``. Returns the summary ``build_master`` returns."""
+    spec, camera, shape, kind = job.spec, job.camera, job.shape, job.spec["type"]
+    recipe = RECIPES[kind]
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
     # variance, mask) come out of the memory limit before the stacks
-    reserved = sum(m.data.nbytes * 3 for m in masters.values()) + shape[0] * shape[1] * 11
-    norm_region = _normalize_region(camera, shape) if kind == "flat" else None
-
-    read_noise, read_noise_source, flags = _read_noise_and_flags(spec, inputs, masters, noise, shape)
-    if flags:
-        spec = {**spec, "flags": [*(spec.get("flags") or []), *flags]}
-
-    if kind == "flat":
-        def measure(frame: InputFrame) -> float:
-            """The flat's own median (and its star pixels, and for the quality checks its
-            raw peak and stars), one frame in memory per thread."""
-            full = frame.block(0, shape[0])
-            frame.rejected = _star_pixels(full, camera)
-            frame.stars = frame.rejected if frame.rejected is not None else _stars_for_qc(full, camera)
-            frame.peak = float(np.nanpercentile(full, 99.9)) + _raw_offset(frame, shape)
-            return median(full[norm_region])
-
-        levels = map_in_threads(measure, inputs, threads)
-        release_free_memory()
-        kept = []
-        for frame, level in zip(inputs, levels):
-            if not level > 0:
-                dropped[frame.rel_path] = f"median {level:.1f} ADU after bias/dark is not positive"
-                continue
-            frame.level = level
-            frame.scale = 1.0 / level if camera["flat"]["normalize_each"] else 1.0
-            kept.append(frame)
-        if not kept:
-            raise FrameError(f"master {spec['name']}: no flat with a positive level: "
-                             + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
-        inputs = kept
-
+    reserved = sum(m.data.nbytes * 3 for m in job.masters.values()) + shape[0] * shape[1] * 11
+    inputs = recipe.select(inputs, dropped, job)
+    job.gain = inputs[0].gain  # the first stacked input's
     with memory_returned_promptly():
-        data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, threads, reserved)
+        data, n_used = combine_inputs(inputs, combine, shape, memory_limit_mb, job.threads, reserved)
     release_free_memory()
-
-    gain = inputs[0].gain
     variance = _variance_factor(combine, n_used)  # becomes the variance, then UNCERT, in place
     del n_used
-    mask = np.zeros(shape, dtype=np.uint8)
-    extra: dict[str, tuple[Any, str]] = {}
-    if kind == "flat":
-        # each flat was multiplied by its scale s (1 / its level, or 1 with normalize_each
-        # off): its variance s^2 (r^2 + signal / g) is s^2 r^2 + s x (the combined value) / g
-        a = np.float32(np.mean([(read_noise * f.scale) ** 2 for f in inputs]))
-        b = np.float32(np.mean([f.scale / gain for f in inputs]))
-        # the bias/dark each flat was corrected with, averaged over the flats: the variance
-        # of each distinct one (flats of one exposure share theirs), times its flats
-        subs = [f.sub for f in inputs if f.sub is not None and f.sub.variance(slice(0, 0)) is not None]
-        sub_scale = np.mean([f.scale**2 for f in inputs]) / max(len(subs), 1)
-        distinct: dict[tuple, list] = {}
-        for sub in subs:
-            distinct.setdefault((id(sub.bias), id(sub.dark), sub.mode, sub.scale), [sub, 0])[1] += 1
-        for rows in row_blocks(shape[0], 64):
-            per_frame = np.maximum(data[rows], 0) * b + a
-            for sub, count in distinct.values():
-                per_frame += sub.variance(rows) * np.float32(count * sub_scale)
-            variance[rows] *= per_frame
-        norm = median(data[norm_region])
-        data /= np.float32(norm)
-        variance /= np.float32(norm * norm)
-        weak = camera["flat"]["weak_threshold"]
-        mask[~(data >= weak)] |= WEAKFLAT
-        dead = dead_pixels(data, BackgroundSpec.from_dict(camera["background"]),
-                           camera["flat"]["dead_fraction"], threads=threads)
-        mask[dead] |= BADPIX
-        extra["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
-        rejected = [f.rejected.size for f in inputs if f.rejected is not None]
-        if rejected:
-            extra["NSTARREJ"] = (int(sum(rejected)), "sky-flat pixels rejected as stars")
-        extra["FLATNORM"] = (norm, "median (ADU/level) the master was divided by")
-        region = camera["flat"]["normalize_region"]
-        extra["NORMREG"] = (region, "region of the median used to normalize")
-        extra["NORMSTAT"] = ("median", "statistic used to normalize each flat and the master")
-        for i, frame in enumerate(inputs, start=1):
-            extra[f"FLEVL{i:03d}"] = (round(frame.level, 3), f"median ADU of input {i}")
-    else:
-        bias = masters.get(spec.get("bias")) if kind == "dark" and spec.get("bias") else None
-        rn2, inv_gain = np.float32(read_noise**2), np.float32(1.0 / gain)
-        # a dark without a bias: the shot noise of its dark current as measured on the
-        # night's dark pairs (a typical pixel's), when it was
-        dark_variance = 0.0
-        if kind == "dark" and bias is None and noise and noise.get("dark_variance_rate"):
-            dark_variance = float(noise["dark_variance_rate"]) * float(spec.get("exptime") or 0.0)
-            extra["DARKVAR"] = (round(dark_variance, 4), "[ADU^2] dark shot noise per frame in UNCERT")
-        for rows in row_blocks(shape[0], 64):
-            if bias is not None:  # shot noise of the dark current
-                per_frame = np.maximum(data[rows] - bias.data[rows], 0) * inv_gain + rn2
-            else:
-                per_frame = rn2 + np.float32(dark_variance)
-            variance[rows] *= per_frame
-        if kind == "dark":
-            current = data - bias.data if bias is not None else data.copy()
-            center = median(current)
-            k = camera["dark"]["hot_pixel_sigma"]
-            hot = hot_pixels(current, BackgroundSpec.from_dict(camera["background"]), k, threads=threads)
-            del current
-            mask[hot] |= BADPIX
-            extra["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
-            extra["HOTSIGMA"] = (k, "hot: above local background + this x local rms")
-            if bias is not None and spec.get("exptime"):
-                extra["DARKCUR"] = (round(center * gain / float(spec["exptime"]), 6),
-                                    "[e-/s] median dark current")
-                extra["BIASFILE"] = (bias.path.name, "bias used to measure the dark current")
-            extra["DARKBIAS"] = ("included", "the master dark includes the bias")
+    finished = recipe.finish(data, variance, inputs, job)
+    mask = finished.mask
     mask[~np.isfinite(data)] |= NONFINITE
     uncert = np.sqrt(variance, out=variance)
 
     header = _master_header(spec, camera, inputs, combine, config_digest, dropped)
-    header["RDNOISE"] = (round(read_noise * gain, 4), "[e-] read noise")
-    header["RNSOURCE"] = (read_noise_source, "where RDNOISE comes from")
+    header["RDNOISE"] = (round(job.read_noise * job.gain, 4), "[e-] read noise")
+    header["RNSOURCE"] = (job.read_noise_source, "where RDNOISE comes from")
     header["MEDLEVEL"] = (round(median(data), 6), "median of the master (ADU; 1 for a flat)")
-    for key, value in extra.items():
+    for key, value in finished.cards.items():
         header[key] = value
-    unit = "" if kind == "flat" else "adu"
-    write_product(output, data, uncert, mask, header, unit=unit)
+    write_product(output, data, uncert, mask, header, unit=recipe.unit)
     histogram = write_figure_data(kind, data, mask, preview) if preview else None
     quality = master_statistics(kind, data, uncert, mask)
-    if kind == "dark" and "DARKCUR" in extra:
-        quality["dark_current"] = extra["DARKCUR"][0]
-    if kind == "flat":
-        quality["saturation"] = float(inputs[0].saturation) if inputs[0].saturation else None
-        quality["inputs"] = [{"path": f.rel_path, "level": f.level, "peak": f.peak} for f in inputs]
-        quality["star_coverage"] = star_coverage((f.stars for f in inputs), shape)
+    quality.update(recipe.quality(inputs, finished, job))
     quality["overscan_levels"] = {f.rel_path: f.corrector.levels for f in inputs if f.corrector.levels}
     return {
         "name": spec["name"],
@@ -676,7 +532,7 @@ def _build(spec, camera, inputs, dropped, combine, masters, output, memory_limit
         "used": [frame.rel_path for frame in inputs],
         "dropped": dropped,
         "median": median(data),
-        "read_noise_e": read_noise * gain,
+        "read_noise_e": job.read_noise * job.gain,
         "qc": quality,
         "histogram": histogram,
     }
