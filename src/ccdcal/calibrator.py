@@ -55,9 +55,10 @@ from .provenance import add_software_cards
 from .previews import write_thumbnail
 from .qc import light_statistics
 from .sections import Section
+from .steps import Light, Step, history, in_stage, light_steps, missing_flags, reading_layout
 
 PARAMETERS = (
-    "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
+    "steps", "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
     "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "gain_source",
     "read_noise", "read_noise_source", "dark_variance_rate",
     "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize", "checksum",
@@ -114,8 +115,11 @@ LAYOUT_KEYWORDS = ("BIASSEC", "DATASEC", "TRIMSEC", "CCDSEC", "AMPSEC", "DETSEC"
 
 def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[str, Any],
                  masters: Mapping[str, Product | None], layout, levels: list[float], gain: float,
-                 gain_source: str, read_noise_e: float, rn_source: str, config_digest: str | None
-                 ) -> fits.Header:
+                 gain_source: str, read_noise_e: float, rn_source: str, config_digest: str | None,
+                 steps_done: str = "overscan/trim, bias, dark, flat") -> fits.Header:
+    """The calibrated light's header: the raw frame's cards (its layout's left out; WCS
+    and LTV shifted by the trim), then what calibrated it (``steps_done``: the steps as
+    ``steps.history`` says them)."""
     header = fits.Header()
     copy_header_cards(header, raw.primary_header if raw.hdu_index else None, raw.image_header)
     for key in LAYOUT_KEYWORDS:
@@ -145,7 +149,7 @@ def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[s
     header["RNUSED"] = (round(read_noise_e, 4), f"[e-] read noise from {rn_source}"[:47])
     header["GAINSRC"] = (gain_source[:68], "where GAINUSED comes from")
     header["RNSOURCE"] = (rn_source[:68], "where RNUSED comes from")
-    header.add_history("ccdcal: overscan/trim, bias, dark, flat; UNCERT = 1 sigma; MASK bits MASKBn")
+    header.add_history(f"ccdcal: {steps_done}; UNCERT = 1 sigma; MASK bits MASKBn")
     add_software_cards(header, config_digest)
     return header
 
@@ -282,7 +286,9 @@ class Calibrator:
             for key, product in zip(missing, read_products([wanted[k] for k in missing], self.threads)):
                 self._masters[key] = product
 
-    def _corrector(self, raw: RawFrame, p: Mapping[str, Any]):
+    def _corrector(self, raw: RawFrame, p: Mapping[str, Any], steps: list[Step]):
+        """The reader of ``raw``: its overscan and trim as the parameters (else the
+        profile) say, as far as the raw ``steps`` take them (``steps.reading_layout``)."""
         method = p["overscan_method"]
         overscans = ([region_in_frame(o, raw.shape, f"overscans[{i}]") for i, o in enumerate(p["overscans"])]
                      if p["overscans"] else None)
@@ -292,7 +298,9 @@ class Calibrator:
             trim = layout_for(raw.header, raw.shape, self.camera.config).trim
         else:
             trim = Section.full(raw.shape)
-        if callable(method):
+        if callable(method) and any(s.name == "overscan" for s in steps):
+            if not any(s.name == "trim" for s in steps):
+                trim = Section.full(raw.shape)
             return _FunctionCorrector(raw, method, overscans or [], trim)
         if overscans is None and method is None:
             layout = layout_for(raw.header, raw.shape, self.camera.config)
@@ -306,8 +314,9 @@ class Calibrator:
                 raise ValueError("overscan_data needs one data region per overscan region")
             amplifiers = tuple(Amplifier(data[i] if data else trim, o) for i, o in enumerate(overscans or []))
             order = p["overscan_order"] if p["overscan_order"] is not None else self.camera.config["overscan"]["order"]
-            layout = Layout(raw.shape, trim, amplifiers, method or "median", order, "auto")
-        return FrameCorrector(raw.read, layout)
+            name = (method if isinstance(method, str) else None) or "median"
+            layout = Layout(raw.shape, trim, amplifiers, name, order, "auto")
+        return FrameCorrector(raw.read, reading_layout(layout, steps))
 
     def _light_planes(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """This thread's image, UNCERT and MASK arrays for a light of ``shape``, reused from
@@ -364,15 +373,19 @@ class Calibrator:
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
         refuse_same_file(raw, calibrated)
-        bias, dark, flat = (self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat"))
+        steps = light_steps(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"))
+        given = {s: self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat")}
         label = raw_label or Path(raw).name
         with RawFrame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()
-            corrector = self._corrector(frame, p)
-            for step, master in (("bias", bias), ("dark", dark), ("flat", flat)):
+            light = Light(given, lambda bias, dark: self._dark_choice(frame, p, bias, dark))
+            for arithmetic in in_stage(steps, "arithmetic"):
+                arithmetic.choose(light)
+            corrector = self._corrector(frame, p, steps)
+            for name, master in (("bias", light.bias), ("dark", light.dark), ("flat", light.flat)):
                 if master is not None and master.data.shape != corrector.layout.shape:
                     raise FrameError(f"{label}: trimmed shape {corrector.layout.shape} differs from "
-                                     f"master {step} {master.path.name} {master.data.shape}")
+                                     f"master {name} {master.path.name} {master.data.shape}")
             saturation, _ = self._value(frame, p, "saturation")
             if saturation is None:
                 saturation = frame.integer_max
@@ -384,7 +397,8 @@ class Calibrator:
             rn_e, rn_source = self._value(frame, p, "read_noise")
             if rn_e is None:
                 rn_e, rn_source = next(((float(m.header["RDNOISE"]), f"master {m.path.name}")
-                                        for m in (bias, dark) if m is not None and "RDNOISE" in m.header),
+                                        for m in (light.bias, light.dark)
+                                        if m is not None and "RDNOISE" in m.header),
                                        (0.0, "unknown"))
                 if rn_source == "unknown":
                     unknown.append("NORDNOISE")
@@ -397,34 +411,43 @@ class Calibrator:
             pedestal_key, pedestal = self.camera.pedestal(frame.header)
             if pedestal:
                 data += np.float32(pedestal)
-            mode, scale = self._dark_choice(frame, p, bias, dark)
+            mode, scale = light.dark_mode, light.dark_scale
             # a dark subtracted as is: its dark signal's shot noise is in the frame, and
             # not in raw - D; measured as ADU^2 per s (night_noise), else left out
             dark_variance = 0.0
             if mode == "unscaled" and p["dark_variance_rate"]:
                 dark_variance = float(p["dark_variance_rate"]) * (self.camera.exptime(frame.header) or 0.0)
+            bias, dark, flat = light.subtracted_bias, light.dark, light.flat
             key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e, dark_variance,
                    p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"])
             with self._lock:
                 calibration = self._calibrations.get(key)
                 if calibration is None:
-                    sub = subtrahend(bias if mode != "unscaled" else None, dark, mode, scale)
+                    sub = subtrahend(bias, dark, mode, scale)
                     calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1], threads=self.threads,
                                               extra_variance=dark_variance)
                     if len(self._calibrations) >= self.CALIBRATIONS_KEPT:
                         self._calibrations.pop(next(iter(self._calibrations)))
                     self._calibrations[key] = calibration
-            image, uncert, mask = calibration.apply(data, saturated, uncert=uncert_plane, mask=mask_plane)
+            light.image, light.uncert, light.mask = calibration.apply(data, saturated, uncert=uncert_plane,
+                                                                      mask=mask_plane)
+            light.gain, light.read_noise, light.saturation = gain, rn_e, saturation
+            for image_step in in_stage(steps, "image"):
+                image_step.apply(light)
+            image, uncert, mask = light.image, light.uncert, light.mask
             if statistics is not None:
                 statistics.update(light_statistics(image, uncert, mask),
                                   overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels))
             if thumbnail is not None:
                 write_thumbnail(image, thumbnail, mask)
-            steps = {"bias": bias if mode != "unscaled" else None, "dark": dark, "flat": flat}
+            masters = {"bias": bias, "dark": dark, "flat": flat}
             entry = {"dark_mode": mode, "dark_scale": scale,
-                     "flags": flags if flags is not None else _flags(steps, mode) + unknown}
-            header = light_header(frame, label, frame.digest(), entry, steps, corrector.layout,
-                                  corrector.levels, gain, gain_source, rn_e, rn_source, config_digest)
+                     "flags": flags if flags is not None else missing_flags(steps, light) + unknown}
+            header = light_header(frame, label, frame.digest(), entry, masters, corrector.layout,
+                                  corrector.levels, gain, gain_source, rn_e, rn_source, config_digest,
+                                  history(steps))
+            for key, card in light.cards.items():
+                header[key] = card
             if dark_variance:
                 header["DARKVAR"] = (round(dark_variance, 4), "[ADU^2] dark shot noise in UNCERT")
             if pedestal_key:  # applied: a reader must not add it again
@@ -437,14 +460,3 @@ class Calibrator:
         return written if writer is not None else Path(calibrated)
 
     __call__ = calibrate
-
-
-def _flags(steps: Mapping[str, Product | None], mode: str | None) -> list[str]:
-    flags = []
-    if steps["bias"] is None and mode != "unscaled":
-        flags.append("NOBIAS")
-    if steps["dark"] is None:
-        flags.append("NODARK")
-    if steps["flat"] is None:
-        flags.append("NOFLAT")
-    return flags

@@ -23,6 +23,7 @@ import numpy as np
 
 from .camera import HeaderView
 from .sections import Section
+from .steps import light_steps, reading_layout
 
 METHODS = ("none", "mean", "median", "median_per_row", "polynomial", "chebyshev", "spline")
 
@@ -94,7 +95,9 @@ def _data_beside(overscan: Section, raw_shape: tuple[int, int]) -> Section:
 
 
 def layout_for(header: HeaderView, raw_shape: tuple[int, int], profile: Mapping[str, Any]) -> Layout:
-    """The frame layout from the camera profile, reading BIASSEC/DATASEC/TRIMSEC when it says 'header'.
+    """The frame layout from the camera profile, reading BIASSEC/DATASEC/TRIMSEC when it says 'header',
+    as far as the profile's raw steps take it (``steps.reading_layout``: without the overscan
+    step, no correction; without the trim step, the whole frame).
 
     Raises ValueError naming the section that is missing or outside the frame, or the
     overscan and the section it overlaps.
@@ -141,7 +144,8 @@ def layout_for(header: HeaderView, raw_shape: tuple[int, int], profile: Mapping[
             check_overscan_apart(amp.overscan, amp.data, None if trim_spec == "none" else trim)
     if not amplifiers:
         method = "none"
-    return Layout(tuple(raw_shape), trim, tuple(amplifiers), method, spec["order"], spec["axis"])
+    planned = Layout(tuple(raw_shape), trim, tuple(amplifiers), method, spec["order"], spec["axis"])
+    return reading_layout(planned, light_steps(profile.get("steps")))
 
 
 def check_overscan_apart(overscan: Section, data: Section | None, trim: Section | None) -> None:

@@ -14,21 +14,27 @@ from typing import Any, Mapping
 from astropy.io import fits
 
 from . import __version__
+from .steps import DEFAULT_STEPS
 
 #: The camera-profile settings that change each kind of product (dotted paths into the
 #: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job
 #: when they change (and only then), and a master's identity (MASTERID) includes them.
 PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
-    "bias": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.bias"),
-    "dark": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.dark",
+    "bias": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.bias"),
+    "dark": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.dark",
              "dark.hot_pixel_sigma", "background"),
-    "flat": ("overscan", "trim", "gain", "read_noise", "saturation", "combine.flat",
+    "flat": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.flat",
              "flat.normalize_each", "flat.normalize_region", "flat.weak_threshold", "flat.dead_fraction",
              "flat.star_rejection", "background"),
-    "noise": ("overscan", "trim", "gain", "read_noise", "saturation"),
-    "light": ("overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime", "keywords.pedestal",
+    "noise": ("steps", "overscan", "trim", "gain", "read_noise", "saturation"),
+    "light": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime", "keywords.pedestal",
               "dark.exposure_tolerance", "flat.weak_threshold", "output"),
 }
+
+#: Settings added after products were made, with the value that does what was done before
+#: them: at that value they are left out of a product's settings, so that products and
+#: library masters made before keep their CFGDIGST and MASTERID.
+NEUTRAL_SETTINGS: dict[str, Any] = {"steps": list(DEFAULT_STEPS)}
 
 #: Top-level configuration keys that do not change the plan: where the data lie and how
 #: much of the machine a job uses.
@@ -41,9 +47,12 @@ def canonical_json(value: Any) -> str:
 
 def settings_for(camera: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The part of a camera profile that changes a product of ``kind`` (bias, dark, flat,
-    light), nested as in the profile, with the camera's name."""
+    light), nested as in the profile, with the camera's name (``NEUTRAL_SETTINGS`` at
+    their neutral value left out)."""
     settings: dict[str, Any] = {"name": camera.get("name", "")}
     for path in PRODUCT_SETTINGS[kind]:
+        if path in NEUTRAL_SETTINGS and camera.get(path, NEUTRAL_SETTINGS[path]) == NEUTRAL_SETTINGS[path]:
+            continue
         *parents, leaf = path.split(".")
         source, target = camera, settings
         for key in parents:
