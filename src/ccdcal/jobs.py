@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 from astropy.io import fits
 
-from .frames import FrameError, write_text_atomic
+from .frames import FrameError
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
@@ -37,6 +37,7 @@ from .qc import master_checks, night_checks, setup_checks, stop_if_failed
 from .qc import qc_csv as qc_text
 from .report import NightState, summarize
 from .report_pages import copy_thumbnails, draw_master_figures, write_pages, write_plots
+from .writers import write_text_atomic
 
 log = logging.getLogger("ccdcal")
 

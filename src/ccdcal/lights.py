@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .calibrator import Calibrator
-from .frames import BackgroundWriter, FrameError, disk_full
+from .frames import FrameError
 from .parallel import map_in_threads
+from .writers import BackgroundWriter, disk_full
 
 log = logging.getLogger("ccdcal.lights")
 

@@ -34,7 +34,7 @@ from astropy.io import fits
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block, variance_factor_table
-from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
+from .frames import FrameError, RawFrame, copy_header_cards
 from .inventory import parse_shape
 from .master_recipes import RECIPES, MasterJob, central_rows
 from .memory import memory_returned_promptly, release_free_memory
@@ -46,6 +46,7 @@ from .products import NONFINITE, Product, ascii_header_text, read_product, write
 from .provenance import add_software_cards
 from .qc import master_statistics
 from .stats import median
+from .writers import write_fits_atomic
 
 log = logging.getLogger("ccdcal.masters")
 

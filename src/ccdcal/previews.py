@@ -21,7 +21,7 @@ import bottleneck as bn
 import numpy as np
 from PIL import Image
 
-from .frames import write_bytes_atomic
+from .writers import write_bytes_atomic
 from .stats import median
 
 #: Normal consistency of the median absolute deviation: sigma = 1.4826 MAD.
