@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ccdcal.lights import expected_memory_mb
+from ccdcal.resources import light_group_memory_mb
 from conftest import REPO, fault_env, run_snakemake, sha256, small_night, tree_digests
 
 # the hostile files make astropy warn as the tests write them; that is their point
@@ -407,7 +407,7 @@ def test_a_light_job_asks_for_the_memory_of_its_largest_light(demo_raw, tmp_path
     run_snakemake(raw, out, "--until", "inventory")
     dry = run_snakemake(raw, out, "-n")
     requests = [int(m) for m in re.findall(r"mem_mb=(\d+)", dry.stdout + dry.stderr)]
-    expected = expected_memory_mb((5000, 5200), 0, 2, 1)
+    expected = light_group_memory_mb((5000, 5200), 0, 2, 1)
     assert expected in requests, (expected, requests)
 
 
