@@ -160,7 +160,7 @@ def test_a_product_written_around_the_page_cache_is_the_same_file(tmp_path, monk
     (O_DIRECT, or where refused, planes dropped from the cache as written; by the caller
     or by a BackgroundWriter's thread): the file is byte for byte a plain write's, and no
     temporary file is left."""
-    from ccdcal.frames import BackgroundWriter
+    from ccdcal.writers import BackgroundWriter
 
     rng = np.random.default_rng(1)
     image = rng.normal(100, 5, shape).astype(np.float32)
@@ -192,7 +192,7 @@ def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
     import fcntl
     import os
 
-    from ccdcal.frames import BackgroundWriter, _DirectWriter
+    from ccdcal.writers import BackgroundWriter, _DirectWriter
 
     real_write, refused = os.write, []
 
@@ -230,8 +230,8 @@ def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the
     it, temporary or not."""
     import errno
 
-    from ccdcal.frames import BackgroundWriter, _DirectWriter
     from ccdcal.parallel import map_in_threads
+    from ccdcal.writers import BackgroundWriter, _DirectWriter
 
     if not o_direct_available(tmp_path):
         pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "
@@ -299,7 +299,7 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
     import os
     import stat
 
-    from ccdcal.frames import BackgroundWriter, write_fits_atomic, write_text_atomic
+    from ccdcal.writers import BackgroundWriter, write_fits_atomic, write_text_atomic
 
     previous = os.umask(umask)
     try:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ccdcal.lights import expected_memory_mb
+from ccdcal.resources import light_group_memory_mb
 from conftest import REPO, fault_env, run_snakemake, sha256, small_night, tree_digests
 
 # the hostile files make astropy warn as the tests write them; that is their point
@@ -396,6 +396,25 @@ def test_failed_jobs_do_not_block_the_rest_of_the_night(demo_raw, tmp_path):
     assert {r["status"] for r in summary.values()} == {"calibrated", "combined"}, summary
 
 
+def test_a_failed_job_has_its_error_and_traceback_in_its_log(demo_raw, tmp_path):
+    """A job that fails (the bias master: no memory to open one of its frames) has the
+    error naming the file, with its traceback, in its log, not only on stderr; Snakemake
+    reports the job failed and points to that log."""
+    raw = small_night(demo_raw, tmp_path / "raw")
+    frame = raw / "ccd/bias/bias_002.fits"
+    env = fault_env(tmp_path / "faults", CCDCAL_FAIL_OPEN=r"bias/bias_002\.fits$", CCDCAL_FAIL_IN="build_master")
+    out = tmp_path / "out"
+    result = run_snakemake(raw, out, check=False, env=env)
+    assert result.returncode != 0
+    failed = [p for p in (out / "logs").rglob("*.log") if "Traceback" in p.read_text()]
+    assert [p.name.split("_")[0] for p in failed] == ["bias"], failed
+    log = failed[0].read_text()
+    assert f"MemoryError: injected: no memory to open {frame}" in log, log
+    assert "Traceback (most recent call last)" in log and "in build_master" in log, log
+    said = result.stdout + result.stderr
+    assert "Error in rule" in said and str(failed[0].relative_to(out)) in said, said[-3000:]
+
+
 def test_a_light_job_asks_for_the_memory_of_its_largest_light(demo_raw, tmp_path):
     """17: a light with no masters was sized as 4096^2 whatever its size."""
     raw = tmp_path / "raw"
@@ -407,7 +426,7 @@ def test_a_light_job_asks_for_the_memory_of_its_largest_light(demo_raw, tmp_path
     run_snakemake(raw, out, "--until", "inventory")
     dry = run_snakemake(raw, out, "-n")
     requests = [int(m) for m in re.findall(r"mem_mb=(\d+)", dry.stdout + dry.stderr)]
-    expected = expected_memory_mb((5000, 5200), 0, 2, 1)
+    expected = light_group_memory_mb((5000, 5200), 0, 2, 1)
     assert expected in requests, (expected, requests)
 
 

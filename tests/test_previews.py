@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from ccdcal import previews
-from ccdcal.frames import write_bytes_atomic
+from ccdcal.writers import write_bytes_atomic
 from ccdcal.previews import (PixelHistogram, block_mean, draw_histogram, pixel_histogram, plot_dark_current,
                              plot_flat_levels, plot_noise_vs_uncert, plot_overscan_levels, plot_photon_transfer,
                              plot_trends, write_preview)

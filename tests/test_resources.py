@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ccdcal.lights import calibrations_needed
-from ccdcal.lights import expected_memory_mb as light_memory_mb
-from ccdcal.masters import expected_memory_mb as master_memory_mb
+from ccdcal.resources import calibrations_needed, light_group_memory_mb, master_memory_mb
 
 SHAPE = (2048, 2048)
 SCHEMA = os.path.join(os.path.dirname(__file__), "..", "workflow", "schemas", "config.schema.yaml")
@@ -93,7 +91,7 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
         files = [f"{{out}}/masters/{{m}}.fits" for m in (group["bias"], group["dark"], group["flat"]) if m]
         light_group_job(group, plan["cameras"][group["camera"]], files, out + "/lights", cfg, threads=2)
     """)) + snakemake_mb
-    requested = light_memory_mb(SHAPE, 3, 2, calibrations_needed(plan["light_groups"][name]))
+    requested = light_group_memory_mb(SHAPE, 3, 2, calibrations_needed(plan["light_groups"][name]))
     assert requested / 2 < measured < requested, (measured, requested)
 
 
@@ -109,7 +107,7 @@ def test_a_group_of_several_exposures_asks_for_each_calibration():
     assert calibrations_needed(group([0.5, 1.0, 2.0, 1.0])) == 3
     assert calibrations_needed(group([0.1 * i for i in range(1, 20)])) == Calibrator.CALIBRATIONS_KEPT
     assert calibrations_needed({"lights": []}) == 1
-    one, three = (light_memory_mb(SHAPE, 3, 2, n) for n in (1, 3))
+    one, three = (light_group_memory_mb(SHAPE, 3, 2, n) for n in (1, 3))
     assert three - one >= 2 * SHAPE[0] * SHAPE[1] * 17 / 2**20 - 1
 
 

@@ -415,8 +415,8 @@ def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_t
     behind; a full disk met there still stops the job."""
     import errno
 
-    from ccdcal.frames import _DirectWriter
     from ccdcal.lights import calibrate_group, thumbnail_name
+    from ccdcal.writers import _DirectWriter
 
     if not o_direct_available(tmp_path):
         pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "

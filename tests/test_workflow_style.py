@@ -37,3 +37,14 @@ def test_every_rule_has_a_log_and_calls_one_script():
             name = rule.split()[1].rstrip(":")
             assert "\n    log:" in rule, f"{smk.name}: rule {name} has no log"
             assert "\n    script:" in rule, f"{smk.name}: rule {name} calls no script"
+
+
+def test_every_script_sets_up_its_log_before_it_imports_the_job():
+    """So that an error importing the job's code (a missing library on a node) is in the
+    log too (ccdcal.joblog)."""
+    for script in sorted((REPO / "workflow" / "scripts").glob("*.py")):
+        lines = script.read_text().splitlines()
+        setup = next(i for i, line in enumerate(lines) if line.startswith("setup_logging(snakemake.log[0])"))
+        imports = [i for i, line in enumerate(lines) if line.startswith(("from ccdcal", "import ccdcal"))]
+        assert lines[imports[0]] == "from ccdcal.joblog import setup_logging", script.name
+        assert imports[0] < setup < imports[1], script.name

@@ -48,7 +48,7 @@ import numpy as np
 from .calibrate import Calibration, subtrahend
 from .camera import CameraProfile
 from .config import camera_defaults
-from .frames import BackgroundWriter, FrameError, RawFrame, copy_header_cards
+from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
 from .products import Product, ascii_header_text, read_product, read_products, write_product
 from .provenance import add_software_cards
@@ -56,6 +56,7 @@ from .previews import write_thumbnail
 from .qc import light_statistics
 from .sections import Section
 from .steps import Light, Step, history, in_stage, light_steps, missing_flags, reading_layout
+from .writers import BackgroundWriter
 
 PARAMETERS = (
     "steps", "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
@@ -368,7 +369,7 @@ class Calibrator:
         (path ending in .jpg) or PNG of the calibrated image is written there
         (``previews.write_thumbnail``).
 
-        Returns the path written; with a ``writer`` (``ccdcal.frames.BackgroundWriter``)
+        Returns the path written; with a ``writer`` (``ccdcal.writers.BackgroundWriter``)
         returns as soon as the file's bytes are made, with a Future that gives the path
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -22,7 +21,7 @@ from urllib.parse import unquote
 
 from astropy.io import fits
 
-from .frames import FrameError, write_text_atomic
+from .frames import FrameError
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library, verify_master
 from .lights import calibrate_group, report_csv
@@ -37,28 +36,9 @@ from .qc import master_checks, night_checks, setup_checks, stop_if_failed
 from .qc import qc_csv as qc_text
 from .report import NightState, summarize
 from .report_pages import copy_thumbnails, draw_master_figures, write_pages, write_plots
+from .writers import write_text_atomic
 
 log = logging.getLogger("ccdcal")
-
-
-def setup_logging(log_file: str | os.PathLike | None) -> None:
-    """Log INFO and above to ``log_file`` (and warnings to stderr); an error that ends the
-    job is logged there too, with its traceback, before the job exits."""
-    handlers: list[logging.Handler] = []
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setLevel(logging.WARNING)
-    handlers.append(stderr)
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(levelname)s %(name)s: %(message)s")
-
-    def log_the_error(kind, value, traceback) -> None:
-        log.critical("the job failed: %s: %s", kind.__name__, value,
-                     exc_info=(kind, value, traceback))
-
-    sys.excepthook = log_the_error
 
 
 @contextlib.contextmanager

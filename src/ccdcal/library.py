@@ -28,9 +28,10 @@ from astropy.io import fits
 
 from . import __version__
 from .camera import safe_name
-from .frames import file_digest, write_text_atomic
+from .frames import file_digest
 from .products import fits_size_problem
 from .provenance import settings_for
+from .writers import write_text_atomic
 
 _EPOCH = datetime(2000, 1, 1)
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .calibrator import Calibrator
-from .frames import BackgroundWriter, FrameError, disk_full
+from .frames import FrameError
 from .parallel import map_in_threads
+from .writers import BackgroundWriter, disk_full
 
 log = logging.getLogger("ccdcal.lights")
 
@@ -47,35 +48,6 @@ def stops_the_job(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return disk_full(exc, ".") is not None
-
-
-#: Bytes per pixel of a master a light job holds: image and UNCERT (float32), MASK.
-HELD_MASTER_BYTES_PER_PIXEL = 9
-#: Bytes per pixel of one prepared calibration (ccdcal.calibrate.Calibration), at most:
-#: the subtrahend of a scaled dark, the dark signal, r^2 + its variance, 1/F (float32), MASK.
-CALIBRATION_BYTES_PER_PIXEL = 17
-#: Bytes per pixel per thread of the light being calibrated: its raw file (read buffer),
-#: image, UNCERT, MASK and the row scratch.
-LIGHT_BYTES_PER_PIXEL = 16
-
-
-def calibrations_needed(group: Mapping[str, Any]) -> int:
-    """How many prepared calibrations a group's job holds at once: one per dark mode and
-    scale among its lights, at most as many as a Calibrator keeps."""
-    kinds = {(light.get("dark_mode"), light.get("dark_scale")) for light in group["lights"]}
-    return max(1, min(len(kinds), Calibrator.CALIBRATIONS_KEPT))
-
-
-def expected_memory_mb(shape: tuple[int, int], n_masters: int, threads: int, n_calibrations: int = 1) -> int:
-    """Peak memory (MB) of a light-group job: the job overhead, its masters, its prepared
-    calibrations, per thread one light being calibrated (see the constants above), and
-    the staging chunks of the thread that writes the files (``BackgroundWriter.POOL_MB``)."""
-    from .masters import JOB_OVERHEAD_MB
-
-    pixels = shape[0] * shape[1]
-    per_pixel = (HELD_MASTER_BYTES_PER_PIXEL * n_masters + CALIBRATION_BYTES_PER_PIXEL * n_calibrations
-                 + LIGHT_BYTES_PER_PIXEL * threads)
-    return int(JOB_OVERHEAD_MB + BackgroundWriter.POOL_MB + pixels * per_pixel / 2**20) + 1
 
 
 def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,

@@ -34,7 +34,7 @@ from astropy.io import fits
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .combine import CombineSpec, combine_block, variance_factor_table
-from .frames import FrameError, RawFrame, copy_header_cards, write_fits_atomic
+from .frames import FrameError, RawFrame, copy_header_cards
 from .inventory import parse_shape
 from .master_recipes import RECIPES, MasterJob, central_rows
 from .memory import memory_returned_promptly, release_free_memory
@@ -45,7 +45,9 @@ from .previews import pixel_histogram, reduced_image, save_array
 from .products import NONFINITE, Product, ascii_header_text, read_product, write_product
 from .provenance import add_software_cards
 from .qc import master_statistics
+from .resources import MASTER_PLANES_BYTES_PER_PIXEL, rows_per_block
 from .stats import median
+from .writers import write_fits_atomic
 
 log = logging.getLogger("ccdcal.masters")
 
@@ -210,58 +212,6 @@ def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, 
     return read_noise, source, flags
 
 
-#: Memory of a job beyond its arrays: the Snakemake process that runs it on the node
-#: (~170 MB with the workflow parsed) and the job's interpreter with numpy, astropy and
-#: ccdcal (~100 MB).
-JOB_OVERHEAD_MB = 300
-#: Bytes per pixel of a master a master job holds: image, UNCERT (float32), MASK, and the
-#: variance plane a bias made from darks caches (float32; counted for every master).
-MASTER_BYTES_PER_PIXEL = 13
-
-
-#: Bytes per pixel a master job needs after the combine, beyond the masters it holds: its
-#: image, variance and MASK (9) plus, for a dark or flat, the background mesh that finds
-#: hot or dead pixels (about 20); fitted to peaks measured at 2048^2 and 4096^2 when the
-#: mesh was photutils' (ccdcal's own takes less: 2048^2 dark 388 of 657 MB, flat 407 of 725).
-FINISH_BYTES_PER_PIXEL = {"bias": 12, "dark": 24, "flat": 28}
-#: Bytes per pixel per thread while a flat's level is measured (one calibrated frame).
-FLAT_LEVEL_BYTES_PER_PIXEL = 7
-#: MB per thread of the background mesh's sigma clipping (a row of cells in float64 and its
-#: temporaries, ~6 MB at 4096 columns; kept from when photutils clipped larger chunks).
-CLIP_WORK_MB_PER_THREAD = 40
-
-
-def expected_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_masters: int,
-                       threads: int, memory_limit_mb: float) -> int:
-    """Peak memory (MB) of a master job of ``kind`` (bias, dark, flat), for the scheduler's
-    request: the job overhead, the masters its inputs are calibrated with, the stacks of
-    rows (``threads`` of them with their temporaries, bounded by ``memory_limit_mb``; the
-    allocator keeps part of them after the combine, so they are counted in full), and the
-    larger of what the flat-level pass and the finishing steps add per pixel (for a dark or
-    flat, with the background mesh's clipping work per thread)."""
-    pixels = shape[0] * shape[1]
-    fixed = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + 11)
-    rows = min(rows_per_block(n_frames, shape[1], memory_limit_mb, threads, fixed), shape[0])
-    stacks = 2 * threads * rows * n_frames * shape[1] * 4  # a stack and its work chunks
-    phase = FINISH_BYTES_PER_PIXEL[kind]
-    if kind == "flat":
-        phase = max(phase, FLAT_LEVEL_BYTES_PER_PIXEL * threads)
-    held = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + phase)
-    clip_mb = CLIP_WORK_MB_PER_THREAD * threads if kind in ("dark", "flat") else 0
-    return int(JOB_OVERHEAD_MB + clip_mb + (held + stacks) / 2**20) + 1
-
-
-def expected_runtime_min(n_frames: int, shape: tuple[int, int]) -> int:
-    """A generous wall-time request (minutes): 10 minutes plus 3 s per frame-megapixel,
-    about 100 times what the engine takes on one core."""
-    return int(10 + n_frames * shape[0] * shape[1] / 1e6 * 3 / 60)
-
-
-#: A stack larger than this per thread makes nothing faster (the kernel works on much
-#: smaller chunks); the engine stays well below ``memory_limit_mb`` when it can.
-BLOCK_STACK_BYTES = 32 * 1024 * 1024
-
-
 def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
                     config_digest: str | None) -> dict[str, Any]:
     """A master bias for a camera with no bias frames: per pixel, the intercept at zero
@@ -311,18 +261,6 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
             "dropped": {},
             "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0)),
             "qc": master_statistics("bias", data, uncert, mask)}
-
-
-def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
-                   reserved_bytes: int = 0) -> int:
-    """Rows per block so that ``threads`` blocks in flight, each a stack plus about two
-    stack-sized temporaries, fit in what the limit leaves after ``reserved_bytes`` (the
-    output planes and masters), and no stack exceeds BLOCK_STACK_BYTES."""
-    budget = memory_limit_mb * 1024 * 1024 - reserved_bytes
-    row_bytes = max(n_frames, 1) * nx * 4  # a bias fitted from darks has no frames of its own
-    by_limit = budget // (row_bytes * 3 * max(threads, 1))
-    by_speed = BLOCK_STACK_BYTES // row_bytes
-    return max(1, int(min(by_limit, by_speed)))
 
 
 def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int, int],
@@ -501,7 +439,8 @@ def _build(job: MasterJob, inputs: list[InputFrame], dropped: dict[str, str], co
     recipe = RECIPES[kind]
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
     # variance, mask) come out of the memory limit before the stacks
-    reserved = sum(m.data.nbytes * 3 for m in job.masters.values()) + shape[0] * shape[1] * 11
+    reserved = (sum(m.data.nbytes * 3 for m in job.masters.values())
+                + shape[0] * shape[1] * MASTER_PLANES_BYTES_PER_PIXEL)
     inputs = recipe.select(inputs, dropped, job)
     job.gain = inputs[0].gain  # the first stacked input's
     with memory_returned_promptly():

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from .frames import write_text_atomic
+from .writers import write_text_atomic
 
 #: The lock file; its existence also marks a folder as ccdcal's.
 LOCK_NAME = ".ccdcal.lock"

@@ -21,7 +21,7 @@ import bottleneck as bn
 import numpy as np
 from PIL import Image
 
-from .frames import write_bytes_atomic
+from .writers import write_bytes_atomic
 from .stats import median
 
 #: Normal consistency of the median absolute deviation: sigma = 1.4826 MAD.
@@ -180,7 +180,7 @@ def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1
     black = white = float("nan")
     if finite.any():
         # here: astropy.visualization imports matplotlib (~0.08 s), which the workflow's
-        # evaluation (the Snakefile imports ccdcal.lights) does not need
+        # evaluation (the Snakefile imports ccdcal.resources) does not need
         from astropy.visualization import ZScaleInterval
 
         black, white = (float(v) for v in ZScaleInterval().get_limits(reduced[finite]))

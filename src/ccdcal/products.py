@@ -17,7 +17,8 @@ from urllib.parse import quote
 import numpy as np
 from astropy.io import fits
 
-from .frames import BackgroundWriter, FrameError, file_digest, write_fits_atomic
+from .frames import FrameError, file_digest
+from .writers import BackgroundWriter, write_fits_atomic
 
 #: MASK bits.
 BADPIX = 1  # hot pixel (master dark) or dead / non-positive pixel (master flat)

@@ -16,13 +16,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .frames import write_text_atomic
 from .lights import THUMBNAILS, thumbnail_name
 from .output_dir import GROUPS_DIR, QC_CSV
 from .previews import (PixelHistogram, draw_histogram, plot_dark_current, plot_flat_levels, plot_noise_vs_uncert,
                        plot_overscan_levels, plot_photon_transfer, plot_trends, write_stretched)
 from .qc import overscan_levels
 from .report import NightState
+from .writers import write_text_atomic
 
 VERDICT_COLOURS = {"fail": "#f8d0d0", "warn": "#fbe8c0", "pass": "#d8f0d8"}
 PAGE = """<!DOCTYPE html>

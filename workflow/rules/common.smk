@@ -10,10 +10,6 @@ from snakemake.utils import min_version, validate
 
 from ccdcal.inventory import list_raw_files, parse_shape
 from ccdcal.library import library_path
-from ccdcal.lights import calibrations_needed
-from ccdcal.lights import expected_memory_mb as expected_light_memory_mb
-from ccdcal.masters import expected_memory_mb as expected_master_memory_mb
-from ccdcal.masters import expected_runtime_min
 from ccdcal.output_dir import (
     GROUPS_DIR,
     MASTER_PREVIEWS_DIR,
@@ -31,6 +27,12 @@ from ccdcal.night_noise import plan_frames
 from ccdcal.plan import master_inputs
 from ccdcal.provenance import plan_settings_digest, settings_for
 from ccdcal.qc import limits_for
+from ccdcal.resources import (
+    calibrations_needed,
+    job_runtime_min,
+    light_group_memory_mb,
+    master_memory_mb,
+)
 
 min_version("9.0")
 
@@ -293,11 +295,11 @@ def _shape(setup):
 
 
 def get_master_mem_mb(wildcards, attempt):
-    """Peak memory of the master job (ccdcal.masters.expected_memory_mb), times the attempt."""
+    """Peak memory of the master job (ccdcal.resources.master_memory_mb), times the attempt."""
     plan = get_plan()
     master = plan["masters"][wildcards.master]
     n_masters = len(master_inputs(plan, wildcards.master)["masters"])
-    mem = expected_master_memory_mb(
+    mem = master_memory_mb(
         master["type"],
         len(master["frames"]),
         _shape(master["setup"]),
@@ -310,9 +312,7 @@ def get_master_mem_mb(wildcards, attempt):
 
 def get_master_runtime(wildcards, attempt):
     master = get_plan()["masters"][wildcards.master]
-    return (
-        expected_runtime_min(len(master["frames"]), _shape(master["setup"])) * attempt
-    )
+    return job_runtime_min(len(master["frames"]), _shape(master["setup"])) * attempt
 
 
 def _light_group_master_names(group):
@@ -365,9 +365,9 @@ def _light_group_shape(group):
 
 
 def get_light_group_mem_mb(wildcards, attempt):
-    """Peak memory of the light-group job (ccdcal.lights.expected_memory_mb), times the attempt."""
+    """Peak memory of the light-group job (ccdcal.resources.light_group_memory_mb), times the attempt."""
     group = get_plan()["light_groups"][wildcards.group]
-    mem = expected_light_memory_mb(
+    mem = light_group_memory_mb(
         _light_group_shape(group),
         len(_light_group_master_names(group)),
         config["threads"],
@@ -380,9 +380,7 @@ def get_light_group_runtime(wildcards, attempt):
     group = get_plan()["light_groups"][wildcards.group]
     n_masters = len(_light_group_master_names(group))
     return (
-        expected_runtime_min(
-            len(group["lights"]) + n_masters, _light_group_shape(group)
-        )
+        job_runtime_min(len(group["lights"]) + n_masters, _light_group_shape(group))
         * attempt
     )
 

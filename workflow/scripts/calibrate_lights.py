@@ -2,9 +2,11 @@
 
 import json
 
-from ccdcal.jobs import light_group_job, setup_logging
+from ccdcal.joblog import setup_logging
 
-setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])  # before the job's code is imported: an import error is logged too
+from ccdcal.jobs import light_group_job  # noqa: E402
+
 light_group_job(
     json.loads(snakemake.params.group),
     json.loads(snakemake.params.camera),

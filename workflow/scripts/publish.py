@@ -1,6 +1,8 @@
 """Gather the light groups' calibrated frames into calibrated/, mirroring raw_dir."""
 
-from ccdcal.jobs import publish_job, setup_logging
+from ccdcal.joblog import setup_logging
 
-setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])  # before the job's code is imported: an import error is logged too
+from ccdcal.jobs import publish_job  # noqa: E402
+
 publish_job(snakemake.input, snakemake.output[0])

@@ -1,8 +1,10 @@
 """The night's quality checks (qc.csv), summary (summary.csv, summary.txt) and report pages."""
 
-from ccdcal.jobs import night_summary_job, setup_logging
+from ccdcal.joblog import setup_logging
 
-setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0])  # before the job's code is imported: an import error is logged too
+from ccdcal.jobs import night_summary_job  # noqa: E402
+
 night_summary_job(
     snakemake.input.inventory,
     snakemake.input.plan,

@@ -1,0 +1,50 @@
+"""A workflow job's log file (its rule's ``log:``, under ``logs/``): what the job did and,
+when it failed, what ended it.
+
+A job's script calls ``setup_logging`` first, before it imports the job's code
+(``ccdcal.jobs``, and through it numpy, astropy and the rest of ccdcal), so that the log
+holds:
+
+- ccdcal's messages, INFO and above (WARNING and above also go to stderr, which Snakemake
+  shows and a scheduler keeps in its own output file);
+- an exception that ends the job, with its traceback, also one raised while the job's
+  code is imported: ``sys.excepthook`` logs it, and Python then exits with status 1, so
+  Snakemake sees the job fail;
+- a fatal error in C code (a segmentation fault, an abort): the Python stack of every
+  thread (``faulthandler``), written before the process dies of the signal.
+
+A job killed with SIGKILL (the kernel's out-of-memory killer, a scheduler's limit) can
+write nothing more: its log ends where the job was.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("ccdcal")
+
+
+def setup_logging(log_file: str | os.PathLike | None) -> None:
+    """Log INFO and above to ``log_file`` (made anew; UTF-8, a character it cannot hold
+    as a backslash escape) and WARNING and above to stderr; an error that ends the job is
+    written to both with its traceback (see the module docstring)."""
+    handlers: list[logging.Handler] = []
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_file, "w", encoding="utf-8", errors="backslashreplace")
+        handlers.append(logging.StreamHandler(stream))
+        faulthandler.enable(stream, all_threads=True)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.WARNING)
+    handlers.append(stderr)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(levelname)s %(name)s: %(message)s")
+    sys.excepthook = _log_the_error
+
+
+def _log_the_error(kind, value, traceback) -> None:
+    log.critical("the job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, traceback))
