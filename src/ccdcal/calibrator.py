@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .calibrate import Calibration, subtrahend
-from .camera import CameraProfile
+from .camera import MASTER_TYPES, CameraProfile
 from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import Amplifier, FrameCorrector, Layout, layout_for
@@ -375,7 +375,7 @@ class Calibrator:
         p = self._parameters(overrides)
         refuse_same_file(raw, calibrated)
         steps = light_steps(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"))
-        given = {s: self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat")}
+        given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
         label = raw_label or Path(raw).name
         with RawFrame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 from astropy.io import fits
 
+from .camera import MASTER_TYPES
 from .frames import FrameError
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, scan_library, verify_master
@@ -77,7 +78,7 @@ def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
     cache = ChecksumCache(Path(config["output_dir"]) / "work" / "checksums.json")
-    calibration = [r.path for r in records if r.ok and r.frame_type in ("bias", "dark", "flat")]
+    calibration = [r.path for r in records if r.ok and r.frame_type in MASTER_TYPES]
     checksums = cache.digests(config["raw_dir"], calibration)
     cache.save()
     library = scan_library(config.get("library_dir"), Path(config["output_dir"]) / "work" / "library.json")

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 from astropy.io import fits
 
 from . import __version__
-from .camera import safe_name
+from .camera import MASTER_TYPES, safe_name
 from .frames import file_digest
 from .products import fits_size_problem
 from .provenance import settings_for
@@ -126,7 +126,7 @@ def scan_library(library_dir: str | os.PathLike | None,
         except (OSError, ValueError):
             continue
         kind = header.get("CCDCALTY")
-        if kind not in ("bias", "dark", "flat") or "MASTERID" not in header:
+        if kind not in MASTER_TYPES or "MASTERID" not in header:
             continue
         gain, offset = header.get("GAIN", ""), header.get("OFFSET", "")
         setup = {

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 SECONDS_PER_DAY = 86400.0
-SETUP_KEYS = ("binning", "shape", "gain_setting", "offset", "readout_mode", "instrument")
 
 
 @dataclass

@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .camera import safe_name
+from .camera import MASTER_TYPES, safe_name
 from .inventory import FrameRecord, parse_shape
 from .library import master_identity
 from .matching import Choice, Matcher, Target, missing_steps
@@ -242,7 +242,7 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
     masters: list[Master] = []
     by_setup: dict[tuple, list[FrameRecord]] = defaultdict(list)
     for record in records:
-        if record.ok and record.frame_type in ("bias", "dark", "flat"):
+        if record.ok and record.frame_type in MASTER_TYPES:
             by_setup[(record.frame_type, *setup_key(record))].append(record)
 
     for key in sorted(by_setup, key=lambda k: tuple(str(p) for p in k)):
@@ -366,7 +366,7 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
     library file is damaged (then tonight's is rebuilt, and filed over it)."""
     identities: dict[str, str | None] = {m.name: m.identity for m in library}
     by_identity = {m.identity: m for m in library if not m.damaged}
-    for kind in ("bias", "dark", "flat"):
+    for kind in MASTER_TYPES:
         # derived biases last among biases would need darks first: biases, darks, derived, flats
         ordered = [m for m in tonight if m.type == kind and not m.derived_from]
         if kind == "dark":
@@ -490,7 +490,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
 def inherited_flags(choice: Choice, masters: Mapping[str, "Master"]) -> list[str]:
     """The missing steps of the masters a frame gets, as its own flags: a master flat made
     without bias or dark gives its lights FLAT-NOBIAS, FLAT-NODARK."""
-    return [f"{step.upper()}-{flag}" for step in ("bias", "dark", "flat")
+    return [f"{step.upper()}-{flag}" for step in MASTER_TYPES
             if getattr(choice, step) for flag in masters[getattr(choice, step)].flags]
 
 
