@@ -96,6 +96,15 @@ def test_unknown_parameter_is_named(files):
         superphot(files)(raw=files["dir"] / "raw1.fits", calibrated=files["dir"] / "x.fits", gian=2)
 
 
+def test_an_unknown_overscan_method_is_refused_naming_the_known_ones(files):
+    from ccdcal.overscan import METHODS
+
+    d = files["dir"]
+    with pytest.raises(ValueError, match="overscan_method 'medain': give one of " + ", ".join(METHODS)):
+        superphot(files, overscan_method="medain")(raw=d / "raw1.fits", calibrated=d / "x.fits")
+    assert not (d / "x.fits").exists()
+
+
 def test_output_same_as_input_is_uint16_within_half_an_adu(files):
     d = files["dir"]
     calibrate = superphot(files, master_flat=d / "flat.fits")

@@ -294,6 +294,24 @@ def test_schema_refuses_configured_values_that_are_not_physical_with_the_same_ra
         assert (bounds[low_key], bounds[high_key]) == (limits.low, limits.high), what
 
 
+def test_the_schema_names_the_frame_types_and_calibration_steps_of_the_code():
+    """The frame types a configuration may name (frame_type values, overrides, default; and
+    missing_calibration.steps) are camera.FRAME_TYPES and MASTER_TYPES, which the
+    built-in synonyms give."""
+    from ccdcal.camera import FILENAME_WORDS, FRAME_TYPES, MASTER_TYPES, TYPE_SYNONYMS
+    from ccdcal.config import schema
+
+    frame_type = schema()["$defs"]["camera"]["properties"]["frame_type"]["properties"]
+    types = [*FRAME_TYPES, "ignore"]
+    assert frame_type["values"]["additionalProperties"]["enum"] == types
+    assert frame_type["overrides"]["additionalProperties"]["enum"] == types
+    assert frame_type["default"]["enum"] == [*types, None]
+    steps = schema()["properties"]["missing_calibration"]["properties"]["steps"]
+    assert steps["items"]["enum"] == steps["default"] == list(MASTER_TYPES)
+    assert set(TYPE_SYNONYMS.values()) == set(FRAME_TYPES)
+    assert {kind for _, kind in FILENAME_WORDS} == set(MASTER_TYPES)
+
+
 @pytest.mark.parametrize(
     "cards,expected",
     [

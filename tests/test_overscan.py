@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ccdcal.camera import HeaderView
-from ccdcal.overscan import Amplifier, FrameCorrector, Layout, layout_for
+from ccdcal.overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
 from ccdcal.sections import Section
 
 SIGMA = 5.0  # ADU, injected read noise
@@ -409,3 +409,13 @@ def test_section_partly_outside_the_frame_raises():
 def test_overscan_over_the_whole_frame_leaves_no_data(camera_profile):
     with pytest.raises(ValueError, match=r"\[1:120,1:240\]"):
         layout_for(HeaderView({"BIASSEC": "[1:120,1:240]"}), (240, 120), camera_profile())
+
+
+def test_the_schema_offers_exactly_the_registered_overscan_methods():
+    """overscan.method in the configuration schema (workflow/schemas/config.schema.yaml) is
+    one of the registry's names, each of them, in its order."""
+    from ccdcal.config import schema
+
+    method = schema()["$defs"]["camera"]["properties"]["overscan"]["properties"]["method"]
+    assert method["enum"] == list(METHODS)
+    assert method["default"] in METHODS

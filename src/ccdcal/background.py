@@ -72,7 +72,7 @@ import bottleneck as bn
 import numpy as np
 
 from .parallel import map_in_threads, row_blocks
-from .specs import spec_from_mapping
+from .specs import bad_option, checked_float, checked_int, checked_name, spec_from_mapping
 
 __all__ = [
     "ESTIMATORS",
@@ -104,42 +104,6 @@ _CELL_RANGE = (0.75, 1.25)
 # ----------------------------------------------------------------------------- spec
 
 
-def _bad(key: str, message: str, value: Any, what: str = "background option") -> ValueError:
-    return ValueError(f"{what} {key!r}: {message}, got {value!r}")
-
-
-def _int(key: str, value: Any, minimum: int, what: str = "background option") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise _bad(key, "must be an integer", value, what)
-    if not math.isfinite(float(value)) or float(value) != int(value):
-        raise _bad(key, "must be an integer", value, what)
-    if int(value) < minimum:
-        raise _bad(key, f"must be >= {minimum}", value, what)
-    return int(value)
-
-
-def _float(key: str, value: Any, minimum: float, strict: bool, what: str = "background option") -> float:
-    if isinstance(value, bool):
-        raise _bad(key, "must be a number", value, what)
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise _bad(key, "must be a number", value, what) from None
-    if not math.isfinite(out) or out < minimum or (strict and out == minimum):
-        raise _bad(key, f"must be finite and {'>' if strict else '>='} {minimum}", value, what)
-    return out
-
-
-def _name(key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise _bad(key, f"must be one of {', '.join(allowed)}", value)
-    name = value.strip().lower().replace("-", "_")
-    name = _ALIASES.get(name, name)
-    if name not in allowed:
-        raise _bad(key, f"must be one of {', '.join(allowed)}", value)
-    return name
-
-
 @dataclass(frozen=True)
 class BackgroundSpec:
     """Local background on a grid of cells (XParallax viu 'Background' options).
@@ -168,18 +132,19 @@ class BackgroundSpec:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "mesh", _int("mesh", self.mesh, 4))
-        s(self, "sigma_upper", _float("sigma_upper", self.sigma_upper, 0.0, strict=True))
-        s(self, "sigma_lower", _float("sigma_lower", self.sigma_lower, 0.0, strict=True))
-        s(self, "precision", _float("precision", self.precision, 0.0, strict=False))
+        what = "background option"
+        s(self, "mesh", checked_int(what, "mesh", self.mesh, 4))
+        s(self, "sigma_upper", checked_float(what, "sigma_upper", self.sigma_upper, 0.0, strict=True))
+        s(self, "sigma_lower", checked_float(what, "sigma_lower", self.sigma_lower, 0.0, strict=True))
+        s(self, "precision", checked_float(what, "precision", self.precision, 0.0, strict=False))
         if self.precision >= 1:
-            raise _bad("precision", "must be a fraction < 1", self.precision)
-        s(self, "maxiters", _int("maxiters", self.maxiters, 1))
-        s(self, "estimator", _name("estimator", self.estimator, ESTIMATORS))
-        s(self, "smooth", _int("smooth", self.smooth, 1))
+            raise bad_option(what, "precision", "must be a fraction < 1", self.precision)
+        s(self, "maxiters", checked_int(what, "maxiters", self.maxiters, 1))
+        s(self, "estimator", checked_name(what, "estimator", self.estimator, ESTIMATORS, _ALIASES))
+        s(self, "smooth", checked_int(what, "smooth", self.smooth, 1))
         if self.smooth % 2 == 0:
-            raise _bad("smooth", "must be odd (1 = no filter, 3, 5, ...)", self.smooth)
-        s(self, "interpolation", _name("interpolation", self.interpolation, INTERPOLATIONS))
+            raise bad_option(what, "smooth", "must be odd (1 = no filter, 3, 5, ...)", self.smooth)
+        s(self, "interpolation", checked_name(what, "interpolation", self.interpolation, INTERPOLATIONS, _ALIASES))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "BackgroundSpec":
@@ -690,8 +655,8 @@ def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, 
         return ~keep
     if name not in ("sigma", "sigmalevel"):
         raise ValueError(f"unknown sky-flat rejection method {method!r}; expected 'sigma' or 'minmax'")
-    k = _float("k", k, 0.0, strict=True, what="reject_sky_flat_stars")
-    grow = _int("grow", grow, 0, what="reject_sky_flat_stars")
+    k = checked_float("reject_sky_flat_stars", "k", k, 0.0, strict=True)
+    grow = checked_int("reject_sky_flat_stars", "grow", grow, 0)
     from scipy.ndimage import binary_dilation, convolve
 
     bkg = estimate_background(flat, spec, threads=threads)
@@ -710,7 +675,7 @@ def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: 
     """Hot pixels of a dark (master dark minus bias, ADU; or a rate, any unit): boolean,
     True where ``dark > level + k * rms`` of its local background. The local level
     follows gradients and amplifier glow, so these are not flagged."""
-    k = _float("k", k, 0.0, strict=True, what="hot_pixels")
+    k = checked_float("hot_pixels", "k", k, 0.0, strict=True)
     dark = np.asarray(dark_current)
     bkg = estimate_background(dark, spec, threads=threads)
     with np.errstate(invalid="ignore"):
@@ -722,7 +687,7 @@ def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: 
     """Dead or weak pixels of a flat (raw ADU or normalised): boolean, True where the
     response is below ``fraction`` of the local background level (which follows
     vignetting, so dark corners are not flagged), and where it is non-finite or <= 0."""
-    fraction = _float("fraction", fraction, 0.0, strict=True, what="dead_pixels")
+    fraction = checked_float("dead_pixels", "fraction", fraction, 0.0, strict=True)
     flat = np.asarray(flat)
     bkg = estimate_background(flat, spec, threads=threads, rms=False)
     with np.errstate(invalid="ignore"):

@@ -18,15 +18,16 @@ Every parameter can be given at construction, changed as an attribute, or overri
 one image as a keyword of ``calibrate``. A master left at None is not applied (so a raw
 flat is calibrated with ``master_flat=None``). Regions are dicts ``xmin, xmax, ymin, ymax``
 (0-based, end excluded, as numpy slices) or FITS sections ``'[x1:x2,y1:y2]'`` (1-based,
-inclusive). ``overscan_method`` is a name (none, mean, median, median_per_row, polynomial,
-chebyshev, spline) or a function ``f(image, overscans) -> corrected image`` given the whole
-raw frame (float32 ADU) and the overscan regions as dicts. Output: the file format the
-workflow writes (float32 image, UNCERT, MASK; see ccdcal.products).
+inclusive). ``overscan_method`` is a name of ``ccdcal.overscan.METHODS`` or a function
+``f(image, overscans) -> corrected image`` given the whole raw frame (float32 ADU) and the
+overscan regions as dicts. Output: the file format the workflow writes (float32 image,
+UNCERT, MASK; see ccdcal.products).
 
 Bad input is refused (ValueError, FrameError naming the file) before anything is written:
-an output that is the raw file or a link to it, a region empty or not wholly inside the
-raw frame, a gain (e-/ADU) that is not finite and > 0, a read noise (e-) that is not
-finite and >= 0, a master that is not a whole ccdcal product.
+an output that is the raw file or a link to it, an ``overscan_method`` that is neither a
+name of METHODS nor a function, a region empty or not wholly inside the raw frame, a gain
+(e-/ADU) that is not finite and > 0, a read noise (e-) that is not finite and >= 0, a
+master that is not a whole ccdcal product.
 
 The workflow's light jobs use this class (``Calibrator.for_camera``), so there is one
 implementation of light calibration.
@@ -46,10 +47,10 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .calibrate import Calibration, subtrahend
-from .camera import CameraProfile
+from .camera import MASTER_TYPES, CameraProfile
 from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
-from .overscan import Amplifier, FrameCorrector, Layout, layout_for
+from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
 from .products import Product, ascii_header_text, read_product, read_products, write_product
 from .provenance import add_software_cards
 from .previews import write_thumbnail
@@ -291,6 +292,9 @@ class Calibrator:
         """The reader of ``raw``: its overscan and trim as the parameters (else the
         profile) say, as far as the raw ``steps`` take them (``steps.reading_layout``)."""
         method = p["overscan_method"]
+        if not (method is None or callable(method) or method in METHODS):
+            raise ValueError(f"overscan_method {method!r}: give one of {', '.join(METHODS)} "
+                             "or a function f(image, overscans)")
         overscans = ([region_in_frame(o, raw.shape, f"overscans[{i}]") for i, o in enumerate(p["overscans"])]
                      if p["overscans"] else None)
         if p["image_area"] is not None:
@@ -375,7 +379,7 @@ class Calibrator:
         p = self._parameters(overrides)
         refuse_same_file(raw, calibrated)
         steps = light_steps(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"))
-        given = {s: self._master(p[f"master_{s}"]) for s in ("bias", "dark", "flat")}
+        given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
         label = raw_label or Path(raw).name
         with RawFrame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()

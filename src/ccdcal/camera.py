@@ -19,7 +19,11 @@ from typing import Any, Mapping
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-FRAME_TYPES = ("bias", "dark", "flat", "light")
+#: The calibration frames' types, each combined into masters of that type; also the
+#: calibration steps, in the order they are applied.
+MASTER_TYPES = ("bias", "dark", "flat")
+#: Every frame type the inventory gives a frame it calibrates.
+FRAME_TYPES = (*MASTER_TYPES, "light")
 
 #: Frame-type values seen in the wild (case-insensitive, spaces/underscores/dashes folded).
 TYPE_SYNONYMS: dict[str, str] = {

@@ -61,7 +61,7 @@ import bottleneck as bn
 import numpy as np
 
 from .parallel import map_in_threads, release_thread_buffers, thread_buffer
-from .specs import spec_from_mapping
+from .specs import checked_float, checked_int, checked_name, spec_from_mapping
 
 __all__ = [
     "METHODS",
@@ -105,40 +105,6 @@ _ALIASES = {"average": "mean", "avg": "mean", "sigclip": "sigma_clip", "sigma": 
             "winsorised_sigma": "winsorized_sigma", "winsorised": "winsorized_sigma"}
 
 
-def _norm_name(value: Any, what: str, allowed: Sequence[str]) -> str:
-    if value is None and what == "rejection":
-        return "none"
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, one of {', '.join(allowed)}; got {value!r}")
-    name = value.strip().lower().replace("-", "_")
-    name = _ALIASES.get(name, name)
-    if name not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
-    return name
-
-
-def _as_float(value: Any, what: str, minimum: float = 0.0, strict: bool = False) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(out) or out < minimum or (strict and out == minimum):
-        cmp = ">" if strict else ">="
-        raise ValueError(f"{what} must be finite and {cmp} {minimum}, got {value!r}")
-    return out
-
-
-def _as_int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    if float(value) != int(value):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    out = int(value)
-    if out < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
-    return out
-
-
 @dataclass(frozen=True)
 class CombineSpec:
     """How to combine a stack. Units are those of the data (ADU, or dimensionless for flats).
@@ -170,16 +136,18 @@ class CombineSpec:
 
     def __post_init__(self) -> None:
         s = object.__setattr__
-        s(self, "method", _norm_name(self.method, "method", METHODS))
-        s(self, "rejection", _norm_name(self.rejection, "rejection", REJECTIONS))
-        s(self, "center", _norm_name(self.center, "center", CENTERS))
-        s(self, "sigma_low", _as_float(self.sigma_low, "sigma_low", 0.0, strict=True))
-        s(self, "sigma_high", _as_float(self.sigma_high, "sigma_high", 0.0, strict=True))
-        s(self, "maxiters", _as_int(self.maxiters, "maxiters", 1))
-        s(self, "n_low", _as_int(self.n_low, "n_low", 0))
-        s(self, "n_high", _as_int(self.n_high, "n_high", 0))
-        s(self, "percentile_low", _as_float(self.percentile_low, "percentile_low"))
-        s(self, "percentile_high", _as_float(self.percentile_high, "percentile_high"))
+        what = "combine option"
+        rejection = "none" if self.rejection is None else self.rejection
+        s(self, "method", checked_name(what, "method", self.method, METHODS, _ALIASES))
+        s(self, "rejection", checked_name(what, "rejection", rejection, REJECTIONS, _ALIASES))
+        s(self, "center", checked_name(what, "center", self.center, CENTERS, _ALIASES))
+        s(self, "sigma_low", checked_float(what, "sigma_low", self.sigma_low, 0.0, strict=True))
+        s(self, "sigma_high", checked_float(what, "sigma_high", self.sigma_high, 0.0, strict=True))
+        s(self, "maxiters", checked_int(what, "maxiters", self.maxiters, 1))
+        s(self, "n_low", checked_int(what, "n_low", self.n_low, 0))
+        s(self, "n_high", checked_int(what, "n_high", self.n_high, 0))
+        s(self, "percentile_low", checked_float(what, "percentile_low", self.percentile_low))
+        s(self, "percentile_high", checked_float(what, "percentile_high", self.percentile_high))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "CombineSpec":
@@ -556,7 +524,7 @@ def variance_factor(spec: CombineSpec, n: int) -> float:
 
     Weights are not modelled (an unweighted combination of equal variances).
     """
-    n = _as_int(n, "n", 1)
+    n = checked_int("variance_factor", "n", n, 1)
     if spec.method == "sum":
         return 1.0
     if spec.rejection in ("none", "percentile"):
@@ -971,10 +939,10 @@ def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray,
         a = np.stack(frames)
     a, spec, w, var_vec, var_full = _prepare(a, spec, weights, variances)
     n, ny, nx = a.shape
-    threads = _as_int(threads, "threads", 1)
+    threads = checked_int("combine_frames_in_memory", "threads", threads, 1)
     if block_rows is None:
         block_rows = max(1, (32 << 20) // max(1, n * nx * a.dtype.itemsize))
-    block_rows = _as_int(block_rows, "block_rows", 1)
+    block_rows = checked_int("combine_frames_in_memory", "block_rows", block_rows, 1)
 
     out_data = np.empty((ny, nx), dtype=np.float32)
     out_n = np.empty((ny, nx), dtype=np.uint16)

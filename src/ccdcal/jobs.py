@@ -21,9 +21,10 @@ from urllib.parse import unquote
 
 from astropy.io import fits
 
+from .camera import MASTER_TYPES
 from .frames import FrameError
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
-from .library import ChecksumCache, scan_library, verify_master
+from .library import ChecksumCache, LibraryMaster, scan_library, verify_master
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_intermediates, write_figure_data
 from .night_noise import measure_setup
@@ -60,6 +61,9 @@ def failure_recorded(output_dir: str | os.PathLike | None, kind: str, name: str)
         raise
 
 
+#: The library's undamaged masters with their headers (``library_headers``).
+LibraryHeaders = list[tuple[LibraryMaster, fits.Header]]
+
 MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
 
 
@@ -77,7 +81,7 @@ def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
     cache = ChecksumCache(Path(config["output_dir"]) / "work" / "checksums.json")
-    calibration = [r.path for r in records if r.ok and r.frame_type in ("bias", "dark", "flat")]
+    calibration = [r.path for r in records if r.ok and r.frame_type in MASTER_TYPES]
     checksums = cache.digests(config["raw_dir"], calibration)
     cache.save()
     library = scan_library(config.get("library_dir"), Path(config["output_dir"]) / "work" / "library.json")
@@ -283,7 +287,7 @@ def frame_times(records: Iterable[FrameRecord]) -> dict[str, float]:
 
 
 def write_quality_checks(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
-                         config: Mapping[str, Any], qc_csv: str, library: list) -> list:
+                         config: Mapping[str, Any], qc_csv: str, library: LibraryHeaders) -> list:
     """The night's quality checks (``qc.night_checks``) written to ``qc_csv``, and put in
     ``state.quality`` (for the summary); returns them. ``library``: the library's masters
     and headers (``library_headers``)."""
@@ -297,14 +301,14 @@ def write_quality_checks(records: list[FrameRecord], plan: Mapping[str, Any], st
     return checks
 
 
-def library_headers(library_dir: str | None) -> list[tuple[Any, fits.Header]]:
+def library_headers(library_dir: str | None) -> LibraryHeaders:
     """The library's undamaged masters (``scan_library``) with their headers, read once
     for the night's trend check and trend plot."""
     return [(master, fits.getheader(master.file)) for master in scan_library(library_dir)
             if not master.damaged]
 
 
-def library_darks(library: list[tuple[Any, fits.Header]]) -> list[dict[str, Any]]:
+def library_darks(library: LibraryHeaders) -> list[dict[str, Any]]:
     """The library's dark masters with their dark current (DARKCUR, e-/s), for the
     night's dark-current trend check."""
     found = []
@@ -322,7 +326,7 @@ def library_darks(library: list[tuple[Any, fits.Header]]) -> list[dict[str, Any]
 
 def write_report_pages(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
                        output_dir: str, summary_page: str, qc_page: str, previews_dir: str,
-                       histograms_dir: str, plots_dir: str, lights_dir: str, library: list) -> None:
+                       histograms_dir: str, plots_dir: str, lights_dir: str, library: LibraryHeaders) -> None:
     """The night's report pages (``report_pages``): summary and QC tables, the masters'
     previews and histograms, plots, the lights' thumbnails, and with a library the
     camera's trends over its nights (``library``: as for ``write_quality_checks``)."""
@@ -332,7 +336,7 @@ def write_report_pages(records: list[FrameRecord], plan: Mapping[str, Any], stat
     copy_thumbnails(output_dir, plan, lights_dir)
 
 
-def library_trends(library: list[tuple[Any, fits.Header]]) -> dict[str, list[tuple[str, float]]]:
+def library_trends(library: LibraryHeaders) -> dict[str, list[tuple[str, float]]]:
     """Per camera, the library masters' bias level (MEDLEVEL, ADU), dark current
     (DARKCUR, e-/s) and hot pixels (NHOTPIX) against their date (DATE-BEG)."""
     series: dict[str, list[tuple[str, float]]] = {}

@@ -9,28 +9,26 @@ READOUTM, CCD-TEMP, SET-TEMP, EXPTIME, FILTER, DATE-BEG/DATE-END, NCOMBINE, MAST
 Those headers are the index: ``scan_library`` rebuilds the list of masters by reading
 them, so there is no other state to drift. Each master is verified (``verify_master``:
 whole, FITS checksums right) before it may be used; a damaged one is listed with the
-reason and rejected by the matching. A master's identity (MASTERID) is a digest of
-its inputs' checksums, its parameters, the identities of the masters its inputs were
-calibrated with and the software version: an identical master is found, not rebuilt.
+reason and rejected by the matching. A master's identity (MASTERID, ``plan.master_identity``)
+is a digest of its inputs' checksums, its parameters, the identities of the masters its
+inputs were calibrated with and the software version: an identical master is found, not rebuilt.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from astropy.io import fits
 
-from . import __version__
-from .camera import safe_name
+from .camera import MASTER_TYPES, safe_name
 from .frames import file_digest
 from .products import fits_size_problem
-from .provenance import settings_for
 from .writers import write_text_atomic
 
 _EPOCH = datetime(2000, 1, 1)
@@ -48,39 +46,6 @@ def library_path(library_dir: str | os.PathLike, master: Mapping[str, Any]) -> P
     day = (master.get("date_begin") or "")[:10] or "undated"
     return (Path(library_dir) / master["type"] / safe_name(master["camera"]) / day
             / f"{master['name']}_{master['identity']}.fits")
-
-
-def master_identity(master, checksums: Mapping[str, str], profile: Mapping[str, Any],
-                    identities: Mapping[str, str | None]) -> str | None:
-    """16 hex digits of the SHA-256 of what the master is made from; None if an input's
-    checksum or a master it depends on has no identity."""
-    inputs = [checksums.get(f.path) for f in master.frames]
-    if not inputs or None in inputs:
-        return None
-    calibration: Any = None
-    if master.type == "dark":
-        calibration = identities.get(master.bias) if master.bias else None
-    elif master.type == "flat":
-        calibration = []
-        for frame in master.frames:
-            c = master.frame_calibration[frame.path]
-            ids = [identities.get(c[step]) if c[step] else "" for step in ("bias", "dark")]
-            if None in ids:
-                return None
-            calibration.append([checksums[frame.path], *ids, c["dark_mode"], c["dark_scale"]])
-        calibration.sort(key=str)
-    payload = {
-        "type": master.type,
-        "camera": master.camera,
-        "setup": master.setup,
-        "filter": master.filter,
-        "inputs": sorted(inputs),
-        "parameters": settings_for(profile, master.type),
-        "calibration": calibration,
-        "version": __version__,
-    }
-    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def verify_master(path: str | os.PathLike) -> str | None:
@@ -108,14 +73,33 @@ def verify_master(path: str | os.PathLike) -> str | None:
     return None
 
 
-def scan_library(library_dir: str | os.PathLike | None,
-                 verified_cache: str | os.PathLike | None = None) -> list:
-    """Every ccdcal master under ``library_dir`` (plan.Master, source 'library'), read from
-    its header, each verified (``verify_master``; the reason in ``Master.damaged``).
-    ``verified_cache``: a JSON file where the verdicts are kept (``FileCache``), so that a
-    file is verified again only once it has changed."""
-    from .plan import Master
+@dataclass(frozen=True)
+class LibraryMaster:
+    """A master filed in the library, as its header describes it (``scan_library``)."""
 
+    name: str  # the file's stem
+    file: str  # absolute path
+    type: str  # bias | dark | flat (CCDCALTY)
+    camera: str
+    setup: dict[str, str]  # camera, instrument, binning, shape ('NYxNX'), gain_setting, offset, readout_mode
+    temperature_c: float | None  # CCD-TEMP, C
+    exptime: float  # EXPTIME, s
+    filter: str
+    count: int  # NCOMBINE: frames combined
+    identity: str  # MASTERID
+    date_begin: str  # DATE-BEG, UTC ISO 8601 ('' when unknown)
+    time_begin: float | None  # DATE-BEG and DATE-END in seconds since 2000 (None when unknown)
+    time_end: float | None
+    flags: list[str]  # CALFLAGS: steps its inputs were calibrated without
+    damaged: str | None  # why the file cannot be used (``verify_master``); None when whole
+
+
+def scan_library(library_dir: str | os.PathLike | None,
+                 verified_cache: str | os.PathLike | None = None) -> list[LibraryMaster]:
+    """Every ccdcal master under ``library_dir``, read from its header, each verified
+    (``verify_master``; the reason in ``LibraryMaster.damaged``). ``verified_cache``: a
+    JSON file where the verdicts are kept (``FileCache``), so that a file is verified
+    again only once it has changed."""
     if not library_dir or not Path(library_dir).is_dir():
         return []
     verdicts = FileCache(verified_cache, verify_master) if verified_cache else None
@@ -126,7 +110,7 @@ def scan_library(library_dir: str | os.PathLike | None,
         except (OSError, ValueError):
             continue
         kind = header.get("CCDCALTY")
-        if kind not in ("bias", "dark", "flat") or "MASTERID" not in header:
+        if kind not in MASTER_TYPES or "MASTERID" not in header:
             continue
         gain, offset = header.get("GAIN", ""), header.get("OFFSET", "")
         setup = {
@@ -138,17 +122,16 @@ def scan_library(library_dir: str | os.PathLike | None,
             "offset": str(offset),
             "readout_mode": str(header.get("READOUTM", "")),
         }
-        master = Master(path.stem, kind, setup["camera"], setup, [], header.get("CCD-TEMP"),
-                        float(header.get("EXPTIME", 0.0)), str(header.get("FILTER", "")).strip(),
-                        source="library", file=str(path.resolve()),
-                        count=int(header.get("NCOMBINE", 0)), identity=header["MASTERID"])
-        master.date_begin = header.get("DATE-BEG", "")
+        date_begin = header.get("DATE-BEG", "")
         flags = str(header.get("CALFLAGS", "OK"))
-        master.flags = [] if flags == "OK" else flags.split(",")
-        master.time_begin = iso_to_seconds(master.date_begin)
-        master.time_end = iso_to_seconds(header.get("DATE-END", master.date_begin))
-        master.damaged = verdicts.value(path, str(path.resolve())) if verdicts else verify_master(path)
-        found.append(master)
+        found.append(LibraryMaster(
+            name=path.stem, file=str(path.resolve()), type=kind, camera=setup["camera"], setup=setup,
+            temperature_c=header.get("CCD-TEMP"), exptime=float(header.get("EXPTIME", 0.0)),
+            filter=str(header.get("FILTER", "")).strip(), count=int(header.get("NCOMBINE", 0)),
+            identity=header["MASTERID"], date_begin=date_begin, time_begin=iso_to_seconds(date_begin),
+            time_end=iso_to_seconds(header.get("DATE-END", date_begin)),
+            flags=[] if flags == "OK" else flags.split(","),
+            damaged=verdicts.value(path, str(path.resolve())) if verdicts else verify_master(path)))
     if verdicts:
         verdicts.save()
     return found

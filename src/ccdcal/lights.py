@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .calibrator import Calibrator
+from .camera import MASTER_TYPES
 from .frames import FrameError
 from .parallel import map_in_threads
 from .writers import BackgroundWriter, disk_full
@@ -63,7 +64,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     one more thread (``BackgroundWriter``), so the calibrating threads do not wait for it."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     calibrator = Calibrator.for_camera(camera, threads=threads)
-    used = {entry[s] for entry in group["lights"] for s in ("bias", "dark", "flat") if entry.get(s)}
+    used = {entry[s] for entry in group["lights"] for s in MASTER_TYPES if entry.get(s)}
     calibrator.load_masters(master_files[name] for name in sorted(used))
     noise_values, noise_flags = {}, []
     if noise is not None:
@@ -93,8 +94,7 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
         flags = [*entry["flags"], *noise_flags]
         row.update(flags=",".join(flags), notes="; ".join(entry.get("notes", [])), error="")
         rel = entry["path"]
-        masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None
-                   for s in ("bias", "dark", "flat")}
+        masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None for s in MASTER_TYPES}
         statistics: dict[str, Any] = {}
         try:
             written = calibrator.calibrate(raw_dir / rel, out_dir / entry["output"], raw_label=rel,

@@ -31,8 +31,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .camera import MASTER_TYPES
+from .steps import STEPS
+
 SECONDS_PER_DAY = 86400.0
-SETUP_KEYS = ("binning", "shape", "gain_setting", "offset", "readout_mode", "instrument")
 
 
 @dataclass
@@ -76,24 +78,26 @@ class Choice:
     flat: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def flags(self) -> list[str]:
-        return missing_steps(self.to_json())
-
     def to_json(self) -> dict[str, Any]:
         return {"bias": self.bias, "dark": self.dark, "dark_mode": self.dark_mode,
                 "dark_scale": self.dark_scale, "flat": self.flat, "notes": self.notes}
 
 
-def missing_steps(choice: Mapping[str, Any]) -> list[str]:
-    """NOBIAS / NODARK for a choice of masters (``Choice.to_json``) that lacks them (a dark
-    used unscaled holds the bias)."""
-    flags = []
-    if choice.get("bias") is None and choice.get("dark_mode") not in ("unscaled", "camera"):
-        flags.append("NOBIAS")
-    if choice.get("dark") is None and choice.get("dark_mode") != "camera":
-        flags.append("NODARK")
-    return flags
+#: The CALFLAGS word of each calibration step a frame did not get (the step's
+#: ``missing_flag``: NOBIAS, NODARK, NOFLAT).
+MISSING_FLAGS = {name: step.missing_flag for name, step in STEPS.items() if step.missing_flag}
+
+
+def missing_steps(choice: Mapping[str, Any], with_flat: bool) -> list[str]:
+    """The CALFLAGS words (``MISSING_FLAGS``) of the steps a choice of masters lacks
+    (``Choice.to_json``: bias, dark, dark_mode, flat; the flat only ``with_flat``). A dark
+    used unscaled holds the bias; one the camera software subtracted (dark_mode 'camera')
+    held both."""
+    mode = choice.get("dark_mode")
+    lacking = {"bias": choice.get("bias") is None and mode not in ("unscaled", "camera"),
+               "dark": choice.get("dark") is None and mode != "camera",
+               "flat": with_flat and choice.get("flat") is None}
+    return [MISSING_FLAGS[step] for step in MASTER_TYPES if lacking[step]]
 
 
 def _temperature(value: float | None) -> str:

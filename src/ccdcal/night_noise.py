@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from astropy.io import fits
 
-from .camera import CameraProfile, safe_name
+from .camera import FRAME_TYPES, CameraProfile, safe_name
 from .frames import FrameError, RawFrame
 from .noise import (NoiseMeasurementError, dark_variance_rate, flat_pair_point,
                     photon_transfer, read_noise_from_dark_pairs, read_noise_from_pair)
@@ -98,8 +98,7 @@ def noise_plans(records: Iterable, cameras: Mapping[str, Mapping[str, Any]],
         frames = sorted(by_setup[name], key=lambda r: (r.time_s is None, r.time_s or 0.0, r.path))
         camera = cameras[setup["camera"]]
         tolerance = float(camera["dark"]["exposure_tolerance"])
-        of_type = {kind: [r for r in frames if r.frame_type == kind]
-                   for kind in ("bias", "dark", "flat", "light")}
+        of_type = {kind: [r for r in frames if r.frame_type == kind] for kind in FRAME_TYPES}
         bias_pair = [r.path for r in of_type["bias"][:2]] if len(of_type["bias"]) >= 2 else []
         darks_at: dict[float, list[str]] = {}
         for record in _at_lights_temperature(of_type["dark"], of_type["light"],

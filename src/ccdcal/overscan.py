@@ -6,11 +6,8 @@ along the readout direction, is subtracted from that amplifier's data region onl
 A serial overscan (extra columns) gives one value per row (``axis='rows'``); a parallel
 overscan (extra rows, e.g. WHT ISIS) gives one value per column (``axis='columns'``).
 
-Methods (ADU): ``none``; ``mean`` / ``median`` of the whole overscan (one number);
-``median_per_row``: median of each line across the overscan (one value per row, or per
-column for a parallel overscan); ``polynomial`` / ``chebyshev`` of degree ``order`` and
-``spline`` (cubic, ``order`` interior knots) fitted to those line medians.
-After correction the frame is cut to the trim section.
+The overscan methods are the entries of ``METHODS`` (name -> the model of the level, ADU),
+each said there. After correction the frame is cut to the trim section.
 """
 
 from __future__ import annotations
@@ -24,9 +21,6 @@ import numpy as np
 from .camera import HeaderView
 from .sections import Section
 from .steps import light_steps, reading_layout
-
-METHODS = ("none", "mean", "median", "median_per_row", "polynomial", "chebyshev", "spline")
-
 
 @dataclass(frozen=True)
 class Amplifier:
@@ -193,55 +187,83 @@ def _model_axis(layout: Layout, overscan: Section) -> str:
     return "rows" if ny >= nx else "columns"
 
 
-def fit_line_model(coords: np.ndarray, values: np.ndarray, method: str, order: int,
-                   at: np.ndarray) -> np.ndarray:
-    """Fit ``values`` (line medians, ADU) against ``coords`` and evaluate at ``at``."""
-    good = np.isfinite(values)
-    x, y = coords[good].astype(np.float64), values[good].astype(np.float64)
-    if method == "polynomial":
-        return np.polynomial.Polynomial.fit(x, y, order)(at)
-    if method == "chebyshev":
-        return np.polynomial.Chebyshev.fit(x, y, order)(at)
-    if method == "spline":
-        from scipy.interpolate import make_lsq_spline
-
-        k = 3
-        inner = np.linspace(x[0], x[-1], order + 2)[1:-1]
-        knots = np.concatenate([[x[0]] * (k + 1), inner, [x[-1]] * (k + 1)])
-        return make_lsq_spline(x, y, knots, k=k)(np.clip(at, x[0], x[-1]))
-    raise ValueError(f"unknown overscan fit method {method!r}")
+#: An overscan method: ``model(strip, overscan, data, order, axis)`` -> the level (ADU,
+#: float32) to subtract from ``data``, broadcastable to its numpy shape: (1, 1) for one
+#: number, else one value per line. ``strip``: the overscan region's pixels (float32 ADU,
+#: numpy [y, x]); ``axis``: 'rows' (one value per row) or 'columns'.
+OverscanModel = Callable[[np.ndarray, Section, Section, int, str], np.ndarray]
 
 
-def overscan_model(strip: np.ndarray, overscan: Section, data: Section, method: str,
-                   order: int, axis: str) -> np.ndarray:
-    """The overscan level (ADU) to subtract from ``data``, broadcastable to its numpy shape.
+def _mean(strip: np.ndarray, overscan: Section, data: Section, order: int, axis: str) -> np.ndarray:
+    return np.array([[np.mean(strip, dtype=np.float64)]], dtype=np.float32)
 
-    ``strip`` is the overscan region's pixels (float32, numpy [y, x]).
-    """
-    if method == "mean":
-        return np.array([[np.mean(strip, dtype=np.float64)]], dtype=np.float32)
-    if method == "median":
-        return np.array([[np.median(strip)]], dtype=np.float32)
+
+def _median(strip: np.ndarray, overscan: Section, data: Section, order: int, axis: str) -> np.ndarray:
+    return np.array([[np.median(strip)]], dtype=np.float32)
+
+
+def _lines(strip: np.ndarray, overscan: Section, data: Section, axis: str
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The median of each line of the strip along ``axis`` (ADU), the lines' numbers and
+    those of the data's lines (FITS, 1-based)."""
     if axis == "rows":
-        lines = np.median(strip, axis=1)
-        coords = np.arange(overscan.y1, overscan.y2 + 1)
-        at = np.arange(data.y1, data.y2 + 1)
-    else:
-        lines = np.median(strip, axis=0)
-        coords = np.arange(overscan.x1, overscan.x2 + 1)
-        at = np.arange(data.x1, data.x2 + 1)
-    if method == "median_per_row":
-        index = at - coords[0]
-        if index.min() < 0 or index.max() >= coords.size:
-            raise ValueError(
-                f"median_per_row: overscan {overscan} does not cover every line of data {data}; "
-                "use a fit (polynomial, chebyshev, spline) or mean/median"
-            )
-        model = lines[index]
-    else:
-        model = fit_line_model(coords, lines, method, order, at)
-    model = model.astype(np.float32)
-    return model[:, None] if axis == "rows" else model[None, :]
+        return np.median(strip, axis=1), np.arange(overscan.y1, overscan.y2 + 1), np.arange(data.y1, data.y2 + 1)
+    return np.median(strip, axis=0), np.arange(overscan.x1, overscan.x2 + 1), np.arange(data.x1, data.x2 + 1)
+
+
+def _per_line(values: np.ndarray, axis: str) -> np.ndarray:
+    """One value per data line as a float32 column (``axis='rows'``) or row."""
+    values = values.astype(np.float32)
+    return values[:, None] if axis == "rows" else values[None, :]
+
+
+def _median_per_row(strip: np.ndarray, overscan: Section, data: Section, order: int, axis: str) -> np.ndarray:
+    """Each data line gets the median of the overscan's line of the same number."""
+    lines, coords, at = _lines(strip, overscan, data, axis)
+    index = at - coords[0]
+    if index.min() < 0 or index.max() >= coords.size:
+        raise ValueError(
+            f"median_per_row: overscan {overscan} does not cover every line of data {data}; "
+            "use a fit (polynomial, chebyshev, spline) or mean/median"
+        )
+    return _per_line(lines[index], axis)
+
+
+def _line_fit(fit: Callable[[np.ndarray, np.ndarray, int], Callable[[np.ndarray], np.ndarray]]) -> OverscanModel:
+    """The model that fits ``fit(x, y, order)`` (a callable of x) to the finite line medians
+    ``y`` (ADU) against their line numbers ``x``, evaluated at the data's lines."""
+
+    def model(strip: np.ndarray, overscan: Section, data: Section, order: int, axis: str) -> np.ndarray:
+        lines, coords, at = _lines(strip, overscan, data, axis)
+        good = np.isfinite(lines)
+        return _per_line(fit(coords[good].astype(np.float64), lines[good].astype(np.float64), order)(at), axis)
+
+    return model
+
+
+def _cubic_spline(x: np.ndarray, y: np.ndarray, order: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A least-squares cubic spline with ``order`` interior knots, evenly spaced; constant
+    beyond the first and last line."""
+    from scipy.interpolate import make_lsq_spline
+
+    k = 3
+    inner = np.linspace(x[0], x[-1], order + 2)[1:-1]
+    knots = np.concatenate([[x[0]] * (k + 1), inner, [x[-1]] * (k + 1)])
+    spline = make_lsq_spline(x, y, knots, k=k)
+    return lambda at: spline(np.clip(at, x[0], x[-1]))
+
+
+#: The overscan methods by name (the configuration's ``overscan.method``). A line is a row
+#: of a serial overscan, a column of a parallel one.
+METHODS: dict[str, OverscanModel | None] = {
+    "none": None,  # no correction (``Layout.corrects`` is False)
+    "mean": _mean,  # of the whole overscan: one number
+    "median": _median,  # of the whole overscan: one number
+    "median_per_row": _median_per_row,  # the median of each line
+    "polynomial": _line_fit(np.polynomial.Polynomial.fit),  # of degree ``order``, fitted to the line medians
+    "chebyshev": _line_fit(np.polynomial.Chebyshev.fit),  # of degree ``order``, fitted to the line medians
+    "spline": _line_fit(_cubic_spline),  # cubic, ``order`` interior knots, fitted to the line medians
+}
 
 
 class FrameCorrector:
@@ -261,9 +283,7 @@ class FrameCorrector:
                 rows, cols = amp.overscan.slices
                 strip = read_rows(rows)[:, cols]
                 axis = _model_axis(layout, amp.overscan)
-                self.models.append(
-                    overscan_model(strip, amp.overscan, amp.data, layout.method, layout.order, axis)
-                )
+                self.models.append(METHODS[layout.method](strip, amp.overscan, amp.data, layout.order, axis))
 
     @property
     def levels(self) -> list[float]:

@@ -32,11 +32,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .camera import safe_name
+from . import __version__
+from .camera import MASTER_TYPES, safe_name
 from .inventory import FrameRecord, parse_shape
-from .library import master_identity
-from .matching import Choice, Matcher, Target, missing_steps
+from .library import LibraryMaster
+from .matching import MISSING_FLAGS, Choice, Matcher, Target, missing_steps
 from .night_noise import noise_name, noise_plans
+from .provenance import settings_for
 
 PLAN_VERSION = 1
 
@@ -129,6 +131,15 @@ class Master:
     derived_from: list[str] = field(default_factory=list)  # a bias fitted from these darks
     flags: list[str] = field(default_factory=list)  # steps its inputs were calibrated without
     damaged: str | None = None  # library masters: why the file cannot be used (library.verify_master)
+
+    @classmethod
+    def from_library(cls, record: LibraryMaster) -> "Master":
+        """A library master (``library.scan_library``) as a candidate next to tonight's."""
+        return cls(record.name, record.type, record.camera, dict(record.setup), [], record.temperature_c,
+                   record.exptime, record.filter, source="library", file=record.file,
+                   time_begin=record.time_begin, time_end=record.time_end, date_begin=record.date_begin,
+                   count=record.count, identity=record.identity, flags=list(record.flags),
+                   damaged=record.damaged)
 
     def __post_init__(self):
         times = [f.time_s for f in self.frames if f.time_s is not None]
@@ -242,7 +253,7 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
     masters: list[Master] = []
     by_setup: dict[tuple, list[FrameRecord]] = defaultdict(list)
     for record in records:
-        if record.ok and record.frame_type in ("bias", "dark", "flat"):
+        if record.ok and record.frame_type in MASTER_TYPES:
             by_setup[(record.frame_type, *setup_key(record))].append(record)
 
     for key in sorted(by_setup, key=lambda k: tuple(str(p) for p in k)):
@@ -358,6 +369,39 @@ def _group_id(camera: str, filt: str, choice: Choice) -> str:
     return f"{safe_name(camera)}_{safe_name(filt, 'nofilter')}_{digest}".lstrip("+-")
 
 
+def master_identity(master: Master, checksums: Mapping[str, str], profile: Mapping[str, Any],
+                    identities: Mapping[str, str | None]) -> str | None:
+    """16 hex digits of the SHA-256 of what the master is made from (MASTERID); None if an
+    input's checksum or a master it depends on has no identity."""
+    inputs = [checksums.get(f.path) for f in master.frames]
+    if not inputs or None in inputs:
+        return None
+    calibration: Any = None
+    if master.type == "dark":
+        calibration = identities.get(master.bias) if master.bias else None
+    elif master.type == "flat":
+        calibration = []
+        for frame in master.frames:
+            c = master.frame_calibration[frame.path]
+            ids = [identities.get(c[step]) if c[step] else "" for step in ("bias", "dark")]
+            if None in ids:
+                return None
+            calibration.append([checksums[frame.path], *ids, c["dark_mode"], c["dark_scale"]])
+        calibration.sort(key=str)
+    payload = {
+        "type": master.type,
+        "camera": master.camera,
+        "setup": master.setup,
+        "filter": master.filter,
+        "inputs": sorted(inputs),
+        "parameters": settings_for(profile, master.type),
+        "calibration": calibration,
+        "version": __version__,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matcher,
                      checksums: Mapping[str, str] | None, cameras) -> None:
     """Darks get the bias that measures their dark current, flats their per-frame bias and
@@ -366,7 +410,7 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
     library file is damaged (then tonight's is rebuilt, and filed over it)."""
     identities: dict[str, str | None] = {m.name: m.identity for m in library}
     by_identity = {m.identity: m for m in library if not m.damaged}
-    for kind in ("bias", "dark", "flat"):
+    for kind in MASTER_TYPES:
         # derived biases last among biases would need darks first: biases, darks, derived, flats
         ordered = [m for m in tonight if m.type == kind and not m.derived_from]
         if kind == "dark":
@@ -380,7 +424,8 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
                 for frame in master.frames:
                     choice = matcher.choose(target_of(frame, "flat"), with_flat=False)
                     master.frame_calibration[frame.path] = choice.to_json()
-                master.flags = sorted({f for c in master.frame_calibration.values() for f in missing_steps(c)})
+                master.flags = sorted({f for c in master.frame_calibration.values()
+                                       for f in missing_steps(c, with_flat=False)})
             if checksums is not None:
                 master.identity = master_identity(master, checksums, cameras[master.camera], identities)
             if master.derived_from and all(identities.get(d) for d in master.derived_from):
@@ -394,7 +439,7 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
 
 
 def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
-              cameras: Mapping[str, Mapping[str, Any]], library: list[Master] = (),
+              cameras: Mapping[str, Mapping[str, Any]], library: Iterable[LibraryMaster] = (),
               checksums: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole plan as a JSON-able dict (see module docstring).
 
@@ -405,9 +450,10 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     night stops (PlanError naming every such light and why).
     """
     tonight = build_masters(records, cameras)
+    candidates = [Master.from_library(record) for record in library]
     records_by_path = {r.path: r for r in records}
-    matcher = Matcher([*tonight, *library], cameras)
-    _resolve_masters(tonight, list(library), matcher, checksums, cameras)
+    matcher = Matcher([*tonight, *candidates], cameras)
+    _resolve_masters(tonight, candidates, matcher, checksums, cameras)
 
     by_name = {m.name: m for m in matcher.masters}
     policy = config["missing_calibration"]
@@ -419,9 +465,8 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     group_pixels: dict[str, int] = {}
     for record in sorted((r for r in records if r.ok and r.frame_type == "light"), key=lambda r: r.path):
         choice = matcher.choose(target_of(record, "light"), with_flat=True)
-        flags = choice.flags + ([] if choice.flat else ["NOFLAT"]) + inherited_flags(choice, by_name)
-        lacking = [step for step, flag in (("bias", "NOBIAS"), ("dark", "NODARK"), ("flat", "NOFLAT"))
-                   if flag in flags and step in policy["steps"]]
+        flags = missing_steps(choice.to_json(), with_flat=True) + inherited_flags(choice, by_name)
+        lacking = [step for step in MASTER_TYPES if MISSING_FLAGS[step] in flags and step in policy["steps"]]
         entry = {"path": record.path, "output": outputs[record.path], "exptime": record.exptime,
                  "binning": record.binning, "shape": record.shape, "flags": flags,
                  **choice.to_json()}
@@ -490,7 +535,7 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
 def inherited_flags(choice: Choice, masters: Mapping[str, "Master"]) -> list[str]:
     """The missing steps of the masters a frame gets, as its own flags: a master flat made
     without bias or dark gives its lights FLAT-NOBIAS, FLAT-NODARK."""
-    return [f"{step.upper()}-{flag}" for step in ("bias", "dark", "flat")
+    return [f"{step.upper()}-{flag}" for step in MASTER_TYPES
             if getattr(choice, step) for flag in masters[getattr(choice, step)].flags]
 
 

@@ -1,9 +1,13 @@
-"""Building the small frozen dataclasses of options (combine, background) from config mappings."""
+"""Building the small frozen dataclasses of options (combine, background) from config
+mappings, and checking their values."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
+
+import numpy as np
 
 Spec = TypeVar("Spec")
 
@@ -23,3 +27,47 @@ def spec_from_mapping(cls: type[Spec], d: Mapping[str, Any] | Spec | None, what:
         raise ValueError(f"unknown {what} option(s) {', '.join(repr(k) for k in unknown)}; "
                          f"valid options: {', '.join(sorted(known))}")
     return cls(**{k: v for k, v in d.items() if v is not None})
+
+
+def bad_option(what: str, key: str, message: str, value: Any) -> ValueError:
+    """The error for a bad value: "combine option 'maxiters': must be >= 1, got 0"
+    (``what``: the options' owner, a spec or a function)."""
+    return ValueError(f"{what} {key!r}: {message}, got {value!r}")
+
+
+def checked_int(what: str, key: str, value: Any, minimum: int) -> int:
+    """``value`` as an int, when it is a whole number (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise bad_option(what, key, "must be an integer", value)
+    if not math.isfinite(float(value)) or float(value) != int(value):
+        raise bad_option(what, key, "must be an integer", value)
+    if int(value) < minimum:
+        raise bad_option(what, key, f"must be >= {minimum}", value)
+    return int(value)
+
+
+def checked_float(what: str, key: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
+    """``value`` as a float, when it is a finite number (not a bool) >= ``minimum``
+    (> with ``strict``)."""
+    if isinstance(value, bool):
+        raise bad_option(what, key, "must be a number", value)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise bad_option(what, key, "must be a number", value) from None
+    if not math.isfinite(out) or out < minimum or (strict and out == minimum):
+        raise bad_option(what, key, f"must be finite and {'>' if strict else '>='} {minimum}", value)
+    return out
+
+
+def checked_name(what: str, key: str, value: Any, allowed: Sequence[str],
+                 aliases: Mapping[str, str]) -> str:
+    """The name of ``allowed`` that ``value`` spells: case-folded, '-' read as '_', and an
+    alias read as the name it stands for ('Average' -> 'mean')."""
+    if not isinstance(value, str):
+        raise bad_option(what, key, f"must be one of {', '.join(allowed)}", value)
+    name = value.strip().lower().replace("-", "_")
+    name = aliases.get(name, name)
+    if name not in allowed:
+        raise bad_option(what, key, f"must be one of {', '.join(allowed)}", value)
+    return name

@@ -8,6 +8,7 @@ from snakemake.io import WILDCARD_REGEX
 from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
+from ccdcal.camera import MASTER_TYPES
 from ccdcal.inventory import list_raw_files, parse_shape
 from ccdcal.library import library_path
 from ccdcal.output_dir import (

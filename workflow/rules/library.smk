@@ -17,7 +17,7 @@ if config["library_dir"]:
             / "{day}"
             / "{master}_{identity}.log",
         wildcard_constraints:
-            kind="bias|dark|flat",
+            kind="|".join(MASTER_TYPES),
             identity="[0-9a-f]{16}",
             day=r"\d{4}-\d{2}-\d{2}|undated",
         localrule: True
