@@ -403,3 +403,25 @@ def test_a_frame_the_camera_already_dark_subtracted_gets_neither_dark_nor_bias(c
     assert entry["flags"] == [] and entry["flat"] == "flat_cam_1x1_R"
     assert any("subtracted by the camera software" in n for n in entry["notes"])
     assert plan["lights"]["light/raw.fits"]["dark"] == "dark_cam_1x1_-10.0C_60s"
+
+
+# --------------------------------------------------------------------- the camera's steps
+def test_a_step_left_out_gets_no_master_and_no_flag(cams, make_config):
+    """A camera whose steps leave the dark out: its lights and flats get no dark (none is
+    looked for, none is missed), the bias and flat as usual; with the default steps the
+    same night's lights get the dark."""
+    records = [*biases(), *darks(60.0), *flats("R", 5.0), light("a", 60.0)]
+    plan = make_plan(records, make_config(), cams(steps=["overscan", "trim", "bias", "flat"]))
+    entry = plan["lights"]["light/a.fits"]
+    assert entry["dark"] is None and entry["bias"] and entry["flat"]
+    assert entry["flags"] == [] and not any("no dark" in note for note in entry["notes"])
+    (flat,) = masters_of(plan, "flat").values()
+    assert all(f["calibration"]["dark"] is None and f["calibration"]["bias"] for f in flat["frames"])
+    assert flat["flags"] == []
+
+    default = make_plan(records, make_config(), cams())["lights"]["light/a.fits"]
+    assert default["dark"] and default["dark_mode"] == "unscaled"
+
+    no_flat = make_plan(records, make_config(), cams(steps=["overscan", "trim", "bias", "dark"]))
+    assert no_flat["lights"]["light/a.fits"]["flat"] is None
+    assert no_flat["lights"]["light/a.fits"]["flags"] == []

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .camera import MASTER_TYPES
-from .steps import STEPS
+from .steps import STEPS, masters_wanted
 
 SECONDS_PER_DAY = 86400.0
 
@@ -88,16 +88,16 @@ class Choice:
 MISSING_FLAGS = {name: step.missing_flag for name, step in STEPS.items() if step.missing_flag}
 
 
-def missing_steps(choice: Mapping[str, Any], with_flat: bool) -> list[str]:
-    """The CALFLAGS words (``MISSING_FLAGS``) of the steps a choice of masters lacks
-    (``Choice.to_json``: bias, dark, dark_mode, flat; the flat only ``with_flat``). A dark
+def missing_steps(choice: Mapping[str, Any], wanted: Iterable[str]) -> list[str]:
+    """The CALFLAGS words (``MISSING_FLAGS``) of the ``wanted`` steps (``steps.masters_wanted``)
+    a choice of masters lacks (``Choice.to_json``: bias, dark, dark_mode, flat). A dark
     used unscaled holds the bias; one the camera software subtracted (dark_mode 'camera')
     held both."""
     mode = choice.get("dark_mode")
     lacking = {"bias": choice.get("bias") is None and mode not in ("unscaled", "camera"),
                "dark": choice.get("dark") is None and mode != "camera",
-               "flat": with_flat and choice.get("flat") is None}
-    return [MISSING_FLAGS[step] for step in MASTER_TYPES if lacking[step]]
+               "flat": choice.get("flat") is None}
+    return [MISSING_FLAGS[step] for step in MASTER_TYPES if step in wanted and lacking[step]]
 
 
 def _temperature(value: float | None) -> str:
@@ -257,32 +257,40 @@ class Matcher:
     def bias_for(self, target: Target, record: bool = True, exclude=None):
         return self._decide(target, "bias", self._bias_verdicts(target, exclude), record)
 
-    def choose(self, target: Target, with_flat: bool, record: bool = True) -> Choice:
-        """Bias, dark (mode, scale) and, when asked, flat for one frame."""
+    def wanted(self, target: Target) -> tuple[str, ...]:
+        """The masters the frame's camera calibrates it with (``steps.masters_wanted``)."""
+        return masters_wanted(self.cameras[target.camera].get("steps"), target.kind)
+
+    def choose(self, target: Target, record: bool = True) -> Choice:
+        """Bias, dark (mode, scale) and flat for one frame, as far as its camera's steps
+        want them (``wanted``: a flat frame gets no flat; a step left out, no master)."""
         choice = Choice()
+        wanted = self.wanted(target)
         if target.dark_subtracted:  # by the camera software: a dark (holding the bias) is gone
             choice.dark_mode = "camera"
             choice.notes.append(f"dark and bias subtracted by the camera software ({target.dark_subtracted})")
-            if with_flat:
+            if "flat" in wanted:
                 self._choose_flat(target, choice, record)
             return choice
-        biases = self._bias_verdicts(target)  # the bias decides whether a dark can be scaled
+        # the bias decides whether a dark can be scaled
+        biases = self._bias_verdicts(target) if "bias" in wanted else []
         bias = self._decide(target, "bias", biases, record=False)
         bias_frames = bias.master.n_frames if bias is not None else 0
-        darks = [self._dark_verdict(target, m, bias is not None, bias_frames)
-                 for m in self._candidates(target, "dark")]
-        dark = self._decide(target, "dark", darks, record)
-        if dark is not None:
-            choice.dark, choice.dark_mode, choice.dark_scale = dark.master.name, dark.mode, dark.scale
-        else:
-            choice.notes.append("no dark: " + (self._summary(darks) or "none of this camera"))
-        if choice.dark_mode != "unscaled":  # the bias is applied: report its candidates
+        if "dark" in wanted:
+            darks = [self._dark_verdict(target, m, bias is not None, bias_frames)
+                     for m in self._candidates(target, "dark")]
+            dark = self._decide(target, "dark", darks, record)
+            if dark is not None:
+                choice.dark, choice.dark_mode, choice.dark_scale = dark.master.name, dark.mode, dark.scale
+            else:
+                choice.notes.append("no dark: " + (self._summary(darks) or "none of this camera"))
+        if choice.dark_mode != "unscaled" and "bias" in wanted:  # the bias is applied: report its candidates
             self._decide(target, "bias", biases, record)
             if bias is not None:
                 choice.bias = bias.master.name
             else:
                 choice.notes.append("no bias: " + (self._summary(biases) or "none of this camera"))
-        if with_flat:
+        if "flat" in wanted:
             self._choose_flat(target, choice, record)
         return choice
 

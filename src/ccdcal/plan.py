@@ -37,6 +37,7 @@ from .camera import MASTER_TYPES, safe_name
 from .inventory import FrameRecord, parse_shape
 from .library import LibraryMaster
 from .matching import MISSING_FLAGS, Choice, Matcher, Target, missing_steps
+from .steps import masters_wanted
 from .night_noise import noise_name, noise_plans
 from .provenance import settings_for
 
@@ -421,11 +422,12 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
                                         exclude=lambda m: bool(m.derived_from))
                 master.bias = bias.master.name if bias else None
             elif kind == "flat":
+                wanted = masters_wanted(cameras[master.camera].get("steps"), "flat")
                 for frame in master.frames:
-                    choice = matcher.choose(target_of(frame, "flat"), with_flat=False)
+                    choice = matcher.choose(target_of(frame, "flat"))
                     master.frame_calibration[frame.path] = choice.to_json()
                 master.flags = sorted({f for c in master.frame_calibration.values()
-                                       for f in missing_steps(c, with_flat=False)})
+                                       for f in missing_steps(c, wanted)})
             if checksums is not None:
                 master.identity = master_identity(master, checksums, cameras[master.camera], identities)
             if master.derived_from and all(identities.get(d) for d in master.derived_from):
@@ -464,8 +466,9 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     skipped: dict[str, str] = {}
     group_pixels: dict[str, int] = {}
     for record in sorted((r for r in records if r.ok and r.frame_type == "light"), key=lambda r: r.path):
-        choice = matcher.choose(target_of(record, "light"), with_flat=True)
-        flags = missing_steps(choice.to_json(), with_flat=True) + inherited_flags(choice, by_name)
+        target = target_of(record, "light")
+        choice = matcher.choose(target)
+        flags = missing_steps(choice.to_json(), matcher.wanted(target)) + inherited_flags(choice, by_name)
         lacking = [step for step in MASTER_TYPES if MISSING_FLAGS[step] in flags and step in policy["steps"]]
         entry = {"path": record.path, "output": outputs[record.path], "exptime": record.exptime,
                  "binning": record.binning, "shape": record.shape, "flags": flags,

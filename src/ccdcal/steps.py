@@ -207,6 +207,17 @@ def light_steps(names: Iterable[str] | None = None) -> list[Step]:
     return steps
 
 
+def masters_wanted(names: Iterable[str] | None, kind: str) -> tuple[str, ...]:
+    """The masters ('bias', 'dark', 'flat') a frame of ``kind`` is calibrated with under a
+    camera's ``steps`` (None: the default): a light, each one listed; a calibration frame,
+    those listed that come before its own kind (a flat: bias and dark)."""
+    listed = [s.name for s in light_steps(names) if s.stage == "arithmetic"]
+    if kind == "light":
+        return tuple(listed)
+    order = [name for name, s in STEPS.items() if s.stage == "arithmetic"]
+    return tuple(n for n in listed if kind in order and order.index(n) < order.index(kind))
+
+
 def in_stage(steps: Iterable[Step], stage: str) -> list[Step]:
     return [s for s in steps if s.stage == stage]
 
