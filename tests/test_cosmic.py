@@ -282,6 +282,8 @@ def test_noise_variance_keeps_a_sharp_stars_variance(fwhm, cx, cy):
     assert (plain[edge] < 0.5 * variance[edge]).sum() >= 8  # the problem
     assert (protected[edge] >= 0.999 * variance[edge]).all()
     assert protected[5, 5] == pytest.approx(100.0) and protected[35, 35] == pytest.approx(100.0)
+    variance[30, 8] = np.nan  # a NONFINITE pixel: does not spread, gets its neighbours' value
+    assert np.isfinite(noise_variance(np.sqrt(variance))).all()
 
 
 # --------------------------------------------------------------------------- settings

@@ -85,12 +85,13 @@ hot pixels; and 9 more of those): 96.4-98.7 % of the unmasked cosmic-ray pixels 
 alone with its defaults on the same lights: 95-97 %, 2.3-4.6e-4, 3-10 star cores flagged
 per 290 stars.
 
-Cost (benchmarks/cosmic_cost.py, 4096^2): ~7 s per light (``niter`` 1; astroscrappy's
-time, each iteration ~4-7 s), ~190 times ``Calibration.apply`` and ~35 times a light
-job's whole per-light work (read, calibrate, write); ~0.9 GB of work arrays.
-astroscrappy's C code releases the GIL (lights on threads run in parallel) and its
-median filters use OpenMP (OMP_NUM_THREADS threads, all cores by default: set it to 1
-when lights run on several threads).
+Cost (benchmarks/cosmic_cost.py, 4096^2, 2 cores): ~6-7 s wall, ~7.5 s CPU per light with
+``niter`` 1 (astroscrappy's time: each more iteration adds ~5 s CPU), 165-190 times
+``Calibration.apply`` and 30-35 times a light job's whole per-light work (read,
+calibrate, write); ~0.9 GB of work arrays. astroscrappy's C code releases the GIL (two
+lights on two threads: 1.84 times one, as two processes) and its median filters use
+OpenMP (OMP_NUM_THREADS threads, all cores by default: set it to 1 when lights run on
+several threads, or the two oversubscribe the cores).
 
 Settings (a mapping, e.g. a config section, read by ``CosmicSettings.from_dict``)::
 
@@ -238,10 +239,10 @@ class CosmicResult:
     ``crmask``: bool [y, x], the cosmic-ray pixels. ``mask``: MASK with COSMIC set on
     them (a copy, or the input with ``inplace``). ``image``, ``uncert``: with
     ``replace``, the flagged pixels replaced (copies, or the inputs with ``inplace``);
-    without, the inputs themselves, untouched. ``flagged``: pixels flagged;
-    ``replaced`` and ``unfilled``: of those, given a local median or left as they were
-    (no usable neighbour); ``vetoed``: pixels astroscrappy flagged that the ``zmin``
-    test dropped."""
+    without, the inputs themselves, untouched. ``flagged``: pixels flagged (in
+    ``crmask``); ``dropped``: pixels astroscrappy flagged that steps 3-4 dropped (noise
+    peaks, star cores); ``grown``: pixels step 5 added; ``replaced`` and ``unfilled``:
+    of the flagged, given a local median or left as they were (no usable neighbour)."""
 
     crmask: np.ndarray
     image: np.ndarray
@@ -255,7 +256,7 @@ class CosmicResult:
 
 
 def _running(a: np.ndarray, radius: int, op, axis: int) -> np.ndarray:
-    """``op`` (np.minimum / np.maximum) over a window of 2 radius + 1 along ``axis``,
+    """``op`` (np.fmin / np.fmax) over a window of 2 radius + 1 along ``axis``,
     the ends padded with their edge values: log2(window) + 1 array passes."""
     if radius <= 0:
         return a
@@ -288,7 +289,8 @@ def noise_variance(uncert: np.ndarray) -> np.ndarray:
     variance; after the dilation that median is at least the star's own variance from one
     FWHM of its centre outwards)."""
     variance = np.square(np.asarray(uncert, dtype=np.float32))
-    return _box(_box(variance, NOISE_ERODE, np.minimum), NOISE_DILATE, np.maximum)
+    # fmin / fmax: a NaN (a NONFINITE pixel) does not spread; it gets its neighbours' value
+    return _box(_box(variance, NOISE_ERODE, np.fmin), NOISE_DILATE, np.fmax)
 
 
 def _grow(plane: np.ndarray, index: np.ndarray, radius: int) -> None:
