@@ -25,8 +25,10 @@ BADPIX = 1  # hot pixel (master dark) or dead / non-positive pixel (master flat)
 SATURATED = 2  # raw value at or above the saturation level
 WEAKFLAT = 4  # master flat response below the weak threshold
 NONFINITE = 8  # value is NaN or infinite
+COSMIC = 16  # cosmic-ray hit in this light (ccdcal.cosmic)
 
-MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT"}
+MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT",
+             COSMIC: "COSMIC"}
 
 
 #: Characters kept as they are in header text: printable ASCII except '%'.

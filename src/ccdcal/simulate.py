@@ -10,6 +10,9 @@ what a perfect calibration must produce. Two generators share the frame model be
   (bias/dark/darkflat/flat/light: count, exposure, filter, time, flat levels and
   illumination, sky, stars, dark subtraction by the camera software). The presets
   ``night_*()`` are small nights for tests of gain, read noise, dark choice and flats.
+* ``inject_cosmic_rays(frame, rng, n)``: sharp cosmic-ray hits (single pixels, 2-4 pixel
+  clusters, short tracks; 50-5000 e-) added to a light's electrons, with their truth
+  (``CosmicRays``), for tests of ``ccdcal.cosmic``.
 
 Conventions
 -----------
@@ -156,6 +159,82 @@ def _cosmic_rays(rng, shape, n) -> np.ndarray:
             if 0 <= xi < nx and 0 <= yi < ny:
                 img[yi, xi] += rng.uniform(1000, 5000)
     return img
+
+
+@dataclass(frozen=True)
+class CosmicRays:
+    """Cosmic rays injected by ``inject_cosmic_rays``: ``charge_e`` (float32 [y, x]) the
+    electrons each pixel received (0 elsewhere), ``mask`` (bool) the truth, ``charge_e >
+    0``; ``kinds`` how many events of each kind ('single', 'cluster', 'track')."""
+
+    charge_e: np.ndarray
+    mask: np.ndarray
+    kinds: dict
+
+
+#: Shares of the event kinds drawn by ``inject_cosmic_rays``.
+COSMIC_RAY_KINDS = {"single": 0.4, "cluster": 0.35, "track": 0.25}
+
+
+def inject_cosmic_rays(frame, rng, n, *, amplitude_e=(50.0, 5000.0), adu_per_e=1.0,
+                       kinds=None, track_length=(3, 8)) -> CosmicRays:
+    """Add ``n`` cosmic-ray events to ``frame`` (a float array [y, x], in place) and
+    return the truth. ``adu_per_e``: the frame's unit per electron (1 for a frame in
+    electrons, 1 / gain for one in ADU before the flat). Called on a light's electrons
+    *before* its noise is drawn (``expose(extra_e=...)`` adds charge the same way),
+    the deposit adds no Poisson noise of its own: its amplitude is already random.
+
+    Each event draws its amplitude A (e-) log-uniformly in ``amplitude_e`` and a kind
+    (``kinds``, default ``COSMIC_RAY_KINDS``, shares summing to 1):
+
+    * single: one pixel of A;
+    * cluster: a pixel of A and 1-3 of its 8 neighbours, each A x U(0.1, 0.6) (charge
+      shared by diffusion): 2-4 pixels;
+    * track: a straight line at a random angle, ``track_length`` (an inclusive range)
+      8-connected pixels long (one per step along its major axis), each pixel
+      A x U(0.5, 1.5) (the energy lost varies along the track).
+
+    Deposits are sharp (a detector effect, not convolved with the PSF), events may
+    overlap (their charges add), and pixels off the frame are dropped. The frame is not
+    clipped: a caller that saturates must clip, and then mark those pixels as such."""
+    frame = np.asarray(frame)
+    ny, nx = frame.shape
+    kinds = dict(COSMIC_RAY_KINDS if kinds is None else kinds)
+    names = list(kinds)
+    shares = np.array([kinds[k] for k in names], dtype=float)
+    if abs(shares.sum() - 1.0) > 1e-9 or (shares < 0).any():
+        raise ValueError(f"kinds shares must be >= 0 and sum to 1, not {kinds}")
+    low, high = (float(a) for a in amplitude_e)
+    if not 0 < low <= high:
+        raise ValueError(f"amplitude_e = {amplitude_e}: needs 0 < low <= high")
+    charge = np.zeros((ny, nx), dtype=np.float64)
+    counts = dict.fromkeys(names, 0)
+    neighbours = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    for _ in range(int(n)):
+        kind = names[int(rng.choice(len(names), p=shares))]
+        counts[kind] += 1
+        amplitude = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        y, x = int(rng.integers(0, ny)), int(rng.integers(0, nx))
+        if kind == "single":
+            pixels = [(y, x, amplitude)]
+        elif kind == "cluster":
+            picked = rng.choice(len(neighbours), size=int(rng.integers(1, 4)), replace=False)
+            pixels = [(y, x, amplitude)] + [(y + neighbours[k][0], x + neighbours[k][1],
+                                             amplitude * rng.uniform(0.1, 0.6)) for k in picked]
+        elif kind == "track":
+            length = int(rng.integers(track_length[0], track_length[1] + 1))
+            angle = rng.uniform(0, np.pi)
+            # one pixel per step along the line's major axis: ``length`` 8-connected pixels
+            step = np.arange(length) / max(abs(np.cos(angle)), abs(np.sin(angle)))
+            pixels = [(int(cy), int(cx), amplitude * rng.uniform(0.5, 1.5))
+                      for cy, cx in zip(np.rint(y + step * np.sin(angle)), np.rint(x + step * np.cos(angle)))]
+        else:
+            raise ValueError(f"unknown cosmic-ray kind {kind!r} (single, cluster, track)")
+        for py, px, e in pixels:
+            if 0 <= py < ny and 0 <= px < nx:
+                charge[py, px] += e
+    frame += charge * adu_per_e
+    return CosmicRays(charge.astype(np.float32), charge > 0, counts)
 
 
 def expose(
