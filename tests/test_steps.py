@@ -13,7 +13,7 @@ from ccdcal.config import camera_defaults
 from ccdcal.overscan import layout_for
 from ccdcal.products import write_product
 from ccdcal.provenance import settings_digest, settings_for
-from ccdcal.steps import DEFAULT_STEPS, STEPS, history, light_steps
+from ccdcal.steps import DEFAULT_STEPS, STEPS, history, light_steps, steps_run
 
 NY, NX, ROWS = 40, 50, 10  # image rows and columns; overscan rows at the bottom of the raw frame
 OVERSCAN, BIAS, DARK_RATE, SIGNAL = 1000.0, 5.0, 2.0, 3000.0  # ADU, ADU, ADU/s, ADU
@@ -21,9 +21,12 @@ OVERSCAN, BIAS, DARK_RATE, SIGNAL = 1000.0, 5.0, 2.0, 3000.0  # ADU, ADU, ADU/s,
 
 # ------------------------------------------------------------------ the list
 def test_default_list_and_registry():
-    assert [s.name for s in light_steps()] == list(DEFAULT_STEPS) == ["overscan", "trim", "bias", "dark", "flat"]
+    assert [s.name for s in light_steps()] == list(DEFAULT_STEPS) == ["overscan", "trim", "bias", "dark", "flat",
+                                                                        "cosmic_rays", "cosmetic"]
     assert set(DEFAULT_STEPS) <= set(STEPS)
-    assert history(light_steps()) == "overscan/trim, bias, dark, flat"
+    # the image steps are off until their settings enable them: the fixed recipe of before
+    assert history(steps_run(None, {})) == "overscan/trim, bias, dark, flat"
+    assert history(steps_run(None, {"cosmetic": {"enabled": True}})) == "overscan/trim, bias, dark, flat, cosmetic"
     assert history(light_steps(["overscan", "bias", "flat"])) == "overscan, bias, flat"
     assert camera_defaults()["steps"] == list(DEFAULT_STEPS)  # the schema's default is the package's
 
@@ -33,6 +36,7 @@ def test_default_list_and_registry():
     (["bias", "bias"], ["twice", "bias"]),
     (["overscan", "trim", "flat", "dark"], ["order", "dark, flat"]),
     (["bias", "trim"], ["raw steps", "first"]),
+    (["overscan", "cosmetic", "flat"], ["raw steps", "image steps"]),
 ])
 def test_a_wrong_list_is_refused_saying_why(names, words):
     with pytest.raises(ValueError) as info:
@@ -131,3 +135,81 @@ def test_the_default_list_leaves_product_digests_as_they_were():
     changed = settings_for({**camera, "steps": ["overscan", "trim", "bias", "flat"]}, "light")
     assert changed["steps"] == ["overscan", "trim", "bias", "flat"]
     assert settings_digest(changed) != settings_digest(default)
+
+
+# ------------------------------------------------------------------ the image steps
+@pytest.fixture
+def sky_light(tmp_path):
+    """A raw light (no overscan) of sky and noise with injected cosmic rays, a bias, and a
+    dark whose hot pixels are flagged BADPIX; returns (folder, cosmic-ray truth, hot pixels)."""
+    from ccdcal import simulate
+
+    rng = np.random.default_rng(11)
+    shape, gain, bias_level, sky_e = (200, 220), 2.0, 500.0, 400.0
+    electrons = np.full(shape, sky_e)
+    truth = simulate.inject_cosmic_rays(electrons, rng, 60, amplitude_e=(400.0, 5000.0))
+    raw = bias_level + rng.poisson(electrons) / gain + rng.normal(0, 3.0, shape)
+    hot = np.zeros(shape, bool)
+    hot[rng.integers(0, shape[0], 30), rng.integers(0, shape[1], 30)] = True
+    raw[hot] += 3000.0
+    fits.PrimaryHDU(np.round(raw).astype(np.uint16),
+                    header=fits.Header({"EXPTIME": 60.0, "IMAGETYP": "LIGHT"})).writeto(tmp_path / "raw.fits")
+    zeros = np.zeros(shape, np.float32)
+    write_product(tmp_path / "bias.fits", zeros + bias_level, zeros + 0.5, zeros.astype(np.uint8),
+                  fits.Header({"EXPTIME": 0.0}))
+    dark_mask = np.where(hot, 1, 0).astype(np.uint8)  # BADPIX
+    # the dark under-subtracts its hot pixels (they changed since it was made): 1500 ADU left
+    write_product(tmp_path / "dark.fits", np.where(hot, bias_level + 1500.0, bias_level).astype(np.float32),
+                  zeros + 0.5, dark_mask, fits.Header({"EXPTIME": 60.0}))
+    return tmp_path, truth.mask & ~hot, hot
+
+
+def run_light(d, name, **parameters):
+    masters = {"master_bias": d / "bias.fits", "master_dark": d / "dark.fits"}
+    calibrate = Calibrator(camera_defaults(overscan={"method": "none"}, trim="none"), gain=2.0, read_noise=6.0,
+                           **{**masters, **parameters})
+    calibrate(raw=d / "raw.fits", calibrated=d / name)
+    with fits.open(d / name) as hdul:
+        return hdul[0].data.astype(np.float64), hdul["MASK"].data, hdul[0].header, hdul["MASK"].header
+
+
+def test_cosmic_rays_step_flags_the_hits_when_enabled(sky_light):
+    d, hits, _ = sky_light
+    off, off_mask, header, mask_header = run_light(d, "off.fits")
+    assert not (off_mask & 16).any() and "NCOSMIC" not in header and "MASKB16" not in mask_header
+    on, on_mask, header, mask_header = run_light(d, "on.fits", cosmic_rays={"enabled": True})
+    flagged = (on_mask & 16) > 0
+    assert flagged[hits].mean() > 0.9  # hits of 400-5000 e- on a 400 e- sky
+    assert (flagged & ~hits).sum() <= 10  # of 44000 other pixels
+    assert header["NCOSMIC"] == int(flagged.sum()) and mask_header["MASKB16"] == "COSMIC"
+    assert "cosmic_rays" in str(header["HISTORY"])
+    assert np.array_equal(on, off)  # flagged, not replaced
+    replaced, _, header, _ = run_light(d, "replaced.fits", cosmic_rays={"enabled": True, "replace": True})
+    assert header["CRREPL"] == header["NCOSMIC"]
+    assert np.array_equal(replaced[~flagged], off[~flagged])
+    assert np.median(np.abs(replaced[hits & flagged] - np.median(off))) < 30  # back to the sky (200 ADU)
+
+
+def test_cosmetic_step_replaces_bad_pixels_and_keeps_their_flag(sky_light):
+    d, hits, hot = sky_light
+    plain, mask, header, _ = run_light(d, "plain.fits")
+    assert np.median(plain[hot]) > 1000  # what the dark left of the hot pixels
+    assert "NCOSMETC" not in header
+    corrected, mask, header, _ = run_light(d, "corrected.fits", cosmetic={"enabled": True})
+    flagged = (mask & 1) > 0  # BADPIX, from the dark
+    assert flagged[hot].all() and header["NCOSMETC"] == int(flagged.sum())
+    sky = np.median(plain[~flagged])
+    assert np.abs(corrected[hot & ~hits] - sky).max() < 60  # neighbours' median: the sky, within its noise
+    assert np.array_equal(corrected[~flagged], plain[~flagged])  # nothing else changes
+    assert "cosmetic" in str(header["HISTORY"])
+
+
+def test_step_settings_defaults_are_the_science_modules_defaults():
+    from dataclasses import asdict
+
+    from ccdcal.cosmetic import CosmeticSettings
+    from ccdcal.cosmic import CosmicSettings
+
+    camera = camera_defaults()
+    for name, settings in (("cosmic_rays", CosmicSettings()), ("cosmetic", CosmeticSettings())):
+        assert camera[name] == {"enabled": False, **asdict(settings)}, name

@@ -51,12 +51,12 @@ from .camera import MASTER_TYPES, CameraProfile
 from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
-from .products import Product, ascii_header_text, read_product, read_products, write_product
+from .products import CORE_MASK_BITS, Product, ascii_header_text, read_product, read_products, write_product
 from .provenance import add_software_cards
 from .previews import write_thumbnail
 from .qc import light_statistics
 from .sections import Section
-from .steps import Light, Step, history, in_stage, light_steps, missing_flags, reading_layout
+from .steps import Light, Step, history, in_stage, missing_flags, reading_layout, steps_run
 from .writers import BackgroundWriter
 
 PARAMETERS = (
@@ -64,7 +64,10 @@ PARAMETERS = (
     "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "gain_source",
     "read_noise", "read_noise_source", "dark_variance_rate",
     "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize", "checksum",
+    "cosmic_rays", "cosmetic",
 )
+#: Parameters that are a step's settings (a mapping, as the profile's section of that name).
+STEP_SETTINGS = ("cosmic_rays", "cosmetic")
 _UNSET = object()
 
 
@@ -378,12 +381,14 @@ class Calibrator:
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
         refuse_same_file(raw, calibrated)
-        steps = light_steps(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"))
+        settings = {name: p[name] if p[name] is not None else self.camera.config.get(name, {})
+                    for name in STEP_SETTINGS}
+        steps = steps_run(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"), settings)
         given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
         label = raw_label or Path(raw).name
         with RawFrame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()
-            light = Light(given, lambda bias, dark: self._dark_choice(frame, p, bias, dark))
+            light = Light(given, lambda bias, dark: self._dark_choice(frame, p, bias, dark), settings)
             for arithmetic in in_stage(steps, "arithmetic"):
                 arithmetic.choose(light)
             corrector = self._corrector(frame, p, steps)
@@ -436,7 +441,7 @@ class Calibrator:
                     self._calibrations[key] = calibration
             light.image, light.uncert, light.mask = calibration.apply(data, saturated, uncert=uncert_plane,
                                                                       mask=mask_plane)
-            light.gain, light.read_noise, light.saturation = gain, rn_e, saturation
+            light.gain, light.read_noise = gain, rn_e
             for image_step in in_stage(steps, "image"):
                 image_step.apply(light)
             image, uncert, mask = light.image, light.uncert, light.mask
@@ -461,7 +466,8 @@ class Calibrator:
         image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
                                                     p["normalize"], frame.bitpix)
         written = write_product(calibrated, image, uncert, mask, header, consume=True,
-                                checksum=bool(p["checksum"]), drop_cache=True, writer=writer)
+                                checksum=bool(p["checksum"]), drop_cache=True, writer=writer,
+                                mask_bits=(*CORE_MASK_BITS, *(bit for s in steps for bit in s.mask_bits)))
         return written if writer is not None else Path(calibrated)
 
     __call__ = calibrate

@@ -57,13 +57,14 @@ Settings (a mapping, e.g. a config section, read by ``CosmeticSettings.from_dict
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import bottleneck as bn
 import numpy as np
 
 from .products import BADPIX, COSMIC, NONFINITE, SATURATED
+from .specs import checked_int, spec_from_mapping
 
 #: Standard error of a median of n normal values: sqrt(pi / 2) sigma / sqrt(n).
 MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)
@@ -72,12 +73,6 @@ MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)
 UNUSABLE_BITS = BADPIX | SATURATED | NONFINITE | COSMIC
 
 MAX_RADIUS = 5
-
-
-def _int_setting(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ValueError(f"{name} = {value!r}: must be an integer in [{low}, {high}]")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -89,27 +84,15 @@ class CosmeticSettings:
     exclude_bits: int = UNUSABLE_BITS
 
     def __post_init__(self):
-        object.__setattr__(self, "bits", _int_setting("bits", self.bits, 1, 255))
-        object.__setattr__(self, "radius", _int_setting("radius", self.radius, 1, MAX_RADIUS))
-        object.__setattr__(self, "exclude_bits", _int_setting("exclude_bits", self.exclude_bits, 0, 255))
+        object.__setattr__(self, "bits", checked_int("cosmetic", "bits", self.bits, 1, 255))
+        object.__setattr__(self, "radius", checked_int("cosmetic", "radius", self.radius, 1, MAX_RADIUS))
+        object.__setattr__(self, "exclude_bits", checked_int("cosmetic", "exclude_bits", self.exclude_bits, 0, 255))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> "CosmeticSettings":
         """Settings from a mapping (missing keys: the defaults); ValueError naming the key
         and the value for an unknown key or a value out of range."""
-        return _from_dict(cls, values)
-
-
-def _from_dict(cls, values: Mapping[str, Any] | None):
-    if values is not None and not isinstance(values, Mapping):
-        raise ValueError(f"settings = {values!r}: must be a mapping of setting names to values")
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{unknown[0]} = {values[unknown[0]]!r}: unknown setting "
-                         f"(known: {', '.join(sorted(known))})")
-    return cls(**values)
+        return spec_from_mapping(cls, values, "cosmetic")
 
 
 @dataclass(frozen=True)

@@ -130,8 +130,9 @@ import astroscrappy
 import numpy as np
 from scipy import ndimage
 
-from .cosmetic import _from_dict, _int_setting, box_offsets, flagged_pixels, local_medians, replace_pixels
+from .cosmetic import box_offsets, flagged_pixels, local_medians, replace_pixels
 from .products import BADPIX, COSMIC, NONFINITE, SATURATED, WEAKFLAT
+from .specs import bad_option, checked_bool, checked_float, checked_int, checked_name, spec_from_mapping
 
 FSMODES = ("median", "convolve")
 PSFMODELS = ("gauss", "gaussx", "gaussy", "moffat")
@@ -152,29 +153,6 @@ NOISE_ERODE, NOISE_DILATE = 1, 3
 #: Half-sizes of the boxes whose medians are a pixel's background and sigma in the
 #: screening tests (7 x 7) and in the growth (5 x 5), and how many times the growth runs.
 SCREEN_RADIUS, GROW_RADIUS, GROW_ROUNDS = 3, 2, 2
-
-
-def _float_setting(name: str, value: Any, low: float, high: float = float("inf"),
-                   low_open: bool = True) -> float:
-    ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-          and bool(np.isfinite(value)) and (value > low if low_open else value >= low) and value <= high)
-    if not ok:
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ValueError(f"{name} = {value!r}: must be a finite number {bound}"
-                         + (f" and <= {high:g}" if np.isfinite(high) else ""))
-    return float(value)
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} = {value!r}: must be one of {', '.join(choices)}")
-    return value
-
-
-def _bool_setting(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} = {value!r}: must be true or false")
-    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -202,27 +180,27 @@ class CosmicSettings:
 
     def __post_init__(self):
         checked = {
-            "sigclip": _float_setting("sigclip", self.sigclip, 0),
-            "sigfrac": _float_setting("sigfrac", self.sigfrac, 0, 1),
-            "objlim": _float_setting("objlim", self.objlim, 0),
-            "zmin": _float_setting("zmin", self.zmin, 0, low_open=False),
-            "star_ratio": _float_setting("star_ratio", self.star_ratio, 0, 1, low_open=False),
-            "grow_z": _float_setting("grow_z", self.grow_z, 0, low_open=False),
-            "niter": _int_setting("niter", self.niter, 1, 10),
-            "sepmed": _bool_setting("sepmed", self.sepmed),
-            "cleantype": _choice("cleantype", self.cleantype, CLEANTYPES),
-            "fsmode": _choice("fsmode", self.fsmode, FSMODES),
-            "psfmodel": _choice("psfmodel", self.psfmodel, PSFMODELS),
-            "psffwhm": _float_setting("psffwhm", self.psffwhm, 0, 50),
-            "psfsize": _int_setting("psfsize", self.psfsize, 3, 51),
-            "psfbeta": _float_setting("psfbeta", self.psfbeta, 1),
-            "masked_bits": _int_setting("masked_bits", self.masked_bits, 0, 255),
-            "saturated_grow": _int_setting("saturated_grow", self.saturated_grow, 0, 10),
-            "replace": _bool_setting("replace", self.replace),
-            "replace_radius": _int_setting("replace_radius", self.replace_radius, 1, 5),
+            "sigclip": checked_float("cosmic_rays", "sigclip", self.sigclip, 0, strict=True),
+            "sigfrac": checked_float("cosmic_rays", "sigfrac", self.sigfrac, 0, strict=True, maximum=1),
+            "objlim": checked_float("cosmic_rays", "objlim", self.objlim, 0, strict=True),
+            "zmin": checked_float("cosmic_rays", "zmin", self.zmin, 0),
+            "star_ratio": checked_float("cosmic_rays", "star_ratio", self.star_ratio, 0, maximum=1),
+            "grow_z": checked_float("cosmic_rays", "grow_z", self.grow_z, 0),
+            "niter": checked_int("cosmic_rays", "niter", self.niter, 1, 10),
+            "sepmed": checked_bool("cosmic_rays", "sepmed", self.sepmed),
+            "cleantype": checked_name("cosmic_rays", "cleantype", self.cleantype, CLEANTYPES),
+            "fsmode": checked_name("cosmic_rays", "fsmode", self.fsmode, FSMODES),
+            "psfmodel": checked_name("cosmic_rays", "psfmodel", self.psfmodel, PSFMODELS),
+            "psffwhm": checked_float("cosmic_rays", "psffwhm", self.psffwhm, 0, strict=True, maximum=50),
+            "psfsize": checked_int("cosmic_rays", "psfsize", self.psfsize, 3, 51),
+            "psfbeta": checked_float("cosmic_rays", "psfbeta", self.psfbeta, 1, strict=True),
+            "masked_bits": checked_int("cosmic_rays", "masked_bits", self.masked_bits, 0, 255),
+            "saturated_grow": checked_int("cosmic_rays", "saturated_grow", self.saturated_grow, 0, 10),
+            "replace": checked_bool("cosmic_rays", "replace", self.replace),
+            "replace_radius": checked_int("cosmic_rays", "replace_radius", self.replace_radius, 1, 5),
         }
         if checked["psfsize"] % 2 == 0:
-            raise ValueError(f"psfsize = {self.psfsize!r}: must be odd")
+            raise bad_option("cosmic_rays", "psfsize", "must be odd", self.psfsize)
         for name, value in checked.items():  # plain Python values (from numpy or YAML)
             object.__setattr__(self, name, value)
 
@@ -230,7 +208,7 @@ class CosmicSettings:
     def from_dict(cls, values: Mapping[str, Any] | None) -> "CosmicSettings":
         """Settings from a mapping (missing keys: the defaults); ValueError naming the key
         and the value for an unknown key or a value of the wrong type or out of range."""
-        return _from_dict(cls, values)
+        return spec_from_mapping(cls, values, "cosmic_rays")
 
 
 @dataclass(frozen=True)
@@ -437,10 +415,10 @@ def find_cosmic_rays(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndar
     ``uncert`` (with ``replace``) and ``mask`` (C-contiguous) instead of copies."""
     if not isinstance(settings, CosmicSettings):
         settings = CosmicSettings.from_dict(settings)
-    gain = _float_setting("gain", gain, 0)
-    read_noise = _float_setting("read_noise", read_noise, 0, low_open=False)
+    gain = checked_float("find_cosmic_rays", "gain", gain, 0, strict=True)
+    read_noise = checked_float("find_cosmic_rays", "read_noise", read_noise, 0)
     if saturation is not None:
-        saturation = _float_setting("saturation", saturation, 0)
+        saturation = checked_float("find_cosmic_rays", "saturation", saturation, 0, strict=True)
     image = np.asarray(image)
     shape = image.shape
     if image.ndim != 2 or np.shape(mask) != shape or (uncert is not None and np.shape(uncert) != shape):

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -29,6 +29,9 @@ COSMIC = 16  # cosmic-ray hit in this light (ccdcal.cosmic)
 
 MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT",
              COSMIC: "COSMIC"}
+#: The bits every product's MASK header describes (MASKBn cards); a product whose steps may
+#: set another bit (COSMIC) describes it too (``mask_bits`` of ``write_product``).
+CORE_MASK_BITS = (BADPIX, SATURATED, WEAKFLAT, NONFINITE)
 
 
 #: Characters kept as they are in header text: printable ASCII except '%'.
@@ -43,11 +46,12 @@ def ascii_header_text(text: str) -> str:
     return quote(text, safe=_HEADER_SAFE, errors="surrogateescape")
 
 
-def mask_header() -> fits.Header:
+def mask_header(bits: Iterable[int] = CORE_MASK_BITS) -> fits.Header:
+    """The MASK extension's header: a MASKBn card naming each of ``bits`` (``MASK_BITS``)."""
     header = fits.Header()
     header["EXTNAME"] = "MASK"
-    for bit, name in MASK_BITS.items():
-        header[f"MASKB{bit}"] = (name, f"meaning of MASK bit value {bit}")
+    for bit in sorted(set(bits)):
+        header[f"MASKB{bit}"] = (MASK_BITS[bit], f"meaning of MASK bit value {bit}")
     return header
 
 
@@ -70,8 +74,9 @@ def shorten_comments(header: fits.Header) -> None:
 
 
 def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header: fits.Header,
-                 unit: str = "adu") -> fits.HDUList:
-    """Primary image (float32, or an integer type as given) + UNCERT + MASK, ready to write."""
+                 unit: str = "adu", mask_bits: Iterable[int] = CORE_MASK_BITS) -> fits.HDUList:
+    """Primary image (float32, or an integer type as given) + UNCERT + MASK (its header
+    describing ``mask_bits``), ready to write."""
     header = header.copy()
     shorten_comments(header)
     header["BUNIT"] = (unit, "unit of the image and of UNCERT")
@@ -85,7 +90,7 @@ def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header:
     uncert = np.asarray(uncert)
     uncert_hdu = fits.ImageHDU(uncert if uncert.dtype.itemsize == 4 else uncert.astype(np.float32),
                                header=uncert_header)
-    mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=np.uint8), header=mask_header())
+    mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=np.uint8), header=mask_header(mask_bits))
     return fits.HDUList([primary, uncert_hdu, mask_hdu])
 
 
@@ -117,16 +122,18 @@ _LITTLE = np.little_endian
 
 def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu",
                   consume: bool = False, checksum: bool = True, drop_cache: bool = False,
-                  writer: BackgroundWriter | None = None) -> Future | None:
+                  writer: BackgroundWriter | None = None, mask_bits: Iterable[int] = CORE_MASK_BITS
+                  ) -> Future | None:
     """Write a product atomically, with FITS checksums unless ``checksum`` is False. With
     ``consume``, ``data`` and ``uncert`` are swapped to FITS byte order in place to save a
     pass (do not use them afterwards). ``drop_cache``, ``writer`` and what is returned:
-    see ``write_fits_atomic``; the planes may be reused once this returns."""
+    see ``write_fits_atomic``; the planes may be reused once this returns. ``mask_bits``:
+    the MASK bits its header describes."""
     if consume:
         data = _big_endian_in_place(np.asarray(data, dtype=np.float32) if np.asarray(data).dtype.kind == "f"
                                     else np.asarray(data))
         uncert = _big_endian_in_place(np.asarray(uncert, dtype=np.float32))
-    return write_fits_atomic(product_hdul(data, uncert, mask, header, unit), path, checksum=checksum,
+    return write_fits_atomic(product_hdul(data, uncert, mask, header, unit, mask_bits), path, checksum=checksum,
                              drop_cache=drop_cache, writer=writer)
 
 

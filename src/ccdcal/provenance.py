@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from astropy.io import fits
 
 from . import __version__
-from .steps import DEFAULT_STEPS
+from .steps import CORE_STEPS, DEFAULT_STEPS
 
 #: The camera-profile settings that change each kind of product (dotted paths into the
 #: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job
@@ -28,13 +28,17 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
              "flat.star_rejection", "background"),
     "noise": ("steps", "overscan", "trim", "gain", "read_noise", "saturation"),
     "light": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime", "keywords.pedestal",
-              "dark.exposure_tolerance", "flat.weak_threshold", "output"),
+              "dark.exposure_tolerance", "flat.weak_threshold", "output", "cosmic_rays", "cosmetic"),
 }
 
-#: Settings added after products were made, with the value that does what was done before
-#: them: at that value they are left out of a product's settings, so that products and
-#: library masters made before keep their CFGDIGST and MASTERID.
-NEUTRAL_SETTINGS: dict[str, Any] = {"steps": list(DEFAULT_STEPS)}
+#: Settings added after products were made, and when they do what was done before them:
+#: then they are left out of a product's settings, so that products and library masters
+#: made before keep their CFGDIGST and MASTERID.
+NEUTRAL_SETTINGS: dict[str, Callable[[Any], bool]] = {
+    "steps": lambda names: tuple(names) in (DEFAULT_STEPS, CORE_STEPS),
+    "cosmic_rays": lambda section: not section.get("enabled"),
+    "cosmetic": lambda section: not section.get("enabled"),
+}
 
 #: Top-level configuration keys that do not change the plan: where the data lie and how
 #: much of the machine a job uses.
@@ -51,7 +55,7 @@ def settings_for(camera: Mapping[str, Any], kind: str) -> dict[str, Any]:
     their neutral value left out)."""
     settings: dict[str, Any] = {"name": camera.get("name", "")}
     for path in PRODUCT_SETTINGS[kind]:
-        if path in NEUTRAL_SETTINGS and camera.get(path, NEUTRAL_SETTINGS[path]) == NEUTRAL_SETTINGS[path]:
+        if path in NEUTRAL_SETTINGS and (path not in camera or NEUTRAL_SETTINGS[path](camera[path])):
             continue
         *parents, leaf = path.split(".")
         source, target = camera, settings

@@ -35,39 +35,51 @@ def bad_option(what: str, key: str, message: str, value: Any) -> ValueError:
     return ValueError(f"{what} {key!r}: {message}, got {value!r}")
 
 
-def checked_int(what: str, key: str, value: Any, minimum: int) -> int:
-    """``value`` as an int, when it is a whole number (not a bool) >= ``minimum``."""
+def checked_int(what: str, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int, when it is a whole number (not a bool) >= ``minimum`` (and
+    <= ``maximum`` when given)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
         raise bad_option(what, key, "must be an integer", value)
     if not math.isfinite(float(value)) or float(value) != int(value):
         raise bad_option(what, key, "must be an integer", value)
-    if int(value) < minimum:
-        raise bad_option(what, key, f"must be >= {minimum}", value)
+    if int(value) < minimum or (maximum is not None and int(value) > maximum):
+        raise bad_option(what, key, f"must be >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""),
+                         value)
     return int(value)
 
 
-def checked_float(what: str, key: str, value: Any, minimum: float = 0.0, strict: bool = False) -> float:
-    """``value`` as a float, when it is a finite number (not a bool) >= ``minimum``
-    (> with ``strict``)."""
-    if isinstance(value, bool):
+def checked_float(what: str, key: str, value: Any, minimum: float = 0.0, strict: bool = False,
+                  maximum: float | None = None) -> float:
+    """``value`` as a float, when it is a finite number (not a bool, not text) >= ``minimum``
+    (> with ``strict``) and <= ``maximum`` when given."""
+    if isinstance(value, (bool, str)):
         raise bad_option(what, key, "must be a number", value)
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise bad_option(what, key, "must be a number", value) from None
-    if not math.isfinite(out) or out < minimum or (strict and out == minimum):
-        raise bad_option(what, key, f"must be finite and {'>' if strict else '>='} {minimum}", value)
+    if (not math.isfinite(out) or out < minimum or (strict and out == minimum)
+            or (maximum is not None and out > maximum)):
+        raise bad_option(what, key, f"must be finite and {'>' if strict else '>='} {minimum:g}"
+                         + (f" and <= {maximum:g}" if maximum is not None else ""), value)
     return out
 
 
+def checked_bool(what: str, key: str, value: Any) -> bool:
+    """``value`` when it is true or false (not 1 or 'yes')."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise bad_option(what, key, "must be true or false", value)
+    return bool(value)
+
+
 def checked_name(what: str, key: str, value: Any, allowed: Sequence[str],
-                 aliases: Mapping[str, str]) -> str:
+                 aliases: Mapping[str, str] | None = None) -> str:
     """The name of ``allowed`` that ``value`` spells: case-folded, '-' read as '_', and an
     alias read as the name it stands for ('Average' -> 'mean')."""
     if not isinstance(value, str):
         raise bad_option(what, key, f"must be one of {', '.join(allowed)}", value)
     name = value.strip().lower().replace("-", "_")
-    name = aliases.get(name, name)
+    name = (aliases or {}).get(name, name)
     if name not in allowed:
         raise bad_option(what, key, f"must be one of {', '.join(allowed)}", value)
     return name

@@ -1,7 +1,8 @@
 """The steps a light is calibrated with, as data.
 
 A camera profile's ``steps`` lists, in order, the named steps its lights go through
-(default ``DEFAULT_STEPS``: overscan, trim, bias, dark, flat); ``Calibrator`` and the
+(default ``DEFAULT_STEPS``: overscan, trim, bias, dark, flat, cosmic_rays, cosmetic, the
+last two off until their settings enable them); ``Calibrator`` and the
 workflow's light jobs run that list. Calibration frames go through the steps before their
 own kind (a flat: overscan, trim, bias, dark). Each step is a small class registered by
 name in ``STEPS``, with one job; its ``stage`` says when it acts and which hook it fills:
@@ -14,8 +15,9 @@ raw         overscan, trim            ``read(planned, reading)``: what of the pl
                                       ``overscan.layout_for``) the raw rows are read with
 arithmetic  bias, dark, flat          ``choose(light)``: take its master (a dark: and how
                                       it is scaled, ``Light.dark_choice``)
-image       (none yet)                ``apply(light)``: act on the calibrated image,
-                                      UNCERT and MASK, in the order listed
+image       cosmic_rays, cosmetic     ``apply(light)``: act on the calibrated image,
+                                      UNCERT and MASK, in the order listed, when their
+                                      settings enable them
 =========== ========================= ==================================================
 
 The steps of the first two stages say what to do and the engine does each stage in one
@@ -41,13 +43,15 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import numpy as np
 
-from .products import Product
+from .products import COSMIC, Product
 from .sections import Section
 
 #: The stages, in the order they run.
 STAGES = ("raw", "arithmetic", "image")
 #: What a light goes through when its profile does not say.
-DEFAULT_STEPS = ("overscan", "trim", "bias", "dark", "flat")
+DEFAULT_STEPS = ("overscan", "trim", "bias", "dark", "flat", "cosmic_rays", "cosmetic")
+#: The steps of every light before image steps existed (the recipe that was fixed).
+CORE_STEPS = DEFAULT_STEPS[:5]
 #: A header card: (value, comment).
 Card = tuple[Any, str]
 
@@ -57,13 +61,15 @@ class Light:
     """A light on its way through the steps. ``given``: the masters the caller gave for
     'bias', 'dark' and 'flat' (None when not given); ``dark_choice(bias, dark)`` ->
     (mode, scale): how the dark is applied ('unscaled' or 'scaled', ``Calibrator``).
-    The arithmetic steps set the masters used; after the arithmetic, ``image`` and
-    ``uncert`` (float32, ADU) and ``mask`` (uint8 MASK bits) hold the calibrated planes,
-    ``gain`` (e-/ADU), ``read_noise`` (e-) and ``saturation`` (ADU, raw) what they were
-    made with; image steps change the planes in place and add header ``cards``."""
+    ``settings``: each step's settings by its name (the profile's section, e.g.
+    ``cosmic_rays``). The arithmetic steps set the masters used; after the arithmetic,
+    ``image`` and ``uncert`` (float32, ADU) and ``mask`` (uint8 MASK bits) hold the
+    calibrated planes, ``gain`` (e-/ADU) and ``read_noise`` (e-) what they were made
+    with; image steps change the planes in place and add header ``cards``."""
 
     given: Mapping[str, Product | None]
     dark_choice: Callable[[Product | None, Product], tuple[str | None, float | None]]
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     bias: Product | None = None
     dark: Product | None = None
     dark_mode: str | None = None
@@ -74,7 +80,6 @@ class Light:
     mask: np.ndarray | None = None
     gain: float = 1.0
     read_noise: float = 0.0
-    saturation: float | None = None
     cards: dict[str, Card] = field(default_factory=dict)
 
     @property
@@ -91,6 +96,12 @@ class Step:
     stage: ClassVar[str]
     #: CALFLAGS value of a light that lacks what this step needs (arithmetic steps).
     missing_flag: ClassVar[str | None] = None
+    #: MASK bits beyond the core ones (``products.CORE_MASK_BITS``) the step may set.
+    mask_bits: ClassVar[tuple[int, ...]] = ()
+
+    def enabled(self, settings: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Whether the step runs, listed, with these settings (by step name)."""
+        return True
 
     def read(self, planned: Any, reading: Any) -> Any:
         """raw: the layout to read with, given the ``planned`` one and what the steps
@@ -184,6 +195,54 @@ class Flat(Step):
         return light.flat is None
 
 
+class ImageStep(Step):
+    """An image step, off unless its settings say ``enabled: true``."""
+
+    stage = "image"
+
+    def enabled(self, settings):
+        return bool(settings.get(self.name, {}).get("enabled", False))
+
+    def options(self, light: Light) -> dict[str, Any]:
+        """Its settings without ``enabled``: what its science function takes."""
+        return {k: v for k, v in light.settings.get(self.name, {}).items() if k != "enabled"}
+
+
+@step
+class CosmicRays(ImageStep):
+    """Find cosmic-ray hits (L.A.Cosmic through astroscrappy, ``ccdcal.cosmic``), flag them
+    COSMIC and, with ``replace``, replace them by the local median. NCOSMIC says how many
+    pixels; CRREPL how many were replaced."""
+
+    name, mask_bits = "cosmic_rays", (COSMIC,)
+
+    def apply(self, light: Light) -> None:
+        from .cosmic import find_cosmic_rays  # here: astroscrappy only where it is used
+
+        found = find_cosmic_rays(light.image, light.uncert, light.mask, gain=light.gain,
+                                 read_noise=light.read_noise, settings=self.options(light), inplace=True)
+        light.cards["NCOSMIC"] = (found.flagged, "pixels flagged COSMIC (L.A.Cosmic, astroscrappy)")
+        if self.options(light).get("replace"):
+            light.cards["CRREPL"] = (found.replaced, "of them replaced by their local median")
+
+
+@step
+class Cosmetic(ImageStep):
+    """Replace the pixels the masters flag BADPIX (hot, dead; ``bits``) by the median of
+    their usable neighbours (``ccdcal.cosmetic``), as Siril's and WBPP's cosmetic
+    correction do; they stay flagged. NCOSMETC says how many were replaced."""
+
+    name = "cosmetic"
+
+    def apply(self, light: Light) -> None:
+        from .cosmetic import correct_cosmetic
+
+        done = correct_cosmetic(light.image, light.uncert, light.mask, self.options(light), inplace=True)
+        light.cards["NCOSMETC"] = (done.replaced, "flagged pixels replaced by their local median")
+        if done.unfilled:
+            light.cards["NCOSUNFL"] = (done.unfilled, "flagged pixels with no usable neighbour, kept")
+
+
 def light_steps(names: Iterable[str] | None = None) -> list[Step]:
     """The steps named (``DEFAULT_STEPS`` when None), checked: known, each once, the
     stages in order (raw, arithmetic, image) and the raw and arithmetic steps in their
@@ -216,6 +275,11 @@ def masters_wanted(names: Iterable[str] | None, kind: str) -> tuple[str, ...]:
         return tuple(listed)
     order = [name for name, s in STEPS.items() if s.stage == "arithmetic"]
     return tuple(n for n in listed if kind in order and order.index(n) < order.index(kind))
+
+
+def steps_run(names: Iterable[str] | None, settings: Mapping[str, Mapping[str, Any]]) -> list[Step]:
+    """The steps named (``light_steps``) that their ``settings`` enable."""
+    return [s for s in light_steps(names) if s.enabled(settings)]
 
 
 def in_stage(steps: Iterable[Step], stage: str) -> list[Step]:
