@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 DEMO_RAW := demo/raw
 DEMO_OUT := demo/out
 
-.PHONY: demo test lint clean-demo venv
+.PHONY: demo test lint format clean-demo venv
 
 venv: $(STAMP)
 
@@ -34,8 +34,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint --config raw_dir=. output_dir=/tmp/ccdcal-lint
 	$(BIN)/snakefmt --check .
+
+# Apply the code style: ruff (Python, 120 columns) and snakefmt (.smk).
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt .
 
 clean-demo:
 	rm -rf demo

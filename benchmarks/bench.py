@@ -35,10 +35,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -60,8 +61,7 @@ SKY_LEVEL = 500.0
 N_STARS = 40
 
 # ------------------------------------------------------------------------------ benchmark sizes
-FULL = {"sizes": [2048, 4096], "rss_frames": [10, 30, 100], "rss_size": 4096,
-        "nights": [10, 100, 500]}
+FULL = {"sizes": [2048, 4096], "rss_frames": [10, 30, 100], "rss_size": 4096, "nights": [10, 100, 500]}
 QUICK = {"sizes": [2048], "rss_frames": [10, 30, 60], "rss_size": 2048, "nights": [10, 50, 100]}
 MASTER_SET = {"bias": 30, "dark": 20, "flat": 20}
 N_LIGHTS = 10
@@ -85,8 +85,9 @@ class Source:
 
 def git(*args: str) -> str:
     """A read-only git command in the repository (no optional locks: others work in it)."""
-    return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), *args], capture_output=True,
-                          text=True, check=True).stdout.rstrip("\n")
+    return subprocess.run(
+        ["git", "--no-optional-locks", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+    ).stdout.rstrip("\n")
 
 
 def working_tree() -> Source:
@@ -154,10 +155,14 @@ def patterns(size: int) -> Patterns:
     axis = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / ((size - 1) / 2)
     vignette = 1.0 - 0.15 * (axis[:, None] ** 2 + axis[None, :] ** 2)
     margin = 20
-    stars = np.column_stack([rng.uniform(margin, size - margin, N_STARS),
-                             rng.uniform(margin, size - margin, N_STARS),
-                             10 ** rng.uniform(2.0, 4.3, N_STARS),
-                             rng.uniform(1.5, 2.5, N_STARS)])
+    stars = np.column_stack(
+        [
+            rng.uniform(margin, size - margin, N_STARS),
+            rng.uniform(margin, size - margin, N_STARS),
+            10 ** rng.uniform(2.0, 4.3, N_STARS),
+            rng.uniform(1.5, 2.5, N_STARS),
+        ]
+    )
     return Patterns(bias, current, vignette.astype(np.float32), stars)
 
 
@@ -171,7 +176,7 @@ def add_stars(image, stars, shift: tuple[float, float], half: int = 12) -> None:
         y0, x0 = int(round(yc)) - half, int(round(xc)) - half
         gy = np.exp(-0.5 * ((offsets + y0 + half - yc) / sigma) ** 2)
         gx = np.exp(-0.5 * ((offsets + x0 + half - xc) / sigma) ** 2)
-        image[y0:y0 + 2 * half + 1, x0:x0 + 2 * half + 1] += np.float32(peak) * np.outer(gy, gx)
+        image[y0 : y0 + 2 * half + 1, x0 : x0 + 2 * half + 1] += np.float32(peak) * np.outer(gy, gx)
 
 
 def synth_frame(kind: str, size: int, index: int):
@@ -193,8 +198,14 @@ def synth_frame(kind: str, size: int, index: int):
     image = pat.bias + signal
     image += noise * rng.standard_normal((size, size), dtype=np.float32)
     np.clip(np.rint(image), 0, 65535, out=image)
-    cards = {"IMAGETYP": kind.upper(), "EXPTIME": t, "INSTRUME": "bench", "CCD-TEMP": -10.0,
-             "EGAIN": GAIN, "RDNOISE": READ_NOISE_ADU * GAIN}
+    cards = {
+        "IMAGETYP": kind.upper(),
+        "EXPTIME": t,
+        "INSTRUME": "bench",
+        "CCD-TEMP": -10.0,
+        "EGAIN": GAIN,
+        "RDNOISE": READ_NOISE_ADU * GAIN,
+    }
     if kind in ("flat", "light"):
         cards["FILTER"] = "V"
     return image.astype(np.uint16), cards
@@ -283,7 +294,7 @@ def warm(files: Sequence[Path], chunk: int = 200) -> None:
     os.sync()
     time.sleep(1.0)
     for i in range(0, len(files), chunk):
-        subprocess.run(["cat", *map(str, files[i:i + chunk])], stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(["cat", *map(str, files[i : i + chunk])], stdout=subprocess.DEVNULL, check=True)
 
 
 def _failure(run: Run, status: int) -> str:
@@ -321,8 +332,12 @@ class Launcher:
     """
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "launcher"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "launcher"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.baseline_mib = self.request({"cmd": ["true"], "cwd": "/", "log": os.devnull})["baseline_kb"] / 1024
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -424,9 +439,13 @@ def task_floor_lights(masters: list[str], lights: list[str], out: str) -> None:
             header = hdul[0].header.copy()
         for key in ("BZERO", "BSCALE"):
             header.remove(key, ignore_missing=True)
-        hdus = fits.HDUList([fits.PrimaryHDU(image, header),
-                             fits.ImageHDU(image, name="UNCERT"),
-                             fits.ImageHDU(np.zeros(image.shape, np.uint8), name="MASK")])
+        hdus = fits.HDUList(
+            [
+                fits.PrimaryHDU(image, header),
+                fits.ImageHDU(image, name="UNCERT"),
+                fits.ImageHDU(np.zeros(image.shape, np.uint8), name="MASK"),
+            ]
+        )
         hdus.writeto(Path(out) / Path(path).name)
 
 
@@ -439,8 +458,14 @@ def _ccdcal_masters(config: dict, plan: dict, masters_dir: Path) -> None:
     for name in sorted(plan["masters"], key=lambda n: (order[plan["masters"][n]["type"]], n)):
         spec = plan["masters"][name]
         needs = [str(masters_dir / f"{m}.fits") for m in master_inputs(plan, name)["masters"]]
-        master_job(spec, plan["cameras"][spec["camera"]], needs, str(masters_dir / f"{name}.fits"),
-                   config, threads=config["threads"])
+        master_job(
+            spec,
+            plan["cameras"][spec["camera"]],
+            needs,
+            str(masters_dir / f"{name}.fits"),
+            config,
+            threads=config["threads"],
+        )
 
 
 def _ccdcal_lights(config: dict, plan: dict, masters_dir: Path, out: Path) -> None:
@@ -449,13 +474,23 @@ def _ccdcal_lights(config: dict, plan: dict, masters_dir: Path, out: Path) -> No
 
     for name, group in sorted(plan["light_groups"].items()):
         used = sorted({light[k] for light in group["lights"] for k in ("bias", "dark", "flat") if light[k]})
-        light_group_job(group, plan["cameras"][group["camera"]],
-                        [str(masters_dir / f"{m}.fits") for m in used], str(out / "lights" / name),
-                        config, threads=config["threads"])
+        light_group_job(
+            group,
+            plan["cameras"][group["camera"]],
+            [str(masters_dir / f"{m}.fits") for m in used],
+            str(out / "lights" / name),
+            config,
+            threads=config["threads"],
+        )
 
 
-def task_ccdcal(config: dict, masters: bool = True, lights: bool = True,
-                plan_file: str | None = None, masters_dir: str | None = None) -> None:
+def task_ccdcal(
+    config: dict,
+    masters: bool = True,
+    lights: bool = True,
+    plan_file: str | None = None,
+    masters_dir: str | None = None,
+) -> None:
     """ccdcal through its package API in this one process: inventory and plan (unless
     ``plan_file`` is given), masters, lights. ``config`` is already validated."""
     import ccdcal
@@ -503,8 +538,7 @@ def task_ccdproc_masters(bias: list[str], dark: list[str], flat: list[str], out:
     flats = []
     for path in flat:
         ccd = ccdproc.subtract_bias(CCDData.read(path, unit="adu"), master_bias)
-        flats.append(ccdproc.subtract_dark(ccd, dark_current, exposure_time="EXPTIME",
-                                           exposure_unit=u.s, scale=True))
+        flats.append(ccdproc.subtract_dark(ccd, dark_current, exposure_time="EXPTIME", exposure_unit=u.s, scale=True))
     master_flat = ccdproc.combine(flats, method="median", scale=lambda a: 1 / np.median(a))
     master_flat.write(out / "master_flat.fits", overwrite=True)
 
@@ -519,10 +553,18 @@ def task_ccdproc_lights(dark: str, flat: str, lights: list[str], out: str) -> No
     master_flat = CCDData.read(flat, unit="adu")
     for path in lights:
         ccd = ccdproc.ccd_process(
-            CCDData.read(path, unit="adu"), master_bias=None, dark_frame=master_dark,
-            master_flat=master_flat, exposure_key="EXPTIME", exposure_unit=u.s, dark_scale=False,
-            error=True, gain=GAIN * u.electron / u.adu, readnoise=READ_NOISE_ADU * GAIN * u.electron,
-            gain_corrected=False)
+            CCDData.read(path, unit="adu"),
+            master_bias=None,
+            dark_frame=master_dark,
+            master_flat=master_flat,
+            exposure_key="EXPTIME",
+            exposure_unit=u.s,
+            dark_scale=False,
+            error=True,
+            gain=GAIN * u.electron / u.adu,
+            readnoise=READ_NOISE_ADU * GAIN * u.electron,
+            gain_corrected=False,
+        )
         ccd.write(Path(out) / Path(path).name, overwrite=True)
 
 
@@ -554,8 +596,14 @@ def bench_config(raw: Path, out: Path, bias_combine: dict | None = None) -> dict
     combine = {kind: {"method": "median"} for kind in ("bias", "dark", "flat")}
     if bias_combine:
         combine["bias"] = bias_combine
-    return validated({"raw_dir": str(raw), "output_dir": str(out), "threads": THREADS,
-                      "default_camera": {"overscan": {"method": "none"}, "combine": combine}})
+    return validated(
+        {
+            "raw_dir": str(raw),
+            "output_dir": str(out),
+            "threads": THREADS,
+            "default_camera": {"overscan": {"method": "none"}, "combine": combine},
+        }
+    )
 
 
 def workflow_config(raw: Path, out: Path) -> dict:
@@ -588,13 +636,27 @@ def siril_link(view: Path, kinds: Sequence[str], process: Path) -> list[str]:
     return lines + [f"cd {process}"]
 
 
-def siril_run(name: str, lines: list[str], view: Path, out: Path, scripts: Path, expect: tuple[str, int],
-              extra_inputs: Sequence[Path] = ()) -> Run:
+def siril_run(
+    name: str,
+    lines: list[str],
+    view: Path,
+    out: Path,
+    scripts: Path,
+    expect: tuple[str, int],
+    extra_inputs: Sequence[Path] = (),
+) -> Run:
     script = scripts / f"{name}.ssf"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("\n".join(["requires 1.0.0", "set32bits", "setext fits", *lines]) + "\n")
-    return Run("Siril", [SIRIL, "-d", str(out), "-s", str(script)], view_files(view) + list(extra_inputs),
-               out, expect, scripts / f"{name}.log", SIRIL_OK)
+    return Run(
+        "Siril",
+        [SIRIL, "-d", str(out), "-s", str(script)],
+        view_files(view) + list(extra_inputs),
+        out,
+        expect,
+        scripts / f"{name}.log",
+        SIRIL_OK,
+    )
 
 
 SIRIL_MASTERS = [
@@ -647,8 +709,17 @@ class Bench:
         self.rows.append(row)
         self.write_report(final=False)
 
-    def python_run(self, tool: str, size: int, name: str, task: str, inputs: Sequence[Path],
-                   expect: tuple[str, int], out_arg: bool = False, **kwargs: Any) -> Run:
+    def python_run(
+        self,
+        tool: str,
+        size: int,
+        name: str,
+        task: str,
+        inputs: Sequence[Path],
+        expect: tuple[str, int],
+        out_arg: bool = False,
+        **kwargs: Any,
+    ) -> Run:
         """A Python task writing into runs/<size>/<name> (passed as ``out`` when ``out_arg``)."""
         out = self.path("runs", size, name)
         if out_arg:
@@ -678,23 +749,51 @@ def case_bias(b: Bench, size: int) -> None:
     files = view_files(view)
     names = [str(p) for p in files]
     b.record(CASE_A, size, b.python_run("floor", size, "a-floor", "floor_read", files, ("*", 0), files=names))
-    for tool, name, combine in (("ccdcal", "a-ccdcal", None),
-                                ("ccdcal (mean + sigma clip)", "a-ccdcal-clip",
-                                 {"method": "mean", "rejection": "sigma_clip"})):
+    for tool, name, combine in (
+        ("ccdcal", "a-ccdcal", None),
+        ("ccdcal (mean + sigma clip)", "a-ccdcal-clip", {"method": "mean", "rejection": "sigma_clip"}),
+    ):
         out = b.path("runs", size, name)
-        b.record(CASE_A, size, b.python_run(tool, size, name, "ccdcal", files, ("masters/bias_*.fits", 1),
-                                            config=bench_config(view, out, combine), lights=False))
+        b.record(
+            CASE_A,
+            size,
+            b.python_run(
+                tool,
+                size,
+                name,
+                "ccdcal",
+                files,
+                ("masters/bias_*.fits", 1),
+                config=bench_config(view, out, combine),
+                lights=False,
+            ),
+        )
     if b.skip_ccdproc(size):
         b.skip(CASE_A, size, "ccdproc", CCDPROC_SKIPPED)
     else:
-        b.record(CASE_A, size, b.python_run("ccdproc", size, "a-ccdproc", "ccdproc_bias", files,
-                                            ("master_bias.fits", 1), out_arg=True, files=names))
+        b.record(
+            CASE_A,
+            size,
+            b.python_run(
+                "ccdproc", size, "a-ccdproc", "ccdproc_bias", files, ("master_bias.fits", 1), out_arg=True, files=names
+            ),
+        )
     if not SIRIL:
         b.skip(CASE_A, size, "Siril", SIRIL_MISSING)
         return
     out = b.path("runs", size, "a-siril")
-    b.record(CASE_A, size, siril_run("a-siril", siril_link(view, ["bias"], out) + SIRIL_MASTERS[:1], view,
-                                     out, b.path("logs", size, "siril"), ("master_bias.fits", 1)))
+    b.record(
+        CASE_A,
+        size,
+        siril_run(
+            "a-siril",
+            siril_link(view, ["bias"], out) + SIRIL_MASTERS[:1],
+            view,
+            out,
+            b.path("logs", size, "siril"),
+            ("master_bias.fits", 1),
+        ),
+    )
 
 
 def master_set_view(b: Bench, size: int, name: str, with_lights: bool = False) -> Path:
@@ -710,22 +809,52 @@ def case_masters(b: Bench, size: int) -> None:
     view = master_set_view(b, size, "masterset")
     files = view_files(view)
     by_kind = {kind: [str(p) for p in view_files(view / kind)] for kind in MASTER_SET}
-    b.record(CASE_B, size, b.python_run("floor", size, "b-floor", "floor_read", files, ("*", 0),
-                                        files=[str(p) for p in files]))
+    b.record(
+        CASE_B,
+        size,
+        b.python_run("floor", size, "b-floor", "floor_read", files, ("*", 0), files=[str(p) for p in files]),
+    )
     out = b.path("runs", size, "b-ccdcal")
-    b.record(CASE_B, size, b.python_run("ccdcal", size, "b-ccdcal", "ccdcal", files, ("masters/*.fits", 3),
-                                        config=bench_config(view, out), lights=False))
+    b.record(
+        CASE_B,
+        size,
+        b.python_run(
+            "ccdcal",
+            size,
+            "b-ccdcal",
+            "ccdcal",
+            files,
+            ("masters/*.fits", 3),
+            config=bench_config(view, out),
+            lights=False,
+        ),
+    )
     if b.skip_ccdproc(size):
         b.skip(CASE_B, size, "ccdproc", CCDPROC_SKIPPED)
     else:
-        b.record(CASE_B, size, b.python_run("ccdproc", size, "b-ccdproc", "ccdproc_masters", files,
-                                            ("master_*.fits", 3), out_arg=True, **by_kind))
+        b.record(
+            CASE_B,
+            size,
+            b.python_run(
+                "ccdproc", size, "b-ccdproc", "ccdproc_masters", files, ("master_*.fits", 3), out_arg=True, **by_kind
+            ),
+        )
     if not SIRIL:
         b.skip(CASE_B, size, "Siril", SIRIL_MISSING)
         return
     out = b.path("runs", size, "b-siril")
-    b.record(CASE_B, size, siril_run("b-siril", siril_link(view, list(MASTER_SET), out) + SIRIL_MASTERS, view,
-                                     out, b.path("logs", size, "siril"), ("master_*.fits", 3)))
+    b.record(
+        CASE_B,
+        size,
+        siril_run(
+            "b-siril",
+            siril_link(view, list(MASTER_SET), out) + SIRIL_MASTERS,
+            view,
+            out,
+            b.path("logs", size, "siril"),
+            ("master_*.fits", 3),
+        ),
+    )
 
 
 def prepare(run: Run) -> str:
@@ -742,8 +871,14 @@ def case_lights(b: Bench, size: int) -> None:
     view = master_set_view(b, size, "night", with_lights=True)
     lights = view_files(view / "light")
     prep = b.path("prep", size, "ccdcal")
-    prep_run = Run("ccdcal", task_cmd("ccdcal", config=bench_config(view, prep), lights=False), view_files(view),
-                   prep, ("masters/*.fits", 3), b.path("logs", size, "prep-ccdcal.log"))
+    prep_run = Run(
+        "ccdcal",
+        task_cmd("ccdcal", config=bench_config(view, prep), lights=False),
+        view_files(view),
+        prep,
+        ("masters/*.fits", 3),
+        b.path("logs", size, "prep-ccdcal.log"),
+    )
     failed = prepare(prep_run)
     few = lights[:N_FEW_LIGHTS]
     if failed:
@@ -761,27 +896,70 @@ def case_lights(b: Bench, size: int) -> None:
             tag = "c" if case == CASE_C else "d"
             inputs = [dark, flat, *chosen]
             expect = ("**/light_*.fits", len(chosen))
-            b.record(case, size, b.python_run("floor", size, f"{tag}-floor", "floor_lights", inputs, expect,
-                                              masters=[str(dark), str(flat)],
-                                              lights=[str(p) for p in chosen], out_arg=True))
+            b.record(
+                case,
+                size,
+                b.python_run(
+                    "floor",
+                    size,
+                    f"{tag}-floor",
+                    "floor_lights",
+                    inputs,
+                    expect,
+                    masters=[str(dark), str(flat)],
+                    lights=[str(p) for p in chosen],
+                    out_arg=True,
+                ),
+            )
             out = b.path("runs", size, f"{tag}-ccdcal")
-            b.record(case, size, b.python_run("ccdcal", size, f"{tag}-ccdcal", "ccdcal", inputs, expect,
-                                              config=bench_config(view, out), masters=False,
-                                              plan_file=str(plan_path), masters_dir=str(prep / "masters")))
+            b.record(
+                case,
+                size,
+                b.python_run(
+                    "ccdcal",
+                    size,
+                    f"{tag}-ccdcal",
+                    "ccdcal",
+                    inputs,
+                    expect,
+                    config=bench_config(view, out),
+                    masters=False,
+                    plan_file=str(plan_path),
+                    masters_dir=str(prep / "masters"),
+                ),
+            )
         if b.skip_ccdproc(size):
             b.skip(CASE_C, size, "ccdproc", CCDPROC_SKIPPED)
         else:
-            b.record(CASE_C, size, b.python_run("ccdproc", size, "c-ccdproc", "ccdproc_lights",
-                                                [dark, flat, *lights], ("**/light_*.fits", len(lights)),
-                                                dark=str(dark), flat=str(flat),
-                                                lights=[str(p) for p in lights], out_arg=True))
+            b.record(
+                CASE_C,
+                size,
+                b.python_run(
+                    "ccdproc",
+                    size,
+                    "c-ccdproc",
+                    "ccdproc_lights",
+                    [dark, flat, *lights],
+                    ("**/light_*.fits", len(lights)),
+                    dark=str(dark),
+                    flat=str(flat),
+                    lights=[str(p) for p in lights],
+                    out_arg=True,
+                ),
+            )
     if not SIRIL:
         b.skip(CASE_C, size, "Siril", SIRIL_MISSING)
         return
     scripts = b.path("logs", size, "siril")
     prep = b.path("prep", size, "siril")
-    masters = siril_run("c-siril-masters", siril_link(view, list(MASTER_SET), prep) + SIRIL_MASTERS, view,
-                        prep, scripts, ("master_*.fits", 3))
+    masters = siril_run(
+        "c-siril-masters",
+        siril_link(view, list(MASTER_SET), prep) + SIRIL_MASTERS,
+        view,
+        prep,
+        scripts,
+        ("master_*.fits", 3),
+    )
     failed = prepare(masters)
     if failed:
         b.skip(CASE_C, size, "Siril", f"not run, the Siril masters failed: {failed}")
@@ -792,8 +970,13 @@ def case_lights(b: Bench, size: int) -> None:
         tag = "c" if case == CASE_C else "d"
         out = b.path("runs", size, f"{tag}-siril")
         lines = siril_link(light_view, ["light"], out) + [f"preprocess light_ -dark={dark} -flat={flat}"]
-        b.record(case, size, siril_run(f"{tag}-siril", lines, light_view, out, scripts, ("pp_light_*.fits", n),
-                                       extra_inputs=[dark, flat]))
+        b.record(
+            case,
+            size,
+            siril_run(
+                f"{tag}-siril", lines, light_view, out, scripts, ("pp_light_*.fits", n), extra_inputs=[dark, flat]
+            ),
+        )
 
 
 def bench_rss(b: Bench, size: int, counts: Sequence[int]) -> None:
@@ -805,10 +988,21 @@ def bench_rss(b: Bench, size: int, counts: Sequence[int]) -> None:
         for label, combine in (("median", None), ("clip", {"method": "mean", "rejection": "sigma_clip"})):
             name = f"rss-{n}-{label}"
             out = b.path("runs", size, name)
-            results.append(measure(b.python_run(f"ccdcal {label}, N={n}", size, name, "ccdcal", view_files(view),
-                                                ("masters/bias_*.fits", 1),
-                                                config=bench_config(view, out, combine), lights=False),
-                                   b.args.repeat))
+            results.append(
+                measure(
+                    b.python_run(
+                        f"ccdcal {label}, N={n}",
+                        size,
+                        name,
+                        "ccdcal",
+                        view_files(view),
+                        ("masters/bias_*.fits", 1),
+                        config=bench_config(view, out, combine),
+                        lights=False,
+                    ),
+                    b.args.repeat,
+                )
+            )
         b.rss_rows.append((n, size, *results))
         b.write_report(final=False)
 
@@ -827,15 +1021,43 @@ def bench_nights(b: Bench, nights: Sequence[int]) -> None:
         view = make_view(b.path("views", NIGHT_SIZE, f"night{n}"), members)
         files = view_files(view)
         out = b.path("runs", NIGHT_SIZE, f"night{n}-snakemake")
-        cmd = [str(VENV_BIN / "snakemake"), "--snakefile", str(SOURCE.root / "Snakefile"),
-               "--directory", str(workdir), "--cores", str(THREADS),
-               "--config", f"raw_dir={view}", f"output_dir={out}", f"threads={THREADS}"]
-        snake = measure(Run("snakemake", cmd, files, out, ("calibrated/light/light_*.fits", n),
-                            b.path("logs", NIGHT_SIZE, f"night{n}-snakemake.log")), b.args.repeat)
+        cmd = [
+            str(VENV_BIN / "snakemake"),
+            "--snakefile",
+            str(SOURCE.root / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--cores",
+            str(THREADS),
+            "--config",
+            f"raw_dir={view}",
+            f"output_dir={out}",
+            f"threads={THREADS}",
+        ]
+        snake = measure(
+            Run(
+                "snakemake",
+                cmd,
+                files,
+                out,
+                ("calibrated/light/light_*.fits", n),
+                b.path("logs", NIGHT_SIZE, f"night{n}-snakemake.log"),
+            ),
+            b.args.repeat,
+        )
         out = b.path("runs", NIGHT_SIZE, f"night{n}-engine")
-        engine = measure(b.python_run("engine", NIGHT_SIZE, f"night{n}-engine", "ccdcal", files,
-                                      ("lights/*/light/light_*.fits", n), config=workflow_config(view, out)),
-                         b.args.repeat)
+        engine = measure(
+            b.python_run(
+                "engine",
+                NIGHT_SIZE,
+                f"night{n}-engine",
+                "ccdcal",
+                files,
+                ("lights/*/light/light_*.fits", n),
+                config=workflow_config(view, out),
+            ),
+            b.args.repeat,
+        )
         b.night_rows.append((n, snake, engine))
         b.write_report(final=False)
 
@@ -866,11 +1088,21 @@ def tool_table(rows: list[Row]) -> str:
     for row in rows:
         same = {r.tool: r.result for r in rows if r.size == row.size}
         floor, ccdcal, res = same.get("floor", Result()), same.get("ccdcal", Result()), row.result
-        body.append([f"{row.size}²", row.tool,
-                     fmt(res.wall), ratio(res.wall, floor.wall), ratio(res.wall, ccdcal.wall),
-                     fmt(res.rss_mib, 0), ratio(res.rss_mib, floor.rss_mib), res.note or ""])
-    return md_table(["size", "tool", "wall s", "wall / floor", "wall / ccdcal", "peak RSS MiB",
-                     "RSS / floor", "note"], body)
+        body.append(
+            [
+                f"{row.size}²",
+                row.tool,
+                fmt(res.wall),
+                ratio(res.wall, floor.wall),
+                ratio(res.wall, ccdcal.wall),
+                fmt(res.rss_mib, 0),
+                ratio(res.rss_mib, floor.rss_mib),
+                res.note or "",
+            ]
+        )
+    return md_table(
+        ["size", "tool", "wall s", "wall / floor", "wall / ccdcal", "peak RSS MiB", "RSS / floor", "note"], body
+    )
 
 
 def per_light_table(rows: list[Row]) -> str:
@@ -882,32 +1114,98 @@ def per_light_table(rows: list[Row]) -> str:
         few = walls.get((CASE_D, size, tool))
         if case == CASE_C and few is not None:
             per[size, tool] = (wall - few) / (N_LIGHTS - N_FEW_LIGHTS)
-    body = [[f"{size}²", tool, fmt(walls[CASE_C, size, tool]), fmt(walls[CASE_D, size, tool]), fmt(value, 3),
-             ratio(value, per.get((size, "floor"))), ratio(value, per.get((size, "Siril")))]
-            for (size, tool), value in per.items()]
-    return md_table(["size", "tool", f"{N_LIGHTS} lights s", f"{N_FEW_LIGHTS} lights s", "s per light",
-                     "per light / floor", "per light / Siril"], body) if body else ""
+    body = [
+        [
+            f"{size}²",
+            tool,
+            fmt(walls[CASE_C, size, tool]),
+            fmt(walls[CASE_D, size, tool]),
+            fmt(value, 3),
+            ratio(value, per.get((size, "floor"))),
+            ratio(value, per.get((size, "Siril"))),
+        ]
+        for (size, tool), value in per.items()
+    ]
+    return (
+        md_table(
+            [
+                "size",
+                "tool",
+                f"{N_LIGHTS} lights s",
+                f"{N_FEW_LIGHTS} lights s",
+                "s per light",
+                "per light / floor",
+                "per light / Siril",
+            ],
+            body,
+        )
+        if body
+        else ""
+    )
 
 
 def rss_table(rows) -> str:
     body = []
     for n, size, median, clip in rows:
         raw_mib = n * size * size * 2 / 2**20
-        body.append([str(n), f"{size}²", fmt(raw_mib, 0), fmt(median.wall), fmt(median.rss_mib, 0),
-                     fmt(clip.wall), fmt(clip.rss_mib, 0), "; ".join(r.note for r in (median, clip) if r.note)])
-    return md_table(["N frames", "size", "raw data MiB", "median wall s", "median peak RSS MiB",
-                     "mean+clip wall s", "mean+clip peak RSS MiB", "note"], body)
+        body.append(
+            [
+                str(n),
+                f"{size}²",
+                fmt(raw_mib, 0),
+                fmt(median.wall),
+                fmt(median.rss_mib, 0),
+                fmt(clip.wall),
+                fmt(clip.rss_mib, 0),
+                "; ".join(r.note for r in (median, clip) if r.note),
+            ]
+        )
+    return md_table(
+        [
+            "N frames",
+            "size",
+            "raw data MiB",
+            "median wall s",
+            "median peak RSS MiB",
+            "mean+clip wall s",
+            "mean+clip peak RSS MiB",
+            "note",
+        ],
+        body,
+    )
 
 
 def night_table(rows) -> str:
     body = []
     for n, snake, engine in rows:
         per = [r.wall / n if r.ok else None for r in (snake, engine)]
-        body.append([str(n), fmt(snake.wall, 1), fmt(per[0]), fmt(snake.rss_mib, 0), fmt(engine.wall, 1),
-                     fmt(per[1]), fmt(engine.rss_mib, 0), ratio(per[0], per[1]),
-                     "; ".join(r.note for r in (snake, engine) if r.note)])
-    return md_table(["lights", "snakemake wall s", "s / light", "peak RSS MiB", "engine wall s", "s / light",
-                     "peak RSS MiB", "snakemake / engine", "note"], body)
+        body.append(
+            [
+                str(n),
+                fmt(snake.wall, 1),
+                fmt(per[0]),
+                fmt(snake.rss_mib, 0),
+                fmt(engine.wall, 1),
+                fmt(per[1]),
+                fmt(engine.rss_mib, 0),
+                ratio(per[0], per[1]),
+                "; ".join(r.note for r in (snake, engine) if r.note),
+            ]
+        )
+    return md_table(
+        [
+            "lights",
+            "snakemake wall s",
+            "s / light",
+            "peak RSS MiB",
+            "engine wall s",
+            "s / light",
+            "peak RSS MiB",
+            "snakemake / engine",
+            "note",
+        ],
+        body,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -926,15 +1224,17 @@ def versions() -> dict[str, str]:
 
 def machine() -> str:
     mem_kb = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.machine())
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.machine()
+    )
     system = f"{platform.system()} {platform.machine()}"
     return f"nproc {os.cpu_count()}, RAM {mem_kb / 2**20:.1f} GiB, CPU {cpu}, {system}"
 
 
 NOTES = """\
-Notes: every figure is one subprocess (best of `--repeat`, of at least 5 for runs under 2 s; runs over 30 s once), all tools measured in the same run,
-each started on a warm page cache (`sync`, then every input read once with `cat`). Peak RSS is
+Notes: every figure is one subprocess (best of `--repeat`, of at least 5 for runs under 2 s;
+runs over 30 s once), all tools measured in the same run, each started on a warm page cache
+(`sync`, then every input read once with `cat`). Peak RSS is
 `ru_maxrss` from `os.wait4`, ~{baseline:.0f} MiB of it inherited from the launcher process (for Snakemake: its
 largest process, not the sum). ccdcal runs with
 `threads: 2`, no overscan and median combines (its fast path) unless said; ccdproc is
@@ -969,45 +1269,72 @@ def report(b: Bench, final: bool) -> str:
             parts += [f"## {case}", "", tool_table(rows), ""]
     per_light = per_light_table(b.rows)
     if per_light:
-        parts += ["## Time per light: ((c) - (d)) / 8", "", per_light, "",
-                  f"Each tool's wall time for {N_LIGHTS} lights less its time for {N_FEW_LIGHTS}, over the "
-                  f"{N_LIGHTS - N_FEW_LIGHTS} lights between: what one more light costs once the process has "
-                  "started and read its masters (both are in (c)).", ""]
+        parts += [
+            "## Time per light: ((c) - (d)) / 8",
+            "",
+            per_light,
+            "",
+            f"Each tool's wall time for {N_LIGHTS} lights less its time for {N_FEW_LIGHTS}, over the "
+            f"{N_LIGHTS - N_FEW_LIGHTS} lights between: what one more light costs once the process has "
+            "started and read its masters (both are in (c)).",
+            "",
+        ]
     if b.rows:
         parts += [NOTES.format(baseline=LAUNCHER.baseline_mib if LAUNCHER else math.nan), ""]
     if b.rss_rows:
-        parts += ["## Scaling: ccdcal master bias, peak RSS vs number of frames", "",
-                  rss_table(b.rss_rows), "",
-                  "memory_limit_mb 1024 (default), threads 2. raw data = N x frame as uint16 on disk.", ""]
+        parts += [
+            "## Scaling: ccdcal master bias, peak RSS vs number of frames",
+            "",
+            rss_table(b.rss_rows),
+            "",
+            "memory_limit_mb 1024 (default), threads 2. raw data = N x frame as uint16 on disk.",
+            "",
+        ]
     if b.night_rows:
-        parts += [f"## Scaling: Snakemake end to end vs engine, nights of N lights ({NIGHT_SIZE}², "
-                  f"{NIGHT_CALS} bias + {NIGHT_CALS} dark + {NIGHT_CALS} flat)", "",
-                  night_table(b.night_rows), "",
-                  "snakemake: `snakemake --snakefile Snakefile --cores 2 --config raw_dir=.. output_dir=.. "
-                  "threads=2` (config/config.yaml otherwise: bias/dark mean + sigma clip, lights_per_job auto: "
-                  "at most 400 lights of 2048² per job), run from a scratch --directory so .snakemake/ stays out of the repository. "
-                  "engine: the same config, inventory + plan + masters + light groups in one Python "
-                  "process through the package API. s / light = whole night wall / N (masters included).",
-                  ""]
+        parts += [
+            f"## Scaling: Snakemake end to end vs engine, nights of N lights ({NIGHT_SIZE}², "
+            f"{NIGHT_CALS} bias + {NIGHT_CALS} dark + {NIGHT_CALS} flat)",
+            "",
+            night_table(b.night_rows),
+            "",
+            "snakemake: `snakemake --snakefile Snakefile --cores 2 --config raw_dir=.. output_dir=.. "
+            "threads=2` (config/config.yaml otherwise: bias/dark mean + sigma clip, lights_per_job auto: "
+            "at most 400 lights of 2048² per job), run from a scratch --directory so .snakemake/ stays "
+            "out of the repository. "
+            "engine: the same config, inventory + plan + masters + light groups in one Python "
+            "process through the package API. s / light = whole night wall / N (masters included).",
+            "",
+        ]
     return "\n".join(parts)
 
 
 # ----------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="2048^2 only, smaller N (RSS 10/30/60 frames, nights of 10/50/100 lights)")
-    parser.add_argument("--workdir", default="/tmp/ccdcal-bench",
-                        help="synthetic frames and runs (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2048^2 only, smaller N (RSS 10/30/60 frames, nights of 10/50/100 lights)"
+    )
+    parser.add_argument(
+        "--workdir", default="/tmp/ccdcal-bench", help="synthetic frames and runs (default %(default)s)"
+    )
     parser.add_argument("--out", default=str(HERE / "results.md"), help="markdown report (default %(default)s)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="best of N runs per measurement, runs over 30 s once (default %(default)s)")
-    parser.add_argument("--skip-ccdproc-above", type=int, metavar="SIZE",
-                        help="do not run ccdproc on frames larger than SIZE^2")
-    parser.add_argument("--git-ref", metavar="REF",
-                        help="benchmark the committed tree REF (git archive into the workdir) instead of the "
-                             "working tree, e.g. HEAD: immune to edits made while the benchmark runs")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="best of N runs per measurement, runs over 30 s once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--skip-ccdproc-above", type=int, metavar="SIZE", help="do not run ccdproc on frames larger than SIZE^2"
+    )
+    parser.add_argument(
+        "--git-ref",
+        metavar="REF",
+        help="benchmark the committed tree REF (git archive into the workdir) instead of the "
+        "working tree, e.g. HEAD: immune to edits made while the benchmark runs",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes of (a)-(c), overriding the mode's")
     parser.add_argument("--rss-frames", type=int, nargs="*", help="N of the RSS scaling rows (none: skip)")
     parser.add_argument("--rss-size", type=int, help="frame size of the RSS scaling rows")

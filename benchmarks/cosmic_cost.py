@@ -77,9 +77,13 @@ def make_light(size: int, seed: int = 7):
     n_stars = size * size // 8000
     noise_e = np.sqrt(SKY_E + READ_NOISE_E**2)
     full_e = (SATURATION_ADU - BIAS_ADU) * GAIN * 0.9
-    stars = render_stars(shape, rng.uniform(5, size - 5, n_stars), rng.uniform(5, size - 5, n_stars),
-                         np.exp(rng.uniform(np.log(10 * noise_e), np.log(full_e), n_stars)),
-                         rng.uniform(2.0, 3.0, n_stars))
+    stars = render_stars(
+        shape,
+        rng.uniform(5, size - 5, n_stars),
+        rng.uniform(5, size - 5, n_stars),
+        np.exp(rng.uniform(np.log(10 * noise_e), np.log(full_e), n_stars)),
+        rng.uniform(2.0, 3.0, n_stars),
+    )
     electrons = rng.poisson(flat * (SKY_E + stars) + dark_e).astype(np.float32)
     electrons += rng.normal(0, READ_NOISE_E, shape).astype(np.float32)
     inject_cosmic_rays(electrons, rng, size * size // 16000)
@@ -101,8 +105,13 @@ def calibrator_files(workdir: Path, raw: np.ndarray, dark: Product, flat: Produc
     fits.PrimaryHDU(raw.astype(np.uint16), header=header).writeto(workdir / "light.fits", overwrite=True)
     write_product(workdir / "dark.fits", dark.data, dark.uncert, dark.mask, fits.Header({"EXPTIME": 60.0}))
     write_product(workdir / "flat.fits", flat.data, flat.uncert, flat.mask, fits.Header(), unit="")
-    calibrator = Calibrator(master_dark=workdir / "dark.fits", master_flat=workdir / "flat.fits",
-                            dark_mode="unscaled", gain=GAIN, read_noise=READ_NOISE_E)
+    calibrator = Calibrator(
+        master_dark=workdir / "dark.fits",
+        master_flat=workdir / "flat.fits",
+        dark_mode="unscaled",
+        gain=GAIN,
+        read_noise=READ_NOISE_E,
+    )
     calibrator(workdir / "light.fits", workdir / "calibrated.fits")  # masters read, caches warm
     return calibrator
 
@@ -136,33 +145,56 @@ def main_table(size: int, repeat: int, workdir: Path) -> str:
         rows.append((name, wall, cpu, note))
         print(f"  {name}: {wall:.3f} s", file=sys.stderr, flush=True)
 
-    row("calibrate: `Calibration.apply` (baseline)", lambda: (raw.copy(),),
-        lambda r: calibration.apply(r, saturated))
-    row("calibrate a light file: `Calibrator` (read raw, calibrate, write)", lambda: (),
+    row("calibrate: `Calibration.apply` (baseline)", lambda: (raw.copy(),), lambda r: calibration.apply(r, saturated))
+    row(
+        "calibrate a light file: `Calibrator` (read raw, calibrate, write)",
+        lambda: (),
         lambda: calibrator(workdir / "light.fits", workdir / "calibrated.fits"),
-        "FITS with checksums, page cache warm")
-    row("cosmic rays: `find_cosmic_rays` (defaults)", lambda: (),
+        "FITS with checksums, page cache warm",
+    )
+    row(
+        "cosmic rays: `find_cosmic_rays` (defaults)",
+        lambda: (),
         lambda: find_cosmic_rays(image, uncert, mask, **kwargs),
-        f"{found.flagged} px flagged ({found.dropped} dropped by steps 3-4, {found.grown} grown)")
-    row("cosmic rays + `replace` (on copies)", lambda: (),
-        lambda: find_cosmic_rays(image, uncert, mask, settings={"replace": True}, **kwargs))
-    row("cosmic rays, niter=2", lambda: (),
-        lambda: find_cosmic_rays(image, uncert, mask, settings=CosmicSettings(niter=2), **kwargs))
-    row("cosmic rays, niter=4 (astroscrappy's default)", lambda: (),
-        lambda: find_cosmic_rays(image, uncert, mask, settings=CosmicSettings(niter=4), **kwargs))
-    row("`astroscrappy.detect_cosmics` alone, its defaults", lambda: (),
-        lambda: astroscrappy.detect_cosmics(image, inmask=mask != 0, gain=GAIN, readnoise=READ_NOISE_E))
+        f"{found.flagged} px flagged ({found.dropped} dropped by steps 3-4, {found.grown} grown)",
+    )
+    row(
+        "cosmic rays + `replace` (on copies)",
+        lambda: (),
+        lambda: find_cosmic_rays(image, uncert, mask, settings={"replace": True}, **kwargs),
+    )
+    row(
+        "cosmic rays, niter=2",
+        lambda: (),
+        lambda: find_cosmic_rays(image, uncert, mask, settings=CosmicSettings(niter=2), **kwargs),
+    )
+    row(
+        "cosmic rays, niter=4 (astroscrappy's default)",
+        lambda: (),
+        lambda: find_cosmic_rays(image, uncert, mask, settings=CosmicSettings(niter=4), **kwargs),
+    )
+    row(
+        "`astroscrappy.detect_cosmics` alone, its defaults",
+        lambda: (),
+        lambda: astroscrappy.detect_cosmics(image, inmask=mask != 0, gain=GAIN, readnoise=READ_NOISE_E),
+    )
     n_bad = int(np.count_nonzero(mask & BADPIX))
-    row("cosmetic correction, in place", lambda: (image.copy(), uncert.copy()),
+    row(
+        "cosmetic correction, in place",
+        lambda: (image.copy(), uncert.copy()),
         lambda i, u: correct_cosmetic(i, u, mask, inplace=True),
-        f"{n_bad} BADPIX px ({100 * n_bad / mask.size:.2f} %)")
+        f"{n_bad} BADPIX px ({100 * n_bad / mask.size:.2f} %)",
+    )
     row("cosmetic correction, on copies", lambda: (), lambda: correct_cosmetic(image, uncert, mask))
 
     base, light = rows[0][1], rows[1][1]
-    lines = [f"Per {size}² light, best of {repeat}; {os.cpu_count()} cores, OMP_NUM_THREADS="
-             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}.", "",
-             "| step | wall s | CPU s | × `apply` | × `Calibrator` | note |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        f"Per {size}² light, best of {repeat}; {os.cpu_count()} cores, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}.",
+        "",
+        "| step | wall s | CPU s | × `apply` | × `Calibrator` | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for name, wall, cpu, note in rows:
         lines.append(f"| {name} | {wall:.3f} | {cpu:.2f} | {wall / base:.1f} | {wall / light:.2f} | {note} |")
     return "\n".join(lines)
@@ -227,9 +259,16 @@ def threads_probe(size: int) -> dict:
     busy = spin_for(0, run)
     busy_seconds = time.perf_counter() - start
     idle = spin_for(busy_seconds)
-    return {"one": one, "sequential": sequential, "threaded": threaded, "peak_mb": peak_mb,
-            "spin_busy": busy / busy_seconds, "spin_idle": idle / busy_seconds,
-            "one_process": one_process, "two_processes": two_processes}
+    return {
+        "one": one,
+        "sequential": sequential,
+        "threaded": threaded,
+        "peak_mb": peak_mb,
+        "spin_busy": busy / busy_seconds,
+        "spin_idle": idle / busy_seconds,
+        "one_process": one_process,
+        "two_processes": two_processes,
+    }
 
 
 def probe_child() -> None:
@@ -237,29 +276,40 @@ def probe_child() -> None:
     from ccdcal.cosmic import find_cosmic_rays
 
     planes = np.load(Path(tempfile.gettempdir()) / "ccdcal-cosmic-probe.npz")
-    find_cosmic_rays(planes["image"], planes["uncert"], planes["mask"], gain=GAIN, read_noise=READ_NOISE_E,
-                     saturation=(SATURATION_ADU - BIAS_ADU) * 0.9)
+    find_cosmic_rays(
+        planes["image"],
+        planes["uncert"],
+        planes["mask"],
+        gain=GAIN,
+        read_noise=READ_NOISE_E,
+        saturation=(SATURATION_ADU - BIAS_ADU) * 0.9,
+    )
 
 
 def threads_table(size: int) -> str:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
-    out = subprocess.run([sys.executable, __file__, "--probe", "--size", str(size)], env=env,
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--probe", "--size", str(size)], env=env, check=True, capture_output=True, text=True
+    ).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return "\n".join([
-        f"Threads (fresh process, OMP_NUM_THREADS=1, {size}² lights):", "",
-        "| measure | value |", "| --- | ---: |",
-        f"| one `find_cosmic_rays`, s | {r['one']:.2f} |",
-        f"| two lights one after the other, s | {r['sequential']:.2f} |",
-        f"| two lights on two Python threads, s | {r['threaded']:.2f} |",
-        f"| speed-up of the threads | {r['sequential'] / r['threaded']:.2f} |",
-        f"| control: one light in a fresh process, s | {r['one_process']:.2f} |",
-        f"| control: two lights in two processes at once, s | {r['two_processes']:.2f} |",
-        f"| speed-up of the processes | {2 * r['one_process'] / r['two_processes']:.2f} |",
-        f"| a pure-Python thread's loops/s while astroscrappy runs, vs idle | "
-        f"{r['spin_busy'] / r['spin_idle']:.2f} |",
-        f"| peak memory allocated by one `find_cosmic_rays` (tracemalloc), MB | {r['peak_mb']:.0f} |",
-    ])
+    return "\n".join(
+        [
+            f"Threads (fresh process, OMP_NUM_THREADS=1, {size}² lights):",
+            "",
+            "| measure | value |",
+            "| --- | ---: |",
+            f"| one `find_cosmic_rays`, s | {r['one']:.2f} |",
+            f"| two lights one after the other, s | {r['sequential']:.2f} |",
+            f"| two lights on two Python threads, s | {r['threaded']:.2f} |",
+            f"| speed-up of the threads | {r['sequential'] / r['threaded']:.2f} |",
+            f"| control: one light in a fresh process, s | {r['one_process']:.2f} |",
+            f"| control: two lights in two processes at once, s | {r['two_processes']:.2f} |",
+            f"| speed-up of the processes | {2 * r['one_process'] / r['two_processes']:.2f} |",
+            f"| a pure-Python thread's loops/s while astroscrappy runs, vs idle | "
+            f"{r['spin_busy'] / r['spin_idle']:.2f} |",
+            f"| peak memory allocated by one `find_cosmic_rays` (tracemalloc), MB | {r['peak_mb']:.0f} |",
+        ]
+    )
 
 
 def main(argv=None) -> int:
@@ -267,8 +317,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-threads", action="store_true", help="skip the threads table")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ccdcal-cosmic-cost",
-                        help="where the Calibrator baseline's files go (~%(default)s)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ccdcal-cosmic-cost",
+        help="where the Calibrator baseline's files go (~%(default)s)",
+    )
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -54,23 +54,40 @@ CORES = 2
 
 
 def night_spec(n_lights: int, size: int) -> simulate.CameraNight:
-    camera = simulate.CameraSpec(key="cam", instrument="SimCam Bench", shape=(size, size),
-                                 overscan_columns=32)
+    camera = simulate.CameraSpec(key="cam", instrument="SimCam Bench", shape=(size, size), overscan_columns=32)
     sets = (
         simulate.FrameSet("bias", "bias", 10, start_h=14.0),
         simulate.FrameSet("dark_60s", "dark", 10, 60.0),
         simulate.FrameSet("flat_V", "flat", 10, 5.0, filter="V", levels_adu=(20000.0,) * 10, start_h=16.5),
-        simulate.FrameSet("light_V_60s", "light", n_lights, 60.0, filter="V", object="field",
-                          start_h=19.0, sky_e=800.0, n_stars=40),
+        simulate.FrameSet(
+            "light_V_60s", "light", n_lights, 60.0, filter="V", object="field", start_h=19.0, sky_e=800.0, n_stars=40
+        ),
     )
     return simulate.CameraNight(camera, sets)
 
 
 def snakemake(raw: Path, out: Path, config: Path, *extra: str) -> float:
     start = time.perf_counter()
-    subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-                    "--cores", str(CORES), "--configfile", str(config), "--config", f"raw_dir={raw}",
-                    f"output_dir={out}", "-q", *extra], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(REPO),
+            "--cores",
+            str(CORES),
+            "--configfile",
+            str(config),
+            "--config",
+            f"raw_dir={raw}",
+            f"output_dir={out}",
+            "-q",
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
@@ -126,8 +143,7 @@ print(checks, time.perf_counter() - start)
 def in_fresh_process(script: str, *args: str) -> str:
     """What ``script`` prints, run by a new Python with ccdcal importable."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    done = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True,
-                          env=env)
+    done = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True, env=env)
     return done.stdout.strip()
 
 
@@ -148,9 +164,15 @@ def light_job_cost(plan: dict, config: dict, out: Path, work: Path, rounds: int 
                 for name, group in sorted(plan["light_groups"].items()):
                     target = work / "lights_again" / name
                     start = time.perf_counter()
-                    light_group_job(group, settings_for(plan["cameras"][group["camera"]], "light"), masters,
-                                    str(target), {**config, "output_dir": str(work / "lights_again")},
-                                    threads=threads, noise=str(out / "work" / "noise" / f"{group['noise']}.json"))
+                    light_group_job(
+                        group,
+                        settings_for(plan["cameras"][group["camera"]], "light"),
+                        masters,
+                        str(target),
+                        {**config, "output_dir": str(work / "lights_again")},
+                        threads=threads,
+                        noise=str(out / "work" / "noise" / f"{group['noise']}.json"),
+                    )
                     elapsed += time.perf_counter() - start
                     shutil.rmtree(target)
                 times.append(elapsed)
@@ -172,9 +194,19 @@ def main(argv=None) -> int:
         print(f"simulating {args.lights} lights of {args.size}² in {raw} ...", file=sys.stderr)
         simulate.write_camera_night(raw, truth, spec)
     config = work / "config.yaml"
-    config.write_text(json.dumps({"cameras": [{
-        "name": "cam", "match": {"header": {"INSTRUME": spec.camera.instrument}},
-        "overscan": {"method": "polynomial", "order": 1, "regions": "header"}}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "cameras": [
+                    {
+                        "name": "cam",
+                        "match": {"header": {"INSTRUME": spec.camera.instrument}},
+                        "overscan": {"method": "polynomial", "order": 1, "regions": "header"},
+                    }
+                ]
+            }
+        )
+    )
     print("calibrating ...", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     night = snakemake(raw, out, config)
@@ -185,28 +217,34 @@ def main(argv=None) -> int:
     lights += len(plan["light_groups"]) * float(in_fresh_process(THUMBNAIL_IMPORTS))
     masters = sorted((out / "masters").glob("*.fits"))
     previews = sum(float(in_fresh_process(MASTER_FIGURES, str(m), str(work / "preview.npy"))) for m in masters)
-    checks, pages = (float(t) for t in in_fresh_process(SUMMARY_PARTS, str(out), json.dumps(full),
-                                                         str(work / "pages")).split())
+    checks, pages = (
+        float(t) for t in in_fresh_process(SUMMARY_PARTS, str(out), json.dumps(full), str(work / "pages")).split()
+    )
     report = snakemake(raw, out, config, "--report", str(work / "report.html"))
     dry_run = snakemake(raw, out, config, "--dry-run")  # what any snakemake command pays
     report_after_run = report - dry_run
-    parts = [("light statistics and thumbnails (in the light jobs)", lights),
-             ("master reduced images and histogram counts (in the master jobs)", previews),
-             ("quality checks (in the summary job)", checks),
-             ("report pages, master previews and histograms, plots (in the summary job)", pages),
-             ("report.html (`--report-after-run`: `snakemake --report` less its evaluation)",
-              report_after_run)]
+    parts = [
+        ("light statistics and thumbnails (in the light jobs)", lights),
+        ("master reduced images and histogram counts (in the master jobs)", previews),
+        ("quality checks (in the summary job)", checks),
+        ("report pages, master previews and histograms, plots (in the summary job)", pages),
+        ("report.html (`--report-after-run`: `snakemake --report` less its evaluation)", report_after_run),
+    ]
     total = sum(seconds for _, seconds in parts)
-    print(f"\nNight of {args.lights} lights of {args.size}², {len(masters)} masters: "
-          f"snakemake --cores {CORES} took {night:.1f} s\n")
+    print(
+        f"\nNight of {args.lights} lights of {args.size}², {len(masters)} masters: "
+        f"snakemake --cores {CORES} took {night:.1f} s\n"
+    )
     print("| part | s | share of the night |")
     print("|---|---:|---:|")
     for name, seconds in parts:
         print(f"| {name} | {seconds:.2f} | {100 * seconds / night:.1f} % |")
     print(f"| **all, in the night's command** | {total:.2f} | {100 * total / night:.1f} % |")
-    print(f"\n`snakemake --report` as a command of its own took {report:.2f} s: it also pays "
-          f"Snakemake's evaluation of the workflow ({dry_run:.2f} s, as a `--dry-run`); with it "
-          f"the report costs {total + dry_run:.2f} s, {100 * (total + dry_run) / night:.1f} % of the night.")
+    print(
+        f"\n`snakemake --report` as a command of its own took {report:.2f} s: it also pays "
+        f"Snakemake's evaluation of the workflow ({dry_run:.2f} s, as a `--dry-run`); with it "
+        f"the report costs {total + dry_run:.2f} s, {100 * (total + dry_run) / night:.1f} % of the night."
+    )
     return 0
 
 

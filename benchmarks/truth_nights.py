@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
 
-from ccdcal import simulate  # noqa: E402
 from test_camera_nights import PROFILES, light_illumination, night_config  # noqa: E402
+
+from ccdcal import simulate  # noqa: E402
 
 
 def run_night(preset: str, base: Path) -> dict:
@@ -36,16 +37,30 @@ def run_night(preset: str, base: Path) -> dict:
     manifest = simulate.write_camera_night(raw, truth, spec)
     config = base / "config.yaml"
     config.write_text(json.dumps(night_config(preset, spec)))
-    subprocess.run([str(REPO / ".venv" / "bin" / "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-                    "--directory", str(REPO), "--cores", "2", "--configfile", str(config),
-                    "--config", f"raw_dir={raw}", f"output_dir={out}", "-q"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(REPO),
+            "--cores",
+            "2",
+            "--configfile",
+            str(config),
+            "--config",
+            f"raw_dir={raw}",
+            f"output_dir={out}",
+            "-q",
+        ],
+        check=True,
+        capture_output=True,
+    )
     record = json.loads(next((out / "work" / "noise").glob("*.json")).read_text())
     scores = []
     for rel, light in sorted(manifest["lights"].items()):
         path = out / "calibrated" / rel
-        scores.append(simulate.score_light(path, truth, light,
-                                           light_illumination(manifest, fits.getheader(path))))
+        scores.append(simulate.score_light(path, truth, light, light_illumination(manifest, fits.getheader(path))))
     cards = manifest["cameras"][spec.camera.key]["header"]["cards"]
     return {"preset": preset, "spec": spec, "record": record, "scores": scores, "cards": cards}
 
@@ -61,9 +76,11 @@ def row(result: dict) -> str:
     z = [s.z_scatter for s in scores]
     ratio = [s.scatter_ratio for s in scores]
     source = record["gain_source"].split(":")[0]
-    return (f"| {result['preset'].removeprefix('night_')} | {header} | {spec.camera.gain:g} | {m_gain} | "
-            f"{record['gain']:.3f} ({source}) | {spec.camera.read_noise_e:g} | {m_rn} | "
-            f"{record['read_noise_e']:.2f} | {min(z):.3f}–{max(z):.3f} | {min(ratio):.3f}–{max(ratio):.3f} |")
+    return (
+        f"| {result['preset'].removeprefix('night_')} | {header} | {spec.camera.gain:g} | {m_gain} | "
+        f"{record['gain']:.3f} ({source}) | {spec.camera.read_noise_e:g} | {m_rn} | "
+        f"{record['read_noise_e']:.2f} | {min(z):.3f}–{max(z):.3f} | {min(ratio):.3f}–{max(ratio):.3f} |"
+    )
 
 
 def main(argv=None) -> int:
@@ -71,8 +88,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ccdcal-truth-"))
-    print("| night | header cards | true gain | measured gain | gain used (source) | true rn e- | "
-          "measured rn e- | rn used | z scatter | scatter / median UNCERT |")
+    print(
+        "| night | header cards | true gain | measured gain | gain used (source) | true rn e- | "
+        "measured rn e- | rn used | z scatter | scatter / median UNCERT |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for preset in sorted(PROFILES):
         print(row(run_night(preset, workdir / preset)), flush=True)

@@ -35,10 +35,11 @@ import importlib.util
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -104,8 +105,7 @@ def report_page(html_path: str | os.PathLike, timeout_ms: float = 10_000) -> Ite
 
     html_path = Path(html_path).resolve()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"],
-                                             headless=True)
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"], headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             report = ReportPage(page=page, html_path=html_path)
@@ -142,7 +142,8 @@ def report_results(report: ReportPage) -> dict[str, dict[str, Any]]:
     return report.page.evaluate(
         """Object.fromEntries(Object.entries(results).map(([path, r]) => [path, {
             name: r.name, labels: r.labels || null, caption: r.caption, mime_type: r.mime_type,
-            size: r.size, data_uri_chars: r.data_uri.length}]))""")
+            size: r.size, data_uri_chars: r.data_uri.length}]))"""
+    )
 
 
 # ------------------------------------------------------------------ navigating like a reader
@@ -179,10 +180,13 @@ def listed_categories(report: ReportPage) -> list[str]:
 
 def _click_nav_link(report: ReportPage, text: str) -> None:
     link = report.page.locator(f"{NAV_LIST} > ul > li > a").filter(
-        has=report.page.locator("span", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$")))
+        has=report.page.locator("span", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
+    )
     if link.count() != 1:
-        raise AssertionError(f"the report's navbar has {link.count()} links '{text}' "
-                             f"(it lists {_text_of(report.page.locator(f'{NAV_LIST} > ul > li'))})")
+        raise AssertionError(
+            f"the report's navbar has {link.count()} links '{text}' "
+            f"(it lists {_text_of(report.page.locator(f'{NAV_LIST} > ul > li'))})"
+        )
     link.click()
 
 
@@ -234,8 +238,11 @@ def result_path(report: ReportPage, name: str) -> str:
     """The result called ``name``: its path in the report, its file name, or the value of
     its first label; it must be the only one."""
     results = report_results(report)
-    found = [path for path, r in results.items()
-             if name in (path, r["name"]) or (r["labels"] and next(iter(r["labels"].values())) == name)]
+    found = [
+        path
+        for path, r in results.items()
+        if name in (path, r["name"]) or (r["labels"] and next(iter(r["labels"].values())) == name)
+    ]
     if len(found) != 1:
         raise ValueError(f"{len(found)} results are called '{name}' (the report has {sorted(results)})")
     return found[0]
@@ -247,12 +254,12 @@ def open_result(report: ReportPage, name: str) -> str:
     it. Returns its path. (A result behind a label toggle, which the report makes of a
     label with two values shared half and half, is found only when the toggle shows it.)"""
     path = result_path(report, name)
-    category, subcategory = next((c, s) for c, subs in report_categories(report).items()
-                                 for s, paths in subs.items() if path in paths)
+    category, subcategory = next(
+        (c, s) for c, subs in report_categories(report).items() for s, paths in subs.items() if path in paths
+    )
     entry = report_results(report)[path]
     if entry["mime_type"] not in SHOWN_TYPES:
-        raise ValueError(f"{path} ({entry['mime_type']}) is not shown by the report, only offered "
-                         "for download")
+        raise ValueError(f"{path} ({entry['mime_type']}) is not shown by the report, only offered for download")
     _open_results_table(report, category, subcategory)
     columns = _text_of(report.page.locator(f"{RESULTS_TABLE} > thead th"))[:-1]
     labels = entry["labels"] or {}
@@ -260,14 +267,14 @@ def open_result(report: ReportPage, name: str) -> str:
     rows = report.page.locator(f"{RESULTS_TABLE} > tbody > tr")
     matching = [i for i in range(rows.count()) if _text_of(rows.nth(i).locator("td"))[:-1] == wanted]
     if len(matching) != 1:
-        raise AssertionError(f"{len(matching)} rows of {category}/{subcategory} show "
-                             f"{dict(zip(columns, wanted))}")
+        raise AssertionError(f"{len(matching)} rows of {category}/{subcategory} show {dict(zip(columns, wanted))}")
     rows.nth(matching[0]).locator("td").last.locator("a[iconname=eye]").click()
     tag = "img" if entry["mime_type"].startswith("image/") else "iframe"
     report.page.wait_for_function(
         "([selector, path]) => { const shown = document.querySelector(selector);"
         " return shown !== null && shown.getAttribute('src') === results[path].data_uri; }",
-        arg=[f"{CONTENT} {tag}", path])
+        arg=[f"{CONTENT} {tag}", path],
+    )
     return path
 
 
@@ -276,13 +283,11 @@ def shown_image_size(report: ReportPage) -> tuple[int, int]:
     """(width, height) in px of the image in the content pane, once loaded; AssertionError
     when the browser could not decode it (naturalWidth 0)."""
     selector = f"{CONTENT} img"
-    report.page.wait_for_function("selector => document.querySelector(selector)?.complete === true",
-                                  arg=selector)
+    report.page.wait_for_function("selector => document.querySelector(selector)?.complete === true", arg=selector)
     image = report.page.locator(selector)
     width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     if width == 0:
-        raise AssertionError(f"the image shown ({image.get_attribute('src')[:60]}...) was not decoded "
-                             "by the browser")
+        raise AssertionError(f"the image shown ({image.get_attribute('src')[:60]}...) was not decoded by the browser")
     return width, height
 
 
@@ -301,12 +306,16 @@ def shown_table(report: ReportPage, index: int = 0) -> list[list[str]]:
     frame.wait_for_load_state("load")
     if frame.url.startswith("about:blank"):
         too_long = f", over Chromium's {MAX_FRAME_URL_CHARS}" if source_chars > MAX_FRAME_URL_CHARS else ""
-        raise AssertionError(f"the browser did not load the HTML result ({frame.url}): its data: URI "
-                             f"has {source_chars} characters{too_long}")
+        raise AssertionError(
+            f"the browser did not load the HTML result ({frame.url}): its data: URI "
+            f"has {source_chars} characters{too_long}"
+        )
     rows = frame.evaluate(
         """index => { const table = document.querySelectorAll('table')[index];
             return table === undefined ? null : Array.from(table.rows, row =>
-                Array.from(row.cells, cell => cell.textContent.trim())); }""", index)
+                Array.from(row.cells, cell => cell.textContent.trim())); }""",
+        index,
+    )
     if rows is None:
         raise AssertionError(f"the HTML result shown has no table number {index}")
     if not rows:

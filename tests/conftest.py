@@ -54,15 +54,31 @@ FAULTS = Path(__file__).resolve().parent / "faults"
 
 def snakemake_command(raw: Path, out: Path, *extra: str, workflow: Path = REPO) -> list[str]:
     """The command a user types (from a checkout, default config + overrides)."""
-    cmd = [str(SNAKEMAKE), "--snakefile", str(workflow / "Snakefile"), "--directory", str(workflow),
-           "--config", f"raw_dir={raw}", f"output_dir={out}", *extra]
+    cmd = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(workflow / "Snakefile"),
+        "--directory",
+        str(workflow),
+        "--config",
+        f"raw_dir={raw}",
+        f"output_dir={out}",
+        *extra,
+    ]
     if not any(arg.startswith(("--cores", "--workflow-profile", "-c")) for arg in extra):
         cmd += ["--cores", "2"]
     return cmd
 
 
-def run_snakemake(raw: Path, out: Path, *extra: str, check: bool = True, env: dict | None = None,
-                  prefix: tuple[str, ...] = (), workflow: Path = REPO) -> subprocess.CompletedProcess:
+def run_snakemake(
+    raw: Path,
+    out: Path,
+    *extra: str,
+    check: bool = True,
+    env: dict | None = None,
+    prefix: tuple[str, ...] = (),
+    workflow: Path = REPO,
+) -> subprocess.CompletedProcess:
     """Run the workflow as a user would; ``env`` adds variables, ``prefix`` wraps the
     command (e.g. setpriv)."""
     cmd = [*prefix, *snakemake_command(raw, out, *extra, workflow=workflow)]
@@ -90,8 +106,7 @@ def demo_raw(tmp_path_factory):
 
 
 #: The demo night's CCD in one band: 15 biases, 10 darks, 9 R flats, 3 R lights.
-SMALL_NIGHT = ("ccd/bias/*.fits", "ccd/darks/*.fits", "ccd/flats/flat_R_*.fits",
-               "ccd/lights/NGC7331_R_*.fits")
+SMALL_NIGHT = ("ccd/bias/*.fits", "ccd/darks/*.fits", "ccd/flats/flat_R_*.fits", "ccd/lights/NGC7331_R_*.fits")
 
 
 def small_night(demo_raw: Path, raw: Path) -> Path:
@@ -126,12 +141,20 @@ def demo_night(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     raw, truth = base / "raw", base / "truth"
     manifest = write_demo_night(raw, truth)
-    raw_before = {p.relative_to(raw).as_posix(): (sha256(p), p.stat().st_mtime_ns)
-                  for p in raw.rglob("*") if p.is_file()}
+    raw_before = {
+        p.relative_to(raw).as_posix(): (sha256(p), p.stat().st_mtime_ns) for p in raw.rglob("*") if p.is_file()
+    }
     out = base / "out"
     result = run_snakemake(raw, out)
-    return {"raw": raw, "truth": truth, "manifest": manifest, "out": out, "result": result,
-            "raw_before": raw_before, "base": base}
+    return {
+        "raw": raw,
+        "truth": truth,
+        "manifest": manifest,
+        "out": out,
+        "result": result,
+        "raw_before": raw_before,
+        "base": base,
+    }
 
 
 def o_direct_available(folder: Path) -> bool:

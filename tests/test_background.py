@@ -52,15 +52,15 @@ def star_image(shape, ys, xs, peaks):
 
 def sky_with_glow(shape, base=1000.0, gx=0.3, gy=-0.2, glow=200.0, scale=150.0):
     """A linear gradient plus an exponential amplifier glow in the top-right corner."""
-    y, x = np.mgrid[0: shape[0], 0: shape[1]].astype(np.float64)
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     r = np.hypot(y - (shape[0] - 1), x - (shape[1] - 1))
     return base + gx * x + gy * y + glow * np.exp(-r / scale)
 
 
 def vignetted(shape, level=20000.0, depth=0.45):
     """A vignetted flat: ``level`` at the centre, (1 - depth) * level in the corners."""
-    y, x = np.mgrid[0: shape[0], 0: shape[1]].astype(np.float64)
-    r2 = ((y - (shape[0] - 1) / 2) ** 2 + (x - (shape[1] - 1) / 2) ** 2)
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    r2 = (y - (shape[0] - 1) / 2) ** 2 + (x - (shape[1] - 1) / 2) ** 2
     return level * (1 - depth * r2 / r2.max())
 
 
@@ -72,21 +72,35 @@ def inner(a, margin):
 
 
 def test_spec_defaults_and_from_dict():
-    spec = BackgroundSpec.from_dict({"mesh": 128, "estimator": "Mode", "interpolation": "IDW",
-                                     "smooth": 5, "precision": 0.05, "sigma_upper": None})
-    assert spec == BackgroundSpec(mesh=128, estimator="mode", interpolation="idw", smooth=5,
-                                  precision=0.05)
+    spec = BackgroundSpec.from_dict(
+        {"mesh": 128, "estimator": "Mode", "interpolation": "IDW", "smooth": 5, "precision": 0.05, "sigma_upper": None}
+    )
+    assert spec == BackgroundSpec(mesh=128, estimator="mode", interpolation="idw", smooth=5, precision=0.05)
     assert BackgroundSpec.from_dict(None) == BackgroundSpec()
     assert BackgroundSpec.from_dict(spec) is spec
 
 
-@pytest.mark.parametrize("key, value", [
-    ("mesh", 0), ("mesh", 2.5), ("mesh", "64"), ("mesh", True),
-    ("sigma_upper", 0), ("sigma_upper", -1.0), ("sigma_upper", float("nan")),
-    ("sigma_lower", "x"), ("precision", -0.1), ("precision", 1.0),
-    ("maxiters", 0), ("estimator", "biweight"), ("estimator", 3),
-    ("smooth", 2), ("smooth", 0), ("interpolation", "linear"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("mesh", 0),
+        ("mesh", 2.5),
+        ("mesh", "64"),
+        ("mesh", True),
+        ("sigma_upper", 0),
+        ("sigma_upper", -1.0),
+        ("sigma_upper", float("nan")),
+        ("sigma_lower", "x"),
+        ("precision", -0.1),
+        ("precision", 1.0),
+        ("maxiters", 0),
+        ("estimator", "biweight"),
+        ("estimator", 3),
+        ("smooth", 2),
+        ("smooth", 0),
+        ("interpolation", "linear"),
+    ],
+)
 def test_bad_spec_values_name_the_key(key, value):
     with pytest.raises(ValueError, match=repr(key)):
         BackgroundSpec.from_dict({key: value})
@@ -115,8 +129,7 @@ def test_recovers_gradient_and_glow_under_noise_and_stars(estimator, interpolati
     img = img.astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no photutils deprecation or astropy warning leaks out
-        bg = estimate_background(img, BackgroundSpec(mesh=mesh, estimator=estimator,
-                                                     interpolation=interpolation))
+        bg = estimate_background(img, BackgroundSpec(mesh=mesh, estimator=estimator, interpolation=interpolation))
     assert isinstance(bg, Background)
     assert bg.level.dtype == np.float32 and bg.rms.dtype == np.float32
     assert bg.level.shape == shape and bg.rms.shape == shape
@@ -137,7 +150,7 @@ def test_recovers_gradient_and_glow_under_noise_and_stars(estimator, interpolati
         assert np.abs(inner(err, mesh)).max() < 3.0
         assert np.abs(err).max() < 15
     # at the cell centres (the glow corner cell: its mean differs from its centre value)
-    assert np.abs(err[mesh // 2:: mesh, mesh // 2:: mesh]).max() < 1.5
+    assert np.abs(err[mesh // 2 :: mesh, mesh // 2 :: mesh]).max() < 1.5
     assert abs(np.median(err)) < 0.05
     # rms: the noise (3-sigma clipped: 0.987 sigma), not the spread of the gradient
     # within a cell (0.3 * 64 / sqrt(12) = 5.5 ADU, which would make it 1.14 sigma)
@@ -149,8 +162,10 @@ def test_estimators_on_a_skewed_sky():
     """mean > median > mode on a sky with a positive tail; mode = 2.5 median - 1.5 mean
     cell by cell (same clipped pixels)."""
     img = skewed_cells(seed=3, n_cells=256 * 4, n=64).reshape(256, 256).astype(np.float32)
-    mesh = {e: estimate_background(img, BackgroundSpec(estimator=e, smooth=1)).level_mesh.astype(np.float64)
-            for e in ("mean", "median", "mode")}
+    mesh = {
+        e: estimate_background(img, BackgroundSpec(estimator=e, smooth=1)).level_mesh.astype(np.float64)
+        for e in ("mean", "median", "mode")
+    }
     assert (mesh["mean"] > mesh["median"]).all() and (mesh["median"] > mesh["mode"]).all()
     np.testing.assert_allclose(mesh["mode"], 2.5 * mesh["median"] - 1.5 * mesh["mean"], rtol=0, atol=1e-3)
 
@@ -191,13 +206,14 @@ def test_the_grid_filter_is_the_edge_preserving_one():
     """Background2D's _filter_grid hook (photutils 3.0) is the one that runs: a change
     in photutils that bypasses it must fail here."""
     rng = np.random.default_rng(9)
-    img = (sky_with_glow((320, 384), glow=300.0, scale=60.0) + rng.normal(0, 5.0, (320, 384)))
+    img = sky_with_glow((320, 384), glow=300.0, scale=60.0) + rng.normal(0, 5.0, (320, 384))
     img = img.astype(np.float32)
     raw = estimate_background(img, BackgroundSpec(smooth=1))
     for size in (3, 5):
         smooth = estimate_background(img, BackgroundSpec(smooth=size))
-        np.testing.assert_allclose(smooth.level_mesh, _median_filter_grid(raw.level_mesh, (size, size)),
-                                   rtol=0, atol=1e-3)
+        np.testing.assert_allclose(
+            smooth.level_mesh, _median_filter_grid(raw.level_mesh, (size, size)), rtol=0, atol=1e-3
+        )
         assert not np.allclose(smooth.level_mesh, raw.level_mesh, rtol=0, atol=1e-3)
 
 
@@ -348,7 +364,7 @@ def test_reject_sky_flat_stars_sigma():
     clean, stars, flat = twilight_flat(rng, shape, ys, xs, peaks)
     reject = reject_sky_flat_stars(flat, BackgroundSpec(), method="sigma", k=3.0)
     assert reject.dtype == bool and reject.shape == shape
-    y, x = np.mgrid[0: shape[0], 0: shape[1]]
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
     near = np.zeros(shape, bool)
     for yc, xc in zip(ys, xs):
         near |= np.hypot(y - yc, x - xc) <= 2 * FWHM
@@ -402,7 +418,7 @@ def test_dithered_sky_flats_combine_without_star_residuals():
     shape = (384, 384)
     n = 7
     with_stars, without, star_maps, stars_all = [], [], [], []
-    for i in range(n):
+    for _ in range(n):
         ys, xs, peaks = random_stars(rng, shape, 20)
         level = 20000.0 * rng.uniform(0.8, 1.2)  # twilight fades between exposures
         clean = vignetted(shape, level)
@@ -466,6 +482,7 @@ def test_hot_pixels_on_a_dark_with_amplifier_glow():
     assert (hot & ~truth).sum() <= 1  # elsewhere: Gaussian noise above 5 sigma (p ~ 3e-7)
     # photutils' own grid filter and interpolation flag hundreds of glow pixels here
     from photutils.background import Background2D, MedianBackground
+
     ref = Background2D(dark, 64, filter_size=3, bkg_estimator=MedianBackground())
     assert ((dark > ref.background + 5 * ref.background_rms) & ~truth)[glow_region].sum() > 100
 
@@ -559,9 +576,15 @@ def test_cell_statistics_are_photutils_background2d(estimator):
     """The cells' statistics equal photutils' Background2D (3.0, the reference) given the
     same clipping: partial cells at two edges, masked and NaN pixels, a cell left out (too
     few good pixels) and filled from its neighbours, level and rms grids."""
+    from photutils.background import (
+        Background2D,
+        MeanBackground,
+        MedianBackground,
+        ModeEstimatorBackground,
+        StdBackgroundRMS,
+    )
+
     import ccdcal.background as background
-    from photutils.background import (Background2D, MeanBackground, MedianBackground,
-                                      ModeEstimatorBackground, StdBackgroundRMS)
 
     rng = np.random.default_rng(11)
     shape = (300, 370)  # cells of 32: partial last row (12) and column (18)
@@ -573,17 +596,27 @@ def test_cell_statistics_are_photutils_background2d(estimator):
     mask[100:110, 10:200] = True
     box = background.cell_shape(shape, 32)
     needed = background._good_pixels_needed(shape, box)
-    estimators = {"median": MedianBackground(sigma_clip=None), "mean": MeanBackground(sigma_clip=None),
-                  "mode": ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5, sigma_clip=None)}
+    estimators = {
+        "median": MedianBackground(sigma_clip=None),
+        "mean": MeanBackground(sigma_clip=None),
+        "mode": ModeEstimatorBackground(median_factor=2.5, mean_factor=1.5, sigma_clip=None),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = Background2D(img, box, mask=mask, filter_size=1,
-                           exclude_percentile=100.0 * (1.0 - needed / (box[0] * box[1])),
-                           sigma_clip=PrecisionSigmaClip(3.0, 3.0, 0.01, 10),
-                           bkg_estimator=estimators[estimator], bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None))
+        ref = Background2D(
+            img,
+            box,
+            mask=mask,
+            filter_size=1,
+            exclude_percentile=100.0 * (1.0 - needed / (box[0] * box[1])),
+            sigma_clip=PrecisionSigmaClip(3.0, 3.0, 0.01, 10),
+            bkg_estimator=estimators[estimator],
+            bkg_rms_estimator=StdBackgroundRMS(sigma_clip=None),
+        )
         ref_level, ref_rms = np.asarray(ref.background_mesh), np.asarray(ref.background_rms_mesh)
-    level, spread = background._cell_statistics(img, mask, box, PrecisionSigmaClip(3.0, 3.0, 0.01, 10, threads=2),
-                                                estimator, rms=True)
+    level, spread = background._cell_statistics(
+        img, mask, box, PrecisionSigmaClip(3.0, 3.0, 0.01, 10, threads=2), estimator, rms=True
+    )
     assert np.isnan(level[2, 3]) and np.isnan(spread[2, 3])  # the masked cell is left out
     np.testing.assert_allclose(background._fill_left_out(level), ref_level, rtol=2e-6)
     np.testing.assert_allclose(background._fill_left_out(spread), ref_rms, rtol=1e-5)
@@ -608,6 +641,6 @@ def test_the_median_of_a_run_of_sorted_values_is_bottlenecks():
     end[7] = start[7]  # an empty run
     medians = _run_medians(rows, start, end)
     for i in range(40):
-        run = rows[i, start[i]:end[i]]
+        run = rows[i, start[i] : end[i]]
         assert np.isnan(medians[i]) if run.size == 0 else medians[i] == bn.nanmedian(run)
-    assert {len(rows[i, start[i]:end[i]]) % 2 for i in range(40)} == {0, 1}
+    assert {len(rows[i, start[i] : end[i]]) % 2 for i in range(40)} == {0, 1}

@@ -19,8 +19,7 @@ def product(data, uncert, mask=None):
     data = np.asarray(data, dtype=np.float32)
     uncert = np.broadcast_to(np.asarray(uncert, dtype=np.float32), data.shape).copy()
     mask = np.zeros(data.shape, np.uint8) if mask is None else np.asarray(mask, np.uint8)
-    return Product(path=Path("x"), data=data, uncert=uncert, mask=mask, header=fits.Header(),
-                   digest="x")
+    return Product(path=Path("x"), data=data, uncert=uncert, mask=mask, header=fits.Header(), digest="x")
 
 
 @pytest.fixture
@@ -107,7 +106,9 @@ def test_subtrahend_blocks(scene):
     bias, dark, _ = masters(scene, 60.0)
     sub = subtrahend(bias, dark, "scaled", 2.0)
     np.testing.assert_allclose(sub.image(slice(None)), 2.0 * dark.data - bias.data, rtol=1e-6)
-    np.testing.assert_allclose(sub.variance(slice(None)), 1.0 * 1.0 + 4.0 * 2.0**2, rtol=1e-6)  # (1-k)^2 sB^2 + k^2 sD^2
+    np.testing.assert_allclose(
+        sub.variance(slice(None)), 1.0 * 1.0 + 4.0 * 2.0**2, rtol=1e-6
+    )  # (1-k)^2 sB^2 + k^2 sD^2
     block = np.full((2, 7), 1000.0, np.float32)
     sub.subtract(block, slice(3, 5))
     np.testing.assert_allclose(block, 1000.0 - sub.image(slice(3, 5)), rtol=1e-6)
@@ -146,12 +147,12 @@ def test_uncertainty_formula(scene, case):
         sub, mode, B = subtrahend(bias, None, None, None), None, bias.data
     out, unc, _ = calibrate_array(raw.copy(), None, sub, flat, GAIN, READ_NOISE)
     f64 = lambda a: None if a is None else np.asarray(a, np.float64)  # noqa: E731
-    want = expected_sigma(f64(raw), f64(B), f64(dark.data), f64(flat.data), 1.5**2, 2.5**2, 0.02**2,
-                          mode, k, f64(out))
+    want = expected_sigma(f64(raw), f64(B), f64(dark.data), f64(flat.data), 1.5**2, 2.5**2, 0.02**2, mode, k, f64(out))
     np.testing.assert_allclose(unc, want, rtol=1e-5)
     if case == "unscaled_with_bias":  # dark current's shot noise is counted (raw - B, not raw - D)
-        no_dark_shot = expected_sigma(f64(raw), None, f64(dark.data), f64(flat.data), 0, 2.5**2,
-                                      0.02**2, "unscaled", 1.0, f64(out))
+        no_dark_shot = expected_sigma(
+            f64(raw), None, f64(dark.data), f64(flat.data), 0, 2.5**2, 0.02**2, "unscaled", 1.0, f64(out)
+        )
         assert np.all(unc[1:] > no_dark_shot[1:])
 
 
@@ -223,8 +224,9 @@ def test_mask_bits():
     saturated[1, 4] = True
     raw[0, 4] = np.nan
 
-    out, unc, mask = calibrate_array(raw.copy(), saturated, subtrahend(bias, dark, "scaled", 2.0),
-                                     flat, GAIN, READ_NOISE)
+    out, unc, mask = calibrate_array(
+        raw.copy(), saturated, subtrahend(bias, dark, "scaled", 2.0), flat, GAIN, READ_NOISE
+    )
     assert mask[0, 0] == BADPIX  # from the bias
     assert mask[0, 1] == 0
     assert mask[1, 1] == BADPIX  # from the dark
@@ -245,8 +247,7 @@ def test_mask_bits():
     assert out[0, 0] == pytest.approx(1500.0 - 500.0 - 2.0 * 30.0)
 
     # an unscaled dark does not use the bias: its bad pixels are not inherited
-    _, _, mask = calibrate_array(raw.copy(), None, subtrahend(bias, dark, "unscaled", 1.0), None,
-                                 GAIN, READ_NOISE)
+    _, _, mask = calibrate_array(raw.copy(), None, subtrahend(bias, dark, "unscaled", 1.0), None, GAIN, READ_NOISE)
     assert mask[0, 0] == 0 and mask[1, 1] == BADPIX
 
 
@@ -254,8 +255,9 @@ def test_weak_threshold_argument():
     shape = (1, 3)
     flat = product(np.array([[0.15, 0.25, 0.35]]), 0.0)
     raw = np.full(shape, 100.0, np.float32)
-    _, _, mask = calibrate_array(raw.copy(), None, subtrahend(None, None, None, None), flat, GAIN,
-                                 READ_NOISE, weak_threshold=0.3)
+    _, _, mask = calibrate_array(
+        raw.copy(), None, subtrahend(None, None, None, None), flat, GAIN, READ_NOISE, weak_threshold=0.3
+    )
     assert mask.tolist() == [[WEAKFLAT, WEAKFLAT, 0]]
 
 

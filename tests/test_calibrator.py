@@ -3,14 +3,13 @@ left out, user overscan functions and XParallax's output options."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import o_direct_available
 
 from ccdcal import Calibrator
 from ccdcal.products import write_product
-from conftest import o_direct_available
 
 NY, NX, ROWS = 60, 80, 20  # image rows, columns; overscan rows at the bottom (SuperPhot's example)
 
@@ -28,17 +27,27 @@ def files(tmp_path):
     header = fits.Header({"EXPTIME": 30.0, "IMAGETYP": "LIGHT"})
     fits.PrimaryHDU(np.round(raw).astype(np.uint16), header=header).writeto(tmp_path / "raw1.fits")
     zeros = np.zeros((NY, NX), np.float32)
-    write_product(tmp_path / "bias.fits", bias2d.astype(np.float32), zeros + 0.3, zeros.astype(np.uint8),
-                  fits.Header({"EXPTIME": 0.0}))
-    write_product(tmp_path / "flat.fits", flat.astype(np.float32), zeros + 0.001, zeros.astype(np.uint8),
-                  fits.Header(), unit="")
+    write_product(
+        tmp_path / "bias.fits",
+        bias2d.astype(np.float32),
+        zeros + 0.3,
+        zeros.astype(np.uint8),
+        fits.Header({"EXPTIME": 0.0}),
+    )
+    write_product(
+        tmp_path / "flat.fits", flat.astype(np.float32), zeros + 0.001, zeros.astype(np.uint8), fits.Header(), unit=""
+    )
     return {"dir": tmp_path, "signal": signal, "flat": flat, "bias2d": bias2d}
 
 
 def superphot(files, **extra):
-    parameters = dict(overscans=[dict(xmin=0, xmax=NX, ymin=0, ymax=ROWS)], overscan_method="median",
-                      master_bias=files["dir"] / "bias.fits", gain=4.0,
-                      image_area=dict(xmin=0, xmax=NX, ymin=ROWS, ymax=NY + ROWS))
+    parameters = dict(
+        overscans=[dict(xmin=0, xmax=NX, ymin=0, ymax=ROWS)],
+        overscan_method="median",
+        master_bias=files["dir"] / "bias.fits",
+        gain=4.0,
+        image_area=dict(xmin=0, xmax=NX, ymin=ROWS, ymax=NY + ROWS),
+    )
     return Calibrator(**{**parameters, **extra})
 
 
@@ -81,7 +90,7 @@ def test_user_overscan_function(files):
     def subtract_mean(image, overscans):
         (o,) = overscans
         calls.append(o)
-        return image - image[o["ymin"]:o["ymax"], o["xmin"]:o["xmax"]].mean()
+        return image - image[o["ymin"] : o["ymax"], o["xmin"] : o["xmax"]].mean()
 
     superphot(files, overscan_method=subtract_mean)(raw=d / "raw1.fits", calibrated=d / "f.fits")
     superphot(files, overscan_method="mean")(raw=d / "raw1.fits", calibrated=d / "m.fits")
@@ -163,8 +172,9 @@ def refuse_o_direct(monkeypatch):
 @pytest.mark.parametrize("checksum", [True, False])
 @pytest.mark.parametrize("o_direct", ["used", "refused by the file system"])
 @pytest.mark.parametrize("writes", ["in the caller", "by a background writer"])
-def test_a_product_written_around_the_page_cache_is_the_same_file(tmp_path, monkeypatch, checksum, o_direct,
-                                                                  shape, writes):
+def test_a_product_written_around_the_page_cache_is_the_same_file(
+    tmp_path, monkeypatch, checksum, o_direct, shape, writes
+):
     """drop_cache (what light outputs use) only changes how the bytes reach the disk
     (O_DIRECT, or where refused, planes dropped from the cache as written; by the caller
     or by a BackgroundWriter's thread): the file is byte for byte a plain write's, and no
@@ -180,12 +190,15 @@ def test_a_product_written_around_the_page_cache_is_the_same_file(tmp_path, monk
     if o_direct != "used":
         refuse_o_direct(monkeypatch)
     if writes == "in the caller":
-        assert write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum,
-                             drop_cache=True) is None
+        assert (
+            write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum, drop_cache=True)
+            is None
+        )
     else:
         with BackgroundWriter(chunks=2) as writer:
-            written = write_product(tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum,
-                                    writer=writer)
+            written = write_product(
+                tmp_path / "out_True.fits", image, uncert, mask, header, checksum=checksum, writer=writer
+            )
         assert written.result() == tmp_path / "out_True.fits"
     assert (tmp_path / "out_True.fits").read_bytes() == (tmp_path / "out_False.fits").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out_False.fits", "out_True.fits"]
@@ -215,13 +228,15 @@ def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
     write_product(tmp_path / "plain.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header())
     monkeypatch.setattr(os, "write", write)
     monkeypatch.setattr(_DirectWriter, "CHUNK", 1 << 20)
-    write_product(tmp_path / "direct.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
-                  drop_cache=True)
+    write_product(
+        tmp_path / "direct.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(), drop_cache=True
+    )
     assert (tmp_path / "direct.fits").read_bytes() == (tmp_path / "plain.fits").read_bytes()
     refused.clear()
     with BackgroundWriter(chunks=2) as writer:  # the same, the chunks written by the writer's thread
-        write_product(tmp_path / "queued.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
-                      writer=writer).result()
+        write_product(
+            tmp_path / "queued.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(), writer=writer
+        ).result()
     assert (tmp_path / "queued.fits").read_bytes() == (tmp_path / "plain.fits").read_bytes()
     if o_direct_available(tmp_path):
         assert refused  # O_DIRECT was in use here, then refused once
@@ -232,7 +247,8 @@ def test_a_direct_write_refused_midway_goes_on_as_usual(tmp_path, monkeypatch):
 
 
 def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the_file_it_could_not_write(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """Eight files made by two threads through a pool of two 1 MiB chunks (each file
     needs four, so the makers wait for the writer's thread): every file is a plain write's
     bytes. A disk write that fails fails that file's Future alone, and leaves no file of
@@ -243,8 +259,10 @@ def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the
     from ccdcal.writers import BackgroundWriter, _DirectWriter
 
     if not o_direct_available(tmp_path):
-        pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "
-                    "and only files written around the page cache are written in the background")
+        pytest.skip(
+            "the file system under the tests' temporary folder has no O_DIRECT, "
+            "and only files written around the page cache are written in the background"
+        )
     rng = np.random.default_rng(4)
     planes = [rng.normal(0, 1, (700, 500)).astype(np.float32) for _ in range(8)]
     for i, image in enumerate(planes):
@@ -260,9 +278,17 @@ def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the
     monkeypatch.setattr(_DirectWriter, "_write_staged", write_staged)
     with BackgroundWriter(chunks=2) as writer:
         written = map_in_threads(
-            lambda i: write_product(tmp_path / f"queued{i}.fits", planes[i], planes[i],
-                                    np.zeros(planes[i].shape, np.uint8), fits.Header(), writer=writer),
-            range(8), 2)
+            lambda i: write_product(
+                tmp_path / f"queued{i}.fits",
+                planes[i],
+                planes[i],
+                np.zeros(planes[i].shape, np.uint8),
+                fits.Header(),
+                writer=writer,
+            ),
+            range(8),
+            2,
+        )
     for i, future in enumerate(written):
         if i == 5:
             with pytest.raises(OSError, match="Input/output"):
@@ -271,10 +297,17 @@ def test_a_background_writer_writes_what_many_threads_hand_it_and_fails_only_the
             assert future.result() == tmp_path / f"queued{i}.fits"
             assert future.result().read_bytes() == (tmp_path / f"plain{i}.fits").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "queued"))) == [
-        f"queued{i}.fits" for i in range(8) if i != 5]
+        f"queued{i}.fits" for i in range(8) if i != 5
+    ]
     with pytest.raises(OSError, match="Input/output"):  # the same when the caller writes it
-        write_product(tmp_path / "queued5.fits", planes[5], planes[5], np.zeros(planes[5].shape, np.uint8),
-                      fits.Header(), drop_cache=True)
+        write_product(
+            tmp_path / "queued5.fits",
+            planes[5],
+            planes[5],
+            np.zeros(planes[5].shape, np.uint8),
+            fits.Header(),
+            drop_cache=True,
+        )
     assert not any(p.name.startswith((".queued5", "queued5")) for p in tmp_path.iterdir())
 
 
@@ -293,8 +326,7 @@ def test_a_file_system_that_refuses_the_advice_is_written_as_usual(tmp_path, mon
     refuse_o_direct(monkeypatch)
     monkeypatch.setattr(os, "posix_fadvise", refuse)
     image = np.ones((600, 600), np.float32)  # planes over 1 MB: the advice is asked for
-    write_product(tmp_path / "out.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
-                  drop_cache=True)
+    write_product(tmp_path / "out.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(), drop_cache=True)
     assert len(asked) == 1  # asked once, for the first plane; not again once refused
     with fits.open(tmp_path / "out.fits") as hdul:
         np.testing.assert_array_equal(hdul["UNCERT"].data, image)
@@ -313,8 +345,9 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
     previous = os.umask(umask)
     try:
         image = np.ones((NY, NX), np.float32)
-        write_product(tmp_path / "light.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(),
-                      drop_cache=True)
+        write_product(
+            tmp_path / "light.fits", image, image, np.zeros(image.shape, np.uint8), fits.Header(), drop_cache=True
+        )
         write_text_atomic("a,b\n", tmp_path / "summary.csv")
         for name in ("light.fits", "summary.csv"):
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
@@ -326,8 +359,9 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path, umask):
 
         for around_the_cache in (False, True):
             with pytest.raises(OSError, match="Input/output"):
-                write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits",
-                                  drop_cache=around_the_cache)
+                write_fits_atomic(
+                    FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits", drop_cache=around_the_cache
+                )
         with BackgroundWriter() as writer, pytest.raises(OSError, match="Input/output"):
             write_fits_atomic(FailsHalfway([fits.PrimaryHDU()]), tmp_path / "light.fits", writer=writer)
     finally:
@@ -376,8 +410,15 @@ def test_masters_loaded_up_front_are_read_once(files, monkeypatch):
 
 
 # ------------------------------------------------------------------ bad input refused
-@pytest.mark.parametrize("link", ["the same path", "a symlink to the raw file as output",
-                                  "the raw file given through a symlink", "a hard link to the raw file"])
+@pytest.mark.parametrize(
+    "link",
+    [
+        "the same path",
+        "a symlink to the raw file as output",
+        "the raw file given through a symlink",
+        "a hard link to the raw file",
+    ],
+)
 def test_an_output_that_is_the_raw_file_is_refused_and_the_raw_file_kept(files, link):
     """calibrated = raw (or a link to it, either way round) would write over the raw
     frame: refused before anything is written, naming both paths."""
@@ -412,14 +453,17 @@ def _product_with(path, planes=("PRIMARY", "UNCERT", "MASK"), uncert_shape=(NY, 
     fits.HDUList(hdus).writeto(path)
 
 
-@pytest.mark.parametrize("kind, problem", [
-    ("a raw frame", "not a ccdcal product (no UNCERT extension); give a master made by ccdcal"),
-    ("no MASK", "not a ccdcal product (no MASK extension)"),
-    ("UNCERT of another shape", "planes of different shapes"),
-    ("truncated", "truncated: "),
-    ("cut inside a header", "cut inside a header"),
-    ("a text file", "not a readable FITS file"),
-])
+@pytest.mark.parametrize(
+    "kind, problem",
+    [
+        ("a raw frame", "not a ccdcal product (no UNCERT extension); give a master made by ccdcal"),
+        ("no MASK", "not a ccdcal product (no MASK extension)"),
+        ("UNCERT of another shape", "planes of different shapes"),
+        ("truncated", "truncated: "),
+        ("cut inside a header", "cut inside a header"),
+        ("a text file", "not a readable FITS file"),
+    ],
+)
 def test_a_master_that_is_not_a_whole_ccdcal_product_is_refused_naming_the_file(files, kind, problem):
     """read_product (the Calibrator's masters, the master and light jobs') raises
     FrameError naming the file and what is wrong with it, never a KeyError or a numpy
@@ -442,7 +486,7 @@ def test_a_master_that_is_not_a_whole_ccdcal_product_is_refused_naming_the_file(
     elif kind == "cut inside a header":
         with fits.open(d / "bias.fits") as hdul:
             mask_header_starts = hdul.fileinfo(2)["hdrLoc"]
-        master.write_bytes(whole[:mask_header_starts + 100])
+        master.write_bytes(whole[: mask_header_starts + 100])
     else:
         master.write_text("SIMPLE? no, a text file\n")
     with pytest.raises(FrameError) as info:
@@ -468,12 +512,21 @@ def _camera_with(**values):
     return camera
 
 
-@pytest.mark.parametrize("what, value, source", [
-    ("gain", 0.0, "parameter"), ("gain", -2.0, "parameter"), ("gain", float("nan"), "parameter"),
-    ("gain", float("inf"), "parameter"), ("gain", 0.0, "camera profile"), ("gain", -1.5, "camera profile"),
-    ("read_noise", -1.0, "parameter"), ("read_noise", float("nan"), "parameter"),
-    ("read_noise", float("inf"), "parameter"), ("read_noise", -3.0, "camera profile"),
-])
+@pytest.mark.parametrize(
+    "what, value, source",
+    [
+        ("gain", 0.0, "parameter"),
+        ("gain", -2.0, "parameter"),
+        ("gain", float("nan"), "parameter"),
+        ("gain", float("inf"), "parameter"),
+        ("gain", 0.0, "camera profile"),
+        ("gain", -1.5, "camera profile"),
+        ("read_noise", -1.0, "parameter"),
+        ("read_noise", float("nan"), "parameter"),
+        ("read_noise", float("inf"), "parameter"),
+        ("read_noise", -3.0, "camera profile"),
+    ],
+)
 def test_a_gain_or_read_noise_that_is_not_a_positive_number_is_refused(files, what, value, source):
     """gain (e-/ADU) must be finite and > 0, read_noise (e-) finite and >= 0, whether
     given as a parameter or by the camera profile: ValueError naming it and the value,
@@ -492,26 +545,33 @@ def test_a_gain_or_read_noise_that_is_not_a_positive_number_is_refused(files, wh
 RAW_NY, RAW_NX = 50, 70  # a raw frame that is not square, so NAXIS1 x NAXIS2 is told apart
 
 
-@pytest.mark.parametrize("parameter, given, problem", [
-    ("overscans", dict(xmin=0, xmax=RAW_NX + 5, ymin=0, ymax=10), "lies outside"),  # partly outside
-    ("overscans", dict(xmin=-5, xmax=RAW_NX, ymin=0, ymax=10), "lies outside"),  # would wrap around
-    ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=RAW_NY, ymax=RAW_NY + 10), "lies outside"),  # wholly
-    ("overscans", "[1:75,1:10]", "lies outside"),
-    ("overscans", "[1:70,51:60]", "lies outside"),
-    ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=5), "is empty"),
-    ("overscan_data", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 1), "lies outside"),
-    ("image_area", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 2), "lies outside"),
-    ("image_area", dict(xmin=-10, xmax=RAW_NX, ymin=10, ymax=RAW_NY), "lies outside"),
-    ("image_area", dict(xmin=20, xmax=20, ymin=10, ymax=RAW_NY), "is empty"),
-    ("image_area", "[1:71,11:50]", "lies outside"),
-])
+@pytest.mark.parametrize(
+    "parameter, given, problem",
+    [
+        ("overscans", dict(xmin=0, xmax=RAW_NX + 5, ymin=0, ymax=10), "lies outside"),  # partly outside
+        ("overscans", dict(xmin=-5, xmax=RAW_NX, ymin=0, ymax=10), "lies outside"),  # would wrap around
+        ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=RAW_NY, ymax=RAW_NY + 10), "lies outside"),  # wholly
+        ("overscans", "[1:75,1:10]", "lies outside"),
+        ("overscans", "[1:70,51:60]", "lies outside"),
+        ("overscans", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=5), "is empty"),
+        ("overscan_data", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 1), "lies outside"),
+        ("image_area", dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY + 2), "lies outside"),
+        ("image_area", dict(xmin=-10, xmax=RAW_NX, ymin=10, ymax=RAW_NY), "lies outside"),
+        ("image_area", dict(xmin=20, xmax=20, ymin=10, ymax=RAW_NY), "is empty"),
+        ("image_area", "[1:71,11:50]", "lies outside"),
+    ],
+)
 def test_a_region_outside_the_raw_frame_is_refused_naming_it(tmp_path, parameter, given, problem):
     """Regions are checked against the raw frame before anything is written: ValueError
     naming the parameter, the region as given (0-based dict or FITS string) and the frame
     size NAXIS1 x NAXIS2 -- not clipped, not wrapped around, no NaN level."""
     fits.PrimaryHDU(np.full((RAW_NY, RAW_NX), 1000, np.uint16)).writeto(tmp_path / "raw.fits")
-    parameters = dict(overscans=[dict(xmin=0, xmax=RAW_NX, ymin=0, ymax=10)], overscan_method="median",
-                      gain=1.0, image_area=dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY))
+    parameters = dict(
+        overscans=[dict(xmin=0, xmax=RAW_NX, ymin=0, ymax=10)],
+        overscan_method="median",
+        gain=1.0,
+        image_area=dict(xmin=0, xmax=RAW_NX, ymin=10, ymax=RAW_NY),
+    )
     parameters[parameter] = given if parameter == "image_area" else [given]
     with pytest.raises(ValueError) as info:
         Calibrator(**parameters)(raw=tmp_path / "raw.fits", calibrated=tmp_path / "out.fits")

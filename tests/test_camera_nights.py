@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import run_snakemake
 
 from ccdcal import simulate
 from ccdcal.simulate import score_light, write_camera_night
-
-from conftest import run_snakemake
 
 #: Each preset's camera profile, as a user would write it for that camera.
 NO_OVERSCAN = {"overscan": {"method": "none"}, "trim": "none"}
@@ -35,8 +34,7 @@ GAIN_TOLERANCE = 0.03
 
 
 def night_config(preset: str, spec: simulate.CameraNight) -> dict:
-    camera = {"name": spec.camera.key, "match": {"header": {"INSTRUME": spec.camera.instrument}},
-              **PROFILES[preset]}
+    camera = {"name": spec.camera.key, "match": {"header": {"INSTRUME": spec.camera.instrument}}, **PROFILES[preset]}
     return {"cameras": [camera]}
 
 
@@ -77,7 +75,7 @@ def noise_record(out: Path) -> dict:
 def light_illumination(manifest: dict, header) -> str | None:
     """The truth illumination of the lamp flats a light was calibrated with."""
     master = header["FLATFILE"]
-    for name, entry in manifest["sets"].items():
+    for entry in manifest["sets"].values():
         if entry["kind"] == "flat" and entry["object"] and entry["illumination"]:
             if simulate_object_label(entry["object"]) in master:
                 return entry["illumination"]
@@ -102,8 +100,7 @@ def test_every_light_uncertainty_is_its_actual_scatter(night):
         score = score_light(calibrated, truth, light, light_illumination(manifest, header))
         lo, hi = SCATTER_RANGE
         assert lo <= score.z_scatter <= hi, f"{preset} {rel}: scatter/UNCERT {score.z_scatter:.4f}"
-        assert lo <= score.scatter_ratio <= hi, (
-            f"{preset} {rel}: scatter / median UNCERT {score.scatter_ratio:.4f}")
+        assert lo <= score.scatter_ratio <= hi, f"{preset} {rel}: scatter / median UNCERT {score.scatter_ratio:.4f}"
         assert score.pixels > 0.9 * header["NAXIS1"] * header["NAXIS2"]
 
 
@@ -174,8 +171,7 @@ def test_read_noise_is_measured_from_the_right_frames(night):
         assert "NORDNOISE" not in header["CALFLAGS"]
 
 
-def test_frames_the_camera_dark_subtracted_get_only_their_pedestal_removed_and_the_flat(
-        calibrated_night):
+def test_frames_the_camera_dark_subtracted_get_only_their_pedestal_removed_and_the_flat(calibrated_night):
     """MaxIm DL auto-dark lights (HISTORY, PEDESTAL = -100): no bias or dark again, the
     pedestal added back (PEDAPPL, and no PEDESTAL card left to apply twice), the level
     right: mean residual within 0.05 sigma."""
@@ -217,8 +213,7 @@ def test_a_gain_keyword_holding_a_setting_is_caught_by_the_measurement(calibrate
     record = noise_record(out)
     assert record["gain"] == pytest.approx(0.8, rel=GAIN_TOLERANCE)
     assert record["gain_source"].startswith("measured: photon transfer")
-    assert record["warnings"][0].startswith(
-        f"header GAIN = 100 is not the measured gain {record['gain']:.4g} +- ")
+    assert record["warnings"][0].startswith(f"header GAIN = 100 is not the measured gain {record['gain']:.4g} +- ")
     assert record["warnings"][0].endswith("the measured gain is used")
     summary = (out / "summary.txt").read_text()
     assert "    warning: header GAIN = 100 is not the measured gain" in summary

@@ -9,8 +9,14 @@ import warnings
 import numpy as np
 import pytest
 
-from ccdcal.combine import (CombineResult, CombineSpec, combine_block, combine_frames_in_memory,
-                            variance_factor, variance_factor_table)
+from ccdcal.combine import (
+    CombineResult,
+    CombineSpec,
+    combine_block,
+    combine_frames_in_memory,
+    variance_factor,
+    variance_factor_table,
+)
 
 ccdproc = pytest.importorskip("ccdproc")
 from astropy.nddata import CCDData  # noqa: E402
@@ -46,8 +52,9 @@ def used_mask(stack, spec):
     2**i over the used frames, i.e. the bit mask (exact in float32 for n <= 24)."""
     n = stack.shape[0]
     assert n <= 24
-    res = combine_block(stack.copy(), dataclasses.replace(spec, method="sum"),
-                        variances=(2.0 ** np.arange(n)).reshape(n, 1, 1))
+    res = combine_block(
+        stack.copy(), dataclasses.replace(spec, method="sum"), variances=(2.0 ** np.arange(n)).reshape(n, 1, 1)
+    )
     bits = np.nan_to_num(res.variance, nan=0.0).astype(np.int64)
     mask = ((bits[None] >> np.arange(n)[:, None, None]) & 1).astype(bool)
     np.testing.assert_array_equal(mask.sum(0), res.n_used)
@@ -62,8 +69,9 @@ def f32(a):
 
 
 def test_spec_from_dict_and_validation():
-    spec = CombineSpec.from_dict({"method": "Mean", "rejection": "sigma_clip", "sigma_low": None,
-                                  "maxiters": 3, "center": None})
+    spec = CombineSpec.from_dict(
+        {"method": "Mean", "rejection": "sigma_clip", "sigma_low": None, "maxiters": 3, "center": None}
+    )
     assert spec == CombineSpec(method="mean", rejection="sigma_clip", maxiters=3)
     assert CombineSpec.from_dict({"rejection": None}).rejection == "none"
     assert CombineSpec.from_dict({"method": "average"}).method == "mean"
@@ -94,9 +102,9 @@ def test_spec_from_dict_and_validation():
 # ----------------------------------------------------------------------------- ccdproc
 
 
-@pytest.mark.parametrize("method, ccd_method", [("median", "median_combine"),
-                                                ("mean", "average_combine"),
-                                                ("sum", "sum_combine")])
+@pytest.mark.parametrize(
+    "method, ccd_method", [("median", "median_combine"), ("mean", "average_combine"), ("sum", "sum_combine")]
+)
 def test_plain_combine_matches_ccdproc(method, ccd_method):
     s = make_stack(seed=1, nan_frac=0.02)
     s[:, 5, 7] = np.nan  # all-NaN pixel
@@ -116,10 +124,10 @@ def test_ccdproc_combine_function_sigma_clip_default_funcs():
     # ccdproc.combine(sigma_clip=True) uses ma.mean / ma.std, single pass. No NaN here:
     # those NaN-unaware default functions make ccdproc reject a whole pixel with a NaN.
     s = make_stack(seed=2)
-    ref = ccdproc.combine(ccds_of(s), method="average", sigma_clip=True,
-                          sigma_clip_low_thresh=2.5, sigma_clip_high_thresh=3.0)
-    spec = CombineSpec(method="mean", rejection="sigma_clip", sigma_low=2.5, sigma_high=3.0,
-                       maxiters=1, center="mean")
+    ref = ccdproc.combine(
+        ccds_of(s), method="average", sigma_clip=True, sigma_clip_low_thresh=2.5, sigma_clip_high_thresh=3.0
+    )
+    spec = CombineSpec(method="mean", rejection="sigma_clip", sigma_low=2.5, sigma_high=3.0, maxiters=1, center="mean")
     res = combine_block(s.copy(), spec)
     ok = ~ref.mask
     np.testing.assert_allclose(res.data[ok], f32(ref.data[ok]), rtol=1e-6, atol=0)
@@ -155,8 +163,11 @@ def test_minmax_matches_ccdproc_clip_extrema(nlow, nhigh):
     mask = np.ma.getmaskarray(comb.data_arr)
     spec = CombineSpec(rejection="minmax", n_low=nlow, n_high=nhigh)
     np.testing.assert_array_equal(used_mask(s, spec), ~mask)
-    for method, ref in (("median", comb.median_combine()), ("mean", comb.average_combine()),
-                        ("sum", comb.sum_combine())):
+    for method, ref in (
+        ("median", comb.median_combine()),
+        ("mean", comb.average_combine()),
+        ("sum", comb.sum_combine()),
+    ):
         res = combine_block(s.copy(), dataclasses.replace(spec, method=method))
         np.testing.assert_array_equal(res.data, f32(ref.data))
         assert np.all(res.n_used == s.shape[0] - nlow - nhigh)
@@ -239,11 +250,11 @@ def test_iterative_clip_matches_astropy_sigma_clip(center, rejection, stdfunc, m
     s = make_stack(seed=8, n=16, nan_frac=0.01)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NaN warning
-        ref = sigma_clip(s, sigma_lower=2.0, sigma_upper=2.5, maxiters=maxiters,
-                         cenfunc=center, stdfunc=stdfunc, axis=0, masked=True)
+        ref = sigma_clip(
+            s, sigma_lower=2.0, sigma_upper=2.5, maxiters=maxiters, cenfunc=center, stdfunc=stdfunc, axis=0, masked=True
+        )
     keep = ~np.ma.getmaskarray(ref)
-    spec = CombineSpec(rejection=rejection, sigma_low=2.0, sigma_high=2.5, maxiters=maxiters,
-                       center=center)
+    spec = CombineSpec(rejection=rejection, sigma_low=2.0, sigma_high=2.5, maxiters=maxiters, center=center)
     np.testing.assert_array_equal(used_mask(s, spec), keep)
     vals = np.where(keep, s.astype(np.float64), np.nan)
     with warnings.catch_warnings():
@@ -300,12 +311,15 @@ def test_winsorized_clean_data_keeps_almost_everything():
 
 
 def test_percentile_clipping_hand_example():
-    cols = np.array([
-        [100, 79, 81, 111, 109],      # m=100: keep [80, 110] -> reject 79 and 111
-        [-100, -79, -125, -111, -95],  # m=-100, |m| used: keep [-120, -90]
-        [0, 5, -5, 0, 100],           # m=0: relative criterion undefined, no clipping
-        [10, 10, 10, np.nan, 12],     # m=10: keep [8, 11] -> reject 12
-    ], dtype=np.float32).T.reshape(5, 1, 4)
+    cols = np.array(
+        [
+            [100, 79, 81, 111, 109],  # m=100: keep [80, 110] -> reject 79 and 111
+            [-100, -79, -125, -111, -95],  # m=-100, |m| used: keep [-120, -90]
+            [0, 5, -5, 0, 100],  # m=0: relative criterion undefined, no clipping
+            [10, 10, 10, np.nan, 12],  # m=10: keep [8, 11] -> reject 12
+        ],
+        dtype=np.float32,
+    ).T.reshape(5, 1, 4)
     spec = CombineSpec(rejection="percentile", percentile_low=0.2, percentile_high=0.1)
     res = combine_block(cols.copy(), dataclasses.replace(spec, method="mean"))
     np.testing.assert_array_equal(res.n_used[0], [3, 3, 5, 3])
@@ -322,18 +336,18 @@ def test_variance_model_mean_median_sum():
     rng = np.random.default_rng(12)
     n, sig = 31, 3.0
     s = rng.normal(50.0, sig, (n, 200, 300)).astype(np.float32)
-    var = np.full((n, 1, 1), sig ** 2)
+    var = np.full((n, 1, 1), sig**2)
     mean = combine_block(s.copy(), CombineSpec(method="mean"), variances=var)
     med = combine_block(s.copy(), CombineSpec(method="median"), variances=var)
     tot = combine_block(s.copy(), CombineSpec(method="sum"), variances=var)
     c_median = variance_factor(CombineSpec(method="median"), n)  # 1.549, 1.4 % below pi/2
-    np.testing.assert_allclose(mean.variance, sig ** 2 / n, rtol=1e-6)
-    np.testing.assert_allclose(med.variance, c_median * sig ** 2 / n, rtol=1e-6)
-    np.testing.assert_allclose(tot.variance, n * sig ** 2, rtol=1e-6)
+    np.testing.assert_allclose(mean.variance, sig**2 / n, rtol=1e-6)
+    np.testing.assert_allclose(med.variance, c_median * sig**2 / n, rtol=1e-6)
+    np.testing.assert_allclose(tot.variance, n * sig**2, rtol=1e-6)
     # The model agrees with the actual scatter of the combined values across pixels
     # (60000 pixels: 0.6 % standard error of a variance, 0.03 = 5 of them).
-    ratio_mean = np.var(mean.data.astype(np.float64)) / (sig ** 2 / n)
-    ratio_med = np.var(med.data.astype(np.float64)) / (c_median * sig ** 2 / n)
+    ratio_mean = np.var(mean.data.astype(np.float64)) / (sig**2 / n)
+    ratio_med = np.var(med.data.astype(np.float64)) / (c_median * sig**2 / n)
     assert ratio_mean == pytest.approx(1.0, abs=0.03)
     assert ratio_med == pytest.approx(1.0, abs=0.03)
 
@@ -350,13 +364,13 @@ def test_variance_per_frame_full_weights_and_rejection():
     for variances, vv in ((v, np.broadcast_to(v[:, None, None], s.shape)), (vfull, vfull)):
         res = combine_block(s.copy(), CombineSpec(method="mean"), weights=w, variances=variances)
         ww = np.where(valid, w[:, None, None], 0.0)
-        np.testing.assert_allclose(res.variance, (ww ** 2 * vv).sum(0) / ww.sum(0) ** 2, rtol=1e-6)
+        np.testing.assert_allclose(res.variance, (ww**2 * vv).sum(0) / ww.sum(0) ** 2, rtol=1e-6)
         res = combine_block(s.copy(), CombineSpec(method="sum"), weights=w, variances=variances)
-        np.testing.assert_allclose(res.variance, (ww ** 2 * vv).sum(0), rtol=1e-6)
+        np.testing.assert_allclose(res.variance, (ww**2 * vv).sum(0), rtol=1e-6)
         res = combine_block(s.copy(), CombineSpec(method="median"), weights=w, variances=variances)
         nv = valid.sum(0)
         c = np.vectorize(lambda k: variance_factor(CombineSpec(method="median"), int(k)))(nv)
-        expect = c * np.where(valid, vv, 0).sum(0) / nv ** 2
+        expect = c * np.where(valid, vv, 0).sum(0) / nv**2
         np.testing.assert_allclose(res.variance, expect, rtol=1e-6)
     # With rejection, only the used frames count: minmax(1, 1) on equal variances, with the
     # factor of a mean of the middle n_used of n_used + 2 values (below 1).
@@ -385,8 +399,8 @@ def measured_variance_ratio(spec, n_frames, predicted, pixels=200_000, level=0.0
     result = combine_block(stack, spec)
     values = result.data.astype(np.float64).ravel()
     dev = values - values.mean()
-    m2, m4 = np.mean(dev ** 2), np.mean(dev ** 4)
-    return m2 / predicted, math.sqrt((m4 / m2 ** 2 - 1) / values.size)
+    m2, m4 = np.mean(dev**2), np.mean(dev**4)
+    return m2 / predicted, math.sqrt((m4 / m2**2 - 1) / values.size)
 
 
 def test_median_variance_factor_exact_values():
@@ -410,7 +424,7 @@ def test_median_variance_factor_exact_values():
     for n in (200, 201, top - 1, top):
         assert n * n * abs(cmod._median_factor(n) - cmod._median_factor_asymptotic(n)) < 5
     assert variance_factor(MEDIAN, top + 1) == cmod._median_factor_asymptotic(top + 1)
-    assert variance_factor(MEDIAN, 10 ** 6) == pytest.approx(math.pi / 2, abs=3e-6)
+    assert variance_factor(MEDIAN, 10**6) == pytest.approx(math.pi / 2, abs=3e-6)
     # a plain mean is 1; a sum keeps its own convention (the caller multiplies by n)
     assert variance_factor(CombineSpec(method="mean"), 7) == 1.0
     assert variance_factor(CombineSpec(method="sum", rejection="sigma_clip"), 7) == 1.0
@@ -443,13 +457,17 @@ def test_variance_factor_matches_simulated_scatter(spec):
     assert abs(np.mean(z)) < 4 / math.sqrt(len(z)), z
 
 
-@pytest.mark.parametrize("spec, level", [
-    (CombineSpec(method="mean", rejection="mad_clip"), 0.0),
-    (CombineSpec(method="mean", rejection="winsorized_sigma"), 0.0),
-    (CombineSpec(method="median", rejection="sigma_clip", sigma_low=2.0, sigma_high=2.5), 0.0),
-    (CombineSpec(method="mean", rejection="minmax", n_low=1, n_high=2), 0.0),
-    (CombineSpec(method="mean", rejection="percentile"), 1000.0),  # bounds at +-100 sigma
-], ids=["mad_clip", "winsorized", "median_asymmetric_clip", "minmax", "percentile"])
+@pytest.mark.parametrize(
+    "spec, level",
+    [
+        (CombineSpec(method="mean", rejection="mad_clip"), 0.0),
+        (CombineSpec(method="mean", rejection="winsorized_sigma"), 0.0),
+        (CombineSpec(method="median", rejection="sigma_clip", sigma_low=2.0, sigma_high=2.5), 0.0),
+        (CombineSpec(method="mean", rejection="minmax", n_low=1, n_high=2), 0.0),
+        (CombineSpec(method="mean", rejection="percentile"), 1000.0),  # bounds at +-100 sigma
+    ],
+    ids=["mad_clip", "winsorized", "median_asymmetric_clip", "minmax", "percentile"],
+)
 def test_variance_factor_of_other_rejections(spec, level):
     """The other rejections at a few N, as above (100k pixels: ~0.45 % standard error).
     minmax's n is n_used: its stacks have n + n_low + n_high frames."""
@@ -479,8 +497,7 @@ def test_variance_factor_monte_carlo_is_deterministic_and_computed_per_present_n
 # ----------------------------------------------------------------------------- NaN
 
 
-@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "mad_clip", "minmax",
-                                       "winsorized_sigma", "percentile"])
+@pytest.mark.parametrize("rejection", ["none", "sigma_clip", "mad_clip", "minmax", "winsorized_sigma", "percentile"])
 @pytest.mark.parametrize("method", ["median", "mean", "sum"])
 def test_nan_handling(rejection, method):
     s = make_stack(seed=14, n=10, ny=6, nx=7)
@@ -514,10 +531,12 @@ def test_threads_and_block_rows_invariance(rejection, monkeypatch):
     for threads, block_rows, chunk in ((1, None, None), (3, 7, None), (4, 1, 50), (2, 100, 1000)):
         if chunk is not None:  # also vary the internal work-chunk size
             monkeypatch.setattr(cmod, "_CHUNK_VALUES", chunk)
-        results.append(combine_frames_in_memory(list(s), spec, weights=w, variances=var,
-                                                threads=threads, block_rows=block_rows))
-        results.append(combine_frames_in_memory(s, spec, weights=w, variances=var,
-                                                threads=threads, block_rows=block_rows))
+        results.append(
+            combine_frames_in_memory(list(s), spec, weights=w, variances=var, threads=threads, block_rows=block_rows)
+        )
+        results.append(
+            combine_frames_in_memory(s, spec, weights=w, variances=var, threads=threads, block_rows=block_rows)
+        )
     np.testing.assert_array_equal(s, before)  # input frames untouched
     for r in results:
         assert isinstance(r, CombineResult)
@@ -535,9 +554,15 @@ def test_deterministic_repeat():
 
 
 @pytest.mark.parametrize("method", ["median", "mean", "sum"])
-@pytest.mark.parametrize("rejection,extra", [("none", {}), ("sigma_clip", {"maxiters": 5}),
-                                             ("sigma_clip", {"center": "mean", "maxiters": 3}),
-                                             ("minmax", {"n_low": 2, "n_high": 3})])
+@pytest.mark.parametrize(
+    "rejection,extra",
+    [
+        ("none", {}),
+        ("sigma_clip", {"maxiters": 5}),
+        ("sigma_clip", {"center": "mean", "maxiters": 3}),
+        ("minmax", {"n_low": 2, "n_high": 3}),
+    ],
+)
 def test_sorted_fast_path_is_bit_identical_to_the_general_path(method, rejection, extra):
     """float32 stacks without NaN take the sorted fast path; the same values as float64
     take the general one. Ties, -0.0, outliers and integer-valued data included."""

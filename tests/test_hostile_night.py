@@ -21,9 +21,9 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import REPO, fault_env, run_snakemake, sha256, small_night, tree_digests
 
 from ccdcal.resources import light_group_memory_mb
-from conftest import REPO, fault_env, run_snakemake, sha256, small_night, tree_digests
 
 # the hostile files make astropy warn as the tests write them; that is their point
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
@@ -59,7 +59,7 @@ def patch_card(path: Path, keyword: str, value_text: str) -> None:
     where = data.find(keyword.ljust(8).encode() + b"= ")
     assert 0 <= where < 2880 * 4, keyword
     card = (keyword.ljust(8) + "= ").encode() + value_text.encode("latin-1")
-    data[where: where + 80] = card.ljust(80)[:80]
+    data[where : where + 80] = card.ljust(80)[:80]
     path.write_bytes(bytes(data))
 
 
@@ -67,8 +67,7 @@ def compressed_copy(raw: Path, source: str, target: str) -> Path:
     """``source`` written again as a tile-compressed (fpack) file."""
     dest = raw / target
     with fits.open(raw / source) as hdul:
-        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(hdul[0].data, header=hdul[0].header)]
-                     ).writeto(dest)
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(hdul[0].data, header=hdul[0].header)]).writeto(dest)
     return dest
 
 
@@ -76,7 +75,7 @@ def corrupt_compressed(path: Path) -> None:
     """Garbage over the middle of a compressed file's data: its header reads, its data not."""
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle: middle + 4000] = (bytes(range(256)) * 16)[:4000]
+    data[middle : middle + 4000] = (bytes(range(256)) * 16)[:4000]
     path.write_bytes(bytes(data))
 
 
@@ -105,8 +104,7 @@ def hostile(demo_raw, tmp_path_factory):
     shutil.copyfile(raw / "ccd/lights/NGC7331_R_002.fits", raw / "ccd/lights/NGC7331 é 2.fits")
     (raw / "ccd/flats/flat_R_003.fits").rename(raw / "ccd/flats/flat_é_R.fits")
     # 11: control characters in header values
-    patch_card(shutil.copyfile(raw / LIGHT, raw / "ccd/lights/ctrl.fits"), "OBJECT",
-               "'NGC\x01 7331\tcore\nx'")
+    patch_card(shutil.copyfile(raw / LIGHT, raw / "ccd/lights/ctrl.fits"), "OBJECT", "'NGC\x01 7331\tcore\nx'")
     # 10 and 20: absurd and invalid header values
     copy_with(raw, LIGHT, "ccd/lights/exptime_huge.fits", EXPTIME=1e300)
     copy_with(raw, LIGHT, "ccd/lights/exptime_text.fits", EXPTIME="abc")
@@ -117,19 +115,21 @@ def hostile(demo_raw, tmp_path_factory):
     compressed_copy(raw, "ccd/lights/NGC7331_R_003.fits", "ccd/lights/pair.fits.fz")
     # 15: DATE-OBS with a space, and the old DD/MM/YY form, on second sessions
     for i in (1, 2, 3):
-        copy_with(raw, f"ccd/bias/bias_00{i}.fits", f"ccd/bias/dawn_bias_{i}.fits",
-                  DATE__OBS=f"2026-11-21 06:0{i}:00")
-        copy_with(raw, f"ccd/flats/flat_R_00{i + 3}.fits", f"ccd/flats/old_flat_{i}.fits",
-                  DATE__OBS="21/11/26", TIME__OBS=f"06:1{i}:00")
+        copy_with(raw, f"ccd/bias/bias_00{i}.fits", f"ccd/bias/dawn_bias_{i}.fits", DATE__OBS=f"2026-11-21 06:0{i}:00")
+        copy_with(
+            raw,
+            f"ccd/flats/flat_R_00{i + 3}.fits",
+            f"ccd/flats/old_flat_{i}.fits",
+            DATE__OBS="21/11/26",
+            TIME__OBS=f"06:1{i}:00",
+        )
     # 16: a 400-character readout mode, a 3000-character filter
     for i in (1, 2):
         copy_with(raw, LIGHT, f"ccd/lights/long_readout_{i}.fits", READOUTM=LONG_READOUT)
-        copy_with(raw, f"ccd/bias/bias_00{i}.fits", f"ccd/bias/long_readout_{i}.fits",
-                  READOUTM=LONG_READOUT)
+        copy_with(raw, f"ccd/bias/bias_00{i}.fits", f"ccd/bias/long_readout_{i}.fits", READOUTM=LONG_READOUT)
     copy_with(raw, LIGHT, "ccd/lights/long_filter.fits", FILTER=LONG_FILTER)
     for i in (6, 7, 8):
-        copy_with(raw, f"ccd/flats/flat_R_00{i}.fits", f"ccd/flats/long_filter_{i}.fits",
-                  FILTER=LONG_FILTER)
+        copy_with(raw, f"ccd/flats/flat_R_00{i}.fits", f"ccd/flats/long_filter_{i}.fits", FILTER=LONG_FILTER)
     # 14: an unreadable file and an unreadable folder
     locked = shutil.copyfile(raw / LIGHT, raw / "ccd/lights/locked.fits")
     secret = raw / "ccd/secret"
@@ -144,8 +144,15 @@ def hostile(demo_raw, tmp_path_factory):
     prefix = without_dac_override()
     first = run_snakemake(raw, out, *args, check=False, prefix=prefix)
     second = run_snakemake(raw, out, *args, check=False, prefix=prefix)
-    yield {"raw": raw, "out": out, "library": library, "first": first, "second": second,
-           "before": before, "summary": read_csv(out / "summary.csv") if (out / "summary.csv").exists() else {}}
+    yield {
+        "raw": raw,
+        "out": out,
+        "library": library,
+        "first": first,
+        "second": second,
+        "before": before,
+        "summary": read_csv(out / "summary.csv") if (out / "summary.csv").exists() else {},
+    }
     locked.chmod(0o644)
     secret.chmod(0o755)
 
@@ -213,10 +220,8 @@ def test_absurd_and_invalid_values_are_refused_with_a_reason(hostile):
     assert "'cold' is not a number" in inventory["ccd/lights/cold.fits"]["warnings"]
     assert inventory["ccd/lights/cold.fits"]["temperature_c"] == ""
     with open(hostile["out"] / "matches.csv", newline="", encoding="utf-8") as handle:
-        dark = next(r for r in csv.DictReader(handle)
-                    if r["frame"] == "ccd/lights/cold.fits" and r["step"] == "dark")
+        dark = next(r for r in csv.DictReader(handle) if r["frame"] == "ccd/lights/cold.fits" and r["step"] == "dark")
     assert "the frame has no usable temperature" in dark["result"], dark  # not 'outside no temperature'
-
 
 
 def test_a_light_and_its_compressed_twin_are_both_kept(hostile):
@@ -346,10 +351,10 @@ def test_failed_jobs_do_not_block_the_rest_of_the_night(demo_raw, tmp_path):
     raw = small_night(demo_raw, tmp_path / "raw")
     # lights of another readout mode get the only dark of that mode, whose only frame is corrupt
     for i in (1, 2):
-        copy_with(raw, f"ccd/lights/NGC7331_R_00{i}.fits", f"ccd/lights60/short_{i}.fits",
-                  EXPTIME=60.0, READOUTM="Fast")
-    copy_with(raw, "ccd/darks/dark_300s_001.fits", "ccd/darks/dark_60s.fits", EXPTIME=60.0,
-              READOUTM="Fast")
+        copy_with(
+            raw, f"ccd/lights/NGC7331_R_00{i}.fits", f"ccd/lights60/short_{i}.fits", EXPTIME=60.0, READOUTM="Fast"
+        )
+    copy_with(raw, "ccd/darks/dark_300s_001.fits", "ccd/darks/dark_60s.fits", EXPTIME=60.0, READOUTM="Fast")
     compressed_copy(raw, "ccd/darks/dark_60s.fits", "ccd/darks/dark_60s.fits.fz")
     (raw / "ccd/darks/dark_60s.fits").unlink()
     corrupt_compressed(raw / "ccd/darks/dark_60s.fits.fz")
@@ -360,8 +365,7 @@ def test_failed_jobs_do_not_block_the_rest_of_the_night(demo_raw, tmp_path):
     # a light of its own group (another binning) whose job runs out of memory
     copy_with(raw, LIGHT, "ccd/binned/oom.fits", XBINNING=2, YBINNING=2)
     out = tmp_path / "out"
-    env = fault_env(tmp_path / "faults", CCDCAL_FAIL_OPEN=r"binned/oom\.fits$",
-                    CCDCAL_FAIL_IN="calibrate_lights")
+    env = fault_env(tmp_path / "faults", CCDCAL_FAIL_OPEN=r"binned/oom\.fits$", CCDCAL_FAIL_IN="calibrate_lights")
 
     result = run_snakemake(raw, out, check=False, env=env)
     assert result.returncode != 0
@@ -420,8 +424,9 @@ def test_a_light_job_asks_for_the_memory_of_its_largest_light(demo_raw, tmp_path
     raw = tmp_path / "raw"
     (raw / "big").mkdir(parents=True)
     data = np.zeros((5000, 5200), dtype=np.uint8)
-    fits.PrimaryHDU(data, header=fits.Header({"IMAGETYP": "LIGHT", "EXPTIME": 10.0,
-                                              "INSTRUME": "Big"})).writeto(raw / "big/wide.fits")
+    fits.PrimaryHDU(data, header=fits.Header({"IMAGETYP": "LIGHT", "EXPTIME": 10.0, "INSTRUME": "Big"})).writeto(
+        raw / "big/wide.fits"
+    )
     out = tmp_path / "out"
     run_snakemake(raw, out, "--until", "inventory")
     dry = run_snakemake(raw, out, "-n")
@@ -434,12 +439,19 @@ def test_a_config_section_outside_the_frame_stops_before_any_work(demo_raw, tmp_
     """21: a trim section larger than the frame, then an overscan overlapping the data."""
     raw = small_night(demo_raw, tmp_path / "raw")
     for name, camera in (
-            ("outside", {"trim": "[1:600,1:512]"}),
-            ("overlap", {"overscan": {"method": "median", "regions": [
-                {"overscan": "[500:544,1:512]", "data": "[1:512,1:512]"}]}, "trim": "[1:512,1:512]"})):
+        ("outside", {"trim": "[1:600,1:512]"}),
+        (
+            "overlap",
+            {
+                "overscan": {"method": "median", "regions": [{"overscan": "[500:544,1:512]", "data": "[1:512,1:512]"}]},
+                "trim": "[1:512,1:512]",
+            },
+        ),
+    ):
         config = tmp_path / f"{name}.yaml"
-        config.write_text(json.dumps({"cameras": [{"name": "demo-ccd", "match": {"header": {
-            "INSTRUME": "SimCam CCD47"}}, **camera}]}))
+        config.write_text(
+            json.dumps({"cameras": [{"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam CCD47"}}, **camera}]})
+        )
         out = tmp_path / name
         result = run_snakemake(raw, out, "--configfile", str(config), check=False)
         said = result.stderr + result.stdout

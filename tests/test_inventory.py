@@ -54,42 +54,59 @@ def night(tmp_path):
     data = {}
 
     data["bias_001.fits"] = image(1)
-    fits.PrimaryHDU(data["bias_001.fits"], header=header(
-        IMAGETYP="Bias Frame", EXPTIME=0.0, CCD__TEMP=-10.2, XBINNING=1, YBINNING=1,
-        INSTRUME="ZWO ASI294MM Pro", GAIN=120, OFFSET=30, DATE__OBS="2024-03-01T20:15:30.5",
-        OBJECT='NGC 1, "core"')).writeto(raw / "bias_001.fits")
+    fits.PrimaryHDU(
+        data["bias_001.fits"],
+        header=header(
+            IMAGETYP="Bias Frame",
+            EXPTIME=0.0,
+            CCD__TEMP=-10.2,
+            XBINNING=1,
+            YBINNING=1,
+            INSTRUME="ZWO ASI294MM Pro",
+            GAIN=120,
+            OFFSET=30,
+            DATE__OBS="2024-03-01T20:15:30.5",
+            OBJECT='NGC 1, "core"',
+        ),
+    ).writeto(raw / "bias_001.fits")
 
     # multi-extension: type and exposure only in the primary, image and geometry in extension 1
     data["mef.fits"] = image(2)
-    primary = fits.PrimaryHDU(header=header(IMAGETYP="FLAT", EXPTIME=2.5, FILTER="R",
-                                            INSTRUME="Kast"))
-    ext = fits.ImageHDU(data["mef.fits"], header=header(BIASSEC="[41:48,1:30]",
-                                                        TRIMSEC="[1:40,1:30]", CCDSUM="2 1"))
+    primary = fits.PrimaryHDU(header=header(IMAGETYP="FLAT", EXPTIME=2.5, FILTER="R", INSTRUME="Kast"))
+    ext = fits.ImageHDU(data["mef.fits"], header=header(BIASSEC="[41:48,1:30]", TRIMSEC="[1:40,1:30]", CCDSUM="2 1"))
     fits.HDUList([primary, ext]).writeto(raw / "mef.fits")
 
     data["dark_60s.fits.gz"] = image(3)
-    fits.PrimaryHDU(data["dark_60s.fits.gz"], header=header(
-        IMAGETYP="Dark Frame", EXPTIME=60.0, TEMPDET=263.15)).writeto(raw / "dark_60s.fits.gz")
+    fits.PrimaryHDU(
+        data["dark_60s.fits.gz"], header=header(IMAGETYP="Dark Frame", EXPTIME=60.0, TEMPDET=263.15)
+    ).writeto(raw / "dark_60s.fits.gz")
 
     data["light.fits.fz"] = image(4)
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data["light.fits.fz"], header=header(
-        IMAGETYP="Light Frame", EXPOSURE=120.0, FILTER="Ha 7nm"))]).writeto(raw / "light.fits.fz")
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.CompImageHDU(
+                data["light.fits.fz"], header=header(IMAGETYP="Light Frame", EXPOSURE=120.0, FILTER="Ha 7nm")
+            ),
+        ]
+    ).writeto(raw / "light.fits.fz")
 
     full = (raw / "bias_001.fits").read_bytes()
     (raw / "truncated.fits").write_bytes(full[: len(full) - 1500])
     (raw / "notes.txt").write_text("observing log\n")
     (raw / "fake.fits").write_text("not FITS at all " * 300)
 
-    fits.PrimaryHDU(np.zeros((NY, NX), np.float32), header=header(EXPTIME=30.0)).writeto(
-        raw / "m31_001.fits")
+    fits.PrimaryHDU(np.zeros((NY, NX), np.float32), header=header(EXPTIME=30.0)).writeto(raw / "m31_001.fits")
     data["sub dir/Flat R 001.fits"] = image(5)
     (raw / "sub dir").mkdir()
     fits.PrimaryHDU(data["sub dir/Flat R 001.fits"], header=header(EXPTIME=3.0)).writeto(
-        raw / "sub dir" / "Flat R 001.fits")
+        raw / "sub dir" / "Flat R 001.fits"
+    )
     fits.PrimaryHDU(image(6), header=header(IMAGETYP="LIGHT")).writeto(raw / "noexp.fits")
     fits.PrimaryHDU(image(7), header=header(IMAGETYP="BIAS")).writeto(raw / "bias_noexp.fits")
-    fits.PrimaryHDU(image(8), header=header(IMAGETYP="LIGHT", EXPTIME=5.0,
-                                            BIASSEC="[41:60,1:30]")).writeto(raw / "badgeom.fits")
+    fits.PrimaryHDU(image(8), header=header(IMAGETYP="LIGHT", EXPTIME=5.0, BIASSEC="[41:60,1:30]")).writeto(
+        raw / "badgeom.fits"
+    )
     fits.PrimaryHDU(header=header(IMAGETYP="BIAS")).writeto(raw / "empty.fits")
 
     # never listed: hidden files and folders, and an output folder inside raw_dir
@@ -102,9 +119,19 @@ def night(tmp_path):
 
 
 EXPECTED_FILES = [
-    "badgeom.fits", "bias_001.fits", "bias_noexp.fits", "dark_60s.fits.gz", "empty.fits",
-    "fake.fits", "light.fits.fz", "m31_001.fits", "mef.fits", "noexp.fits", "notes.txt",
-    "sub dir/Flat R 001.fits", "truncated.fits",
+    "badgeom.fits",
+    "bias_001.fits",
+    "bias_noexp.fits",
+    "dark_60s.fits.gz",
+    "empty.fits",
+    "fake.fits",
+    "light.fits.fz",
+    "m31_001.fits",
+    "mef.fits",
+    "noexp.fits",
+    "notes.txt",
+    "sub dir/Flat R 001.fits",
+    "truncated.fits",
 ]
 
 
@@ -138,13 +165,11 @@ def test_inventory_rows(night, make_config):
     assert (r.shape, r.raw_shape, r.hdu, r.bitpix, r.binning) == ("30x48", "30x48", 0, 16, "1x1")
     assert (r.gain_setting, r.offset) == ("120", "30")
     assert r.date_obs == "2024-03-01T20:15:30.500000"  # written .5: normalized to microseconds
-    assert r.time_s == pytest.approx((datetime(2024, 3, 1, 20, 15, 30, 500000)
-                                      - datetime(2000, 1, 1)).total_seconds())
+    assert r.time_s == pytest.approx((datetime(2024, 3, 1, 20, 15, 30, 500000) - datetime(2000, 1, 1)).total_seconds())
 
     r = rows["mef.fits"]
     assert (r.status, r.frame_type, r.type_source, r.camera) == ("ok", "flat", "IMAGETYP='FLAT'", "Kast")
-    assert (r.exptime, r.filter, r.hdu, r.raw_shape, r.shape, r.binning) == (
-        2.5, "R", 1, "30x48", "30x40", "2x1")
+    assert (r.exptime, r.filter, r.hdu, r.raw_shape, r.shape, r.binning) == (2.5, "R", 1, "30x48", "30x40", "2x1")
 
     r = rows["dark_60s.fits.gz"]
     assert (r.status, r.frame_type, r.exptime, r.shape) == ("ok", "dark", 60.0, "30x48")
@@ -201,8 +226,17 @@ def test_csv_round_trip(night, make_config, tmp_path):
 
 def test_csv_round_trip_of_handmade_values(tmp_path):
     records = [
-        FrameRecord(path="a b/c,d.fits", status="ok", frame_type="light", exptime=0.1 + 0.2,
-                    temperature_c=-10.123, hdu=0, bitpix=-32, object="line1\nline2", filter="r'"),
+        FrameRecord(
+            path="a b/c,d.fits",
+            status="ok",
+            frame_type="light",
+            exptime=0.1 + 0.2,
+            temperature_c=-10.123,
+            hdu=0,
+            bitpix=-32,
+            object="line1\nline2",
+            filter="r'",
+        ),
         FrameRecord(path="x.fits", reason='bad "thing"'),
     ]
     path = tmp_path / "inv.csv"
@@ -336,13 +370,12 @@ def write_frame(path: Path, cards: dict, raw_cards: dict | None = None, data=Non
         card = f"{key:<8}= {text}".ljust(80).encode("latin-1")
         assert len(card) == 80
         start = raw.index(f"{key:<8}=".encode())
-        raw = raw[:start] + card + raw[start + 80:]
+        raw = raw[:start] + card + raw[start + 80 :]
     path.write_bytes(gzip.compress(raw) if gz else raw)
 
 
 def inventory_of(raw: Path, make_config, **config):
-    records, _ = take_inventory(raw, list_raw_files(raw), make_config(raw_dir=str(raw), output_dir="out",
-                                                                      **config))
+    records, _ = take_inventory(raw, list_raw_files(raw), make_config(raw_dir=str(raw), output_dir="out", **config))
     return {r.path: r for r in records}
 
 
@@ -362,8 +395,7 @@ def test_control_characters_in_header_values_are_repaired(tmp_path):
     key was read: it escaped the inventory and nothing ran."""
     raw = control_character_night(tmp_path)
     with RawFrame(raw / "newline.fits") as frame:
-        assert frame.header_problems == ["OBJECT: control characters replaced",
-                                         "FOO: unparsable card dropped"]
+        assert frame.header_problems == ["OBJECT: control characters replaced", "FOO: unparsable card dropped"]
         assert frame.header.get("OBJECT") == "NGC 7000" and "FOO" not in frame.header
         assert frame.header.get("EXPTIME") == 30.0  # the other cards are untouched
         np.testing.assert_array_equal(frame.read(), image(11).astype(np.float32))
@@ -415,8 +447,9 @@ def test_temperature_and_calibration_values_that_are_not_physical_are_warnings(t
     gain/read noise/saturation are not used (a gain of 0 divided by zero downstream)."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    write_frame(raw / "a.fits", dict(IMAGETYP="DARK", EXPTIME=60.0, CCD__TEMP="cold", SET__TEMP=-500.0,
-                                     EGAIN=0.0, RDNOISE=3.5))
+    write_frame(
+        raw / "a.fits", dict(IMAGETYP="DARK", EXPTIME=60.0, CCD__TEMP="cold", SET__TEMP=-500.0, EGAIN=0.0, RDNOISE=3.5)
+    )
     write_frame(raw / "b.fits", dict(IMAGETYP="DARK", EXPTIME=60.0, CCD__TEMP=-10.0, EGAIN=1.4))
     rows = inventory_of(raw, make_config)
     a, b = rows["a.fits"], rows["b.fits"]
@@ -500,8 +533,7 @@ def test_dates_in_the_inventory_rows(tmp_path, make_config):
     write_frame(raw / "old.fits", dict(IMAGETYP="BIAS", DATE__OBS="21/11/96", TIME__OBS="06:00:00"))
     write_frame(raw / "bad.fits", dict(IMAGETYP="BIAS", DATE__OBS="yesterday"))
     rows = inventory_of(raw, make_config)
-    assert (rows["space.fits"].date_obs, rows["old.fits"].date_obs) == ("2026-11-21T06:00:00",
-                                                                      "1996-11-21T06:00:00")
+    assert (rows["space.fits"].date_obs, rows["old.fits"].date_obs) == ("2026-11-21T06:00:00", "1996-11-21T06:00:00")
     assert rows["space.fits"].time_s == seconds_since_2000(datetime(2026, 11, 21, 6))
     bad = rows["bad.fits"]
     assert (bad.status, bad.date_obs, bad.time_s) == ("ok", "", None)
@@ -511,9 +543,14 @@ def test_dates_in_the_inventory_rows(tmp_path, make_config):
 def test_the_new_columns_come_last_and_survive_csv(tmp_path):
     assert COLUMNS[-2:] == ["warnings", "dark_subtracted"]
     assert COLUMNS[:3] == ["path", "status", "reason"]  # the order others read is unchanged
-    records = [FrameRecord(path="a.fits", status="ok", warnings="OBJECT: control characters replaced; "
-                                                                 "CCD-TEMP 'cold, \"very\"' is not a number"),
-               FrameRecord(path="b.fits")]
+    records = [
+        FrameRecord(
+            path="a.fits",
+            status="ok",
+            warnings="OBJECT: control characters replaced; CCD-TEMP 'cold, \"very\"' is not a number",
+        ),
+        FrameRecord(path="b.fits"),
+    ]
     path = tmp_path / "inv.csv"
     path.write_text(records_to_csv(records), encoding="utf-8")
     assert records_from_csv(path) == records
@@ -552,12 +589,21 @@ def geometry_night(tmp_path):
     "camera,section,key",
     [
         ({"trim": "[1:60,1:30]"}, "trim section [1:60,1:30]", "'trim'"),
-        ({"overscan": {"regions": [{"overscan": "[41:48,1:31]", "data": "[1:40,1:30]"}]}},
-         "overscan section [41:48,1:31]", "'overscan.regions'"),
-        ({"overscan": {"regions": [{"overscan": "[38:48,1:30]", "data": "[1:40,1:30]"}]}},
-         "overscan section [38:48,1:30] overlaps the data section [1:40,1:30]", "'overscan.regions'"),
-        ({"overscan": {"regions": [{"overscan": "[41:48,1:30]", "data": "header"}]}, "trim": "[1:44,1:30]"},
-         "overscan section [41:48,1:30] overlaps the trim section [1:44,1:30]", "'overscan.regions' or 'trim'"),
+        (
+            {"overscan": {"regions": [{"overscan": "[41:48,1:31]", "data": "[1:40,1:30]"}]}},
+            "overscan section [41:48,1:31]",
+            "'overscan.regions'",
+        ),
+        (
+            {"overscan": {"regions": [{"overscan": "[38:48,1:30]", "data": "[1:40,1:30]"}]}},
+            "overscan section [38:48,1:30] overlaps the data section [1:40,1:30]",
+            "'overscan.regions'",
+        ),
+        (
+            {"overscan": {"regions": [{"overscan": "[41:48,1:30]", "data": "header"}]}, "trim": "[1:44,1:30]"},
+            "overscan section [41:48,1:30] overlaps the trim section [1:44,1:30]",
+            "'overscan.regions' or 'trim'",
+        ),
     ],
 )
 def test_camera_sections_that_do_not_fit_stop_the_inventory(tmp_path, make_config, camera, section, key):
@@ -577,15 +623,25 @@ def test_camera_sections_that_do_not_fit_stop_the_inventory(tmp_path, make_confi
 
 def test_sections_from_a_frame_header_exclude_that_frame_only(tmp_path, make_config):
     raw = geometry_night(tmp_path)
-    write_frame(raw / "ccd" / "overlap.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam",
-                                                   BIASSEC="[38:48,1:30]", DATASEC="[1:40,1:30]"))
-    write_frame(raw / "ccd" / "outside.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam",
-                                                   TRIMSEC="[1:40,1:31]"))
-    cameras = [{"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam"}},
-                "overscan": {"regions": "header"}, "trim": "header"}]
+    write_frame(
+        raw / "ccd" / "overlap.fits",
+        dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam", BIASSEC="[38:48,1:30]", DATASEC="[1:40,1:30]"),
+    )
+    write_frame(
+        raw / "ccd" / "outside.fits", dict(IMAGETYP="LIGHT", EXPTIME=10.0, INSTRUME="SimCam", TRIMSEC="[1:40,1:31]")
+    )
+    cameras = [
+        {
+            "name": "demo-ccd",
+            "match": {"header": {"INSTRUME": "SimCam"}},
+            "overscan": {"regions": "header"},
+            "trim": "header",
+        }
+    ]
     rows = inventory_of(raw, make_config, cameras=cameras)
-    assert rows["ccd/overlap.fits"].reason == ("geometry: overscan section [38:48,1:30] overlaps the "
-                                               "data section [1:40,1:30]")
+    assert rows["ccd/overlap.fits"].reason == (
+        "geometry: overscan section [38:48,1:30] overlaps the data section [1:40,1:30]"
+    )
     assert rows["ccd/outside.fits"].reason.startswith("geometry: trim section [1:40,1:31] lies outside")
     assert rows["ccd/lights/a.fits"].ok and rows["ccd/lights/b.fits"].ok
     # a profile section that fits, with the data region from each header: checked, no error
@@ -607,8 +663,7 @@ def test_a_frame_the_camera_software_dark_subtracted_is_recognised(tmp_path, mak
     config = make_config(default_camera={"dark": {"subtracted_by_camera": {"keyword": "DARKSUB"}}})
     records, _ = take_inventory(raw, list_raw_files(raw), config)
     found = {r.path: r.dark_subtracted for r in records}
-    assert found == {"auto.fits": "HISTORY Auto-Dark Subtraction", "keyword.fits": "DARKSUB = True",
-                     "plain.fits": ""}
+    assert found == {"auto.fits": "HISTORY Auto-Dark Subtraction", "keyword.fits": "DARKSUB = True", "plain.fits": ""}
     text = records_to_csv(records)
     (tmp_path / "inv.csv").write_text(text, encoding="utf-8")
     assert [r.dark_subtracted for r in records_from_csv(tmp_path / "inv.csv")] == [found[r.path] for r in records]

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, fault_env, run_snakemake, small_night, snakemake_command, tree_digests
 
 #: Where to kill: the destination path (regex) whose placing the run is paused before.
@@ -53,18 +52,25 @@ def reference(demo_raw, tmp_path_factory):
     return {"raw": raw, "digests": digests}
 
 
-def start_paused(raw: Path, out: Path, faults: Path, pause_at: str, workflow: Path = REPO,
-                 log: Path | None = None) -> subprocess.Popen:
+def start_paused(
+    raw: Path, out: Path, faults: Path, pause_at: str, workflow: Path = REPO, log: Path | None = None
+) -> subprocess.Popen:
     """Start the workflow in a process group of its own and wait until it is paused."""
     env = {**os.environ, **fault_env(faults, CCDCAL_PAUSE_AT=pause_at)}
     handle = open(log or faults / "run.log", "w")
-    process = subprocess.Popen(snakemake_command(raw, out, workflow=workflow), env=env,
-                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        snakemake_command(raw, out, workflow=workflow),
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     while not (faults / "paused").exists():
         if process.poll() is not None:
-            raise AssertionError(f"the run ended before pausing at {pause_at}:\n"
-                                 + (faults / "run.log").read_text()[-3000:])
+            raise AssertionError(
+                f"the run ended before pausing at {pause_at}:\n" + (faults / "run.log").read_text()[-3000:]
+            )
         assert time.monotonic() < deadline, f"never reached {pause_at}"
         time.sleep(0.05)
     return process

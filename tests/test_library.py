@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from conftest import run_snakemake
 
 SHAPE = (96, 128)
@@ -45,9 +44,18 @@ def write(path: Path, model, kind, when, exptime, temperature, signal=0.0, seed=
     rng = np.random.default_rng(seed)
     electrons = rng.poisson(dark_rate(model, temperature) * exptime + model["flat"] * signal)
     data = model["bias"] + (electrons + rng.normal(0, READ_NOISE, SHAPE)) / GAIN
-    header = fits.Header({"IMAGETYP": kind, "EXPTIME": exptime, "CCD-TEMP": temperature,
-                          "DATE-OBS": when.isoformat(timespec="seconds"), "FILTER": "R",
-                          "INSTRUME": "LibCam", "EGAIN": GAIN, "RDNOISE": READ_NOISE})
+    header = fits.Header(
+        {
+            "IMAGETYP": kind,
+            "EXPTIME": exptime,
+            "CCD-TEMP": temperature,
+            "DATE-OBS": when.isoformat(timespec="seconds"),
+            "FILTER": "R",
+            "INSTRUME": "LibCam",
+            "EGAIN": GAIN,
+            "RDNOISE": READ_NOISE,
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fits.PrimaryHDU(np.clip(np.round(data), 0, 65535).astype(np.uint16), header=header).writeto(path)
 
@@ -59,19 +67,56 @@ def night(raw: Path, model, day: datetime, *, calibrations: bool, light_temperat
         for i in range(10):
             write(raw / f"bias/bias_{i}.fits", model, "BIAS", at(18) + timedelta(minutes=i), 0.0, -10.0, seed=seed + i)
         for i in range(8):
-            write(raw / f"dark/dark60_{i}.fits", model, "DARK", at(18.2) + timedelta(minutes=i), 60.0, -10.0,
-                  seed=seed + 20 + i)
+            write(
+                raw / f"dark/dark60_{i}.fits",
+                model,
+                "DARK",
+                at(18.2) + timedelta(minutes=i),
+                60.0,
+                -10.0,
+                seed=seed + 20 + i,
+            )
         for i in range(6):  # darkflats before (16:30) and after (20:30) the flats (19:00)
-            write(raw / f"darkflat/before_{i}.fits", model, "DARK", at(16.5) + timedelta(minutes=i), 2.0, -10.0,
-                  seed=seed + 40 + i)
-            write(raw / f"darkflat/after_{i}.fits", model, "DARK", at(20.5) + timedelta(minutes=i), 2.0, -10.0,
-                  seed=seed + 50 + i)
+            write(
+                raw / f"darkflat/before_{i}.fits",
+                model,
+                "DARK",
+                at(16.5) + timedelta(minutes=i),
+                2.0,
+                -10.0,
+                seed=seed + 40 + i,
+            )
+            write(
+                raw / f"darkflat/after_{i}.fits",
+                model,
+                "DARK",
+                at(20.5) + timedelta(minutes=i),
+                2.0,
+                -10.0,
+                seed=seed + 50 + i,
+            )
     for i in range(8):
-        write(raw / f"flat/flat_{i}.fits", model, "FLAT", at(19) + timedelta(minutes=i), 2.0, -10.0,
-              signal=15000.0, seed=seed + 60 + i)
+        write(
+            raw / f"flat/flat_{i}.fits",
+            model,
+            "FLAT",
+            at(19) + timedelta(minutes=i),
+            2.0,
+            -10.0,
+            signal=15000.0,
+            seed=seed + 60 + i,
+        )
     for i in range(n_lights):
-        write(raw / f"light/light_{i}.fits", model, "LIGHT", at(21) + timedelta(minutes=2 * i), 60.0,
-              light_temperature, signal=SKY, seed=seed + 80 + i)
+        write(
+            raw / f"light/light_{i}.fits",
+            model,
+            "LIGHT",
+            at(21) + timedelta(minutes=2 * i),
+            60.0,
+            light_temperature,
+            signal=SKY,
+            seed=seed + 80 + i,
+        )
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -94,8 +139,12 @@ def nights(tmp_path_factory):
     base = tmp_path_factory.mktemp("library")
     model = truth()
     library = base / "library"
-    days = {1: datetime(2026, 1, 10), 2: datetime(2026, 1, 11), 3: datetime(2026, 1, 12),
-            4: datetime(2026, 1, 10) + timedelta(days=201)}
+    days = {
+        1: datetime(2026, 1, 10),
+        2: datetime(2026, 1, 11),
+        3: datetime(2026, 1, 12),
+        4: datetime(2026, 1, 10) + timedelta(days=201),
+    }
     night(base / "raw1", model, days[1], calibrations=True)
     night(base / "raw2", model, days[2], calibrations=False)
     night(base / "raw3", model, days[3], calibrations=False, light_temperature=-15.0, n_lights=2)
@@ -122,8 +171,18 @@ def test_masters_are_filed_by_type_camera_and_date_with_their_setup(nights):
     assert sum(p.startswith("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_2s_") for p in filed) == 2
     assert any(p.startswith("flat/LibCam/2026-01-11/flat_LibCam_1x1_R_") for p in filed)
     header = fits.getheader(next(library.glob("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_60s_*.fits")))
-    for key in ("CAMERA", "INSTRUME", "XBINNING", "YBINNING", "CCD-TEMP", "EXPTIME",
-                "DATE-BEG", "DATE-END", "NCOMBINE", "MASTERID"):
+    for key in (
+        "CAMERA",
+        "INSTRUME",
+        "XBINNING",
+        "YBINNING",
+        "CCD-TEMP",
+        "EXPTIME",
+        "DATE-BEG",
+        "DATE-END",
+        "NCOMBINE",
+        "MASTERID",
+    ):
         assert key in header, key
     assert header["NCOMBINE"] == 8 and header["DATE-BEG"].startswith("2026-01-10T18:12")
 
@@ -151,8 +210,10 @@ def test_night_two_uses_the_library_and_tonights_flat(nights):
     assert not (nights["base"] / "out2" / "masters" / f"{used_dark}.fits").exists()  # used in place
     # calibrated as well as night 1 with its own same-night masters
     model = nights["model"]
-    same_night, from_library = residual_noise(nights["base"] / "out1", model), residual_noise(
-        nights["base"] / "out2", model)
+    same_night, from_library = (
+        residual_noise(nights["base"] / "out1", model),
+        residual_noise(nights["base"] / "out2", model),
+    )
     assert len(same_night) == 3 and len(from_library) == 3
     assert all(0.97 < r < 1.04 for r in same_night + from_library), (same_night, from_library)
     assert abs(np.mean(from_library) - np.mean(same_night)) < 0.02
@@ -206,8 +267,7 @@ def test_a_new_dark_rebuilds_only_that_master_and_what_uses_it(nights, tmp_path)
     shutil.copytree(nights["base"] / "raw1", raw)
     run_snakemake(raw, out)  # no library: tonight's masters only
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "masters").glob("*.fits")}
-    write(raw / "dark/dark60_extra.fits", nights["model"], "DARK", datetime(2026, 1, 10, 18, 20), 60.0, -10.0,
-          seed=999)
+    write(raw / "dark/dark60_extra.fits", nights["model"], "DARK", datetime(2026, 1, 10, 18, 20), 60.0, -10.0, seed=999)
     log = run_snakemake(raw, out).stderr
     changed = {name for name, t in mtimes.items() if (out / "masters" / name).stat().st_mtime_ns != t}
     assert changed == {"dark_LibCam_1x1_-10.0C_60s.fits"}, changed
@@ -217,18 +277,30 @@ def test_a_new_dark_rebuilds_only_that_master_and_what_uses_it(nights, tmp_path)
 
 
 # ------------------------------------------------------------ damaged library files
-def library_master(library: Path, kind: str, when: str, identity: str, exptime: float = 0.0,
-                   checksum: bool = True) -> Path:
+def library_master(
+    library: Path, kind: str, when: str, identity: str, exptime: float = 0.0, checksum: bool = True
+) -> Path:
     """A master filed as the workflow files it (camera 'cam', 1x1, -10 C, 100 x 120 pixels)."""
     from ccdcal.products import write_product
 
     rng = np.random.default_rng(int(identity, 16) % 1000)
-    header = fits.Header({"CCDCALTY": kind, "MASTERID": identity, "CAMERA": "cam", "EXPTIME": exptime,
-                          "CCD-TEMP": -10.0, "DATE-BEG": when, "DATE-END": when, "NCOMBINE": 5})
+    header = fits.Header(
+        {
+            "CCDCALTY": kind,
+            "MASTERID": identity,
+            "CAMERA": "cam",
+            "EXPTIME": exptime,
+            "CCD-TEMP": -10.0,
+            "DATE-BEG": when,
+            "DATE-END": when,
+            "NCOMBINE": 5,
+        }
+    )
     path = library / kind / "cam" / when[:10] / f"{kind}_cam_1x1_-10.0C_{identity}.fits"
     image = rng.normal(500.0, 3.0, (100, 120)).astype(np.float32)
-    write_product(path, image, np.full(image.shape, 1.0, np.float32), np.zeros(image.shape, np.uint8),
-                  header, checksum=checksum)
+    write_product(
+        path, image, np.full(image.shape, 1.0, np.float32), np.zeros(image.shape, np.uint8), header, checksum=checksum
+    )
     return path
 
 
@@ -252,17 +324,29 @@ def record(path: str, kind: str, exptime: float, when: str):
     from ccdcal.inventory import FrameRecord
     from ccdcal.library import iso_to_seconds
 
-    return FrameRecord(path=path, status="ok", frame_type=kind, camera="cam", exptime=exptime,
-                       temperature_c=-10.0, binning="1x1", shape="100x120", date_obs=when,
-                       time_s=iso_to_seconds(when))
+    return FrameRecord(
+        path=path,
+        status="ok",
+        frame_type=kind,
+        camera="cam",
+        exptime=exptime,
+        temperature_c=-10.0,
+        binning="1x1",
+        shape="100x120",
+        date_obs=when,
+        time_s=iso_to_seconds(when),
+    )
 
 
 def test_verify_master_tells_a_whole_file_from_a_truncated_a_changed_or_an_unsummed_one(tmp_path):
     from ccdcal.library import verify_master
 
-    files = {name: library_master(tmp_path, "bias", f"2026-01-0{i + 1}T18:00:00", f"{i + 1:016x}",
-                                  checksum=name != "no checksum")
-             for i, name in enumerate(["whole", "truncated", "flipped", "no checksum"])}
+    files = {
+        name: library_master(
+            tmp_path, "bias", f"2026-01-0{i + 1}T18:00:00", f"{i + 1:016x}", checksum=name != "no checksum"
+        )
+        for i, name in enumerate(["whole", "truncated", "flipped", "no checksum"])
+    }
     now, before = truncate(files["truncated"], 5000)
     flip_a_byte(files["flipped"], 1)
     assert verify_master(files["whole"]) is None
@@ -272,7 +356,8 @@ def test_verify_master_tells_a_whole_file_from_a_truncated_a_changed_or_an_unsum
 
 
 def test_damaged_library_masters_are_rejected_with_the_reason_and_the_next_best_used(
-        tmp_path, camera_profile, make_config):
+    tmp_path, camera_profile, make_config
+):
     """The two darks nearest in time are damaged (cut short; one bit changed): the plan
     says why each is rejected and uses the third."""
     from ccdcal.library import scan_library
@@ -287,7 +372,9 @@ def test_damaged_library_masters_are_rejected_with_the_reason_and_the_next_best_
     masters = scan_library(library)
     assert {Path(m.file).name: m.damaged for m in masters} == {
         truncated.name: f"truncated: {now} bytes, the headers need {before}",
-        flipped.name: "checksum mismatch in HDU PRIMARY", whole.name: None}
+        flipped.name: "checksum mismatch in HDU PRIMARY",
+        whole.name: None,
+    }
     light = record("light/l1.fits", "light", 60.0, "2026-01-12T21:00:00")
     plan = make_plan([light], make_config(), {"cam": camera_profile(name="cam")}, masters)
     assert plan["lights"]["light/l1.fits"]["dark"] == whole.stem
@@ -295,7 +382,8 @@ def test_damaged_library_masters_are_rejected_with_the_reason_and_the_next_best_
     assert results == {
         truncated.stem: f"rejected: damaged library file (truncated: {now} bytes, the headers need {before})",
         flipped.stem: "rejected: damaged library file (checksum mismatch in HDU PRIMARY)",
-        whole.stem: "used (unscaled, x1)"}
+        whole.stem: "used (unscaled, x1)",
+    }
 
 
 def test_tonights_master_is_rebuilt_not_linked_to_a_damaged_twin(tmp_path, camera_profile, make_config):
@@ -390,8 +478,11 @@ def test_a_damaged_library_master_is_rebuilt_and_filed_again(nights, tmp_path):
     (dark,) = library.glob("dark/LibCam/2026-01-10/dark_LibCam_1x1_-10.0C_60s_*.fits")
     now, before = truncate(dark, 3000)
     result = run_snakemake(nights["base"] / "raw1", out, f"library_dir={library}")
-    rows = {r["candidate"]: r["result"] for r in read_rows(out / "matches.csv")
-            if r["frame"] == "light/light_0.fits" and r["step"] == "dark"}
+    rows = {
+        r["candidate"]: r["result"]
+        for r in read_rows(out / "matches.csv")
+        if r["frame"] == "light/light_0.fits" and r["step"] == "dark"
+    }
     assert rows[dark.stem] == f"rejected: damaged library file (truncated: {now} bytes, the headers need {before})"
     assert rows["dark_LibCam_1x1_-10.0C_60s"] == "used (unscaled, x1)"
     assert "combined" in (out / "logs" / "masters" / "dark_LibCam_1x1_-10.0C_60s.log").read_text()
@@ -400,7 +491,9 @@ def test_a_damaged_library_master_is_rebuilt_and_filed_again(nights, tmp_path):
     first = sorted((nights["base"] / "out1" / "calibrated").rglob("*.fits"))
     assert len(first) == 3
     for path in first:  # the same pixels (headers differ: another library_dir, another config digest)
-        with fits.open(path) as was, fits.open(out / "calibrated" / path.relative_to(
-                nights["base"] / "out1" / "calibrated")) as now:
+        with (
+            fits.open(path) as was,
+            fits.open(out / "calibrated" / path.relative_to(nights["base"] / "out1" / "calibrated")) as now,
+        ):
             for plane in ("PRIMARY", "UNCERT", "MASK"):
                 np.testing.assert_array_equal(now[plane].data, was[plane].data)

@@ -25,9 +25,20 @@ def ccd_night(tmp_path_factory):
 
 
 def build_flat(base, camera_overrides, tag):
-    config = validated({"raw_dir": str(base / "raw"), "output_dir": str(base / tag),
-                        "cameras": [{"name": "ccd", "match": {"header": {"INSTRUME": "SimCam*"}},
-                                     "overscan": {"method": "polynomial"}, **camera_overrides}]})
+    config = validated(
+        {
+            "raw_dir": str(base / "raw"),
+            "output_dir": str(base / tag),
+            "cameras": [
+                {
+                    "name": "ccd",
+                    "match": {"header": {"INSTRUME": "SimCam*"}},
+                    "overscan": {"method": "polynomial"},
+                    **camera_overrides,
+                }
+            ],
+        }
+    )
     records, cameras = take_inventory(base / "raw", list_raw_files(base / "raw"), config)
     plan = make_plan(records, config, cameras)
     out = base / tag / "masters"
@@ -65,8 +76,9 @@ def test_minmax_rejection_uses_absolute_limits(ccd_night):
     # below it): where a plain mean is furthest from the truth, the flat comes closer
     mean = {"combine": {"flat": {"method": "mean"}}}
     plain = build_flat(base, mean, "plain-minmax")
-    flat = build_flat(base, {**mean, "flat": {"star_rejection": {"method": "minmax", "low": 1000, "high": 31000}}},
-                      "minmax")
+    flat = build_flat(
+        base, {**mean, "flat": {"star_rejection": {"method": "minmax", "low": 1000, "high": 31000}}}, "minmax"
+    )
     assert fits.getheader(flat)["NSTARREJ"] > 0
 
     def error(path):
@@ -92,11 +104,21 @@ def test_bias_from_darks_recovers_the_bias_and_lets_darks_scale(tmp_path):
     frames = [("DARK", t, i) for t in (30.0, 60.0, 120.0) for i in range(8)] + [("LIGHT", 90.0, 0)]
     for n, (kind, t, i) in enumerate(frames):
         data = bias + rng.poisson(rate * t + (500.0 if kind == "LIGHT" else 0.0)) + rng.normal(0, 4.0, shape)
-        header = fits.Header({"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": -5.0, "EGAIN": 1.0, "RDNOISE": 4.0,
-                              "DATE-OBS": (start + timedelta(minutes=3 * n)).isoformat(), "FILTER": "L"})
+        header = fits.Header(
+            {
+                "IMAGETYP": kind,
+                "EXPTIME": t,
+                "CCD-TEMP": -5.0,
+                "EGAIN": 1.0,
+                "RDNOISE": 4.0,
+                "DATE-OBS": (start + timedelta(minutes=3 * n)).isoformat(),
+                "FILTER": "L",
+            }
+        )
         fits.PrimaryHDU(np.round(data).astype(np.uint16), header=header).writeto(raw / f"{kind}_{t:g}_{i}.fits")
-    config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / "out"),
-                        "default_camera": {"overscan": {"method": "none"}}})
+    config = validated(
+        {"raw_dir": str(raw), "output_dir": str(tmp_path / "out"), "default_camera": {"overscan": {"method": "none"}}}
+    )
     records, cameras = take_inventory(raw, list_raw_files(raw), config)
     plan = make_plan(records, config, cameras)
     (name,) = [n for n, m in plan["masters"].items() if m["derived_from"]]
@@ -138,9 +160,18 @@ def test_bias_from_darks_with_jittering_temperatures_through_snakemake(tmp_path)
     for n, (kind, t, i) in enumerate(frames):
         temperature = round(centre.get(t, -15.0) + rng.uniform(-0.05, 0.05), 3)
         data = bias + rng.poisson(0.2 * t + (500.0 if kind == "LIGHT" else 0.0), shape) + rng.normal(0, 4.0, shape)
-        header = fits.Header({"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": temperature, "EGAIN": 1.0,
-                              "RDNOISE": 4.0, "INSTRUME": "JitterCam", "FILTER": "L",
-                              "DATE-OBS": (start + timedelta(minutes=3 * n)).isoformat()})
+        header = fits.Header(
+            {
+                "IMAGETYP": kind,
+                "EXPTIME": t,
+                "CCD-TEMP": temperature,
+                "EGAIN": 1.0,
+                "RDNOISE": 4.0,
+                "INSTRUME": "JitterCam",
+                "FILTER": "L",
+                "DATE-OBS": (start + timedelta(minutes=3 * n)).isoformat(),
+            }
+        )
         fits.PrimaryHDU(np.round(data).astype(np.uint16), header=header).writeto(raw / f"{kind}_{t:g}_{i}.fits")
     out = tmp_path / "out"
     run_snakemake(raw, out)
@@ -157,9 +188,16 @@ def test_keep_intermediates_writes_the_overscan_corrected_frames(ccd_night, tmp_
     base, manifest = ccd_night
     for keep in (False, True):
         out = tmp_path / f"keep{keep}"
-        config = validated({"raw_dir": str(base / "raw"), "output_dir": str(out), "keep_intermediates": keep,
-                            "cameras": [{"name": "ccd", "match": {"header": {"INSTRUME": "SimCam*"}},
-                                         "overscan": {"method": "polynomial"}}]})
+        config = validated(
+            {
+                "raw_dir": str(base / "raw"),
+                "output_dir": str(out),
+                "keep_intermediates": keep,
+                "cameras": [
+                    {"name": "ccd", "match": {"header": {"INSTRUME": "SimCam*"}}, "overscan": {"method": "polynomial"}}
+                ],
+            }
+        )
         records, cameras = take_inventory(base / "raw", list_raw_files(base / "raw"), config)
         plan = make_plan(records, config, cameras)
         name = next(n for n in plan["masters"] if n.startswith("bias_ccd"))
@@ -186,16 +224,31 @@ def test_lamp_flats_combined_without_normalizing_each(tmp_path):
     raw.mkdir()
     lamps = [20000.0 * (1 + 0.3 * (xx - 0.5)), 5000.0 * (1 - 0.3 * (xx - 0.5))]
     for i, lamp in enumerate(lamps):
-        header = fits.Header({"IMAGETYP": "FLAT", "EXPTIME": 10.0, "FILTER": "Clear", "EGAIN": 1.0,
-                              "RDNOISE": 1.0, "DATE-OBS": f"2026-03-01T20:0{i}:00"})
-        fits.PrimaryHDU(np.broadcast_to(lamp, shape).astype(np.float32), header=header).writeto(
-            raw / f"flat_{i}.fits")
+        header = fits.Header(
+            {
+                "IMAGETYP": "FLAT",
+                "EXPTIME": 10.0,
+                "FILTER": "Clear",
+                "EGAIN": 1.0,
+                "RDNOISE": 1.0,
+                "DATE-OBS": f"2026-03-01T20:0{i}:00",
+            }
+        )
+        fits.PrimaryHDU(np.broadcast_to(lamp, shape).astype(np.float32), header=header).writeto(raw / f"flat_{i}.fits")
     masters = {}
     for each in (True, False):
-        config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / f"out{each}"),
-                            "default_camera": {"overscan": {"method": "none"}, "trim": "none",
-                                               "combine": {"flat": {"method": "mean"}},
-                                               "flat": {"normalize_each": each}}})
+        config = validated(
+            {
+                "raw_dir": str(raw),
+                "output_dir": str(tmp_path / f"out{each}"),
+                "default_camera": {
+                    "overscan": {"method": "none"},
+                    "trim": "none",
+                    "combine": {"flat": {"method": "mean"}},
+                    "flat": {"normalize_each": each},
+                },
+            }
+        )
         records, cameras = take_inventory(raw, list_raw_files(raw), config)
         plan = make_plan(records, config, cameras)
         (name,) = [n for n, m in plan["masters"].items() if m["type"] == "flat"]
@@ -235,8 +288,8 @@ def test_master_flat_uncertainty_equals_its_scatter_for_few_flats(ccd_night, tmp
     truth = fits.getdata(base / "truth" / manifest["cameras"]["cmos"]["flats"]["L"]).astype(np.float64)
     z = ((flat - np.median(flat / truth) * truth) / uncert)[good]
     dev = z - z.mean()
-    m2, m4 = np.mean(dev ** 2), np.mean(dev ** 4)
-    assert abs(m2 - 1) < 4 * math.sqrt((m4 / m2 ** 2 - 1) / z.size), (m2, z.size)
+    m2, m4 = np.mean(dev**2), np.mean(dev**4)
+    assert abs(m2 - 1) < 4 * math.sqrt((m4 / m2**2 - 1) / z.size), (m2, z.size)
 
 
 def test_a_single_frame_dark_takes_the_read_noise_of_its_bias_never_zero(tmp_path):
@@ -251,12 +304,17 @@ def test_a_single_frame_dark_takes_the_read_noise_of_its_bias_never_zero(tmp_pat
         frames = ([("BIAS", 0.0, i) for i in range(4)] if with_bias else []) + [("DARK", 20.0, 0)]
         for kind, t, i in frames:
             data = 500.0 + rng.poisson(0.5 * t, shape) + rng.normal(0, 6.0, shape)
-            header = fits.Header({"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": -10.0, "EGAIN": 1.0,
-                                  "DATE-OBS": f"2026-03-01T20:0{i}:00"})
+            header = fits.Header(
+                {"IMAGETYP": kind, "EXPTIME": t, "CCD-TEMP": -10.0, "EGAIN": 1.0, "DATE-OBS": f"2026-03-01T20:0{i}:00"}
+            )
             fits.PrimaryHDU(np.round(data).astype(np.uint16), header=header).writeto(raw / f"{kind}_{i}.fits")
-        config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / f"out{with_bias}"),
-                            "default_camera": {"overscan": {"method": "none"}, "trim": "none",
-                                               "dark": {"bias_from_darks": False}}})
+        config = validated(
+            {
+                "raw_dir": str(raw),
+                "output_dir": str(tmp_path / f"out{with_bias}"),
+                "default_camera": {"overscan": {"method": "none"}, "trim": "none", "dark": {"bias_from_darks": False}},
+            }
+        )
         records, cameras = take_inventory(raw, list_raw_files(raw), config)
         plan = make_plan(records, config, cameras)
         out = tmp_path / f"out{with_bias}"

@@ -9,18 +9,17 @@ the ~1000-30000 ADU being subtracted).
 
 from __future__ import annotations
 
-
 import astropy.units as u
 import ccdproc
 import numpy as np
 import pytest
 from astropy.modeling.models import Polynomial1D
 from astropy.nddata import CCDData
+from conftest import validated_config
 
-from ccdcal.inventory import take_inventory, list_raw_files
+from ccdcal.inventory import list_raw_files, take_inventory
 from ccdcal.jobs import master_job
 from ccdcal.plan import make_plan, master_inputs
-from conftest import validated_config
 
 EPS32 = np.finfo(np.float32).eps
 BIASSEC, TRIMSEC = "[517:544,1:512]", "[1:512,1:512]"
@@ -33,26 +32,39 @@ def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("ref")
     raw = base / "raw"
     write_demo_night(raw, base / "truth")
-    config = validated_config(**{
-        "raw_dir": str(raw),
-        "output_dir": str(base / "out"),
-        "memory_limit_mb": 64,  # several row blocks per master: the streaming path is exercised
-        "cameras": [
-            {"name": "ccd", "match": {"header": {"INSTRUME": "SimCam*"}},
-             "overscan": {"method": "polynomial", "order": 1},
-             "combine": {"bias": {"method": "mean", "rejection": "sigma_clip", "maxiters": 1},
-                         "dark": {"method": "median"},
-                         "flat": {"method": "median"}}},
-            {"name": "cmos", "match": {"header": {"INSTRUME": "SimCMOS*"}},
-             "overscan": {"method": "none"}, "trim": "none",
-             "combine": {"dark": {"method": "mean", "rejection": "sigma_clip", "center": "median",
-                                  "maxiters": 1},
-                         "flat": {"method": "median"}}},
-        ],
-    })
+    config = validated_config(
+        **{
+            "raw_dir": str(raw),
+            "output_dir": str(base / "out"),
+            "memory_limit_mb": 64,  # several row blocks per master: the streaming path is exercised
+            "cameras": [
+                {
+                    "name": "ccd",
+                    "match": {"header": {"INSTRUME": "SimCam*"}},
+                    "overscan": {"method": "polynomial", "order": 1},
+                    "combine": {
+                        "bias": {"method": "mean", "rejection": "sigma_clip", "maxiters": 1},
+                        "dark": {"method": "median"},
+                        "flat": {"method": "median"},
+                    },
+                },
+                {
+                    "name": "cmos",
+                    "match": {"header": {"INSTRUME": "SimCMOS*"}},
+                    "overscan": {"method": "none"},
+                    "trim": "none",
+                    "combine": {
+                        "dark": {"method": "mean", "rejection": "sigma_clip", "center": "median", "maxiters": 1},
+                        "flat": {"method": "median"},
+                    },
+                },
+            ],
+        }
+    )
     records, cameras = take_inventory(raw, list_raw_files(raw), config)
     plan = make_plan(records, config, cameras)
     masters_dir = base / "out" / "masters"
+
     def stage(name):  # a bias fitted from darks comes after the darks
         kind = name.split("_")[0]
         return ("bias", "dark", "fitted", "flat").index("fitted" if plan["masters"][name]["derived_from"] else kind)
@@ -61,8 +73,7 @@ def demo(tmp_path_factory):
     for name in order:
         spec = plan["masters"][name]
         needs = [str(masters_dir / f"{m}.fits") for m in master_inputs(plan, name)["masters"]]
-        master_job(spec, plan["cameras"][spec["camera"]], needs, str(masters_dir / f"{name}.fits"),
-                   config, threads=2)
+        master_job(spec, plan["cameras"][spec["camera"]], needs, str(masters_dir / f"{name}.fits"), config, threads=2)
     return {"raw": raw, "plan": plan, "masters": masters_dir}
 
 
@@ -76,8 +87,7 @@ def frames_of(demo, name):
 
 def ccd_reduce(demo, rel) -> CCDData:
     ccd = CCDData.read(demo["raw"] / rel, unit="adu")
-    ccd = ccdproc.subtract_overscan(ccd, fits_section=BIASSEC, overscan_axis=1, median=True,
-                                    model=Polynomial1D(1))
+    ccd = ccdproc.subtract_overscan(ccd, fits_section=BIASSEC, overscan_axis=1, median=True, model=Polynomial1D(1))
     return ccdproc.trim_image(ccd, fits_section=TRIMSEC)
 
 
@@ -125,15 +135,15 @@ def test_ccd_master_flat_with_scaled_dark_equals_ccdproc(demo, filt):
     combiner = ccdproc.Combiner(biases)
     combiner.sigma_clipping(low_thresh=3, high_thresh=3, func="median", dev_func="std")
     bias = combiner.average_combine()
-    dark = ccdproc.combine([ccd_reduce(demo, f["path"]) for f in frames_of(demo, dark_name)],
-                           method="median")
+    dark = ccdproc.combine([ccd_reduce(demo, f["path"]) for f in frames_of(demo, dark_name)], method="median")
     dark_current = ccdproc.subtract_bias(dark, bias)
     flats = []
     for frame in frames_of(demo, name):
         assert frame["calibration"]["dark_mode"] == "scaled"
         flat = ccdproc.subtract_bias(ccd_reduce(demo, frame["path"]), bias)
-        flat = ccdproc.subtract_dark(flat, dark_current, dark_exposure=300 * u.s,
-                                     data_exposure=frame["exptime"] * u.s, scale=True)
+        flat = ccdproc.subtract_dark(
+            flat, dark_current, dark_exposure=300 * u.s, data_exposure=frame["exptime"] * u.s, scale=True
+        )
         flats.append(flat)
     reference = ccdproc.combine(flats, method="median", scale=lambda a: 1 / np.ma.median(a)).data
     reference /= np.median(reference)

@@ -21,8 +21,7 @@ BIAS_PAIR_RN = {"value": 2.25, "error": 0.01, "method": "bias pair a.fits + b.fi
 
 
 def profile(**camera) -> CameraProfile:
-    return CameraProfile(validated({"raw_dir": ".", "output_dir": ".", "default_camera": camera})
-                         ["default_camera"])
+    return CameraProfile(validated({"raw_dir": ".", "output_dir": ".", "default_camera": camera})["default_camera"])
 
 
 def headers(**cards):
@@ -58,29 +57,33 @@ def test_an_ambiguous_gain_keyword_that_disagrees_gives_way_to_the_measurement()
     assert (decided["gain"], decided["gain_source"][:9]) == (0.8, "measured:")
     assert len(decided["warnings"]) == 2  # the gain, and the read noise unknown
     assert decided["warnings"][0].startswith("header GAIN = 100 is not the measured gain 0.8 +- 0.005")
-    assert decided["warnings"][0].endswith(
-        "cameras write GAIN in e-/ADU or as a setting; the measured gain is used")
+    assert decided["warnings"][0].endswith("cameras write GAIN in e-/ADU or as a setting; the measured gain is used")
     agreeing = decide(profile(gain={"keyword": "GAIN"}), headers(GAIN=0.805), {"gain": MEASURED_GAIN})
     assert (agreeing["gain"], agreeing["gain_source"]) == (0.805, "header GAIN")
 
 
 def test_an_unambiguous_value_that_disagrees_is_kept_and_warned_about():
-    decided = decide(profile(), headers(EGAIN=1.0, RDNOISE=5.0),
-                     {"gain": MEASURED_GAIN, "read_noise_adu": BIAS_PAIR_RN})
+    decided = decide(
+        profile(), headers(EGAIN=1.0, RDNOISE=5.0), {"gain": MEASURED_GAIN, "read_noise_adu": BIAS_PAIR_RN}
+    )
     assert (decided["gain"], decided["gain_source"]) == (1.0, "header EGAIN")
     # the measured read noise (ADU) in e- with the gain used: UNCERT (ADU) has rn_e / gain
     assert decided["read_noise_e"] == 2.25
     gain_warning, rn_warning = decided["warnings"]
     assert gain_warning.startswith("gain 1 e-/ADU (header EGAIN) disagrees with the measured 0.8")
-    assert rn_warning == ("read noise 5 e- (header RDNOISE) is not tonight's: the bias pair gives "
-                          "2.25 +- 0.01 e- (60 sigma); the measurement is used")  # 2.75 / hypot(0.01, 0.045)
+    assert rn_warning == (
+        "read noise 5 e- (header RDNOISE) is not tonight's: the bias pair gives "
+        "2.25 +- 0.01 e- (60 sigma); the measurement is used"
+    )  # 2.75 / hypot(0.01, 0.045)
     configured = decide(profile(read_noise={"value": 5.0}), [], {"read_noise_adu": BIAS_PAIR_RN})
     assert configured["read_noise_e"] == 5.0  # the user's value is kept, and warned about
     assert configured["warnings"][1].startswith("read noise 5 e- (config) disagrees with the measured")
     # within the measurement's error and the 2 % floor: no warning
     close = decide(profile(), headers(EGAIN=0.812), {"gain": MEASURED_GAIN})
-    assert close["warnings"] == ["read noise unknown: UNCERT lacks it, the lights are flagged "
-                                 "NORDNOISE (give cameras[].read_noise, or take two biases)"]
+    assert close["warnings"] == [
+        "read noise unknown: UNCERT lacks it, the lights are flagged "
+        "NORDNOISE (give cameras[].read_noise, or take two biases)"
+    ]
 
 
 def test_nothing_known_or_measurable_is_flagged_never_silent():
@@ -95,17 +98,28 @@ def test_nothing_known_or_measurable_is_flagged_never_silent():
 def test_read_noise_from_dark_pairs_only_without_a_bias_pair_or_a_library_bias():
     """A bias pair tonight, then a library bias's RDNOISE, then the dark pairs' intercept;
     a single-exposure dark pair is an upper limit, used last, with a warning."""
-    library = [("/lib/bias/cam/bias_x.fits", fits.Header([("CCDCALTY", "bias"), ("RDNOISE", 1.7),
-                                                          ("RNSOURCE", "measured: bias pair")]))]
-    intercept = {"value": 2.3, "error": 0.02, "upper_limit": False,
-                 "method": "4 dark pairs at 2 exposures (2, 120 s): intercept of var(D1 - D2)/2"}
+    library = [
+        (
+            "/lib/bias/cam/bias_x.fits",
+            fits.Header([("CCDCALTY", "bias"), ("RDNOISE", 1.7), ("RNSOURCE", "measured: bias pair")]),
+        )
+    ]
+    intercept = {
+        "value": 2.3,
+        "error": 0.02,
+        "upper_limit": False,
+        "method": "4 dark pairs at 2 exposures (2, 120 s): intercept of var(D1 - D2)/2",
+    }
     upper = {**intercept, "upper_limit": True, "method": "1 dark pair at 120 s: an upper limit"}
     gain = {"gain": MEASURED_GAIN}
-    assert decide(profile(), [], {**gain, "read_noise_adu": BIAS_PAIR_RN}, library)[
-        "read_noise_source"].startswith("measured: bias pair")
+    assert decide(profile(), [], {**gain, "read_noise_adu": BIAS_PAIR_RN}, library)["read_noise_source"].startswith(
+        "measured: bias pair"
+    )
     from_library = decide(profile(), [], {**gain, "read_noise_adu": intercept}, library)
     assert (from_library["read_noise_e"], from_library["read_noise_source"]) == (
-        1.7, "library master bias_x.fits (RDNOISE from measured: bias pair)")
+        1.7,
+        "library master bias_x.fits (RDNOISE from measured: bias pair)",
+    )
     from_darks = decide(profile(), [], {**gain, "read_noise_adu": intercept})
     assert from_darks["read_noise_e"] == pytest.approx(2.3 * 0.8) and from_darks["warnings"] == []
     limit = decide(profile(), [], {**gain, "read_noise_adu": upper})
@@ -118,12 +132,14 @@ def test_a_library_master_gives_its_gain_only_when_it_was_known():
     silent = ("/lib/old.fits", fits.Header([("EGAIN", 1.0)]))  # made before GAINSRC: unknown
     unknown = ("/lib/unk.fits", fits.Header([("EGAIN", 1.0), ("GAINSRC", "unknown")]))
     assert decide(profile(), [], {}, [silent, unknown, known])["gain_source"] == (
-        "library master dark.fits (EGAIN from header EGAIN)")
+        "library master dark.fits (EGAIN from header EGAIN)"
+    )
     assert decide(profile(), [], {}, [silent, unknown])["flags"][0] == "NOGAIN"
 
 
-@pytest.mark.parametrize("shape, box", [((2048, 2048), 64), ((480, 640), 64), ((128, 160), 16), ((256, 320), 32),
-                                        ((64, 64), 16)])
+@pytest.mark.parametrize(
+    "shape, box", [((2048, 2048), 64), ((480, 640), 64), ((128, 160), 16), ((256, 320), 32), ((64, 64), 16)]
+)
 def test_small_frames_get_smaller_boxes(shape, box):
     assert box_for(shape) == box
 
@@ -136,9 +152,21 @@ def setting_night(tmp_path_factory):
 
 
 def night_plan(raw, **camera):
-    config = validated({"raw_dir": str(raw), "output_dir": str(raw.parent / "out"),
-                        "cameras": [{"name": "cmos", "overscan": {"method": "none"}, "trim": "none",
-                                     "match": {"header": {"INSTRUME": "SimCMOS*"}}, **camera}]})
+    config = validated(
+        {
+            "raw_dir": str(raw),
+            "output_dir": str(raw.parent / "out"),
+            "cameras": [
+                {
+                    "name": "cmos",
+                    "overscan": {"method": "none"},
+                    "trim": "none",
+                    "match": {"header": {"INSTRUME": "SimCMOS*"}},
+                    **camera,
+                }
+            ],
+        }
+    )
     files = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.fits"))
     records, cameras = take_inventory(raw, files, config)
     return make_plan(records, config, cameras), config
@@ -147,17 +175,19 @@ def night_plan(raw, **camera):
 def test_the_plan_pairs_flats_with_darkflats_and_darks_by_exposure(setting_night):
     raw, manifest = setting_night
     plan, _ = night_plan(raw)
-    (name, noise), = plan["noise"].items()
+    ((name, noise),) = plan["noise"].items()
     assert name == noise_name(plan["masters"][next(iter(plan["masters"]))]["setup"])
     assert name == "cmos_1x1_128x160_g100"  # camera, binning, shape, gain setting
     assert noise["bias_pair"] == []  # no biases tonight
     flats = manifest["sets"]["flat_L"]["frames"]
     darkflats = manifest["sets"]["darkflat_2s"]["frames"]
-    assert [p["flats"] for p in noise["flat_pairs"]] == [flats[i:i + 2] for i in range(0, 10, 2)]
+    assert [p["flats"] for p in noise["flat_pairs"]] == [flats[i : i + 2] for i in range(0, 10, 2)]
     assert {tuple(p["zero"]) for p in noise["flat_pairs"]} == {tuple(darkflats[:2])}
     assert {p["zero_kind"] for p in noise["flat_pairs"]} == {"darkflat pair"}
     assert [(p["exptime"], p["darks"]) for p in noise["dark_pairs"]] == [
-        (2.0, darkflats[:2]), (120.0, manifest["sets"]["dark_120s"]["frames"][:2])]
+        (2.0, darkflats[:2]),
+        (120.0, manifest["sets"]["dark_120s"]["frames"][:2]),
+    ]
     # every master and light group names the setup's record
     assert {m["noise"] for m in plan["masters"].values()} == {name}
     assert {g["noise"] for g in plan["light_groups"].values()} == {name}
@@ -199,14 +229,21 @@ def test_lamp_flats_are_kept_apart_by_object_or_file_name(tmp_path):
     simulate.write_camera_night(raw, tmp_path / "truth", simulate.night_lamp_flats())
 
     def flat_masters(**flat):
-        config = validated({"raw_dir": str(raw), "output_dir": str(tmp_path / "out"),
-                            "cameras": [{"name": "ccd", "flat": flat,
-                                         "match": {"header": {"INSTRUME": "SimCam*"}}}]})
+        config = validated(
+            {
+                "raw_dir": str(raw),
+                "output_dir": str(tmp_path / "out"),
+                "cameras": [{"name": "ccd", "flat": flat, "match": {"header": {"INSTRUME": "SimCam*"}}}],
+            }
+        )
         files = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.fits"))
         records, cameras = take_inventory(raw, files, config)
         plan = make_plan(records, config, cameras)
-        return {name: sorted(f["path"].rsplit("/", 1)[1][:11] for f in m["frames"])
-                for name, m in plan["masters"].items() if m["type"] == "flat"}
+        return {
+            name: sorted(f["path"].rsplit("/", 1)[1][:11] for f in m["frames"])
+            for name, m in plan["masters"].items()
+            if m["type"] == "flat"
+        }
 
     assert [len(v) for v in flat_masters().values()] == [16]
     by_object = flat_masters(group_by=["object"])

@@ -62,8 +62,9 @@ class Camera:
         static = np.random.default_rng([self.seed, 0])
         ny, nx = self.shape
         y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-        self.bias2d = (300 + 4 * np.sin(x / 37.0) + 0.01 * y
-                       + static.normal(0, 2, nx)[None, :] + static.normal(0, 1, (ny, 1)))
+        self.bias2d = (
+            300 + 4 * np.sin(x / 37.0) + 0.01 * y + static.normal(0, 2, nx)[None, :] + static.normal(0, 1, (ny, 1))
+        )
         radius2 = ((x - nx / 2) ** 2 + (y - ny / 2) ** 2) / (nx / 2) ** 2
         self.flat = (1 - 0.25 * radius2) * (1 + 0.01 * static.normal(size=self.shape))
         self.dark_map = np.full(self.shape, self.dark_current)
@@ -95,12 +96,18 @@ class Camera:
             y0, y1 = int(max(0, yc - 10)), int(min(ny, yc + 11))
             x0, x1 = int(max(0, xc - 10)), int(min(nx, xc + 11))
             yy, xx = np.mgrid[y0:y1, x0:x1]
-            image[y0:y1, x0:x1] += peak * np.exp(-((yy - yc) ** 2 + (xx - xc) ** 2)
-                                                 / (2 * sigma ** 2))
+            image[y0:y1, x0:x1] += peak * np.exp(-((yy - yc) ** 2 + (xx - xc) ** 2) / (2 * sigma**2))
         return image
 
-    def frame(self, level: float = 0.0, exposure: float = 0.0, *, stars: int = 0,
-              star_image: np.ndarray | None = None, cosmics: int = 15) -> np.ndarray:
+    def frame(
+        self,
+        level: float = 0.0,
+        exposure: float = 0.0,
+        *,
+        stars: int = 0,
+        star_image: np.ndarray | None = None,
+        cosmics: int = 15,
+    ) -> np.ndarray:
         """One frame (ADU, float32): flat x ``level`` ADU of light, ``exposure`` s of dark
         current, ``stars`` random stars (or ``star_image`` electrons), cosmic rays."""
         expected = self.flat * (level * self.gain) + self.dark_map * exposure
@@ -130,8 +137,7 @@ def expected_gain_error(camera: Camera, point, zero_var: float, n_pixels: int) -
     r = point.level_ratio
     zero_term = zero_var * (1 + r * r + (1 - r) ** 2 / 2)
     shot = point.signal * (1 + r) / camera.gain
-    relative = math.sqrt(math.pi / 2) * math.sqrt(2 / n_pixels) * math.hypot(
-        zero_term + shot, zero_term) / shot
+    relative = math.sqrt(math.pi / 2) * math.sqrt(2 / n_pixels) * math.hypot(zero_term + shot, zero_term) / shot
     return camera.gain * relative
 
 
@@ -155,7 +161,7 @@ def test_clipped_variance_is_unbiased_on_normal_and_integer_noise():
         if sigma < 5:
             values = np.round(values)  # integer ADU: digitisation adds 1 / 12 ADU^2
         variance, n = clipped_variances(values.astype(np.float32), 64)
-        truth = sigma ** 2 + (1 / 12 if sigma < 5 else 0)
+        truth = sigma**2 + (1 / 12 if sigma < 5 else 0)
         # 600 boxes: the mean's relative error is sqrt(2 / 4096 / 600) = 0.09 %
         assert abs(variance.mean() / truth - 1) < 0.004, (sigma, variance.mean(), truth)
         assert n.mean() > 0.99 * 64 * 64 and n.min() > 0.95 * 64 * 64  # (grow: 25 a reject)
@@ -209,8 +215,10 @@ def test_read_noise_mask_and_region_keep_a_bad_area_out():
     assert read_noise_from_pair(a, b).value > 1.5 * truth  # most boxes are bad
     mask = np.zeros(a.shape, dtype=bool)
     mask[:, :320] = True
-    for estimate in (read_noise_from_pair(a, b, mask=mask),
-                     read_noise_from_pair(a, b, region=(slice(0, 512), slice(320, 512)))):
+    for estimate in (
+        read_noise_from_pair(a, b, mask=mask),
+        read_noise_from_pair(a, b, region=(slice(0, 512), slice(320, 512))),
+    ):
         assert abs(estimate.value / truth - 1) < 0.03
         assert estimate.n == 24  # 8 rows x 3 whole columns of boxes
 
@@ -220,7 +228,7 @@ def test_robust_variance_of_a_difference():
     a, b = camera.frame(), camera.frame()
     variance = robust_variance(a - b)
     assert isinstance(variance, Estimate)
-    assert abs(variance.value / (2 * camera.read_noise_adu ** 2) - 1) < 0.02
+    assert abs(variance.value / (2 * camera.read_noise_adu**2) - 1) < 0.02
 
 
 def dark_camera(seed: int, gain: float = 1.5, read_noise: float = 6.0) -> Camera:
@@ -253,8 +261,7 @@ def test_read_noise_from_one_dark_exposure_and_a_known_dark_signal(glow):
     d1, d2 = camera.pair(exposure=60.0)  # dark shot noise ~ rn^2 in the median box
     dark_image = (d1 + d2) / 2 - (b1 + b2) / 2  # what a caller has: darks minus biases, ADU
     dark_signal = dark_image if glow else float(np.median(dark_image))
-    result = read_noise_from_dark_pairs([(60.0, d1, d2)], dark_signal=dark_signal,
-                                        gain=camera.gain)
+    result = read_noise_from_dark_pairs([(60.0, d1, d2)], dark_signal=dark_signal, gain=camera.gain)
     truth = camera.read_noise_adu
     assert not result.upper_limit and "subtracted" in result.method
     assert abs(result.value / truth - 1) < 0.03, (result.value, truth)
@@ -275,7 +282,7 @@ def test_dark_variance_rate_is_the_dark_currents_shot_noise_per_second(exposures
     rate = dark_variance_rate(pairs, read_noise=read_noise)
     # a typical box's dark current (0.5 e-/s and the glow's tail; hot pixels out) / g^2
     dark = np.where(camera.hot, np.nan, camera.dark_map).reshape(8, 64, 8, 64)
-    truth = float(np.median(np.nanmean(dark, axis=(1, 3)))) / camera.gain ** 2
+    truth = float(np.median(np.nanmean(dark, axis=(1, 3)))) / camera.gain**2
     assert abs(rate.value / truth - 1) < 0.05, (rate, truth)
     assert abs(rate.value - truth) < 4 * rate.error
     with pytest.raises(NoiseMeasurementError, match="one exposure and no read noise"):
@@ -309,7 +316,7 @@ def test_gain_from_one_flat_pair_and_a_bias_pair(gain, read_noise, ratio):
     point = flat_pair_point(f1, f2, b1, b2, saturation=SATURATION)
     assert point.level_ratio == pytest.approx(ratio, abs=0.002)
     assert point.boxes_used == 64
-    expected = expected_gain_error(camera, point, camera.read_noise_adu ** 2, 512 * 512)
+    expected = expected_gain_error(camera, point, camera.read_noise_adu**2, 512 * 512)
     assert_gain(point, camera, expected)
     assert point.shot_variance == pytest.approx(point.signal / point.gain)
     assert abs(point.zero_noise.value / camera.read_noise_adu - 1) < 0.03
@@ -319,9 +326,10 @@ def test_gain_from_one_flat_pair_and_a_bias_pair(gain, read_noise, ratio):
 def test_photon_transfer_of_five_pairs_with_the_read_noise(gain, read_noise):
     camera = Camera(gain, read_noise, seed=41)
     b1, b2 = camera.pair()
-    points = [flat_pair_point(*camera.pair(level, exposure=5.0, ratio=0.9), b1, b2,
-                              saturation=SATURATION)
-              for level in np.geomspace(2000, 30000, 5)]
+    points = [
+        flat_pair_point(*camera.pair(level, exposure=5.0, ratio=0.9), b1, b2, saturation=SATURATION)
+        for level in np.geomspace(2000, 30000, 5)
+    ]
     result = photon_transfer(points, read_noise_from_pair(b1, b2))
     assert_gain(result, camera)
     assert result.method.startswith("photon transfer, 5 flat pairs, bias pair")
@@ -341,8 +349,10 @@ def test_photon_transfer_of_five_pairs_with_the_read_noise(gain, read_noise):
 def test_photon_transfer_reports_a_bend_near_full_well():
     camera = Camera(1.5, 6.0, seed=42, full_well_curvature=1.5e-6)  # -4.5 % gain at 30000
     b1, b2 = camera.pair()
-    points = [flat_pair_point(*camera.pair(level, exposure=5.0), b1, b2, saturation=SATURATION)
-              for level in np.geomspace(2000, 30000, 5)]
+    points = [
+        flat_pair_point(*camera.pair(level, exposure=5.0), b1, b2, saturation=SATURATION)
+        for level in np.geomspace(2000, 30000, 5)
+    ]
     result = photon_transfer(points)
     # var of s (1 - c s) is (1 - 2 c s)^2 s / g at level s (1 - c s): about -3 c s / g
     # relative, -13 % at the top point; the other points' line is already bent a little
@@ -358,7 +368,7 @@ def test_gain_with_a_darkflat_pair_and_a_glowing_corner(gain, read_noise):
     f1, f2 = camera.pair(10000.0, exposure=60.0, ratio=0.85)
     point = flat_pair_point(f1, f2, z1, z2, saturation=SATURATION, zero_kind="darkflat pair")
     dark_e = float(np.median(camera.dark_map)) * 60.0
-    zero_var = camera.read_noise_adu ** 2 + dark_e / gain ** 2
+    zero_var = camera.read_noise_adu**2 + dark_e / gain**2
     assert_gain(point, camera, expected_gain_error(camera, point, zero_var, 512 * 512))
     assert photon_transfer([point]).method == "photon transfer, 1 flat pair, darkflat pair"
 
@@ -395,8 +405,7 @@ def test_bright_stars_in_a_fifth_or_all_of_the_boxes_change_nothing(starred_boxe
     y, x = divmod(int(boxes[0]), 8)
     box = (slice(64 * y, 64 * y + 64), slice(64 * x, 64 * x + 64))
     r = with_stars.level_ratio
-    assert (np.var(starred[0][box] - r * starred[1][box])
-            > 2 * np.var(f1[box] - r * f2[box]))
+    assert np.var(starred[0][box] - r * starred[1][box]) > 2 * np.var(f1[box] - r * f2[box])
 
 
 @pytest.mark.parametrize("gain,read_noise", CAMERAS)
@@ -406,7 +415,7 @@ def test_very_unequal_flats_still_give_the_gain(gain, read_noise):
     f1, f2 = camera.pair(6000.0, exposure=5.0, ratio=0.3)
     point = flat_pair_point(f1, f2, b1, b2, saturation=SATURATION)
     assert point.level_ratio == pytest.approx(0.3, abs=0.002)
-    expected = expected_gain_error(camera, point, camera.read_noise_adu ** 2, 512 * 512)
+    expected = expected_gain_error(camera, point, camera.read_noise_adu**2, 512 * 512)
     assert_gain(point, camera, expected)
 
 
@@ -446,8 +455,7 @@ def test_stated_gain_errors_match_the_scatter_of_repeated_measurements():
     for seed in range(12):
         camera = Camera(1.5, 6.0, seed=100 + seed, shape=(256, 256))
         b1, b2 = camera.pair()
-        point = flat_pair_point(*camera.pair(10000.0, exposure=5.0, ratio=0.9), b1, b2,
-                                saturation=SATURATION)
+        point = flat_pair_point(*camera.pair(10000.0, exposure=5.0, ratio=0.9), b1, b2, saturation=SATURATION)
         pulls.append((point.gain - camera.gain) / point.gain_error)
         rn = read_noise_from_pair(b1, b2)
         read_pulls.append((rn.value - camera.read_noise_adu) / rn.error)
@@ -475,7 +483,6 @@ def test_threads_and_region_give_the_same_boxes():
     assert two == one
     region = (slice(0, 512), slice(0, 256))  # the left half: 8 x 4 boxes
     half = flat_pair_point(f1, f2, b1, b2, saturation=SATURATION, region=region)
-    cropped = flat_pair_point(f1[region], f2[region], b1[region], b2[region],
-                              saturation=SATURATION)
+    cropped = flat_pair_point(f1[region], f2[region], b1[region], b2[region], saturation=SATURATION)
     assert half == cropped and half.boxes_used == 32
     assert read_noise_from_pair(b1, b2, threads=2) == read_noise_from_pair(b1, b2)

@@ -45,8 +45,8 @@ def serial_frame(level_of_row, ny=240, nx_data=100, gap=2, nx_os=18, seed=0):
     science = rng.uniform(0.0, 2000.0, (ny, nx_data))
     raw = np.zeros((ny, nx))
     raw[:, :nx_data] = science + level
-    raw[:, nx_data:nx_data + gap] = 30000.0  # junk columns between data and overscan: never used
-    raw[:, nx_data + gap:] = level
+    raw[:, nx_data : nx_data + gap] = 30000.0  # junk columns between data and overscan: never used
+    raw[:, nx_data + gap :] = level
     raw += rng.normal(0.0, SIGMA, raw.shape)
     overscan = Section(nx_data + gap + 1, nx, 1, ny)
     data = Section(1, nx_data, 1, ny)
@@ -55,8 +55,12 @@ def serial_frame(level_of_row, ny=240, nx_data=100, gap=2, nx_os=18, seed=0):
 
 def explicit_layout(camera_profile, shape, regions, trim, method, order=1, axis="auto"):
     profile = camera_profile(
-        overscan={"method": method, "order": order, "axis": axis,
-                  "regions": [{"overscan": str(o), "data": str(d)} for o, d in regions]},
+        overscan={
+            "method": method,
+            "order": order,
+            "axis": axis,
+            "regions": [{"overscan": str(o), "data": str(d)} for o, d in regions],
+        },
         trim=str(trim),
     )
     return layout_for(HeaderView({}), shape, profile)
@@ -247,10 +251,8 @@ def test_two_amplifiers_each_corrected_by_its_own_overscan(camera_profile, metho
 def test_header_layout_equals_explicit_regions(camera_profile):
     raw, _, overscan, data = serial_frame(lambda y: 1000.0 + 0.25 * y, seed=5)
     header = {"BIASSEC": str(overscan), "DATASEC": str(data), "TRIMSEC": "[3:98,2:239]"}
-    from_header = layout_for(HeaderView(header), raw.shape,
-                             camera_profile(overscan={"method": "median_per_row"}))
-    explicit = explicit_layout(camera_profile, raw.shape, [(overscan, data)], "[3:98,2:239]",
-                               "median_per_row")
+    from_header = layout_for(HeaderView(header), raw.shape, camera_profile(overscan={"method": "median_per_row"}))
+    explicit = explicit_layout(camera_profile, raw.shape, [(overscan, data)], "[3:98,2:239]", "median_per_row")
     assert from_header == explicit
     assert from_header.trim == Section(3, 98, 2, 239) and from_header.shape == (238, 96)
     out_h, _ = FrameCorrector(reader(raw), from_header).full()
@@ -260,8 +262,7 @@ def test_header_layout_equals_explicit_regions(camera_profile):
 
 def test_header_regions_read_through_keyword_in_explicit_list(camera_profile):
     raw, _, overscan, data = serial_frame(lambda y: 1000.0 + 0 * y)
-    profile = camera_profile(overscan={"method": "mean",
-                                       "regions": [{"overscan": "header", "data": "[1:100,1:240]"}]})
+    profile = camera_profile(overscan={"method": "mean", "regions": [{"overscan": "header", "data": "[1:100,1:240]"}]})
     layout = layout_for(HeaderView({"BIASSEC": str(overscan)}), raw.shape, profile)
     assert layout.amplifiers == (Amplifier(data, overscan),)
     with pytest.raises(ValueError, match="BIASSEC"):
@@ -287,8 +288,7 @@ def test_no_sections_in_header_means_no_correction_and_no_trim(camera_profile):
 
 def test_trim_cuts_after_correction(camera_profile):
     raw, _, overscan, data = serial_frame(lambda y: 1000.0 + 0.25 * y, seed=6)
-    layout = explicit_layout(camera_profile, raw.shape, [(overscan, data)], "[11:90,21:200]",
-                             "median_per_row")
+    layout = explicit_layout(camera_profile, raw.shape, [(overscan, data)], "[11:90,21:200]", "median_per_row")
     corrector = FrameCorrector(reader(raw), layout)
     out, _ = corrector.full()
     assert out.shape == (180, 80)
@@ -300,9 +300,9 @@ def test_trim_cuts_after_correction(camera_profile):
 
 def test_trim_none_keeps_the_whole_frame(camera_profile):
     raw, _, overscan, data = serial_frame(lambda y: 1000.0 + 0 * y)
-    profile = camera_profile(overscan={"method": "mean",
-                                       "regions": [{"overscan": str(overscan), "data": str(data)}]},
-                             trim="none")
+    profile = camera_profile(
+        overscan={"method": "mean", "regions": [{"overscan": str(overscan), "data": str(data)}]}, trim="none"
+    )
     layout = layout_for(HeaderView({}), raw.shape, profile)
     out, _ = FrameCorrector(reader(raw), layout).full()
     assert out.shape == raw.shape
@@ -349,13 +349,13 @@ def test_saturation_mask_from_raw_values(camera_profile):
 def test_section_outside_the_frame_raises_naming_it(camera_profile):
     shape = (240, 120)
     with pytest.raises(ValueError, match=r"overscan section \[103:130,1:240\]"):
-        layout_for(HeaderView({"BIASSEC": "[103:130,1:240]", "DATASEC": "[1:100,1:240]"}), shape,
-                   camera_profile())
+        layout_for(HeaderView({"BIASSEC": "[103:130,1:240]", "DATASEC": "[1:100,1:240]"}), shape, camera_profile())
     with pytest.raises(ValueError, match=r"trim section \[1:100,1:241\]"):
         layout_for(HeaderView({"TRIMSEC": "[1:100,1:241]"}), shape, camera_profile())
     with pytest.raises(ValueError, match=r"data section \[1:121,1:240\]"):
-        explicit_layout(camera_profile, shape, [(Section(103, 120, 1, 240), Section(1, 121, 1, 240))],
-                        "[1:100,1:240]", "median")
+        explicit_layout(
+            camera_profile, shape, [(Section(103, 120, 1, 240), Section(1, 121, 1, 240))], "[1:100,1:240]", "median"
+        )
 
 
 def test_bad_header_section_text_names_keyword_and_value(camera_profile):
@@ -377,22 +377,27 @@ def test_overscan_overlapping_its_data_or_the_trim_raises_naming_both(camera_pro
     overscan stays in the calibrated image), silently wrong in every light."""
     shape = (240, 120)
     with pytest.raises(ValueError) as info:
-        explicit_layout(camera_profile, shape, [(Section(95, 120, 1, 240), Section(1, 100, 1, 240))],
-                        "[1:90,1:240]", "median")
+        explicit_layout(
+            camera_profile, shape, [(Section(95, 120, 1, 240), Section(1, 100, 1, 240))], "[1:90,1:240]", "median"
+        )
     assert "[95:120,1:240]" in str(info.value) and "data section [1:100,1:240]" in str(info.value)
     with pytest.raises(ValueError) as info:
-        explicit_layout(camera_profile, shape, [(Section(103, 120, 1, 240), Section(1, 100, 1, 240))],
-                        "[1:110,1:240]", "median")
+        explicit_layout(
+            camera_profile, shape, [(Section(103, 120, 1, 240), Section(1, 100, 1, 240))], "[1:110,1:240]", "median"
+        )
     assert "[103:120,1:240]" in str(info.value) and "trim section [1:110,1:240]" in str(info.value)
     # from the header too, e.g. a BIASSEC inside the TRIMSEC; one row of overlap is enough
     with pytest.raises(ValueError, match=r"\[1:120,230:240\].*trim section \[1:120,1:230\]"):
-        layout_for(HeaderView({"BIASSEC": "[1:120,230:240]", "DATASEC": "[1:120,1:229]",
-                               "TRIMSEC": "[1:120,1:230]"}), shape, camera_profile())
+        layout_for(
+            HeaderView({"BIASSEC": "[1:120,230:240]", "DATASEC": "[1:120,1:229]", "TRIMSEC": "[1:120,1:230]"}),
+            shape,
+            camera_profile(),
+        )
     # touching is not overlapping; trim 'none' keeps the overscan in the image on purpose
-    explicit_layout(camera_profile, shape, [(Section(101, 120, 1, 240), Section(1, 100, 1, 240))],
-                    "[1:100,1:240]", "median")
-    explicit_layout(camera_profile, shape, [(Section(101, 120, 1, 240), Section(1, 100, 1, 240))],
-                    "none", "median")
+    explicit_layout(
+        camera_profile, shape, [(Section(101, 120, 1, 240), Section(1, 100, 1, 240))], "[1:100,1:240]", "median"
+    )
+    explicit_layout(camera_profile, shape, [(Section(101, 120, 1, 240), Section(1, 100, 1, 240))], "none", "median")
 
 
 def test_section_partly_outside_the_frame_raises():
@@ -400,8 +405,7 @@ def test_section_partly_outside_the_frame_raises():
     written backwards past the edge passed."""
     shape = (240, 120)
     Section(1, 120, 1, 240).check_inside(shape)  # exactly the frame
-    for section in (Section(0, 10, 1, 240), Section(1, 10, 0, 5), Section(130, 100, 1, 240),
-                    Section(1, 10, 300, 200)):
+    for section in (Section(0, 10, 1, 240), Section(1, 10, 0, 5), Section(130, 100, 1, 240), Section(1, 10, 300, 200)):
         with pytest.raises(ValueError, match=re.escape(str(section))):
             section.check_inside(shape, "data section")
 

@@ -11,18 +11,42 @@ from ccdcal.inventory import FrameRecord
 from ccdcal.plan import PlanError, build_masters, cluster, make_plan, master_inputs
 
 
-def rec(path, frame_type, exptime, temp=-10.0, filt="", binning="1x1", camera="cam",
-        shape="100x120", gain="", offset="", mode=""):
-    return FrameRecord(path=path, status="ok", frame_type=frame_type, camera=camera,
-                       exptime=exptime, temperature_c=temp, filter=filt, binning=binning,
-                       shape=shape, gain_setting=gain, offset=offset, readout_mode=mode)
+def rec(
+    path,
+    frame_type,
+    exptime,
+    temp=-10.0,
+    filt="",
+    binning="1x1",
+    camera="cam",
+    shape="100x120",
+    gain="",
+    offset="",
+    mode="",
+):
+    return FrameRecord(
+        path=path,
+        status="ok",
+        frame_type=frame_type,
+        camera=camera,
+        exptime=exptime,
+        temperature_c=temp,
+        filter=filt,
+        binning=binning,
+        shape=shape,
+        gain_setting=gain,
+        offset=offset,
+        readout_mode=mode,
+    )
 
 
 @pytest.fixture
 def cams(camera_profile):
     """cameras mapping as take_inventory returns it: name -> validated profile."""
+
     def make(**overrides):
         return {"cam": camera_profile(name="cam", **overrides)}
+
     return make
 
 
@@ -33,14 +57,12 @@ def biases(n=3, temp=-10.0, **kw):
 
 def darks(exptime, n=3, temp=-10.0, **kw):
     tag = kw.get("binning", "1x1")
-    return [rec(f"dark/d{exptime}_{temp}_{tag}_{i}.fits", "dark", exptime, temp, **kw)
-            for i in range(n)]
+    return [rec(f"dark/d{exptime}_{temp}_{tag}_{i}.fits", "dark", exptime, temp, **kw) for i in range(n)]
 
 
 def flats(filt, exptime, n=3, temp=-10.0, **kw):
     tag = kw.get("binning", "1x1")
-    return [rec(f"flat/f{filt}_{exptime}_{tag}_{i}.fits", "flat", exptime, temp, filt, **kw)
-            for i in range(n)]
+    return [rec(f"flat/f{filt}_{exptime}_{tag}_{i}.fits", "flat", exptime, temp, filt, **kw) for i in range(n)]
 
 
 def light(name, exptime, filt="R", temp=-10.0, **kw):
@@ -61,12 +83,15 @@ def test_cluster_spans_at_most_the_width():
 
 
 def test_temperature_groups(cams, make_config):
-    records = (
-        [rec("b1.fits", "bias", 0.0, -10.0), rec("b2.fits", "bias", 0.0, -10.2),
-         rec("b3.fits", "bias", 0.0, -9.9), rec("b4.fits", "bias", 0.0, -15.0),
-         rec("b5.fits", "bias", 0.0, -15.4), rec("b6.fits", "bias", 0.0, None),
-         rec("b7.fits", "bias", 0.0, None)]
-    )
+    records = [
+        rec("b1.fits", "bias", 0.0, -10.0),
+        rec("b2.fits", "bias", 0.0, -10.2),
+        rec("b3.fits", "bias", 0.0, -9.9),
+        rec("b4.fits", "bias", 0.0, -15.0),
+        rec("b5.fits", "bias", 0.0, -15.4),
+        rec("b6.fits", "bias", 0.0, None),
+        rec("b7.fits", "bias", 0.0, None),
+    ]
     plan = make_plan(records, make_config(), cams())
     got = {n: sorted(f["path"] for f in m["frames"]) for n, m in masters_of(plan, "bias").items()}
     assert got == {
@@ -87,12 +112,15 @@ def test_temperature_tolerance_sets_the_group_width(cams, make_config):
 
 def test_master_names_by_setup(cams, make_config):
     setup = dict(gain="120", offset="30", mode="High Gain/2")
-    records = (biases(**setup) + darks(300.0, **setup) + flats("Ha 7nm", 3.0, **setup)
-               + [light("m31", 300.0, "Ha 7nm", **setup)])
+    records = (
+        biases(**setup)
+        + darks(300.0, **setup)
+        + flats("Ha 7nm", 3.0, **setup)
+        + [light("m31", 300.0, "Ha 7nm", **setup)]
+    )
     plan = make_plan(records, make_config(), cams())
     label = "cam_1x1_g120_o30_High_Gain_2"
-    assert set(plan["masters"]) == {f"bias_{label}_-10.0C", f"dark_{label}_-10.0C_300s",
-                                    f"flat_{label}_Ha_7nm"}
+    assert set(plan["masters"]) == {f"bias_{label}_-10.0C", f"dark_{label}_-10.0C_300s", f"flat_{label}_Ha_7nm"}
     assert all("/" not in name and " " not in name for name in plan["masters"])
     assert plan["masters"][f"flat_{label}_Ha_7nm"]["filter"] == "Ha 7nm"
     assert plan["masters"][f"bias_{label}_-10.0C"]["setup"]["gain_setting"] == "120"
@@ -114,8 +142,7 @@ def test_auto_exact_exposure_is_unscaled_without_bias(cams, make_config):
 def test_auto_other_exposure_scales_the_quietest_dark(cams, make_config):
     """120 s from 3 darks of 60 s (x2: adds 4/3 + 1/3 of a frame's read-noise variance) or
     of 300 s (x0.4: 0.16/3 + 0.36/3): the 300 s master, ten times quieter, not the nearer."""
-    records = biases() + darks(60.0) + darks(300.0) + [light("a", 120.0), light("b", 280.0),
-                                                       light("c", 300.2)]
+    records = biases() + darks(60.0) + darks(300.0) + [light("a", 120.0), light("b", 280.0), light("c", 300.2)]
     plan = make_plan(records, make_config(), cams())
     a, b, c = (plan["lights"][f"light/{n}.fits"] for n in "abc")
     assert (a["dark"], a["dark_mode"]) == ("dark_cam_1x1_-10.0C_300s", "scaled")
@@ -135,8 +162,9 @@ def test_auto_without_bias_gives_no_dark_and_says_why(cams, make_config):
     a = plan["lights"]["light/a.fits"]
     assert a["dark"] is None and a["bias"] is None
     assert "NODARK" in a["flags"] and "NOBIAS" in a["flags"]
-    assert any("no dark: dark_cam_1x1_-10.0C_60s: exposure 60 s != 120 s and no bias to scale it" in n
-               for n in a["notes"])
+    assert any(
+        "no dark: dark_cam_1x1_-10.0C_60s: exposure 60 s != 120 s and no bias to scale it" in n for n in a["notes"]
+    )
     b = plan["lights"]["light/b.fits"]  # exact exposure still works without a bias
     assert (b["dark_mode"], b["flags"]) == ("unscaled", ["NOFLAT"])
 
@@ -165,20 +193,25 @@ def test_exposure_tolerance_is_configurable(cams, make_config):
 
 
 def test_darks_outside_the_temperature_tolerance_are_never_used(cams, make_config):
-    records = (biases(temp=-10.0) + darks(300.0, temp=-15.0) + darks(300.0, temp=-11.0, n=1)
-               + [light("at10", 300.0, temp=-10.0), light("at20", 300.0, temp=-20.0),
-                  light("noT", 300.0, temp=None)])
+    records = (
+        biases(temp=-10.0)
+        + darks(300.0, temp=-15.0)
+        + darks(300.0, temp=-11.0, n=1)
+        + [light("at10", 300.0, temp=-10.0), light("at20", 300.0, temp=-20.0), light("noT", 300.0, temp=None)]
+    )
     plan = make_plan(records, make_config(), cams())
     at10 = plan["lights"]["light/at10.fits"]
     assert at10["dark"] == "dark_cam_1x1_-11.0C_300s"  # exactly 1.0 C away: allowed
     at20 = plan["lights"]["light/at20.fits"]
     assert at20["dark"] is None and at20["bias"] is None
-    assert any("temperature -11.0 C outside -20.0 C +-1 C" in n and "temperature -15.0 C outside" in n
-               for n in at20["notes"] if n.startswith("no dark"))
+    assert any(
+        "temperature -11.0 C outside -20.0 C +-1 C" in n and "temperature -15.0 C outside" in n
+        for n in at20["notes"]
+        if n.startswith("no dark")
+    )
     assert any(n.startswith("no bias") and "outside -20.0 C +-1 C" in n for n in at20["notes"])
     no_t = plan["lights"]["light/noT.fits"]
-    assert no_t["dark"] is None and any("-15.0 C, and the frame has no usable temperature" in n
-                                        for n in no_t["notes"])
+    assert no_t["dark"] is None and any("-15.0 C, and the frame has no usable temperature" in n for n in no_t["notes"])
     assert plan["masters"]["dark_cam_1x1_-15.0C_300s"]["used"] is False
 
 
@@ -186,8 +219,14 @@ def test_darks_outside_the_temperature_tolerance_are_never_used(cams, make_confi
 
 
 def test_flats_get_per_frame_calibration_with_darkflat(cams, make_config):
-    records = (biases() + darks(3.0) + darks(300.0) + flats("R", 3.0)
-               + [rec("flat/late.fits", "flat", 5.0, -10.0, "R")] + [light("a", 300.0)])
+    records = (
+        biases()
+        + darks(3.0)
+        + darks(300.0)
+        + flats("R", 3.0)
+        + [rec("flat/late.fits", "flat", 5.0, -10.0, "R")]
+        + [light("a", 300.0)]
+    )
     plan = make_plan(records, make_config(), cams())
     flat = plan["masters"]["flat_cam_1x1_R"]
     assert len(flat["frames"]) == 4
@@ -243,9 +282,13 @@ def test_stop_on_missing_bias_names_the_light(cams, make_config):
 
 
 def test_frames_of_another_binning_are_never_mixed(cams, make_config):
-    records = (biases(binning="2x2", shape="50x60") + biases(binning="1x1")
-               + darks(300.0, binning="2x2", shape="50x60") + flats("R", 3.0, binning="2x2", shape="50x60")
-               + [light("one", 300.0), light("two", 300.0, binning="2x2", shape="50x60")])
+    records = (
+        biases(binning="2x2", shape="50x60")
+        + biases(binning="1x1")
+        + darks(300.0, binning="2x2", shape="50x60")
+        + flats("R", 3.0, binning="2x2", shape="50x60")
+        + [light("one", 300.0), light("two", 300.0, binning="2x2", shape="50x60")]
+    )
     for master in build_masters(records, cams()):
         assert {f.binning for f in master.frames} == {master.setup["binning"]}
         assert master.setup["binning"] in master.name
@@ -278,10 +321,18 @@ def test_lights_per_job_splits_a_group(cams, make_config):
 
 
 def test_plan_is_deterministic_and_order_independent(cams, make_config):
-    records = (biases() + biases(temp=-15.0) + biases(temp=None, n=2) + darks(300.0) + darks(60.0)
-               + darks(3.0, temp=-15.0) + flats("R", 3.0) + flats("V", 5.0, temp=-15.0)
-               + [light(f"m{i}", 300.0 if i % 2 else 120.0, "RV"[i % 2]) for i in range(7)]
-               + [light("cold", 90.0, "V", temp=-15.0), light("x", 10.0, "B", temp=None)])
+    records = (
+        biases()
+        + biases(temp=-15.0)
+        + biases(temp=None, n=2)
+        + darks(300.0)
+        + darks(60.0)
+        + darks(3.0, temp=-15.0)
+        + flats("R", 3.0)
+        + flats("V", 5.0, temp=-15.0)
+        + [light(f"m{i}", 300.0 if i % 2 else 120.0, "RV"[i % 2]) for i in range(7)]
+        + [light("cold", 90.0, "V", temp=-15.0), light("x", 10.0, "B", temp=None)]
+    )
     config = make_config(lights_per_job=3)
     reference = json.dumps(make_plan(records, config, cams()))
     assert json.dumps(make_plan(list(records), config, cams())) == reference
@@ -307,7 +358,7 @@ def test_filter_names_differing_in_case_make_one_flat(cams, make_config):
     plan = make_plan(records, make_config(), cams())
     flat_masters = masters_of(plan, "flat")
     assert len(flat_masters) == 1
-    (name, master), = flat_masters.items()
+    ((name, master),) = flat_masters.items()
     assert len(master["frames"]) == 4
     assert plan["lights"]["light/L1.fits"]["flat"] == name
 
@@ -321,8 +372,9 @@ def test_dark_bias_is_matched_on_the_master_temperature(cams, make_config):
     (dark,) = masters_of(plan, "dark").values()
     assert dark["temperature_c"] == pytest.approx(-9.8)
     assert len(masters_of(plan, "bias")) == 2
-    assert dark["bias"] == next(n for n, m in masters_of(plan, "bias").items()
-                                if m["temperature_c"] == pytest.approx(-9.8))
+    assert dark["bias"] == next(
+        n for n, m in masters_of(plan, "bias").items() if m["temperature_c"] == pytest.approx(-9.8)
+    )
 
 
 def test_summary_warns_of_lights_without_calibration_frames_at_their_binning(cams, make_config):
@@ -359,15 +411,25 @@ def test_master_names_never_say_minus_zero():
     from ccdcal.plan import _temperature_label
 
     assert [_temperature_label(t) for t in (-0.04, 0.04, -0.06, -10.0, None)] == [
-        "0.0C", "0.0C", "-0.1C", "-10.0C", "noT"]
+        "0.0C",
+        "0.0C",
+        "-0.1C",
+        "-10.0C",
+        "noT",
+    ]
 
 
 def test_the_dark_that_adds_the_least_noise_is_chosen_not_the_nearest(cams, make_config):
     """A 23 s frame: a single 20 s dark scaled x1.15 adds 1.32 + 0.02/10 of a frame's
     read-noise variance, the 60 s master of 11 frames scaled x0.383 adds 0.013 + 0.038:
     about 26 times less. The nearer exposure was chosen before."""
-    records = (biases(n=10) + darks(20.0, n=1) + darks(60.0, n=11) + flats("R", 23.0)
-               + [light("short", 23.0), light("exact", 60.0)])
+    records = (
+        biases(n=10)
+        + darks(20.0, n=1)
+        + darks(60.0, n=11)
+        + flats("R", 23.0)
+        + [light("short", 23.0), light("exact", 60.0)]
+    )
     plan = make_plan(records, make_config(), cams())
     short = plan["lights"]["light/short.fits"]
     assert short["dark"] == "dark_cam_1x1_-10.0C_60s" and short["dark_mode"] == "scaled"

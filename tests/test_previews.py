@@ -13,10 +13,20 @@ import pytest
 from PIL import Image
 
 from ccdcal import previews
+from ccdcal.previews import (
+    PixelHistogram,
+    block_mean,
+    draw_histogram,
+    pixel_histogram,
+    plot_dark_current,
+    plot_flat_levels,
+    plot_noise_vs_uncert,
+    plot_overscan_levels,
+    plot_photon_transfer,
+    plot_trends,
+    write_preview,
+)
 from ccdcal.writers import write_bytes_atomic
-from ccdcal.previews import (PixelHistogram, block_mean, draw_histogram, pixel_histogram, plot_dark_current,
-                             plot_flat_levels, plot_noise_vs_uncert, plot_overscan_levels, plot_photon_transfer,
-                             plot_trends, write_preview)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -40,10 +50,10 @@ def reference_block_mean(data, block, mask=None):
     out = np.full((-(-ny // block), -(-nx // block)), np.nan)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            tile = data[i * block:(i + 1) * block, j * block:(j + 1) * block].astype(np.float64)
+            tile = data[i * block : (i + 1) * block, j * block : (j + 1) * block].astype(np.float64)
             good = np.isfinite(tile)
             if mask is not None:
-                good &= mask[i * block:(i + 1) * block, j * block:(j + 1) * block] == 0
+                good &= mask[i * block : (i + 1) * block, j * block : (j + 1) * block] == 0
             if good.any():
                 out[i, j] = tile[good].mean()
     return out
@@ -54,7 +64,7 @@ def test_block_mean_ignores_nan_inf_and_masked_pixels(shape, block):
     rng = np.random.default_rng(7)
     data = rng.normal(100, 5, shape).astype(np.float32)
     data[0, :3] = np.nan
-    data[: block, : block] = np.nan  # a whole block without a good pixel
+    data[:block, :block] = np.nan  # a whole block without a good pixel
     data[-1, -1] = np.inf
     mask = (rng.random(shape) < 0.2).astype(np.uint8)
     for m in (None, mask):
@@ -77,12 +87,15 @@ def test_block_mean_leaves_the_input_untouched():
 
 
 # ------------------------------------------------------------------ preview
-@pytest.mark.parametrize("shape, max_size, size, block", [
-    ((4096, 4096), 512, (512, 512), 8),
-    ((300, 1000), 512, (500, 150), 2),      # PIL's size is (width, height)
-    ((10, 4100), 512, (456, 2), 9),         # ceil(4100 / 9) = 456: the padded edge block kept
-    ((200, 300), 512, (300, 200), 1),       # small enough: pixel for pixel
-])
+@pytest.mark.parametrize(
+    "shape, max_size, size, block",
+    [
+        ((4096, 4096), 512, (512, 512), 8),
+        ((300, 1000), 512, (500, 150), 2),  # PIL's size is (width, height)
+        ((10, 4100), 512, (456, 2), 9),  # ceil(4100 / 9) = 456: the padded edge block kept
+        ((200, 300), 512, (300, 200), 1),  # small enough: pixel for pixel
+    ],
+)
 def test_preview_size_is_the_block_mean_of_the_longest_side(tmp_path, shape, max_size, size, block):
     info = write_preview(sky(shape), tmp_path / "p.png", max_size=max_size)
     image = png(tmp_path / "p.png")
@@ -205,7 +218,9 @@ def test_histogram_size_statistics_and_outliers(tmp_path):
 def test_histogram_is_byte_identical_through_json_and_empty_input_gives_a_no_data_figure(tmp_path):
     data = np.rint(sky((300, 300)))  # whole numbers: the integer binning
     histogram = pixel_histogram(data)
-    assert np.diff(histogram.edges) == pytest.approx(np.ones(len(histogram.counts)) * (histogram.edges[1] - histogram.edges[0]))
+    assert np.diff(histogram.edges) == pytest.approx(
+        np.ones(len(histogram.counts)) * (histogram.edges[1] - histogram.edges[0])
+    )
     assert all(e % 1 == 0.5 for e in histogram.edges)  # whole units centred on integers
     draw_histogram(histogram, tmp_path / "a.png", "raw bias", unit="ADU")
     carried = PixelHistogram.from_json(json.loads(json.dumps(histogram.as_json())))  # as a master's report holds it
@@ -235,30 +250,77 @@ def test_histogram_of_a_constant_image(tmp_path):
 
 # ------------------------------------------------------------------ plots
 PLOTS = {
-    "overscan": (lambda path, empty: plot_overscan_levels(
-        {} if empty else {"amp A": [(10.0, 1000.2), (10.5, 1000.9), (11.25, 1001.4)],
-                          "amp B": [(10.2, 990.1), (11.0, float("nan")), (11.3, 991.0)]}, path),
-        (640, 400)),
-    "noise": (lambda path, empty: plot_noise_vs_uncert(
-        [] if empty else [(f"light_{i:03d}.fits", 1.0 + 0.02 * np.sin(i)) for i in range(30)]
-        + [("hot.fits", 1.3), ("none.fits", None)], path),
-        (640, 400)),
-    "dark": (lambda path, empty: plot_dark_current(
-        [] if empty else [(60, -10.0, 0.011, "cam1"), (300, -10.1, 0.012, "cam1"),
-                          (600, None, 0.05, "cam2"), (600, -5.0, 0.04, "cam2")], path),
-        (640, 400)),
-    "flats": (lambda path, empty: plot_flat_levels(
-        {} if empty else {"R": [21000, 22000, 23500], "V": [30500], "Ha": []}, path, saturation=60000),
-        (640, 400)),
-    "photon_transfer": (lambda path, empty: plot_photon_transfer(
-        [] if empty else [(1e3, 640.0, 25.0), (8e3, 4950.0, 120.0), (2e4, 12590.0, 300.0),
-                          (3e4, 18750.0, None), (4e4, float("nan"), 500.0)], 1.6, path),
-        (640, 400)),
-    "trends": (lambda path, empty: plot_trends(
-        {} if empty else {"bias level (ADU)": [("2026-01-02", 1001.0), ("2026-01-01", 1000.0)],
-                          "dark current (e-/s)": [("2026-01-01", 0.01), ("2026-01-09", 0.012)],
-                          "hot pixels": []}, path),
-        (640, 420)),  # three panels: 140 px each
+    "overscan": (
+        lambda path, empty: plot_overscan_levels(
+            {}
+            if empty
+            else {
+                "amp A": [(10.0, 1000.2), (10.5, 1000.9), (11.25, 1001.4)],
+                "amp B": [(10.2, 990.1), (11.0, float("nan")), (11.3, 991.0)],
+            },
+            path,
+        ),
+        (640, 400),
+    ),
+    "noise": (
+        lambda path, empty: plot_noise_vs_uncert(
+            []
+            if empty
+            else [(f"light_{i:03d}.fits", 1.0 + 0.02 * np.sin(i)) for i in range(30)]
+            + [("hot.fits", 1.3), ("none.fits", None)],
+            path,
+        ),
+        (640, 400),
+    ),
+    "dark": (
+        lambda path, empty: plot_dark_current(
+            []
+            if empty
+            else [
+                (60, -10.0, 0.011, "cam1"),
+                (300, -10.1, 0.012, "cam1"),
+                (600, None, 0.05, "cam2"),
+                (600, -5.0, 0.04, "cam2"),
+            ],
+            path,
+        ),
+        (640, 400),
+    ),
+    "flats": (
+        lambda path, empty: plot_flat_levels(
+            {} if empty else {"R": [21000, 22000, 23500], "V": [30500], "Ha": []}, path, saturation=60000
+        ),
+        (640, 400),
+    ),
+    "photon_transfer": (
+        lambda path, empty: plot_photon_transfer(
+            []
+            if empty
+            else [
+                (1e3, 640.0, 25.0),
+                (8e3, 4950.0, 120.0),
+                (2e4, 12590.0, 300.0),
+                (3e4, 18750.0, None),
+                (4e4, float("nan"), 500.0),
+            ],
+            1.6,
+            path,
+        ),
+        (640, 400),
+    ),
+    "trends": (
+        lambda path, empty: plot_trends(
+            {}
+            if empty
+            else {
+                "bias level (ADU)": [("2026-01-02", 1001.0), ("2026-01-01", 1000.0)],
+                "dark current (e-/s)": [("2026-01-01", 0.01), ("2026-01-09", 0.012)],
+                "hot pixels": [],
+            },
+            path,
+        ),
+        (640, 420),
+    ),  # three panels: 140 px each
 }
 
 
@@ -275,8 +337,7 @@ def test_plot_size_determinism_and_no_data(tmp_path, name):
     assert empty.size == (640, 400)
     assert (tmp_path / "empty.png").read_bytes() != (tmp_path / "a.png").read_bytes()
     # a figure with data draws more than the 'no data' one
-    ink = {key: (np.asarray(png(tmp_path / f"{key}.png").convert("L")) < 200).mean()
-           for key in ("a", "empty")}
+    ink = {key: (np.asarray(png(tmp_path / f"{key}.png").convert("L")) < 200).mean() for key in ("a", "empty")}
     assert ink["a"] > 2 * ink["empty"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "empty.png"]
 
@@ -314,12 +375,12 @@ def test_figures_are_identical_from_another_process_and_pyplot_is_not_loaded(tmp
         "draw_histogram(pixel_histogram(data), out + '/h.png', 'sky')\n"
         "plot_flat_levels({'R': [1.0, 2.0], 'V': [3.0]}, out + '/f.png', saturation=4.0)\n"
         "write_preview(data, out + '/p.png', max_size=100)\n"
-        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n")
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+    )
     other = tmp_path / "other"
     other.mkdir()
     env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONHASHSEED": "12345"}
-    result = subprocess.run([sys.executable, "-c", script, str(other)], capture_output=True, text=True,
-                            env=env)
+    result = subprocess.run([sys.executable, "-c", script, str(other)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("h.png", "f.png", "p.png"):
         assert (other / name).read_bytes() == (tmp_path / name).read_bytes(), name

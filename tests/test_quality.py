@@ -11,15 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import run_snakemake, small_night
 
 from ccdcal import simulate
 from ccdcal.config import validated
 from ccdcal.qc import Check, judge, light_statistics, qc_csv, star_coverage
 
-from conftest import run_snakemake, small_night
-
-CCD_PROFILE = {"name": "demo-ccd", "match": {"header": {"INSTRUME": "SimCam CCD47"}},
-               "overscan": {"method": "polynomial", "order": 1, "regions": "header"}}
+CCD_PROFILE = {
+    "name": "demo-ccd",
+    "match": {"header": {"INSTRUME": "SimCam CCD47"}},
+    "overscan": {"method": "polynomial", "order": 1, "regions": "header"},
+}
 
 
 def read_qc(out: Path) -> list[dict[str, str]]:
@@ -49,7 +51,8 @@ def edit_frames(raw: Path, pattern: str, change) -> None:
             data, header = hdul[0].data.astype(np.float64), hdul[0].header.copy()
         data = change(data, header)
         fits.PrimaryHDU(np.clip(np.round(data), 0, 65535).astype(np.uint16), header=header).writeto(
-            path, overwrite=True)
+            path, overwrite=True
+        )
 
 
 # ----------------------------------------------------------------------------- units
@@ -64,8 +67,11 @@ def test_judge_limits_on_both_sides_and_a_missing_value_fails():
 
 
 def test_qc_csv_lists_fails_first_then_warns():
-    checks = [Check("b", "x", 1.0, "", "pass", ""), Check("a", "y", 2.0, "", "warn", ""),
-              Check("c", "z", 3.0, "", "fail", "bad")]
+    checks = [
+        Check("b", "x", 1.0, "", "pass", ""),
+        Check("a", "y", 2.0, "", "warn", ""),
+        Check("c", "z", 3.0, "", "fail", "bad"),
+    ]
     rows = list(csv.DictReader(qc_csv(checks).splitlines()))
     assert [r["verdict"] for r in rows] == ["fail", "warn", "pass"]
     assert list(rows[0]) == ["subject", "check", "value", "limit", "verdict", "note"]
@@ -84,7 +90,7 @@ def test_light_statistics_see_noise_masks_a_gradient_and_a_vignetting_mismatch()
     tilted = flat_sky * (1 + 0.06 * x)
     assert abs(light_statistics(tilted, uncert, mask)["gradient"] - 0.06) < 0.005
     yy, xx = np.mgrid[-1:1:512j, -1:1:512j]
-    vignetted = flat_sky * (1 - 0.1 * (xx ** 2 + yy ** 2))  # a flat that left 10 % of vignetting
+    vignetted = flat_sky * (1 - 0.1 * (xx**2 + yy**2))  # a flat that left 10 % of vignetting
     assert light_statistics(vignetted, uncert, mask)["flatness"] > 0.03
     mask[:64] = 2  # saturated rows
     masked = light_statistics(flat_sky, uncert, mask)
@@ -104,8 +110,13 @@ def test_star_coverage_counts_pixels_starred_in_half_the_flats():
 def test_camera_overrides_of_the_limits():
     from ccdcal.qc import limits_for
 
-    config = validated({"raw_dir": ".", "output_dir": ".",
-                        "cameras": [{"name": "spectro", "qc": {"gradient": {"warn_above": None, "fail_above": None}}}]})
+    config = validated(
+        {
+            "raw_dir": ".",
+            "output_dir": ".",
+            "cameras": [{"name": "spectro", "qc": {"gradient": {"warn_above": None, "fail_above": None}}}],
+        }
+    )
     limits = limits_for(config, config["cameras"][0])
     assert limits["gradient"] == {"warn_above": None, "fail_above": None}
     assert limits["flatness"] == config["qc"]["limits"]["flatness"]
@@ -127,10 +138,29 @@ def test_the_demo_night_gets_no_fail_and_a_verdict_on_every_subject(demo_checks,
     assert {n for n, m in plan["masters"].items() if m["source"] == "tonight"} <= subjects
     assert {rel for rel, light in plan["lights"].items() if light.get("group")} <= subjects
     checks = {r["check"] for r in demo_checks}
-    assert {"overscan_light_1", "overscan_noise_1", "overscan_bias_level_1", "overscan_drift_1", "gain",
-            "read_noise", "bias_noise", "hot_pixels", "dark_current", "flat_level", "flat_near_saturation",
-            "weak_pixels", "star_coverage", "sky_level", "noise_vs_uncert", "masked", "saturated",
-            "gradient", "flatness", "calibration_flags", "failed_jobs"} <= checks
+    assert {
+        "overscan_light_1",
+        "overscan_noise_1",
+        "overscan_bias_level_1",
+        "overscan_drift_1",
+        "gain",
+        "read_noise",
+        "bias_noise",
+        "hot_pixels",
+        "dark_current",
+        "flat_level",
+        "flat_near_saturation",
+        "weak_pixels",
+        "star_coverage",
+        "sky_level",
+        "noise_vs_uncert",
+        "masked",
+        "saturated",
+        "gradient",
+        "flatness",
+        "calibration_flags",
+        "failed_jobs",
+    } <= checks
     summary = (demo_night["out"] / "summary.txt").read_text()
     warned = sum(r["verdict"] == "warn" for r in demo_checks)
     assert f"Quality checks: none failed, {warned} warn, {len(demo_checks) - warned} pass (qc.csv)" in summary
@@ -141,8 +171,15 @@ def test_an_overscan_that_sees_light_fails_and_with_stop_the_camera_is_not_calib
     level rises with the flats' signal. The check fails naming the camera and section;
     with qc.on_fail: stop no master or light of that setup is made and the run fails."""
     raw = small_night(demo_raw, tmp_path / "raw")
-    wrong = {**CCD_PROFILE, "overscan": {"method": "polynomial", "order": 1, "regions": [
-        {"overscan": "[481:512,1:512]", "data": "[1:480,1:512]"}]}, "trim": "[1:480,1:512]"}
+    wrong = {
+        **CCD_PROFILE,
+        "overscan": {
+            "method": "polynomial",
+            "order": 1,
+            "regions": [{"overscan": "[481:512,1:512]", "data": "[1:480,1:512]"}],
+        },
+        "trim": "[1:480,1:512]",
+    }
     config = tmp_path / "wrong.yaml"
     config.write_text(json.dumps({"cameras": [wrong]}))
     out = tmp_path / "out"
@@ -167,7 +204,8 @@ def test_an_overscan_that_sees_light_fails_and_with_stop_the_camera_is_not_calib
     assert all("qc.on_fail is 'stop'" in f.read_text() for f in failures)
     # the night's checks and summary are still written, the fail first
     assert ("demo-ccd_1x1_512x480_Normal", "overscan_light_1") in {
-        (r["subject"], r["check"]) for r in read_qc(stopped) if r["verdict"] == "fail"}
+        (r["subject"], r["check"]) for r in read_qc(stopped) if r["verdict"] == "fail"
+    }
     assert "FAIL demo-ccd_1x1_512x480_Normal overscan_light_1" in (stopped / "summary.txt").read_text()
 
 
@@ -233,15 +271,26 @@ def test_lights_calibrated_with_a_lamp_flat_of_another_illumination_are_flagged(
     spec = simulate.night_lamp_flats()
     simulate.write_camera_night(raw, truth, spec)
     config = tmp_path / "lamp.yaml"
-    config.write_text(json.dumps({"cameras": [{
-        "name": "ccd", "match": {"header": {"INSTRUME": spec.camera.instrument}},
-        "overscan": {"method": "polynomial", "order": 1, "regions": "header"},
-        "flat": {"group_by": ["object"], "normalize_each": False}}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "cameras": [
+                    {
+                        "name": "ccd",
+                        "match": {"header": {"INSTRUME": spec.camera.instrument}},
+                        "overscan": {"method": "polynomial", "order": 1, "regions": "header"},
+                        "flat": {"group_by": ["object"], "normalize_each": False},
+                    }
+                ]
+            }
+        )
+    )
     run_snakemake(raw, out, "--configfile", str(config))
     rows = read_qc(out)
     lights = [r for r in rows if r["subject"].startswith("ccd/lights/")]
     assert {r["subject"] for r in lights if r["check"] == "gradient" and r["verdict"] == "warn"} == {
-        r["subject"] for r in lights}
+        r["subject"] for r in lights
+    }
     assert all(abs(float(r["value"]) - 0.06) < 0.01 for r in lights if r["check"] == "gradient")
     assert all(r["verdict"] == "pass" for r in lights if r["check"] == "noise_vs_uncert")
 

@@ -95,8 +95,12 @@ def load(path: Path):
     with fits.open(path, memmap=False) as hdul:
         names = [h.name for h in hdul]
         assert "UNCERT" in names and "MASK" in names, f"{path.name}: extensions {names}"
-        return (hdul[0].data.astype(np.float64), hdul["UNCERT"].data.astype(np.float64),
-                hdul["MASK"].data.copy(), hdul[0].header.copy())
+        return (
+            hdul[0].data.astype(np.float64),
+            hdul["UNCERT"].data.astype(np.float64),
+            hdul["MASK"].data.copy(),
+            hdul[0].header.copy(),
+        )
 
 
 def run_night(key: str, base: Path) -> dict:
@@ -106,21 +110,44 @@ def run_night(key: str, base: Path) -> dict:
         pytest.fail(MISSING_REASON)
     out = base / "out"
     before = raw_digests(raw)
-    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-           "--cores", "2", "--configfile", configfile,
-           "--config", f"raw_dir={raw}", f"output_dir={out}", "-q"]
+    cmd = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(REPO),
+        "--cores",
+        "2",
+        "--configfile",
+        configfile,
+        "--config",
+        f"raw_dir={raw}",
+        f"output_dir={out}",
+        "-q",
+    ]
     start = time.monotonic()
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     elapsed = time.monotonic() - start
     after = raw_digests(raw)
     if result.returncode != 0:
-        raise AssertionError(f"snakemake failed on {folder} ({result.returncode}):\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"snakemake failed on {folder} ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     inventory = {row["path"]: row for row in read_csv(out / "inventory.csv")}
     summary = read_csv(out / "summary.csv")
-    return {"key": key, "raw": raw, "out": out, "before": before, "after": after, "plan": plan,
-            "inventory": inventory, "summary": summary, "elapsed": elapsed, "result": result}
+    return {
+        "key": key,
+        "raw": raw,
+        "out": out,
+        "before": before,
+        "after": after,
+        "plan": plan,
+        "inventory": inventory,
+        "summary": summary,
+        "elapsed": elapsed,
+        "result": result,
+    }
 
 
 def masters_of(night: dict, kind: str) -> list[str]:
@@ -188,8 +215,9 @@ def test_every_light_calibrated_at_its_raw_path(night):
         assert rows[rel]["status"] == "calibrated", rows[rel]
         assert rows[rel]["output"] == f"calibrated/{rel}"
         assert (night["out"] / "calibrated" / rel).is_file(), rel
-    calibrated = sorted(p.relative_to(night["out"] / "calibrated").as_posix()
-                        for p in (night["out"] / "calibrated").rglob("*.fits"))
+    calibrated = sorted(
+        p.relative_to(night["out"] / "calibrated").as_posix() for p in (night["out"] / "calibrated").rglob("*.fits")
+    )
     assert calibrated == lights
     assert not [r for r in night["summary"] if r["status"] == "failed"]
 
@@ -377,8 +405,12 @@ def test_arcsat_master_flat_uncertainty_matches_flat_scatter(arcsat):
         frame = raw_image(path) - bias - k * (dark - bias)
         normalized.append(frame / np.median(frame))
     box = (slice(100, 900), slice(100, 900))
-    per_frame = np.median([robust_sigma((normalized[i] - normalized[j])[box].ravel()) / math.sqrt(2)
-                           for i, j in ((1, 2), (1, 3), (2, 3), (3, 4), (1, 4))])
+    per_frame = np.median(
+        [
+            robust_sigma((normalized[i] - normalized[j])[box].ravel()) / math.sqrt(2)
+            for i, j in ((1, 2), (1, 3), (2, 3), (3, 4), (1, 4))
+        ]
+    )
     expected = per_frame * math.sqrt(variance_factor(CombineSpec(method="median"), 5) / 5)
     model = float(np.median(flat_u[box][flat_mask[box] == 0]))
     assert model == pytest.approx(expected, rel=0.1), (model, expected)
@@ -435,7 +467,11 @@ def test_wht_inventory_and_mef(wht):
     assert sorted(p for p, t in types.items() if t == "bias") == ["r2324594.fits", "r2324596.fits"]
     assert sum(t == "flat" for t in types.values()) == 10
     assert sorted(p for p, t in types.items() if t == "light") == [
-        "r2324566.fits", "r2324652.fits", "r2324653.fits", "r2324656.fits"]
+        "r2324566.fits",
+        "r2324652.fits",
+        "r2324653.fits",
+        "r2324656.fits",
+    ]
     assert {wht["inventory"][p]["hdu"] for p in types} == {"1"}
     for rel in lights_of(wht):
         with fits.open(wht["raw"] / rel) as hdul:
@@ -498,20 +534,29 @@ def test_calibrator_for_camera_reproduces_the_workflow_byte_for_byte(night, tmp_
 
     config = json.loads((night["out"] / "plan.json").read_text())
     rel, light = next(_light_entries(night))
-    noise = json.loads((night["out"] / "work" / "noise" /
-                        f"{config['light_groups'][light['group']]['noise']}.json").read_text())
+    noise = json.loads(
+        (night["out"] / "work" / "noise" / f"{config['light_groups'][light['group']]['noise']}.json").read_text()
+    )
     camera = config["cameras"][night["inventory"][rel]["camera"]]
     calibrator = Calibrator.for_camera(camera)
     header = fits.getheader(night["out"] / "calibrated" / rel)
-    masters = {f"master_{s}": master_path(night, light[s]) if light[s] else None
-               for s in ("bias", "dark", "flat")}
+    masters = {f"master_{s}": master_path(night, light[s]) if light[s] else None for s in ("bias", "dark", "flat")}
     out = tmp_path / "one.fits"
     assert header["CFGDIGST"] == settings_digest(settings_for(camera, "light"))
-    calibrator.calibrate(night["raw"] / rel, out, raw_label=rel, config_digest=header["CFGDIGST"],
-                         flags=light["flags"] + noise["flags"], dark_mode=light["dark_mode"] or "auto",
-                         dark_scale=light["dark_scale"], gain=noise["gain"],
-                         gain_source=noise["gain_source"], read_noise=noise["read_noise_e"],
-                         read_noise_source=noise["read_noise_source"], **masters)
+    calibrator.calibrate(
+        night["raw"] / rel,
+        out,
+        raw_label=rel,
+        config_digest=header["CFGDIGST"],
+        flags=light["flags"] + noise["flags"],
+        dark_mode=light["dark_mode"] or "auto",
+        dark_scale=light["dark_scale"],
+        gain=noise["gain"],
+        gain_source=noise["gain_source"],
+        read_noise=noise["read_noise_e"],
+        read_noise_source=noise["read_noise_source"],
+        **masters,
+    )
     assert out.read_bytes() == (night["out"] / "calibrated" / rel).read_bytes()
 
 

@@ -8,9 +8,16 @@ from __future__ import annotations
 import csv
 
 import pytest
-
-from browser import (listed_categories, listed_results, open_result, report_page, report_results,
-                     require_chromium, shown_image_size, shown_table)
+from browser import (
+    listed_categories,
+    listed_results,
+    open_result,
+    report_page,
+    report_results,
+    require_chromium,
+    shown_image_size,
+    shown_table,
+)
 from conftest import run_snakemake
 
 
@@ -26,8 +33,7 @@ def test_the_report_holds_the_nights_results_in_order(demo_report, demo_night):
     and a histogram of every master of tonight, the plots and a thumbnail of every light."""
     require_chromium()
     with report_page(demo_report) as report:
-        assert listed_categories(report) == ["1. Night", "2. Quality checks", "3. Masters", "4. Plots",
-                                             "5. Lights"]
+        assert listed_categories(report) == ["1. Night", "2. Quality checks", "3. Masters", "4. Plots", "5. Lights"]
         results = report_results(report)
         names = {r["name"] for r in results.values()}
         masters = sorted(p.stem for p in (demo_night["out"] / "masters").glob("*.fits"))
@@ -63,7 +69,8 @@ def test_every_master_preview_and_plot_is_decoded(demo_report, demo_night):
     with report_page(demo_report) as report:
         listed = listed_results(report, "3. Masters")
         assert sorted(row["figure"] for row in listed) == sorted(
-            f"{m} {figure}" for m in masters for figure in ("image", "histogram"))
+            f"{m} {figure}" for m in masters for figure in ("image", "histogram")
+        )
         for master in masters:
             for figure in (f"{master}.png", f"{master}_histogram.png"):
                 open_result(report, figure)

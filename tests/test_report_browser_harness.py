@@ -14,17 +14,26 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from browser import (CONTENT, listed_categories, listed_results, listed_subcategories, open_result,
-                     report_categories, report_page, report_results, require_chromium, result_path,
-                     shown_image_size, shown_table)
+from browser import (
+    CONTENT,
+    listed_categories,
+    listed_results,
+    listed_subcategories,
+    open_result,
+    report_categories,
+    report_page,
+    report_results,
+    require_chromium,
+    result_path,
+    shown_image_size,
+    shown_table,
+)
 from conftest import SNAKEMAKE
 
 NIGHTS = {"2026-01-01": (64, 32), "2026-01-02": (48, 24)}  # night: its preview's (width, height) px
-SUMMARY_ROWS = [["night", "lights", "median sky (ADU)"], ["2026-01-01", "12", "1021.5"],
-                ["2026-01-02", "9", "998.0"]]
+SUMMARY_ROWS = [["night", "lights", "median sky (ADU)"], ["2026-01-01", "12", "1021.5"], ["2026-01-02", "9", "998.0"]]
 
-SNAKEFILE = f'''
+SNAKEFILE = f"""
 NIGHTS = {NIGHTS!r}
 SUMMARY_ROWS = {SUMMARY_ROWS!r}
 
@@ -70,7 +79,7 @@ rule summary:
         rows = [f"<tr>{{cells(head, 'th')}}</tr>"] + [f"<tr>{{cells(row, 'td')}}</tr>" for row in body]
         with open(output[0], "w") as handle:
             handle.write("<!doctype html><html><body><table>" + "".join(rows) + "</table></body></html>")
-'''
+"""
 
 CAPTIONS = {
     "workflow.rst": "Toy night\n=========\n\nA workflow to test the report harness.\n",
@@ -98,12 +107,14 @@ def test_categories_subcategories_and_results_are_listed(toy_report):
     with report_page(toy_report) as report:
         assert report_categories(report) == {
             "Previews": {night: [f"results/{night}/preview.png"] for night in NIGHTS},
-            "Summary": {"Other": ["results/summary.html"]}}
+            "Summary": {"Other": ["results/summary.html"]},
+        }
         assert listed_categories(report) == ["Previews", "Summary"]
         assert listed_subcategories(report, "Previews") == list(NIGHTS)
         assert listed_subcategories(report, "Summary") == ["Other"]  # shown at once, no list
         assert listed_results(report, "Previews", "2026-01-02") == [
-            {"figure": "preview 2026-01-02", "night": "2026-01-02"}]
+            {"figure": "preview 2026-01-02", "night": "2026-01-02"}
+        ]
         assert listed_results(report, "Summary") == [{"table": "night summary"}]
         results = report_results(report)
         assert "Preview of night 2026-01-02." in results["results/2026-01-02/preview.png"]["caption"]

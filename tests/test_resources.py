@@ -24,8 +24,9 @@ SHAPE = (2048, 2048)
 SCHEMA = os.path.join(os.path.dirname(__file__), "..", "workflow", "schemas", "config.schema.yaml")
 
 
-SNAKEMAKE_JOB_IMPORTS = ("import snakemake.api, snakemake.workflow, snakemake.dag, "
-                         "snakemake_executor_plugin_slurm_jobstep")
+SNAKEMAKE_JOB_IMPORTS = (
+    "import snakemake.api, snakemake.workflow, snakemake.dag, snakemake_executor_plugin_slurm_jobstep"
+)
 
 
 def peak_rss_mb(code: str) -> float:
@@ -35,7 +36,7 @@ def peak_rss_mb(code: str) -> float:
     probe = "\nprint('VmHWM', [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     result = subprocess.run([sys.executable, "-c", code + probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    line = next(l for l in result.stdout.splitlines() if l.startswith("VmHWM"))
+    line = next(text for text in result.stdout.splitlines() if text.startswith("VmHWM"))
     return int(line.split()[1]) / 1024
 
 
@@ -47,8 +48,16 @@ def night(tmp_path_factory):
         for i in range(n):
             level = {"bias": 1000, "dark": 1010, "flat": 20000, "light": 1500}[kind]
             data = (level + rng.normal(0, 8, SHAPE)).astype(np.uint16)
-            header = fits.Header({"IMAGETYP": kind.upper(), "EXPTIME": exptime, "FILTER": "V",
-                                  "CCD-TEMP": -10.0, "EGAIN": 1.5, "RDNOISE": 12.0})
+            header = fits.Header(
+                {
+                    "IMAGETYP": kind.upper(),
+                    "EXPTIME": exptime,
+                    "FILTER": "V",
+                    "CCD-TEMP": -10.0,
+                    "EGAIN": 1.5,
+                    "RDNOISE": 12.0,
+                }
+            )
             (base / "raw" / kind).mkdir(parents=True, exist_ok=True)
             fits.PrimaryHDU(data, header=header).writeto(base / "raw" / kind / f"{kind}_{i:02d}.fits")
     return base
@@ -61,7 +70,7 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
         from ccdcal.inventory import take_inventory, list_raw_files
         from ccdcal.plan import make_plan, master_inputs
         from ccdcal.jobs import master_job, light_group_job
-        raw, out = {str(night / 'raw')!r}, {str(night / 'out')!r}
+        raw, out = {str(night / "raw")!r}, {str(night / "out")!r}
         cfg = {{"raw_dir": raw, "output_dir": out, "memory_limit_mb": 1024, "threads": 2,
                 "default_camera": {{"overscan": {{"method": "none"}}}}}}
         validate(cfg, {SCHEMA!r})
@@ -72,8 +81,14 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
             needs = [f"{{out}}/masters/{{m}}.fits" for m in master_inputs(plan, name)["masters"]]
             master_job(spec, plan["cameras"][spec["camera"]], needs, f"{{out}}/masters/{{name}}.fits", cfg, 2)
     """)
-    subprocess.run([sys.executable, "-c", setup + "os.makedirs(out, exist_ok=True); json.dump(plan, open(out + '/plan.json', 'w'))"],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            setup + "os.makedirs(out, exist_ok=True); json.dump(plan, open(out + '/plan.json', 'w'))",
+        ],
+        check=True,
+    )
     plan = json.loads((night / "out" / "plan.json").read_text())
     snakemake_mb = peak_rss_mb(SNAKEMAKE_JOB_IMPORTS)
     # each master in turn, which the next one needs: the dark is measured with the bias,
@@ -85,12 +100,18 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
         requested = master_memory_mb(kind, n_frames[kind], SHAPE, n_masters, 2, 1024)
         assert requested / 2 < measured < requested, (kind, measured, snakemake_mb, requested)
 
-    (name, group), = plan["light_groups"].items()
-    measured = peak_rss_mb(setup + textwrap.dedent(f"""
+    ((name, group),) = plan["light_groups"].items()
+    measured = (
+        peak_rss_mb(
+            setup
+            + textwrap.dedent(f"""
         group = plan["light_groups"][{name!r}]
         files = [f"{{out}}/masters/{{m}}.fits" for m in (group["bias"], group["dark"], group["flat"]) if m]
         light_group_job(group, plan["cameras"][group["camera"]], files, out + "/lights", cfg, threads=2)
-    """)) + snakemake_mb
+    """)
+        )
+        + snakemake_mb
+    )
     requested = light_group_memory_mb(SHAPE, 3, 2, calibrations_needed(plan["light_groups"][name]))
     assert requested / 2 < measured < requested, (measured, requested)
 
@@ -111,8 +132,9 @@ def test_a_group_of_several_exposures_asks_for_each_calibration():
     assert three - one >= 2 * SHAPE[0] * SHAPE[1] * 17 / 2**20 - 1
 
 
-@pytest.mark.parametrize("combine", [{"method": "median"}, {"method": "mean", "rejection": "sigma_clip"}],
-                         ids=["median", "mean+sigma_clip"])
+@pytest.mark.parametrize(
+    "combine", [{"method": "median"}, {"method": "mean", "rejection": "sigma_clip"}], ids=["median", "mean+sigma_clip"]
+)
 def test_a_master_peak_memory_does_not_grow_with_its_frames(tmp_path, combine):
     """A master bias of 64 frames peaks within 10 % of one of 8 (issue 3's target, on frames
     4096 pixels wide so that the stacks of rows are as in the benchmark): each frame is read
@@ -127,11 +149,12 @@ def test_a_master_peak_memory_does_not_grow_with_its_frames(tmp_path, combine):
         fits.PrimaryHDU(np.roll(frames, i, axis=1), header=header).writeto(tmp_path / "raw" / f"bias_{i:02d}.fits")
 
     def peak(n: int) -> float:
-        return peak_rss_mb(textwrap.dedent(f"""
+        return peak_rss_mb(
+            textwrap.dedent(f"""
             from ccdcal.inventory import take_inventory, list_raw_files
             from ccdcal.plan import make_plan
             from ccdcal.jobs import master_job
-            raw, out = {str(tmp_path / 'raw')!r}, {str(tmp_path / f'out{n}')!r}
+            raw, out = {str(tmp_path / "raw")!r}, {str(tmp_path / f"out{n}")!r}
             from snakemake.utils import validate
             camera = {{"overscan": {{"method": "none"}}, "combine": {{"bias": {combine!r}}}}}
             cfg = {{"raw_dir": raw, "output_dir": out, "memory_limit_mb": 1024, "threads": 2,
@@ -142,7 +165,8 @@ def test_a_master_peak_memory_does_not_grow_with_its_frames(tmp_path, combine):
             plan = make_plan(records, cfg, cameras)
             (name, spec), = plan["masters"].items()
             master_job(spec, plan["cameras"][spec["camera"]], [], out + "/" + name + ".fits", cfg, 2)
-        """))
+        """)
+        )
 
     few, many = peak(8), peak(64)
     assert abs(many - few) < 0.1 * few, (few, many)

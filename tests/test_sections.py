@@ -40,8 +40,17 @@ def test_reversed_ranges_are_normalised():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "1:10,1:10", "[1:10]", "[1:10,1:10", "[a:10,1:10]", "[1:10;1:10]", "[1.5:10,1:10]",
-     "[-1:10,1:10]", "[1:10,1:10,1:2]"],
+    [
+        "",
+        "1:10,1:10",
+        "[1:10]",
+        "[1:10,1:10",
+        "[a:10,1:10]",
+        "[1:10;1:10]",
+        "[1.5:10,1:10]",
+        "[-1:10,1:10]",
+        "[1:10,1:10,1:2]",
+    ],
 )
 def test_bad_strings_raise_naming_the_text(text):
     with pytest.raises(ValueError) as info:
@@ -73,14 +82,15 @@ def test_full_and_from_slices_round_trip():
     assert Section.from_slices(*section.slices) == section
 
 
-
-
-@pytest.mark.parametrize("section, problem", [
-    (Section.from_slices(slice(0, 10), slice(-5, 20)), "lies outside"),  # a negative 0-based start
-    (Section(1, 10, 0, 5), "lies outside"),
-    (Section.from_slices(slice(0, 10), slice(20, 20)), "is empty"),  # xmax == xmin
-    (Section.from_slices(slice(10, 5), slice(0, 20)), "is empty"),  # ymax < ymin
-])
+@pytest.mark.parametrize(
+    "section, problem",
+    [
+        (Section.from_slices(slice(0, 10), slice(-5, 20)), "lies outside"),  # a negative 0-based start
+        (Section(1, 10, 0, 5), "lies outside"),
+        (Section.from_slices(slice(0, 10), slice(20, 20)), "is empty"),  # xmax == xmin
+        (Section.from_slices(slice(10, 5), slice(0, 20)), "is empty"),  # ymax < ymin
+    ],
+)
 def test_check_inside_refuses_sections_before_the_first_pixel_and_empty_ones(section, problem):
     """A section starting before pixel 1 (a negative numpy index would count from the far
     edge) or holding no pixel is refused too, named as the user gave it when told."""

@@ -14,20 +14,28 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SNAKEMAKE, fault_env, run_snakemake, tree_digests
 
 IN_CI = os.environ.get("CI") == "true"
 START = REPO / "tools" / "slurm" / "start_slurm.sh"
 # the project's profile, with the test cluster's short status intervals
-PROFILE_ARGS = ("--workflow-profile", str(REPO / "profiles" / "slurm"),
-                "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5",
-                "--jobs", "8", "--slurm-no-account")
+PROFILE_ARGS = (
+    "--workflow-profile",
+    str(REPO / "profiles" / "slurm"),
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--latency-wait",
+    "5",
+    "--jobs",
+    "8",
+    "--slurm-no-account",
+)
 
 
 def cluster_answers() -> bool:
-    return shutil.which("sbatch") is not None and subprocess.run(
-        ["scontrol", "ping"], capture_output=True).returncode == 0
+    return (
+        shutil.which("sbatch") is not None and subprocess.run(["scontrol", "ping"], capture_output=True).returncode == 0
+    )
 
 
 def unavailable(reason: str):
@@ -42,8 +50,9 @@ def cluster():
         return
     if os.geteuid() != 0:
         unavailable("no SLURM cluster answers and starting one needs root")
-    started = subprocess.run(["bash", str(START)], env={**os.environ, "SLURM_CPUS": "8"},
-                             capture_output=True, text=True)
+    started = subprocess.run(
+        ["bash", str(START)], env={**os.environ, "SLURM_CPUS": "8"}, capture_output=True, text=True
+    )
     if started.returncode != 0 or not cluster_answers():
         unavailable(f"could not start SLURM: {started.stdout[-1500:]}{started.stderr[-1500:]}")
 
@@ -69,9 +78,19 @@ def test_a_cancelled_job_is_redone_by_a_rerun_and_nothing_else(cluster, demo_nig
     of tests/faults, which sbatch hands on with the environment), then cancelled with
     scancel: no race with a job that finishes before the cancel reaches it."""
     out, faults = tmp_path / "fault", tmp_path / "faults"
-    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-           "--config", f"raw_dir={demo_night['raw']}", f"output_dir={out}", *PROFILE_ARGS,
-           "--retries", "0"]
+    cmd = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(REPO),
+        "--config",
+        f"raw_dir={demo_night['raw']}",
+        f"output_dir={out}",
+        *PROFILE_ARGS,
+        "--retries",
+        "0",
+    ]
     env = {**os.environ, **fault_env(faults, CCDCAL_PAUSE_AT=r"/masters/flat_[^/]*\.fits$")}
     run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 300

@@ -21,8 +21,11 @@ OVERSCAN, BIAS, DARK_RATE, SIGNAL = 1000.0, 5.0, 2.0, 3000.0  # ADU, ADU, ADU/s,
 
 # ------------------------------------------------------------------ the list
 def test_default_list_and_registry():
-    assert [s.name for s in light_steps()] == list(DEFAULT_STEPS) == ["overscan", "trim", "bias", "dark", "flat",
-                                                                        "cosmic_rays", "cosmetic"]
+    assert (
+        [s.name for s in light_steps()]
+        == list(DEFAULT_STEPS)
+        == ["overscan", "trim", "bias", "dark", "flat", "cosmic_rays", "cosmetic"]
+    )
     assert set(DEFAULT_STEPS) <= set(STEPS)
     # the image steps are off until their settings enable them: the fixed recipe of before
     assert history(steps_run(None, {})) == "overscan/trim, bias, dark, flat"
@@ -31,13 +34,16 @@ def test_default_list_and_registry():
     assert camera_defaults()["steps"] == list(DEFAULT_STEPS)  # the schema's default is the package's
 
 
-@pytest.mark.parametrize("names, words", [
-    (["overscan", "trim", "bais"], ["unknown", "'bais'", "known: overscan"]),
-    (["bias", "bias"], ["twice", "bias"]),
-    (["overscan", "trim", "flat", "dark"], ["order", "dark, flat"]),
-    (["bias", "trim"], ["raw steps", "first"]),
-    (["overscan", "cosmetic", "flat"], ["raw steps", "image steps"]),
-])
+@pytest.mark.parametrize(
+    "names, words",
+    [
+        (["overscan", "trim", "bais"], ["unknown", "'bais'", "known: overscan"]),
+        (["bias", "bias"], ["twice", "bias"]),
+        (["overscan", "trim", "flat", "dark"], ["order", "dark, flat"]),
+        (["bias", "trim"], ["raw steps", "first"]),
+        (["overscan", "cosmetic", "flat"], ["raw steps", "image steps"]),
+    ],
+)
 def test_a_wrong_list_is_refused_saying_why(names, words):
     with pytest.raises(ValueError) as info:
         light_steps(names)
@@ -61,14 +67,21 @@ def night(tmp_path):
     raw[:ROWS] = OVERSCAN
     raw[ROWS:] = OVERSCAN + BIAS + DARK_RATE * 100.0 + flat * SIGNAL
     raw += rng.normal(0, 0.01, raw.shape)  # far below one ADU: rounding dominates
-    header = fits.Header({"EXPTIME": 100.0, "IMAGETYP": "LIGHT", "BIASSEC": f"[1:{NX},1:{ROWS}]",
-                          "DATASEC": f"[1:{NX},{ROWS + 1}:{NY + ROWS}]"})
+    header = fits.Header(
+        {
+            "EXPTIME": 100.0,
+            "IMAGETYP": "LIGHT",
+            "BIASSEC": f"[1:{NX},1:{ROWS}]",
+            "DATASEC": f"[1:{NX},{ROWS + 1}:{NY + ROWS}]",
+        }
+    )
     fits.PrimaryHDU(np.round(raw).astype(np.uint16), header=header).writeto(tmp_path / "raw.fits")
     zeros = np.zeros((NY, NX), np.float32)
     mask = zeros.astype(np.uint8)
     write_product(tmp_path / "bias.fits", zeros + BIAS, zeros + 0.1, mask, fits.Header({"EXPTIME": 0.0}))
-    write_product(tmp_path / "dark.fits", zeros + BIAS + DARK_RATE * 50.0, zeros + 0.1, mask,
-                  fits.Header({"EXPTIME": 50.0}))
+    write_product(
+        tmp_path / "dark.fits", zeros + BIAS + DARK_RATE * 50.0, zeros + 0.1, mask, fits.Header({"EXPTIME": 50.0})
+    )
     write_product(tmp_path / "flat.fits", flat.astype(np.float32), zeros + 0.001, mask, fits.Header(), unit="")
     return tmp_path, flat
 
@@ -76,8 +89,12 @@ def night(tmp_path):
 def calibrated(night, name, **parameters):
     d, _ = night
     masters = {"master_bias": d / "bias.fits", "master_dark": d / "dark.fits", "master_flat": d / "flat.fits"}
-    calibrate = Calibrator(camera_defaults(overscan={"method": "mean", "regions": "header"}), gain=2.0,
-                           read_noise=5.0, **{**masters, **parameters})
+    calibrate = Calibrator(
+        camera_defaults(overscan={"method": "mean", "regions": "header"}),
+        gain=2.0,
+        read_noise=5.0,
+        **{**masters, **parameters},
+    )
     calibrate(raw=d / "raw.fits", calibrated=d / name)
     with fits.open(d / name) as hdul:
         return hdul[0].data.astype(np.float64), hdul[0].header
@@ -108,8 +125,9 @@ def test_a_step_left_out_is_not_done_nor_flagged(night):
     np.testing.assert_allclose(no_overscan, SIGNAL + OVERSCAN / flat, atol=0.6)
     assert "OVSCLV1" not in header
 
-    untrimmed, header = calibrated(night, "untrimmed.fits", steps=["overscan", "bias"], master_dark=None,
-                                   master_flat=None, master_bias=None)
+    untrimmed, header = calibrated(
+        night, "untrimmed.fits", steps=["overscan", "bias"], master_dark=None, master_flat=None, master_bias=None
+    )
     assert untrimmed.shape == (NY + ROWS, NX)  # the overscan rows are kept
     np.testing.assert_allclose(untrimmed[ROWS:], BIAS + DARK_RATE * 100.0 + flat * SIGNAL, atol=0.6)
     np.testing.assert_allclose(untrimmed[:ROWS], OVERSCAN, atol=0.6)  # outside the data: as read
@@ -120,11 +138,15 @@ def test_the_layout_of_a_profile_follows_its_raw_steps():
     header = {"BIASSEC": f"[1:{NX},1:{ROWS}]", "DATASEC": f"[1:{NX},{ROWS + 1}:{NY + ROWS}]"}
     planned = layout_for(header, (NY + ROWS, NX), camera_defaults(overscan={"method": "mean"}))
     assert planned.shape == (NY, NX) and planned.corrects
-    untrimmed = layout_for(header, (NY + ROWS, NX), camera_defaults(overscan={"method": "mean"},
-                                                                    steps=["overscan", "bias", "dark", "flat"]))
+    untrimmed = layout_for(
+        header,
+        (NY + ROWS, NX),
+        camera_defaults(overscan={"method": "mean"}, steps=["overscan", "bias", "dark", "flat"]),
+    )
     assert untrimmed.shape == (NY + ROWS, NX) and untrimmed.corrects
-    uncorrected = layout_for(header, (NY + ROWS, NX), camera_defaults(overscan={"method": "mean"},
-                                                                      steps=["trim", "bias", "dark", "flat"]))
+    uncorrected = layout_for(
+        header, (NY + ROWS, NX), camera_defaults(overscan={"method": "mean"}, steps=["trim", "bias", "dark", "flat"])
+    )
     assert uncorrected.shape == (NY, NX) and not uncorrected.corrects
 
 
@@ -152,22 +174,30 @@ def sky_light(tmp_path):
     hot = np.zeros(shape, bool)
     hot[rng.integers(0, shape[0], 30), rng.integers(0, shape[1], 30)] = True
     raw[hot] += 3000.0
-    fits.PrimaryHDU(np.round(raw).astype(np.uint16),
-                    header=fits.Header({"EXPTIME": 60.0, "IMAGETYP": "LIGHT"})).writeto(tmp_path / "raw.fits")
+    fits.PrimaryHDU(
+        np.round(raw).astype(np.uint16), header=fits.Header({"EXPTIME": 60.0, "IMAGETYP": "LIGHT"})
+    ).writeto(tmp_path / "raw.fits")
     zeros = np.zeros(shape, np.float32)
-    write_product(tmp_path / "bias.fits", zeros + bias_level, zeros + 0.5, zeros.astype(np.uint8),
-                  fits.Header({"EXPTIME": 0.0}))
+    write_product(
+        tmp_path / "bias.fits", zeros + bias_level, zeros + 0.5, zeros.astype(np.uint8), fits.Header({"EXPTIME": 0.0})
+    )
     dark_mask = np.where(hot, 1, 0).astype(np.uint8)  # BADPIX
     # the dark under-subtracts its hot pixels (they changed since it was made): 1500 ADU left
-    write_product(tmp_path / "dark.fits", np.where(hot, bias_level + 1500.0, bias_level).astype(np.float32),
-                  zeros + 0.5, dark_mask, fits.Header({"EXPTIME": 60.0}))
+    write_product(
+        tmp_path / "dark.fits",
+        np.where(hot, bias_level + 1500.0, bias_level).astype(np.float32),
+        zeros + 0.5,
+        dark_mask,
+        fits.Header({"EXPTIME": 60.0}),
+    )
     return tmp_path, truth.mask & ~hot, hot
 
 
 def run_light(d, name, **parameters):
     masters = {"master_bias": d / "bias.fits", "master_dark": d / "dark.fits"}
-    calibrate = Calibrator(camera_defaults(overscan={"method": "none"}, trim="none"), gain=2.0, read_noise=6.0,
-                           **{**masters, **parameters})
+    calibrate = Calibrator(
+        camera_defaults(overscan={"method": "none"}, trim="none"), gain=2.0, read_noise=6.0, **{**masters, **parameters}
+    )
     calibrate(raw=d / "raw.fits", calibrated=d / name)
     with fits.open(d / name) as hdul:
         return hdul[0].data.astype(np.float64), hdul["MASK"].data, hdul[0].header, hdul["MASK"].header

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import o_direct_available, run_snakemake, sha256, tree_digests
 
 from ccdcal.products import BADPIX
-from conftest import o_direct_available, run_snakemake, sha256, tree_digests
+
 
 @pytest.fixture(scope="module")
 def night(demo_night):
@@ -32,8 +33,12 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def load_calibrated(night, rel):
     with fits.open(night["out"] / "calibrated" / rel) as hdul:
-        return (hdul[0].data.astype(np.float64), hdul["UNCERT"].data.astype(np.float64),
-                hdul["MASK"].data, hdul[0].header)
+        return (
+            hdul[0].data.astype(np.float64),
+            hdul["UNCERT"].data.astype(np.float64),
+            hdul["MASK"].data,
+            hdul[0].header,
+        )
 
 
 def truth_image(night, rel):
@@ -123,7 +128,8 @@ def test_master_flats_match_truth_without_star_residuals(night):
             noise = 1.4826 * np.median(np.abs(ratio - 1))
             assert noise < 0.01, f"{path.name}: flat noise {noise:.4f}"
             assert np.abs(ratio - 1).max() < 6 * noise + 0.002, (
-                f"{path.name}: worst pixel {np.abs(ratio - 1).max():.4f} (stars left?)")
+                f"{path.name}: worst pixel {np.abs(ratio - 1).max():.4f} (stars left?)"
+            )
 
 
 def test_master_bias_and_dark_match_truth(night):
@@ -205,16 +211,17 @@ def test_matches_report_says_why_each_candidate_was_not_used(night):
     cmos = [r for r in rows if r["frame"] == "cmos/lights/M 31_L_120s_001.fits" and r["step"] == "dark"]
     results = {r["candidate"]: r["result"] for r in cmos}
     assert results["dark_demo-cmos_1x1_g120_o30_-10.0C_120s"] == "used (unscaled, x1)"
-    assert results["dark_demo-cmos_1x1_g120_o30_-5.0C_120s"].startswith(
-        "rejected: temperature -5.0 C outside -10.")
+    assert results["dark_demo-cmos_1x1_g120_o30_-5.0C_120s"].startswith("rejected: temperature -5.0 C outside -10.")
     # the CMOS camera has no bias frames: a bias is fitted from its 2 s and 120 s darks at
     # -10 C (their readings jitter, within the tolerance), so the 2 s dark could be scaled
     assert any(m.endswith("_fromdarks") for m in json.loads((night["out"] / "plan.json").read_text())["masters"])
     assert results["dark_demo-cmos_1x1_g120_o30_-10.0C_2s"] == (
-        "not preferred: an exposure match is preferred to a scaled dark")
+        "not preferred: an exposure match is preferred to a scaled dark"
+    )
     flat = [r for r in rows if r["frame"] == "cmos/flats/flat_L_001.fits" and r["step"] == "dark"]
     assert {r["candidate"]: r["result"] for r in flat}["dark_demo-cmos_1x1_g120_o30_-10.0C_2s"] == (
-        "used (unscaled, x1)")
+        "used (unscaled, x1)"
+    )
 
 
 def test_summary_lists_lights_and_exclusions(night):
@@ -242,8 +249,7 @@ def test_outputs_carry_provenance(night):
         assert header["CCDCALV"] and header["NUMPYV"] and header["ASTROPYV"]
         assert len(header["CFGDIGST"]) == 16
         assert "DARKMODE" in header and "DARKSCAL" in header and "OVSCMETH" in header
-        assert not any(card.keyword.startswith("HIERARCH") or len(card.keyword) > 8
-                       for card in header.cards)
+        assert not any(card.keyword.startswith("HIERARCH") or len(card.keyword) > 8 for card in header.cards)
         assert "BIASSEC" not in header and "DATASEC" not in header
         assert "CHECKSUM" not in header  # off by default for lights (output.checksum)
     with fits.open(next((out / "masters").glob("flat_demo-ccd_*_V.fits")), checksum=True) as hdul:
@@ -267,8 +273,11 @@ def test_calibrated_tree_mirrors_raw(night):
 
 
 def test_raw_files_untouched(night):
-    after = {p.relative_to(night["raw"]).as_posix(): (sha256(p), p.stat().st_mtime_ns)
-             for p in night["raw"].rglob("*") if p.is_file()}
+    after = {
+        p.relative_to(night["raw"]).as_posix(): (sha256(p), p.stat().st_mtime_ns)
+        for p in night["raw"].rglob("*")
+        if p.is_file()
+    }
     assert after == night["raw_before"]
 
 
@@ -316,13 +325,16 @@ def test_required_step_missing_stops_the_night_naming_the_lights(night, tmp_path
         "missing_calibration: {policy: stop, steps: [dark]}\n"
         "cameras:\n"
         "  - {name: demo-ccd, match: {header: {INSTRUME: 'SimCam CCD47'}}, dark: {scale: never}}\n"
-        "  - {name: demo-cmos, match: {header: {INSTRUME: 'SimCMOS*'}}, overscan: {method: none}}\n")
+        "  - {name: demo-cmos, match: {header: {INSTRUME: 'SimCMOS*'}}, overscan: {method: none}}\n"
+    )
     result = run_snakemake(night["raw"], out, "--configfile", str(strict), check=False)
     assert result.returncode != 0
     log = (out / "logs" / "inventory.log").read_text() + result.stderr
     assert "missing_calibration is 'stop' and these lights lack a calibration step" in log
-    assert ("ccd/lights/NGC7331_V_001.fits: no dark (no dark: dark_demo-ccd_1x1_Normal_-20.0C_300s: "
-            "exposure 300 s != 120 s (scaling disabled))") in log
+    assert (
+        "ccd/lights/NGC7331_V_001.fits: no dark (no dark: dark_demo-ccd_1x1_Normal_-20.0C_300s: "
+        "exposure 300 s != 120 s (scaling disabled))"
+    ) in log
     assert "cmos/lights" not in log.split("lack")[1]  # the dark-library lights are fine
     assert not (out / "masters").exists()
 
@@ -335,8 +347,9 @@ def test_light_without_a_flat_is_calibrated_and_flagged(night, tmp_path):
     group = next(g for g in plan["light_groups"].values() if g["camera"] == "demo-ccd")
     entry = dict(group["lights"][0], flat=None, flags=["NOFLAT"])
     masters = {m: night["out"] / "masters" / f"{m}.fits" for m in (entry["bias"], entry["dark"])}
-    rows = calibrate_group({**group, "flat": None, "lights": [entry]}, plan["cameras"]["demo-ccd"],
-                           night["raw"], masters, tmp_path)
+    rows = calibrate_group(
+        {**group, "flat": None, "lights": [entry]}, plan["cameras"]["demo-ccd"], night["raw"], masters, tmp_path
+    )
     assert rows[0]["status"] == "calibrated" and rows[0]["flags"] == "NOFLAT"
     with fits.open(tmp_path / entry["path"]) as hdul:
         assert hdul[0].header["CALFLAGS"] == "NOFLAT" and "FLATFILE" not in hdul[0].header
@@ -398,8 +411,8 @@ def test_an_unexpected_error_fails_one_light_and_a_full_disk_fails_the_job(night
     def masked_full_disk(self, raw, calibrated, **kwargs):
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise AttributeError("'list' object has no attribute '_file'")
+        except OSError:  # astropy's clean-up masks the disk-full error, chained as context only
+            raise AttributeError("'list' object has no attribute '_file'")  # noqa: B904
 
     monkeypatch.setattr(Calibrator, "calibrate", masked_full_disk)
     with pytest.raises(OSError, match="no space left on the file system at /") as raised:
@@ -408,8 +421,7 @@ def test_an_unexpected_error_fails_one_light_and_a_full_disk_fails_the_job(night
     assert stops_the_job(MemoryError()) and not stops_the_job(OSError(errno.EIO, "I/O error"))
 
 
-def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_the_job(night, tmp_path,
-                                                                                       monkeypatch):
+def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_the_job(night, tmp_path, monkeypatch):
     """The light job's files are written by a thread of their own (BackgroundWriter): a
     write that fails there is still that light's failure, in its row, with no file left
     behind; a full disk met there still stops the job."""
@@ -419,8 +431,10 @@ def test_a_light_whose_file_the_disk_refuses_fails_alone_and_a_full_disk_fails_t
     from ccdcal.writers import _DirectWriter
 
     if not o_direct_available(tmp_path):
-        pytest.skip("the file system under the tests' temporary folder has no O_DIRECT, "
-                    "and only files written around the page cache are written in the background")
+        pytest.skip(
+            "the file system under the tests' temporary folder has no O_DIRECT, "
+            "and only files written around the page cache are written in the background"
+        )
     plan = json.loads((night["out"] / "plan.json").read_text())
     group = next(g for g in plan["light_groups"].values() if g["camera"] == "demo-ccd")
     group = {**group, "lights": group["lights"][:3]}

@@ -1,4 +1,5 @@
-"""The workflow passes `snakemake --lint` and `snakefmt --check`, and every rule has a log."""
+"""One code style: the Python passes `ruff check` and `ruff format --check` (pyproject.toml:
+120 columns), the workflow `snakemake --lint` and `snakefmt --check`; every rule has a log."""
 
 from __future__ import annotations
 
@@ -15,16 +16,36 @@ def test_snakemake_lint_is_clean(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     result = subprocess.run(
-        [str(BIN / "snakemake"), "--lint", "--snakefile", str(REPO / "Snakefile"), "--directory",
-         str(REPO), "--config", f"raw_dir={raw}", f"output_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True)
+        [
+            str(BIN / "snakemake"),
+            "--lint",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(REPO),
+            "--config",
+            f"raw_dir={raw}",
+            f"output_dir={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Lints for" not in result.stdout + result.stderr
 
 
+def test_ruff_check_and_format_are_clean():
+    for command in (["check", "--output-format", "concise"], ["format", "--check"]):
+        result = subprocess.run([str(BIN / "ruff"), *command, str(REPO)], capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, f"ruff {command[0]}:\n" + result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_snakefmt_check_is_clean():
-    result = subprocess.run([str(BIN / "snakefmt"), "--check", str(REPO / "Snakefile"),
-                             str(REPO / "workflow")], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", str(REPO / "Snakefile"), str(REPO / "workflow")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 

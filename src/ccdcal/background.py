@@ -11,8 +11,8 @@ of cells at a time, on the job's threads.
 
 1. The image is cut into cells of about ``mesh`` x ``mesh`` pixels (see *Cells*).
    NaN / inf pixels and the caller's ``mask`` are left out.
-2. In every cell the values are sigma-clipped by :class:`PrecisionSigmaClip`: centre = median, spread = standard deviation of the
-   surviving values, values below ``centre - sigma_lower * spread`` or above
+2. In every cell the values are sigma-clipped by :class:`PrecisionSigmaClip`: centre = median,
+   spread = standard deviation of the surviving values, values below ``centre - sigma_lower * spread`` or above
    ``centre + sigma_upper * spread`` are dropped, until the spread changes by less than
    ``precision`` (a fraction of itself), nothing more is clipped, or ``maxiters``
    passes were made (astropy's ``SigmaClip`` has no precision rule: it stops only when
@@ -65,8 +65,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import bottleneck as bn
 import numpy as np
@@ -89,8 +90,14 @@ __all__ = [
 
 ESTIMATORS = ("mean", "median", "mode")
 INTERPOLATIONS = ("zoom", "idw")
-_ALIASES = {"average": "mean", "avg": "mean", "spline": "zoom", "bicubic": "zoom",
-            "inverse_distance": "idw", "shepard": "idw"}
+_ALIASES = {
+    "average": "mean",
+    "avg": "mean",
+    "spline": "zoom",
+    "bicubic": "zoom",
+    "inverse_distance": "idw",
+    "shepard": "idw",
+}
 
 #: A cell is used when more than this fraction of the pixels of the smallest (corner)
 #: cell survive masking and clipping. photutils applies one threshold, counted in pixels,
@@ -147,7 +154,7 @@ class BackgroundSpec:
         s(self, "interpolation", checked_name(what, "interpolation", self.interpolation, INTERPOLATIONS, _ALIASES))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "BackgroundSpec":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> BackgroundSpec:
         """Build from a config mapping. ``None`` values mean "default"; unknown keys
         and invalid values raise ``ValueError`` naming the key."""
         return spec_from_mapping(cls, d, "background")
@@ -210,8 +217,14 @@ class PrecisionSigmaClip:
     (:meth:`reset` clears it).
     """
 
-    def __init__(self, sigma_lower: float = 3.0, sigma_upper: float = 3.0,
-                 precision: float = 0.01, maxiters: int = 10, threads: int = 1) -> None:
+    def __init__(
+        self,
+        sigma_lower: float = 3.0,
+        sigma_upper: float = 3.0,
+        precision: float = 0.01,
+        maxiters: int = 10,
+        threads: int = 1,
+    ) -> None:
         self.sigma_lower = float(sigma_lower)
         self.sigma_upper = float(sigma_upper)
         self.precision = float(precision)
@@ -220,8 +233,10 @@ class PrecisionSigmaClip:
         self._passes: list[np.ndarray] = []
 
     def __repr__(self) -> str:
-        return (f"PrecisionSigmaClip(sigma_lower={self.sigma_lower}, sigma_upper={self.sigma_upper}, "
-                f"precision={self.precision}, maxiters={self.maxiters})")
+        return (
+            f"PrecisionSigmaClip(sigma_lower={self.sigma_lower}, sigma_upper={self.sigma_upper}, "
+            f"precision={self.precision}, maxiters={self.maxiters})"
+        )
 
     @property
     def passes(self) -> np.ndarray:
@@ -299,8 +314,7 @@ class PrecisionSigmaClip:
                 break
         return lo, hi, passes
 
-    def __call__(self, data, axis=None, masked: bool = True, return_bounds: bool = False,
-                 copy: bool = True):
+    def __call__(self, data, axis=None, masked: bool = True, return_bounds: bool = False, copy: bool = True):
         data = np.asanyarray(data)
         if isinstance(data, np.ma.MaskedArray):
             data = data.filled(np.nan)
@@ -365,9 +379,14 @@ def _good_pixels_needed(shape: tuple[int, int], box: tuple[int, int]) -> float:
 CELL_TASK_VALUES = 1 << 18
 
 
-def _cell_statistics(image: np.ndarray, mask: np.ndarray | None, box: tuple[int, int],
-                     clip: PrecisionSigmaClip, estimator: str | None, rms: bool
-                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _cell_statistics(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    box: tuple[int, int],
+    clip: PrecisionSigmaClip,
+    estimator: str | None,
+    rms: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Grids (one value per cell, float64) of the ``estimator`` ("mean", "median", "mode")
     and of the standard deviation (``rms``) of each cell's clipped values; NaN for a cell
     left out (see :func:`_good_pixels_needed`). Non-finite and masked pixels are left out
@@ -429,13 +448,14 @@ def _cell_statistics(image: np.ndarray, mask: np.ndarray | None, box: tuple[int,
     clip._passes.extend(passes)
     grid = level if level is not None else spread
     if np.isnan(grid).all():
-        raise ValueError(f"estimate_background: every cell of {box[0]}x{box[1]} pixels has at most "
-                         f"{needed:g} good (finite, unmasked, unclipped) pixels")
+        raise ValueError(
+            f"estimate_background: every cell of {box[0]}x{box[1]} pixels has at most "
+            f"{needed:g} good (finite, unmasked, unclipped) pixels"
+        )
     return level, spread
 
 
-def _inverse_distance(known: np.ndarray, values: np.ndarray, wanted: np.ndarray,
-                      neighbours: int = 10) -> np.ndarray:
+def _inverse_distance(known: np.ndarray, values: np.ndarray, wanted: np.ndarray, neighbours: int = 10) -> np.ndarray:
     """Inverse-distance weighting (power 1) of ``values`` at the points ``known`` (n, 2)
     over the ``neighbours`` nearest of them, at the points ``wanted`` (m, 2); a wanted
     point on a known one takes its value (photutils' ``ShepardIDWInterpolator``)."""
@@ -538,7 +558,7 @@ def _interp_weights(n: int, b: int) -> np.ndarray:
     u[hi] = m - 1 + (p[hi] - centres[-1]) / (centres[-1] - centres[-2])
     # the grid extended by 2 ghost cells on each side, as combinations of real cells
     ext = np.zeros((m + 4, m))
-    ext[2: m + 2] = np.eye(m)
+    ext[2 : m + 2] = np.eye(m)
     for k in (1, 2):  # ghost at index -k
         if m >= 3:  # quadratic through cells 0, 1, 2 at x = -k
             x = -k
@@ -546,7 +566,7 @@ def _interp_weights(n: int, b: int) -> np.ndarray:
         else:  # linear through cells 0, 1
             coef = [1 + k, -k]
         ext[2 - k, : len(coef)] = coef
-        ext[m + 1 + k, m - len(coef):] = coef[::-1]
+        ext[m + 1 + k, m - len(coef) :] = coef[::-1]
     w = np.zeros((n, m + 4))
     base = np.floor(u).astype(np.int64)
     rows = np.arange(n)
@@ -565,8 +585,13 @@ def _expand_grid(grid: np.ndarray, shape: tuple[int, int], box: tuple[int, int])
     return np.ascontiguousarray((wy @ grid) @ wx.T, dtype=np.float32)
 
 
-def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
-                        mask: np.ndarray | None = None, threads: int = 1, rms: bool = True) -> Background:
+def estimate_background(
+    image: np.ndarray,
+    spec: BackgroundSpec | None = None,
+    mask: np.ndarray | None = None,
+    threads: int = 1,
+    rms: bool = True,
+) -> Background:
     """Background and background rms maps of a 2-D ``image`` (see the module docstring).
 
     NaN / inf pixels and ``mask`` (True = ignore) are left out of the statistics; they
@@ -605,8 +630,7 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
     values, _ = _cell_statistics(image, mask, box, clip, spec.estimator, rms=False)
     level_mesh, level = grid_and_map(values, image, clip_to_range=False)
     if not rms:
-        return Background(level=level, rms=None, level_mesh=level_mesh, cell_shape=box,
-                          clip_passes=clip.passes)
+        return Background(level=level, rms=None, level_mesh=level_mesh, cell_shape=box, clip_passes=clip.passes)
     # rms: the same statistics on the residual image, so that the variation of the
     # background itself within a cell (gradient, vignetting, glow) is not noise
     residual = np.subtract(image, level, dtype=np.float32)
@@ -614,21 +638,29 @@ def estimate_background(image: np.ndarray, spec: BackgroundSpec | None = None,
     _, spread = _cell_statistics(residual, mask, box, second, None, rms=True)
     del residual
     rms_mesh, rms_map = grid_and_map(spread, image, clip_to_range=True)
-    return Background(level=level, rms=rms_map, level_mesh=level_mesh, rms_mesh=rms_mesh,
-                      cell_shape=box, clip_passes=clip.passes)
+    return Background(
+        level=level, rms=rms_map, level_mesh=level_mesh, rms_mesh=rms_mesh, cell_shape=box, clip_passes=clip.passes
+    )
 
 
 # ----------------------------------------------------------------------------- uses
 
 
 def _disk(radius: int) -> np.ndarray:
-    y, x = np.mgrid[-radius: radius + 1, -radius: radius + 1]
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     return x * x + y * y <= radius * radius + radius  # a round disk, not a diamond
 
 
-def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, method: str = "sigma",
-                          k: float = 3.0, low: float | None = None, high: float | None = None,
-                          grow: int = 2, threads: int = 1) -> np.ndarray:
+def reject_sky_flat_stars(
+    flat: np.ndarray,
+    spec: BackgroundSpec | None = None,
+    method: str = "sigma",
+    k: float = 3.0,
+    low: float | None = None,
+    high: float | None = None,
+    grow: int = 2,
+    threads: int = 1,
+) -> np.ndarray:
     """Pixels of one sky (twilight) flat to reject before combining: boolean mask, True =
     reject (the caller sets them to NaN, so the combine fills them from the other flats).
 
@@ -670,8 +702,9 @@ def reject_sky_flat_stars(flat: np.ndarray, spec: BackgroundSpec | None = None, 
     return above | ~np.isfinite(flat)
 
 
-def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: float = 5.0,
-               threads: int = 1) -> np.ndarray:
+def hot_pixels(
+    dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: float = 5.0, threads: int = 1
+) -> np.ndarray:
     """Hot pixels of a dark (master dark minus bias, ADU; or a rate, any unit): boolean,
     True where ``dark > level + k * rms`` of its local background. The local level
     follows gradients and amplifier glow, so these are not flagged."""
@@ -682,8 +715,9 @@ def hot_pixels(dark_current: np.ndarray, spec: BackgroundSpec | None = None, k: 
         return dark > bkg.level + np.float32(k) * bkg.rms
 
 
-def dead_pixels(flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: float = 0.5,
-                threads: int = 1) -> np.ndarray:
+def dead_pixels(
+    flat: np.ndarray, spec: BackgroundSpec | None = None, fraction: float = 0.5, threads: int = 1
+) -> np.ndarray:
     """Dead or weak pixels of a flat (raw ADU or normalised): boolean, True where the
     response is below ``fraction`` of the local background level (which follows
     vignetting, so dark corners are not flagged), and where it is non-finite or <= 0."""

@@ -95,8 +95,7 @@ class Subtrahend:
             block -= image
 
 
-def subtrahend(bias: Product | None, dark: Product | None, mode: str | None, scale: float | None
-               ) -> Subtrahend:
+def subtrahend(bias: Product | None, dark: Product | None, mode: str | None, scale: float | None) -> Subtrahend:
     """The bias/dark model for one exposure (see module docstring for the three cases)."""
     if dark is not None and mode == "scaled" and bias is None:
         raise ValueError("a scaled dark needs a bias")
@@ -117,9 +116,17 @@ class Calibration:
     ``threads``: the planes are prepared that many blocks at a time.
     """
 
-    def __init__(self, sub: Subtrahend, flat: Product | None, gain: float, read_noise_adu: float,
-                 weak_threshold: float = 0.2, block_rows: int = 64, threads: int = 1,
-                 extra_variance: float = 0.0):
+    def __init__(
+        self,
+        sub: Subtrahend,
+        flat: Product | None,
+        gain: float,
+        read_noise_adu: float,
+        weak_threshold: float = 0.2,
+        block_rows: int = 64,
+        threads: int = 1,
+        extra_variance: float = 0.0,
+    ):
         """``extra_variance`` (ADU^2): added to every pixel's before the flat, like the
         read noise: the dark current's shot noise of a frame whose dark is subtracted as
         is (no bias to tell the dark signal from)."""
@@ -162,9 +169,14 @@ class Calibration:
         if self.var_const is None:
             self.var_const = self.read_noise2
 
-    def apply(self, raw: np.ndarray, saturated: np.ndarray | None = None, block_rows: int = 64,
-              uncert: np.ndarray | None = None, mask: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def apply(
+        self,
+        raw: np.ndarray,
+        saturated: np.ndarray | None = None,
+        block_rows: int = 64,
+        uncert: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrate ``raw`` (overscan-corrected, trimmed, float32 ADU; overwritten: it becomes
         the image). Returns (image, 1-sigma uncertainty, mask), see the module docstring;
         the uncertainty and mask are written into ``uncert`` (float32) and ``mask`` (uint8)
@@ -209,9 +221,15 @@ class Calibration:
         return data, uncert, mask
 
 
-def calibrate_array(raw: np.ndarray, saturated: np.ndarray | None, sub: Subtrahend,
-                    flat: Product | None, gain: float, read_noise_adu: float,
-                    weak_threshold: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def calibrate_array(
+    raw: np.ndarray,
+    saturated: np.ndarray | None,
+    sub: Subtrahend,
+    flat: Product | None,
+    gain: float,
+    read_noise_adu: float,
+    weak_threshold: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Calibrate an overscan-corrected, trimmed frame (float32 ADU, modified in place).
 
     Returns (image, 1-sigma uncertainty, mask), all in ADU / MASK bits.

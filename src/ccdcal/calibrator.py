@@ -38,33 +38,52 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-
-from astropy.io import fits
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
+from astropy.io import fits
 
 from .calibrate import Calibration, subtrahend
 from .camera import MASTER_TYPES, CameraProfile
 from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
+from .previews import write_thumbnail
 from .products import CORE_MASK_BITS, Product, ascii_header_text, read_product, read_products, write_product
 from .provenance import add_software_cards
-from .previews import write_thumbnail
 from .qc import light_statistics
 from .sections import Section
 from .steps import Light, Step, history, in_stage, missing_flags, reading_layout, steps_run
 from .writers import BackgroundWriter
 
 PARAMETERS = (
-    "steps", "overscans", "overscan_data", "overscan_method", "overscan_order", "image_area",
-    "master_bias", "master_dark", "master_flat", "dark_mode", "dark_scale", "gain", "gain_source",
-    "read_noise", "read_noise_source", "dark_variance_rate",
-    "saturation", "exposure_tolerance", "weak_threshold", "output_format", "normalize", "checksum",
-    "cosmic_rays", "cosmetic",
+    "steps",
+    "overscans",
+    "overscan_data",
+    "overscan_method",
+    "overscan_order",
+    "image_area",
+    "master_bias",
+    "master_dark",
+    "master_flat",
+    "dark_mode",
+    "dark_scale",
+    "gain",
+    "gain_source",
+    "read_noise",
+    "read_noise_source",
+    "dark_variance_rate",
+    "saturation",
+    "exposure_tolerance",
+    "weak_threshold",
+    "output_format",
+    "normalize",
+    "checksum",
+    "cosmic_rays",
+    "cosmetic",
 )
 #: Parameters that are a step's settings (a mapping, as the profile's section of that name).
 STEP_SETTINGS = ("cosmic_rays", "cosmetic")
@@ -78,8 +97,9 @@ def region(value: Any) -> Section:
         return value
     if isinstance(value, str):
         return Section.parse(value)
-    return Section.from_slices(slice(int(value["ymin"]), int(value["ymax"])),
-                               slice(int(value["xmin"]), int(value["xmax"])))
+    return Section.from_slices(
+        slice(int(value["ymin"]), int(value["ymax"])), slice(int(value["xmin"]), int(value["xmax"]))
+    )
 
 
 def region_in_frame(value: Any, shape: tuple[int, int], what: str) -> Section:
@@ -90,8 +110,10 @@ def region_in_frame(value: Any, shape: tuple[int, int], what: str) -> Section:
     try:
         section = region(value)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{what} {value!r}: give a dict xmin, xmax, ymin, ymax (0-based, end excluded) "
-                         f"or a FITS section '[x1:x2,y1:y2]' (1-based, inclusive) ({exc})") from None
+        raise ValueError(
+            f"{what} {value!r}: give a dict xmin, xmax, ymin, ymax (0-based, end excluded) "
+            f"or a FITS section '[x1:x2,y1:y2]' (1-based, inclusive) ({exc})"
+        ) from None
     section.check_inside(shape, what, given=None if isinstance(value, Section) else value)
     return section
 
@@ -105,8 +127,10 @@ def refuse_same_file(raw: str | Path, calibrated: str | Path) -> None:
     else:
         same = raw.resolve() == calibrated.resolve()
     if same:
-        raise ValueError(f"the output {calibrated} is the raw file {raw} (the same file): "
-                         "refusing to write over the raw frame; give another output path")
+        raise ValueError(
+            f"the output {calibrated} is the raw file {raw} (the same file): "
+            "refusing to write over the raw frame; give another output path"
+        )
 
 
 def _as_dict(section: Section) -> dict[str, int]:
@@ -118,10 +142,21 @@ def _as_dict(section: Section) -> dict[str, int]:
 LAYOUT_KEYWORDS = ("BIASSEC", "DATASEC", "TRIMSEC", "CCDSEC", "AMPSEC", "DETSEC")
 
 
-def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[str, Any],
-                 masters: Mapping[str, Product | None], layout, levels: list[float], gain: float,
-                 gain_source: str, read_noise_e: float, rn_source: str, config_digest: str | None,
-                 steps_done: str = "overscan/trim, bias, dark, flat") -> fits.Header:
+def light_header(
+    raw: RawFrame,
+    rel_path: str,
+    raw_digest: str,
+    entry: Mapping[str, Any],
+    masters: Mapping[str, Product | None],
+    layout,
+    levels: list[float],
+    gain: float,
+    gain_source: str,
+    read_noise_e: float,
+    rn_source: str,
+    config_digest: str | None,
+    steps_done: str = "overscan/trim, bias, dark, flat",
+) -> fits.Header:
     """The calibrated light's header: the raw frame's cards (its layout's left out; WCS
     and LTV shifted by the trim), then what calibrated it (``steps_done``: the steps as
     ``steps.history`` says them)."""
@@ -159,8 +194,14 @@ def light_header(raw: RawFrame, rel_path: str, raw_digest: str, entry: Mapping[s
     return header
 
 
-def output_format_array(image: np.ndarray, uncert: np.ndarray, header: fits.Header, output_format: str,
-                        normalize: float | None, raw_bitpix: int) -> tuple[np.ndarray, np.ndarray, fits.Header]:
+def output_format_array(
+    image: np.ndarray,
+    uncert: np.ndarray,
+    header: fits.Header,
+    output_format: str,
+    normalize: float | None,
+    raw_bitpix: int,
+) -> tuple[np.ndarray, np.ndarray, fits.Header]:
     """XParallax's output options. ``normalize``: scale image and UNCERT so the mean of the
     finite pixels is that value (the pedestal is lost: said in the header). ``'same'``: the
     image in the raw file's integer type, rounded and clipped (16-bit: 0-65535 with BZERO),
@@ -176,16 +217,23 @@ def output_format_array(image: np.ndarray, uncert: np.ndarray, header: fits.Head
         header["NORMVAL"] = (float(normalize), "image scaled so its mean is this (pedestal lost)")
         header["NORMSCAL"] = (float(factor), "factor applied to the image and UNCERT")
     if output_format == "same" and raw_bitpix > 0:
-        low, high = (0, 65535) if raw_bitpix == 16 else (0, 255) if raw_bitpix == 8 else (
-            -(2 ** (raw_bitpix - 1)), 2 ** (raw_bitpix - 1) - 1)
+        low, high = (
+            (0, 65535)
+            if raw_bitpix == 16
+            else (0, 255)
+            if raw_bitpix == 8
+            else (-(2 ** (raw_bitpix - 1)), 2 ** (raw_bitpix - 1) - 1)
+        )
         dtype = {8: np.uint8, 16: np.uint16, 32: np.int32, 64: np.int64}[raw_bitpix]
         finite = np.isfinite(image)
         header["OUTFMT"] = ("same", f"integer output, as the raw file (BITPIX {raw_bitpix})")
         header["NCLIPLO"] = (int(np.count_nonzero(finite & (image < low - 0.5))), f"pixels clipped to {low}")
         header["NCLIPHI"] = (int(np.count_nonzero(finite & (image > high + 0.5))), f"pixels clipped to {high}")
         header["NNONFIN"] = (int(np.count_nonzero(~finite)), "non-finite pixels written as 0")
-        header.add_history("ccdcal: image rounded to integers and clipped; fractions of an ADU, "
-                           "values outside the integer range and non-finite values are lost")
+        header.add_history(
+            "ccdcal: image rounded to integers and clipped; fractions of an ADU, "
+            "values outside the integer range and non-finite values are lost"
+        )
         image = np.clip(np.nan_to_num(np.round(image), nan=0.0), low, high).astype(dtype)
     else:
         header["OUTFMT"] = ("float32", "output image type")
@@ -204,8 +252,7 @@ class _FunctionCorrector:
         """The corrected, trimmed frame (a new array: ``out`` is not used)."""
         image = self._raw.read()
         saturated = image >= saturation if saturation is not None else None
-        corrected = np.asarray(self._function(image, [_as_dict(o) for o in self._overscans]),
-                               dtype=np.float32)
+        corrected = np.asarray(self._function(image, [_as_dict(o) for o in self._overscans]), dtype=np.float32)
         rows, cols = self.layout.trim.slices
         if saturated is not None:
             saturated = saturated[rows, cols] if saturated.any() else None
@@ -235,20 +282,22 @@ class Calibrator:
         self._planes = threading.local()
 
     @classmethod
-    def for_camera(cls, camera: Mapping[str, Any], threads: int = 1, **parameters: Any) -> "Calibrator":
+    def for_camera(cls, camera: Mapping[str, Any], threads: int = 1, **parameters: Any) -> Calibrator:
         """A calibrator that reads the layout, gain, read noise and saturation of each frame
         as the camera profile says, and writes as its ``output`` says (what the workflow does)."""
         output = camera.get("output", {})
-        settings = {"output_format": output.get("format", "float32"),
-                    "normalize": output.get("normalize"), "checksum": output.get("checksum", True)}
+        settings = {
+            "output_format": output.get("format", "float32"),
+            "normalize": output.get("normalize"),
+            "checksum": output.get("checksum", True),
+        }
         return cls(camera, threads=threads, **{**settings, **parameters})
 
     @staticmethod
     def _check(names) -> None:
         unknown = sorted(set(names) - set(PARAMETERS))
         if unknown:
-            raise TypeError(f"unknown calibration parameter(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(PARAMETERS)}")
+            raise TypeError(f"unknown calibration parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMETERS)}")
 
     def _update(self, parameters: Mapping[str, Any]) -> None:
         self._check(parameters)
@@ -296,10 +345,14 @@ class Calibrator:
         profile) say, as far as the raw ``steps`` take them (``steps.reading_layout``)."""
         method = p["overscan_method"]
         if not (method is None or callable(method) or method in METHODS):
-            raise ValueError(f"overscan_method {method!r}: give one of {', '.join(METHODS)} "
-                             "or a function f(image, overscans)")
-        overscans = ([region_in_frame(o, raw.shape, f"overscans[{i}]") for i, o in enumerate(p["overscans"])]
-                     if p["overscans"] else None)
+            raise ValueError(
+                f"overscan_method {method!r}: give one of {', '.join(METHODS)} or a function f(image, overscans)"
+            )
+        overscans = (
+            [region_in_frame(o, raw.shape, f"overscans[{i}]") for i, o in enumerate(p["overscans"])]
+            if p["overscans"]
+            else None
+        )
         if p["image_area"] is not None:
             trim = region_in_frame(p["image_area"], raw.shape, "image_area")
         elif overscans is None:
@@ -313,11 +366,13 @@ class Calibrator:
         if overscans is None and method is None:
             layout = layout_for(raw.header, raw.shape, self.camera.config)
             if p["image_area"] is not None:
-                layout = Layout(layout.raw_shape, trim, layout.amplifiers, layout.method,
-                                layout.order, layout.axis)
+                layout = Layout(layout.raw_shape, trim, layout.amplifiers, layout.method, layout.order, layout.axis)
         else:
-            data = ([region_in_frame(d, raw.shape, f"overscan_data[{i}]") for i, d in enumerate(p["overscan_data"])]
-                    if p["overscan_data"] else None)
+            data = (
+                [region_in_frame(d, raw.shape, f"overscan_data[{i}]") for i, d in enumerate(p["overscan_data"])]
+                if p["overscan_data"]
+                else None
+            )
             if data is not None and len(data) != len(overscans or []):
                 raise ValueError("overscan_data needs one data region per overscan region")
             amplifiers = tuple(Amplifier(data[i] if data else trim, o) for i, o in enumerate(overscans or []))
@@ -332,8 +387,11 @@ class Calibrator:
         a full frame would cost the kernel zeroing their pages every time."""
         planes = getattr(self._planes, "arrays", None)
         if planes is None or planes[0].shape != tuple(shape):
-            planes = self._planes.arrays = (np.empty(shape, np.float32), np.empty(shape, np.float32),
-                                            np.empty(shape, np.uint8))
+            planes = self._planes.arrays = (
+                np.empty(shape, np.float32),
+                np.empty(shape, np.float32),
+                np.empty(shape, np.uint8),
+            )
         return planes
 
     def _value(self, raw: RawFrame, p: Mapping[str, Any], what: str) -> tuple[float | None, str]:
@@ -352,13 +410,15 @@ class Calibrator:
             return "unscaled", 1.0
         t_frame = self.camera.exptime(raw.header) or 0.0
         t_dark = float(dark.header.get("EXPTIME", 0.0) or 0.0)
-        tolerance = (p["exposure_tolerance"] if p["exposure_tolerance"] is not None
-                     else self.camera.config["dark"]["exposure_tolerance"])
+        tolerance = (
+            p["exposure_tolerance"]
+            if p["exposure_tolerance"] is not None
+            else self.camera.config["dark"]["exposure_tolerance"]
+        )
         if mode == "auto" and p["dark_scale"] is None and abs(t_frame - t_dark) <= tolerance + 1e-9:
             return "unscaled", 1.0
         if bias is None:
-            raise ValueError(f"scaling the dark ({t_dark:g} s) to the frame ({t_frame:g} s) "
-                             "needs master_bias")
+            raise ValueError(f"scaling the dark ({t_dark:g} s) to the frame ({t_frame:g} s) needs master_bias")
         if p["dark_scale"] is not None:
             return "scaled", float(p["dark_scale"])
         if t_dark <= 0:
@@ -366,10 +426,18 @@ class Calibrator:
         return "scaled", t_frame / t_dark
 
     # ------------------------------------------------------------------ calibrate
-    def calibrate(self, raw: str | Path, calibrated: str | Path, raw_label: str | None = None,
-                  config_digest: str | None = None, flags: list[str] | None = None,
-                  writer: BackgroundWriter | None = None, statistics: dict | None = None,
-                  thumbnail: str | Path | None = None, **overrides: Any) -> Path | Future:
+    def calibrate(
+        self,
+        raw: str | Path,
+        calibrated: str | Path,
+        raw_label: str | None = None,
+        config_digest: str | None = None,
+        flags: list[str] | None = None,
+        writer: BackgroundWriter | None = None,
+        statistics: dict | None = None,
+        thumbnail: str | Path | None = None,
+        **overrides: Any,
+    ) -> Path | Future:
         """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only.
         ``statistics``, a dict, receives the calibrated light's quality figures
         (``qc.light_statistics``, ADU) and its overscan levels; ``thumbnail``: a JPEG
@@ -381,8 +449,9 @@ class Calibrator:
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
         refuse_same_file(raw, calibrated)
-        settings = {name: p[name] if p[name] is not None else self.camera.config.get(name, {})
-                    for name in STEP_SETTINGS}
+        settings = {
+            name: p[name] if p[name] is not None else self.camera.config.get(name, {}) for name in STEP_SETTINGS
+        }
         steps = steps_run(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"), settings)
         given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
         label = raw_label or Path(raw).name
@@ -394,8 +463,10 @@ class Calibrator:
             corrector = self._corrector(frame, p, steps)
             for name, master in (("bias", light.bias), ("dark", light.dark), ("flat", light.flat)):
                 if master is not None and master.data.shape != corrector.layout.shape:
-                    raise FrameError(f"{label}: trimmed shape {corrector.layout.shape} differs from "
-                                     f"master {name} {master.path.name} {master.data.shape}")
+                    raise FrameError(
+                        f"{label}: trimmed shape {corrector.layout.shape} differs from "
+                        f"master {name} {master.path.name} {master.data.shape}"
+                    )
             saturation, _ = self._value(frame, p, "saturation")
             if saturation is None:
                 saturation = frame.integer_max
@@ -406,10 +477,14 @@ class Calibrator:
                 unknown.append("NOGAIN")
             rn_e, rn_source = self._value(frame, p, "read_noise")
             if rn_e is None:
-                rn_e, rn_source = next(((float(m.header["RDNOISE"]), f"master {m.path.name}")
-                                        for m in (light.bias, light.dark)
-                                        if m is not None and "RDNOISE" in m.header),
-                                       (0.0, "unknown"))
+                rn_e, rn_source = next(
+                    (
+                        (float(m.header["RDNOISE"]), f"master {m.path.name}")
+                        for m in (light.bias, light.dark)
+                        if m is not None and "RDNOISE" in m.header
+                    ),
+                    (0.0, "unknown"),
+                )
                 if rn_source == "unknown":
                     unknown.append("NORDNOISE")
             if not (math.isfinite(gain) and gain > 0):
@@ -428,34 +503,62 @@ class Calibrator:
             if mode == "unscaled" and p["dark_variance_rate"]:
                 dark_variance = float(p["dark_variance_rate"]) * (self.camera.exptime(frame.header) or 0.0)
             bias, dark, flat = light.subtracted_bias, light.dark, light.flat
-            key = (id(bias), id(dark), mode, scale, id(flat), gain, rn_e, dark_variance,
-                   p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"])
+            key = (
+                id(bias),
+                id(dark),
+                mode,
+                scale,
+                id(flat),
+                gain,
+                rn_e,
+                dark_variance,
+                p["weak_threshold"] or self.camera.config["flat"]["weak_threshold"],
+            )
             with self._lock:
                 calibration = self._calibrations.get(key)
                 if calibration is None:
                     sub = subtrahend(bias, dark, mode, scale)
-                    calibration = Calibration(sub, flat, gain, rn_e / gain, key[-1], threads=self.threads,
-                                              extra_variance=dark_variance)
+                    calibration = Calibration(
+                        sub, flat, gain, rn_e / gain, key[-1], threads=self.threads, extra_variance=dark_variance
+                    )
                     if len(self._calibrations) >= self.CALIBRATIONS_KEPT:
                         self._calibrations.pop(next(iter(self._calibrations)))
                     self._calibrations[key] = calibration
-            light.image, light.uncert, light.mask = calibration.apply(data, saturated, uncert=uncert_plane,
-                                                                      mask=mask_plane)
+            light.image, light.uncert, light.mask = calibration.apply(
+                data, saturated, uncert=uncert_plane, mask=mask_plane
+            )
             light.gain, light.read_noise = gain, rn_e
             for image_step in in_stage(steps, "image"):
                 image_step.apply(light)
             image, uncert, mask = light.image, light.uncert, light.mask
             if statistics is not None:
-                statistics.update(light_statistics(image, uncert, mask),
-                                  overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels))
+                statistics.update(
+                    light_statistics(image, uncert, mask),
+                    overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels),
+                )
             if thumbnail is not None:
                 write_thumbnail(image, thumbnail, mask)
             masters = {"bias": bias, "dark": dark, "flat": flat}
-            entry = {"dark_mode": mode, "dark_scale": scale,
-                     "flags": flags if flags is not None else missing_flags(steps, light) + unknown}
-            header = light_header(frame, label, frame.digest(), entry, masters, corrector.layout,
-                                  corrector.levels, gain, gain_source, rn_e, rn_source, config_digest,
-                                  history(steps))
+            entry = {
+                "dark_mode": mode,
+                "dark_scale": scale,
+                "flags": flags if flags is not None else missing_flags(steps, light) + unknown,
+            }
+            header = light_header(
+                frame,
+                label,
+                frame.digest(),
+                entry,
+                masters,
+                corrector.layout,
+                corrector.levels,
+                gain,
+                gain_source,
+                rn_e,
+                rn_source,
+                config_digest,
+                history(steps),
+            )
             for key, card in light.cards.items():
                 header[key] = card
             if dark_variance:
@@ -463,11 +566,21 @@ class Calibrator:
             if pedestal_key:  # applied: a reader must not add it again
                 header.remove(pedestal_key, ignore_missing=True, remove_all=True)
                 header["PEDAPPL"] = (pedestal, f"[ADU] added: the raw frame's {pedestal_key}")
-        image, uncert, header = output_format_array(image, uncert, header, p["output_format"],
-                                                    p["normalize"], frame.bitpix)
-        written = write_product(calibrated, image, uncert, mask, header, consume=True,
-                                checksum=bool(p["checksum"]), drop_cache=True, writer=writer,
-                                mask_bits=(*CORE_MASK_BITS, *(bit for s in steps for bit in s.mask_bits)))
+        image, uncert, header = output_format_array(
+            image, uncert, header, p["output_format"], p["normalize"], frame.bitpix
+        )
+        written = write_product(
+            calibrated,
+            image,
+            uncert,
+            mask,
+            header,
+            consume=True,
+            checksum=bool(p["checksum"]),
+            drop_cache=True,
+            writer=writer,
+            mask_bits=(*CORE_MASK_BITS, *(bit for s in steps for bit in s.mask_bits)),
+        )
         return written if writer is not None else Path(calibrated)
 
     __call__ = calibrate

@@ -12,9 +12,10 @@ import fnmatch
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
@@ -227,9 +228,7 @@ class CameraProfile:
         match = self.config["match"]
         for key, wanted in match["header"].items():
             value = header.get(key)
-            if value is None or not fnmatch.fnmatchcase(
-                str(value).strip().lower(), str(wanted).strip().lower()
-            ):
+            if value is None or not fnmatch.fnmatchcase(str(value).strip().lower(), str(wanted).strip().lower()):
                 return False
         if match["paths"]:
             return any(path_matches(rel_path, pattern) for pattern in match["paths"])
@@ -290,8 +289,9 @@ class CameraProfile:
             problems.append(problem)
         return seconds
 
-    def temperature(self, header: HeaderView, what: str = "temperature",
-                    problems: list[str] | None = None) -> float | None:
+    def temperature(
+        self, header: HeaderView, what: str = "temperature", problems: list[str] | None = None
+    ) -> float | None:
         """Sensor temperature in degrees C (kelvin converted, see ``temperature_unit``);
         None when absent, not a number or not physical, and then why is appended to
         ``problems``."""
@@ -367,8 +367,7 @@ MAX_BINNING = 256
 def _binning_factor(keyword: str, value: Any) -> int:
     number = to_float(value)
     if number is None or not number.is_integer() or not 1 <= number <= MAX_BINNING:
-        raise ValueError(f"{keyword} {value!r} is not a binning factor (a whole number from 1 to "
-                         f"{MAX_BINNING})")
+        raise ValueError(f"{keyword} {value!r} is not a binning factor (a whole number from 1 to {MAX_BINNING})")
     return int(number)
 
 

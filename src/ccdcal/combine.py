@@ -53,9 +53,10 @@ blocks can be combined in threads.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from functools import cache, lru_cache
+from typing import Any
 
 import bottleneck as bn
 import numpy as np
@@ -100,9 +101,17 @@ _FAST_BYTES = {False: (8, 40), True: (30, 240)}
 _CHUNK_PIXELS = 1 << 16
 _MAX_FRAMES = int(np.iinfo(np.uint16).max)
 
-_ALIASES = {"average": "mean", "avg": "mean", "sigclip": "sigma_clip", "sigma": "sigma_clip",
-            "mad": "mad_clip", "clip_extrema": "minmax", "winsorized": "winsorized_sigma",
-            "winsorised_sigma": "winsorized_sigma", "winsorised": "winsorized_sigma"}
+_ALIASES = {
+    "average": "mean",
+    "avg": "mean",
+    "sigclip": "sigma_clip",
+    "sigma": "sigma_clip",
+    "mad": "mad_clip",
+    "clip_extrema": "minmax",
+    "winsorized": "winsorized_sigma",
+    "winsorised_sigma": "winsorized_sigma",
+    "winsorised": "winsorized_sigma",
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ class CombineSpec:
         s(self, "percentile_high", checked_float(what, "percentile_high", self.percentile_high))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "CombineSpec":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> CombineSpec:
         """Build from a config mapping. ``None`` values mean "default"; unknown keys
         and invalid values raise ``ValueError`` naming the key."""
         return spec_from_mapping(cls, d, "combine")
@@ -206,8 +215,9 @@ def _nanmedian(x: np.ndarray) -> np.ndarray:
     return 0.5 * (lo + hi)  # all-NaN row: NaN
 
 
-def _bounds_fn(center: str, spread: str, sigma_low: float, sigma_high: float
-               ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _bounds_fn(
+    center: str, spread: str, sigma_low: float, sigma_high: float
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Bounds as in astropy's C sigma-clip kernel: ``cen - sigma_lower*std``,
     ``cen + sigma_upper*std`` with the mean/std/median computed in float64."""
 
@@ -331,8 +341,7 @@ def _clip_percentile(x: np.ndarray, p_low: float, p_high: float) -> None:
     x[r] = np.nan
 
 
-def _reject_ties(r: np.ndarray, eq: np.ndarray, need: np.ndarray, few: np.ndarray,
-                 first: bool) -> None:
+def _reject_ties(r: np.ndarray, eq: np.ndarray, need: np.ndarray, few: np.ndarray, first: bool) -> None:
     """Mark in r the first (or last) ``need`` entries of ``eq`` of each row."""
     all_eq = np.count_nonzero(eq, axis=1) <= need  # usual case: no tie across the cut
     r |= eq & _col(all_eq)
@@ -413,7 +422,7 @@ _MC_BATCH_VALUES = 1 << 22
 _MC_SEED = 0x5EEDCA1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _median_factor(n: int) -> float:
     """n * var(median of n standard normals), integrated numerically.
 
@@ -445,8 +454,9 @@ def _median_factor(n: int) -> float:
     d = 0.5 * half_gap_max * (nodes + 1)
     lo, hi = x[:, None] - d, x[:, None] + d
     log_norm = gammaln(n + 1) - 2 * gammaln(k)
-    density = 2 * np.exp(log_norm + (k - 1) * (log_ndtr(lo) + log_ndtr(-hi))
-                         - 0.5 * (lo * lo + hi * hi) + 2 * log_phi)  # 2: Jacobian of (m, d)
+    density = 2 * np.exp(
+        log_norm + (k - 1) * (log_ndtr(lo) + log_ndtr(-hi)) - 0.5 * (lo * lo + hi * hi) + 2 * log_phi
+    )  # 2: Jacobian of (m, d)
     moment = np.sum((x * x)[:, None] * density * (0.5 * half_gap_max * weights))
     return float(n * moment * step * width)
 
@@ -461,11 +471,11 @@ def _median_factor_asymptotic(n: int) -> float:
     plus O(n^-2). Against the integral: n^2 (exact - this) = 4.58 (even) and -0.12 (odd)
     at n = 1000.
     """
-    a = math.pi ** 2 / 4 - (math.pi if n % 2 else 1.5 * math.pi)
+    a = math.pi**2 / 4 - (math.pi if n % 2 else 1.5 * math.pi)
     return math.pi / 2 + a / n
 
 
-@lru_cache(maxsize=None)
+@cache
 def _monte_carlo_factor(spec: CombineSpec, n: int) -> tuple[float, float]:
     """(c, its standard error) for ``spec`` with rejection, by Monte Carlo; see
     :func:`variance_factor`."""
@@ -541,7 +551,7 @@ def variance_factor_table(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
     flat = np.asarray(n_used).reshape(-1)
     present = np.zeros(int(flat.max(initial=0)) + 1, dtype=bool)
     for start in range(0, flat.size, 1 << 20):  # bounded temporaries on a master's plane
-        present[flat[start:start + (1 << 20)]] = True
+        present[flat[start : start + (1 << 20)]] = True
     table = np.full(present.size, np.nan)
     for value in np.flatnonzero(present[1:]) + 1:
         table[value] = variance_factor(spec, int(value))
@@ -578,9 +588,7 @@ def _check_variances(variances: Any, shape: tuple[int, ...]):
         if np.broadcast_shapes(v.shape, shape) != tuple(shape):
             raise ValueError
     except ValueError:
-        raise ValueError(
-            f"variances of shape {v.shape} do not broadcast to the stack shape {tuple(shape)}"
-        ) from None
+        raise ValueError(f"variances of shape {v.shape} do not broadcast to the stack shape {tuple(shape)}") from None
     per_frame = v.ndim < 2 or (v.shape[-1] == 1 and v.shape[-2] == 1)
     if per_frame:
         vec = np.broadcast_to(v, (n, 1, 1)).reshape(n).astype(np.float64)
@@ -596,8 +604,9 @@ def _work_chunk(a: np.ndarray, r0: int, r1: int) -> np.ndarray:
     return np.ascontiguousarray(a[:, r0:r1, :].transpose(1, 2, 0), dtype=np.float64).reshape(-1, n)
 
 
-def _combine_chunk(x: np.ndarray, spec: CombineSpec, w: np.ndarray | None,
-                   var_vec: np.ndarray | None, var_chunk: np.ndarray | None):
+def _combine_chunk(
+    x: np.ndarray, spec: CombineSpec, w: np.ndarray | None, var_vec: np.ndarray | None, var_chunk: np.ndarray | None
+):
     """x: float64 (npix, n) work array (modified). Returns float64 data, int n_used,
     float64 variance or None."""
     x += 0.0  # -0.0 -> +0.0, so that sorts (medians, minmax) are layout-independent
@@ -772,22 +781,25 @@ def _combine_sorted(chunk: np.ndarray, spec: CombineSpec):
             idx = np.flatnonzero(active)
             if idx.size == 0:
                 break
-            l, h = lo[idx], hi[idx]
-            count = h - l
-            s1 = prefix[h, idx] - prefix[l, idx]
-            s2 = prefix2[h, idx] - prefix2[l, idx]
+            first, end = lo[idx], hi[idx]  # the kept range of each pixel's sorted values
+            count = end - first
+            s1 = prefix[end, idx] - prefix[first, idx]
+            s2 = prefix2[end, idx] - prefix2[first, idx]
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean_off = s1 / count
                 std = np.sqrt(np.maximum(s2 / count - mean_off * mean_off, 0.0))
-            centre = (_range_median(s[:, idx], l, count, np.arange(idx.size))
-                      if spec.center == "median" else mean_off + ref[idx])
+            centre = (
+                _range_median(s[:, idx], first, count, np.arange(idx.size))
+                if spec.center == "median"
+                else mean_off + ref[idx]
+            )
             blo, bhi = centre - spec.sigma_low * std, centre + spec.sigma_high * std
             bound_lo[idx], bound_hi[idx] = blo, bhi
             sub = s if idx.size == npix else s[:, idx]
-            new_lo = np.maximum(l, np.count_nonzero(sub < blo.astype(np.float64), axis=0))
-            new_hi = np.minimum(h, np.count_nonzero(sub <= bhi, axis=0))
+            new_lo = np.maximum(first, np.count_nonzero(sub < blo.astype(np.float64), axis=0))
+            new_hi = np.minimum(end, np.count_nonzero(sub <= bhi, axis=0))
             new_hi = np.maximum(new_hi, new_lo)
-            changed = (new_lo != l) | (new_hi != h)
+            changed = (new_lo != first) | (new_hi != end)
             lo[idx], hi[idx] = new_lo, new_hi
             active[idx] = changed & (new_hi > new_lo)
         # astropy: the final rejection is "outside the last bounds", over all the values
@@ -803,7 +815,7 @@ def _combine_sorted(chunk: np.ndarray, spec: CombineSpec):
         elif spec.rejection == "minmax":
             keep = np.zeros(x.shape, dtype=bool)
             order = np.argsort(x, axis=0, kind="stable")
-            np.put_along_axis(keep, order[lo[0]:hi[0]], True, axis=0)
+            np.put_along_axis(keep, order[lo[0] : hi[0]], True, axis=0)
         else:
             keep = None
         if keep is not None:
@@ -815,8 +827,16 @@ def _combine_sorted(chunk: np.ndarray, spec: CombineSpec):
     return data, count
 
 
-def _combine_into(stack: np.ndarray, spec: CombineSpec, w, var_vec, var_full,
-                  out_data: np.ndarray, out_n: np.ndarray, out_var: np.ndarray | None) -> None:
+def _combine_into(
+    stack: np.ndarray,
+    spec: CombineSpec,
+    w,
+    var_vec,
+    var_full,
+    out_data: np.ndarray,
+    out_n: np.ndarray,
+    out_var: np.ndarray | None,
+) -> None:
     """Combine ``stack`` (n, rows, nx) into the (rows, nx) outputs; never modifies stack."""
     n, rows, nx = stack.shape
     if rows == 0 or nx == 0:
@@ -873,8 +893,9 @@ def _prepare(stack: Any, spec: Any, weights: Any, variances: Any):
     return a, spec, w, var_vec, var_full
 
 
-def combine_block(stack: np.ndarray, spec: CombineSpec, *, weights: np.ndarray | None = None,
-                  variances: np.ndarray | None = None) -> CombineResult:
+def combine_block(
+    stack: np.ndarray, spec: CombineSpec, *, weights: np.ndarray | None = None, variances: np.ndarray | None = None
+) -> CombineResult:
     """Combine a block of frames pixel by pixel.
 
     Parameters
@@ -915,11 +936,14 @@ def combine_block(stack: np.ndarray, spec: CombineSpec, *, weights: np.ndarray |
     return CombineResult(out_data, out_n, out_var)
 
 
-def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray,
-                             spec: CombineSpec | Mapping,
-                             weights: np.ndarray | None = None,
-                             variances: np.ndarray | None = None,
-                             threads: int = 1, block_rows: int | None = None) -> CombineResult:
+def combine_frames_in_memory(
+    frames: Sequence[np.ndarray] | np.ndarray,
+    spec: CombineSpec | Mapping,
+    weights: np.ndarray | None = None,
+    variances: np.ndarray | None = None,
+    threads: int = 1,
+    block_rows: int | None = None,
+) -> CombineResult:
     """Combine a full in-memory stack (list of 2-D frames or an (n, ny, nx) array).
 
     The stack is split into blocks of ``block_rows`` rows (default: about 32 MiB of
@@ -952,9 +976,13 @@ def combine_frames_in_memory(frames: Sequence[np.ndarray] | np.ndarray,
     def run(y0: int) -> None:
         y1 = min(ny, y0 + block_rows)
         _combine_into(
-            a[:, y0:y1], spec, w, var_vec,
+            a[:, y0:y1],
+            spec,
+            w,
+            var_vec,
             var_full[:, y0:y1] if var_full is not None else None,
-            out_data[y0:y1], out_n[y0:y1],
+            out_data[y0:y1],
+            out_n[y0:y1],
             out_var[y0:y1] if out_var is not None else None,
         )
 

@@ -8,9 +8,10 @@ Snakemake's ``validate`` does, so the package and the workflow see the same valu
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

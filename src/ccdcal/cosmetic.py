@@ -57,8 +57,9 @@ Settings (a mapping, e.g. a config section, read by ``CosmeticSettings.from_dict
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import bottleneck as bn
 import numpy as np
@@ -89,7 +90,7 @@ class CosmeticSettings:
         object.__setattr__(self, "exclude_bits", checked_int("cosmetic", "exclude_bits", self.exclude_bits, 0, 255))
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "CosmeticSettings":
+    def from_dict(cls, values: Mapping[str, Any] | None) -> CosmeticSettings:
         """Settings from a mapping (missing keys: the defaults); ValueError naming the key
         and the value for an unknown key or a value out of range."""
         return spec_from_mapping(cls, values, "cosmetic")
@@ -109,14 +110,19 @@ class CosmeticResult:
 
 def box_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
     """(dy, dx) of the (2 r + 1)^2 - 1 pixels around a centre."""
-    dy, dx = np.mgrid[-radius: radius + 1, -radius: radius + 1]
+    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     keep = (dy != 0) | (dx != 0)
     return dy[keep].astype(np.intp), dx[keep].astype(np.intp)
 
 
-def local_medians(image: np.ndarray, uncert: np.ndarray | None, flat_index: np.ndarray,
-                  usable_neighbour: np.ndarray | Any, radius: int, block: int = 65536
-                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def local_medians(
+    image: np.ndarray,
+    uncert: np.ndarray | None,
+    flat_index: np.ndarray,
+    usable_neighbour: np.ndarray | Any,
+    radius: int,
+    block: int = 65536,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """For the pixels ``flat_index`` (indices into the raveled 2-D ``image``): the median of
     the usable pixels in their box, the UNCERT of that median (see the module docstring;
     None without ``uncert``) and how many were used (0: median NaN).
@@ -132,7 +138,7 @@ def local_medians(image: np.ndarray, uncert: np.ndarray | None, flat_index: np.n
     sigmas = np.empty(flat_index.size) if uncert is not None else None
     counts = np.empty(flat_index.size, dtype=np.intp)
     for start in range(0, flat_index.size, block):
-        index = flat_index[start: start + block]
+        index = flat_index[start : start + block]
         y, x = np.divmod(index, nx)
         yy = y[:, None] + dy[None, :]
         xx = x[:, None] + dx[None, :]
@@ -148,19 +154,25 @@ def local_medians(image: np.ndarray, uncert: np.ndarray | None, flat_index: np.n
         median = np.full(index.size, np.nan)
         some = n > 0
         median[some] = bn.nanmedian(values[some], axis=1)
-        medians[start: start + index.size] = median
-        counts[start: start + index.size] = n
+        medians[start : start + index.size] = median
+        counts[start : start + index.size] = n
         if sigmas is not None:
             sigma_values[~good] = np.nan
             sigma = np.full(index.size, np.nan)
             sigma[some] = MEDIAN_EFFICIENCY * bn.nanmedian(sigma_values[some], axis=1) / np.sqrt(n[some])
-            sigmas[start: start + index.size] = sigma
+            sigmas[start : start + index.size] = sigma
     return medians, sigmas, counts
 
 
-def replace_pixels(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndarray,
-                   flat_index: np.ndarray, radius: int, unusable_bits: int,
-                   unusable_pixels: np.ndarray | None = None) -> tuple[int, int]:
+def replace_pixels(
+    image: np.ndarray,
+    uncert: np.ndarray | None,
+    mask: np.ndarray,
+    flat_index: np.ndarray,
+    radius: int,
+    unusable_bits: int,
+    unusable_pixels: np.ndarray | None = None,
+) -> tuple[int, int]:
     """Replace the pixels ``flat_index`` of ``image`` (and ``uncert``) in place by their
     local medians (module docstring), neighbours with any of ``unusable_bits`` in ``mask``
     or in ``unusable_pixels`` (a sorted array of raveled indices, e.g. the cosmic-ray
@@ -189,9 +201,13 @@ def flagged_pixels(mask: np.ndarray, bits: int) -> np.ndarray:
     return np.flatnonzero(np.bitwise_and(mask, np.uint8(bits)).reshape(-1))
 
 
-def correct_cosmetic(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndarray,
-                     settings: CosmeticSettings | Mapping[str, Any] | None = None,
-                     inplace: bool = False) -> CosmeticResult:
+def correct_cosmetic(
+    image: np.ndarray,
+    uncert: np.ndarray | None,
+    mask: np.ndarray,
+    settings: CosmeticSettings | Mapping[str, Any] | None = None,
+    inplace: bool = False,
+) -> CosmeticResult:
     """Replace the pixels flagged with ``settings.bits`` by the median of the usable
     pixels around them (the module docstring has the rules, the UNCERT given to them and
     what happens where there is none). ``image`` (ADU, float) and ``uncert`` (1 sigma,
@@ -200,14 +216,17 @@ def correct_cosmetic(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndar
         settings = CosmeticSettings.from_dict(settings)
     image = np.asarray(image)
     if image.ndim != 2 or np.shape(mask) != image.shape or (uncert is not None and np.shape(uncert) != image.shape):
-        raise ValueError(f"image, uncert and mask must be 2-D planes of one shape, not {image.shape}, "
-                         f"{None if uncert is None else np.shape(uncert)}, {np.shape(mask)}")
+        raise ValueError(
+            f"image, uncert and mask must be 2-D planes of one shape, not {image.shape}, "
+            f"{None if uncert is None else np.shape(uncert)}, {np.shape(mask)}"
+        )
     if not inplace:
         image = image.copy()
         uncert = None if uncert is None else np.array(uncert, copy=True)
     elif not (image.flags.c_contiguous and (uncert is None or uncert.flags.c_contiguous)):
         raise ValueError("inplace needs C-contiguous image and uncert")
     index = flagged_pixels(mask, settings.bits)
-    replaced, unfilled = replace_pixels(image, uncert, mask, index, settings.radius,
-                                        settings.bits | settings.exclude_bits)
+    replaced, unfilled = replace_pixels(
+        image, uncert, mask, index, settings.radius, settings.bits | settings.exclude_bits
+    )
     return CosmeticResult(image, uncert, replaced, unfilled)

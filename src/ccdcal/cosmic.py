@@ -123,8 +123,9 @@ COSMIC pixels out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import astroscrappy
 import numpy as np
@@ -205,7 +206,7 @@ class CosmicSettings:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "CosmicSettings":
+    def from_dict(cls, values: Mapping[str, Any] | None) -> CosmicSettings:
         """Settings from a mapping (missing keys: the defaults); ValueError naming the key
         and the value for an unknown key or a value of the wrong type or out of range."""
         return spec_from_mapping(cls, values, "cosmic_rays")
@@ -318,8 +319,14 @@ def _starlike(image, index, group, count, background, flat_mask, bits, ratio) ->
     return starlike
 
 
-def _grow_significant(crmask: np.ndarray, image: np.ndarray, noise: np.ndarray, mask: np.ndarray,
-                      settings: CosmicSettings, rounds: int = GROW_ROUNDS) -> int:
+def _grow_significant(
+    crmask: np.ndarray,
+    image: np.ndarray,
+    noise: np.ndarray,
+    mask: np.ndarray,
+    settings: CosmicSettings,
+    rounds: int = GROW_ROUNDS,
+) -> int:
     """Add to ``crmask`` the 8-neighbours of its pixels that stand ``settings.grow_z``
     sigma above the median of their own unflagged, unmasked 8 neighbours (sigma: the
     median of those neighbours' UNCERT) and are fainter than the brightest flagged pixel
@@ -364,8 +371,9 @@ def _grow_significant(crmask: np.ndarray, image: np.ndarray, noise: np.ndarray, 
     return added
 
 
-def _screen(crmask: np.ndarray, image: np.ndarray, noise: np.ndarray, mask: np.ndarray,
-            settings: CosmicSettings) -> int:
+def _screen(
+    crmask: np.ndarray, image: np.ndarray, noise: np.ndarray, mask: np.ndarray, settings: CosmicSettings
+) -> int:
     """Drop from ``crmask`` every 8-connected group of flagged pixels that fails the
     significance test (``zmin``) or looks like a star's core (``star_ratio``), the
     module docstring's steps 3 and 4; returns how many pixels were dropped.
@@ -400,10 +408,17 @@ def _screen(crmask: np.ndarray, image: np.ndarray, noise: np.ndarray, mask: np.n
     return int(drop.size)
 
 
-def find_cosmic_rays(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndarray, *,
-                     gain: float, read_noise: float, saturation: float | None = None,
-                     settings: CosmicSettings | Mapping[str, Any] | None = None,
-                     inplace: bool = False) -> CosmicResult:
+def find_cosmic_rays(
+    image: np.ndarray,
+    uncert: np.ndarray | None,
+    mask: np.ndarray,
+    *,
+    gain: float,
+    read_noise: float,
+    saturation: float | None = None,
+    settings: CosmicSettings | Mapping[str, Any] | None = None,
+    inplace: bool = False,
+) -> CosmicResult:
     """Find (and with ``settings.replace``, replace) the cosmic-ray pixels of a calibrated
     light; the module docstring is the specification.
 
@@ -422,10 +437,14 @@ def find_cosmic_rays(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndar
     image = np.asarray(image)
     shape = image.shape
     if image.ndim != 2 or np.shape(mask) != shape or (uncert is not None and np.shape(uncert) != shape):
-        raise ValueError(f"image, uncert and mask must be 2-D planes of one shape, not {shape}, "
-                         f"{None if uncert is None else np.shape(uncert)}, {np.shape(mask)}")
-    if inplace and not all(a is None or (isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.writeable)
-                           for a in (image, uncert, mask)):
+        raise ValueError(
+            f"image, uncert and mask must be 2-D planes of one shape, not {shape}, "
+            f"{None if uncert is None else np.shape(uncert)}, {np.shape(mask)}"
+        )
+    if inplace and not all(
+        a is None or (isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.writeable)
+        for a in (image, uncert, mask)
+    ):
         raise ValueError("inplace needs writeable C-contiguous numpy arrays")
     mask = np.asarray(mask)
     if mask.dtype != np.uint8:
@@ -445,21 +464,37 @@ def find_cosmic_rays(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndar
         good = ~masked
         data = np.where(np.isfinite(data), data, np.float32(np.median(data[good]) if good.any() else 0))
         if variance is not None:
-            variance = np.where(np.isfinite(variance), variance,
-                                np.float32(np.median(variance[good]) if good.any() else 1))
+            variance = np.where(
+                np.isfinite(variance), variance, np.float32(np.median(variance[good]) if good.any() else 1)
+            )
     pad = min(PAD, shape[0] - 1, shape[1] - 1)
     crmask, _ = astroscrappy.detect_cosmics(
-        np.pad(data, pad, mode="reflect"), inmask=np.pad(masked, pad, mode="reflect"),
+        np.pad(data, pad, mode="reflect"),
+        inmask=np.pad(masked, pad, mode="reflect"),
         invar=None if variance is None else np.pad(variance, pad, mode="reflect"),
-        sigclip=settings.sigclip, sigfrac=settings.sigfrac, objlim=settings.objlim, gain=gain,
-        readnoise=read_noise, satlevel=np.inf if saturation is None else saturation * gain,
-        niter=settings.niter, sepmed=settings.sepmed, cleantype=settings.cleantype,
-        fsmode=settings.fsmode, psfmodel=settings.psfmodel, psffwhm=settings.psffwhm,
-        psfsize=settings.psfsize, psfbeta=settings.psfbeta, verbose=False)
-    crmask = np.ascontiguousarray(crmask[pad: pad + shape[0], pad: pad + shape[1]])
+        sigclip=settings.sigclip,
+        sigfrac=settings.sigfrac,
+        objlim=settings.objlim,
+        gain=gain,
+        readnoise=read_noise,
+        satlevel=np.inf if saturation is None else saturation * gain,
+        niter=settings.niter,
+        sepmed=settings.sepmed,
+        cleantype=settings.cleantype,
+        fsmode=settings.fsmode,
+        psfmodel=settings.psfmodel,
+        psffwhm=settings.psffwhm,
+        psfsize=settings.psfsize,
+        psfbeta=settings.psfbeta,
+        verbose=False,
+    )
+    crmask = np.ascontiguousarray(crmask[pad : pad + shape[0], pad : pad + shape[1]])
     crmask &= ~masked
-    noise = np.asarray(uncert) if uncert is not None else np.sqrt(
-        np.maximum(data, 0) / np.float32(gain) + np.float32(read_noise / gain) ** 2)
+    noise = (
+        np.asarray(uncert)
+        if uncert is not None
+        else np.sqrt(np.maximum(data, 0) / np.float32(gain) + np.float32(read_noise / gain) ** 2)
+    )
     dropped = _screen(crmask, data, noise, mask, settings)
     grown = _grow_significant(crmask, data, noise, mask, settings) if settings.grow_z > 0 else 0
 
@@ -471,8 +506,14 @@ def find_cosmic_rays(image: np.ndarray, uncert: np.ndarray | None, mask: np.ndar
         if not inplace:
             out_image = np.array(image, copy=True)
             out_uncert = None if uncert is None else np.array(uncert, copy=True)
-        replaced, unfilled = replace_pixels(out_image, out_uncert, out_mask, index, settings.replace_radius,
-                                            settings.masked_bits | COSMIC, unusable_pixels=index)
+        replaced, unfilled = replace_pixels(
+            out_image,
+            out_uncert,
+            out_mask,
+            index,
+            settings.replace_radius,
+            settings.masked_bits | COSMIC,
+            unusable_pixels=index,
+        )
     out_mask.reshape(-1)[index] |= np.uint8(COSMIC)
-    return CosmicResult(crmask, out_image, out_uncert, out_mask, int(index.size), dropped, grown,
-                        replaced, unfilled)
+    return CosmicResult(crmask, out_image, out_uncert, out_mask, int(index.size), dropped, grown, replaced, unfilled)

@@ -30,11 +30,46 @@ COMPRESSED_SUFFIXES = (".fz", ".gz")
 
 #: Header cards describing the data layout; never copied from a raw header to an output.
 STRUCTURAL_KEYWORDS = {
-    "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND",
-    "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM", "EXTNAME",
-    "EXTVER", "INHERIT", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZNAXIS1", "ZNAXIS2", "ZTILE1",
-    "ZTILE2", "ZCMPTYPE", "ZNAME1", "ZVAL1", "ZNAME2", "ZVAL2", "ZQUANTIZ", "ZDITHER0",
-    "ZSIMPLE", "ZTENSION", "ZEXTEND", "ZPCOUNT", "ZGCOUNT", "TFIELDS", "TTYPE1", "TFORM1",
+    "SIMPLE",
+    "XTENSION",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "NAXIS3",
+    "EXTEND",
+    "PCOUNT",
+    "GCOUNT",
+    "BZERO",
+    "BSCALE",
+    "BLANK",
+    "CHECKSUM",
+    "DATASUM",
+    "EXTNAME",
+    "EXTVER",
+    "INHERIT",
+    "ZIMAGE",
+    "ZBITPIX",
+    "ZNAXIS",
+    "ZNAXIS1",
+    "ZNAXIS2",
+    "ZTILE1",
+    "ZTILE2",
+    "ZCMPTYPE",
+    "ZNAME1",
+    "ZVAL1",
+    "ZNAME2",
+    "ZVAL2",
+    "ZQUANTIZ",
+    "ZDITHER0",
+    "ZSIMPLE",
+    "ZTENSION",
+    "ZEXTEND",
+    "ZPCOUNT",
+    "ZGCOUNT",
+    "TFIELDS",
+    "TTYPE1",
+    "TFORM1",
 }
 
 
@@ -66,8 +101,9 @@ def _float32_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     if out is None:
         return np.empty(shape, dtype=np.float32)
     if out.shape != tuple(shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"read(out=): a C-contiguous float32 array of shape {tuple(shape)} is needed, "
-                         f"got {out.dtype} {out.shape}")
+        raise ValueError(
+            f"read(out=): a C-contiguous float32 array of shape {tuple(shape)} is needed, got {out.dtype} {out.shape}"
+        )
     return out
 
 
@@ -179,8 +215,12 @@ def structure_problem(path: str | os.PathLike) -> str | None:
                 negative = next((k for k in keys[2:] if numbers[k] < 0), None)
                 if negative:
                     return f"{negative} {numbers[negative]} is not an axis length (0 or more)"
-                size = (abs(numbers["BITPIX"]) // 8 * numbers["GCOUNT"]
-                        * (numbers["PCOUNT"] + (math.prod(lengths) if lengths else 0)))
+                size = (
+                    abs(numbers["BITPIX"])
+                    // 8
+                    * numbers["GCOUNT"]
+                    * (numbers["PCOUNT"] + (math.prod(lengths) if lengths else 0))
+                )
                 handle.seek(-(-size // 2880) * 2880, os.SEEK_CUR)  # the data, to the next header
     except (OSError, EOFError, ValueError):
         return None
@@ -197,7 +237,7 @@ def _header_values(handle) -> dict[str, str] | None:
             return None
         text = block.decode("ascii", "replace")
         for start in range(0, 2880, 80):
-            image = text[start:start + 80]
+            image = text[start : start + 80]
             keyword = image[:8].strip()
             if not values and start == 0 and keyword not in ("SIMPLE", "XTENSION"):
                 return None
@@ -272,9 +312,7 @@ class RawFrame:
         needed = info["datLoc"] + self.hdu.size  # .size is in bytes
         actual = self.path.stat().st_size
         if actual < needed:
-            raise FrameError(
-                f"{self.label}: truncated FITS file ({actual} bytes, the header needs {needed})"
-            )
+            raise FrameError(f"{self.label}: truncated FITS file ({actual} bytes, the header needs {needed})")
 
     def read(self, rows: slice | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """Image rows as a new float32 array in ADU (BZERO/BSCALE applied), or written into
@@ -300,12 +338,12 @@ class RawFrame:
                     data_start = 0
                 if len(buffer) < data_start + count:
                     raise FrameError(f"{self.label}: truncated FITS file (rows {start}-{stop} missing)")
-                raw = np.frombuffer(buffer, dtype=self._dtype, count=count // self._dtype.itemsize,
-                                    offset=data_start).reshape(-1, nx)
+                raw = np.frombuffer(
+                    buffer, dtype=self._dtype, count=count // self._dtype.itemsize, offset=data_start
+                ).reshape(-1, nx)
                 out = _float32_out(out, raw.shape)
                 if self._bscale != 1.0:
-                    np.multiply(raw, np.float32(self._bscale), out=out, dtype=np.float32,
-                                casting="unsafe")
+                    np.multiply(raw, np.float32(self._bscale), out=out, dtype=np.float32, casting="unsafe")
                     out += np.float32(self._bzero)
                 else:  # one pass: integer -> float32 with BZERO added (exact below 2**24)
                     np.add(raw, np.float32(self._bzero), out=out, dtype=np.float32, casting="unsafe")
@@ -345,7 +383,7 @@ class RawFrame:
         self._cache = None
         self._hdul.close()
 
-    def __enter__(self) -> "RawFrame":
+    def __enter__(self) -> RawFrame:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,10 +16,11 @@ import csv
 import io
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
 from .frames import FrameError, RawFrame, is_fits_name
@@ -73,12 +74,16 @@ _MJD_ZERO = datetime(1858, 11, 17)  # MJD 0; JD = MJD + 2400000.5
 #: A date in a form FITS has used: ISO 8601 'YYYY-MM-DD' (since 1997), or 'DD/MM/YY' for
 #: 19YY (the form of the FITS standard before 2000, only ever for 1900-1999); then an
 #: optional time of day after a 'T' or a space.
-_DATE = re.compile(r"(?:(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})"
-                   r"|(?P<old_day>\d{1,2})/(?P<old_month>\d{1,2})/(?P<old_year>\d{2}))"
-                   r"(?:[T ]\s*(?P<time>.*))?")
+_DATE = re.compile(
+    r"(?:(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})"
+    r"|(?P<old_day>\d{1,2})/(?P<old_month>\d{1,2})/(?P<old_year>\d{2}))"
+    r"(?:[T ]\s*(?P<time>.*))?"
+)
 #: A time of day 'HH:MM[:SS[.fff]]' with an optional UTC offset ('Z', '+00:00', '-0300').
-_TIME = re.compile(r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d*)?)?"
-                   r"\s*(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?")
+_TIME = re.compile(
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d*)?)?"
+    r"\s*(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?"
+)
 _TIME_KEYWORDS = ("TIME-OBS", "UT", "UTSTART")
 
 
@@ -99,8 +104,9 @@ def _time_of_day(text: str) -> tuple[timedelta, bool] | None:
     if hour > 23 or minute > 59 or second > 60:  # 60: a leap second (UTC)
         return None
     fraction = match["fraction"] or ""
-    since_midnight = timedelta(hours=hour, minutes=minute, seconds=second,
-                               microseconds=int((fraction[1:] + "000000")[:6]))
+    since_midnight = timedelta(
+        hours=hour, minutes=minute, seconds=second, microseconds=int((fraction[1:] + "000000")[:6])
+    )
     offset = match["offset"] or "Z"
     if offset != "Z":  # local time at that offset from UTC
         digits = offset[1:].replace(":", "")
@@ -109,8 +115,9 @@ def _time_of_day(text: str) -> tuple[timedelta, bool] | None:
     return since_midnight, bool(fraction)
 
 
-def parse_date(header: HeaderView, profile: CameraProfile,
-               problems: list[str] | None = None) -> tuple[str, float | None]:
+def parse_date(
+    header: HeaderView, profile: CameraProfile, problems: list[str] | None = None
+) -> tuple[str, float | None]:
     """When the frame was taken, UTC, as (text, seconds since 2000-01-01T00:00:00).
 
     The text is always 'YYYY-MM-DDTHH:MM:SS', plus '.ffffff' when the header gives a
@@ -141,8 +148,7 @@ def parse_date(header: HeaderView, profile: CameraProfile,
     time = None if time_text is None else _time_of_day(time_text)
     if time is None:
         if time_text is None:
-            problems.append(f"{key} {text!r} has no time of day ({'/'.join(_TIME_KEYWORDS)}): "
-                            "00:00:00 assumed")
+            problems.append(f"{key} {text!r} has no time of day ({'/'.join(_TIME_KEYWORDS)}): 00:00:00 assumed")
         elif time_key == key:
             problems.append(f"{key} {text!r} is not a date")
             return "", None
@@ -174,8 +180,9 @@ def _date_text(moment: datetime, fraction: bool) -> tuple[str, float]:
     return text, round((moment - _EPOCH).total_seconds(), 3)
 
 
-def list_raw_files(raw_dir: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (),
-                   unreadable: list[str] | None = None) -> list[str]:
+def list_raw_files(
+    raw_dir: str | os.PathLike, exclude: Iterable[str | os.PathLike] = (), unreadable: list[str] | None = None
+) -> list[str]:
     """Every regular file under ``raw_dir`` as sorted POSIX paths relative to it.
 
     Hidden files and folders (a leading '.') and the ``exclude`` folders (e.g. an
@@ -202,8 +209,9 @@ def list_raw_files(raw_dir: str | os.PathLike, exclude: Iterable[str | os.PathLi
     return sorted(found)
 
 
-def inspect_frame(raw_dir: Path, rel_path: str, profiles: list[CameraProfile],
-                  default_camera: Mapping[str, Any]) -> tuple[FrameRecord, CameraProfile | None]:
+def inspect_frame(
+    raw_dir: Path, rel_path: str, profiles: list[CameraProfile], default_camera: Mapping[str, Any]
+) -> tuple[FrameRecord, CameraProfile | None]:
     """One inventory row for ``rel_path`` and the camera profile applied (None when the
     file could not be read); never raises for a bad file."""
     record = FrameRecord(path=rel_path)
@@ -299,16 +307,16 @@ def check_camera_geometry(records: list[FrameRecord], cameras: Mapping[str, Mapp
         regions, trim_text = profile["overscan"]["regions"], profile["trim"]
         if regions == "header" and trim_text in ("header", "none"):
             continue
-        first = min((r for r in records if r.camera == name and r.raw_shape),
-                    key=lambda r: r.path, default=None)
+        first = min((r for r in records if r.camera == name and r.raw_shape), key=lambda r: r.path, default=None)
         if first is None:
             continue
         raw_shape = parse_shape(first.raw_shape)
 
-        def fail(problem: Exception, key: str) -> GeometryError:
+        def fail(problem: Exception, key: str, name=name, path=first.path, raw_shape=raw_shape) -> GeometryError:
             return GeometryError(
-                f"camera '{name}': {problem}; its first frame {first.path} is {raw_shape[1]}x"
-                f"{raw_shape[0]} (NAXIS1xNAXIS2); fix {key} in its profile")
+                f"camera '{name}': {problem}; its first frame {path} is {raw_shape[1]}x"
+                f"{raw_shape[0]} (NAXIS1xNAXIS2); fix {key} in its profile"
+            )
 
         trim = None
         if trim_text not in ("header", "none"):
@@ -351,8 +359,9 @@ def subtracted_by_camera(frame: RawFrame, rule: Mapping[str, Any]) -> str:
     return ""
 
 
-def take_inventory(raw_dir: str | os.PathLike, files: Iterable[str], config: Mapping[str, Any]
-                   ) -> tuple[list[FrameRecord], dict[str, dict[str, Any]]]:
+def take_inventory(
+    raw_dir: str | os.PathLike, files: Iterable[str], config: Mapping[str, Any]
+) -> tuple[list[FrameRecord], dict[str, dict[str, Any]]]:
     """Inventory rows for ``files`` (relative to ``raw_dir``), sorted by path, and the
     profile of every camera found (name -> validated profile, with its name set).
 

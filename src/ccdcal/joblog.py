@@ -41,8 +41,7 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.WARNING)
     handlers.append(stderr)
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True, format="%(levelname)s %(name)s: %(message)s")
     sys.excepthook = _log_the_error
 
 

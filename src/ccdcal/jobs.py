@@ -15,8 +15,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from astropy.io import fits
@@ -26,10 +27,18 @@ from .frames import FrameError
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import ChecksumCache, LibraryMaster, scan_library, verify_master
 from .lights import calibrate_group, report_csv
-from .masters import build_master, write_intermediates, write_figure_data
+from .masters import build_master, write_figure_data, write_intermediates
 from .night_noise import measure_setup
-from .output_dir import (GROUP_REPORT, GROUPS_DIR, MASTER_PREVIEWS_DIR, MASTER_REPORTS_DIR, QC_CSV, failure_record,
-                         group_is_complete, write_published_manifest)
+from .output_dir import (
+    GROUP_REPORT,
+    GROUPS_DIR,
+    MASTER_PREVIEWS_DIR,
+    MASTER_REPORTS_DIR,
+    QC_CSV,
+    failure_record,
+    group_is_complete,
+    write_published_manifest,
+)
 from .plan import make_plan
 from .products import read_products
 from .provenance import settings_digest
@@ -67,16 +76,23 @@ LibraryHeaders = list[tuple[LibraryMaster, fits.Header]]
 MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
 
 
-def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv: str,
-                  plan_json: str, matches_csv: str, unreadable_folders: Iterable[str] = ()
-                  ) -> dict[str, Any]:
+def inventory_job(
+    files: Iterable[str],
+    config: Mapping[str, Any],
+    inventory_csv: str,
+    plan_json: str,
+    matches_csv: str,
+    unreadable_folders: Iterable[str] = (),
+) -> dict[str, Any]:
     """Read the header of every file (paths relative to ``config['raw_dir']``), scan the
     master library (each file verified once: the verdicts kept in work/library.json), and
     write inventory.csv, the calibration plan and matches.csv. Folders that could not be
     listed are inventoried too (excluded, with the reason)."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
-    records += [FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): "
-                            "the frames in it were not seen") for folder in unreadable_folders]
+    records += [
+        FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): the frames in it were not seen")
+        for folder in unreadable_folders
+    ]
     for record in records:
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
@@ -92,9 +108,14 @@ def inventory_job(files: Iterable[str], config: Mapping[str, Any], inventory_csv
     write_text_atomic(records_to_csv(records), inventory_csv)
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
     write_text_atomic(csv_text(plan["matches"], MATCH_COLUMNS), matches_csv)
-    log.info("%d files, %d ok, %d masters (%d from the library), %d light groups", len(records),
-             sum(r.ok for r in records), len(plan["masters"]),
-             sum(m["source"] == "library" for m in plan["masters"].values()), len(plan["light_groups"]))
+    log.info(
+        "%d files, %d ok, %d masters (%d from the library), %d light groups",
+        len(records),
+        sum(r.ok for r in records),
+        len(plan["masters"]),
+        sum(m["source"] == "library" for m in plan["masters"].values()),
+        len(plan["light_groups"]),
+    )
     return plan
 
 
@@ -106,11 +127,18 @@ def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
     return out.getvalue()
 
 
-def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files: Iterable[str],
-               output: str, config: Mapping[str, Any], threads: int = 1,
-               report: str | None = None, noise: str | None = None,
-               quality_stop: Mapping[str, Any] | None = None,
-               preview: str | None = None) -> dict[str, Any]:
+def master_job(
+    spec: Mapping[str, Any],
+    camera: Mapping[str, Any],
+    master_files: Iterable[str],
+    output: str,
+    config: Mapping[str, Any],
+    threads: int = 1,
+    report: str | None = None,
+    noise: str | None = None,
+    quality_stop: Mapping[str, Any] | None = None,
+    preview: str | None = None,
+) -> dict[str, Any]:
     """Build one master, and its ``report`` when given (JSON: the raw frames used and
     those dropped, with why, and the library file it was copied from); ``noise`` the
     setup's noise record (JSON, ``noise_job``): the gain and read noise of its inputs;
@@ -129,33 +157,54 @@ def master_job(spec: Mapping[str, Any], camera: Mapping[str, Any], master_files:
             damage = verify_master(output)
             if damage:
                 Path(output).unlink(missing_ok=True)
-                raise FrameError(f"library master {spec['library_file']} is damaged ({damage}); remove it "
-                                 "and run the same command again with --forcerun inventory, to build "
-                                 f"{spec['name']} from tonight's frames")
+                raise FrameError(
+                    f"library master {spec['library_file']} is damaged ({damage}); remove it "
+                    "and run the same command again with --forcerun inventory, to build "
+                    f"{spec['name']} from tonight's frames"
+                )
             log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
-            summary = {"name": spec["name"], "type": spec["type"], "reused": spec["library_file"],
-                       **_inputs_of_library_master(output, spec)}
+            summary = {
+                "name": spec["name"],
+                "type": spec["type"],
+                "reused": spec["library_file"],
+                **_inputs_of_library_master(output, spec),
+            }
         else:
             paths = list(master_files)
             masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
-            summary = build_master(spec, camera, config["raw_dir"], masters, output,
-                                   memory_limit_mb=config["memory_limit_mb"], threads=threads,
-                                   config_digest=settings_digest(camera), noise=read_noise_record(noise),
-                                   preview=preview)
+            summary = build_master(
+                spec,
+                camera,
+                config["raw_dir"],
+                masters,
+                output,
+                memory_limit_mb=config["memory_limit_mb"],
+                threads=threads,
+                config_digest=settings_digest(camera),
+                noise=read_noise_record(noise),
+                preview=preview,
+            )
             if config.get("keep_intermediates") and spec.get("frames"):
-                kept = write_intermediates(spec, camera, config["raw_dir"],
-                                           Path(config["output_dir"]) / "work" / "frames")
+                kept = write_intermediates(
+                    spec, camera, config["raw_dir"], Path(config["output_dir"]) / "work" / "frames"
+                )
                 log.info("kept %d overscan-corrected frames", len(kept))
-            log.info("master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"],
-                     summary["median"])
+            log.info(
+                "master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"], summary["median"]
+            )
         if preview and spec.get("library_file"):  # a library master's figures, from the copy
             product = read_products([output])[0]
-            summary["histogram"] = write_figure_data(str(product.header.get("CCDCALTY", "master")),
-                                                     product.data, product.mask, preview)
+            summary["histogram"] = write_figure_data(
+                str(product.header.get("CCDCALTY", "master")), product.data, product.mask, preview
+            )
         if report:
-            record = {"used": summary["used"], "dropped": summary["dropped"],
-                      "copied_from": spec.get("library_file"), "qc": summary.get("qc") or {},
-                      "histogram": summary.get("histogram")}
+            record = {
+                "used": summary["used"],
+                "dropped": summary["dropped"],
+                "copied_from": spec.get("library_file"),
+                "qc": summary.get("qc") or {},
+                "histogram": summary.get("histogram"),
+            }
             write_text_atomic(json.dumps(record, indent=1, sort_keys=True) + "\n", report)
     return summary
 
@@ -165,15 +214,24 @@ def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, A
     frames it does not hold (dropped when it was made: same inputs, same outcome)."""
     header = fits.getheader(path)
     used = [unquote(str(header[k])) for k in header if k.startswith("IMCMB")]
-    dropped = {f["path"]: "dropped when the identical library master was made (see its HISTORY)"
-               for f in spec.get("frames", []) if f["path"] not in used}
+    dropped = {
+        f["path"]: "dropped when the identical library master was made (see its HISTORY)"
+        for f in spec.get("frames", [])
+        if f["path"] not in used
+    }
     return {"used": used, "dropped": dropped}
 
 
-def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
-                    master_files: Iterable[str], out_dir: str, config: Mapping[str, Any],
-                    threads: int = 1, noise: str | None = None,
-                    quality_stop: Mapping[str, Any] | None = None) -> None:
+def light_group_job(
+    group: Mapping[str, Any],
+    camera: Mapping[str, Any],
+    master_files: Iterable[str],
+    out_dir: str,
+    config: Mapping[str, Any],
+    threads: int = 1,
+    noise: str | None = None,
+    quality_stop: Mapping[str, Any] | None = None,
+) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report; ``noise``
     the setup's noise record (JSON, ``noise_job``); ``quality_stop``: the camera's QC
     limits when ``qc.on_fail`` is 'stop' (nothing is calibrated when the setup's checks
@@ -191,24 +249,44 @@ def light_group_job(group: Mapping[str, Any], camera: Mapping[str, Any],
         out.mkdir(parents=True, exist_ok=True)
         files = {Path(p).stem: p for p in master_files}
         start = time.perf_counter()
-        rows = calibrate_group(group, camera, config["raw_dir"], files, out, settings_digest(camera),
-                               threads, noise=read_noise_record(noise))
+        rows = calibrate_group(
+            group,
+            camera,
+            config["raw_dir"],
+            files,
+            out,
+            settings_digest(camera),
+            threads,
+            noise=read_noise_record(noise),
+        )
         write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
     seconds = time.perf_counter() - start
-    log.info("%d lights calibrated, %d failed, in %.1f s (%.0f ms per light, %d threads)",
-             len(rows) - len(failed), len(failed), seconds, 1000 * seconds / max(len(rows), 1), threads)
+    log.info(
+        "%d lights calibrated, %d failed, in %.1f s (%.0f ms per light, %d threads)",
+        len(rows) - len(failed),
+        len(failed),
+        seconds,
+        1000 * seconds / max(len(rows), 1),
+        threads,
+    )
 
 
-def noise_job(plan: Mapping[str, Any], camera: Mapping[str, Any], output: str,
-              config: Mapping[str, Any], threads: int = 1) -> dict[str, Any]:
+def noise_job(
+    plan: Mapping[str, Any], camera: Mapping[str, Any], output: str, config: Mapping[str, Any], threads: int = 1
+) -> dict[str, Any]:
     """Measure one setup's gain and read noise and decide the values its masters and
     lights use (``night_noise``); the record is written to ``output`` (JSON)."""
     with failure_recorded(config.get("output_dir"), "noise", plan["name"]):
         record = measure_setup(plan, camera, Path(config["raw_dir"]), threads)
-        log.info("setup %s: gain %.4g e-/ADU (%s), read noise %.4g e- (%s)", plan["name"],
-                 record["gain"], record["gain_source"], record["read_noise_e"],
-                 record["read_noise_source"])
+        log.info(
+            "setup %s: gain %.4g e-/ADU (%s), read noise %.4g e- (%s)",
+            plan["name"],
+            record["gain"],
+            record["gain_source"],
+            record["read_noise_e"],
+            record["read_noise_source"],
+        )
         for warning in record["warnings"]:
             log.warning("setup %s: %s", plan["name"], warning)
         for problem in record["problems"]:
@@ -262,8 +340,7 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = 
         groups.append(root.name)
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root).as_posix()
-            if not path.is_file() or path.name == GROUP_REPORT or any(
-                    part.startswith(".") for part in rel.split("/")):
+            if not path.is_file() or path.name == GROUP_REPORT or any(part.startswith(".") for part in rel.split("/")):
                 continue
             link_or_copy(path, target / rel)
             files.append(rel)
@@ -272,8 +349,9 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = 
     return len(files)
 
 
-def read_night(inventory_csv: str, plan_json: str, output_dir: str
-               ) -> tuple[list[FrameRecord], dict[str, Any], NightState]:
+def read_night(
+    inventory_csv: str, plan_json: str, output_dir: str
+) -> tuple[list[FrameRecord], dict[str, Any], NightState]:
     """What the night's last jobs read once: the inventory's records, the plan, and what
     the night's jobs left in ``output_dir`` (``report.NightState``)."""
     with open(plan_json, encoding="utf-8") as handle:
@@ -286,13 +364,27 @@ def frame_times(records: Iterable[FrameRecord]) -> dict[str, float]:
     return {r.path: r.time_s for r in records if r.time_s is not None}
 
 
-def write_quality_checks(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
-                         config: Mapping[str, Any], qc_csv: str, library: LibraryHeaders) -> list:
+def write_quality_checks(
+    records: list[FrameRecord],
+    plan: Mapping[str, Any],
+    state: NightState,
+    config: Mapping[str, Any],
+    qc_csv: str,
+    library: LibraryHeaders,
+) -> list:
     """The night's quality checks (``qc.night_checks``) written to ``qc_csv``, and put in
     ``state.quality`` (for the summary); returns them. ``library``: the library's masters
     and headers (``library_headers``)."""
-    checks = night_checks(plan, config, state.noise_records, state.master_reports, state.light_rows.values(),
-                          state.failures, frame_times(records), library_darks(library))
+    checks = night_checks(
+        plan,
+        config,
+        state.noise_records,
+        state.master_reports,
+        state.light_rows.values(),
+        state.failures,
+        frame_times(records),
+        library_darks(library),
+    )
     text = qc_text(checks)
     write_text_atomic(text, qc_csv)
     state.quality = list(csv.DictReader(io.StringIO(text)))
@@ -304,8 +396,7 @@ def write_quality_checks(records: list[FrameRecord], plan: Mapping[str, Any], st
 def library_headers(library_dir: str | None) -> LibraryHeaders:
     """The library's undamaged masters (``scan_library``) with their headers, read once
     for the night's trend check and trend plot."""
-    return [(master, fits.getheader(master.file)) for master in scan_library(library_dir)
-            if not master.damaged]
+    return [(master, fits.getheader(master.file)) for master in scan_library(library_dir) if not master.damaged]
 
 
 def library_darks(library: LibraryHeaders) -> list[dict[str, Any]]:
@@ -315,18 +406,33 @@ def library_darks(library: LibraryHeaders) -> list[dict[str, Any]]:
     for master, header in library:
         if master.type != "dark" or "DARKCUR" not in header:
             continue
-        found.append({"camera": master.camera, "master": Path(master.file).name,
-                      "setup": {k: master.setup.get(k) for k in ("binning", "gain_setting", "offset",
-                                                                 "readout_mode")},
-                      "temperature_c": master.temperature_c, "date": str(header.get("DATE-BEG", "")),
-                      "dark_current": float(header["DARKCUR"]),
-                      "hot_pixels": int(header["NHOTPIX"]) if "NHOTPIX" in header else None})
+        found.append(
+            {
+                "camera": master.camera,
+                "master": Path(master.file).name,
+                "setup": {k: master.setup.get(k) for k in ("binning", "gain_setting", "offset", "readout_mode")},
+                "temperature_c": master.temperature_c,
+                "date": str(header.get("DATE-BEG", "")),
+                "dark_current": float(header["DARKCUR"]),
+                "hot_pixels": int(header["NHOTPIX"]) if "NHOTPIX" in header else None,
+            }
+        )
     return found
 
 
-def write_report_pages(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
-                       output_dir: str, summary_page: str, qc_page: str, previews_dir: str,
-                       histograms_dir: str, plots_dir: str, lights_dir: str, library: LibraryHeaders) -> None:
+def write_report_pages(
+    records: list[FrameRecord],
+    plan: Mapping[str, Any],
+    state: NightState,
+    output_dir: str,
+    summary_page: str,
+    qc_page: str,
+    previews_dir: str,
+    histograms_dir: str,
+    plots_dir: str,
+    lights_dir: str,
+    library: LibraryHeaders,
+) -> None:
     """The night's report pages (``report_pages``): summary and QC tables, the masters'
     previews and histograms, plots, the lights' thumbnails, and with a library the
     camera's trends over its nights (``library``: as for ``write_quality_checks``)."""
@@ -342,8 +448,11 @@ def library_trends(library: LibraryHeaders) -> dict[str, list[tuple[str, float]]
     series: dict[str, list[tuple[str, float]]] = {}
     for master, header in library:
         date = str(header.get("DATE-BEG", ""))[:10]
-        for kind, key, label in (("bias", "MEDLEVEL", "bias level (ADU)"), ("dark", "DARKCUR", "dark current (e-/s)"),
-                                 ("dark", "NHOTPIX", "hot pixels")):
+        for kind, key, label in (
+            ("bias", "MEDLEVEL", "bias level (ADU)"),
+            ("dark", "DARKCUR", "dark current (e-/s)"),
+            ("dark", "NHOTPIX", "hot pixels"),
+        ):
             if master.type == kind and key in header and date:
                 series.setdefault(f"{master.camera}: {label}", []).append((date, float(header[key])))
     return {k: sorted(v) for k, v in sorted(series.items())}
@@ -358,14 +467,23 @@ def quality_stop_message(qc_csv: str, config: Mapping[str, Any]) -> str | None:
         failed = [row for row in csv.DictReader(handle) if row["verdict"] == "fail"]
     if not failed:
         return None
-    return (f"{len(failed)} quality checks failed and qc.on_fail is 'stop' (see qc.csv): "
-            + "; ".join(f"{r['subject']} {r['check']}" for r in failed[:10])
-            + (" ..." if len(failed) > 10 else ""))
+    return (
+        f"{len(failed)} quality checks failed and qc.on_fail is 'stop' (see qc.csv): "
+        + "; ".join(f"{r['subject']} {r['check']}" for r in failed[:10])
+        + (" ..." if len(failed) > 10 else "")
+    )
 
 
-def night_summary_job(inventory_csv: str, plan_json: str, output_dir: str, config: Mapping[str, Any],
-                      qc_csv: str, summary_csv: str, summary_txt: str,
-                      pages: tuple[str, str, str, str, str, str] | None = None) -> str:
+def night_summary_job(
+    inventory_csv: str,
+    plan_json: str,
+    output_dir: str,
+    config: Mapping[str, Any],
+    qc_csv: str,
+    summary_csv: str,
+    summary_txt: str,
+    pages: tuple[str, str, str, str, str, str] | None = None,
+) -> str:
     """The night's last job: its quality checks (``write_quality_checks``), then its
     summary (which lists the fails first), then the report pages (``write_report_pages``:
     summary and QC pages, previews, histograms, plots and thumbnails directories). Reads the night
@@ -379,8 +497,9 @@ def night_summary_job(inventory_csv: str, plan_json: str, output_dir: str, confi
     return text
 
 
-def write_summary(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState,
-                  summary_csv: str, summary_txt: str) -> str:
+def write_summary(
+    records: list[FrameRecord], plan: Mapping[str, Any], state: NightState, summary_csv: str, summary_txt: str
+) -> str:
     """Write summary.csv and summary.txt (``report.summarize``); returns the text."""
     table, text = summarize(records, plan, state)
     write_text_atomic(table, summary_csv)
@@ -398,12 +517,12 @@ def after_failure(output_dir: str, config: Mapping[str, Any] | None = None) -> s
         return None
     with open(out / "plan.json", encoding="utf-8") as handle:
         plan = json.load(handle)
-    finished = [out / GROUPS_DIR / g for g in sorted(plan["light_groups"])
-                if group_is_complete(out / GROUPS_DIR / g)]
+    finished = [out / GROUPS_DIR / g for g in sorted(plan["light_groups"]) if group_is_complete(out / GROUPS_DIR / g)]
     shutil.rmtree(out / "calibrated", ignore_errors=True)
     publish_job(finished, str(out / "calibrated"), partial=True)
     records, plan, state = read_night(str(out / "inventory.csv"), str(out / "plan.json"), str(out))
     if config is not None:
-        write_quality_checks(records, plan, state, config, str(out / QC_CSV),
-                             library_headers(config.get("library_dir")))
+        write_quality_checks(
+            records, plan, state, config, str(out / QC_CSV), library_headers(config.get("library_dir"))
+        )
     return write_summary(records, plan, state, str(out / "summary.csv"), str(out / "summary.txt"))

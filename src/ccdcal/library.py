@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from astropy.io import fits
 
@@ -33,10 +34,12 @@ from .writers import write_text_atomic
 
 _EPOCH = datetime(2000, 1, 1)
 
+
 def iso_to_seconds(text: str) -> float | None:
     try:
-        return round((datetime.fromisoformat(str(text).replace("Z", "")).replace(tzinfo=None)
-                      - _EPOCH).total_seconds(), 3)
+        return round(
+            (datetime.fromisoformat(str(text).replace("Z", "")).replace(tzinfo=None) - _EPOCH).total_seconds(), 3
+        )
     except ValueError:
         return None
 
@@ -44,8 +47,13 @@ def iso_to_seconds(text: str) -> float | None:
 def library_path(library_dir: str | os.PathLike, master: Mapping[str, Any]) -> Path:
     """Where a master (a plan entry with its identity) is filed."""
     day = (master.get("date_begin") or "")[:10] or "undated"
-    return (Path(library_dir) / master["type"] / safe_name(master["camera"]) / day
-            / f"{master['name']}_{master['identity']}.fits")
+    return (
+        Path(library_dir)
+        / master["type"]
+        / safe_name(master["camera"])
+        / day
+        / f"{master['name']}_{master['identity']}.fits"
+    )
 
 
 def verify_master(path: str | os.PathLike) -> str | None:
@@ -94,8 +102,9 @@ class LibraryMaster:
     damaged: str | None  # why the file cannot be used (``verify_master``); None when whole
 
 
-def scan_library(library_dir: str | os.PathLike | None,
-                 verified_cache: str | os.PathLike | None = None) -> list[LibraryMaster]:
+def scan_library(
+    library_dir: str | os.PathLike | None, verified_cache: str | os.PathLike | None = None
+) -> list[LibraryMaster]:
     """Every ccdcal master under ``library_dir``, read from its header, each verified
     (``verify_master``; the reason in ``LibraryMaster.damaged``). ``verified_cache``: a
     JSON file where the verdicts are kept (``FileCache``), so that a file is verified
@@ -124,14 +133,25 @@ def scan_library(library_dir: str | os.PathLike | None,
         }
         date_begin = header.get("DATE-BEG", "")
         flags = str(header.get("CALFLAGS", "OK"))
-        found.append(LibraryMaster(
-            name=path.stem, file=str(path.resolve()), type=kind, camera=setup["camera"], setup=setup,
-            temperature_c=header.get("CCD-TEMP"), exptime=float(header.get("EXPTIME", 0.0)),
-            filter=str(header.get("FILTER", "")).strip(), count=int(header.get("NCOMBINE", 0)),
-            identity=header["MASTERID"], date_begin=date_begin, time_begin=iso_to_seconds(date_begin),
-            time_end=iso_to_seconds(header.get("DATE-END", date_begin)),
-            flags=[] if flags == "OK" else flags.split(","),
-            damaged=verdicts.value(path, str(path.resolve())) if verdicts else verify_master(path)))
+        found.append(
+            LibraryMaster(
+                name=path.stem,
+                file=str(path.resolve()),
+                type=kind,
+                camera=setup["camera"],
+                setup=setup,
+                temperature_c=header.get("CCD-TEMP"),
+                exptime=float(header.get("EXPTIME", 0.0)),
+                filter=str(header.get("FILTER", "")).strip(),
+                count=int(header.get("NCOMBINE", 0)),
+                identity=header["MASTERID"],
+                date_begin=date_begin,
+                time_begin=iso_to_seconds(date_begin),
+                time_end=iso_to_seconds(header.get("DATE-END", date_begin)),
+                flags=[] if flags == "OK" else flags.split(","),
+                damaged=verdicts.value(path, str(path.resolve())) if verdicts else verify_master(path),
+            )
+        )
     if verdicts:
         verdicts.save()
     return found

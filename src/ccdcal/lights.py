@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .calibrator import Calibrator
 from .camera import MASTER_TYPES
@@ -25,8 +26,20 @@ log = logging.getLogger("ccdcal.lights")
 #: The calibrated light's quality figures (``qc.light_statistics``; ADU, fractions) and its
 #: overscan levels (ADU, ';'-joined per amplifier), for the night's quality checks.
 QC_COLUMNS = ["sky", "noise_ratio", "masked", "saturated", "gradient", "flatness", "overscan_levels"]
-REPORT_COLUMNS = ["path", "status", "output", "bias", "dark", "dark_mode", "dark_scale", "flat",
-                  "flags", "notes", "error", *QC_COLUMNS]
+REPORT_COLUMNS = [
+    "path",
+    "status",
+    "output",
+    "bias",
+    "dark",
+    "dark_mode",
+    "dark_scale",
+    "flat",
+    "flags",
+    "notes",
+    "error",
+    *QC_COLUMNS,
+]
 
 
 #: Sub-folder of a light group's folder holding its lights' thumbnails (JPEG; not published).
@@ -51,10 +64,16 @@ def stops_the_job(exc: BaseException) -> bool:
     return disk_full(exc, ".") is not None
 
 
-def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
-                    master_files: Mapping[str, str | Path], out_dir: str | Path,
-                    config_digest: str | None = None, threads: int = 1,
-                    noise: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def calibrate_group(
+    group: Mapping[str, Any],
+    camera: Mapping[str, Any],
+    raw_dir: str | Path,
+    master_files: Mapping[str, str | Path],
+    out_dir: str | Path,
+    config_digest: str | None = None,
+    threads: int = 1,
+    noise: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
     in the group's order. ``master_files`` maps master names to their files; ``noise``
     the setup's gain, read noise, their sources and flags (``night_noise.measure_setup``),
@@ -68,10 +87,13 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
     calibrator.load_masters(master_files[name] for name in sorted(used))
     noise_values, noise_flags = {}, []
     if noise is not None:
-        noise_values = {"gain": noise["gain"], "gain_source": noise["gain_source"],
-                        "read_noise": noise["read_noise_e"],
-                        "read_noise_source": noise["read_noise_source"],
-                        "dark_variance_rate": noise.get("dark_variance_rate") or None}
+        noise_values = {
+            "gain": noise["gain"],
+            "gain_source": noise["gain_source"],
+            "read_noise": noise["read_noise_e"],
+            "read_noise_source": noise["read_noise_source"],
+            "dark_variance_rate": noise.get("dark_variance_rate") or None,
+        }
         noise_flags = list(noise["flags"])
 
     def failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -97,17 +119,23 @@ def calibrate_group(group: Mapping[str, Any], camera: Mapping[str, Any], raw_dir
         masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None for s in MASTER_TYPES}
         statistics: dict[str, Any] = {}
         try:
-            written = calibrator.calibrate(raw_dir / rel, out_dir / entry["output"], raw_label=rel,
-                                           statistics=statistics,
-                                           thumbnail=out_dir / THUMBNAILS / thumbnail_name(entry["output"]),
-                                           config_digest=config_digest, flags=flags,
-                                           dark_mode=entry.get("dark_mode") or "auto",
-                                           dark_scale=entry.get("dark_scale"), writer=writer,
-                                           **masters, **noise_values)
+            written = calibrator.calibrate(
+                raw_dir / rel,
+                out_dir / entry["output"],
+                raw_label=rel,
+                statistics=statistics,
+                thumbnail=out_dir / THUMBNAILS / thumbnail_name(entry["output"]),
+                config_digest=config_digest,
+                flags=flags,
+                dark_mode=entry.get("dark_mode") or "auto",
+                dark_scale=entry.get("dark_scale"),
+                writer=writer,
+                **masters,
+                **noise_values,
+            )
         except Exception as exc:
             return failed(row, exc), None
-        row.update({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in statistics.items()
-                    if k in QC_COLUMNS})
+        row.update({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in statistics.items() if k in QC_COLUMNS})
         return row, written
 
     def finish(row: dict[str, Any], written: Future | None) -> dict[str, Any]:

@@ -23,8 +23,9 @@ A new kind of master is one ``Recipe`` subclass here and its entry in ``RECIPES`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -191,8 +192,10 @@ class FlatRecipe(Recipe):
             frame.scale = 1.0 / level if camera["flat"]["normalize_each"] else 1.0
             kept.append(frame)
         if not kept:
-            raise FrameError(f"master {job.name}: no flat with a positive level: "
-                             + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
+            raise FrameError(
+                f"master {job.name}: no flat with a positive level: "
+                + "; ".join(f"{rel}: {why}" for rel, why in dropped.items())
+            )
         return kept
 
     def finish(self, data: np.ndarray, variance: np.ndarray, inputs: list[InputFrame], job: MasterJob) -> Finished:
@@ -218,8 +221,9 @@ class FlatRecipe(Recipe):
         variance /= np.float32(norm * norm)
         mask = np.zeros(shape, dtype=np.uint8)
         mask[~(data >= camera["flat"]["weak_threshold"])] |= WEAKFLAT
-        dead = dead_pixels(data, BackgroundSpec.from_dict(camera["background"]), camera["flat"]["dead_fraction"],
-                           threads=job.threads)
+        dead = dead_pixels(
+            data, BackgroundSpec.from_dict(camera["background"]), camera["flat"]["dead_fraction"], threads=job.threads
+        )
         mask[dead] |= BADPIX
         cards: dict[str, Card] = {"NDEADPIX": (int(dead.sum()), "pixels flagged dead (BADPIX)")}
         rejected = [f.rejected.size for f in inputs if f.rejected is not None]
@@ -233,9 +237,11 @@ class FlatRecipe(Recipe):
         return Finished(mask, cards)
 
     def quality(self, inputs: list[InputFrame], finished: Finished, job: MasterJob) -> dict[str, Any]:
-        return {"saturation": float(inputs[0].saturation) if inputs[0].saturation else None,
-                "inputs": [{"path": f.rel_path, "level": f.level, "peak": f.peak} for f in inputs],
-                "star_coverage": star_coverage((f.stars for f in inputs), job.shape)}
+        return {
+            "saturation": float(inputs[0].saturation) if inputs[0].saturation else None,
+            "inputs": [{"path": f.rel_path, "level": f.level, "peak": f.peak} for f in inputs],
+            "star_coverage": star_coverage((f.stars for f in inputs), job.shape),
+        }
 
 
 #: The recipe of each kind of master.
@@ -261,8 +267,9 @@ def central_rows(shape: tuple[int, int], size: int = 512) -> tuple[int, int]:
 
 def _stars_for_qc(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray:
     """Flat indices of one sky flat's star pixels, for the star-coverage check."""
-    found = reject_sky_flat_stars(flat, BackgroundSpec.from_dict(camera["background"]),
-                                  method="sigma", k=QC_STAR_SIGMA, grow=0)
+    found = reject_sky_flat_stars(
+        flat, BackgroundSpec.from_dict(camera["background"]), method="sigma", k=QC_STAR_SIGMA, grow=0
+    )
     found &= np.isfinite(flat)  # saturated (NaN) pixels are not stars here
     return np.flatnonzero(found).astype(np.int64)
 
@@ -285,7 +292,13 @@ def _star_pixels(flat: np.ndarray, camera: Mapping[str, Any]) -> np.ndarray | No
     spec = camera["flat"]["star_rejection"]
     if spec["method"] == "none":
         return None
-    rejected = reject_sky_flat_stars(flat, BackgroundSpec.from_dict(camera["background"]),
-                                     method=spec["method"], k=spec["k"], low=spec["low"],
-                                     high=spec["high"], grow=spec["grow"])
+    rejected = reject_sky_flat_stars(
+        flat,
+        BackgroundSpec.from_dict(camera["background"]),
+        method=spec["method"],
+        k=spec["k"],
+        low=spec["low"],
+        high=spec["high"],
+        grow=spec["grow"],
+    )
     return np.flatnonzero(rejected).astype(np.int64)

@@ -24,9 +24,10 @@ a flat takes the RDNOISE of the bias (else dark) master it was calibrated with.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -88,9 +89,13 @@ class InputFrame:
         return data
 
 
-def open_inputs(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Path,
-                masters: Mapping[str, Product], noise: Mapping[str, Any] | None = None
-                ) -> tuple[list[InputFrame], dict[str, str]]:
+def open_inputs(
+    spec: Mapping[str, Any],
+    camera: Mapping[str, Any],
+    raw_dir: Path,
+    masters: Mapping[str, Product],
+    noise: Mapping[str, Any] | None = None,
+) -> tuple[list[InputFrame], dict[str, str]]:
     """Open the master's input frames; a frame that cannot be used is dropped: (inputs,
     {raw path: why dropped}). A compressed frame is decompressed here (and kept), so that a
     corrupt one is dropped now rather than failing the combine. ``noise``: the setup's
@@ -157,8 +162,7 @@ def measure_read_noise(a: np.ndarray, b: np.ndarray) -> float:
 def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple[float | None, str]:
     """Read noise (ADU) from the RDNOISE (e-) of the bias master, else the dark master, used
     to calibrate a master's inputs: (None, 'unknown') when there is none."""
-    ranked = sorted(masters.values(),
-                    key=lambda m: (m.header.get("CCDCALTY") != "bias", m.path.name))
+    ranked = sorted(masters.values(), key=lambda m: (m.header.get("CCDCALTY") != "bias", m.path.name))
     for master in ranked:
         if "RDNOISE" in master.header:
             kind = master.header.get("CCDCALTY", "")
@@ -178,9 +182,13 @@ def write_figure_data(kind: str, data: np.ndarray, mask: np.ndarray, preview: st
     return {**pixel_histogram(data, mask).as_json(), "unit": "" if kind == "flat" else "ADU"}
 
 
-def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, Product],
-                          noise: Mapping[str, Any] | None, shape: tuple[int, int]
-                          ) -> tuple[float, str, list[str]]:
+def _read_noise_and_flags(
+    spec,
+    inputs: list[InputFrame],
+    masters: Mapping[str, Product],
+    noise: Mapping[str, Any] | None,
+    shape: tuple[int, int],
+) -> tuple[float, str, list[str]]:
     """The read noise (ADU) of the master's inputs, its source, and the flags to add:
     the setup's (``noise``; NOGAIN is not a bias's: its UNCERT is read noise in ADU); else
     the profile's or header's; a flat's bias master's; a pair of the inputs; a single
@@ -201,19 +209,28 @@ def _read_noise_and_flags(spec, inputs: list[InputFrame], masters: Mapping[str, 
         try:
             read_noise, source = measure_read_noise(a, b), f"measured ({kind} pair)"
         except NoiseMeasurementError as exc:
-            log.warning("master %s: read noise not measured on %s + %s: %s", spec["name"],
-                        inputs[0].rel_path, inputs[1].rel_path, exc)
+            log.warning(
+                "master %s: read noise not measured on %s + %s: %s",
+                spec["name"],
+                inputs[0].rel_path,
+                inputs[1].rel_path,
+                exc,
+            )
     if read_noise is None:  # a flat, or one frame: the bias's, if it has one
         read_noise, source = _read_noise_of_masters(masters, gain)
     if read_noise is None:
-        log.warning("master %s: read noise unknown (no pair of frames, no bias, none in the "
-                    "profile or header): its UNCERT lacks it (CALFLAGS NORDNOISE)", spec["name"])
+        log.warning(
+            "master %s: read noise unknown (no pair of frames, no bias, none in the "
+            "profile or header): its UNCERT lacks it (CALFLAGS NORDNOISE)",
+            spec["name"],
+        )
         return 0.0, "unknown", [*flags, "NORDNOISE"]
     return read_noise, source, flags
 
 
-def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
-                    config_digest: str | None) -> dict[str, Any]:
+def bias_from_darks(
+    spec: Mapping[str, Any], darks: list[Product], output: Path, config_digest: str | None
+) -> dict[str, Any]:
     """A master bias for a camera with no bias frames: per pixel, the intercept at zero
     exposure of a least-squares line through the master darks' levels (ADU) against their
     exposures (s). Intercept b = sum_i c_i D_i with c_i = 1/n - tbar (t_i - tbar) / Stt; its
@@ -240,9 +257,12 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
         variance += var_i * (c * c)
     mask[~np.isfinite(data)] |= NONFINITE
     header = darks[0].header.copy()
-    for key in [k for k in header if k.startswith(("IMCMB", "FLEVL")) or k in (
-            "NHOTPIX", "HOTSIGMA", "DARKCUR", "DARKVAR", "BIASFILE", "DARKBIAS", "BUNIT", "CHECKSUM",
-            "DATASUM")]:
+    for key in [
+        k
+        for k in header
+        if k.startswith(("IMCMB", "FLEVL"))
+        or k in ("NHOTPIX", "HOTSIGMA", "DARKCUR", "DARKVAR", "BIASFILE", "DARKBIAS", "BUNIT", "CHECKSUM", "DATASUM")
+    ]:
         header.remove(key, ignore_missing=True, remove_all=True)
     header["IMAGETYP"] = ("MASTER BIAS", "ccdcal master calibration")
     header["CCDCALTY"] = ("bias", "master type")
@@ -257,15 +277,26 @@ def bias_from_darks(spec: Mapping[str, Any], darks: list[Product], output: Path,
     add_software_cards(header, config_digest)
     uncert = np.sqrt(variance)
     write_product(output, data, uncert, mask, header, unit="adu")
-    return {"name": spec["name"], "type": "bias", "n_used": n, "used": [d.path.stem for d in darks],
-            "dropped": {},
-            "median": float(np.nanmedian(data)), "read_noise_e": float(header.get("RDNOISE", 0.0)),
-            "qc": master_statistics("bias", data, uncert, mask)}
+    return {
+        "name": spec["name"],
+        "type": "bias",
+        "n_used": n,
+        "used": [d.path.stem for d in darks],
+        "dropped": {},
+        "median": float(np.nanmedian(data)),
+        "read_noise_e": float(header.get("RDNOISE", 0.0)),
+        "qc": master_statistics("bias", data, uncert, mask),
+    }
 
 
-def combine_inputs(inputs: list[InputFrame], spec: CombineSpec, shape: tuple[int, int],
-                   memory_limit_mb: float, threads: int, reserved_bytes: int = 0
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def combine_inputs(
+    inputs: list[InputFrame],
+    spec: CombineSpec,
+    shape: tuple[int, int],
+    memory_limit_mb: float,
+    threads: int,
+    reserved_bytes: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Combine the inputs block by block: (combined image, n_used per pixel)."""
     ny, nx = shape
     step = rows_per_block(len(inputs), nx, memory_limit_mb, threads, reserved_bytes)
@@ -302,15 +333,34 @@ def _variance_factor(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
     return factor
 
 
-def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: list[InputFrame],
-                   combine: CombineSpec, config_digest: str | None, dropped: list[str]) -> fits.Header:
+def _master_header(
+    spec: Mapping[str, Any],
+    camera: Mapping[str, Any],
+    inputs: list[InputFrame],
+    combine: CombineSpec,
+    config_digest: str | None,
+    dropped: list[str],
+) -> fits.Header:
     header = fits.Header()
     first = inputs[0]
-    copy_header_cards(header, first.raw.primary_header if first.raw.hdu_index else None,
-                      first.raw.image_header)
+    copy_header_cards(header, first.raw.primary_header if first.raw.hdu_index else None, first.raw.image_header)
     # cards that describe one input, not the master
-    for key in ("DATE-OBS", "DATE", "TIME-OBS", "UT", "OBJECT", "CCD-TEMP", "BIASSEC", "DATASEC",
-                "TRIMSEC", "CHECKSUM", "DATASUM", "EXPTIME", "EXPOSURE", "SATURATE"):
+    for key in (
+        "DATE-OBS",
+        "DATE",
+        "TIME-OBS",
+        "UT",
+        "OBJECT",
+        "CCD-TEMP",
+        "BIASSEC",
+        "DATASEC",
+        "TRIMSEC",
+        "CHECKSUM",
+        "DATASUM",
+        "EXPTIME",
+        "EXPOSURE",
+        "SATURATE",
+    ):
         header.remove(key, ignore_missing=True, remove_all=True)
     setup = spec["setup"]
     kind = spec["type"]
@@ -364,8 +414,9 @@ def _master_header(spec: Mapping[str, Any], camera: Mapping[str, Any], inputs: l
     return header
 
 
-def write_intermediates(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
-                        out_dir: str | Path) -> list[Path]:
+def write_intermediates(
+    spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path, out_dir: str | Path
+) -> list[Path]:
     """Each input of a master, overscan-corrected and trimmed (float32 ADU, the raw header
     less its layout cards), as ``out_dir/<raw path>`` (``keep_intermediates``)."""
     written = []
@@ -390,11 +441,19 @@ def write_intermediates(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_
     return written
 
 
-def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: str | Path,
-                 masters: Mapping[str, Product], output: str | Path, *, memory_limit_mb: float = 1024,
-                 threads: int = 2, config_digest: str | None = None,
-                 noise: Mapping[str, Any] | None = None,
-                 preview: str | None = None) -> dict[str, Any]:
+def build_master(
+    spec: Mapping[str, Any],
+    camera: Mapping[str, Any],
+    raw_dir: str | Path,
+    masters: Mapping[str, Product],
+    output: str | Path,
+    *,
+    memory_limit_mb: float = 1024,
+    threads: int = 2,
+    config_digest: str | None = None,
+    noise: Mapping[str, Any] | None = None,
+    preview: str | None = None,
+) -> dict[str, Any]:
     """Build the master described by ``spec`` (a plan entry) and write it to ``output``.
 
     ``masters`` holds the masters its inputs are calibrated with (flats), or the bias used
@@ -406,8 +465,7 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
     raw_dir = Path(raw_dir)
     kind = spec["type"]
     if spec.get("derived_from"):
-        summary = bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output),
-                                  config_digest)
+        summary = bias_from_darks(spec, [masters[name] for name in spec["derived_from"]], Path(output), config_digest)
         if preview:
             product = read_product(output)
             summary["histogram"] = write_figure_data("bias", product.data, product.mask, preview)
@@ -415,32 +473,41 @@ def build_master(spec: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: st
     combine = CombineSpec.from_dict(camera["combine"][kind])
     inputs, dropped = open_inputs(spec, camera, raw_dir, masters, noise)
     if not inputs:
-        raise FrameError(f"master {spec['name']}: none of its {len(spec['frames'])} inputs is usable: "
-                         + "; ".join(f"{rel}: {why}" for rel, why in dropped.items()))
+        raise FrameError(
+            f"master {spec['name']}: none of its {len(spec['frames'])} inputs is usable: "
+            + "; ".join(f"{rel}: {why}" for rel, why in dropped.items())
+        )
     try:
         shape = inputs[0].corrector.layout.shape
         read_noise, read_noise_source, flags = _read_noise_and_flags(spec, inputs, masters, noise, shape)
         if flags:
             spec = {**spec, "flags": [*(spec.get("flags") or []), *flags]}
-        job = MasterJob(spec, camera, masters, noise, shape, inputs[0].gain, read_noise, read_noise_source,
-                        threads)
+        job = MasterJob(spec, camera, masters, noise, shape, inputs[0].gain, read_noise, read_noise_source, threads)
         return _build(job, inputs, dropped, combine, Path(output), memory_limit_mb, config_digest, preview)
     finally:
         for frame in inputs:
             frame.raw.close()
 
 
-def _build(job: MasterJob, inputs: list[InputFrame], dropped: dict[str, str], combine: CombineSpec,
-           output: Path, memory_limit_mb: float, config_digest: str | None, preview: str | None
-           ) -> dict[str, Any]:
+def _build(
+    job: MasterJob,
+    inputs: list[InputFrame],
+    dropped: dict[str, str],
+    combine: CombineSpec,
+    output: Path,
+    memory_limit_mb: float,
+    config_digest: str | None,
+    preview: str | None,
+) -> dict[str, Any]:
     """Stack the inputs and finish the master by its kind's recipe (``master_recipes``);
     write it to ``output``. Returns the summary ``build_master`` returns."""
     spec, camera, shape, kind = job.spec, job.camera, job.shape, job.spec["type"]
     recipe = RECIPES[kind]
     # masters held (image, variance, mask) and the master's own planes (image, n_used,
     # variance, mask) come out of the memory limit before the stacks
-    reserved = (sum(m.data.nbytes * 3 for m in job.masters.values())
-                + shape[0] * shape[1] * MASTER_PLANES_BYTES_PER_PIXEL)
+    reserved = (
+        sum(m.data.nbytes * 3 for m in job.masters.values()) + shape[0] * shape[1] * MASTER_PLANES_BYTES_PER_PIXEL
+    )
     inputs = recipe.select(inputs, dropped, job)
     job.gain = inputs[0].gain  # the first stacked input's
     with memory_returned_promptly():

@@ -28,8 +28,9 @@ temperature, most frames), then the name. The choice is deterministic.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .camera import MASTER_TYPES
 from .steps import STEPS, masters_wanted
@@ -79,8 +80,14 @@ class Choice:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"bias": self.bias, "dark": self.dark, "dark_mode": self.dark_mode,
-                "dark_scale": self.dark_scale, "flat": self.flat, "notes": self.notes}
+        return {
+            "bias": self.bias,
+            "dark": self.dark,
+            "dark_mode": self.dark_mode,
+            "dark_scale": self.dark_scale,
+            "flat": self.flat,
+            "notes": self.notes,
+        }
 
 
 #: The CALFLAGS word of each calibration step a frame did not get (the step's
@@ -94,9 +101,11 @@ def missing_steps(choice: Mapping[str, Any], wanted: Iterable[str]) -> list[str]
     used unscaled holds the bias; one the camera software subtracted (dark_mode 'camera')
     held both."""
     mode = choice.get("dark_mode")
-    lacking = {"bias": choice.get("bias") is None and mode not in ("unscaled", "camera"),
-               "dark": choice.get("dark") is None and mode != "camera",
-               "flat": choice.get("flat") is None}
+    lacking = {
+        "bias": choice.get("bias") is None and mode not in ("unscaled", "camera"),
+        "dark": choice.get("dark") is None and mode != "camera",
+        "flat": choice.get("flat") is None,
+    }
     return [MISSING_FLAGS[step] for step in MASTER_TYPES if step in wanted and lacking[step]]
 
 
@@ -137,13 +146,14 @@ class Matcher:
             tolerance = profile["temperature_tolerance"]
             t_frame, t_master = target.temperature_c, master.temperature_c
             if t_frame is None and t_master is not None:
-                return (f"temperature {_temperature(t_master)}, and the frame has no usable "
-                        "temperature (see the inventory's warnings) to compare it with")
+                return (
+                    f"temperature {_temperature(t_master)}, and the frame has no usable "
+                    "temperature (see the inventory's warnings) to compare it with"
+                )
             if t_master is None and t_frame is not None:
                 return f"no temperature, and the frame is at {_temperature(t_frame)}"
             if t_frame is not None and abs(t_frame - t_master) > tolerance + 1e-9:
-                return (f"temperature {_temperature(t_master)} outside "
-                        f"{_temperature(t_frame)} +-{tolerance:g} C")
+                return f"temperature {_temperature(t_master)} outside {_temperature(t_frame)} +-{tolerance:g} C"
         max_age = rule.get("max_age_days")
         distance = time_distance_s(target.time_s, master.time_begin, master.time_end)
         if max_age is not None and distance is not None and distance > max_age * SECONDS_PER_DAY:
@@ -202,8 +212,7 @@ class Matcher:
         if master.exptime <= 0 or t <= 0:
             return Verdict(master, f"exposure {master.exptime:g} s cannot be scaled to {t:g} s")
         scale = t / master.exptime
-        return Verdict(master, None, 2, "scaled", scale,
-                       noise=self.added_variance(scale, master.n_frames, bias_frames))
+        return Verdict(master, None, 2, "scaled", scale, noise=self.added_variance(scale, master.n_frames, bias_frames))
 
     def _darkflat_order(self, target: Target, master) -> tuple:
         prefer = self.cameras[target.camera]["matching"]["darkflat"]["prefer"]
@@ -218,8 +227,7 @@ class Matcher:
             if v.tier == 0 and step == "dark" and target.kind == "flat":
                 extra = self._darkflat_order(target, v.master)
             if v.mode == "scaled":  # the least noise added, then the nearest exposure, the longer
-                extra = (round(v.noise, 9), abs(math.log(v.master.exptime / target.exptime)),
-                         -v.master.exptime)
+                extra = (round(v.noise, 9), abs(math.log(v.master.exptime / target.exptime)), -v.master.exptime)
             v.key = (v.tier, *extra, *self._preference(target, v.master), v.master.name)
         passing = sorted((v for v in verdicts if v.passes), key=lambda v: v.key)
         chosen = passing[0] if passing else None
@@ -231,9 +239,16 @@ class Matcher:
                     result = "not preferred: " + self._why_not(v, chosen)
                 else:
                     result = "rejected: " + v.reason
-                self.rows.append({"frame": target.path, "frame_type": target.kind, "step": step,
-                                  "candidate": v.master.name, "source": v.master.source_label,
-                                  "result": result})
+                self.rows.append(
+                    {
+                        "frame": target.path,
+                        "frame_type": target.kind,
+                        "step": step,
+                        "candidate": v.master.name,
+                        "source": v.master.source_label,
+                        "result": result,
+                    }
+                )
         return chosen
 
     @staticmethod
@@ -242,17 +257,22 @@ class Matcher:
             labels = {0: "a darkflat", 1: "an exposure match", 2: "a scaled dark"}
             return f"{labels.get(chosen.tier, 'another')} is preferred to {labels.get(v.tier, 'this')}"
         if v.noise is not None and chosen.noise is not None and v.noise > chosen.noise:
-            return (f"x{v.scale:.3g} of {v.master.n_frames} frame(s) adds {v.noise / chosen.noise:.3g} "
-                    f"times the noise of {chosen.master.name} (x{chosen.scale:.3g} of "
-                    f"{chosen.master.n_frames})")
+            return (
+                f"x{v.scale:.3g} of {v.master.n_frames} frame(s) adds {v.noise / chosen.noise:.3g} "
+                f"times the noise of {chosen.master.name} (x{chosen.scale:.3g} of "
+                f"{chosen.master.n_frames})"
+            )
         if v.master.source != chosen.master.source:
             return f"{chosen.master.source}'s master preferred"
         return f"ranked after {chosen.master.name}"
 
     # --------------------------------------------------------------- choices
     def _bias_verdicts(self, target: Target, exclude=None) -> list[Verdict]:
-        return [Verdict(m, self._rejection(target, m, "bias")) for m in self._candidates(target, "bias")
-                if exclude is None or not exclude(m)]
+        return [
+            Verdict(m, self._rejection(target, m, "bias"))
+            for m in self._candidates(target, "bias")
+            if exclude is None or not exclude(m)
+        ]
 
     def bias_for(self, target: Target, record: bool = True, exclude=None):
         return self._decide(target, "bias", self._bias_verdicts(target, exclude), record)
@@ -277,8 +297,9 @@ class Matcher:
         bias = self._decide(target, "bias", biases, record=False)
         bias_frames = bias.master.n_frames if bias is not None else 0
         if "dark" in wanted:
-            darks = [self._dark_verdict(target, m, bias is not None, bias_frames)
-                     for m in self._candidates(target, "dark")]
+            darks = [
+                self._dark_verdict(target, m, bias is not None, bias_frames) for m in self._candidates(target, "dark")
+            ]
             dark = self._decide(target, "dark", darks, record)
             if dark is not None:
                 choice.dark, choice.dark_mode, choice.dark_scale = dark.master.name, dark.mode, dark.scale
@@ -300,8 +321,9 @@ class Matcher:
         if flat is not None:
             choice.flat = flat.master.name
         else:
-            choice.notes.append(f"no flat for filter '{target.filter}': "
-                                + (self._summary(flats) or "none of this camera"))
+            choice.notes.append(
+                f"no flat for filter '{target.filter}': " + (self._summary(flats) or "none of this camera")
+            )
 
     @staticmethod
     def _summary(verdicts: list[Verdict]) -> str:

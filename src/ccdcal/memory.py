@@ -4,9 +4,9 @@ elsewhere)."""
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Iterator
 
 #: glibc ``mallopt`` parameter numbers.
 _M_TRIM_THRESHOLD = -1

@@ -29,16 +29,23 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
 from .camera import FRAME_TYPES, CameraProfile, safe_name
 from .frames import FrameError, RawFrame
-from .noise import (NoiseMeasurementError, dark_variance_rate, flat_pair_point,
-                    photon_transfer, read_noise_from_dark_pairs, read_noise_from_pair)
+from .noise import (
+    NoiseMeasurementError,
+    dark_variance_rate,
+    flat_pair_point,
+    photon_transfer,
+    read_noise_from_dark_pairs,
+    read_noise_from_pair,
+)
 from .overscan import FrameCorrector, layout_for, overscan_pixel_noise
 
 log = logging.getLogger("ccdcal.noise")
@@ -70,7 +77,7 @@ def noise_name(setup: Mapping[str, Any]) -> str:
 
 
 def _pairs(paths: Sequence[str]) -> list[list[str]]:
-    return [list(paths[i:i + 2]) for i in range(0, len(paths) - 1, 2)]
+    return [list(paths[i : i + 2]) for i in range(0, len(paths) - 1, 2)]
 
 
 def _spread(items: list, most: int) -> list:
@@ -81,9 +88,12 @@ def _spread(items: list, most: int) -> list:
     return [items[round(i * step)] for i in range(most)]
 
 
-def noise_plans(records: Iterable, cameras: Mapping[str, Mapping[str, Any]],
-                setups: Mapping[str, Mapping[str, Any]],
-                library_files: Mapping[str, list[str]]) -> dict[str, dict[str, Any]]:
+def noise_plans(
+    records: Iterable,
+    cameras: Mapping[str, Mapping[str, Any]],
+    setups: Mapping[str, Mapping[str, Any]],
+    library_files: Mapping[str, list[str]],
+) -> dict[str, dict[str, Any]]:
     """The noise measurement of each setup: ``setups`` maps noise names to setup dicts
     (the plan's), ``library_files`` noise names to the library masters used (paths).
     Records are inventory FrameRecords; frames are raw_dir-relative paths, in time order."""
@@ -101,10 +111,8 @@ def noise_plans(records: Iterable, cameras: Mapping[str, Mapping[str, Any]],
         of_type = {kind: [r for r in frames if r.frame_type == kind] for kind in FRAME_TYPES}
         bias_pair = [r.path for r in of_type["bias"][:2]] if len(of_type["bias"]) >= 2 else []
         darks_at: dict[float, list[str]] = {}
-        for record in _at_lights_temperature(of_type["dark"], of_type["light"],
-                                             float(camera["temperature_tolerance"])):
-            key = next((t for t in darks_at if abs(t - (record.exptime or 0.0)) <= tolerance),
-                       record.exptime or 0.0)
+        for record in _at_lights_temperature(of_type["dark"], of_type["light"], float(camera["temperature_tolerance"])):
+            key = next((t for t in darks_at if abs(t - (record.exptime or 0.0)) <= tolerance), record.exptime or 0.0)
             darks_at.setdefault(key, []).append(record.path)
         # flats of one filter (and OBJECT: lamp settings) in time order, paired; with a
         # bias pair their levels need not be equal (flat_pair_point scales one to the
@@ -120,11 +128,17 @@ def noise_plans(records: Iterable, cameras: Mapping[str, Mapping[str, Any]],
                 darks = next((p for t, p in darks_at.items() if abs(t - exposure) <= tolerance), [])
                 zero, zero_kind = (darks[:2], "darkflat pair") if len(darks) >= 2 else ([], "")
             if zero:
-                flat_pairs += [{"flats": [a.path, b.path], "zero": zero, "zero_kind": zero_kind,
-                                "filter": filt, "exptime": [a.exptime, b.exptime]}
-                               for a, b in _pairs(group)]
-        dark_pairs = [{"exptime": t, "darks": paths[:2]}
-                      for t, paths in sorted(darks_at.items()) if len(paths) >= 2]
+                flat_pairs += [
+                    {
+                        "flats": [a.path, b.path],
+                        "zero": zero,
+                        "zero_kind": zero_kind,
+                        "filter": filt,
+                        "exptime": [a.exptime, b.exptime],
+                    }
+                    for a, b in _pairs(group)
+                ]
+        dark_pairs = [{"exptime": t, "darks": paths[:2]} for t, paths in sorted(darks_at.items()) if len(paths) >= 2]
         header_frames = [kind_frames[0].path for kind_frames in of_type.values() if kind_frames]
         plans[name] = {
             "name": name,
@@ -143,18 +157,23 @@ def _at_lights_temperature(darks: list, lights: list, tolerance: float) -> list:
     when the lights have none): dark current doubles every ~6 C, and the pairs measure the
     dark noise the lights carry."""
     temperatures = [r.temperature_c for r in lights if r.temperature_c is not None] or [
-        r.temperature_c for r in darks if r.temperature_c is not None]
+        r.temperature_c for r in darks if r.temperature_c is not None
+    ]
     if not temperatures:
         return darks
     reference = float(np.median(temperatures))
-    return [r for r in darks
-            if r.temperature_c is not None and abs(r.temperature_c - reference) <= tolerance]
+    return [r for r in darks if r.temperature_c is not None and abs(r.temperature_c - reference) <= tolerance]
 
 
 def _record_setup(record) -> dict[str, Any]:
-    return {"camera": record.camera, "binning": record.binning, "shape": record.shape,
-            "gain_setting": record.gain_setting, "offset": record.offset,
-            "readout_mode": record.readout_mode}
+    return {
+        "camera": record.camera,
+        "binning": record.binning,
+        "shape": record.shape,
+        "gain_setting": record.gain_setting,
+        "offset": record.offset,
+        "readout_mode": record.readout_mode,
+    }
 
 
 def plan_frames(plan: Mapping[str, Any]) -> list[str]:
@@ -192,8 +211,10 @@ class _Frames:
                 saturation, _ = self.profile.value_or_keyword(raw.header, "saturation")
                 corrector = FrameCorrector(raw.read, layout)
                 data, _ = corrector.full()
-                self.images[rel] = (np.array(data, dtype=np.float32),
-                                    float(saturation if saturation is not None else raw.integer_max))
+                self.images[rel] = (
+                    np.array(data, dtype=np.float32),
+                    float(saturation if saturation is not None else raw.integer_max),
+                )
                 self.headers[rel] = raw.header
                 self.layouts[rel], self.levels[rel] = layout, corrector.levels
                 if overscan_noise and layout.corrects:
@@ -225,8 +246,9 @@ def _problem(rels: Sequence[str], exc: Exception) -> str:
     return f"{' + '.join(rels)}: {exc}"
 
 
-def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Path,
-                  threads: int = 1) -> dict[str, Any]:
+def measure_setup(
+    plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: Path, threads: int = 1
+) -> dict[str, Any]:
     """The night's noise measurements of one setup and the values decided (see
     :func:`decide`), as a JSON-able dict; problems are listed in it, never raised."""
     profile = CameraProfile(dict(camera))
@@ -240,9 +262,12 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
             (a, _), (b, _) = (frames.image(rel, overscan_noise=True) for rel in plan["bias_pair"])
             estimate = read_noise_from_pair(a, b, box=box_for(a.shape), threads=threads)
             read_noise_adu = estimate
-            measured["read_noise_adu"] = {"value": estimate.value, "error": estimate.error,
-                                          "method": f"bias pair {' + '.join(plan['bias_pair'])}",
-                                          "upper_limit": False}
+            measured["read_noise_adu"] = {
+                "value": estimate.value,
+                "error": estimate.error,
+                "method": f"bias pair {' + '.join(plan['bias_pair'])}",
+                "upper_limit": False,
+            }
         except (FrameError, ValueError, OSError) as exc:
             problems.append("read noise from the bias pair: " + _problem(plan["bias_pair"], exc))
 
@@ -251,23 +276,43 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
         try:
             (f1, saturation), (f2, _) = (frames.image(rel) for rel in pair["flats"])
             (z1, _), (z2, _) = (frames.image(rel) for rel in pair["zero"])
-            point = flat_pair_point(f1, f2, z1, z2, saturation=saturation, box=box_for(f1.shape),
-                                    zero_kind=pair["zero_kind"], threads=threads)
+            point = flat_pair_point(
+                f1,
+                f2,
+                z1,
+                z2,
+                saturation=saturation,
+                box=box_for(f1.shape),
+                zero_kind=pair["zero_kind"],
+                threads=threads,
+            )
         except (FrameError, ValueError, OSError) as exc:
             problems.append("flat pair: " + _problem(pair["flats"], exc))
             continue
         points.append(point)
-        point_rows.append({"flats": pair["flats"], "filter": pair["filter"],
-                           "exptime": pair["exptime"], "zero_kind": pair["zero_kind"],
-                           "signal_adu": point.signal, "gain": point.gain,
-                           "gain_error": point.gain_error, "level_ratio": point.level_ratio,
-                           "boxes_used": point.boxes_used})
+        point_rows.append(
+            {
+                "flats": pair["flats"],
+                "filter": pair["filter"],
+                "exptime": pair["exptime"],
+                "zero_kind": pair["zero_kind"],
+                "signal_adu": point.signal,
+                "gain": point.gain,
+                "gain_error": point.gain_error,
+                "level_ratio": point.level_ratio,
+                "boxes_used": point.boxes_used,
+            }
+        )
     if points:
         try:
             result = photon_transfer(points)
-            measured["gain"] = {"value": result.gain, "error": result.gain_error,
-                                "method": result.method, "points": point_rows,
-                                "nonlinearity": result.nonlinearity}
+            measured["gain"] = {
+                "value": result.gain,
+                "error": result.gain_error,
+                "method": result.method,
+                "points": point_rows,
+                "nonlinearity": result.nonlinearity,
+            }
         except NoiseMeasurementError as exc:
             problems.append(f"gain: {exc}")
 
@@ -284,17 +329,24 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
         if read_noise_adu is None:
             try:
                 rn = read_noise_from_dark_pairs(pairs, box=box, threads=threads)
-                measured["read_noise_adu"] = {"value": rn.value, "error": rn.error,
-                                              "method": rn.method, "upper_limit": rn.upper_limit}
+                measured["read_noise_adu"] = {
+                    "value": rn.value,
+                    "error": rn.error,
+                    "method": rn.method,
+                    "upper_limit": rn.upper_limit,
+                }
             except (NoiseMeasurementError, ValueError) as exc:
                 problems.append(f"read noise from dark pairs: {exc}")
         try:
-            rate = dark_variance_rate(pairs, box=box, threads=threads, read_noise=None
-                                      if read_noise_adu is None else read_noise_adu.value)
+            rate = dark_variance_rate(
+                pairs, box=box, threads=threads, read_noise=None if read_noise_adu is None else read_noise_adu.value
+            )
             exposures = sorted({t for t, _, _ in pairs})
             measured["dark_variance_rate"] = {
-                "value": rate.value, "error": rate.error,
-                "method": f"{len(pairs)} dark pairs at {', '.join(f'{t:g}' for t in exposures)} s"}
+                "value": rate.value,
+                "error": rate.error,
+                "method": f"{len(pairs)} dark pairs at {', '.join(f'{t:g}' for t in exposures)} s",
+            }
         except NoiseMeasurementError as exc:
             problems.append(f"dark-current noise: {exc}")
     overscan = overscan_figures(frames, plan, read_noise_adu.value if read_noise_adu else None)
@@ -323,13 +375,18 @@ def measure_setup(plan: Mapping[str, Any], camera: Mapping[str, Any], raw_dir: P
     # without a bias, and a dark master made without one, still carry; 0 when unmeasured
     rate = measured.get("dark_variance_rate", {}).get("value", 0.0)
     decided["dark_variance_rate"] = round(max(rate, 0.0), 8)
-    return {"name": plan["name"], "setup": plan["setup"], **decided, "measured": measured,
-            "overscan": overscan,
-            "header_cards": {k: cards[k] for k in sorted(cards)}, "problems": problems}
+    return {
+        "name": plan["name"],
+        "setup": plan["setup"],
+        **decided,
+        "measured": measured,
+        "overscan": overscan,
+        "header_cards": {k: cards[k] for k in sorted(cards)},
+        "problems": problems,
+    }
 
 
-def overscan_figures(frames: _Frames, plan: Mapping[str, Any], read_noise_adu: float | None
-                     ) -> list[dict[str, Any]]:
+def overscan_figures(frames: _Frames, plan: Mapping[str, Any], read_noise_adu: float | None) -> list[dict[str, Any]]:
     """Per amplifier with an overscan, what tells a usable overscan (ADU): its mean level on
     every frame measured (``levels``, time order); on the biases, its pixel noise against
     the read noise and the image area's level once it is subtracted (``bias_residual``:
@@ -347,26 +404,36 @@ def overscan_figures(frames: _Frames, plan: Mapping[str, Any], read_noise_adu: f
     order = {rel: i for i, rel in enumerate(plan_frames(plan))}
     figures = []
     for i, amp in enumerate(layout.amplifiers):
-        entry: dict[str, Any] = {"amplifier": i + 1, "section": str(amp.overscan), "data": str(amp.data),
-                                 "levels": [frames.levels[rel][i] for rel in sorted(frames.levels, key=order.get)]}
+        entry: dict[str, Any] = {
+            "amplifier": i + 1,
+            "section": str(amp.overscan),
+            "data": str(amp.data),
+            "levels": [frames.levels[rel][i] for rel in sorted(frames.levels, key=order.get)],
+        }
         rows, cols = _in_trim(amp.data, layout.trim)
         if biases:
             bias_level = float(np.mean([frames.levels[rel][i] for rel in biases]))
-            entry["bias_residual"] = float(np.median([np.median(frames.images[rel][0][rows, cols])
-                                                      for rel in biases]))
+            entry["bias_residual"] = float(np.median([np.median(frames.images[rel][0][rows, cols]) for rel in biases]))
             noise = [frames.overscan_noise[rel][i] for rel in biases if rel in frames.overscan_noise]
             if noise and read_noise_adu:
-                entry.update(noise=float(np.mean(noise)), read_noise=read_noise_adu,
-                             noise_ratio=float(np.mean(noise)) / read_noise_adu)
+                entry.update(
+                    noise=float(np.mean(noise)),
+                    read_noise=read_noise_adu,
+                    noise_ratio=float(np.mean(noise)) / read_noise_adu,
+                )
             if flats:
                 # the unlit frames' spread is the night's drift, not light
                 unlit = [frames.levels[rel][i] for rel in biases + darks]
                 excess = float(np.median([frames.levels[rel][i] for rel in flats])) - bias_level
-                signal = float(np.median([np.median(frames.images[rel][0][rows, cols]) for rel in flats])
-                               ) + excess - entry["bias_residual"]  # the flat's level above the bias
+                signal = (
+                    float(np.median([np.median(frames.images[rel][0][rows, cols]) for rel in flats]))
+                    + excess
+                    - entry["bias_residual"]
+                )  # the flat's level above the bias
                 beyond_drift = max(abs(excess) - (max(unlit) - min(unlit)), 0.0)
-                entry.update(flat_excess=excess, flat_signal=signal,
-                             light_fraction=beyond_drift / signal if signal > 0 else None)
+                entry.update(
+                    flat_excess=excess, flat_signal=signal, light_fraction=beyond_drift / signal if signal > 0 else None
+                )
         figures.append(entry)
     return figures
 
@@ -378,8 +445,7 @@ def _in_trim(data, trim) -> tuple[slice, slice]:
     return slice(y1, max(y1, y2)), slice(x1, max(x1, x2))
 
 
-def _header_value(profile: CameraProfile, headers, what: str
-                  ) -> tuple[float | None, str, list[str]]:
+def _header_value(profile: CameraProfile, headers, what: str) -> tuple[float | None, str, list[str]]:
     """The value of the keyword the profile names for ``what`` in the setup's frames:
     (value, 'header KEY', warnings); a value differing between frames is warned about."""
     seen, warnings = [], []
@@ -394,8 +460,7 @@ def _header_value(profile: CameraProfile, headers, what: str
     value, source, rel = seen[0]
     others = sorted({f"{v:g} ({r})" for v, _, r in seen[1:] if not math.isclose(v, value, rel_tol=1e-6)})
     if others:
-        warnings.append(f"{source} differs between frames: {value:g} ({rel}), {', '.join(others)}; "
-                        f"{value:g} used")
+        warnings.append(f"{source} differs between frames: {value:g} ({rel}), {', '.join(others)}; {value:g} used")
     return value, source, warnings
 
 
@@ -407,8 +472,12 @@ def _disagrees(given: float, measured: Mapping[str, Any], floor: float) -> float
     return distance if distance > DISAGREEMENT_SIGMA else None
 
 
-def decide(profile: CameraProfile, headers: Sequence[tuple[str, Any]],
-           measured: Mapping[str, Any], library: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
+def decide(
+    profile: CameraProfile,
+    headers: Sequence[tuple[str, Any]],
+    measured: Mapping[str, Any],
+    library: Sequence[tuple[str, Any]] = (),
+) -> dict[str, Any]:
     """The gain (e-/ADU) and read noise (e-) to use, their sources and errors, flags
     (NOGAIN, NORDNOISE) and warnings; see the module docstring for the order."""
     warnings: list[str] = []
@@ -425,14 +494,18 @@ def decide(profile: CameraProfile, headers: Sequence[tuple[str, Any]],
         sigma = _disagrees(gain, m_gain, GAIN_SYSTEMATIC)
         keyword = gain_source.removeprefix("header ")
         if sigma is not None and gain_source.startswith("header") and keyword in AMBIGUOUS_GAIN_KEYWORDS:
-            warnings.append(f"{gain_source} = {gain:g} is not the measured gain "
-                            f"{m_gain['value']:.4g} +- {m_gain['error']:.2g} e-/ADU ({sigma:.0f} sigma): "
-                            f"cameras write {keyword} in e-/ADU or as a setting; the measured gain is used")
+            warnings.append(
+                f"{gain_source} = {gain:g} is not the measured gain "
+                f"{m_gain['value']:.4g} +- {m_gain['error']:.2g} e-/ADU ({sigma:.0f} sigma): "
+                f"cameras write {keyword} in e-/ADU or as a setting; the measured gain is used"
+            )
             gain = None
         elif sigma is not None:
-            warnings.append(f"gain {gain:g} e-/ADU ({gain_source}) disagrees with the measured "
-                            f"{m_gain['value']:.4g} +- {m_gain['error']:.2g} e-/ADU ({sigma:.0f} sigma); "
-                            f"{gain:g} used")
+            warnings.append(
+                f"gain {gain:g} e-/ADU ({gain_source}) disagrees with the measured "
+                f"{m_gain['value']:.4g} +- {m_gain['error']:.2g} e-/ADU ({sigma:.0f} sigma); "
+                f"{gain:g} used"
+            )
     if gain is None and m_gain:
         gain, gain_error = m_gain["value"], m_gain["error"]
         gain_source = f"measured: {m_gain['method']}"
@@ -441,8 +514,10 @@ def decide(profile: CameraProfile, headers: Sequence[tuple[str, Any]],
     if gain is None:
         gain, gain_source = 1.0, "unknown: no flat pair with a zero pair to measure it, none given"
         flags.append("NOGAIN")
-        warnings.append("gain unknown: 1.0 e-/ADU used, the lights are flagged NOGAIN (give "
-                        "cameras[].gain, or take two flats and two biases)")
+        warnings.append(
+            "gain unknown: 1.0 e-/ADU used, the lights are flagged NOGAIN (give "
+            "cameras[].gain, or take two flats and two biases)"
+        )
 
     m_rn = measured.get("read_noise_adu")
     m_rn_e = None if not m_rn else {"value": m_rn["value"] * gain, "error": m_rn["error"] * gain}
@@ -458,40 +533,56 @@ def decide(profile: CameraProfile, headers: Sequence[tuple[str, Any]],
             rn, rn_error, rn_source = m_rn_e["value"], m_rn_e["error"], f"measured: {m_rn['method']}"
             sigma = None if header_rn is None else _disagrees(header_rn, m_rn_e, READ_NOISE_SYSTEMATIC)
             if sigma is not None:
-                warnings.append(f"read noise {header_rn:g} e- ({header_source}) is not tonight's: the bias "
-                                f"pair gives {rn:.4g} +- {rn_error:.2g} e- ({sigma:.0f} sigma); the "
-                                "measurement is used")
+                warnings.append(
+                    f"read noise {header_rn:g} e- ({header_source}) is not tonight's: the bias "
+                    f"pair gives {rn:.4g} +- {rn_error:.2g} e- ({sigma:.0f} sigma); the "
+                    "measurement is used"
+                )
         elif header_rn is not None:
             rn, rn_source = header_rn, header_source
     given = rn is not None and (rn_source == "config" or rn_source.startswith("header"))
     if given and m_rn_e and not m_rn["upper_limit"]:
         sigma = _disagrees(rn, m_rn_e, READ_NOISE_SYSTEMATIC)
         if sigma is not None:
-            warnings.append(f"read noise {rn:g} e- ({rn_source}) disagrees with the measured "
-                            f"{m_rn_e['value']:.4g} +- {m_rn_e['error']:.2g} e- ({sigma:.0f} sigma); "
-                            f"{rn:g} used")
+            warnings.append(
+                f"read noise {rn:g} e- ({rn_source}) disagrees with the measured "
+                f"{m_rn_e['value']:.4g} +- {m_rn_e['error']:.2g} e- ({sigma:.0f} sigma); "
+                f"{rn:g} used"
+            )
     if rn is None:
         rn, rn_source = _library_value(library, "RDNOISE", "RNSOURCE", kind="bias")
     if rn is None and m_rn and not m_rn["upper_limit"]:
         rn, rn_error, rn_source = m_rn_e["value"], m_rn_e["error"], f"measured: {m_rn['method']}"
     if rn is None and m_rn:
         rn, rn_error, rn_source = m_rn_e["value"], m_rn_e["error"], f"measured: {m_rn['method']}"
-        warnings.append(f"read noise {rn:.4g} e- is an upper limit (dark pairs of one exposure and no "
-                        "bias: the dark current's shot noise is in it); UNCERT is a little high")
+        warnings.append(
+            f"read noise {rn:.4g} e- is an upper limit (dark pairs of one exposure and no "
+            "bias: the dark current's shot noise is in it); UNCERT is a little high"
+        )
     if rn is None:
         rn, rn_source = 0.0, "unknown: no bias or dark pair to measure it, none given"
         flags.append("NORDNOISE")
-        warnings.append("read noise unknown: UNCERT lacks it, the lights are flagged NORDNOISE "
-                        "(give cameras[].read_noise, or take two biases)")
+        warnings.append(
+            "read noise unknown: UNCERT lacks it, the lights are flagged NORDNOISE "
+            "(give cameras[].read_noise, or take two biases)"
+        )
     # to the precision the headers show them (RDNOISE, RNUSED: 4 decimals): one value
     # everywhere, whether a program reads it from this record or from a master
-    return {"gain": round(gain, 6), "gain_error": gain_error, "gain_source": gain_source,
-            "read_noise_e": round(rn, 4), "read_noise_error_e": rn_error, "read_noise_source": rn_source,
-            "flags": flags, "warnings": warnings}
+    return {
+        "gain": round(gain, 6),
+        "gain_error": gain_error,
+        "gain_source": gain_source,
+        "read_noise_e": round(rn, 4),
+        "read_noise_error_e": rn_error,
+        "read_noise_source": rn_source,
+        "flags": flags,
+        "warnings": warnings,
+    }
 
 
-def _library_value(library: Sequence[tuple[str, Any]], key: str, source_key: str,
-                   kind: str | None = None) -> tuple[float | None, str]:
+def _library_value(
+    library: Sequence[tuple[str, Any]], key: str, source_key: str, kind: str | None = None
+) -> tuple[float | None, str]:
     """A value a library master carries (EGAIN, RDNOISE), when its source was known."""
     for path, header in library:
         if kind and header.get("CCDCALTY") != kind:

@@ -21,8 +21,8 @@ read noise that is only an upper limit says so (:attr:`ReadNoise.upper_limit`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import bottleneck as bn
 import numpy as np
@@ -133,8 +133,7 @@ class GainResult:
         """Error of :attr:`read_noise_e` (e-): read-noise and gain errors in quadrature."""
         if self.read_noise_adu is None or self.read_noise_error is None:
             return None
-        return self.read_noise_e * math.hypot(self.read_noise_error / self.read_noise_adu,
-                                              self.gain_error / self.gain)
+        return self.read_noise_e * math.hypot(self.read_noise_error / self.read_noise_adu, self.gain_error / self.gain)
 
 
 # ----------------------------------------------------------------------------- boxes
@@ -149,7 +148,7 @@ class _Grid:
     cols: int
 
     @classmethod
-    def of(cls, shape: tuple[int, int], box: int) -> "_Grid":
+    def of(cls, shape: tuple[int, int], box: int) -> _Grid:
         if box < 8:
             raise ValueError(f"box must be at least 8 pixels, not {box}")
         return cls(box, shape[0] // box, shape[1] // box)
@@ -162,7 +161,7 @@ class _Grid:
         """Box rows ``row0:row1`` of ``image`` as float32 ``(boxes, box * box)``, each box's
         pixels in a row (a copy), boxes in row-major order."""
         b = self.box
-        part = image[row0 * b: row1 * b, : self.cols * b]
+        part = image[row0 * b : row1 * b, : self.cols * b]
         stacked = part.reshape(row1 - row0, b, self.cols, b).transpose(0, 2, 1, 3)
         return stacked.reshape(-1, b * b).astype(np.float32)
 
@@ -191,8 +190,9 @@ def _grow(rejected: np.ndarray, box: int, radius: int) -> np.ndarray:
     return out.reshape(rejected.shape)
 
 
-def _clipped_stats(centred: np.ndarray, distance: np.ndarray, sigma: np.ndarray, clip: float,
-                   factor: float, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def _clipped_stats(
+    centred: np.ndarray, distance: np.ndarray, sigma: np.ndarray, clip: float, factor: float, iterations: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
     """Iterate ``sigma`` (per box) to the fixed point sigma = sqrt(var(kept) / factor), kept =
     pixels with ``distance <= clip * sigma`` (NaN distances never kept). Returns (sigma,
     number kept)."""
@@ -213,8 +213,9 @@ def _clipped_stats(centred: np.ndarray, distance: np.ndarray, sigma: np.ndarray,
     return sigma, n
 
 
-def clipped_variances(boxes: np.ndarray, box: int, *, clip: float = CLIP_SIGMA,
-                      grow: int = GROW_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+def clipped_variances(
+    boxes: np.ndarray, box: int, *, clip: float = CLIP_SIGMA, grow: int = GROW_PIXELS
+) -> tuple[np.ndarray, np.ndarray]:
     """Robust variance of each row of ``boxes`` ``(n, box * box)`` (a box's pixels, NaN =
     not used) and the number of pixels it used: a sigma-clipped variance with its truncation
     bias removed. Units: those of the values squared (ADU^2).
@@ -239,8 +240,9 @@ def clipped_variances(boxes: np.ndarray, box: int, *, clip: float = CLIP_SIGMA,
     return variance, np.count_nonzero(kept, axis=1)
 
 
-def _clipped_variances(boxes: np.ndarray, box: int, clip: float = CLIP_SIGMA,
-                       grow: int = GROW_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+def _clipped_variances(
+    boxes: np.ndarray, box: int, clip: float = CLIP_SIGMA, grow: int = GROW_PIXELS
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`clipped_variances`, with the ``(n, box * box)`` mask of the pixels it used."""
     n_pixels = boxes.shape[1]
     centre = bn.nanmedian(boxes, axis=1)
@@ -282,8 +284,7 @@ def combine_boxes(values: np.ndarray, what: str = "value") -> Estimate:
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
     if v.size < MIN_BOXES:
-        raise NoiseMeasurementError(
-            f"{what}: {v.size} usable boxes, at least {MIN_BOXES} are needed")
+        raise NoiseMeasurementError(f"{what}: {v.size} usable boxes, at least {MIN_BOXES} are needed")
     median = float(np.median(v))
     if v.size < 20:
         spread = float(np.std(v, ddof=1))
@@ -337,8 +338,9 @@ def _gather(results: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(parts) for parts in zip(*results))
 
 
-def box_variances(image: np.ndarray, *, box: int = 64, mask=None, region=None,
-                  max_bad_fraction: float = 0.25, threads: int = 1) -> np.ndarray:
+def box_variances(
+    image: np.ndarray, *, box: int = 64, mask=None, region=None, max_bad_fraction: float = 0.25, threads: int = 1
+) -> np.ndarray:
     """Robust variance (ADU^2) of ``image`` in each whole ``box`` x ``box`` box, as a
     ``(box rows, box columns)`` array, NaN for skipped boxes (more than
     ``max_bad_fraction`` masked or non-finite pixels). ``image`` is normally a difference
@@ -376,8 +378,7 @@ def _box_variances(image, box, mask, region, max_bad_fraction, threads, companio
         if companion is None:
             return variance, np.full(variance.shape, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (np.where(kept, other, 0).sum(axis=1, dtype=np.float64)
-                    / np.count_nonzero(kept, axis=1))
+            mean = np.where(kept, other, 0).sum(axis=1, dtype=np.float64) / np.count_nonzero(kept, axis=1)
         return variance, mean
 
     if grid.count == 0:
@@ -385,32 +386,39 @@ def _box_variances(image, box, mask, region, max_bad_fraction, threads, companio
     return _gather(map_in_threads(work, _box_rows(grid, threads), threads))
 
 
-def robust_variance(image: np.ndarray, *, box: int = 64, mask=None, region=None,
-                    max_bad_fraction: float = 0.25, threads: int = 1) -> Estimate:
+def robust_variance(
+    image: np.ndarray, *, box: int = 64, mask=None, region=None, max_bad_fraction: float = 0.25, threads: int = 1
+) -> Estimate:
     """Median over boxes of :func:`box_variances` (ADU^2), with its error and box count."""
-    return combine_boxes(box_variances(image, box=box, mask=mask, region=region,
-                                       max_bad_fraction=max_bad_fraction, threads=threads),
-                         "variance")
+    return combine_boxes(
+        box_variances(image, box=box, mask=mask, region=region, max_bad_fraction=max_bad_fraction, threads=threads),
+        "variance",
+    )
 
 
-def _half_difference_variances(a, b, box, mask, region, max_bad_fraction, threads,
-                               companion=None):
+def _half_difference_variances(a, b, box, mask, region, max_bad_fraction, threads, companion=None):
     """Per-box var(a - b) / 2 (ADU^2), flat array, NaN for skipped boxes, and the per-box
     mean of ``companion`` over the pixels used (NaN without one)."""
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     _check_frames([a, b] if companion is None else [a, b, np.asarray(companion)], mask)
-    variance, mean = _box_variances(a - b, box, mask, region, max_bad_fraction, threads,
-                                    companion)
+    variance, mean = _box_variances(a - b, box, mask, region, max_bad_fraction, threads, companion)
     return variance / 2.0, mean
 
 
 # ----------------------------------------------------------------------------- read noise
 
 
-def read_noise_from_pair(a: np.ndarray, b: np.ndarray, *, box: int = 64, mask=None,
-                         region=None, max_bad_fraction: float = 0.25,
-                         threads: int = 1) -> Estimate:
+def read_noise_from_pair(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    box: int = 64,
+    mask=None,
+    region=None,
+    max_bad_fraction: float = 0.25,
+    threads: int = 1,
+) -> Estimate:
     """Read noise (ADU) from two frames of the same kind with no signal (two biases):
     the median over boxes of sqrt(var(a - b) / 2), var robust (:func:`clipped_variances`).
     It is the noise a pixel of one frame has, digitisation (1/12 ADU^2) included."""
@@ -421,11 +429,17 @@ def read_noise_from_pair(a: np.ndarray, b: np.ndarray, *, box: int = 64, mask=No
     return estimate
 
 
-def read_noise_from_dark_pairs(pairs: Sequence[tuple[float, np.ndarray, np.ndarray]], *,
-                               dark_signal: float | np.ndarray | None = None,
-                               gain: float | None = None, box: int = 64, mask=None,
-                               region=None, max_bad_fraction: float = 0.25,
-                               threads: int = 1) -> ReadNoise:
+def read_noise_from_dark_pairs(
+    pairs: Sequence[tuple[float, np.ndarray, np.ndarray]],
+    *,
+    dark_signal: float | np.ndarray | None = None,
+    gain: float | None = None,
+    box: int = 64,
+    mask=None,
+    region=None,
+    max_bad_fraction: float = 0.25,
+    threads: int = 1,
+) -> ReadNoise:
     """Read noise (ADU) from dark pairs ``(exposure s, dark1, dark2)``, whose half-difference
     variance carries the dark current's shot noise: var(D1 - D2) / 2 = rn^2 + S_dark / g
     (ADU^2, S_dark the dark signal in ADU, g in e-/ADU).
@@ -459,24 +473,27 @@ def read_noise_from_dark_pairs(pairs: Sequence[tuple[float, np.ndarray, np.ndarr
     exposures = np.array([float(t) for t, _, _ in pairs])
     distinct = np.unique(exposures)
     if distinct.size >= 2 and dark_signal is not None:
-        raise ValueError("dark_signal/gain are for dark pairs of one exposure; pairs at "
-                         f"{distinct.size} exposures give the read noise by themselves")
+        raise ValueError(
+            "dark_signal/gain are for dark pairs of one exposure; pairs at "
+            f"{distinct.size} exposures give the read noise by themselves"
+        )
     image = None if dark_signal is None or np.ndim(dark_signal) == 0 else dark_signal
-    measured, halves, usable = _dark_pair_halves(pairs, exposures, image, box, mask, region,
-                                                 max_bad_fraction, threads)
+    measured, halves, usable = _dark_pair_halves(pairs, exposures, image, box, mask, region, max_bad_fraction, threads)
     if distinct.size >= 2:
         slopes, intercepts = _lines_per_box(exposures, halves)
         squared = combine_boxes(intercepts, "read noise^2 (dark-pair intercept)")
         listed = ", ".join(f"{x:g}" for x in distinct)
-        method = (f"{len(pairs)} dark pairs at {distinct.size} exposures ({listed} s): "
-                  "intercept of var(D1 - D2)/2 against exposure")
+        method = (
+            f"{len(pairs)} dark pairs at {distinct.size} exposures ({listed} s): "
+            "intercept of var(D1 - D2)/2 against exposure"
+        )
         return _read_noise_from_square(squared, method, upper_limit=False)
     listed = f"{len(pairs)} dark pair{'s' if len(pairs) > 1 else ''} at {distinct[0]:g} s"
     if dark_signal is None:
         squared = combine_boxes(halves.mean(axis=0), "read noise^2 (dark pair)")
         return _read_noise_from_square(
-            squared, f"{listed}: dark-current shot noise not removed, an upper limit",
-            upper_limit=True)
+            squared, f"{listed}: dark-current shot noise not removed, an upper limit", upper_limit=True
+        )
     if np.ndim(dark_signal) == 0:
         level = np.full(halves.shape, float(dark_signal))
         level_text = f"{float(dark_signal):.4g} ADU"
@@ -485,8 +502,8 @@ def read_noise_from_dark_pairs(pairs: Sequence[tuple[float, np.ndarray, np.ndarr
         level_text = "the dark image"
     squared = combine_boxes((halves - level / gain).mean(axis=0), "read noise^2 (dark pair)")
     return _read_noise_from_square(
-        squared, f"{listed}: dark shot noise of {level_text} / {gain:.4g} e-/ADU subtracted",
-        upper_limit=False)
+        squared, f"{listed}: dark shot noise of {level_text} / {gain:.4g} e-/ADU subtracted", upper_limit=False
+    )
 
 
 def _dark_pair_halves(pairs, exposures, image, box, mask, region, max_bad_fraction, threads):
@@ -498,8 +515,9 @@ def _dark_pair_halves(pairs, exposures, image, box, mask, region, max_bad_fracti
         # lowers the slope and raises the intercept: +0.7 % on rn measured)
         _, longest1, longest2 = pairs[int(np.argmax(exposures))]
         image = np.asarray(longest1, dtype=np.float32) + np.asarray(longest2, dtype=np.float32)
-    measured = [_half_difference_variances(d1, d2, box, mask, region, max_bad_fraction,
-                                           threads, image) for _, d1, d2 in pairs]
+    measured = [
+        _half_difference_variances(d1, d2, box, mask, region, max_bad_fraction, threads, image) for _, d1, d2 in pairs
+    ]
     halves = np.array([half for half, _ in measured])  # (pairs, boxes)
     usable = np.isfinite(halves).all(axis=0)
     return measured, halves[:, usable], usable
@@ -513,9 +531,16 @@ def _lines_per_box(exposures: np.ndarray, halves: np.ndarray) -> tuple[np.ndarra
     return slopes, halves.mean(axis=0) - slopes * exposures.mean()
 
 
-def dark_variance_rate(pairs: Sequence[tuple[float, np.ndarray, np.ndarray]], *,
-                       read_noise: float | None = None, box: int = 64, mask=None, region=None,
-                       max_bad_fraction: float = 0.25, threads: int = 1) -> Estimate:
+def dark_variance_rate(
+    pairs: Sequence[tuple[float, np.ndarray, np.ndarray]],
+    *,
+    read_noise: float | None = None,
+    box: int = 64,
+    mask=None,
+    region=None,
+    max_bad_fraction: float = 0.25,
+    threads: int = 1,
+) -> Estimate:
     """The dark current's shot-noise variance per second (ADU^2/s) of a typical pixel, from
     dark pairs ``(exposure s, dark1, dark2)``: var(D1 - D2) / 2 = rn^2 + rate t. With two
     or more distinct exposures, the median over boxes of the line's slope; with one, the
@@ -531,19 +556,19 @@ def dark_variance_rate(pairs: Sequence[tuple[float, np.ndarray, np.ndarray]], *,
         raise NoiseMeasurementError("dark variance: dark pairs of one exposure and no read noise")
     if distinct.max() <= 0:
         raise NoiseMeasurementError("dark variance: no dark pair has an exposure")
-    _, halves, _ = _dark_pair_halves(pairs, exposures, None, box, mask, region,
-                                     max_bad_fraction, threads)
+    _, halves, _ = _dark_pair_halves(pairs, exposures, None, box, mask, region, max_bad_fraction, threads)
     if distinct.size >= 2:
         slopes, _ = _lines_per_box(exposures, halves)
         return combine_boxes(slopes, "dark variance rate")
-    return combine_boxes((halves.mean(axis=0) - read_noise ** 2) / distinct[0], "dark variance rate")
+    return combine_boxes((halves.mean(axis=0) - read_noise**2) / distinct[0], "dark variance rate")
 
 
 def _read_noise_from_square(squared: Estimate, method: str, upper_limit: bool) -> ReadNoise:
     if not squared.value > 0:
         raise NoiseMeasurementError(
             f"read noise: rn^2 = {squared.value:.4g} +- {squared.error:.2g} ADU^2 is not "
-            f"positive ({method}); use a bias pair")
+            f"positive ({method}); use a bias pair"
+        )
     value = math.sqrt(squared.value)
     return ReadNoise(value, squared.error / (2 * value), squared.n, upper_limit, method)
 
@@ -551,11 +576,21 @@ def _read_noise_from_square(squared: Estimate, method: str, upper_limit: bool) -
 # ----------------------------------------------------------------------------- gain
 
 
-def flat_pair_point(flat1: np.ndarray, flat2: np.ndarray, zero1: np.ndarray,
-                    zero2: np.ndarray, *, saturation: float = 65535.0,
-                    min_level: float = 100.0, zero_kind: str = "bias pair", box: int = 64,
-                    mask=None, region=None, max_bad_fraction: float = 0.25,
-                    threads: int = 1) -> TransferPoint:
+def flat_pair_point(
+    flat1: np.ndarray,
+    flat2: np.ndarray,
+    zero1: np.ndarray,
+    zero2: np.ndarray,
+    *,
+    saturation: float = 65535.0,
+    min_level: float = 100.0,
+    zero_kind: str = "bias pair",
+    box: int = 64,
+    mask=None,
+    region=None,
+    max_bad_fraction: float = 0.25,
+    threads: int = 1,
+) -> TransferPoint:
     """A photon-transfer point and the gain (e-/ADU) from two flats and a zero pair (two
     biases, or two darks of the flats' exposure: ``zero_kind="darkflat pair"``), all in ADU.
 
@@ -600,8 +635,7 @@ def flat_pair_point(flat1: np.ndarray, flat2: np.ndarray, zero1: np.ndarray,
     mask = None if mask is None else _crop(np.asarray(mask), region)
     grid = _Grid.of(frames[0].shape, box)
     if grid.count == 0:
-        raise NoiseMeasurementError(f"gain: the frame {frames[0].shape} holds no whole "
-                                    f"{box} x {box} box")
+        raise NoiseMeasurementError(f"gain: the frame {frames[0].shape} holds no whole {box} x {box} box")
 
     def work(band: tuple[int, int]) -> tuple[np.ndarray, ...]:
         f1, f2, z1, z2 = (grid.boxes(x, *band) for x in frames)
@@ -628,8 +662,8 @@ def flat_pair_point(flat1: np.ndarray, flat2: np.ndarray, zero1: np.ndarray,
         with np.errstate(invalid="ignore", divide="ignore"):
             m1 = np.where(kept, a, 0).sum(axis=1, dtype=np.float64) / n_kept
             m2 = np.where(kept, b, 0).sum(axis=1, dtype=np.float64) / n_kept
-        shot = var_d - zero_var * (1 + ratio ** 2 + (1 - ratio) ** 2 / 2)
-        inverse_gain = shot / (m1 + ratio ** 2 * m2)
+        shot = var_d - zero_var * (1 + ratio**2 + (1 - ratio) ** 2 / 2)
+        inverse_gain = shot / (m1 + ratio**2 * m2)
         # Near saturation: over 1 % of a box's pixels within 4 sigma of saturation in a
         # flat (sigma: that flat's noise, zero + photons), i.e. its noise distribution is
         # cut; the pixels at or above saturation (stars, hot pixels) are left out anyway.
@@ -641,36 +675,53 @@ def flat_pair_point(flat1: np.ndarray, flat2: np.ndarray, zero1: np.ndarray,
                 close = np.count_nonzero(f >= saturation - 4 * sigma[:, None], axis=1)
                 near_saturation |= ~masked & ~below_floor & (close > 0.01 * f.shape[1])
         excluded = masked | below_floor | near_saturation
-        return (np.where(excluded, np.nan, inverse_gain), m1, ratio,
-                np.where(excluded, np.nan, zero_var), masked, near_saturation, below_floor)
+        return (
+            np.where(excluded, np.nan, inverse_gain),
+            m1,
+            ratio,
+            np.where(excluded, np.nan, zero_var),
+            masked,
+            near_saturation,
+            below_floor,
+        )
 
     inverse_gain, m1, ratio, zero_var, masked, near_saturation, below_floor = _gather(
-        map_in_threads(work, _box_rows(grid, threads), threads))
+        map_in_threads(work, _box_rows(grid, threads), threads)
+    )
     used = np.isfinite(inverse_gain)
-    why = (f"{grid.count} boxes: {int(masked.sum())} masked, {int(near_saturation.sum())} "
-           f"near saturation ({saturation:g} ADU), {int(below_floor.sum())} below "
-           f"{min_level:g} ADU")
+    why = (
+        f"{grid.count} boxes: {int(masked.sum())} masked, {int(near_saturation.sum())} "
+        f"near saturation ({saturation:g} ADU), {int(below_floor.sum())} below "
+        f"{min_level:g} ADU"
+    )
     if used.sum() < MIN_BOXES:
         raise NoiseMeasurementError(f"gain: {int(used.sum())} usable boxes of {why}")
     inverse = combine_boxes(inverse_gain, "inverse gain")
     if not inverse.value > 0:
         raise NoiseMeasurementError(
             f"gain: no photon noise above the zero pair's noise ({why}): flats too faint, "
-            "or the zero pair noisier than the flats' zero level")
+            "or the zero pair noisier than the flats' zero level"
+        )
     signal = float(np.median(m1[used]))
     gain = 1.0 / inverse.value
     zero_noise = combine_boxes(np.sqrt(zero_var), "zero-pair noise")
     return TransferPoint(
-        signal=signal, shot_variance=signal * inverse.value,
-        shot_variance_error=signal * inverse.error, gain=gain,
-        gain_error=inverse.error * gain * gain, level_ratio=float(np.median(ratio[used])),
-        zero_noise=zero_noise, zero_kind=zero_kind, boxes_used=int(used.sum()),
-        boxes_masked=int(masked.sum()), boxes_near_saturation=int(near_saturation.sum()),
-        boxes_below_floor=int(below_floor.sum()))
+        signal=signal,
+        shot_variance=signal * inverse.value,
+        shot_variance_error=signal * inverse.error,
+        gain=gain,
+        gain_error=inverse.error * gain * gain,
+        level_ratio=float(np.median(ratio[used])),
+        zero_noise=zero_noise,
+        zero_kind=zero_kind,
+        boxes_used=int(used.sum()),
+        boxes_masked=int(masked.sum()),
+        boxes_near_saturation=int(near_saturation.sum()),
+        boxes_below_floor=int(below_floor.sum()),
+    )
 
 
-def photon_transfer(points: Sequence[TransferPoint],
-                    read_noise: Estimate | ReadNoise | None = None) -> GainResult:
+def photon_transfer(points: Sequence[TransferPoint], read_noise: Estimate | ReadNoise | None = None) -> GainResult:
     """Gain (e-/ADU) from photon-transfer points: the weighted line through the origin
     shot_variance = signal / g (weights 1 / shot_variance_error^2). Its error is the
     line's from the points' errors, scaled up by sqrt(chi^2 / (n - 1)) when the points
@@ -697,11 +748,9 @@ def photon_transfer(points: Sequence[TransferPoint],
         s, s_err = _line_through_origin(signal[others], variance[others], error[others])
         expected = s * signal[top]
         nonlinearity = float(variance[top] / expected - 1)
-        nonlinearity_sigma = float((variance[top] - expected)
-                                   / math.hypot(error[top], signal[top] * s_err))
+        nonlinearity_sigma = float((variance[top] - expected) / math.hypot(error[top], signal[top] * s_err))
     kinds = sorted({p.zero_kind for p in points})
-    method = (f"photon transfer, {len(points)} flat pair{'s' if len(points) > 1 else ''}, "
-              f"{' and '.join(kinds)}")
+    method = f"photon transfer, {len(points)} flat pair{'s' if len(points) > 1 else ''}, {' and '.join(kinds)}"
     rn_value = rn_error = None
     upper = False
     if read_noise is not None:
@@ -710,16 +759,24 @@ def photon_transfer(points: Sequence[TransferPoint],
         how = getattr(read_noise, "method", "a bias pair")
         method += f"; read noise from {how}"
     return GainResult(
-        gain=gain, gain_error=slope_error / slope ** 2, read_noise_adu=rn_value,
-        read_noise_error=rn_error, read_noise_upper_limit=upper, method=method,
-        points=points, point_gains=tuple(p.gain for p in points), residuals=residuals,
-        nonlinearity=nonlinearity, nonlinearity_sigma=nonlinearity_sigma)
+        gain=gain,
+        gain_error=slope_error / slope**2,
+        read_noise_adu=rn_value,
+        read_noise_error=rn_error,
+        read_noise_upper_limit=upper,
+        method=method,
+        points=points,
+        point_gains=tuple(p.gain for p in points),
+        residuals=residuals,
+        nonlinearity=nonlinearity,
+        nonlinearity_sigma=nonlinearity_sigma,
+    )
 
 
 def _line_through_origin(x: np.ndarray, y: np.ndarray, error: np.ndarray) -> tuple[float, float]:
     """Weighted least-squares slope of y = s x and its error (scaled by the reduced
     chi^2 when above 1)."""
-    w = 1.0 / error ** 2
+    w = 1.0 / error**2
     sxx = float(np.sum(w * x * x))
     slope = float(np.sum(w * x * y)) / sxx
     slope_error = 1.0 / math.sqrt(sxx)

@@ -31,8 +31,8 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .writers import write_text_atomic
 
@@ -40,8 +40,17 @@ from .writers import write_text_atomic
 LOCK_NAME = ".ccdcal.lock"
 #: What ccdcal writes at the top of output_dir (a folder holding any of these that ccdcal
 #: did not make is refused).
-OUTPUT_NAMES = ("calibrated", "masters", "work", "logs", "inventory.csv", "plan.json",
-                "matches.csv", "summary.csv", "summary.txt")
+OUTPUT_NAMES = (
+    "calibrated",
+    "masters",
+    "work",
+    "logs",
+    "inventory.csv",
+    "plan.json",
+    "matches.csv",
+    "summary.csv",
+    "summary.txt",
+)
 #: The manifest of ``calibrated/``, written last by the publishing job.
 PUBLISHED_MANIFEST = ".ccdcal-published"
 #: Where jobs leave their records, relative to output_dir: the light groups' folders, each
@@ -79,25 +88,27 @@ def check_locations(raw_dir: str | os.PathLike, output_dir: str | os.PathLike) -
     if out == raw:
         raise OutputDirError(
             f"output_dir is raw_dir ({raw}): outputs would replace raw frames. Give an "
-            "output_dir of its own (it may lie inside raw_dir, e.g. raw_dir/calibrated-night).")
+            "output_dir of its own (it may lie inside raw_dir, e.g. raw_dir/calibrated-night)."
+        )
     if _inside(raw, out):
         raise OutputDirError(
             f"raw_dir {raw} lies inside output_dir {out}: ccdcal replaces and deletes folders "
-            "there (calibrated/, work/). Give an output_dir outside raw_dir.")
+            "there (calibrated/, work/). Give an output_dir outside raw_dir."
+        )
     if out.is_dir() and not is_ccdcal_output(out):
         clashes = sorted(name for name in OUTPUT_NAMES if (out / name).exists())
         if clashes:
             raise OutputDirError(
                 f"output_dir {out} was not made by ccdcal and already holds "
                 f"{', '.join(clashes)}: ccdcal would replace or delete them. Move them away or "
-                "give an empty or new output_dir.")
+                "give an empty or new output_dir."
+            )
 
 
 def is_ccdcal_output(folder: Path) -> bool:
     """A folder ccdcal has written to (its lock file, or the inventory and plan of a run
     made before there was one)."""
-    return (folder / LOCK_NAME).exists() or (
-        (folder / "plan.json").is_file() and (folder / "inventory.csv").is_file())
+    return (folder / LOCK_NAME).exists() or ((folder / "plan.json").is_file() and (folder / "inventory.csv").is_file())
 
 
 #: Locks held by this process, by folder (kept open for the life of the process).
@@ -122,9 +133,15 @@ def claim(output_dir: str | os.PathLike, description: str = "") -> None:
             raise
         raise OutputDirError(
             f"output_dir {folder} is in use by another ccdcal run ({_describe_holder(holder)}). "
-            "Wait for it to finish, or give another output_dir.") from None
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "cwd": os.getcwd(),
-              "command": " ".join(sys.argv), "what": description}
+            "Wait for it to finish, or give another output_dir."
+        ) from None
+    record = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "cwd": os.getcwd(),
+        "command": " ".join(sys.argv),
+        "what": description,
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(record, sort_keys=True) + "\n").encode(), 0)
     _HELD[folder] = fd
@@ -138,8 +155,9 @@ def _describe_holder(text: str) -> str:
         return "no details recorded"
 
 
-def remove_stale_snakemake_locks(locks_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                                 workdir: str | os.PathLike = ".") -> list[Path]:
+def remove_stale_snakemake_locks(
+    locks_dir: str | os.PathLike, output_dir: str | os.PathLike, workdir: str | os.PathLike = "."
+) -> list[Path]:
     """Delete Snakemake's lock files (``.snakemake/locks/N.input.lock`` / ``N.output.lock``)
     that name a file inside ``output_dir``. Call only while holding ``claim(output_dir)``:
     no live run can then own them, they are left by a killed one. Returns those removed."""
@@ -164,18 +182,19 @@ def group_is_complete(folder: Path) -> bool:
         return False
     with open(report, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return all((folder / row["output"]).is_file() for row in rows
-               if row.get("status") == "calibrated" and row.get("output"))
+    return all(
+        (folder / row["output"]).is_file() for row in rows if row.get("status") == "calibrated" and row.get("output")
+    )
 
 
-def write_published_manifest(calibrated: Path, groups: Iterable[str], files: Iterable[str],
-                             partial: bool = False) -> None:
+def write_published_manifest(
+    calibrated: Path, groups: Iterable[str], files: Iterable[str], partial: bool = False
+) -> None:
     """Record what ``calibrated/`` holds (written last: its presence means complete).
     ``partial``: published after a failed run from the groups that finished; the next run
     redoes it."""
     manifest = {"groups": sorted(groups), "files": sorted(files), "partial": partial}
-    write_text_atomic(json.dumps(manifest, indent=0, sort_keys=True) + "\n",
-                      calibrated / PUBLISHED_MANIFEST)
+    write_text_atomic(json.dumps(manifest, indent=0, sort_keys=True) + "\n", calibrated / PUBLISHED_MANIFEST)
 
 
 def published_is_complete(output_dir: Path) -> bool:
@@ -185,9 +204,11 @@ def published_is_complete(output_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     groups = Path(output_dir) / GROUPS_DIR
-    return (not manifest.get("partial")
-            and all((calibrated / f).is_file() for f in manifest.get("files", []))
-            and all(group_is_complete(groups / g) for g in manifest.get("groups", [])))
+    return (
+        not manifest.get("partial")
+        and all((calibrated / f).is_file() for f in manifest.get("files", []))
+        and all(group_is_complete(groups / g) for g in manifest.get("groups", []))
+    )
 
 
 def find_incomplete(output_dir: str | os.PathLike) -> list[tuple[Path, str]]:
@@ -202,8 +223,7 @@ def find_incomplete(output_dir: str | os.PathLike) -> list[tuple[Path, str]]:
     calibrated = out / "calibrated"
     if calibrated.exists() and not published_is_complete(out):
         found.append((calibrated, "incomplete or out of date"))
-    for folder in (out, out / "masters", out / "work", out / MASTER_REPORTS_DIR, out / NOISE_DIR,
-                   groups):
+    for folder in (out, out / "masters", out / "work", out / MASTER_REPORTS_DIR, out / NOISE_DIR, groups):
         for tmp in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
             found.append((tmp, "left by a killed writer"))
     return found

@@ -13,14 +13,16 @@ each said there. After correction the frame is cut to the trim section.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from .camera import HeaderView
 from .sections import Section
 from .steps import light_steps, reading_layout
+
 
 @dataclass(frozen=True)
 class Amplifier:
@@ -74,8 +76,7 @@ def _data_beside(overscan: Section, raw_shape: tuple[int, int]) -> Section:
     """The larger side of the frame next to an overscan strip that spans the whole frame."""
     ny, nx = raw_shape
     if overscan.x1 == 1 and overscan.x2 >= nx and overscan.y1 == 1 and overscan.y2 >= ny:
-        raise ValueError(f"overscan {overscan} covers the whole {nx}x{ny} (NAXIS1xNAXIS2) frame: "
-                         "no data beside it")
+        raise ValueError(f"overscan {overscan} covers the whole {nx}x{ny} (NAXIS1xNAXIS2) frame: no data beside it")
     if overscan.y1 == 1 and overscan.y2 == ny:  # serial: columns
         left, right = overscan.x1 - 1, nx - overscan.x2
         return Section(1, left, 1, ny) if left >= right else Section(overscan.x2 + 1, nx, 1, ny)
@@ -120,10 +121,7 @@ def layout_for(header: HeaderView, raw_shape: tuple[int, int], profile: Mapping[
     if trim_spec == "none":
         trim = Section.full(raw_shape)
     elif trim_spec == "header":
-        trim = (
-            _section("header", header, "TRIMSEC", "trim")
-            or _section("header", header, "DATASEC", "trim")
-        )
+        trim = _section("header", header, "TRIMSEC", "trim") or _section("header", header, "DATASEC", "trim")
         if trim is None:
             trim = _union([a.data for a in amplifiers]) if amplifiers else Section.full(raw_shape)
     else:
@@ -202,8 +200,7 @@ def _median(strip: np.ndarray, overscan: Section, data: Section, order: int, axi
     return np.array([[np.median(strip)]], dtype=np.float32)
 
 
-def _lines(strip: np.ndarray, overscan: Section, data: Section, axis: str
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _lines(strip: np.ndarray, overscan: Section, data: Section, axis: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The median of each line of the strip along ``axis`` (ADU), the lines' numbers and
     those of the data's lines (FITS, 1-based)."""
     if axis == "rows":
@@ -290,8 +287,9 @@ class FrameCorrector:
         """Mean overscan level (ADU) subtracted from each amplifier."""
         return [float(np.mean(m)) for m in self.models]
 
-    def block(self, y0: int, y1: int, saturation: float | None = None,
-              out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def block(
+        self, y0: int, y1: int, saturation: float | None = None, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Output rows ``y0:y1`` (0-based, trimmed coordinates), overscan-corrected, float32 ADU.
 
         Written into ``out`` (rows, nx) when given: read straight into it when the trim
@@ -325,6 +323,7 @@ class FrameCorrector:
             out[...] = raw[:, cols]
         return out, saturated
 
-    def full(self, saturation: float | None = None, out: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray | None]:
+    def full(
+        self, saturation: float | None = None, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         return self.block(0, self.layout.shape[0], saturation, out=out)

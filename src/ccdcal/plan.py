@@ -29,17 +29,18 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import __version__
 from .camera import MASTER_TYPES, safe_name
 from .inventory import FrameRecord, parse_shape
 from .library import LibraryMaster
 from .matching import MISSING_FLAGS, Choice, Matcher, Target, missing_steps
-from .steps import masters_wanted
 from .night_noise import noise_name, noise_plans
 from .provenance import settings_for
+from .steps import masters_wanted
 
 PLAN_VERSION = 1
 
@@ -59,7 +60,7 @@ def setup_key(record: FrameRecord) -> tuple:
     )
 
 
-def _key_of_master(master: "Master") -> tuple:
+def _key_of_master(master: Master) -> tuple:
     s = master.setup
     return (s["camera"], s["binning"], s["shape"], s["gain_setting"], s["offset"], s["readout_mode"])
 
@@ -134,13 +135,27 @@ class Master:
     damaged: str | None = None  # library masters: why the file cannot be used (library.verify_master)
 
     @classmethod
-    def from_library(cls, record: LibraryMaster) -> "Master":
+    def from_library(cls, record: LibraryMaster) -> Master:
         """A library master (``library.scan_library``) as a candidate next to tonight's."""
-        return cls(record.name, record.type, record.camera, dict(record.setup), [], record.temperature_c,
-                   record.exptime, record.filter, source="library", file=record.file,
-                   time_begin=record.time_begin, time_end=record.time_end, date_begin=record.date_begin,
-                   count=record.count, identity=record.identity, flags=list(record.flags),
-                   damaged=record.damaged)
+        return cls(
+            record.name,
+            record.type,
+            record.camera,
+            dict(record.setup),
+            [],
+            record.temperature_c,
+            record.exptime,
+            record.filter,
+            source="library",
+            file=record.file,
+            time_begin=record.time_begin,
+            time_end=record.time_end,
+            date_begin=record.date_begin,
+            count=record.count,
+            identity=record.identity,
+            flags=list(record.flags),
+            damaged=record.damaged,
+        )
 
     def __post_init__(self):
         times = [f.time_s for f in self.frames if f.time_s is not None]
@@ -270,12 +285,26 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
             for key_filter in sorted(by_filter):
                 filt = by_filter[key_filter][0].filter.strip()
                 groups = sessions(by_filter[key_filter], gap)
-                base = "_".join([f"flat_{label}_{safe_name(filt, 'nofilter')}",
-                                 *(safe_name(part) for part in key_filter[1:] if part)])
+                base = "_".join(
+                    [
+                        f"flat_{label}_{safe_name(filt, 'nofilter')}",
+                        *(safe_name(part) for part in key_filter[1:] if part),
+                    ]
+                )
                 names = _session_names(base, groups, taken)
                 for name, group in zip(names, groups):
-                    masters.append(Master(name, "flat", first.camera, _setup_dict(first), group,
-                                          _mean(f.temperature_c for f in group), None, filt))
+                    masters.append(
+                        Master(
+                            name,
+                            "flat",
+                            first.camera,
+                            _setup_dict(first),
+                            group,
+                            _mean(f.temperature_c for f in group),
+                            None,
+                            filt,
+                        )
+                    )
             continue
         tolerance = profile["temperature_tolerance"]
         for group in _temperature_groups(frames, tolerance):
@@ -284,8 +313,17 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
                 groups = sessions(group, gap)
                 names = _session_names(f"bias_{label}_{_temperature_label(temperature)}", groups, taken)
                 for name, part in zip(names, groups):
-                    masters.append(Master(name, "bias", first.camera, _setup_dict(first), part,
-                                          _mean(f.temperature_c for f in part), 0.0))
+                    masters.append(
+                        Master(
+                            name,
+                            "bias",
+                            first.camera,
+                            _setup_dict(first),
+                            part,
+                            _mean(f.temperature_c for f in part),
+                            0.0,
+                        )
+                    )
                 continue
             exp_tol = profile["dark"]["exposure_tolerance"]
             for idx in cluster([f.exptime for f in group], exp_tol):
@@ -294,8 +332,17 @@ def build_masters(records: list[FrameRecord], cameras: Mapping[str, Mapping[str,
                 groups = sessions(sub, gap)
                 base = f"dark_{label}_{_temperature_label(temperature)}_{_exposure_label(exptime)}"
                 for name, part in zip(_session_names(base, groups, taken), groups):
-                    masters.append(Master(name, "dark", first.camera, _setup_dict(first), part,
-                                          _mean(f.temperature_c for f in part), exptime))
+                    masters.append(
+                        Master(
+                            name,
+                            "dark",
+                            first.camera,
+                            _setup_dict(first),
+                            part,
+                            _mean(f.temperature_c for f in part),
+                            exptime,
+                        )
+                    )
     return masters + _biases_from_darks(masters, cameras, taken)
 
 
@@ -308,8 +355,9 @@ def flat_set_of(record: FrameRecord, flat_settings: Mapping[str, Any]) -> tuple[
         try:
             found = re.search(pattern, record.path)
         except re.error as exc:
-            raise PlanError(f"camera {record.camera}: flat.group_pattern {pattern!r} is not a "
-                            f"regular expression: {exc}") from None
+            raise PlanError(
+                f"camera {record.camera}: flat.group_pattern {pattern!r} is not a regular expression: {exc}"
+            ) from None
         parts.append("" if found is None else (found.group(1) if found.groups() else found.group(0)) or "")
     return tuple(parts)
 
@@ -330,8 +378,7 @@ def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[
         darks = sorted(by_setup[key], key=lambda m: m.name)
         timed = [m for m in darks if m.temperature_c is not None]
         tolerance = cameras[darks[0].camera]["temperature_tolerance"]
-        groups += [[timed[i] for i in members]
-                   for members in cluster([m.temperature_c for m in timed], tolerance)]
+        groups += [[timed[i] for i in members] for members in cluster([m.temperature_c for m in timed], tolerance)]
         groups.append([m for m in darks if m.temperature_c is None])
     for group in groups:
         group = sorted(group, key=lambda m: (m.exptime, m.name))
@@ -340,10 +387,21 @@ def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[
         first = group[0]
         temperature = _mean(m.temperature_c for m in group)
         label = f"{_setup_label(first.frames[0])}_{_temperature_label(temperature)}"
-        bias = Master(_unique_name(f"bias_{label}_fromdarks", taken), "bias", first.camera,
-                      first.setup, [], temperature, 0.0, derived_from=[m.name for m in group])
-        bias.time_begin = min(m.time_begin for m in group if m.time_begin is not None) if any(
-            m.time_begin is not None for m in group) else None
+        bias = Master(
+            _unique_name(f"bias_{label}_fromdarks", taken),
+            "bias",
+            first.camera,
+            first.setup,
+            [],
+            temperature,
+            0.0,
+            derived_from=[m.name for m in group],
+        )
+        bias.time_begin = (
+            min(m.time_begin for m in group if m.time_begin is not None)
+            if any(m.time_begin is not None for m in group)
+            else None
+        )
         bias.time_end = max((m.time_end for m in group if m.time_end is not None), default=None)
         bias.date_begin = min((m.date_begin for m in group if m.date_begin), default="")
         bias.count = sum(m.n_frames for m in group)
@@ -353,25 +411,44 @@ def _biases_from_darks(masters: list[Master], cameras, taken: set[str]) -> list[
 
 # ------------------------------------------------------------------------- matching
 def target_of(record: FrameRecord, kind: str) -> Target:
-    return Target(record.path, kind, record.camera, _setup_dict(record), record.temperature_c,
-                  record.exptime or 0.0, record.time_s, record.filter.strip(), record.dark_subtracted)
+    return Target(
+        record.path,
+        kind,
+        record.camera,
+        _setup_dict(record),
+        record.temperature_c,
+        record.exptime or 0.0,
+        record.time_s,
+        record.filter.strip(),
+        record.dark_subtracted,
+    )
 
 
 def target_of_master(master: Master) -> Target:
     """A master dark as a frame that needs a bias (to measure its dark current)."""
     middle = None if master.time_begin is None else (master.time_begin + master.time_end) / 2
-    return Target(master.name, "dark", master.camera, master.setup, master.temperature_c,
-                  master.exptime or 0.0, middle, master.filter)
+    return Target(
+        master.name,
+        "dark",
+        master.camera,
+        master.setup,
+        master.temperature_c,
+        master.exptime or 0.0,
+        middle,
+        master.filter,
+    )
 
 
 def _group_id(camera: str, filt: str, choice: Choice) -> str:
-    digest = hashlib.sha256(
-        json.dumps([choice.bias, choice.dark, choice.flat], sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps([choice.bias, choice.dark, choice.flat], sort_keys=True).encode()).hexdigest()[
+        :8
+    ]
     return f"{safe_name(camera)}_{safe_name(filt, 'nofilter')}_{digest}".lstrip("+-")
 
 
-def master_identity(master: Master, checksums: Mapping[str, str], profile: Mapping[str, Any],
-                    identities: Mapping[str, str | None]) -> str | None:
+def master_identity(
+    master: Master, checksums: Mapping[str, str], profile: Mapping[str, Any], identities: Mapping[str, str | None]
+) -> str | None:
     """16 hex digits of the SHA-256 of what the master is made from (MASTERID); None if an
     input's checksum or a master it depends on has no identity."""
     inputs = [checksums.get(f.path) for f in master.frames]
@@ -403,8 +480,9 @@ def master_identity(master: Master, checksums: Mapping[str, str], profile: Mappi
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matcher,
-                     checksums: Mapping[str, str] | None, cameras) -> None:
+def _resolve_masters(
+    tonight: list[Master], library: list[Master], matcher: Matcher, checksums: Mapping[str, str] | None, cameras
+) -> None:
     """Darks get the bias that measures their dark current, flats their per-frame bias and
     dark; every master its identity. A library master identical to one of tonight's is no
     longer a candidate: tonight's is linked to it instead of being rebuilt, unless the
@@ -418,21 +496,20 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
             ordered += [m for m in tonight if m.derived_from]
         for master in ordered:
             if master.type == "dark":  # a bias fitted from these very darks cannot measure them
-                bias = matcher.bias_for(target_of_master(master), record=False,
-                                        exclude=lambda m: bool(m.derived_from))
+                bias = matcher.bias_for(target_of_master(master), record=False, exclude=lambda m: bool(m.derived_from))
                 master.bias = bias.master.name if bias else None
             elif kind == "flat":
                 wanted = masters_wanted(cameras[master.camera].get("steps"), "flat")
                 for frame in master.frames:
                     choice = matcher.choose(target_of(frame, "flat"))
                     master.frame_calibration[frame.path] = choice.to_json()
-                master.flags = sorted({f for c in master.frame_calibration.values()
-                                       for f in missing_steps(c, wanted)})
+                master.flags = sorted({f for c in master.frame_calibration.values() for f in missing_steps(c, wanted)})
             if checksums is not None:
                 master.identity = master_identity(master, checksums, cameras[master.camera], identities)
             if master.derived_from and all(identities.get(d) for d in master.derived_from):
-                master.identity = hashlib.sha256(json.dumps(
-                    ["bias_from_darks", *(identities[d] for d in master.derived_from)]).encode()).hexdigest()[:16]
+                master.identity = hashlib.sha256(
+                    json.dumps(["bias_from_darks", *(identities[d] for d in master.derived_from)]).encode()
+                ).hexdigest()[:16]
             identities[master.name] = master.identity
             twin = by_identity.get(master.identity) if master.identity else None
             if twin is not None:
@@ -440,9 +517,13 @@ def _resolve_masters(tonight: list[Master], library: list[Master], matcher: Matc
                 matcher.masters.remove(twin)
 
 
-def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
-              cameras: Mapping[str, Mapping[str, Any]], library: Iterable[LibraryMaster] = (),
-              checksums: Mapping[str, str] | None = None) -> dict[str, Any]:
+def make_plan(
+    records: list[FrameRecord],
+    config: Mapping[str, Any],
+    cameras: Mapping[str, Mapping[str, Any]],
+    library: Iterable[LibraryMaster] = (),
+    checksums: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """The whole plan as a JSON-able dict (see module docstring).
 
     ``cameras`` maps each camera name found in the inventory to its resolved profile;
@@ -470,12 +551,20 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         choice = matcher.choose(target)
         flags = missing_steps(choice.to_json(), matcher.wanted(target)) + inherited_flags(choice, by_name)
         lacking = [step for step in MASTER_TYPES if MISSING_FLAGS[step] in flags and step in policy["steps"]]
-        entry = {"path": record.path, "output": outputs[record.path], "exptime": record.exptime,
-                 "binning": record.binning, "shape": record.shape, "flags": flags,
-                 **choice.to_json()}
+        entry = {
+            "path": record.path,
+            "output": outputs[record.path],
+            "exptime": record.exptime,
+            "binning": record.binning,
+            "shape": record.shape,
+            "flags": flags,
+            **choice.to_json(),
+        }
         if outputs[record.path] != plain_output_name(record.path):
-            entry["notes"] = [*entry["notes"], f"written as {outputs[record.path]}: "
-                              f"{plain_output_name(record.path)} is another raw file's output"]
+            entry["notes"] = [
+                *entry["notes"],
+                f"written as {outputs[record.path]}: {plain_output_name(record.path)} is another raw file's output",
+            ]
         if lacking and policy["policy"] == "stop":
             missing.append(f"{record.path}: no {', no '.join(lacking)} ({'; '.join(choice.notes)})")
         if lacking and policy["policy"] == "skip":
@@ -485,12 +574,21 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
         group = _group_id(record.camera, record.filter, choice)
         group_pixels[group] = max(group_pixels.get(group, 1), _pixels(record.shape or record.raw_shape))
         lights[record.path] = {"group": None, **entry}
-        groups.setdefault(group, {"camera": record.camera, "filter": record.filter,
-                                  "bias": choice.bias, "dark": choice.dark, "flat": choice.flat,
-                                  "lights": []})["lights"].append(entry)
+        groups.setdefault(
+            group,
+            {
+                "camera": record.camera,
+                "filter": record.filter,
+                "bias": choice.bias,
+                "dark": choice.dark,
+                "flat": choice.flat,
+                "lights": [],
+            },
+        )["lights"].append(entry)
     if missing:
-        raise PlanError("missing_calibration is 'stop' and these lights lack a calibration step:\n  "
-                        + "\n  ".join(missing))
+        raise PlanError(
+            "missing_calibration is 'stop' and these lights lack a calibration step:\n  " + "\n  ".join(missing)
+        )
 
     light_groups: dict[str, dict[str, Any]] = {}
     for group_id in sorted(groups):
@@ -535,11 +633,15 @@ def make_plan(records: list[FrameRecord], config: Mapping[str, Any],
     }
 
 
-def inherited_flags(choice: Choice, masters: Mapping[str, "Master"]) -> list[str]:
+def inherited_flags(choice: Choice, masters: Mapping[str, Master]) -> list[str]:
     """The missing steps of the masters a frame gets, as its own flags: a master flat made
     without bias or dark gives its lights FLAT-NOBIAS, FLAT-NODARK."""
-    return [f"{step.upper()}-{flag}" for step in MASTER_TYPES
-            if getattr(choice, step) for flag in masters[getattr(choice, step)].flags]
+    return [
+        f"{step.upper()}-{flag}"
+        for step in MASTER_TYPES
+        if getattr(choice, step)
+        for flag in masters[getattr(choice, step)].flags
+    ]
 
 
 COMPRESSION_SUFFIXES = (".fz", ".gz")

@@ -13,16 +13,17 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import bottleneck as bn
 import numpy as np
 from PIL import Image
 
-from .writers import write_bytes_atomic
 from .stats import median
+from .writers import write_bytes_atomic
 
 #: Normal consistency of the median absolute deviation: sigma = 1.4826 MAD.
 MAD_TO_SIGMA = 1.482602218505602
@@ -67,18 +68,30 @@ class PixelHistogram:
     above: int
 
     def as_json(self) -> dict[str, Any]:
-        return {"counts": list(self.counts), "edges": list(self.edges),
-                **{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                   for k, v in (("median", self.median), ("sigma", self.sigma))},
-                "count": self.count, "below": self.below, "above": self.above}
+        return {
+            "counts": list(self.counts),
+            "edges": list(self.edges),
+            **{
+                k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in (("median", self.median), ("sigma", self.sigma))
+            },
+            "count": self.count,
+            "below": self.below,
+            "above": self.above,
+        }
 
     @classmethod
-    def from_json(cls, record: Mapping[str, Any]) -> "PixelHistogram":
+    def from_json(cls, record: Mapping[str, Any]) -> PixelHistogram:
         nan = float("nan")
-        return cls(counts=tuple(int(c) for c in record["counts"]), edges=tuple(float(e) for e in record["edges"]),
-                   median=nan if record["median"] is None else float(record["median"]),
-                   sigma=nan if record["sigma"] is None else float(record["sigma"]),
-                   count=int(record["count"]), below=int(record["below"]), above=int(record["above"]))
+        return cls(
+            counts=tuple(int(c) for c in record["counts"]),
+            edges=tuple(float(e) for e in record["edges"]),
+            median=nan if record["median"] is None else float(record["median"]),
+            sigma=nan if record["sigma"] is None else float(record["sigma"]),
+            count=int(record["count"]),
+            below=int(record["below"]),
+            above=int(record["above"]),
+        )
 
 
 # ------------------------------------------------------------------ image preview
@@ -137,8 +150,11 @@ def block_mean(data: np.ndarray, block: int, mask: np.ndarray | None = None) -> 
         return (sums / (block * block)).astype(np.float32)
     good = ~np.isnan(values)
     # Counted along y first (whole rows added, fast), then along x on the smaller array.
-    column_counts = good.view(np.uint8).reshape(rows, block, cols * block).sum(
-        axis=1, dtype=np.uint16 if block < 1 << 16 else np.uint32)
+    column_counts = (
+        good.view(np.uint8)
+        .reshape(rows, block, cols * block)
+        .sum(axis=1, dtype=np.uint16 if block < 1 << 16 else np.uint32)
+    )
     counts = column_counts.reshape(rows, cols, block).sum(axis=2, dtype=np.uint32)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sums / counts).astype(np.float32)
@@ -148,8 +164,9 @@ def block_mean(data: np.ndarray, block: int, mask: np.ndarray | None = None) -> 
 PREVIEW_SIZE = 512
 
 
-def reduced_image(data: np.ndarray, mask: np.ndarray | None = None, max_size: int = PREVIEW_SIZE
-                  ) -> tuple[np.ndarray, int]:
+def reduced_image(
+    data: np.ndarray, mask: np.ndarray | None = None, max_size: int = PREVIEW_SIZE
+) -> tuple[np.ndarray, int]:
     """An image (ADU, [y, x]) reduced for a preview: the mean of each block x block square
     (``block_mean``: NaN and masked pixels left out), ``block`` the smallest integer that
     makes the longer side <= ``max_size`` px. Returns (float32 image, block)."""
@@ -196,12 +213,12 @@ def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1
     else:  # zlib level 1: a sixth of level 6's time for a 512 px preview, 1.2 times its bytes
         image.save(buffer, format="PNG", compress_level=1)
     write_bytes_atomic(buffer.getvalue(), path)
-    return PreviewInfo(width=pixels.shape[1], height=pixels.shape[0], block=block,
-                       black_adu=black, white_adu=white)
+    return PreviewInfo(width=pixels.shape[1], height=pixels.shape[0], block=block, black_adu=black, white_adu=white)
 
 
-def write_preview(data: np.ndarray, path: str | os.PathLike, mask: np.ndarray | None = None,
-                  max_size: int = PREVIEW_SIZE) -> PreviewInfo:
+def write_preview(
+    data: np.ndarray, path: str | os.PathLike, mask: np.ndarray | None = None, max_size: int = PREVIEW_SIZE
+) -> PreviewInfo:
     """Write an 8-bit grayscale PNG of an image (ADU, [y, x]) to ``path``: the image
     reduced to at most ``max_size`` px a side (``reduced_image``), then stretched
     (``write_stretched``) between the ZScale limits of that reduced image: the limits are
@@ -223,19 +240,18 @@ def save_array(array: np.ndarray, path: str | os.PathLike) -> None:
 THUMBNAIL_SIZE = 256
 
 
-def write_thumbnail(data: np.ndarray, path: str | os.PathLike, mask: np.ndarray | None = None,
-                    max_size: int = THUMBNAIL_SIZE) -> PreviewInfo:
+def write_thumbnail(
+    data: np.ndarray, path: str | os.PathLike, mask: np.ndarray | None = None, max_size: int = THUMBNAIL_SIZE
+) -> PreviewInfo:
     """A small preview of a light (``write_preview`` of every n-th pixel of every n-th
     row, n = its longer side / ``max_size``, rounded up; JPEG when ``path`` ends in .jpg):
     ~1.5 ms at 2048², where a block mean of every pixel costs ~20 ms a light."""
     step = max(1, -(-max(data.shape) // max_size))
-    return write_preview(data[::step, ::step], path, None if mask is None else mask[::step, ::step],
-                         max_size=max_size)
+    return write_preview(data[::step, ::step], path, None if mask is None else mask[::step, ::step], max_size=max_size)
 
 
 # ------------------------------------------------------------------ figures
-def _new_figure(height_inches: float = PLOT_SIZE_INCHES[1], ncols: int = 1, nrows: int = 1,
-                sharex: bool = False):
+def _new_figure(height_inches: float = PLOT_SIZE_INCHES[1], ncols: int = 1, nrows: int = 1, sharex: bool = False):
     """A figure 6.4 inches (640 px) wide with its Agg canvas, and its axes. Fixed margins:
     a constrained layout measures every text once more (half of a histogram's cost)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: 0.25 s a process that
@@ -244,8 +260,9 @@ def _new_figure(height_inches: float = PLOT_SIZE_INCHES[1], ncols: int = 1, nrow
     figure = Figure(figsize=(PLOT_SIZE_INCHES[0], height_inches), dpi=PLOT_DPI)
     FigureCanvasAgg(figure)
     inch = 1.0 / height_inches
-    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.55 * inch, top=1 - 0.4 * inch,
-                           wspace=0.3, hspace=0.45 * 4 * inch)
+    figure.subplots_adjust(
+        left=0.12, right=0.97, bottom=0.55 * inch, top=1 - 0.4 * inch, wspace=0.3, hspace=0.45 * 4 * inch
+    )
     axes = figure.subplots(nrows, ncols, sharex=sharex, squeeze=False)
     return figure, [ax for row in axes for ax in row]
 
@@ -253,15 +270,13 @@ def _new_figure(height_inches: float = PLOT_SIZE_INCHES[1], ncols: int = 1, nrow
 def _save(figure, path: str | os.PathLike) -> None:
     """The figure as a PNG at ``PLOT_DPI``, without the software version (deterministic)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=PLOT_DPI, metadata={"Software": None},
-                   pil_kwargs={"compress_level": 1})
+    figure.savefig(buffer, format="png", dpi=PLOT_DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     write_bytes_atomic(buffer.getvalue(), path)
 
 
 def _mark_no_data(ax, text: str = "no data") -> None:
     """Write ``text`` in the middle of an empty panel, without ticks."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=14,
-            color="0.4")
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=14, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -328,9 +343,15 @@ def pixel_histogram(data: np.ndarray, mask: np.ndarray | None = None) -> PixelHi
     counts, edges = np.histogram(values, bins=len(edges) - 1, range=(float(edges[0]), float(edges[-1])))
     below = int(np.count_nonzero(values < edges[0]))
     above = int(values.size - below - counts.sum())
-    return PixelHistogram(counts=tuple(int(c) for c in counts), edges=tuple(float(e) for e in edges),
-                          median=float(centre), sigma=float(sigma), count=int(values.size),
-                          below=below, above=above)
+    return PixelHistogram(
+        counts=tuple(int(c) for c in counts),
+        edges=tuple(float(e) for e in edges),
+        median=float(centre),
+        sigma=float(sigma),
+        count=int(values.size),
+        below=below,
+        above=above,
+    )
 
 
 def draw_histogram(histogram: PixelHistogram, path: str | os.PathLike, title: str, unit: str = "ADU") -> None:
@@ -354,20 +375,35 @@ def draw_histogram(histogram: PixelHistogram, path: str | os.PathLike, title: st
     ax.axvline(centre, color="C3", linewidth=1.2, label=f"median {centre:.6g} {unit}")
     if sigma > 0:
         for side in (-1, 1):
-            ax.axvline(centre + side * sigma, color="C3", linewidth=0.8, linestyle=":",
-                       label=f"± 1 sigma ({sigma:.4g} {unit}, 1.4826 MAD)" if side > 0 else None)
+            ax.axvline(
+                centre + side * sigma,
+                color="C3",
+                linewidth=0.8,
+                linestyle=":",
+                label=f"± 1 sigma ({sigma:.4g} {unit}, 1.4826 MAD)" if side > 0 else None,
+            )
     ax.set_xlim(edges[0], edges[-1])
     ax.set_title(title)
     ax.set_xlabel(f"pixel value ({unit})")
     ax.set_ylabel("pixels per bin")
     ax.legend(loc="upper right", fontsize=8)
-    ax.text(0.01, 0.98, f"{histogram.count} pixels\n{histogram.below} below, {histogram.above} above the range",
-            transform=ax.transAxes, ha="left", va="top", fontsize=8)
+    ax.text(
+        0.01,
+        0.98,
+        f"{histogram.count} pixels\n{histogram.below} below, {histogram.above} above the range",
+        transform=ax.transAxes,
+        ha="left",
+        va="top",
+        fontsize=8,
+    )
     _save(figure, path)
 
 
-def plot_overscan_levels(series: Mapping[str, Iterable[Sequence[float]]], path: str | os.PathLike,
-                         xlabel: str = "hours since the first frame") -> None:
+def plot_overscan_levels(
+    series: Mapping[str, Iterable[Sequence[float]]],
+    path: str | os.PathLike,
+    xlabel: str = "hours since the first frame",
+) -> None:
     """Overscan level (ADU) through the night, one line per amplifier or camera.
 
     ``series``: {label: [(time in hours or frame index, level in ADU), ...]}; the x axis
@@ -411,8 +447,9 @@ def plot_noise_vs_uncert(rows: Iterable[Sequence], path: str | os.PathLike) -> N
     y = np.array(ratios)
     inside = (y >= NOISE_RATIO_BAND[0]) & (y <= NOISE_RATIO_BAND[1])
     figure, (ax,) = _new_figure()
-    ax.axhspan(*NOISE_RATIO_BAND, color="C2", alpha=0.2, linewidth=0,
-               label=f"{NOISE_RATIO_BAND[0]:g}-{NOISE_RATIO_BAND[1]:g}")
+    ax.axhspan(
+        *NOISE_RATIO_BAND, color="C2", alpha=0.2, linewidth=0, label=f"{NOISE_RATIO_BAND[0]:g}-{NOISE_RATIO_BAND[1]:g}"
+    )
     ax.axhline(1.0, color="C2", linewidth=0.8)
     ax.plot(x[inside], y[inside], "o", color="C0", markersize=4, label="inside")
     if not inside.all():
@@ -470,8 +507,9 @@ def plot_dark_current(points: Iterable[Sequence], path: str | os.PathLike) -> No
     _save(figure, path)
 
 
-def plot_flat_levels(levels: Mapping[str, Iterable[float]], path: str | os.PathLike,
-                     saturation: float | None = None) -> None:
+def plot_flat_levels(
+    levels: Mapping[str, Iterable[float]], path: str | os.PathLike, saturation: float | None = None
+) -> None:
     """Level (ADU) of each flat, one column of points per filter, with an optional
     horizontal line at the saturation level (ADU). ``levels``: {filter: [level ADU, ...]};
     within a column the points are spread evenly, in the order given."""
@@ -485,12 +523,17 @@ def plot_flat_levels(levels: Mapping[str, Iterable[float]], path: str | os.PathL
         _write_no_data(path, title)
         return
     figure, (ax,) = _new_figure()
-    for index, (name, values) in enumerate(columns.items()):
+    for index, values in enumerate(columns.values()):
         spread = np.linspace(-0.25, 0.25, values.size) if values.size > 1 else np.zeros(1)
         ax.plot(index + spread, values, "o", color=f"C{index % 10}", markersize=4)
     if saturation is not None:
-        ax.axhline(float(saturation), color="C3", linestyle="--", linewidth=1.0,
-                   label=f"saturation {float(saturation):.6g} ADU")
+        ax.axhline(
+            float(saturation),
+            color="C3",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"saturation {float(saturation):.6g} ADU",
+        )
         ax.legend(fontsize=8)
     ax.set_xticks(np.arange(len(columns)), list(columns))
     ax.set_xlim(-0.6, len(columns) - 0.4)
@@ -523,8 +566,13 @@ def plot_photon_transfer(points: Iterable[Sequence], gain: float | None, path: s
     ax.errorbar(signal, variance, yerr=error, fmt="o", markersize=4, capsize=2, label="flat pairs")
     if gain is not None and math.isfinite(float(gain)) and float(gain) > 0:
         line = np.array([0.0, float(signal.max()) * 1.05])
-        ax.plot(line, line / float(gain), color="C3", linewidth=1.0,
-                label=f"variance = signal / gain, gain {float(gain):.4g} e-/ADU")
+        ax.plot(
+            line,
+            line / float(gain),
+            color="C3",
+            linewidth=1.0,
+            label=f"variance = signal / gain, gain {float(gain):.4g} e-/ADU",
+        )
         title = f"{title}: gain {float(gain):.4g} e-/ADU"
     ax.set_title(title)
     ax.set_xlabel("signal (ADU)")
@@ -555,8 +603,9 @@ def plot_trends(series: Mapping[str, Iterable[Sequence]], path: str | os.PathLik
     if not any(days.size for days, _ in panels.values()):
         _write_no_data(path, title)
         return
-    figure, axes = _new_figure(height_inches=max(PLOT_SIZE_INCHES[1], 1.4 * len(panels)),
-                               nrows=len(panels), sharex=True)
+    figure, axes = _new_figure(
+        height_inches=max(PLOT_SIZE_INCHES[1], 1.4 * len(panels)), nrows=len(panels), sharex=True
+    )
     for ax, (quantity, (days, values)) in zip(axes, panels.items()):
         ax.set_title(quantity, fontsize=9, loc="left")
         if days.size == 0:

@@ -7,11 +7,11 @@ HDU, then ``UNCERT`` (float32, 1-sigma in the same unit) and ``MASK`` (uint8 bit
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -27,8 +27,7 @@ WEAKFLAT = 4  # master flat response below the weak threshold
 NONFINITE = 8  # value is NaN or infinite
 COSMIC = 16  # cosmic-ray hit in this light (ccdcal.cosmic)
 
-MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT",
-             COSMIC: "COSMIC"}
+MASK_BITS = {BADPIX: "BADPIX", SATURATED: "SATURATE", WEAKFLAT: "WEAKFLAT", NONFINITE: "NONFINIT", COSMIC: "COSMIC"}
 #: The bits every product's MASK header describes (MASKBn cards); a product whose steps may
 #: set another bit (COSMIC) describes it too (``mask_bits`` of ``write_product``).
 CORE_MASK_BITS = (BADPIX, SATURATED, WEAKFLAT, NONFINITE)
@@ -73,8 +72,14 @@ def shorten_comments(header: fits.Header) -> None:
             header.comments[card.keyword] = card.comment[:room]
 
 
-def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header: fits.Header,
-                 unit: str = "adu", mask_bits: Iterable[int] = CORE_MASK_BITS) -> fits.HDUList:
+def product_hdul(
+    data: np.ndarray,
+    uncert: np.ndarray,
+    mask: np.ndarray,
+    header: fits.Header,
+    unit: str = "adu",
+    mask_bits: Iterable[int] = CORE_MASK_BITS,
+) -> fits.HDUList:
     """Primary image (float32, or an integer type as given) + UNCERT + MASK (its header
     describing ``mask_bits``), ready to write."""
     header = header.copy()
@@ -88,8 +93,9 @@ def product_hdul(data: np.ndarray, uncert: np.ndarray, mask: np.ndarray, header:
     uncert_header["EXTNAME"] = "UNCERT"
     uncert_header["BUNIT"] = (unit, "1-sigma uncertainty of the primary image")
     uncert = np.asarray(uncert)
-    uncert_hdu = fits.ImageHDU(uncert if uncert.dtype.itemsize == 4 else uncert.astype(np.float32),
-                               header=uncert_header)
+    uncert_hdu = fits.ImageHDU(
+        uncert if uncert.dtype.itemsize == 4 else uncert.astype(np.float32), header=uncert_header
+    )
     mask_hdu = fits.ImageHDU(np.asarray(mask, dtype=np.uint8), header=mask_header(mask_bits))
     return fits.HDUList([primary, uncert_hdu, mask_hdu])
 
@@ -110,31 +116,46 @@ def _big_endian_in_place(array: np.ndarray, block_rows: int = 64) -> np.ndarray:
     scratch = np.empty((min(block_rows, array.shape[0]), array.shape[1]), dtype=swapped)
     as_bytes, scratch_bytes = array.view(np.uint8), scratch.view(np.uint8)
     for y0 in range(0, array.shape[0], block_rows):
-        block = array[y0: y0 + block_rows]
+        block = array[y0 : y0 + block_rows]
         n = block.shape[0]
         np.copyto(scratch[:n], block)  # the swapping cast
-        as_bytes[y0: y0 + n] = scratch_bytes[:n]
+        as_bytes[y0 : y0 + n] = scratch_bytes[:n]
     return array.view(swapped)
 
 
 _LITTLE = np.little_endian
 
 
-def write_product(path: str | Path, data, uncert, mask, header, unit: str = "adu",
-                  consume: bool = False, checksum: bool = True, drop_cache: bool = False,
-                  writer: BackgroundWriter | None = None, mask_bits: Iterable[int] = CORE_MASK_BITS
-                  ) -> Future | None:
+def write_product(
+    path: str | Path,
+    data,
+    uncert,
+    mask,
+    header,
+    unit: str = "adu",
+    consume: bool = False,
+    checksum: bool = True,
+    drop_cache: bool = False,
+    writer: BackgroundWriter | None = None,
+    mask_bits: Iterable[int] = CORE_MASK_BITS,
+) -> Future | None:
     """Write a product atomically, with FITS checksums unless ``checksum`` is False. With
     ``consume``, ``data`` and ``uncert`` are swapped to FITS byte order in place to save a
     pass (do not use them afterwards). ``drop_cache``, ``writer`` and what is returned:
     see ``write_fits_atomic``; the planes may be reused once this returns. ``mask_bits``:
     the MASK bits its header describes."""
     if consume:
-        data = _big_endian_in_place(np.asarray(data, dtype=np.float32) if np.asarray(data).dtype.kind == "f"
-                                    else np.asarray(data))
+        data = _big_endian_in_place(
+            np.asarray(data, dtype=np.float32) if np.asarray(data).dtype.kind == "f" else np.asarray(data)
+        )
         uncert = _big_endian_in_place(np.asarray(uncert, dtype=np.float32))
-    return write_fits_atomic(product_hdul(data, uncert, mask, header, unit, mask_bits), path, checksum=checksum,
-                             drop_cache=drop_cache, writer=writer)
+    return write_fits_atomic(
+        product_hdul(data, uncert, mask, header, unit, mask_bits),
+        path,
+        checksum=checksum,
+        drop_cache=drop_cache,
+        writer=writer,
+    )
 
 
 @dataclass
@@ -180,13 +201,15 @@ def _read_planes(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, fits.H
                     raise FrameError(f"{path}: {problem}")
                 for name in ("UNCERT", "MASK"):
                     if name not in hdul:
-                        raise FrameError(f"{path}: not a ccdcal product (no {name} extension); "
-                                         "give a master made by ccdcal")
+                        raise FrameError(
+                            f"{path}: not a ccdcal product (no {name} extension); give a master made by ccdcal"
+                        )
                 shapes = {name: getattr(hdul[name], "shape", None) for name in ("PRIMARY", "UNCERT", "MASK")}
                 if shapes["PRIMARY"] is None or len(shapes["PRIMARY"]) != 2 or len(set(shapes.values())) > 1:
                     described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-                    raise FrameError(f"{path}: not a ccdcal product (planes of different shapes or "
-                                     f"no 2-D image: {described})")
+                    raise FrameError(
+                        f"{path}: not a ccdcal product (planes of different shapes or no 2-D image: {described})"
+                    )
                 data = np.asarray(hdul[0].data, dtype=np.float32)
                 uncert = np.asarray(hdul["UNCERT"].data, dtype=np.float32)
                 mask = np.asarray(hdul["MASK"].data, dtype=np.uint8)

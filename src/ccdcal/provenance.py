@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from astropy.io import fits
 
@@ -21,14 +22,48 @@ from .steps import CORE_STEPS, DEFAULT_STEPS
 #: when they change (and only then), and a master's identity (MASTERID) includes them.
 PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
     "bias": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.bias"),
-    "dark": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.dark",
-             "dark.hot_pixel_sigma", "background"),
-    "flat": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.flat",
-             "flat.normalize_each", "flat.normalize_region", "flat.weak_threshold", "flat.dead_fraction",
-             "flat.star_rejection", "background"),
+    "dark": (
+        "steps",
+        "overscan",
+        "trim",
+        "gain",
+        "read_noise",
+        "saturation",
+        "combine.dark",
+        "dark.hot_pixel_sigma",
+        "background",
+    ),
+    "flat": (
+        "steps",
+        "overscan",
+        "trim",
+        "gain",
+        "read_noise",
+        "saturation",
+        "combine.flat",
+        "flat.normalize_each",
+        "flat.normalize_region",
+        "flat.weak_threshold",
+        "flat.dead_fraction",
+        "flat.star_rejection",
+        "background",
+    ),
     "noise": ("steps", "overscan", "trim", "gain", "read_noise", "saturation"),
-    "light": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "keywords.exptime", "keywords.pedestal",
-              "dark.exposure_tolerance", "flat.weak_threshold", "output", "cosmic_rays", "cosmetic"),
+    "light": (
+        "steps",
+        "overscan",
+        "trim",
+        "gain",
+        "read_noise",
+        "saturation",
+        "keywords.exptime",
+        "keywords.pedestal",
+        "dark.exposure_tolerance",
+        "flat.weak_threshold",
+        "output",
+        "cosmic_rays",
+        "cosmetic",
+    ),
 }
 
 #: Settings added after products were made, and when they do what was done before them:

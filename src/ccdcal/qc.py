@@ -16,8 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import bottleneck as bn
 import numpy as np
@@ -40,8 +41,14 @@ class Check:
     note: str
 
     def row(self) -> dict[str, Any]:
-        return {"subject": self.subject, "check": self.check, "value": _text(self.value),
-                "limit": self.limit, "verdict": self.verdict, "note": self.note}
+        return {
+            "subject": self.subject,
+            "check": self.check,
+            "value": _text(self.value),
+            "limit": self.limit,
+            "verdict": self.verdict,
+            "note": self.note,
+        }
 
 
 def _text(value: Any) -> str:
@@ -62,16 +69,17 @@ def judge(value: float | None, limit: Mapping[str, float | None]) -> tuple[str, 
     if value is None or not math.isfinite(value):
         return "fail", text
     if (limit.get("fail_above") is not None and value > limit["fail_above"]) or (
-            limit.get("fail_below") is not None and value < limit["fail_below"]):
+        limit.get("fail_below") is not None and value < limit["fail_below"]
+    ):
         return "fail", text
     if (limit.get("warn_above") is not None and value > limit["warn_above"]) or (
-            limit.get("warn_below") is not None and value < limit["warn_below"]):
+        limit.get("warn_below") is not None and value < limit["warn_below"]
+    ):
         return "warn", text
     return "pass", text
 
 
-def checked(subject: str, check: str, value: float | None, limit: Mapping[str, float | None],
-            note: str) -> Check:
+def checked(subject: str, check: str, value: float | None, limit: Mapping[str, float | None], note: str) -> Check:
     verdict, text = judge(value, limit)
     return Check(subject, check, value, text, verdict, note)
 
@@ -96,8 +104,9 @@ def _robust_sigma(values: np.ndarray) -> float:
 LIGHT_SAMPLE_PIXELS = 2**16
 
 
-def light_statistics(image: np.ndarray, uncert: np.ndarray, mask: np.ndarray,
-                     max_pixels: int = LIGHT_SAMPLE_PIXELS) -> dict[str, float]:
+def light_statistics(
+    image: np.ndarray, uncert: np.ndarray, mask: np.ndarray, max_pixels: int = LIGHT_SAMPLE_PIXELS
+) -> dict[str, float]:
     """What a calibrated light says about its calibration (ADU, fractions), measured on
     evenly spaced whole rows holding at most ``max_pixels``:
 
@@ -114,15 +123,17 @@ def light_statistics(image: np.ndarray, uncert: np.ndarray, mask: np.ndarray,
     image, uncert, mask = image[::step], uncert[::step], mask[::step]
     good = (mask == 0) & np.isfinite(image) & np.isfinite(uncert)
     pixels = image.size
-    stats = {"masked": float(1 - good.sum() / pixels),
-             "saturated": float(np.count_nonzero(mask & SATURATED) / pixels)}
+    stats = {"masked": float(1 - good.sum() / pixels), "saturated": float(np.count_nonzero(mask & SATURATED) / pixels)}
     values = image[good]
     sky = float(np.median(values)) if values.size else float("nan")
     pair = good[:, 1:] & good[:, :-1]
     differences = (image[:, 1:] - image[:, :-1])[pair]
     noise = _robust_sigma(differences) / math.sqrt(2)
-    typical = float(np.median(np.sqrt(0.5 * (uncert[:, 1:] ** 2 + uncert[:, :-1] ** 2))[pair])) \
-        if differences.size else float("nan")
+    typical = (
+        float(np.median(np.sqrt(0.5 * (uncert[:, 1:] ** 2 + uncert[:, :-1] ** 2))[pair]))
+        if differences.size
+        else float("nan")
+    )
     stats.update(sky=sky, noise=noise, noise_ratio=noise / typical if typical > 0 else float("nan"))
     gradient, flatness = _large_scale(image, good, sky)
     stats.update(gradient=gradient, flatness=flatness)
@@ -135,7 +146,7 @@ def _large_scale(image: np.ndarray, good: np.ndarray, sky: float) -> tuple[float
     if not (sky > 0) or ny < cells or nx < cells:
         return float("nan"), float("nan")
     cy, cx = ny // cells, nx // cells
-    block = np.where(good, image, np.nan)[:cy * cells, :cx * cells].astype(np.float32)
+    block = np.where(good, image, np.nan)[: cy * cells, : cx * cells].astype(np.float32)
     block = block.reshape(cells, cy, cells, cx).transpose(0, 2, 1, 3).reshape(cells, cells, cy * cx)
     usable = np.count_nonzero(np.isfinite(block), axis=2) > 0.5 * cy * cx
     medians = np.where(usable, bn.nanmedian(block, axis=2), np.nan)
@@ -157,8 +168,7 @@ def _large_scale(image: np.ndarray, good: np.ndarray, sky: float) -> tuple[float
     return gradient, float((high - low) / sky)
 
 
-def master_statistics(kind: str, data: np.ndarray, uncert: np.ndarray, mask: np.ndarray
-                      ) -> dict[str, float]:
+def master_statistics(kind: str, data: np.ndarray, uncert: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """What a master says about itself: ``level`` (median, ADU or 1 for a flat),
     ``noise`` (robust scatter of the pixels about their 5 x 5 neighbourhood median, x
     sqrt(25/24) for the median's own share: the pixel-to-pixel noise without the
@@ -169,11 +179,13 @@ def master_statistics(kind: str, data: np.ndarray, uncert: np.ndarray, mask: np.
 
     finite = np.isfinite(data)
     values = data[finite]
-    stats = {"level": float(np.median(values)) if values.size else float("nan"),
-             "expected": float(np.median(uncert[finite])) if values.size else float("nan"),
-             "badpix": float(np.count_nonzero(mask & BADPIX) / data.size),
-             "pixels": int(data.size),
-             "weak": float(np.count_nonzero(mask & WEAKFLAT) / data.size)}
+    stats = {
+        "level": float(np.median(values)) if values.size else float("nan"),
+        "expected": float(np.median(uncert[finite])) if values.size else float("nan"),
+        "badpix": float(np.count_nonzero(mask & BADPIX) / data.size),
+        "pixels": int(data.size),
+        "weak": float(np.count_nonzero(mask & WEAKFLAT) / data.size),
+    }
     low, high = np.percentile(values, [0.1, 99.9]) if values.size else (np.nan, np.nan)
     stats.update(minimum=float(low), maximum=float(high))
     sample = data[: min(data.shape[0], 512), : min(data.shape[1], 512)].astype(np.float32)
@@ -210,56 +222,111 @@ def setup_checks(record: Mapping[str, Any], limits: Mapping[str, Mapping[str, fl
     for amp in record.get("overscan", []):
         where = f"camera {record['setup']['camera']}, amplifier {amp['amplifier']}, overscan {amp['section']}"
         if amp.get("light_fraction") is not None:
-            rows.append(checked(subject, f"overscan_light_{amp['amplifier']}", amp["light_fraction"],
-                                limits["overscan_light"],
-                                f"{where}: level in flats {amp['flat_excess']:+.1f} ADU against the biases' "
-                                f"for {amp['flat_signal']:.0f} ADU of signal"
-                                + (" -- it sees light: not an overscan" if amp["light_fraction"] >
-                                   limits["overscan_light"].get("warn_above", math.inf) else "")))
+            rows.append(
+                checked(
+                    subject,
+                    f"overscan_light_{amp['amplifier']}",
+                    amp["light_fraction"],
+                    limits["overscan_light"],
+                    f"{where}: level in flats {amp['flat_excess']:+.1f} ADU against the biases' "
+                    f"for {amp['flat_signal']:.0f} ADU of signal"
+                    + (
+                        " -- it sees light: not an overscan"
+                        if amp["light_fraction"] > limits["overscan_light"].get("warn_above", math.inf)
+                        else ""
+                    ),
+                )
+            )
         if amp.get("noise_ratio") is not None:
-            rows.append(checked(subject, f"overscan_noise_{amp['amplifier']}", amp["noise_ratio"],
-                                limits["overscan_noise"],
-                                f"{where}: pixel noise {amp['noise']:.3g} ADU against the read noise "
-                                f"{amp['read_noise']:.3g} ADU"))
+            rows.append(
+                checked(
+                    subject,
+                    f"overscan_noise_{amp['amplifier']}",
+                    amp["noise_ratio"],
+                    limits["overscan_noise"],
+                    f"{where}: pixel noise {amp['noise']:.3g} ADU against the read noise {amp['read_noise']:.3g} ADU",
+                )
+            )
         if amp.get("bias_residual") is not None:
-            rows.append(checked(subject, f"overscan_bias_level_{amp['amplifier']}", abs(amp["bias_residual"]),
-                                limits["overscan_bias_level"],
-                                f"{where}: a bias's image area after overscan correction is at "
-                                f"{amp['bias_residual']:+.2f} ADU (0 when the overscan is the bias level)"))
+            rows.append(
+                checked(
+                    subject,
+                    f"overscan_bias_level_{amp['amplifier']}",
+                    abs(amp["bias_residual"]),
+                    limits["overscan_bias_level"],
+                    f"{where}: a bias's image area after overscan correction is at "
+                    f"{amp['bias_residual']:+.2f} ADU (0 when the overscan is the bias level)",
+                )
+            )
         if amp.get("levels"):
             drift = max(amp["levels"]) - min(amp["levels"])
-            rows.append(checked(subject, f"overscan_drift_{amp['amplifier']}", drift, limits["overscan_drift"],
-                                f"{where}: overscan level {min(amp['levels']):.1f}-{max(amp['levels']):.1f} ADU "
-                                f"over {len(amp['levels'])} frames"))
+            rows.append(
+                checked(
+                    subject,
+                    f"overscan_drift_{amp['amplifier']}",
+                    drift,
+                    limits["overscan_drift"],
+                    f"{where}: overscan level {min(amp['levels']):.1f}-{max(amp['levels']):.1f} ADU "
+                    f"over {len(amp['levels'])} frames",
+                )
+            )
     measured = record.get("measured", {})
     gain_warnings = [w for w in record.get("warnings", []) if "gain" in w.split(":")[0]]
     m_gain = measured.get("gain")
     if "NOGAIN" in record.get("flags", []):
-        rows.append(Check(subject, "gain", None, "known or measured", "warn",
-                          "gain unknown: 1.0 e-/ADU used, lights flagged NOGAIN"))
+        rows.append(
+            Check(
+                subject,
+                "gain",
+                None,
+                "known or measured",
+                "warn",
+                "gain unknown: 1.0 e-/ADU used, lights flagged NOGAIN",
+            )
+        )
     else:
         note = f"used {record['gain']:.4g} e-/ADU ({record['gain_source']})"
         if m_gain:
             note += f"; measured {m_gain['value']:.4g} +- {m_gain['error']:.2g}"
         if gain_warnings:
             note += "; " + gain_warnings[0]
-        rows.append(Check(subject, "gain", record["gain"], "given = measured within 3 sigma",
-                          "warn" if gain_warnings else "pass", note))
+        rows.append(
+            Check(
+                subject,
+                "gain",
+                record["gain"],
+                "given = measured within 3 sigma",
+                "warn" if gain_warnings else "pass",
+                note,
+            )
+        )
     rn_warnings = [w for w in record.get("warnings", []) if w.startswith("read noise")]
     if "NORDNOISE" in record.get("flags", []):
-        rows.append(Check(subject, "read_noise", None, "known or measured", "warn",
-                          "read noise unknown: lights flagged NORDNOISE"))
+        rows.append(
+            Check(
+                subject, "read_noise", None, "known or measured", "warn", "read noise unknown: lights flagged NORDNOISE"
+            )
+        )
     else:
         note = f"used {record['read_noise_e']:.4g} e- ({record['read_noise_source']})"
-        rows.append(Check(subject, "read_noise", record["read_noise_e"], "given = measured within 3 sigma",
-                          "warn" if rn_warnings else "pass", note + ("; " + rn_warnings[0] if rn_warnings else "")))
+        rows.append(
+            Check(
+                subject,
+                "read_noise",
+                record["read_noise_e"],
+                "given = measured within 3 sigma",
+                "warn" if rn_warnings else "pass",
+                note + ("; " + rn_warnings[0] if rn_warnings else ""),
+            )
+        )
     for problem in record.get("problems", []):
         rows.append(Check(subject, "noise_frames", None, "", "warn", f"not used: {problem}"))
     return rows
 
 
-def master_checks(name: str, kind: str, report: Mapping[str, Any],
-                  limits: Mapping[str, Mapping[str, float]]) -> list[Check]:
+def master_checks(
+    name: str, kind: str, report: Mapping[str, Any], limits: Mapping[str, Mapping[str, float]]
+) -> list[Check]:
     """Checks of one master from its report's ``qc`` section (``master_statistics`` and,
     for flats, each input's level and the star coverage)."""
     qc = report.get("qc") or {}
@@ -268,45 +335,105 @@ def master_checks(name: str, kind: str, report: Mapping[str, Any],
     rows = [info(name, "level", qc["level"], f"median of the master ({'normalized' if kind == 'flat' else 'ADU'})")]
     if kind == "bias":
         ratio = qc["noise"] / qc["expected"] if qc["expected"] > 0 else float("nan")
-        rows.append(checked(name, "bias_noise", ratio, limits["master_noise"],
-                            f"pixel noise {qc['noise']:.3g} ADU against its UNCERT {qc['expected']:.3g} "
-                            f"(read noise / sqrt(N)); above: fixed-pattern noise or noisy frames"))
+        rows.append(
+            checked(
+                name,
+                "bias_noise",
+                ratio,
+                limits["master_noise"],
+                f"pixel noise {qc['noise']:.3g} ADU against its UNCERT {qc['expected']:.3g} "
+                f"(read noise / sqrt(N)); above: fixed-pattern noise or noisy frames",
+            )
+        )
     if kind == "dark":
         if qc.get("dark_current") is not None:
             rows.append(info(name, "dark_current", qc["dark_current"], "median dark current, e-/s"))
-        rows.append(checked(name, "hot_pixels", qc["badpix"], limits["hot_pixels"],
-                            f"{qc['badpix'] * 100:.3g} % of the pixels hot (BADPIX)"))
+        rows.append(
+            checked(
+                name,
+                "hot_pixels",
+                qc["badpix"],
+                limits["hot_pixels"],
+                f"{qc['badpix'] * 100:.3g} % of the pixels hot (BADPIX)",
+            )
+        )
         previous = qc.get("library_dark_current")
         if previous and qc.get("dark_current") is not None and previous["value"] > 0:
             ratio = qc["dark_current"] / previous["value"]
-            rows.append(checked(name, "dark_current_change", ratio, limits["dark_current_change"],
-                                f"{qc['dark_current']:.3g} e-/s against {previous['value']:.3g} in "
-                                f"{previous['master']} ({previous['date']}) at the same temperature"))
+            rows.append(
+                checked(
+                    name,
+                    "dark_current_change",
+                    ratio,
+                    limits["dark_current_change"],
+                    f"{qc['dark_current']:.3g} e-/s against {previous['value']:.3g} in "
+                    f"{previous['master']} ({previous['date']}) at the same temperature",
+                )
+            )
             if previous.get("hot_pixels"):
                 now = round(qc["badpix"] * qc.get("pixels", 0)) if qc.get("pixels") else None
                 if now is not None:
-                    rows.append(info(name, "hot_pixels_change", now - previous["hot_pixels"],
-                                     f"{now} hot pixels against {previous['hot_pixels']} in "
-                                     f"{previous['master']} ({previous['date']})"))
+                    rows.append(
+                        info(
+                            name,
+                            "hot_pixels_change",
+                            now - previous["hot_pixels"],
+                            f"{now} hot pixels against {previous['hot_pixels']} in "
+                            f"{previous['master']} ({previous['date']})",
+                        )
+                    )
     if kind == "flat":
         saturation = qc.get("saturation")
         for entry in qc.get("inputs", []):
-            rows.append(checked(entry["path"], "flat_level", entry["level"], limits["flat_level"],
-                                f"input of {name}: median {entry['level']:.0f} ADU"))
+            rows.append(
+                checked(
+                    entry["path"],
+                    "flat_level",
+                    entry["level"],
+                    limits["flat_level"],
+                    f"input of {name}: median {entry['level']:.0f} ADU",
+                )
+            )
             if saturation:
-                rows.append(checked(entry["path"], "flat_near_saturation", entry["peak"] / saturation,
-                                    limits["flat_saturation"],
-                                    f"input of {name}: 99.9 % of its pixels below {entry['peak']:.0f} ADU, "
-                                    f"saturation {saturation:.0f} ADU"))
-        rows.append(info(name, "flat_range", f"{qc['minimum']:.3f}-{qc['maximum']:.3f}",
-                         "0.1-99.9 % range of the normalized master"))
-        rows.append(checked(name, "weak_pixels", qc["weak"], limits["weak_pixels"],
-                            f"{qc['weak'] * 100:.3g} % of the pixels below the weak threshold (WEAKFLAT)"))
+                rows.append(
+                    checked(
+                        entry["path"],
+                        "flat_near_saturation",
+                        entry["peak"] / saturation,
+                        limits["flat_saturation"],
+                        f"input of {name}: 99.9 % of its pixels below {entry['peak']:.0f} ADU, "
+                        f"saturation {saturation:.0f} ADU",
+                    )
+                )
+        rows.append(
+            info(
+                name,
+                "flat_range",
+                f"{qc['minimum']:.3f}-{qc['maximum']:.3f}",
+                "0.1-99.9 % range of the normalized master",
+            )
+        )
+        rows.append(
+            checked(
+                name,
+                "weak_pixels",
+                qc["weak"],
+                limits["weak_pixels"],
+                f"{qc['weak'] * 100:.3g} % of the pixels below the weak threshold (WEAKFLAT)",
+            )
+        )
         if qc.get("star_coverage") is not None:
-            rows.append(checked(name, "star_coverage", qc["star_coverage"], limits["star_coverage"],
-                                f"{qc['star_coverage'] * 100:.3g} % of the pixels had a star in half or more "
-                                "of the flats, which no combine removes (the telescope did not move "
-                                "between the flats)"))
+            rows.append(
+                checked(
+                    name,
+                    "star_coverage",
+                    qc["star_coverage"],
+                    limits["star_coverage"],
+                    f"{qc['star_coverage'] * 100:.3g} % of the pixels had a star in half or more "
+                    "of the flats, which no combine removes (the telescope did not move "
+                    "between the flats)",
+                )
+            )
     return rows
 
 
@@ -321,22 +448,56 @@ def light_checks(row: Mapping[str, Any], limits: Mapping[str, Mapping[str, float
             return None
 
     sky = number("sky")
-    rows = [checked(subject, "sky_level", sky, limits["sky_level"], f"median {sky:.4g} ADU" if sky is not None
-                    else "no sky level")]
-    rows.append(checked(subject, "noise_vs_uncert", number("noise_ratio"), limits["noise_ratio"],
-                        "pixel-to-pixel noise / median UNCERT (1 when UNCERT is right)"))
+    rows = [
+        checked(
+            subject,
+            "sky_level",
+            sky,
+            limits["sky_level"],
+            f"median {sky:.4g} ADU" if sky is not None else "no sky level",
+        )
+    ]
+    rows.append(
+        checked(
+            subject,
+            "noise_vs_uncert",
+            number("noise_ratio"),
+            limits["noise_ratio"],
+            "pixel-to-pixel noise / median UNCERT (1 when UNCERT is right)",
+        )
+    )
     rows.append(checked(subject, "masked", number("masked"), limits["masked"], "fraction of pixels with a MASK bit"))
-    rows.append(checked(subject, "saturated", number("saturated"), limits["saturated"],
-                        "fraction of pixels saturated"))
-    rows.append(checked(subject, "gradient", number("gradient"), limits["gradient"],
-                        "plane fitted to the sky across the frame, range / sky (a flat of another "
-                        "illumination, or the moon)"))
-    rows.append(checked(subject, "flatness", number("flatness"), limits["flatness"],
-                        "16-84 % range of the sky's cells about that plane / sky (vignetting, dust or "
-                        "fringes the flat did not remove)"))
+    rows.append(checked(subject, "saturated", number("saturated"), limits["saturated"], "fraction of pixels saturated"))
+    rows.append(
+        checked(
+            subject,
+            "gradient",
+            number("gradient"),
+            limits["gradient"],
+            "plane fitted to the sky across the frame, range / sky (a flat of another illumination, or the moon)",
+        )
+    )
+    rows.append(
+        checked(
+            subject,
+            "flatness",
+            number("flatness"),
+            limits["flatness"],
+            "16-84 % range of the sky's cells about that plane / sky (vignetting, dust or "
+            "fringes the flat did not remove)",
+        )
+    )
     flags = row.get("flags") or ""
-    rows.append(Check(subject, "calibration_flags", flags or "OK", "OK", "warn" if flags else "pass",
-                      f"missing or unknown: {flags}" if flags else "every step applied"))
+    rows.append(
+        Check(
+            subject,
+            "calibration_flags",
+            flags or "OK",
+            "OK",
+            "warn" if flags else "pass",
+            f"missing or unknown: {flags}" if flags else "every step applied",
+        )
+    )
     return rows
 
 
@@ -368,15 +529,22 @@ def stop_if_failed(checks: Iterable[Check], what: str) -> None:
     """Raise QualityStop naming every failed check (``qc.on_fail: stop``)."""
     failed = [c for c in checks if c.verdict == "fail"]
     if failed:
-        raise QualityStop(f"{what} not done: quality checks failed (qc.on_fail is 'stop'): "
-                          + "; ".join(f"{c.subject} {c.check}: {c.note}" for c in failed))
+        raise QualityStop(
+            f"{what} not done: quality checks failed (qc.on_fail is 'stop'): "
+            + "; ".join(f"{c.subject} {c.check}: {c.note}" for c in failed)
+        )
 
 
-def night_checks(plan: Mapping[str, Any], config: Mapping[str, Any],
-                 noise_records: Mapping[str, Mapping[str, Any]],
-                 master_reports: Mapping[str, Mapping[str, Any]],
-                 light_rows: Iterable[Mapping[str, Any]], failures: Mapping[str, str],
-                 times: Mapping[str, float], library_darks: Iterable[Mapping[str, Any]] = ()) -> list[Check]:
+def night_checks(
+    plan: Mapping[str, Any],
+    config: Mapping[str, Any],
+    noise_records: Mapping[str, Mapping[str, Any]],
+    master_reports: Mapping[str, Mapping[str, Any]],
+    light_rows: Iterable[Mapping[str, Any]],
+    failures: Mapping[str, str],
+    times: Mapping[str, float],
+    library_darks: Iterable[Mapping[str, Any]] = (),
+) -> list[Check]:
     """Every check of a night. ``times``: raw path -> seconds (inventory ``time_s``), to put
     the overscan levels of the setup's frames (noise frames, masters' inputs, lights) in
     time order; ``library_darks``: earlier dark masters (``camera``, ``temperature_c``,
@@ -392,9 +560,15 @@ def night_checks(plan: Mapping[str, Any], config: Mapping[str, Any],
         extra = levels_by_setup.get(name, {})
         if extra and record.get("overscan"):
             ordered = sorted(extra, key=lambda rel: (times.get(rel, math.inf), rel))
-            record["overscan"] = [{**amp, "levels": [extra[rel][amp["amplifier"] - 1] for rel in ordered
-                                                     if len(extra[rel]) >= amp["amplifier"]]}
-                                  for amp in record["overscan"]]
+            record["overscan"] = [
+                {
+                    **amp,
+                    "levels": [
+                        extra[rel][amp["amplifier"] - 1] for rel in ordered if len(extra[rel]) >= amp["amplifier"]
+                    ],
+                }
+                for amp in record["overscan"]
+            ]
         checks += setup_checks(record, limits_for(config, camera))
     for name, master in sorted(plan["masters"].items()):
         if master["source"] != "tonight" or name not in master_reports:
@@ -411,14 +585,22 @@ def night_checks(plan: Mapping[str, Any], config: Mapping[str, Any],
         group = plan["lights"].get(row["path"], {}).get("group")
         camera = cameras.get(groups[group]["camera"]) if group in groups else None
         checks += light_checks(row, limits_for(config, camera))
-    checks.append(Check("night", "failed_jobs", len(failures), "0", "fail" if failures else "pass",
-                        "; ".join(f"{k}: {v.splitlines()[0][:200]}" for k, v in sorted(failures.items()))
-                        or "every job finished"))
+    checks.append(
+        Check(
+            "night",
+            "failed_jobs",
+            len(failures),
+            "0",
+            "fail" if failures else "pass",
+            "; ".join(f"{k}: {v.splitlines()[0][:200]}" for k, v in sorted(failures.items())) or "every job finished",
+        )
+    )
     return checks
 
 
-def overscan_levels(plan: Mapping[str, Any], master_reports: Mapping[str, Mapping[str, Any]],
-                    light_rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[float]]]:
+def overscan_levels(
+    plan: Mapping[str, Any], master_reports: Mapping[str, Mapping[str, Any]], light_rows: Iterable[Mapping[str, Any]]
+) -> dict[str, dict[str, list[float]]]:
     """The overscan levels (ADU, one per amplifier) of every frame of the night that has
     them, by setup: {setup (noise name): {raw path: levels}}, from the masters' inputs
     (their reports) and the calibrated lights (their rows)."""
@@ -432,24 +614,36 @@ def overscan_levels(plan: Mapping[str, Any], master_reports: Mapping[str, Mappin
         group = plan["lights"].get(row["path"], {}).get("group")
         if group in groups and row.get("overscan_levels"):
             levels.setdefault(groups[group]["noise"], {})[row["path"]] = [
-                float(v) for v in row["overscan_levels"].split(";")]
+                float(v) for v in row["overscan_levels"].split(";")
+            ]
     return levels
 
 
-def _earlier_dark(master: Mapping[str, Any], library_darks: Iterable[Mapping[str, Any]],
-                  camera: Mapping[str, Any]) -> dict[str, Any] | None:
+def _earlier_dark(
+    master: Mapping[str, Any], library_darks: Iterable[Mapping[str, Any]], camera: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """The latest library dark of the same camera, setup and temperature (within the
     camera's tolerance) made on an earlier night (UT date), with a dark current."""
     tolerance = camera["temperature_tolerance"]
     begin = master.get("date_begin") or ""
-    found = [d for d in library_darks
-             if d["camera"] == master["camera"] and d.get("dark_current") is not None
-             and d["setup"] == {k: master["setup"].get(k) for k in d["setup"]}
-             and d["temperature_c"] is not None and master.get("temperature_c") is not None
-             and abs(d["temperature_c"] - master["temperature_c"]) <= tolerance
-             and d["date"] and (not begin or d["date"][:10] < begin[:10])]  # earlier nights
+    found = [
+        d
+        for d in library_darks
+        if d["camera"] == master["camera"]
+        and d.get("dark_current") is not None
+        and d["setup"] == {k: master["setup"].get(k) for k in d["setup"]}
+        and d["temperature_c"] is not None
+        and master.get("temperature_c") is not None
+        and abs(d["temperature_c"] - master["temperature_c"]) <= tolerance
+        and d["date"]
+        and (not begin or d["date"][:10] < begin[:10])
+    ]  # earlier nights
     if not found:
         return None
     latest = max(found, key=lambda d: d["date"])
-    return {"value": latest["dark_current"], "master": latest["master"], "date": latest["date"][:10],
-            "hot_pixels": latest.get("hot_pixels")}
+    return {
+        "value": latest["dark_current"],
+        "master": latest["master"],
+        "date": latest["date"][:10],
+        "hot_pixels": latest.get("hot_pixels"),
+    }

@@ -14,17 +14,32 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .camera import MASTER_TYPES
 from .inventory import FrameRecord
-from .plan import master_inputs, plain_output_name
 from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, NOISE_DIR, QC_CSV
+from .plan import master_inputs, plain_output_name
 
-SUMMARY_COLUMNS = ["path", "frame_type", "camera", "status", "master", "output", "bias", "dark",
-                   "dark_mode", "dark_scale", "flat", "flags", "detail"]
+SUMMARY_COLUMNS = [
+    "path",
+    "frame_type",
+    "camera",
+    "status",
+    "master",
+    "output",
+    "bias",
+    "dark",
+    "dark_mode",
+    "dark_scale",
+    "flat",
+    "flags",
+    "detail",
+]
+
 
 @dataclass
 class NightState:
@@ -39,7 +54,7 @@ class NightState:
     failures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, output_dir: str | Path, plan: Mapping[str, Any]) -> "NightState":
+    def read(cls, output_dir: str | Path, plan: Mapping[str, Any]) -> NightState:
         out = Path(output_dir)
         state = cls()
         for group in sorted(plan["light_groups"]):
@@ -58,8 +73,11 @@ class NightState:
             path = out / NOISE_DIR / f"{name}.json"
             if path.is_file():
                 state.noise_records[name] = json.loads(path.read_text(encoding="utf-8"))
-        for kind, names in (("masters", plan["masters"]), ("lights", plan["light_groups"]),
-                            ("noise", plan.get("noise", {}))):
+        for kind, names in (
+            ("masters", plan["masters"]),
+            ("lights", plan["light_groups"]),
+            ("noise", plan.get("noise", {})),
+        ):
             for name in sorted(names):
                 record = out / FAILURES_DIR / kind / f"{name}.txt"
                 if record.is_file():
@@ -92,8 +110,7 @@ class NightState:
         return f"its job did not finish (log: logs/lights/{group_name}.log)"
 
 
-def summarize(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState
-              ) -> tuple[str, str]:
+def summarize(records: list[FrameRecord], plan: Mapping[str, Any], state: NightState) -> tuple[str, str]:
     """(summary.csv text, summary.txt text)."""
     member_of = {f["path"]: name for name, m in plan["masters"].items() for f in m["frames"]}
     rows: list[dict[str, Any]] = []
@@ -108,11 +125,18 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], state: NightS
             if planned.get("skipped"):
                 row.update(status="skipped", detail=planned["skipped"], flags=",".join(planned["flags"]))
             elif report is None:
-                row.update(status="failed", flags=",".join(planned.get("flags", [])),
-                           detail="not calibrated: " + state.light_problem(planned.get("group") or "", plan))
+                row.update(
+                    status="failed",
+                    flags=",".join(planned.get("flags", [])),
+                    detail="not calibrated: " + state.light_problem(planned.get("group") or "", plan),
+                )
             else:
-                row.update({k: report.get(k, "") for k in ("output", "bias", "dark", "dark_mode",
-                                                            "dark_scale", "flat", "flags")})
+                row.update(
+                    {
+                        k: report.get(k, "")
+                        for k in ("output", "bias", "dark", "dark_mode", "dark_scale", "flat", "flags")
+                    }
+                )
                 row["status"] = report["status"]
                 row["detail"] = report.get("error") or report.get("notes", "")
                 if row["output"]:
@@ -129,8 +153,7 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], state: NightS
     return out.getvalue(), _text(rows, plan, state)
 
 
-def _calibration_frame_status(path: str, master: str, plan: Mapping[str, Any],
-                              state: NightState) -> dict[str, str]:
+def _calibration_frame_status(path: str, master: str, plan: Mapping[str, Any], state: NightState) -> dict[str, str]:
     """status and detail of a bias, dark or flat frame: combined into its master, dropped
     from it (with the reason), or not combined because the master was not made."""
     problem = state.master_problem(master, plan)
@@ -188,8 +211,7 @@ def quality_lines(rows: list[dict[str, str]]) -> list[str]:
     failed = [r for r in rows if r["verdict"] == "fail"]
     warned = [r for r in rows if r["verdict"] == "warn"]
     counts = f"{len(warned)} warn, {len(rows) - len(failed) - len(warned)} pass (qc.csv)"
-    lines = [f"QUALITY CHECKS: {len(failed)} FAILED, {counts}" if failed
-             else f"Quality checks: none failed, {counts}"]
+    lines = [f"QUALITY CHECKS: {len(failed)} FAILED, {counts}" if failed else f"Quality checks: none failed, {counts}"]
     lines += [f"  FAIL {r['subject']} {r['check']} = {r['value']} ({r['limit']}): {r['note']}" for r in failed]
     return lines + [""]
 
@@ -211,8 +233,7 @@ def noise_lines(plan: Mapping[str, Any], state: NightState) -> list[str]:
         rn = f"read noise {record['read_noise_e']:.4g} e- ({record['read_noise_source']})"
         m_rn = measured.get("read_noise_adu")
         if m_rn and not record["read_noise_source"].startswith("measured"):
-            rn += (f", measured {m_rn['value'] * record['gain']:.4g} +- "
-                   f"{m_rn['error'] * record['gain']:.2g}")
+            rn += f", measured {m_rn['value'] * record['gain']:.4g} +- {m_rn['error'] * record['gain']:.2g}"
         flags = f"  [{','.join(record['flags'])}]" if record["flags"] else ""
         lines += [f"  {name}: {gain}; {rn}{flags}"]
         lines += [f"    warning: {w}" for w in record["warnings"]]
@@ -222,8 +243,12 @@ def noise_lines(plan: Mapping[str, Any], state: NightState) -> list[str]:
 
 def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState) -> str:
     status = Counter(r["status"] for r in rows)
-    lines = ["ccdcal night summary", "====================",
-             f"{len(rows)} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())), ""]
+    lines = [
+        "ccdcal night summary",
+        "====================",
+        f"{len(rows)} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())),
+        "",
+    ]
     if state.failures or any(state.master_problem(n, plan) for n in plan["masters"]):
         lines += ["SOME JOBS FAILED: the rest of the night is complete; see below and logs/.", ""]
     lines += quality_lines(state.quality)
@@ -242,8 +267,7 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState
             detail += f"  written as {row['output']}"
         if row["status"] != "calibrated":
             detail += f"  {row['status'].upper()}: {row['detail']}"
-        lines.append(f"  {row['path']}: bias {row['bias'] or '-'}, dark {dark}, "
-                     f"flat {row['flat'] or '-'}{detail}")
+        lines.append(f"  {row['path']}: bias {row['bias'] or '-'}, dark {dark}, flat {row['flat'] or '-'}{detail}")
     lines += ["", "Gain and read noise (per setup; UNCERT is computed with these):"]
     lines += noise_lines(plan, state)
     lines += ["", "Binnings (frames of another binning are never combined or applied):"]

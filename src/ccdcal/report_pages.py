@@ -11,15 +11,25 @@ from __future__ import annotations
 import csv
 import html
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from .lights import THUMBNAILS, thumbnail_name
 from .output_dir import GROUPS_DIR, QC_CSV
-from .previews import (PixelHistogram, draw_histogram, plot_dark_current, plot_flat_levels, plot_noise_vs_uncert,
-                       plot_overscan_levels, plot_photon_transfer, plot_trends, write_stretched)
+from .previews import (
+    PixelHistogram,
+    draw_histogram,
+    plot_dark_current,
+    plot_flat_levels,
+    plot_noise_vs_uncert,
+    plot_overscan_levels,
+    plot_photon_transfer,
+    plot_trends,
+    write_stretched,
+)
 from .qc import overscan_levels
 from .report import NightState
 from .writers import write_text_atomic
@@ -50,7 +60,7 @@ def table(rows: list[Mapping[str, Any]], columns: list[str], colour_by: str | No
         if colour_by and row.get(colour_by) in VERDICT_COLOURS:
             style = f' style="background: {VERDICT_COLOURS[row[colour_by]]}"'
         cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in columns)
-        body.append(f"<tr class=\"{html.escape(str(row.get(colour_by, '')))}\"{style}>{cells}</tr>")
+        body.append(f'<tr class="{html.escape(str(row.get(colour_by, "")))}"{style}>{cells}</tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -62,21 +72,30 @@ def write_pages(output_dir: str | Path, summary_page: str | Path, qc_page: str |
     with open(out / "summary.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     lights = [r for r in rows if r["frame_type"] == "light"]
-    body = (f"<h2>Lights ({len(lights)})</h2>"
-            + table(lights, ["path", "status", "bias", "dark", "dark_mode", "flat", "flags", "detail"])
-            + f"<h2>summary.txt</h2><pre>{html.escape(text)}</pre>")
+    body = (
+        f"<h2>Lights ({len(lights)})</h2>"
+        + table(lights, ["path", "status", "bias", "dark", "dark_mode", "flat", "flags", "detail"])
+        + f"<h2>summary.txt</h2><pre>{html.escape(text)}</pre>"
+    )
     write_text_atomic(PAGE.format(title="ccdcal night summary", body=body), summary_page)
     with open(out / QC_CSV, newline="", encoding="utf-8") as handle:
         checks = list(csv.DictReader(handle))
     counts = {v: sum(r["verdict"] == v for r in checks) for v in ("fail", "warn", "pass")}
-    body = (f"<p>{counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass "
-            "(limits: <code>qc</code> in config/README.md)</p>"
-            + table(checks, ["verdict", "subject", "check", "value", "limit", "note"], colour_by="verdict"))
+    body = (
+        f"<p>{counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass "
+        "(limits: <code>qc</code> in config/README.md)</p>"
+        + table(checks, ["verdict", "subject", "check", "value", "limit", "note"], colour_by="verdict")
+    )
     write_text_atomic(PAGE.format(title="Quality checks", body=body), qc_page)
 
 
-def draw_master_figures(plan: Mapping[str, Any], state: NightState, previews: str | Path,
-                         previews_dir: str | Path, histograms_dir: str | Path) -> list[Path]:
+def draw_master_figures(
+    plan: Mapping[str, Any],
+    state: NightState,
+    previews: str | Path,
+    previews_dir: str | Path,
+    histograms_dir: str | Path,
+) -> list[Path]:
     """Each master's preview (its reduced image ``previews/<master>.npy`` stretched by
     ZScale: ``previews.write_stretched``) as ``previews_dir/<master>.png``, and its pixel
     histogram (the counts in its report) as ``histograms_dir/<master>_histogram.png``;
@@ -100,8 +119,13 @@ def draw_master_figures(plan: Mapping[str, Any], state: NightState, previews: st
     return written
 
 
-def write_plots(plan: Mapping[str, Any], state: NightState, times: Mapping[str, float],
-                plots_dir: str | Path, library_trends: Mapping[str, list] | None = None) -> list[Path]:
+def write_plots(
+    plan: Mapping[str, Any],
+    state: NightState,
+    times: Mapping[str, float],
+    plots_dir: str | Path,
+    library_trends: Mapping[str, list] | None = None,
+) -> list[Path]:
     """The night's plots in ``plots_dir``: overscan level over the night per amplifier,
     noise against UNCERT per light, dark current against exposure and temperature, flat
     levels per filter, each setup's photon-transfer curve, and (with a library) the
@@ -123,8 +147,11 @@ def write_plots(plan: Mapping[str, Any], state: NightState, times: Mapping[str, 
     plot_overscan_levels({k: sorted(v) for k, v in sorted(levels.items())}, path)
     written.append(path)
 
-    ratios = [(Path(rel).name, float(row["noise_ratio"])) for rel, row in sorted(state.light_rows.items())
-              if row.get("noise_ratio")]
+    ratios = [
+        (Path(rel).name, float(row["noise_ratio"]))
+        for rel, row in sorted(state.light_rows.items())
+        if row.get("noise_ratio")
+    ]
     path = plots / "noise_vs_uncert.png"
     plot_noise_vs_uncert(ratios, path)
     written.append(path)
@@ -144,7 +171,8 @@ def write_plots(plan: Mapping[str, Any], state: NightState, times: Mapping[str, 
         qc = state.master_reports.get(name, {}).get("qc") or {}
         if master["type"] == "flat":
             flats.setdefault(f"{master['camera']} {master['filter'] or '-'}", []).extend(
-                entry["level"] for entry in qc.get("inputs", []))
+                entry["level"] for entry in qc.get("inputs", [])
+            )
             saturation = qc.get("saturation") or saturation
     path = plots / "flat_levels.png"
     plot_flat_levels(flats, path, saturation)
@@ -152,8 +180,10 @@ def write_plots(plan: Mapping[str, Any], state: NightState, times: Mapping[str, 
 
     for name, record in sorted(state.noise_records.items()):
         gain = record["measured"].get("gain")
-        points = [(p["signal_adu"], p["signal_adu"] / p["gain"], p["signal_adu"] * p["gain_error"] / p["gain"] ** 2)
-                  for p in (gain or {}).get("points", [])]
+        points = [
+            (p["signal_adu"], p["signal_adu"] / p["gain"], p["signal_adu"] * p["gain_error"] / p["gain"] ** 2)
+            for p in (gain or {}).get("points", [])
+        ]
         path = plots / f"photon_transfer_{name}.png"
         plot_photon_transfer(points, gain["value"] if gain else None, path)
         written.append(path)
@@ -171,7 +201,7 @@ def copy_thumbnails(output_dir: str | Path, plan: Mapping[str, Any], lights_dir:
     out, target = Path(output_dir), Path(lights_dir)
     target.mkdir(parents=True, exist_ok=True)
     copied = []
-    for rel, light in sorted(plan["lights"].items()):
+    for _, light in sorted(plan["lights"].items()):
         group = light.get("group")
         if not group:
             continue

@@ -11,7 +11,8 @@ on real jobs and is less than twice it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .calibrator import Calibrator
 from .writers import BackgroundWriter
@@ -43,8 +44,7 @@ CLIP_WORK_MB_PER_THREAD = 40
 BLOCK_STACK_BYTES = 32 * 1024 * 1024
 
 
-def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
-                   reserved_bytes: int = 0) -> int:
+def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int, reserved_bytes: int = 0) -> int:
     """Rows per block so that ``threads`` blocks in flight, each a stack plus about two
     stack-sized temporaries, fit in what the limit leaves after ``reserved_bytes`` (the
     output planes and masters), and no stack exceeds BLOCK_STACK_BYTES."""
@@ -55,8 +55,9 @@ def rows_per_block(n_frames: int, nx: int, memory_limit_mb: float, threads: int,
     return max(1, int(min(by_limit, by_speed)))
 
 
-def master_memory_mb(kind: str, n_frames: int, shape: tuple[int, int], n_masters: int,
-                     threads: int, memory_limit_mb: float) -> int:
+def master_memory_mb(
+    kind: str, n_frames: int, shape: tuple[int, int], n_masters: int, threads: int, memory_limit_mb: float
+) -> int:
     """Peak memory (MB) of a master job of ``kind`` (bias, dark, flat): the job overhead,
     the masters its inputs are calibrated with, the stacks of rows (``threads`` of them
     with their temporaries, bounded by ``memory_limit_mb``; the allocator keeps part of
@@ -99,8 +100,11 @@ def light_group_memory_mb(shape: tuple[int, int], n_masters: int, threads: int, 
     the constants above), and the staging chunks of the thread that writes the files
     (``BackgroundWriter.POOL_MB``)."""
     pixels = shape[0] * shape[1]
-    per_pixel = (HELD_MASTER_BYTES_PER_PIXEL * n_masters + CALIBRATION_BYTES_PER_PIXEL * n_calibrations
-                 + LIGHT_BYTES_PER_PIXEL * threads)
+    per_pixel = (
+        HELD_MASTER_BYTES_PER_PIXEL * n_masters
+        + CALIBRATION_BYTES_PER_PIXEL * n_calibrations
+        + LIGHT_BYTES_PER_PIXEL * threads
+    )
     return int(JOB_OVERHEAD_MB + BackgroundWriter.POOL_MB + pixels * per_pixel / 2**20) + 1
 
 

@@ -25,7 +25,7 @@ class Section:
     y2: int
 
     @classmethod
-    def parse(cls, text: str) -> "Section":
+    def parse(cls, text: str) -> Section:
         """Parse ``'[x1:x2,y1:y2]'``; reversed ranges (x2 < x1) are normalised."""
         match = _SECTION.match(str(text))
         if not match:
@@ -36,12 +36,12 @@ class Section:
         return cls(min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2))
 
     @classmethod
-    def from_slices(cls, rows: slice, cols: slice) -> "Section":
+    def from_slices(cls, rows: slice, cols: slice) -> Section:
         """The section covering ``data[rows, cols]`` (explicit start/stop slices)."""
         return cls(cols.start + 1, cols.stop, rows.start + 1, rows.stop)
 
     @classmethod
-    def full(cls, shape: tuple[int, int]) -> "Section":
+    def full(cls, shape: tuple[int, int]) -> Section:
         """The whole of an image of numpy ``shape`` (ny, nx)."""
         return cls(1, shape[1], 1, shape[0])
 
@@ -63,9 +63,7 @@ class Section:
         if self.x2 < self.x1 or self.y2 < self.y1:
             raise ValueError(f"{what} {named} is empty; the image is {shape[1]}x{shape[0]} (NAXIS1xNAXIS2)")
         if self.x1 < 1 or self.y1 < 1 or self.x2 > shape[1] or self.y2 > shape[0]:
-            raise ValueError(
-                f"{what} {named} lies outside the {shape[1]}x{shape[0]} (NAXIS1xNAXIS2) image"
-            )
+            raise ValueError(f"{what} {named} lies outside the {shape[1]}x{shape[0]} (NAXIS1xNAXIS2) image")
 
     def __str__(self) -> str:
         return f"[{self.x1}:{self.x2},{self.y1}:{self.y2}]"

@@ -31,8 +31,8 @@ rounded and clipped to uint16, where ``level(y) = offset_i + slope_i * y / ny``
 in electrons before the flat and ``dark_rate(T) = dark_rate(T_ref) * 2**((T -
 T_ref) / 6)`` evaluated at the frame's *set point* (SET-TEMP; the cooler is
 regulated, CCD-TEMP = set point + reading jitter and does not change the dark).
-Overscan columns (CCD only) hold ``level(y) + N(0, rn) / g`` and nothing else.  For the CMOS camera ``bias2d`` includes the ~300 ADU pedestal and
-``level`` is a tiny per-frame constant drift (recorded as
+Overscan columns (CCD only) hold ``level(y) + N(0, rn) / g`` and nothing else.  For the CMOS
+camera ``bias2d`` includes the ~300 ADU pedestal and ``level`` is a tiny per-frame constant drift (recorded as
 ``overscan_offset_adu``, ``overscan_slope_adu = 0``).
 
 All randomness comes from ``numpy.random.default_rng([seed, camera_code, stream,
@@ -72,9 +72,7 @@ FLAT_EXPTIMES = (1.0, 1.3, 1.7, 2.2, 3.0, 4.0, 5.0, 6.5, 8.0)
 # --------------------------------------------------------------------------
 
 
-def _rng(
-    seed: int, camera_code: int, stream: int, index: int = 0
-) -> np.random.Generator:
+def _rng(seed: int, camera_code: int, stream: int, index: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, camera_code, stream, index])
 
 
@@ -100,9 +98,7 @@ def render_stars(shape, x, y, peak, fwhm) -> np.ndarray:
         if x0 >= x1 or y0 >= y1:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        img[y0:y1, x0:x1] += pi * np.exp(
-            -((xx - xi) ** 2 + (yy - yi) ** 2) / (2 * sigma**2)
-        )
+        img[y0:y1, x0:x1] += pi * np.exp(-((xx - xi) ** 2 + (yy - yi) ** 2) / (2 * sigma**2))
     return img
 
 
@@ -176,8 +172,9 @@ class CosmicRays:
 COSMIC_RAY_KINDS = {"single": 0.4, "cluster": 0.35, "track": 0.25}
 
 
-def inject_cosmic_rays(frame, rng, n, *, amplitude_e=(50.0, 5000.0), adu_per_e=1.0,
-                       kinds=None, track_length=(3, 8)) -> CosmicRays:
+def inject_cosmic_rays(
+    frame, rng, n, *, amplitude_e=(50.0, 5000.0), adu_per_e=1.0, kinds=None, track_length=(3, 8)
+) -> CosmicRays:
     """Add ``n`` cosmic-ray events to ``frame`` (a float array [y, x], in place) and
     return the truth. ``adu_per_e``: the frame's unit per electron (1 for a frame in
     electrons, 1 / gain for one in ADU before the flat). Called on a light's electrons
@@ -219,15 +216,18 @@ def inject_cosmic_rays(frame, rng, n, *, amplitude_e=(50.0, 5000.0), adu_per_e=1
             pixels = [(y, x, amplitude)]
         elif kind == "cluster":
             picked = rng.choice(len(neighbours), size=int(rng.integers(1, 4)), replace=False)
-            pixels = [(y, x, amplitude)] + [(y + neighbours[k][0], x + neighbours[k][1],
-                                             amplitude * rng.uniform(0.1, 0.6)) for k in picked]
+            pixels = [(y, x, amplitude)] + [
+                (y + neighbours[k][0], x + neighbours[k][1], amplitude * rng.uniform(0.1, 0.6)) for k in picked
+            ]
         elif kind == "track":
             length = int(rng.integers(track_length[0], track_length[1] + 1))
             angle = rng.uniform(0, np.pi)
             # one pixel per step along the line's major axis: ``length`` 8-connected pixels
             step = np.arange(length) / max(abs(np.cos(angle)), abs(np.sin(angle)))
-            pixels = [(int(cy), int(cx), amplitude * rng.uniform(0.5, 1.5))
-                      for cy, cx in zip(np.rint(y + step * np.sin(angle)), np.rint(x + step * np.cos(angle)))]
+            pixels = [
+                (int(cy), int(cx), amplitude * rng.uniform(0.5, 1.5))
+                for cy, cx in zip(np.rint(y + step * np.sin(angle)), np.rint(x + step * np.cos(angle)))
+            ]
         else:
             raise ValueError(f"unknown cosmic-ray kind {kind!r} (single, cluster, track)")
         for py, px, e in pixels:
@@ -404,9 +404,7 @@ def _make_cmos(seed: int) -> Camera:
     bias2d = 300.0 + cols[None, :] + rows[:, None]
     yy, xx = np.indices(shape)
     background = 0.01 * rng.lognormal(0, 0.1, shape)
-    glow = 0.5 * np.exp(
-        -np.hypot(xx - (CMOS_NX - 1), yy) / 35.0
-    )  # top-right corner (y=0, x=max)
+    glow = 0.5 * np.exp(-np.hypot(xx - (CMOS_NX - 1), yy) / 35.0)  # top-right corner (y=0, x=max)
     hot = rng.random(shape) < 0.005
     dark_rate = background + glow
     dark_rate[hot] += np.exp(rng.uniform(np.log(1.0), np.log(30.0), hot.sum()))
@@ -456,22 +454,14 @@ def _ccd_plan() -> list[Frame]:
     """CCD night: biases + darks (afternoon), twilight flats V then R, lights."""
     d = datetime(2026, 11, 20)
     T = -20.0
-    calib = [
-        _spec(f"ccd/bias/bias_{i:03d}.fits", "bias", "Bias Frame", 0.0, T)
-        for i in range(1, 16)
-    ]
-    calib += [
-        _spec(f"ccd/darks/dark_300s_{i:03d}.fits", "dark", "Dark Frame", 300.0, T)
-        for i in range(1, 11)
-    ]
+    calib = [_spec(f"ccd/bias/bias_{i:03d}.fits", "bias", "Bias Frame", 0.0, T) for i in range(1, 16)]
+    calib += [_spec(f"ccd/darks/dark_300s_{i:03d}.fits", "dark", "Dark Frame", 300.0, T) for i in range(1, 11)]
     flats = [
         _spec(f"ccd/flats/flat_{f}_{i:03d}.fits", "flat", "Flat Field", t, T, filter=f)
         for f in ("V", "R")
         for i, t in enumerate(FLAT_EXPTIMES, 1)
     ]
-    names = [f"NGC7331_{f}_{i:03d}" for f in ("V", "R") for i in range(1, 4)] + [
-        "NGC7331_V_broken"
-    ]
+    names = [f"NGC7331_{f}_{i:03d}" for f in ("V", "R") for i in range(1, 4)] + ["NGC7331_V_broken"]
     lights = [
         _spec(
             f"ccd/lights/{n}.fits",
@@ -495,14 +485,8 @@ def _ccd_plan() -> list[Frame]:
 def _cmos_plan() -> list[Frame]:
     """CMOS night: dark library at -5 C and -10 C, darkflats, panel flats, lights."""
     d = datetime(2026, 11, 20)
-    darks_m5 = [
-        _spec(f"cmos/darks/dark_120s_-5C_{i:03d}.fits", "dark", "DARK", 120.0, -5.0)
-        for i in range(1, 9)
-    ]
-    darks_m10 = [
-        _spec(f"cmos/darks/dark_120s_-10C_{i:03d}.fits", "dark", "DARK", 120.0, -10.0)
-        for i in range(1, 11)
-    ]
+    darks_m5 = [_spec(f"cmos/darks/dark_120s_-5C_{i:03d}.fits", "dark", "DARK", 120.0, -5.0) for i in range(1, 9)]
+    darks_m10 = [_spec(f"cmos/darks/dark_120s_-10C_{i:03d}.fits", "dark", "DARK", 120.0, -10.0) for i in range(1, 11)]
     flats = [
         _spec(
             f"cmos/darkflats/darkflat_2s_{i:03d}.fits",
@@ -513,10 +497,7 @@ def _cmos_plan() -> list[Frame]:
         )
         for i in range(1, 11)
     ]
-    flats += [
-        _spec(f"cmos/flats/flat_L_{i:03d}.fits", "flat", "FLAT", 2.0, -10.0, filter="L")
-        for i in range(1, 11)
-    ]
+    flats += [_spec(f"cmos/flats/flat_L_{i:03d}.fits", "flat", "FLAT", 2.0, -10.0, filter="L") for i in range(1, 11)]
     lights = [
         _spec(
             f"cmos/lights/M 31_L_120s_{i:03d}.fits",
@@ -629,9 +610,7 @@ def _write_fits(path: Path, data: np.ndarray, header=None) -> None:
     fits.PrimaryHDU(data=data, header=header).writeto(path, overwrite=True)
 
 
-def _write_truth_image(
-    truth_dir: Path, rel: str, data: np.ndarray, dtype=np.float32
-) -> str:
+def _write_truth_image(truth_dir: Path, rel: str, data: np.ndarray, dtype=np.float32) -> str:
     _write_fits(truth_dir / rel, np.asarray(data, dtype=dtype))
     return rel
 
@@ -641,9 +620,7 @@ def _write_truth_image(
 # --------------------------------------------------------------------------
 
 
-def _light_signal_ccd(
-    seed: int, cam: Camera, fr: Frame, rng
-) -> tuple[np.ndarray, dict]:
+def _light_signal_ccd(seed: int, cam: Camera, fr: Frame, rng) -> tuple[np.ndarray, dict]:
     """Sky + stars (electrons, before the flat) of one CCD light; fixed field, small dither."""
     f = _rng(seed, cam.code, _FIELD)
     n = 40
@@ -663,9 +640,7 @@ def _flat_signal_ccd(cam: Camera, fr: Frame, rng) -> tuple[np.ndarray, dict]:
     """Twilight sky (fading) + ~25 stars at random positions (telescope dithered)."""
     k = FLAT_EXPTIMES.index(fr.exptime)
     hi, lo = (29000.0, 12500.0) if fr.filter == "V" else (28000.0, 13000.0)
-    level_adu = (
-        hi * (lo / hi) ** (k / (len(FLAT_EXPTIMES) - 1)) * rng.uniform(0.98, 1.02)
-    )
+    level_adu = hi * (lo / hi) ** (k / (len(FLAT_EXPTIMES) - 1)) * rng.uniform(0.98, 1.02)
     n = int(rng.integers(22, 29))
     x, y = rng.uniform(0, CCD_NX, n), rng.uniform(0, CCD_NY, n)
     peak = 10 ** rng.uniform(np.log10(2000), np.log10(20000), n) * cam.gain
@@ -785,9 +760,7 @@ def _raw_ideal_sigma(cam: Camera, exp: Exposure) -> np.ndarray:
     )
 
 
-def _write_camera_frames(
-    seed, cam, plan, raw_dir, truth_dir, manifest, levels, make_signal, header_fn
-):
+def _write_camera_frames(seed, cam, plan, raw_dir, truth_dir, manifest, levels, make_signal, header_fn):
     """Expose and write every frame of ``plan``; fill ``manifest`` frames/lights/junk."""
     for fr, (offset, slope) in zip(plan, levels):
         exp = _expose_frame(seed, cam, fr, offset, slope, make_signal)
@@ -802,9 +775,7 @@ def _write_camera_frames(
         manifest["frames"][fr.rel_path] = _frame_entry(cam, fr, exp, offset, slope)
         if fr.kind == "light":
             sigma = _raw_ideal_sigma(cam, exp)
-            manifest["lights"][fr.rel_path] = _light_truth(
-                truth_dir, cam, fr, exp, sigma
-            )
+            manifest["lights"][fr.rel_path] = _light_truth(truth_dir, cam, fr, exp, sigma)
 
 
 def _camera_truth(cam: Camera, truth_dir: Path) -> dict:
@@ -821,16 +792,9 @@ def _camera_truth(cam: Camera, truth_dir: Path) -> dict:
         "dark_doubling_c": DARK_DOUBLING_C,
         "shape": list(cam.bias2d.shape),
         "bias2d": _write_truth_image(truth_dir, f"{k}/bias2d.fits", cam.bias2d),
-        "dark_rate_e_per_s": _write_truth_image(
-            truth_dir, f"{k}/dark_rate.fits", cam.dark_rate
-        ),
-        "flats": {
-            f: _write_truth_image(truth_dir, f"{k}/flat_{f}.fits", fl)
-            for f, fl in cam.flats.items()
-        },
-        "hot_pixels": _write_truth_image(
-            truth_dir, f"{k}/hot_pixels.fits", cam.hot, np.uint8
-        ),
+        "dark_rate_e_per_s": _write_truth_image(truth_dir, f"{k}/dark_rate.fits", cam.dark_rate),
+        "flats": {f: _write_truth_image(truth_dir, f"{k}/flat_{f}.fits", fl) for f, fl in cam.flats.items()},
+        "hot_pixels": _write_truth_image(truth_dir, f"{k}/hot_pixels.fits", cam.hot, np.uint8),
         "overscan": None,
     }
     if cam.n_overscan:
@@ -851,11 +815,7 @@ def write_ccd(raw_dir: Path, truth_dir: Path, seed: int, manifest: dict) -> None
     manifest["cameras"]["ccd"] = _camera_truth(cam, truth_dir)
 
     def signal(fr, rng):
-        return (
-            _flat_signal_ccd(cam, fr, rng)
-            if fr.kind == "flat"
-            else _light_signal_ccd(seed, cam, fr, rng)
-        )
+        return _flat_signal_ccd(cam, fr, rng) if fr.kind == "flat" else _light_signal_ccd(seed, cam, fr, rng)
 
     _write_camera_frames(
         seed,
@@ -889,9 +849,7 @@ def write_cmos(raw_dir: Path, truth_dir: Path, seed: int, manifest: dict) -> Non
     def signal(fr, rng):
         if fr.kind == "flat":  # uniform panel, ~20000 ADU
             level = 20000.0 * rng.uniform(0.99, 1.01)
-            return np.full(cam.bias2d.shape, level * cam.gain), {
-                "sky_adu": float(level)
-            }
+            return np.full(cam.bias2d.shape, level * cam.gain), {"sky_adu": float(level)}
         return _light_signal_cmos(seed, cam, rng)
 
     _write_camera_frames(
@@ -1023,19 +981,13 @@ class CameraSpec:
 
     def __post_init__(self):
         if self.header_style not in HEADER_STYLES:
-            raise ValueError(
-                f"header_style {self.header_style!r}: one of {HEADER_STYLES}"
-            )
+            raise ValueError(f"header_style {self.header_style!r}: one of {HEADER_STYLES}")
         if self.gain_keyword not in (None, "EGAIN", "GAIN"):
             raise ValueError(f"gain_keyword {self.gain_keyword!r}: EGAIN, GAIN or None")
         if self.gain_keyword == "GAIN" and self.gain_setting is not None:
-            raise ValueError(
-                "GAIN holds either the gain (e-/ADU) or a setting, not both"
-            )
+            raise ValueError("GAIN holds either the gain (e-/ADU) or a setting, not both")
         if min(self.shape) < 96:
-            raise ValueError(
-                f"shape {self.shape}: at least 96 pixels a side (dust donuts)"
-            )
+            raise ValueError(f"shape {self.shape}: at least 96 pixels a side (dust donuts)")
 
 
 @dataclass(frozen=True)
@@ -1069,23 +1021,17 @@ class FrameSet:
 
     def __post_init__(self):
         if self.kind not in FRAME_KINDS:
-            raise ValueError(
-                f"set {self.name!r}: kind {self.kind!r} not in {FRAME_KINDS}"
-            )
+            raise ValueError(f"set {self.name!r}: kind {self.kind!r} not in {FRAME_KINDS}")
         if self.count < 0 or self.exptime_s < 0:
             raise ValueError(f"set {self.name!r}: count and exptime_s must be >= 0")
         if self.kind == "bias" and self.exptime_s != 0:
             raise ValueError(f"set {self.name!r}: a bias has exptime_s 0")
         if (self.kind in ("flat", "light")) != (self.filter is not None):
-            raise ValueError(
-                f"set {self.name!r}: flats and lights (only) have a filter"
-            )
+            raise ValueError(f"set {self.name!r}: flats and lights (only) have a filter")
         if self.kind == "flat" and len(self.levels_adu) != self.count:
             raise ValueError(f"set {self.name!r}: one level per flat ({self.count})")
         if self.camera_dark_frames and self.kind != "light":
-            raise ValueError(
-                f"set {self.name!r}: only lights are dark-subtracted by the camera"
-            )
+            raise ValueError(f"set {self.name!r}: only lights are dark-subtracted by the camera")
 
 
 def _default_frame_sets() -> tuple[FrameSet, ...]:
@@ -1156,17 +1102,12 @@ def _camera_from_spec(c: CameraSpec, filters, seed: int) -> Camera:
     ny, nx = c.shape
     yy, xx = np.indices(c.shape)
     bias2d = (
-        c.bias_pattern_adu
-        * (0.8 * xx / nx + 0.4 * yy / ny + 0.3 * ((xx - nx / 2) / (nx / 2)) ** 2)
+        c.bias_pattern_adu * (0.8 * xx / nx + 0.4 * yy / ny + 0.3 * ((xx - nx / 2) / (nx / 2)) ** 2)
         + rng.normal(0.0, 0.3 * c.bias_pattern_adu, nx)[None, :]
     )
     if not c.overscan_columns:  # the level is in the frame, not in an overscan
         bias2d += c.bias_level_adu
-    dark_rate = (
-        c.dark_rate_e_per_s
-        * (1 + 0.1 * (xx / nx - 0.5))
-        * rng.lognormal(0.0, 0.1, c.shape)
-    )
+    dark_rate = c.dark_rate_e_per_s * (1 + 0.1 * (xx / nx - 0.5)) * rng.lognormal(0.0, 0.1, c.shape)
     dark_rate += c.amp_glow_e_per_s * np.exp(-np.hypot(xx - (nx - 1), yy) / (nx / 12))
     hot = rng.random(c.shape) < c.hot_pixel_fraction
     dark_rate[hot] += np.exp(rng.uniform(np.log(0.5), np.log(20.0), hot.sum()))
@@ -1175,9 +1116,7 @@ def _camera_from_spec(c: CameraSpec, filters, seed: int) -> Camera:
     for k, band in enumerate(filters):
         frng = _rng(seed, code, _STATIC, 1 + k)
         donuts = _random_donuts(frng, c.shape, c.dust_motes)
-        flats[band] = make_flat(
-            frng, c.shape, corner_level=c.flat_corner_level, donuts=donuts, prnu=prnu
-        )
+        flats[band] = make_flat(frng, c.shape, corner_level=c.flat_corner_level, donuts=donuts, prnu=prnu)
     return Camera(
         c.key,
         code,
@@ -1292,10 +1231,7 @@ def _subtract_camera_dark(raw, master_dark, header, n_frames, fr: Frame) -> np.n
     CALSTAT = 'D' and a HISTORY card in ``header``."""
     header["PEDESTAL"] = (-CAMERA_DARK_PEDESTAL_ADU, "Add to get zero-based ADU")
     header["CALSTAT"] = ("D", "Calibration state: dark subtracted")
-    header.add_history(
-        f"Auto-Dark Subtraction: master of {n_frames} darks, "
-        f"{fr.exptime:g} s at {fr.set_temp_c:g} C"
-    )
+    header.add_history(f"Auto-Dark Subtraction: master of {n_frames} darks, {fr.exptime:g} s at {fr.set_temp_c:g} C")
     written = raw - master_dark + CAMERA_DARK_PEDESTAL_ADU
     return np.clip(np.rint(written), 0, SATURATION_ADU).astype(np.uint16)
 
@@ -1380,9 +1316,7 @@ def _camera_dark(seed, cam: Camera, fs: FrameSet, members, offsets, slopes, trut
     }
 
 
-def write_camera_night(
-    raw_dir, truth_dir, spec: CameraNight, seed: int = DEFAULT_SEED
-) -> dict:
+def write_camera_night(raw_dir, truth_dir, spec: CameraNight, seed: int = DEFAULT_SEED) -> dict:
     """Write the frames of ``spec`` as ``raw_dir/<key>/<bias|darks|darkflats|flats|
     lights>/<set name>_NNN.fits`` and the truth under ``truth_dir``; return the
     manifest (also ``truth_dir/truth.json``). Same arguments, same bytes: all randomness
@@ -1435,9 +1369,7 @@ def write_camera_night(
             illuminations[set_index] = _illumination(c.shape, fs.illumination_tilt)
             if fs.illumination_tilt:
                 rel = f"{cam.key}/illumination_{fs.name}.fits"
-                entry["illumination"] = _write_truth_image(
-                    truth_dir, rel, illuminations[set_index]
-                )
+                entry["illumination"] = _write_truth_image(truth_dir, rel, illuminations[set_index])
         if fs.camera_dark_frames and members:
             camera_darks[set_index], entry["camera_dark"] = _camera_dark(
                 seed, cam, fs, members, offsets, slopes, truth_dir
@@ -1459,9 +1391,7 @@ def write_camera_night(
         header = _HEADER_WRITERS[c.header_style](cam, fr, exp.temp_c)
         raw = exp.raw
         if fs.camera_dark_frames:
-            raw = _subtract_camera_dark(
-                raw, camera_darks[set_index], header, fs.camera_dark_frames, fr
-            )
+            raw = _subtract_camera_dark(raw, camera_darks[set_index], header, fs.camera_dark_frames, fr)
         _write_fits(raw_dir / fr.rel_path, raw, header)
         entry = _frame_entry(cam, fr, exp, offset, slope)
         manifest["frames"][fr.rel_path] = {**entry, "object": fr.object, "set": fs.name}
@@ -1826,13 +1756,9 @@ def score_light(calibrated, truth_dir, light: dict, illumination=None) -> LightS
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ccdcal.simulate", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m ccdcal.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("raw_dir", help="output directory for the raw frames")
-    parser.add_argument(
-        "truth_dir", help="output directory for the truth (truth.json + FITS)"
-    )
+    parser.add_argument("truth_dir", help="output directory for the truth (truth.json + FITS)")
     parser.add_argument(
         "--seed",
         type=int,

@@ -4,8 +4,9 @@ mappings, and checking their values."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,8 +25,9 @@ def spec_from_mapping(cls: type[Spec], d: Mapping[str, Any] | Spec | None, what:
     known = {f.name for f in fields(cls)}
     unknown = sorted(str(k) for k in d if k not in known)
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {', '.join(repr(k) for k in unknown)}; "
-                         f"valid options: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown {what} option(s) {', '.join(repr(k) for k in unknown)}; valid options: {', '.join(sorted(known))}"
+        )
     return cls(**{k: v for k, v in d.items() if v is not None})
 
 
@@ -43,13 +45,15 @@ def checked_int(what: str, key: str, value: Any, minimum: int, maximum: int | No
     if not math.isfinite(float(value)) or float(value) != int(value):
         raise bad_option(what, key, "must be an integer", value)
     if int(value) < minimum or (maximum is not None and int(value) > maximum):
-        raise bad_option(what, key, f"must be >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""),
-                         value)
+        raise bad_option(
+            what, key, f"must be >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""), value
+        )
     return int(value)
 
 
-def checked_float(what: str, key: str, value: Any, minimum: float = 0.0, strict: bool = False,
-                  maximum: float | None = None) -> float:
+def checked_float(
+    what: str, key: str, value: Any, minimum: float = 0.0, strict: bool = False, maximum: float | None = None
+) -> float:
     """``value`` as a float, when it is a finite number (not a bool, not text) >= ``minimum``
     (> with ``strict``) and <= ``maximum`` when given."""
     if isinstance(value, (bool, str)):
@@ -58,10 +62,19 @@ def checked_float(what: str, key: str, value: Any, minimum: float = 0.0, strict:
         out = float(value)
     except (TypeError, ValueError):
         raise bad_option(what, key, "must be a number", value) from None
-    if (not math.isfinite(out) or out < minimum or (strict and out == minimum)
-            or (maximum is not None and out > maximum)):
-        raise bad_option(what, key, f"must be finite and {'>' if strict else '>='} {minimum:g}"
-                         + (f" and <= {maximum:g}" if maximum is not None else ""), value)
+    if (
+        not math.isfinite(out)
+        or out < minimum
+        or (strict and out == minimum)
+        or (maximum is not None and out > maximum)
+    ):
+        raise bad_option(
+            what,
+            key,
+            f"must be finite and {'>' if strict else '>='} {minimum:g}"
+            + (f" and <= {maximum:g}" if maximum is not None else ""),
+            value,
+        )
     return out
 
 
@@ -72,8 +85,9 @@ def checked_bool(what: str, key: str, value: Any) -> bool:
     return bool(value)
 
 
-def checked_name(what: str, key: str, value: Any, allowed: Sequence[str],
-                 aliases: Mapping[str, str] | None = None) -> str:
+def checked_name(
+    what: str, key: str, value: Any, allowed: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> str:
     """The name of ``allowed`` that ``value`` spells: case-folded, '-' read as '_', and an
     alias read as the name it stands for ('Average' -> 'mean')."""
     if not isinstance(value, str):

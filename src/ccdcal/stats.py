@@ -41,10 +41,9 @@ def _below_and_inside(x: np.ndarray, lo, hi) -> tuple[int, np.ndarray]:
     one pass, a piece at a time (twice as fast as whole-array masks on large images)."""
     below, inside = 0, []
     for start in range(0, x.size, _PIECE):
-        piece = x[start: start + _PIECE]
+        piece = x[start : start + _PIECE]
         keep = piece >= lo
         below += piece.size - int(np.count_nonzero(keep))
         keep &= piece <= hi
         inside.append(piece[keep])
     return below, np.concatenate(inside)
-

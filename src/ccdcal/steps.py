@@ -38,8 +38,9 @@ its science, imported below), and its name in the schema's ``steps`` enum.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -139,8 +140,9 @@ class Overscan(Step):
     name, stage = "overscan", "raw"
 
     def read(self, planned, reading):
-        return dataclasses.replace(reading, amplifiers=planned.amplifiers, method=planned.method,
-                                   order=planned.order, axis=planned.axis)
+        return dataclasses.replace(
+            reading, amplifiers=planned.amplifiers, method=planned.method, order=planned.order, axis=planned.axis
+        )
 
 
 @step
@@ -219,8 +221,15 @@ class CosmicRays(ImageStep):
     def apply(self, light: Light) -> None:
         from .cosmic import find_cosmic_rays  # here: astroscrappy only where it is used
 
-        found = find_cosmic_rays(light.image, light.uncert, light.mask, gain=light.gain,
-                                 read_noise=light.read_noise, settings=self.options(light), inplace=True)
+        found = find_cosmic_rays(
+            light.image,
+            light.uncert,
+            light.mask,
+            gain=light.gain,
+            read_noise=light.read_noise,
+            settings=self.options(light),
+            inplace=True,
+        )
         light.cards["NCOSMIC"] = (found.flagged, "pixels flagged COSMIC (L.A.Cosmic, astroscrappy)")
         if self.options(light).get("replace"):
             light.cards["CRREPL"] = (found.replaced, "of them replaced by their local median")
@@ -257,8 +266,10 @@ def light_steps(names: Iterable[str] | None = None) -> list[Step]:
     steps = [STEPS[n] for n in names]
     ranks = [STAGES.index(s.stage) for s in steps]
     if ranks != sorted(ranks):
-        raise ValueError(f"steps {names}: raw steps (overscan, trim) come first, then the arithmetic "
-                         "(bias, dark, flat), then image steps")
+        raise ValueError(
+            f"steps {names}: raw steps (overscan, trim) come first, then the arithmetic "
+            "(bias, dark, flat), then image steps"
+        )
     fused = [n for n in names if STEPS[n].stage != "image"]
     canonical = [n for n in STEPS if n in fused]
     if fused != canonical:

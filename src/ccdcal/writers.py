@@ -48,9 +48,10 @@ import queue
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -189,7 +190,7 @@ class _DirectWriter:
         n, done = len(view), 0
         while done < n:
             take = min(self.CHUNK - self._fill, n - done)
-            self._bytes[self._fill: self._fill + take] = np.frombuffer(view[done: done + take], dtype=np.uint8)
+            self._bytes[self._fill : self._fill + take] = np.frombuffer(view[done : done + take], dtype=np.uint8)
             self._fill += take
             done += take
             if self._fill == self.CHUNK:
@@ -241,7 +242,7 @@ class _DirectWriter:
         length), close the file and rename it to ``path``; on any failure remove it. The
         Future (done at once with ``_WriteAtOnce``) gives ``path`` or the error."""
         length = -(-self._fill // self.DIRECT_ALIGN) * self.DIRECT_ALIGN
-        self._bytes[self._fill: length] = 0  # cut off again when O_DIRECT was turned off
+        self._bytes[self._fill : length] = 0  # cut off again when O_DIRECT was turned off
         if self._fill:
             self._hand_over(length, last=True)
         self._give_back_staging()
@@ -334,7 +335,7 @@ class BackgroundWriter:
             self._tasks.put(None)
             self._thread.join()
 
-    def __enter__(self) -> "BackgroundWriter":
+    def __enter__(self) -> BackgroundWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -363,20 +364,29 @@ def disk_full(exc: BaseException, path: str | os.PathLike) -> OSError | None:
     for _ in range(10):  # the chain of causes and contexts
         if seen is None:
             return None
-        if isinstance(seen, OSError) and (seen.errno in (errno.ENOSPC, errno.EDQUOT) or (
-                seen.errno is None and _SHORT_WRITE.match(str(seen)))):
+        if isinstance(seen, OSError) and (
+            seen.errno in (errno.ENOSPC, errno.EDQUOT) or (seen.errno is None and _SHORT_WRITE.match(str(seen)))
+        ):
             code = errno.EDQUOT if seen.errno == errno.EDQUOT else errno.ENOSPC
             what = "no quota" if code == errno.EDQUOT else "no space"
-            error = OSError(code, f"{what} left on the file system at {_mount_point(Path(path))} "
-                                  f"(writing {path}); free some space and run the same command again")
+            error = OSError(
+                code,
+                f"{what} left on the file system at {_mount_point(Path(path))} "
+                f"(writing {path}); free some space and run the same command again",
+            )
             error.__cause__ = seen  # the disk's own error, not what masked it
             return error
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True,
-                      drop_cache: bool = False, writer: BackgroundWriter | None = None) -> Future | None:
+def write_fits_atomic(
+    hdul: fits.HDUList,
+    path: str | os.PathLike,
+    checksum: bool = True,
+    drop_cache: bool = False,
+    writer: BackgroundWriter | None = None,
+) -> Future | None:
     """``_write_fits_atomic`` (below), a full disk reported as such."""
     try:
         return _write_fits_atomic(hdul, path, checksum, drop_cache, writer)
@@ -384,11 +394,16 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: boo
         full = disk_full(exc, path)
         if full is None:
             raise
-        raise full
+        raise full from exc
 
 
-def _write_fits_atomic(hdul: fits.HDUList, path: str | os.PathLike, checksum: bool = True,
-                       drop_cache: bool = False, writer: BackgroundWriter | None = None) -> Future | None:
+def _write_fits_atomic(
+    hdul: fits.HDUList,
+    path: str | os.PathLike,
+    checksum: bool = True,
+    drop_cache: bool = False,
+    writer: BackgroundWriter | None = None,
+) -> Future | None:
     """Write ``hdul`` to ``path`` via a temporary file in the same folder and a rename.
 
     CHECKSUM/DATASUM cards are added unless ``checksum`` is False; nothing time-dependent
@@ -459,5 +474,4 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
         full = disk_full(exc, path) if isinstance(exc, Exception) else None
         if full is None:
             raise
-        raise full
-
+        raise full from exc
