@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -574,6 +575,7 @@ def test_calibrator_with_explicit_parameters_matches_the_workflow_on_kast(kast, 
         image_area=dict(xmin=0, xmax=2048, ymin=0, ymax=350),
         master_bias=master_path(kast, light["bias"]),
         gain=1.2,
+        cosmic_rays={"enabled": True},  # as config/examples/kast_blue.yaml
     )
     calibrate.set_masters(flat=master_path(kast, light["flat"]))
     out = calibrate(raw=kast["raw"] / rel, calibrated=tmp_path / "b27.fits")
@@ -584,6 +586,37 @@ def test_calibrator_with_explicit_parameters_matches_the_workflow_on_kast(kast, 
     raw_flat = calibrate(raw=kast["raw"] / rel, calibrated=tmp_path / "noflat.fits", master_flat=None)
     assert fits.getheader(raw_flat)["CALFLAGS"] == "NODARK,NOFLAT"
     assert calibrate.master_flat == master_path(kast, light["flat"])  # the override did not stick
+
+
+def test_spectra_get_their_cosmic_rays_flagged(night):
+    """The spectrograph profiles flag cosmic rays (config/examples: cosmic_rays enabled):
+    the long science exposures get hundreds of COSMIC pixels, more than the short ones;
+    a standard star's trace at most 2 pixels; no frame more than 0.2 % of its pixels.
+    ARCSAT (imaging, stacked) does not run the step."""
+    counts, trace_hits = {}, {}
+    for rel in lights_of(night):
+        data, _, mask, header = load(night["out"] / "calibrated" / rel)
+        cosmic = (mask & 16) > 0
+        if night["key"] == "arcsat":
+            assert "NCOSMIC" not in header and not cosmic.any()
+            continue
+        assert header["NCOSMIC"] == int(cosmic.sum()) and "cosmic_rays" in str(header["HISTORY"])
+        assert cosmic.mean() < 0.002, f"{rel}: {cosmic.mean():.2%} of the pixels flagged COSMIC"
+        counts[rel] = (float(header["EXPTIME"]), int(cosmic.sum()))
+        if str(header["OBJECT"]).strip() in ("Feige 66", "SP0501+527"):  # standard stars
+            along = 1 if night["key"] == "kast" else 0  # the slit (spatial) axis: rows on Kast, columns on WHT
+            with warnings.catch_warnings():  # rows or columns wholly masked (outside the slit)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                profile = np.nanmedian(np.where(mask == 0, data, np.nan), axis=along)
+            centre = int(np.nanargmax(profile))
+            on_trace = cosmic[centre - 4 : centre + 5] if along == 1 else cosmic[:, centre - 4 : centre + 5]
+            trace_hits[rel] = int(on_trace.sum())
+    if night["key"] == "arcsat":
+        return
+    longest = max(counts, key=lambda rel: counts[rel][0])
+    shortest = min(counts, key=lambda rel: counts[rel][0])
+    assert counts[longest][1] > 100 and counts[longest][1] > 2 * counts[shortest][1], counts
+    assert trace_hits and all(hits <= 2 for hits in trace_hits.values()), trace_hits
 
 
 #: The checks that fail on each real night, and why: what is really there. Kast's

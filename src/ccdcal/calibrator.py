@@ -56,7 +56,7 @@ from .products import CORE_MASK_BITS, Product, ascii_header_text, read_product, 
 from .provenance import add_software_cards
 from .qc import light_statistics
 from .sections import Section
-from .steps import Light, Step, history, in_stage, missing_flags, reading_layout, steps_run
+from .steps import IMAGE_STEPS, Light, Step, history, in_stage, missing_flags, reading_layout, steps_run
 from .writers import BackgroundWriter
 
 PARAMETERS = (
@@ -82,11 +82,8 @@ PARAMETERS = (
     "output_format",
     "normalize",
     "checksum",
-    "cosmic_rays",
-    "cosmetic",
+    *IMAGE_STEPS,  # each image step's settings (a mapping, as the profile's section of its name)
 )
-#: Parameters that are a step's settings (a mapping, as the profile's section of that name).
-STEP_SETTINGS = ("cosmic_rays", "cosmetic")
 _UNSET = object()
 
 
@@ -449,9 +446,7 @@ class Calibrator:
         once the writer has put the file in place (or raises why it could not)."""
         p = self._parameters(overrides)
         refuse_same_file(raw, calibrated)
-        settings = {
-            name: p[name] if p[name] is not None else self.camera.config.get(name, {}) for name in STEP_SETTINGS
-        }
+        settings = {name: p[name] if p[name] is not None else self.camera.config.get(name, {}) for name in IMAGE_STEPS}
         steps = steps_run(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"), settings)
         given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
         label = raw_label or Path(raw).name

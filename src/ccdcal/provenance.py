@@ -15,7 +15,7 @@ from typing import Any
 from astropy.io import fits
 
 from . import __version__
-from .steps import CORE_STEPS, DEFAULT_STEPS
+from .steps import CORE_STEPS, DEFAULT_STEPS, IMAGE_STEPS
 
 #: The camera-profile settings that change each kind of product (dotted paths into the
 #: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job
@@ -61,8 +61,7 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
         "dark.exposure_tolerance",
         "flat.weak_threshold",
         "output",
-        "cosmic_rays",
-        "cosmetic",
+        *IMAGE_STEPS,
     ),
 }
 
@@ -71,8 +70,7 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
 #: made before keep their CFGDIGST and MASTERID.
 NEUTRAL_SETTINGS: dict[str, Callable[[Any], bool]] = {
     "steps": lambda names: tuple(names) in (DEFAULT_STEPS, CORE_STEPS),
-    "cosmic_rays": lambda section: not section.get("enabled"),
-    "cosmetic": lambda section: not section.get("enabled"),
+    **{name: (lambda section: not section.get("enabled")) for name in IMAGE_STEPS},
 }
 
 #: Top-level configuration keys that do not change the plan: where the data lie and how

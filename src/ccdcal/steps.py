@@ -252,6 +252,11 @@ class Cosmetic(ImageStep):
             light.cards["NCOSUNFL"] = (done.unfilled, "flagged pixels with no usable neighbour, kept")
 
 
+#: The image steps' names: each is also the profile section of its settings (and a
+#: ``Calibrator`` parameter, a product setting).
+IMAGE_STEPS = tuple(name for name, s in STEPS.items() if s.stage == "image")
+
+
 def light_steps(names: Iterable[str] | None = None) -> list[Step]:
     """The steps named (``DEFAULT_STEPS`` when None), checked: known, each once, the
     stages in order (raw, arithmetic, image) and the raw and arithmetic steps in their
