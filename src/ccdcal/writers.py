@@ -394,7 +394,7 @@ def write_fits_atomic(
         full = disk_full(exc, path)
         if full is None:
             raise
-        raise full from exc
+        raise full from full.__cause__  # the disk's own error (disk_full), not what masked it
 
 
 def _write_fits_atomic(
@@ -474,4 +474,4 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
         full = disk_full(exc, path) if isinstance(exc, Exception) else None
         if full is None:
             raise
-        raise full from exc
+        raise full from full.__cause__  # the disk's own error (disk_full), not what masked it
