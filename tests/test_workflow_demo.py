@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import o_direct_available, run_snakemake, sha256, tree_digests
+from conftest import REPO, SNAKEMAKE, o_direct_available, run_snakemake, sha256, tree_digests
 
 from ccdcal.products import BADPIX
 
@@ -313,6 +315,71 @@ def test_invalid_config_fails_before_any_work(tmp_path):
     result = run_snakemake(tmp_path, out, "memory_limit_mb=12", check=False)
     assert result.returncode != 0
     assert "memory_limit_mb" in result.stderr
+    assert not out.exists()
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    return {p.as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+def test_a_run_without_output_dir_stops_saying_how_to_give_it(tmp_path):
+    """config/config.yaml has no output_dir: a forgotten one used to calibrate the night
+    into the repository's demo/out."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "bias_001.fits").write_bytes(b"")
+    demo_before = snapshot(REPO / "demo")
+    result = subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)]
+        + ["--cores", "1", "--config", f"raw_dir={raw}"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
+    assert result.returncode != 0
+    assert "config: output_dir is not set: pass --config output_dir=FOLDER" in result.stderr
+    assert len(result.stderr.splitlines()) < 10, result.stderr
+    assert snapshot(REPO / "demo") == demo_before
+
+
+@pytest.mark.parametrize("names", [[], ["notes.txt", "log.txt", "sub/list.txt"]])
+def test_a_raw_dir_without_fits_files_stops_naming_it(tmp_path, names):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    for name in names:
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_text("not a frame\n")
+    result = run_snakemake(raw, out, check=False)
+    assert result.returncode != 0
+    expected = f"raw_dir {raw} holds 3 file(s) but no FITS file" if names else f"raw_dir {raw} holds no files"
+    assert expected in result.stderr, result.stderr
+    if names:
+        assert "extensions seen: .txt (3)" in result.stderr
+    assert len(result.stderr.splitlines()) < 10, result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ("thread: 2\n", ["unknown key thread (value 2)", "did you mean 'threads'"]),
+        (
+            "cameras:\n  - {name: c, overscan: {metod: polynomial}}\n",
+            ["unknown key cameras[0].overscan.metod (value 'polynomial')", "method, order, axis, regions"],
+        ),
+        ("qc: {on_fail: halt}\n", ["qc.on_fail is 'halt'", "allowed values: 'flag', 'stop'"]),
+    ],
+)
+def test_a_refused_configuration_stops_the_workflow_in_a_few_lines(tmp_path, config, words):
+    """The workflow validates with ccdcal.config.validated: the same short message, not the
+    schema (744-1095 lines from snakemake.utils.validate)."""
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    (tmp_path / "bad.yaml").write_text(config)
+    result = run_snakemake(raw, out, "--configfile", str(tmp_path / "bad.yaml"), check=False)
+    assert result.returncode != 0
+    assert all(word in result.stderr for word in words), result.stderr
+    assert len(result.stderr.splitlines()) < 10, result.stderr
     assert not out.exists()
 
 

@@ -209,6 +209,34 @@ def list_raw_files(
     return sorted(found)
 
 
+def no_fits_message(raw_dir: str | os.PathLike, files: Iterable[str], unreadable: Iterable[str] = ()) -> str | None:
+    """One line saying that ``raw_dir`` holds no FITS file (None when it holds one):
+    nothing to calibrate, which a night should not report as a success. ``files`` are
+    those ``list_raw_files`` found; when there are some, it says how many and their
+    extensions, so that a wrong folder or an unexpected naming is seen at once."""
+    files = list(files)
+    if any(is_fits_name(f) for f in files):
+        return None
+    unreadable = list(unreadable)
+    blocked = (
+        f"; {len(unreadable)} folder(s) in it could not be read: {', '.join(unreadable[:3])}" if unreadable else ""
+    )
+    if not files:
+        return (
+            f"raw_dir {raw_dir} holds no files (hidden ones aside){blocked}: give the folder of the night's raw frames"
+        )
+    counts: dict[str, int] = {}
+    for name in files:
+        suffix = Path(name).suffix.lower() or "(none)"
+        counts[suffix] = counts.get(suffix, 0) + 1
+    common = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    seen = ", ".join(f"{s} ({n})" for s, n in common[:8]) + (", ..." if len(common) > 8 else "")
+    return (
+        f"raw_dir {raw_dir} holds {len(files)} file(s) but no FITS file (.fits/.fit/.fts, optionally .fz/.gz)"
+        f"{blocked}; extensions seen: {seen}"
+    )
+
+
 def inspect_frame(
     raw_dir: Path, rel_path: str, profiles: list[CameraProfile], default_camera: Mapping[str, Any]
 ) -> tuple[FrameRecord, CameraProfile | None]:

@@ -6,10 +6,11 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.io import WILDCARD_REGEX
 from snakemake.logging import logger
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from ccdcal.camera import MASTER_TYPES
-from ccdcal.inventory import list_raw_files, parse_shape
+from ccdcal.config import ConfigError, validated
+from ccdcal.inventory import list_raw_files, no_fits_message, parse_shape
 from ccdcal.library import library_path
 from ccdcal.output_dir import (
     GROUPS_DIR,
@@ -38,7 +39,12 @@ from ccdcal.resources import (
 min_version("9.0")
 
 
-validate(config, "../schemas/config.schema.yaml")
+# The schema's defaults filled in, or a few lines saying which key is wrong, its value and
+# what is allowed (ccdcal.config.error_message), before any work.
+try:
+    config.update(validated(config))
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
 
 RAW_DIR = Path(config["raw_dir"])
 OUT_DIR = Path(config["output_dir"])
@@ -128,6 +134,15 @@ def raw_listing():
     unreadable = []
     files = list_raw_files(RAW_DIR, exclude=[OUT_DIR], unreadable=unreadable)
     return files, unreadable
+
+
+# A raw_dir without a FITS file stops the run here, saying what it holds: a night of "0
+# files" is no success. Not for --lint, which only reads the workflow (Snakemake turns
+# check_envvars off for it; the style test lints with an empty raw_dir).
+if workflow.check_envvars:
+    _no_fits = no_fits_message(RAW_DIR, *raw_listing())
+    if _no_fits:
+        raise WorkflowError(_no_fits)
 
 
 def get_raw_files(wildcards=None):
