@@ -52,7 +52,15 @@ from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
 from .previews import write_thumbnail
-from .products import CORE_MASK_BITS, Product, ascii_header_text, read_product, read_products, write_product
+from .products import (
+    CORE_MASK_BITS,
+    DEFAULT_QUANTIZE_LEVEL,
+    Product,
+    ascii_header_text,
+    read_product,
+    read_products,
+    write_product,
+)
 from .provenance import add_software_cards
 from .qc import light_statistics
 from .sections import Section
@@ -82,6 +90,8 @@ PARAMETERS = (
     "output_format",
     "normalize",
     "checksum",
+    "compression",
+    "quantize_level",
     *IMAGE_STEPS,  # each image step's settings (a mapping, as the profile's section of its name)
 )
 _UNSET = object()
@@ -272,6 +282,8 @@ class Calibrator:
         self.dark_mode = "auto"
         self.output_format = "float32"
         self.checksum = True
+        self.compression = "none"
+        self.quantize_level = DEFAULT_QUANTIZE_LEVEL
         self._update(parameters)
         self._masters: dict[tuple, Product] = {}
         self._calibrations: dict[tuple, Calibration] = {}
@@ -287,6 +299,8 @@ class Calibrator:
             "output_format": output.get("format", "float32"),
             "normalize": output.get("normalize"),
             "checksum": output.get("checksum", True),
+            "compression": output.get("compression", "none"),
+            "quantize_level": output.get("quantize_level", DEFAULT_QUANTIZE_LEVEL),
         }
         return cls(camera, threads=threads, **{**settings, **parameters})
 
@@ -575,6 +589,8 @@ class Calibrator:
             drop_cache=True,
             writer=writer,
             mask_bits=(*CORE_MASK_BITS, *(bit for s in steps for bit in s.mask_bits)),
+            compression=p["compression"] or "none",
+            quantize_level=p["quantize_level"] or DEFAULT_QUANTIZE_LEVEL,
         )
         return written if writer is not None else Path(calibrated)
 

@@ -19,6 +19,7 @@ from .calibrator import Calibrator
 from .camera import MASTER_TYPES
 from .frames import FrameError
 from .parallel import map_in_threads
+from .products import COMPRESSED_SUFFIX
 from .writers import BackgroundWriter, disk_full
 
 log = logging.getLogger("ccdcal.lights")
@@ -47,7 +48,10 @@ THUMBNAILS = ".thumbnails"
 
 
 def thumbnail_name(output: str) -> str:
-    """The thumbnail file of a calibrated light ('ccd/lights/a.fits' -> 'ccd/lights/a.jpg')."""
+    """The thumbnail file of a calibrated light ('ccd/lights/a.fits' -> 'ccd/lights/a.jpg',
+    compressed 'ccd/lights/a.fits.fz' too)."""
+    if output.endswith(COMPRESSED_SUFFIX):
+        output = output[: -len(COMPRESSED_SUFFIX)]
     return output.rsplit(".", 1)[0] + ".jpg"
 
 

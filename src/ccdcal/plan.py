@@ -39,6 +39,7 @@ from .inventory import FrameRecord, parse_shape
 from .library import LibraryMaster
 from .matching import MISSING_FLAGS, Choice, Matcher, Target, missing_steps
 from .night_noise import noise_name, noise_plans
+from .products import compressed_name
 from .provenance import settings_for
 from .steps import masters_wanted
 
@@ -540,7 +541,11 @@ def make_plan(
 
     by_name = {m.name: m for m in matcher.masters}
     policy = config["missing_calibration"]
-    outputs = output_names(r.path for r in records if r.ok and r.frame_type == "light")
+    light_records = [r for r in records if r.ok and r.frame_type == "light"]
+    outputs = output_names(
+        (r.path for r in light_records),
+        {r.path: (cameras.get(r.camera) or {}).get("output", {}).get("compression") for r in light_records},
+    )
     lights: dict[str, dict[str, Any]] = {}
     groups: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
@@ -560,7 +565,7 @@ def make_plan(
             "flags": flags,
             **choice.to_json(),
         }
-        if outputs[record.path] != plain_output_name(record.path):
+        if plain_output_name(outputs[record.path]) != plain_output_name(record.path):
             entry["notes"] = [
                 *entry["notes"],
                 f"written as {outputs[record.path]}: {plain_output_name(record.path)} is another raw file's output",
@@ -655,14 +660,15 @@ def plain_output_name(rel_path: str) -> str:
     return rel_path
 
 
-def output_names(rel_paths: Iterable[str]) -> dict[str, str]:
+def output_names(rel_paths: Iterable[str], compression: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The calibrated file of each light (raw paths relative to raw_dir), all different.
 
     Each light gets ``plain_output_name``. Where several would share one (``a.fits`` and
     ``a.fits.fz``), the uncompressed file keeps it and each compressed one keeps its
     compression as a word before the extension (``a_fz.fits``), with ``_2``, ``_3``... added
     (in path order) while that is still taken. Deterministic: the same raw paths give the
-    same names."""
+    same names. ``compression``: each light's ``output.compression``; a light written
+    compressed (rice, gzip) gets ``.fz`` added to that name (``a.fits.fz``, ``a_fz.fits.fz``)."""
     paths = sorted(rel_paths)
     wanted = {p: plain_output_name(p) for p in paths}
     sharing = Counter(wanted.values())
@@ -679,7 +685,10 @@ def output_names(rel_paths: Iterable[str]) -> dict[str, str]:
             candidate, n = f"{base}_{n}{dot}{ext if dot else ''}", n + 1
         names[path] = candidate
         taken.add(candidate)
-    return names
+    if not compression:
+        return names
+    # the names end in .fits/.fit/.fts (inventory), never .fz: adding it keeps them all different
+    return {path: compressed_name(name, compression.get(path)) for path, name in names.items()}
 
 
 #: Pixels one light job calibrates when ``lights_per_job`` is "auto": 100 lights of

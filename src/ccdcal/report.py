@@ -263,7 +263,7 @@ def _text(rows: list[dict[str, Any]], plan: Mapping[str, Any], state: NightState
         if row["dark"]:
             dark += f" ({row['dark_mode']}, x{float(row['dark_scale']):.4g})"
         detail = f"  [{row['flags']}]" if row["flags"] else ""
-        if row["output"] and row["output"] != "calibrated/" + plain_output_name(row["path"]):
+        if row["output"] and plain_output_name(row["output"]) != "calibrated/" + plain_output_name(row["path"]):
             detail += f"  written as {row['output']}"
         if row["status"] != "calibrated":
             detail += f"  {row['status'].upper()}: {row['detail']}"
