@@ -308,3 +308,7 @@ def test_the_demo_night_is_byte_identical_with_portable_io(demo_night, tmp_path)
     assert len(fast) > 20 and any(k.startswith("masters/") for k in fast)
     assert any(k.startswith("calibrated/") for k in fast)
     assert fast == slow
+    job_logs = [p for p in (out / "logs").rglob("*.log") if "I/O paths:" in p.read_text(errors="replace")]
+    assert len(job_logs) > 5  # every job took the portable paths
+    for log_file in job_logs:
+        assert "I/O paths: reads: file objects, writes: plain" in log_file.read_text(), log_file
