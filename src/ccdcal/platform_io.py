@@ -44,6 +44,8 @@ POSITIONAL_READS: bool = not FORCED and hasattr(os, "preadv")
 DIRECT_WRITES: bool = not FORCED and hasattr(os, "O_DIRECT") and fcntl is not None
 FADVISE: bool = not FORCED and hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
 FLOCK: bool = not FORCED and fcntl is not None and hasattr(fcntl, "flock")
+#: Whether every fast path is in use (job logs name the paths taken otherwise).
+ALL_FAST: bool = POSITIONAL_READS and DIRECT_WRITES and FADVISE and FLOCK
 
 #: Flags for os.open: binary on Windows (no newline translation), not inherited by children.
 O_BINARY: int = getattr(os, "O_BINARY", 0)
