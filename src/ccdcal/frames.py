@@ -1,7 +1,9 @@
 """Reading raw frames.
 
 Raw files are opened read-only and never written; uncompressed images are read with
-``os.pread``, compressed ones (tile-compressed, .gz) decompressed once. Images are
+``os.preadv`` (where the system has none, or ``CCDCAL_PORTABLE_IO`` is set, through a
+file object: seek and ``readinto``, see ccdcal.platform_io), compressed ones
+(tile-compressed, .gz) decompressed once. Images are
 returned as float32 ADU with BZERO/BSCALE applied (16-bit cameras store unsigned data as
 BITPIX=16 with BZERO=32768). A frame that cannot be used raises FrameError naming the
 file and the problem. Outputs are written by ccdcal.writers.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from . import platform_io
 from .camera import HeaderView, card_value_text
 from .parallel import thread_buffer
 
@@ -83,13 +86,39 @@ _BITPIX_DTYPES = {
 }
 
 
-def _read_into_buffer(fd: int, offset: int, count: int) -> memoryview:
+class _PortableSource:
+    """A raw file read where the system has no ``os.preadv`` (or ``CCDCAL_PORTABLE_IO``):
+    an unbuffered file object whose position is moved for each read, so one thread at a
+    time reads it."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by RawFrame.close
+        self.lock = threading.Lock()
+
+    def size(self) -> int:
+        return os.fstat(self.file.fileno()).st_size
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _read_into_buffer(source: int | _PortableSource, offset: int, count: int) -> memoryview:
     """``count`` bytes from ``offset`` (fewer at the end of the file), read into this
-    thread's reusable buffer (``thread_buffer``; valid until the thread's next read)."""
+    thread's reusable buffer (``thread_buffer``; valid until the thread's next read).
+    ``source``: a descriptor (read with ``os.preadv``) or a ``_PortableSource``."""
     view = memoryview(thread_buffer("raw read", (count,), np.uint8))
     got = 0
+    if isinstance(source, _PortableSource):
+        with source.lock:
+            source.file.seek(offset)
+            while got < count:
+                n = source.file.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        return view[:got]
     while got < count:  # a single read stops short of 2 GiB, or at the end of a truncated file
-        n = os.preadv(fd, [view[got:]], offset + got)
+        n = os.preadv(source, [view[got:]], offset + got)
         if n == 0:
             break
         got += n
@@ -262,7 +291,8 @@ class RawFrame:
         self.label = label or str(path)
         self._digest_on_read = digest_on_read
         self._hdul = None
-        self._fd: int | None = None  # uncompressed images are read with os.pread
+        # uncompressed images are read with os.preadv, or through a file object (platform_io)
+        self._fd: int | _PortableSource | None = None
         try:
             # memmap=False: astropy refuses to memory-map scaled (BZERO) data, which broke
             # reading .gz and tile-compressed uint16 frames; uncompressed images are
@@ -290,7 +320,10 @@ class RawFrame:
                 self._bzero = float(self.hdu.header.get("BZERO", 0) or 0)
                 self._bscale = float(self.hdu.header.get("BSCALE", 1) or 1)
                 self._offset = self._hdul.fileinfo(self.hdu_index)["datLoc"]
-                self._fd = os.open(self.path, os.O_RDONLY)
+                if platform_io.POSITIONAL_READS:
+                    self._fd = os.open(self.path, os.O_RDONLY | platform_io.O_CLOEXEC)
+                else:
+                    self._fd = _PortableSource(self.path)
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
             if self._hdul is not None:  # opened but unusable (no 2-D image): release the file
                 self._hdul.close()
@@ -318,9 +351,10 @@ class RawFrame:
         """Image rows as a new float32 array in ADU (BZERO/BSCALE applied), or written into
         ``out`` (float32, C-contiguous, of the rows' shape) and returned.
 
-        Uncompressed images are read with ``os.pread``: only the requested rows, no shared
+        Uncompressed images are read with ``os.preadv``: only the requested rows, no shared
         file position (safe from several threads) and no memory map (a file truncated while
-        mapped would kill the process with SIGBUS). A whole-file read hashed on the way
+        mapped would kill the process with SIGBUS); without it (ccdcal.platform_io), the
+        same rows through a file object, one thread at a time. A whole-file read hashed on the way
         (``digest_on_read``) goes through a per-thread buffer reused from frame to frame.
         """
         start, stop, _ = (rows or slice(None)).indices(self.shape[0])
@@ -330,7 +364,8 @@ class RawFrame:
                 row_bytes = nx * self._dtype.itemsize
                 count = max(stop - start, 0) * row_bytes
                 if self._digest_on_read and start == 0 and stop == ny:  # the file, hashed too
-                    buffer = _read_into_buffer(self._fd, 0, os.fstat(self._fd).st_size)
+                    size = self._fd.size() if isinstance(self._fd, _PortableSource) else os.fstat(self._fd).st_size
+                    buffer = _read_into_buffer(self._fd, 0, size)
                     self._digest = hashlib.sha256(buffer).hexdigest()
                     data_start = self._offset
                 else:
@@ -377,9 +412,11 @@ class RawFrame:
         return (2 ** (self.bitpix - 1) - 1) * bscale + bzero
 
     def close(self) -> None:
-        if self._fd is not None:
+        if isinstance(self._fd, _PortableSource):
+            self._fd.close()
+        elif self._fd is not None:
             os.close(self._fd)
-            self._fd = None
+        self._fd = None
         self._cache = None
         self._hdul.close()
 

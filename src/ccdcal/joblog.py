@@ -25,6 +25,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import platform_io
+
 log = logging.getLogger("ccdcal")
 
 
@@ -43,6 +45,8 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
     handlers.append(stderr)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True, format="%(levelname)s %(name)s: %(message)s")
     sys.excepthook = _log_the_error
+    if not platform_io.ALL_FAST:  # said only where the paths are not Linux's usual ones
+        log.info("I/O paths: %s", platform_io.describe())
 
 
 def _log_the_error(kind, value, traceback) -> None:

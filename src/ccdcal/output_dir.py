@@ -13,6 +13,11 @@ One run at a time
     machine sharing the file system) is refused at once, naming the first. The kernel
     drops the lock when its process dies, so after a ``kill -9`` the same command just
     works: Snakemake's own lock files that name this folder are then stale and removed.
+    Where there is no ``fcntl.flock`` (Windows), the file system refuses it (ENOLCK,
+    EOPNOTSUPP: some network and FUSE mounts) or ``CCDCAL_PORTABLE_IO`` is set
+    (ccdcal.platform_io), the folder is not locked: the run goes on with a warning (once
+    per process), a second run on the same folder is not refused, and Snakemake's lock
+    files are then left alone (after a killed run, ``snakemake --unlock`` clears them).
 Complete or redone
     A light group's folder is complete when its ``lights.csv`` (written last) exists and
     every light it reports calibrated is there; ``calibrated/`` when its manifest
@@ -25,8 +30,8 @@ from __future__ import annotations
 
 import csv
 import errno
-import fcntl
 import json
+import logging
 import os
 import shutil
 import socket
@@ -34,7 +39,11 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import platform_io
+from .platform_io import fcntl
 from .writers import write_text_atomic
+
+log = logging.getLogger("ccdcal")
 
 #: The lock file; its existence also marks a folder as ccdcal's.
 LOCK_NAME = ".ccdcal.lock"
@@ -111,30 +120,63 @@ def is_ccdcal_output(folder: Path) -> bool:
     return (folder / LOCK_NAME).exists() or ((folder / "plan.json").is_file() and (folder / "inventory.csv").is_file())
 
 
-#: Locks held by this process, by folder (kept open for the life of the process).
-_HELD: dict[Path, int] = {}
+#: Locks held by this process, by folder (kept open for the life of the process); the
+#: value says whether the folder is locked (False: the lock file alone, see ``claim``).
+_HELD: dict[Path, tuple[int, bool]] = {}
+#: Whether the warning that output_dir is not locked was given (once per process).
+_WARNED_UNLOCKED = False
 
 
-def claim(output_dir: str | os.PathLike, description: str = "") -> None:
-    """Take the run's exclusive lock on ``output_dir`` (made if missing), or raise
-    OutputDirError naming the run that holds it. Held until this process exits; a second
-    call from the same process does nothing."""
-    folder = Path(output_dir).resolve()
-    if folder in _HELD:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+def _lock(fd: int) -> str | None:
+    """Lock ``fd`` (flock, exclusive, not waiting). None when locked; the reason when the
+    system or file system cannot lock it. Raises BlockingIOError when another run holds it."""
+    if not platform_io.FLOCK:
+        return "CCDCAL_PORTABLE_IO is set" if platform_io.FORCED else "this system has no fcntl.flock"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError(exc.errno, exc.strerror) from None
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS):
+            return f"the file system refuses flock ({exc.strerror})"
+        raise
+    return None
+
+
+def claim(output_dir: str | os.PathLike, description: str = "") -> bool:
+    """Take the run's exclusive lock on ``output_dir`` (made if missing), or raise
+    OutputDirError naming the run that holds it. Held until this process exits; a second
+    call from the same process does nothing. Returns whether the folder is locked: False
+    where it cannot be (see the module docstring; a warning is logged once), the run then
+    goes on unprotected against a second one."""
+    global _WARNED_UNLOCKED
+    folder = Path(output_dir).resolve()
+    if folder in _HELD:
+        return _HELD[folder][1]
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | platform_io.O_CLOEXEC | platform_io.O_BINARY, 0o666)
+    try:
+        why_not = _lock(fd)
+    except BlockingIOError:
+        os.lseek(fd, 0, os.SEEK_SET)
+        holder = os.read(fd, 4096).decode("utf-8", "replace")
         os.close(fd)
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise
         raise OutputDirError(
             f"output_dir {folder} is in use by another ccdcal run ({_describe_holder(holder)}). "
             "Wait for it to finish, or give another output_dir."
         ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    if why_not is not None and not _WARNED_UNLOCKED:
+        _WARNED_UNLOCKED = True
+        log.warning(
+            "output_dir %s is not locked (%s): a second ccdcal run on the same output_dir is not "
+            "refused and the two would spoil each other's outputs; start one run at a time. "
+            "Snakemake's lock files are left alone (after a killed run: snakemake --unlock).",
+            folder,
+            why_not,
+        )
     record = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -143,8 +185,10 @@ def claim(output_dir: str | os.PathLike, description: str = "") -> None:
         "what": description,
     }
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record, sort_keys=True) + "\n").encode(), 0)
-    _HELD[folder] = fd
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
+    _HELD[folder] = (fd, why_not is None)
+    return why_not is None
 
 
 def _describe_holder(text: str) -> str:

@@ -19,7 +19,9 @@ O_DIRECT
     throttled by the kernel. Where the file system refuses O_DIRECT at open (EINVAL:
     older tmpfs, some FUSE), each image plane is handed to the disk and dropped from the
     cache once written (``posix_fadvise`` DONTNEED); where it refuses an aligned write,
-    O_DIRECT is turned off for the rest of the file.
+    O_DIRECT is turned off for the rest of the file. Where the system has no O_DIRECT or
+    no posix_fadvise (macOS, Windows), or ``CCDCAL_PORTABLE_IO`` is set, the file is
+    written plainly (ccdcal.platform_io): the same bytes, through the page cache.
 The background writer
     ``BackgroundWriter`` is one thread that does the disk writes, closing and renaming of
     the files handed to it, in the order handed, while the threads that make the files go
@@ -40,7 +42,6 @@ Disk full
 from __future__ import annotations
 
 import errno
-import fcntl
 import io
 import mmap
 import os
@@ -55,6 +56,9 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+
+from . import platform_io
+from .platform_io import fcntl
 
 
 class _HandedToDisk:
@@ -100,8 +104,8 @@ def _temporary_beside(path: Path, direct: bool = False) -> tuple[int, str, bool]
     ``direct``, opened with O_DIRECT where the system and file system allow it; the third
     value says whether it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    o_direct = getattr(os, "O_DIRECT", 0) if direct else 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | platform_io.O_CLOEXEC | platform_io.O_BINARY
+    o_direct = getattr(os, "O_DIRECT", 0) if direct and platform_io.DIRECT_WRITES else 0
     while True:
         tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -443,7 +447,7 @@ def _write_fits_atomic(
         return finished
     try:
         with os.fdopen(fd, "wb") as handle:
-            dropping = drop_cache and hasattr(os, "posix_fadvise")
+            dropping = drop_cache and platform_io.FADVISE
             hdul.writeto(_HandedToDisk(handle) if dropping else handle, checksum=False)
         os.replace(tmp, path)
     except BaseException:

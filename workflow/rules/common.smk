@@ -89,11 +89,18 @@ def prepare_output_dir():
             )
         return
     try:
-        claim(OUT_DIR, "snakemake")
+        # False: output_dir cannot be locked here (claim has warned); Snakemake's own
+        # lock files are then all that guards it, and are left alone
+        locked = claim(OUT_DIR, "snakemake")
     except OutputDirError as exc:
         raise WorkflowError(str(exc))
     prepare_output_dir.claimed = True
-    for lock in remove_stale_snakemake_locks(Path(".snakemake") / "locks", OUT_DIR):
+    stale = (
+        remove_stale_snakemake_locks(Path(".snakemake") / "locks", OUT_DIR)
+        if locked
+        else []
+    )
+    for lock in stale:
         logger.warning(f"ccdcal: removed {lock}, left by a killed run on {OUT_DIR}")
     for what in remove_incomplete(OUT_DIR):
         logger.warning(f"ccdcal: redoing {what}")
