@@ -26,14 +26,15 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, validated
-from .inventory import list_raw_files, take_inventory
-from .library import scan_library
-from .plan import PlanError, make_plan
+from .inventory import list_raw_files
+from .jobs import plan_night
+from .plan import PlanError
 
 
 def night_plan(raw_dir: str | Path, config: Mapping[str, Any], library_dir: str | None = None) -> tuple[list, dict]:
     """(inventory records, plan) of the night in ``raw_dir`` under ``config`` (a user
-    configuration: validated here, its raw_dir replaced), nothing written."""
+    configuration: validated here, its raw_dir replaced): ``jobs.plan_night`` without its
+    caches, so nothing is written."""
     full = validated(
         {
             **config,
@@ -42,9 +43,9 @@ def night_plan(raw_dir: str | Path, config: Mapping[str, Any], library_dir: str 
             "library_dir": library_dir or config.get("library_dir"),
         }
     )
-    records, cameras = take_inventory(raw_dir, list_raw_files(raw_dir), full)
-    library = scan_library(full.get("library_dir"))
-    return records, make_plan(records, full, cameras, library, checksums=None)
+    unreadable: list[str] = []
+    files = list_raw_files(raw_dir, unreadable=unreadable)
+    return plan_night(full, files, unreadable)
 
 
 def describe(records: list, plan: Mapping[str, Any]) -> str:

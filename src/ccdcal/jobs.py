@@ -76,18 +76,15 @@ LibraryHeaders = list[tuple[LibraryMaster, fits.Header]]
 MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
 
 
-def inventory_job(
-    files: Iterable[str],
-    config: Mapping[str, Any],
-    inventory_csv: str,
-    plan_json: str,
-    matches_csv: str,
-    unreadable_folders: Iterable[str] = (),
-) -> dict[str, Any]:
-    """Read the header of every file (paths relative to ``config['raw_dir']``), scan the
-    master library (each file verified once: the verdicts kept in work/library.json), and
-    write inventory.csv, the calibration plan and matches.csv. Folders that could not be
-    listed are inventoried too (excluded, with the reason)."""
+def plan_night(
+    config: Mapping[str, Any], files: Iterable[str], unreadable_folders: Iterable[str] = (), work: Path | None = None
+) -> tuple[list[FrameRecord], dict[str, Any]]:
+    """(inventory records, plan) of the night: every file's header read (paths relative
+    to ``config['raw_dir']``; folders that could not be listed inventoried too, excluded
+    with the reason), the master library scanned, the plan made. ``work``: the folder of
+    the caches (output_dir/work: the checksums of the calibration frames, which give
+    tonight's masters their identity, and the library's verdicts); None: no checksums
+    (no master identities) and no cache, nothing written."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
     records += [
         FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): the frames in it were not seen")
@@ -96,15 +93,30 @@ def inventory_job(
     for record in records:
         if not record.ok:
             log.warning("excluded %s: %s", record.path, record.reason)
-    cache = ChecksumCache(Path(config["output_dir"]) / "work" / "checksums.json")
-    calibration = [r.path for r in records if r.ok and r.frame_type in MASTER_TYPES]
-    checksums = cache.digests(config["raw_dir"], calibration)
-    cache.save()
-    library = scan_library(config.get("library_dir"), Path(config["output_dir"]) / "work" / "library.json")
+    checksums = None
+    if work is not None:
+        cache = ChecksumCache(work / "checksums.json")
+        calibration = [r.path for r in records if r.ok and r.frame_type in MASTER_TYPES]
+        checksums = cache.digests(config["raw_dir"], calibration)
+        cache.save()
+    library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
     for master in library:
         if master.damaged:
             log.warning("library master %s is damaged, not used: %s", master.file, master.damaged)
-    plan = make_plan(records, config, cameras, library, checksums)
+    return records, make_plan(records, config, cameras, library, checksums)
+
+
+def inventory_job(
+    files: Iterable[str],
+    config: Mapping[str, Any],
+    inventory_csv: str,
+    plan_json: str,
+    matches_csv: str,
+    unreadable_folders: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The night's plan (``plan_night``, caches in output_dir/work) written as
+    inventory.csv, plan.json and matches.csv."""
+    records, plan = plan_night(config, files, unreadable_folders, Path(config["output_dir"]) / "work")
     write_text_atomic(records_to_csv(records), inventory_csv)
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
     write_text_atomic(csv_text(plan["matches"], MATCH_COLUMNS), matches_csv)
