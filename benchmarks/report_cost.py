@@ -18,8 +18,8 @@ adds to the wall time, the way the night runs it:
 * in the summary job, in a fresh process as the job is: the quality checks
   (``jobs.write_quality_checks``, with the library scan) and the report pages, the
   masters' previews and histograms, the plots and the thumbnails
-  (``jobs.write_report_pages``, the imports of matplotlib and astropy.visualization
-  included);
+  (``jobs.write_report_pages`` on the job's two processes, the imports of matplotlib and
+  astropy.visualization included);
 * writing report.html: ``snakemake --report report.html`` timed as a user types it, less
   Snakemake's evaluation of the workflow (the time of a ``snakemake --dry-run``), which a
   night run with ``--report report.html --report-after-run`` (as ``make demo`` does) has
@@ -51,6 +51,8 @@ from ccdcal.provenance import settings_for  # noqa: E402
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 CORES = 2
+#: The summary rule's threads (workflow/rules/report.smk): Snakemake gives it min(2, cores).
+SUMMARY_THREADS = 2
 
 
 def night_spec(n_lights: int, size: int) -> simulate.CameraNight:
@@ -135,7 +137,7 @@ write_summary(records, plan, state, str(pages / "summary.csv"), str(pages / "sum
 start = time.perf_counter()
 write_report_pages(records, plan, state, str(out), str(pages / "s.html"), str(pages / "q.html"),
                    str(pages / "masters"), str(pages / "histograms"), str(pages / "plots"),
-                   str(pages / "lights"), library)
+                   str(pages / "lights"), library, processes=int(sys.argv[4]))
 print(checks, time.perf_counter() - start)
 """
 
@@ -218,7 +220,10 @@ def main(argv=None) -> int:
     masters = sorted((out / "masters").glob("*.fits"))
     previews = sum(float(in_fresh_process(MASTER_FIGURES, str(m), str(work / "preview.npy"))) for m in masters)
     checks, pages = (
-        float(t) for t in in_fresh_process(SUMMARY_PARTS, str(out), json.dumps(full), str(work / "pages")).split()
+        float(t)
+        for t in in_fresh_process(
+            SUMMARY_PARTS, str(out), json.dumps(full), str(work / "pages"), str(min(SUMMARY_THREADS, CORES))
+        ).split()
     )
     report = snakemake(raw, out, config, "--report", str(work / "report.html"))
     dry_run = snakemake(raw, out, config, "--dry-run")  # what any snakemake command pays

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -39,6 +40,7 @@ from .output_dir import (
     group_is_complete,
     write_published_manifest,
 )
+from .parallel import run_side_by_side
 from .plan import make_plan
 from .products import read_products
 from .provenance import settings_digest
@@ -444,13 +446,29 @@ def write_report_pages(
     plots_dir: str,
     lights_dir: str,
     library: LibraryHeaders,
+    processes: int = 1,
 ) -> None:
     """The night's report pages (``report_pages``): summary and QC tables, the masters'
     previews and histograms, plots, the lights' thumbnails, and with a library the
-    camera's trends over its nights (``library``: as for ``write_quality_checks``)."""
+    camera's trends over its nights (``library``: as for ``write_quality_checks``).
+    With ``processes`` >= 2, the masters' figures are drawn in a second process while
+    this one draws the plots (``parallel.run_side_by_side``: the night's last job, its
+    other cores idle)."""
     write_pages(output_dir, summary_page, qc_page)
-    draw_master_figures(plan, state, Path(output_dir) / MASTER_PREVIEWS_DIR, previews_dir, histograms_dir)
-    write_plots(plan, state, frame_times(records), plots_dir, library_trends(library))
+    run_side_by_side(
+        [
+            partial(write_plots, plan, state, frame_times(records), plots_dir, library_trends(library)),
+            partial(
+                draw_master_figures,
+                plan,
+                state,
+                Path(output_dir) / MASTER_PREVIEWS_DIR,
+                previews_dir,
+                histograms_dir,
+            ),
+        ],
+        processes,
+    )
     copy_thumbnails(output_dir, plan, lights_dir)
 
 
@@ -495,17 +513,18 @@ def night_summary_job(
     summary_csv: str,
     summary_txt: str,
     pages: tuple[str, str, str, str, str, str] | None = None,
+    processes: int = 1,
 ) -> str:
     """The night's last job: its quality checks (``write_quality_checks``), then its
     summary (which lists the fails first), then the report pages (``write_report_pages``:
-    summary and QC pages, previews, histograms, plots and thumbnails directories). Reads the night
-    once. Returns the summary text."""
+    summary and QC pages, previews, histograms, plots and thumbnails directories, drawn on
+    up to ``processes``). Reads the night once. Returns the summary text."""
     records, plan, state = read_night(inventory_csv, plan_json, output_dir)
     library = library_headers(config.get("library_dir"))
     write_quality_checks(records, plan, state, config, qc_csv, library)
     text = write_summary(records, plan, state, summary_csv, summary_txt)
     if pages:
-        write_report_pages(records, plan, state, output_dir, *pages, library=library)
+        write_report_pages(records, plan, state, output_dir, *pages, library=library, processes=processes)
     return text
 
 

@@ -54,6 +54,8 @@ rule summary:
     localrule: True
     conda:
         "../../environment.yml"
+    # the masters' figures are drawn beside the plots (the night's last job)
+    threads: 2
     params:
         output_dir=OUT_DIR,
     script:

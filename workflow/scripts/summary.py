@@ -21,4 +21,5 @@ night_summary_job(
         snakemake.output.plots,
         snakemake.output.lights,
     ),
+    processes=snakemake.threads,
 )
