@@ -1,6 +1,7 @@
 """The ``ccdcal`` command (also ``python -m ccdcal``).
 
     ccdcal plan RAW_DIR [--configfile F] [--library DIR] [--json]
+    ccdcal watch RAW_DIR OUTPUT_DIR [--configfile F] [--library DIR] [--quiet-seconds S] ...
 
 ``plan`` reads the headers of a night's raw frames and prints what the workflow would do,
 without writing anything: the inventory (frames per camera and type, every exclusion
@@ -11,12 +12,19 @@ prints the whole plan as ``plan.json`` holds it. The configuration is the workfl
 Master identities (for matching library masters byte for byte) need every calibration
 frame's checksum and are left out here: a library master is listed as a candidate, not
 as identical.
+
+``watch`` calibrates a night as its frames arrive (``ccdcal.watch``): each light with the
+best masters of the library (``--library``, else the configuration's library_dir, else
+OUTPUT_DIR/library), tonight's once their frames have stopped arriving for
+``--quiet-seconds``. One line per frame; Ctrl-C stops it, and it resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -96,18 +104,60 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--configfile", type=Path, help="the workflow's configuration (YAML)")
     plan.add_argument("--library", help="a master library folder (library_dir)")
     plan.add_argument("--json", action="store_true", help="print the plan as plan.json holds it")
+    watch = commands.add_parser("watch", help="calibrate a night's frames as they arrive")
+    watch.add_argument("raw_dir", type=Path, help="the folder the night's raw frames arrive in")
+    watch.add_argument("output_dir", type=Path, help="where calibrated frames, masters and summary.csv go")
+    watch.add_argument("--configfile", type=Path, help="the workflow's configuration (YAML)")
+    watch.add_argument("--library", help="the master library (default: library_dir, else OUTPUT_DIR/library)")
+    watch.add_argument(
+        "--quiet-seconds", type=float, default=60.0, help="build masters once no calibration frame came for this long"
+    )
+    watch.add_argument(
+        "--settle-seconds", type=float, default=2.0, help="a file is complete once unchanged for this long"
+    )
+    watch.add_argument("--poll", action="store_true", help="list the folder instead of file system events (NFS)")
+    watch.add_argument("--threads", type=int, default=2, help="threads per light (default 2)")
     args = parser.parse_args(argv)
     if not args.raw_dir.is_dir():
         parser.error(f"raw_dir {args.raw_dir} is not a folder")
     config: dict[str, Any] = {}
     if args.configfile:
         config = yaml.safe_load(args.configfile.read_text(encoding="utf-8")) or {}
+    if args.command == "watch":
+        return watch_night(args, config)
     try:
         records, night = night_plan(args.raw_dir, config, args.library)
     except (ConfigError, PlanError, ValueError) as exc:
         print(f"ccdcal plan: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(night, indent=1, sort_keys=True) if args.json else describe(records, night), end="")
+    return 0
+
+
+def watch_night(args: argparse.Namespace, config: Mapping[str, Any]) -> int:
+    """``ccdcal watch``: the configuration validated, the watcher run until Ctrl-C."""
+    from .watch import Watcher, WatchSettings
+
+    library = args.library or config.get("library_dir") or str(args.output_dir / "library")
+    try:
+        full = validated(
+            {**config, "raw_dir": str(args.raw_dir), "output_dir": str(args.output_dir), "library_dir": library}
+        )
+    except ConfigError as exc:
+        print(f"ccdcal watch: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = WatchSettings(
+        full,
+        settle_seconds=args.settle_seconds,
+        quiet_seconds=args.quiet_seconds,
+        use_events=not args.poll,
+        threads=args.threads,
+    )
+    watcher = Watcher(settings, say=lambda line: print(line, flush=True))
+    signal.signal(signal.SIGINT, watcher.stop)
+    signal.signal(signal.SIGTERM, watcher.stop)
+    watcher.run()
     return 0
 
 

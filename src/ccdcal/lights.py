@@ -77,6 +77,7 @@ def calibrate_group(
     config_digest: str | None = None,
     threads: int = 1,
     noise: Mapping[str, Any] | None = None,
+    calibrator: Calibrator | None = None,
 ) -> list[dict[str, Any]]:
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
     in the group's order. ``master_files`` maps master names to their files; ``noise``
@@ -84,9 +85,11 @@ def calibrate_group(
     used for every light (without it, each light's from the profile or its header).
 
     ``threads`` lights are calibrated at a time; their files are written to the disk by
-    one more thread (``BackgroundWriter``), so the calibrating threads do not wait for it."""
+    one more thread (``BackgroundWriter``), so the calibrating threads do not wait for it.
+    ``calibrator``: one made for ``camera`` before, whose masters stay in memory from
+    call to call (``ccdcal watch``); by default a new one."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    calibrator = Calibrator.for_camera(camera, threads=threads)
+    calibrator = calibrator or Calibrator.for_camera(camera, threads=threads)
     used = {entry[s] for entry in group["lights"] for s in MASTER_TYPES if entry.get(s)}
     calibrator.load_masters(master_files[name] for name in sorted(used))
     noise_values, noise_flags = {}, []

@@ -21,7 +21,9 @@ Three parts, one per stage of the workflow:
   there, CMOS drivers the gain *setting*), so when it disagrees the measurement is used.
   Read noise: profile value; a bias pair tonight (exact, and tonight's: a header's value
   is often the nominal one, and a disagreement is warned about); the header keyword; a
-  library bias's RDNOISE; dark pairs (an upper limit when the dark shot noise cannot be
+  library bias's RDNOISE; dark pairs of several exposures tonight; another library
+  master's RDNOISE (a dark library's darks carry the read noise measured when they were
+  made); dark pairs of one exposure (an upper limit: the dark shot noise cannot be
   removed); else 0 with the flag ``NORDNOISE``. Never a silent default.
 """
 
@@ -553,6 +555,8 @@ def decide(
         rn, rn_source = _library_value(library, "RDNOISE", "RNSOURCE", kind="bias")
     if rn is None and m_rn and not m_rn["upper_limit"]:
         rn, rn_error, rn_source = m_rn_e["value"], m_rn_e["error"], f"measured: {m_rn['method']}"
+    if rn is None:  # a night of lights on a dark library: the darks' read noise
+        rn, rn_source = _library_value(library, "RDNOISE", "RNSOURCE")
     if rn is None and m_rn:
         rn, rn_error, rn_source = m_rn_e["value"], m_rn_e["error"], f"measured: {m_rn['method']}"
         warnings.append(

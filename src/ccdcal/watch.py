@@ -1,0 +1,488 @@
+"""Live nights (``ccdcal watch``): every light calibrated seconds after its file is complete.
+
+The watcher follows ``raw_dir`` (inotify through ``watchdog`` where it can; else, and on
+network file systems, by listing the folder every ``poll_seconds``) and hands on a file
+once it is complete: its size and time unchanged for ``settle_seconds`` and its FITS
+structure whole (``frames.RawFrame.check_complete``), so a half-written frame is never read.
+
+- A **light** is planned alone against the master library (``plan.make_plan`` with the
+  library's masters, as the batch workflow plans a night of lights) and calibrated by the
+  batch code (``lights.calibrate_group``) with the masters kept in memory from light to
+  light. Its file, name and headers are the batch workflow's: a batch run over the same
+  lights with the same library gives byte-identical files.
+- **Calibration frames** are kept until none has arrived for ``quiet_seconds``; then the
+  masters they make are built as the batch workflow builds them (gain and read noise per
+  setup, ``jobs.master_job``), written to output_dir/masters and filed in the library,
+  and every later light can get them (never an earlier one).
+- What is done is kept in ``output_dir/work/watch/state.json`` (written atomically after
+  every frame): a watcher started again (after Ctrl-C, a crash, kill -9) skips what is
+  done and takes every frame that arrived meanwhile. ``summary.csv`` in output_dir holds
+  a row per frame, rewritten after every frame.
+
+Units and conventions are the batch workflow's (ADU, FITS 1-based sections in headers).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .calibrator import Calibrator
+from .camera import MASTER_TYPES
+from .frames import FrameError, RawFrame
+from .inventory import list_raw_files, take_inventory
+from .jobs import copy_atomic, master_job
+from .library import ChecksumCache, library_path, scan_library
+from .lights import calibrate_group
+from .night_noise import measure_setup
+from .plan import make_plan, master_inputs
+from .provenance import settings_digest, settings_for
+from .writers import write_text_atomic
+
+log = logging.getLogger("ccdcal.watch")
+
+#: The watcher's folder under output_dir: its state, and the lights it calibrated before
+#: they are linked into output_dir/calibrated.
+WATCH_DIR = Path("work") / "watch"
+STATE_FILE = "state.json"
+SUMMARY_COLUMNS = ["path", "kind", "status", "output", "bias", "dark", "flat", "flags", "seconds", "finished", "note"]
+
+
+def _round_trip(value: Any) -> Any:
+    """``value`` as the workflow's jobs get it (JSON through Snakemake's params): lists, not tuples."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+@dataclass
+class WatchSettings:
+    """How the watcher runs. ``config``: the workflow's configuration, validated, with
+    raw_dir, output_dir and library_dir set; seconds are wall-clock seconds."""
+
+    config: Mapping[str, Any]
+    settle_seconds: float = 2.0
+    quiet_seconds: float = 60.0
+    poll_seconds: float = 2.0
+    use_events: bool = True
+    threads: int = 2
+
+    @property
+    def raw_dir(self) -> Path:
+        return Path(self.config["raw_dir"])
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config["output_dir"])
+
+    @property
+    def library_dir(self) -> Path:
+        return Path(self.config["library_dir"])
+
+
+# ----------------------------------------------------------------------------- arrivals
+def structure_is_whole(path: Path) -> bool:
+    """True when ``path`` opens as a FITS image whose data are all there (a frame still
+    being written is shorter than its header says, or has no header END yet)."""
+    try:
+        frame = RawFrame(path)
+    except (FrameError, OSError):
+        return False
+    try:
+        frame.check_complete()
+        return True
+    except (FrameError, OSError):
+        return False
+    finally:
+        frame.close()
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float  # monotonic seconds since which size and time are unchanged
+
+
+class Arrivals:
+    """The files of ``raw_dir`` and since when each has been unchanged (size, time): a
+    file is ready once unchanged for ``settle_seconds`` and whole (``structure_is_whole``),
+    or unchanged for ``broken_after`` (a broken file: the inventory excludes it, saying why).
+    ``wait`` sleeps until the folder changes (inotify, through watchdog) or ``timeout``."""
+
+    def __init__(self, raw_dir: Path, exclude: list[Path], settle_seconds: float, use_events: bool = True):
+        self.raw_dir, self.exclude, self.settle = raw_dir, exclude, settle_seconds
+        #: A file unchanged this long is taken even if not whole (the inventory says why)
+        self.broken_after = max(30.0, 10 * settle_seconds)
+        self._seen: dict[str, _Seen] = {}
+        self._changed = threading.Event()
+        self._observer = None
+        if use_events:
+            self._observer = self._start_observer()
+
+    @property
+    def events(self) -> bool:
+        """Whether changes wake the watcher (inotify) rather than a timer."""
+        return self._observer is not None
+
+    def _start_observer(self):
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            log.info("watchdog is not installed: the raw folder is listed every few seconds")
+            return None
+        changed = self._changed
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:
+                changed.set()
+
+        observer = Observer()
+        try:
+            observer.schedule(Wake(), str(self.raw_dir), recursive=True)
+            observer.start()
+        except OSError as exc:  # no inotify (a network file system, too many watches)
+            log.info("no file system events for %s (%s): the folder is listed every few seconds", self.raw_dir, exc)
+            return None
+        return observer
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+
+    def wait(self, timeout: float) -> None:
+        self._changed.wait(timeout)
+        self._changed.clear()
+
+    def wake(self) -> None:
+        self._changed.set()
+
+    def ready(self, done: Callable[[str, int, int], bool]) -> tuple[list[str], bool]:
+        """(files ready and not ``done(rel, size, mtime_ns)``, oldest first; whether any
+        file is still settling)."""
+        now = time.monotonic()
+        ready, settling = [], False
+        listed = list_raw_files(self.raw_dir, exclude=self.exclude)
+        for rel in listed:
+            try:
+                info = (self.raw_dir / rel).stat()
+            except OSError:
+                continue
+            seen = self._seen.get(rel)
+            if seen is None or (seen.size, seen.mtime_ns) != (info.st_size, info.st_mtime_ns):
+                self._seen[rel] = _Seen(info.st_size, info.st_mtime_ns, now)
+                if not done(rel, info.st_size, info.st_mtime_ns):
+                    settling = True
+                continue
+            if done(rel, info.st_size, info.st_mtime_ns):
+                continue
+            unchanged = now - seen.since
+            if unchanged < self.settle or (
+                unchanged < self.broken_after and not structure_is_whole(self.raw_dir / rel)
+            ):  # still being written; unchanged for broken_after and still not whole: broken, taken
+                settling = True
+                continue
+            ready.append((seen.mtime_ns, rel))
+        for rel in set(self._seen) - set(listed):
+            del self._seen[rel]
+        return [rel for _, rel in sorted(ready)], settling
+
+
+# ----------------------------------------------------------------------------- state
+@dataclass
+class WatchState:
+    """What the watcher has done: per raw file (relative path) its size and time when
+    taken, kind and outcome; written atomically after every frame."""
+
+    path: Path
+    frames: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> WatchState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(path, dict(data.get("frames", {})))
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(
+                f"ccdcal watch: {path} cannot be read ({exc}); move it away to start the night afresh"
+            ) from None
+
+    def done(self, rel: str, size: int, mtime_ns: int) -> bool:
+        entry = self.frames.get(rel)
+        return entry is not None and (entry["size"], entry["mtime_ns"]) == (size, mtime_ns)
+
+    def save(self) -> None:
+        write_text_atomic(json.dumps({"frames": self.frames}, indent=1, sort_keys=True) + "\n", self.path)
+
+    def summary_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=SUMMARY_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for rel, entry in sorted(self.frames.items(), key=lambda item: (item[1].get("finished", ""), item[0])):
+            writer.writerow({**{k: entry.get(k, "") for k in SUMMARY_COLUMNS}, "path": rel})
+        return out.getvalue()
+
+
+# ----------------------------------------------------------------------------- the watcher
+class Watcher:
+    """Calibrates a night as it arrives (see the module's docstring). ``say`` gets one
+    line per frame, for a person."""
+
+    def __init__(self, settings: WatchSettings, say: Callable[[str], None] = print):
+        self.settings, self.say = settings, say
+        self.config = settings.config
+        self.work = settings.output_dir / WATCH_DIR
+        self.staging = self.work / "lights"
+        self.state = WatchState.load(self.work / STATE_FILE)
+        self.stop_requested = threading.Event()
+        self._library = None
+        self._calibrators: dict[str, Calibrator] = {}
+        self._noise: dict[str, dict[str, Any]] = {}
+        self._last_calibration_frame = 0.0
+        self._arrivals: Arrivals | None = None
+
+    # -- library
+    def library(self) -> list:
+        if self._library is None:
+            self._library = [m for m in scan_library(self.settings.library_dir) if not m.damaged]
+        return self._library
+
+    def _forget_library(self) -> None:
+        self._library = None
+        self._noise.clear()
+
+    # -- the loop
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Watch until Ctrl-C (``stop``) or ``until()`` is true."""
+        arrivals = self._arrivals = Arrivals(
+            self.settings.raw_dir, [self.settings.output_dir], self.settings.settle_seconds, self.settings.use_events
+        )
+        self.say(
+            f"watching {self.settings.raw_dir} ({'file system events' if arrivals.events else 'listing'}); "
+            f"masters to {self.settings.library_dir}; Ctrl-C stops"
+        )
+        try:
+            while not self.stop_requested.is_set():
+                ready, settling = arrivals.ready(self.state.done)
+                for rel in ready:
+                    if self.stop_requested.is_set():
+                        break
+                    self.take(rel)
+                built = self.build_masters_if_quiet()
+                if until is not None and until():
+                    break
+                if ready or built:
+                    continue
+                waiting = self.pending_calibration()
+                if settling or waiting or not arrivals.events:
+                    timeout = self.settings.settle_seconds / 2 if settling else self.settings.poll_seconds
+                    if waiting and not settling:
+                        timeout = max(0.05, self.settings.quiet_seconds - self._quiet_for())
+                    arrivals.wait(min(timeout, self.settings.poll_seconds))
+                else:
+                    arrivals.wait(3600)
+        finally:
+            arrivals.stop()
+        self.say("stopped")
+
+    def stop(self, *_: Any) -> None:
+        """Stop after the frame in hand (Ctrl-C, SIGTERM): what is done is in the state."""
+        self.stop_requested.set()
+        if self._arrivals is not None:
+            self._arrivals.wake()
+
+    # -- one frame
+    def take(self, rel: str) -> None:
+        """Take one complete raw file: a light is calibrated, a calibration frame kept for
+        its master, anything else recorded with why."""
+        info = (self.settings.raw_dir / rel).stat()
+        start = time.perf_counter()
+        entry: dict[str, Any] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        try:
+            records, cameras = take_inventory(self.settings.raw_dir, [rel], self.config)
+        except ValueError as exc:  # a camera profile that does not fit its frames
+            records, cameras, why = [], {}, str(exc)
+        else:
+            why = records[0].reason if not records[0].ok else ""
+        if why:
+            entry.update(kind="", status="excluded", note=why)
+        elif records[0].frame_type in MASTER_TYPES:
+            entry.update(kind=records[0].frame_type, status="waiting", note="for its master")
+            self._last_calibration_frame = time.monotonic()
+        else:
+            entry.update(kind="light", **self.calibrate_light(rel, records, cameras))
+        entry.update(seconds=f"{time.perf_counter() - start:.2f}", finished=_now())
+        self.state.frames[rel] = entry
+        self.state.save()
+        write_text_atomic(self.state.summary_csv(), self.settings.output_dir / "summary.csv")
+        masters = " ".join(f"{k}={entry[k]}" for k in MASTER_TYPES if entry.get(k)) or "no master"
+        detail = f"{masters} flags={entry.get('flags') or 'OK'}" if entry["kind"] == "light" else entry.get("note", "")
+        clock, kind = entry["finished"][11:19], entry["kind"] or "-"
+        self.say(f"{clock} {kind:6} {rel}: {entry['status']}, {detail} ({entry['seconds']} s)")
+
+    def calibrate_light(self, rel: str, records: list, cameras: Mapping[str, Any]) -> dict[str, Any]:
+        """Plan one light against the library and calibrate it as the batch light job
+        does; its file linked into output_dir/calibrated. Returns its state entry."""
+        plan = make_plan(records, self.config, cameras, self.library(), None)
+        if rel in plan.get("skipped", {}):
+            return {"status": "skipped", "note": plan["skipped"][rel]}
+        group = next(g for g in plan["light_groups"].values() if any(x["path"] == rel for x in g["lights"]))
+        camera = _round_trip(settings_for(plan["cameras"][group["camera"]], "light"))
+        files = {m: plan["masters"][m]["file"] for e in group["lights"] for m in (e.get(k) for k in MASTER_TYPES) if m}
+        calibrator = self._calibrators.get(group["camera"])
+        if calibrator is None:
+            calibrator = self._calibrators[group["camera"]] = Calibrator.for_camera(
+                camera, threads=self.settings.threads
+            )
+        (row,) = calibrate_group(
+            _round_trip(group),
+            camera,
+            self.settings.raw_dir,
+            files,
+            self.staging,
+            settings_digest(camera),
+            self.settings.threads,
+            noise=self.noise_record(plan, group["noise"]),
+            calibrator=calibrator,
+        )
+        entry = {k: row.get(k, "") for k in ("status", "output", "bias", "dark", "flat", "flags")}
+        entry["note"] = row.get("error") or row.get("notes") or ""
+        if row["status"] == "calibrated":
+            _link_atomic(self.staging / row["output"], self.settings.output_dir / "calibrated" / row["output"])
+        return entry
+
+    def noise_record(self, plan: Mapping[str, Any], setup: str) -> dict[str, Any]:
+        """The setup's gain and read noise as the batch noise job decides them (kept until
+        the library changes)."""
+        if setup not in self._noise:
+            spec = plan["noise"][setup]
+            camera = _round_trip(settings_for(plan["cameras"][spec["setup"]["camera"]], "noise"))
+            record = measure_setup(_round_trip(spec), camera, self.settings.raw_dir, self.settings.threads)
+            self._noise[setup] = _round_trip(record)
+        return self._noise[setup]
+
+    # -- tonight's masters
+    def pending_calibration(self) -> list[str]:
+        return sorted(rel for rel, e in self.state.frames.items() if e.get("status") == "waiting")
+
+    def _quiet_for(self) -> float:
+        return time.monotonic() - self._last_calibration_frame
+
+    def build_masters_if_quiet(self) -> bool:
+        """When calibration frames wait and none has arrived for ``quiet_seconds``: build
+        the masters of every calibration frame of the night, file them in the library.
+        Returns whether it built any."""
+        waiting = self.pending_calibration()
+        if not waiting or self._quiet_for() < self.settings.quiet_seconds:
+            return False
+        self.build_masters()
+        return True
+
+    def build_masters(self) -> list[str]:
+        """Build tonight's masters from every calibration frame taken so far (as the batch
+        workflow plans and builds them), file them in the library; their frames are then
+        'used'. Returns the masters' names."""
+        out = self.settings.output_dir
+        frames = sorted(rel for rel, e in self.state.frames.items() if e.get("kind") in MASTER_TYPES)
+        records, cameras = take_inventory(self.settings.raw_dir, frames, self.config)
+        cache = ChecksumCache(out / "work" / "checksums.json")
+        checksums = cache.digests(self.settings.raw_dir, [r.path for r in records if r.ok])
+        cache.save()
+        plan = make_plan(records, self.config, cameras, self.library(), checksums)
+        built = []
+        for name in build_order(plan):
+            master = plan["masters"][name]
+            output = out / "masters" / f"{name}.fits"
+            filed = library_path(self.settings.library_dir, master)
+            if filed.is_file():
+                continue
+            start = time.perf_counter()
+            needs = master_inputs(plan, name)
+            noise = None
+            if needs["frames"] and master.get("noise"):
+                noise = out / "work" / "noise" / f"{master['noise']}.json"
+                record = self.noise_record(plan, master["noise"])
+                write_text_atomic(json.dumps(record, indent=1, sort_keys=True) + "\n", noise)
+            try:
+                spec = {k: v for k, v in master.items() if k != "used"}  # library_file: copied when identical
+                master_job(
+                    _round_trip(spec),
+                    _round_trip(settings_for(plan["cameras"][master["camera"]], master["type"])),
+                    [self._master_file(plan, m) for m in needs["masters"]],
+                    str(output),
+                    self.config,
+                    threads=self.settings.threads,
+                    report=str(out / "work" / "masters" / f"{name}.json"),
+                    noise=str(noise) if noise else None,
+                )
+            except Exception as exc:  # a master that fails leaves its frames waiting, named
+                log.exception("master %s failed", name)
+                self.say(f"{_now()[11:19]} master {name}: failed ({exc})")
+                continue
+            copy_atomic(output, filed)
+            built.append(name)
+            self.say(
+                f"{_now()[11:19]} master {name}: built from {len(needs['frames'])} frames, filed as {filed} "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
+            self._forget_library()
+        for rel in frames:
+            if self.state.frames[rel].get("status") == "waiting":
+                self.state.frames[rel].update(status="used", note="master built" if built else "no master made")
+        self.state.save()
+        write_text_atomic(self.state.summary_csv(), out / "summary.csv")
+        return built
+
+    def _master_file(self, plan: Mapping[str, Any], name: str) -> str:
+        master = plan["masters"][name]
+        if master["source"] == "library":
+            return str(master["file"])
+        return str(self.settings.output_dir / "masters" / f"{name}.fits")
+
+
+def build_order(plan: Mapping[str, Any]) -> list[str]:
+    """Tonight's masters of ``plan``, each after the masters it is made from
+    (``plan.master_inputs``: a dark after its bias, a flat after both, a bias fitted from
+    darks after them); by name otherwise."""
+    tonight = sorted(n for n, m in plan["masters"].items() if m["source"] == "tonight")
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered or name not in tonight:
+            return
+        for needed in master_inputs(plan, name)["masters"]:
+            visit(needed)
+        ordered.append(name)
+
+    for name in tonight:
+        visit(name)
+    return ordered
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _link_atomic(source: Path, dest: Path) -> None:
+    """``dest`` made a hard link of ``source`` (a copy across file systems) in one rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        copy_atomic(source, dest)
+        return
+    os.replace(tmp, dest)
