@@ -53,7 +53,7 @@ rule summary:
         LOGS / "summary.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     params:
         output_dir=OUT_DIR,
     script:
