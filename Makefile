@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 DEMO_RAW := demo/raw
 DEMO_OUT := demo/out
 
-.PHONY: demo test lint format clean-demo venv
+.PHONY: demo test lint format clean-demo venv schema test-night
 
 venv: $(STAMP)
 
@@ -33,10 +33,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# (the default config names the bundled test night, so the workflow lints as it is)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/snakemake --lint --config raw_dir=. output_dir=/tmp/ccdcal-lint
+	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 
 # Apply the code style: ruff (Python, 120 columns) and snakefmt (.smk).
@@ -47,3 +48,14 @@ format: $(STAMP)
 
 clean-demo:
 	rm -rf demo
+
+# The configuration schema is the package's (src/ccdcal); the workflow keeps a copy, byte for
+# byte, for the workflow catalog and snakedeploy (tests/test_catalog_layout.py checks it).
+schema:
+	cp src/ccdcal/config.schema.yaml workflow/schemas/config.schema.yaml
+
+# The bundled test night (.test/raw), written again by the simulator (deterministic; a test
+# checks the committed files are what it writes).
+test-night: $(STAMP)
+	rm -rf .test/raw
+	truth=$$(mktemp -d) && $(BIN)/python -m ccdcal.simulate .test/raw $$truth --night tiny && rm -rf $$truth

@@ -82,6 +82,12 @@ class Source:
     def schema(self) -> Path:
         return self.root / "workflow" / "schemas" / "config.schema.yaml"
 
+    @property
+    def snakefile(self) -> Path:
+        """workflow/Snakefile; the root's in trees from before the workflow catalog's layout."""
+        catalog = self.root / "workflow" / "Snakefile"
+        return catalog if catalog.exists() else self.root / "Snakefile"
+
 
 def git(*args: str) -> str:
     """A read-only git command in the repository (no optional locks: others work in it)."""
@@ -94,7 +100,7 @@ def working_tree() -> Source:
     """The repository as it is on disk, labelled with its commit and uncommitted changes."""
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--", "src", "workflow", "config", "Snakefile").splitlines()
+        dirty = git("status", "--porcelain", "--", "src", "workflow", "config").splitlines()
     except (OSError, subprocess.CalledProcessError):
         return Source(REPO, f"working tree {REPO}")
     changes = f" + uncommitted changes ({', '.join(ln[3:] for ln in dirty)})" if dirty else ""
@@ -1024,7 +1030,7 @@ def bench_nights(b: Bench, nights: Sequence[int]) -> None:
         cmd = [
             str(VENV_BIN / "snakemake"),
             "--snakefile",
-            str(SOURCE.root / "Snakefile"),
+            str(SOURCE.snakefile),
             "--directory",
             str(workdir),
             "--cores",
@@ -1297,7 +1303,7 @@ def report(b: Bench, final: bool) -> str:
             "",
             night_table(b.night_rows),
             "",
-            "snakemake: `snakemake --snakefile Snakefile --cores 2 --config raw_dir=.. output_dir=.. "
+            "snakemake: `snakemake --snakefile workflow/Snakefile --cores 2 --config raw_dir=.. output_dir=.. "
             "threads=2` (config/config.yaml otherwise: bias/dark mean + sigma clip, lights_per_job auto: "
             "at most 400 lights of 2048² per job), run from a scratch --directory so .snakemake/ stays "
             "out of the repository. "

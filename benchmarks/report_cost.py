@@ -74,7 +74,7 @@ def snakemake(raw: Path, out: Path, config: Path, *extra: str) -> float:
         [
             str(SNAKEMAKE),
             "--snakefile",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "--directory",
             str(REPO),
             "--cores",

@@ -41,7 +41,7 @@ def run_night(preset: str, base: Path) -> dict:
         [
             str(REPO / ".venv" / "bin" / "snakemake"),
             "--snakefile",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "--directory",
             str(REPO),
             "--cores",

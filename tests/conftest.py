@@ -46,25 +46,39 @@ def camera_profile():
 # ------------------------------------------------------------------ the demo night
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+#: Where a checkout keeps the workflow (the Snakemake workflow catalog's layout).
+SNAKEFILE = Path("workflow") / "Snakefile"
+ON_CI = os.environ.get("CI") == "true"
 
 
 #: Fault injection for the hostile-night tests (see its sitecustomize.py).
 FAULTS = Path(__file__).resolve().parent / "faults"
 
 
-def snakemake_command(raw: Path, out: Path, *extra: str, workflow: Path = REPO) -> list[str]:
-    """The command a user types (from a checkout, default config + overrides)."""
+def unavailable(reason: str):
+    """What a test needs is missing here: it is skipped saying why, but fails in CI
+    (CI=true), where every test must run."""
+    if ON_CI:
+        pytest.fail(f"must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+def snakemake_command(raw: Path, out: Path, *extra: str, checkout: Path = REPO) -> list[str]:
+    """The command a user types in a checkout (default config + overrides), with the
+    checkout's default profile, as Snakemake finds it when run from there."""
     cmd = [
         str(SNAKEMAKE),
         "--snakefile",
-        str(workflow / "Snakefile"),
+        str(checkout / SNAKEFILE),
         "--directory",
-        str(workflow),
+        str(checkout),
         "--config",
         f"raw_dir={raw}",
         f"output_dir={out}",
         *extra,
     ]
+    if "--workflow-profile" not in extra:
+        cmd += ["--workflow-profile", str(checkout / "profiles" / "default")]
     if not any(arg.startswith(("--cores", "--workflow-profile", "-c")) for arg in extra):
         cmd += ["--cores", "2"]
     return cmd
@@ -77,15 +91,35 @@ def run_snakemake(
     check: bool = True,
     env: dict | None = None,
     prefix: tuple[str, ...] = (),
-    workflow: Path = REPO,
+    checkout: Path = REPO,
 ) -> subprocess.CompletedProcess:
     """Run the workflow as a user would; ``env`` adds variables, ``prefix`` wraps the
     command (e.g. setpriv)."""
-    cmd = [*prefix, *snakemake_command(raw, out, *extra, workflow=workflow)]
+    cmd = [*prefix, *snakemake_command(raw, out, *extra, checkout=checkout)]
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
+
+
+def fresh_clone(dest: Path) -> Path:
+    """The repository as a fresh clone of it has it, with this working tree's changes:
+    its tracked and new (not ignored) files in a new git repository at ``dest``, one
+    commit on branch ``main``. No demo/, results or .snakemake/ of earlier runs."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in sorted(set(filter(None, listed.split("\0")))):
+        source = REPO / rel
+        if source.is_file():  # a tracked file deleted in the working tree is left out
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / rel)
+    git = ["git", "-C", str(dest), "-c", "user.name=ccdcal tests", "-c", "user.email=tests@ccdcal.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "fresh clone"]):
+        subprocess.run([*git, *args], capture_output=True, check=True)
+    return dest
 
 
 def fault_env(fault_dir: Path, **settings: str) -> dict[str, str]:

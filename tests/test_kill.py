@@ -10,14 +10,13 @@ then its whole process group is killed with SIGKILL.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fault_env, run_snakemake, small_night, snakemake_command, tree_digests
+from conftest import REPO, fault_env, fresh_clone, run_snakemake, small_night, snakemake_command, tree_digests
 
 #: Where to kill: the destination path (regex) whose placing the run is paused before.
 KILL_POINTS = {
@@ -53,13 +52,13 @@ def reference(demo_raw, tmp_path_factory):
 
 
 def start_paused(
-    raw: Path, out: Path, faults: Path, pause_at: str, workflow: Path = REPO, log: Path | None = None
+    raw: Path, out: Path, faults: Path, pause_at: str, checkout: Path = REPO, log: Path | None = None
 ) -> subprocess.Popen:
     """Start the workflow in a process group of its own and wait until it is paused."""
     env = {**os.environ, **fault_env(faults, CCDCAL_PAUSE_AT=pause_at)}
     handle = open(log or faults / "run.log", "w")
     process = subprocess.Popen(
-        snakemake_command(raw, out, workflow=workflow),
+        snakemake_command(raw, out, checkout=checkout),
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
@@ -94,15 +93,11 @@ def test_killed_anywhere_the_same_command_completes_identically(point, reference
 def test_a_second_run_on_the_same_output_dir_is_refused_naming_the_first(reference, tmp_path):
     """Two checkouts on one output_dir deleted each other's files; now the second refuses
     at once, names the first, and the first completes untouched."""
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    for part in ("Snakefile", "workflow", "config", "profiles"):
-        source = REPO / part
-        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, checkout / part)
+    checkout = fresh_clone(tmp_path / "checkout")
     out, faults = tmp_path / "out", tmp_path / "faults"
     first = start_paused(reference["raw"], out, faults, KILL_POINTS["master"])
     try:
-        second = run_snakemake(reference["raw"], out, check=False, workflow=checkout)
+        second = run_snakemake(reference["raw"], out, check=False, checkout=checkout)
         said = second.stdout + second.stderr
         assert second.returncode != 0
         assert "in use by another ccdcal run" in said and f"pid {first.pid} " in said, said[-2000:]

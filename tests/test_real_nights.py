@@ -114,7 +114,7 @@ def run_night(key: str, base: Path) -> dict:
     cmd = [
         str(SNAKEMAKE),
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(REPO / "workflow" / "Snakefile"),
         "--directory",
         str(REPO),
         "--cores",

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SNAKEMAKE, fault_env, run_snakemake, tree_digests
+from conftest import REPO, SNAKEFILE, SNAKEMAKE, fault_env, run_snakemake, tree_digests, unavailable
 
-IN_CI = os.environ.get("CI") == "true"
 START = REPO / "tools" / "slurm" / "start_slurm.sh"
 # the project's profile, with the test cluster's short status intervals
 PROFILE_ARGS = (
@@ -36,12 +35,6 @@ def cluster_answers() -> bool:
     return (
         shutil.which("sbatch") is not None and subprocess.run(["scontrol", "ping"], capture_output=True).returncode == 0
     )
-
-
-def unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(f"SLURM tests must run in CI: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def test_a_cancelled_job_is_redone_by_a_rerun_and_nothing_else(cluster, demo_nig
     cmd = [
         str(SNAKEMAKE),
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(REPO / SNAKEFILE),
         "--directory",
         str(REPO),
         "--config",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import REPO, SNAKEMAKE, o_direct_available, run_snakemake, sha256, tree_digests
+from conftest import REPO, SNAKEFILE, SNAKEMAKE, o_direct_available, run_snakemake, sha256, tree_digests
 
 from ccdcal.products import BADPIX
 
@@ -330,7 +330,7 @@ def test_a_run_without_output_dir_stops_saying_how_to_give_it(tmp_path):
     (raw / "bias_001.fits").write_bytes(b"")
     demo_before = snapshot(REPO / "demo")
     result = subprocess.run(
-        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO)]
+        [str(SNAKEMAKE), "--snakefile", str(REPO / SNAKEFILE), "--directory", str(REPO)]
         + ["--cores", "1", "--config", f"raw_dir={raw}"],
         capture_output=True,
         text=True,

@@ -1,32 +1,25 @@
 """One code style: the Python passes `ruff check` and `ruff format --check` (pyproject.toml:
-120 columns), the workflow `snakemake --lint` and `snakefmt --check`; every rule has a log."""
+120 columns), the workflow `snakemake --lint` and `snakefmt --check`; every rule has a log, a
+script and the jobs' conda environment."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+from conftest import SNAKEFILE
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def test_snakemake_lint_is_clean(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
+def test_snakemake_lint_is_clean():
+    """With the default configuration (the bundled test night), as in a fresh clone."""
     result = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "--lint",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(REPO),
-            "--config",
-            f"raw_dir={raw}",
-            f"output_dir={tmp_path / 'out'}",
-        ],
+        [str(BIN / "snakemake"), "--lint", "--snakefile", str(REPO / SNAKEFILE), "--directory", str(REPO)],
         capture_output=True,
         text=True,
     )
@@ -42,22 +35,26 @@ def test_ruff_check_and_format_are_clean():
 
 def test_snakefmt_check_is_clean():
     result = subprocess.run(
-        [str(BIN / "snakefmt"), "--check", str(REPO / "Snakefile"), str(REPO / "workflow")],
+        [str(BIN / "snakefmt"), "--check", str(REPO / "workflow")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_every_rule_has_a_log_and_calls_one_script():
+def test_every_rule_has_a_log_calls_one_script_and_names_the_jobs_environment():
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
-        for rule in re.split(r"\n(?=(?:rule|checkpoint) )", text):
-            if not re.match(r"(rule|checkpoint) ", rule):
+        for rule in re.split(r"\n(?=\s*(?:rule|checkpoint) )", text):
+            if not re.match(r"\s*(rule|checkpoint) ", rule):
                 continue
             name = rule.split()[1].rstrip(":")
-            assert "\n    log:" in rule, f"{smk.name}: rule {name} has no log"
-            assert "\n    script:" in rule, f"{smk.name}: rule {name} calls no script"
+            body = textwrap.dedent(rule.strip("\n"))
+            assert "\n    log:" in body, f"{smk.name}: rule {name} has no log"
+            assert "\n    script:" in body, f"{smk.name}: rule {name} calls no script"
+            # paths in a rule are relative to its .smk file (--sdm conda builds this one)
+            assert re.search(r'\n    conda:\n        "\.\./envs/ccdcal\.yaml"\n', body), f"{smk.name}: rule {name}"
+    assert (REPO / "workflow" / "envs" / "ccdcal.yaml").is_file()
 
 
 def test_every_script_sets_up_its_log_before_it_imports_the_job():

@@ -1,10 +1,12 @@
 """The configuration schema and its defaults, for callers outside Snakemake.
 
-The schema (``config.schema.yaml`` in this package; ``workflow/schemas/config.schema.yaml``
-links to it) is the one place where defaults are written. ``validated`` fills them in; the
-workflow validates its configuration with it too, so the package and the workflow see the
-same values and, for a configuration that is wrong, the same short message
-(``ConfigError``, from ``error_message``): where, what was given and what is allowed.
+The schema (``config.schema.yaml`` in this package) is the one place where defaults are
+written; ``workflow/schemas/config.schema.yaml`` is a byte-for-byte copy for the workflow
+catalog and snakedeploy (``make schema`` writes it, a test checks it). ``validated`` fills
+the defaults in; the workflow validates its configuration with it too, so the package and
+the workflow see the same values and, for a configuration that is wrong, the same short
+message (``ConfigError``, from ``error_message``): where, what was given and what is
+allowed.
 """
 
 from __future__ import annotations
@@ -93,6 +95,17 @@ def validated(config: Mapping[str, Any]) -> dict[str, Any]:
     if error is not None:
         raise ConfigError(error)
     return result
+
+
+def unpaired_raw_dir_message(given: Mapping[str, Any]) -> str | None:
+    """The error for a run given a raw_dir but no output_dir (``given``: what the command
+    line gave, ``--configfile`` and ``--config``), else None. The workflow's
+    config/config.yaml names both, for the bundled test night, so that ``snakemake -n``
+    works in a fresh clone; a night given without its own output_dir would be calibrated
+    into that one's."""
+    if "raw_dir" in given and "output_dir" not in given:
+        return f"config: output_dir is not set: {REQUIRED_HINTS['output_dir']}"
+    return None
 
 
 def camera_defaults(**overrides: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ says otherwise).
 
 Usage::
 
-    python -m ccdcal.simulate RAW_DIR TRUTH_DIR [--seed N]
+    python -m ccdcal.simulate RAW_DIR TRUTH_DIR [--seed N] [--night NAME]
 """
 
 from __future__ import annotations
@@ -1703,6 +1703,30 @@ def night_dark_subtracted() -> CameraNight:
     return CameraNight(camera, sets)
 
 
+def night_tiny() -> CameraNight:
+    """The workflow's bundled test night (``.test/raw``, ``make test-night``): the
+    smallest night that goes through every rule, 12 frames of 96x104 pixels (300 kB). A CCD
+    (MaxIm DL headers, EGAIN, RDNOISE, 8 overscan columns named by BIASSEC/DATASEC/TRIMSEC,
+    so a configuration without a profile for it calibrates it): 3 biases, 3 darks 60 s, 4
+    V flats of 5 s at 10000 and 20000 ADU (2 per level, for the gain), 2 V lights 60 s."""
+    camera = CameraSpec(key="ccd", instrument="SimCam KAF-0261 (test night)", shape=(96, 96), overscan_columns=8)
+    sets = (
+        FrameSet("bias", "bias", 3, start_h=14.0),
+        FrameSet("dark_60s", "dark", 3, 60.0),
+        FrameSet("flat_V", "flat", 4, 5.0, filter="V", levels_adu=_pairs(10000.0, 20000.0), start_h=16.5),
+        FrameSet("light_V_60s", "light", 2, 60.0, filter="V", object="NGC 891", start_h=19.0, sky_e=800.0, n_stars=8),
+    )
+    return CameraNight(camera, sets)
+
+
+#: The preset nights by name (``python -m ccdcal.simulate --night NAME``).
+NIGHTS = {
+    name.removeprefix("night_"): preset
+    for name, preset in sorted(globals().items())
+    if name.startswith("night_") and callable(preset)
+}
+
+
 @dataclass(frozen=True)
 class LightScore:
     """How a calibrated light compares with its truth (``score_light``).
@@ -1765,8 +1789,16 @@ def main(argv=None) -> int:
         default=DEFAULT_SEED,
         help=f"base seed (default {DEFAULT_SEED})",
     )
+    parser.add_argument(
+        "--night",
+        choices=sorted(NIGHTS),
+        help="a preset camera night (night_<NAME>() here) instead of the demo night",
+    )
     args = parser.parse_args(argv)
-    manifest = write_demo_night(args.raw_dir, args.truth_dir, seed=args.seed)
+    if args.night:
+        manifest = write_camera_night(args.raw_dir, args.truth_dir, NIGHTS[args.night](), seed=args.seed)
+    else:
+        manifest = write_demo_night(args.raw_dir, args.truth_dir, seed=args.seed)
     print(
         f"wrote {len(manifest['frames'])} frames ({len(manifest['lights'])} lights) to {args.raw_dir}, "
         f"truth to {args.truth_dir}/truth.json"

@@ -9,7 +9,7 @@ from snakemake.logging import logger
 from snakemake.utils import min_version
 
 from ccdcal.camera import MASTER_TYPES
-from ccdcal.config import ConfigError, validated
+from ccdcal.config import ConfigError, unpaired_raw_dir_message, validated
 from ccdcal.inventory import list_raw_files, no_fits_message, parse_shape
 from ccdcal.library import library_path
 from ccdcal.output_dir import (
@@ -38,6 +38,12 @@ from ccdcal.resources import (
 
 min_version("9.0")
 
+
+# A raw_dir given on the command line needs its output_dir there too (config/config.yaml's
+# is the bundled test night's).
+_unpaired = unpaired_raw_dir_message(workflow.config_settings.overwrite_config)
+if _unpaired:
+    raise WorkflowError(_unpaired)
 
 # The schema's defaults filled in, or a few lines saying which key is wrong, its value and
 # what is allowed (ccdcal.config.error_message), before any work.

@@ -8,7 +8,7 @@ checkpoint inventory:
     log:
         LOGS / "inventory.log",
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     resources:
         mem_mb=1000,
         runtime=30,

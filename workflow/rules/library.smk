@@ -22,6 +22,6 @@ if config["library_dir"]:
             day=r"\d{4}-\d{2}-\d{2}|undated",
         localrule: True
         conda:
-            "../../environment.yml"
+            "../envs/ccdcal.yaml"
         script:
             "../scripts/file_in_library.py"

@@ -6,7 +6,7 @@ rule calibrate_lights:
     log:
         LOGS / "lights" / "{group}.log",
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     threads: config["threads"]
     resources:
         mem_mb=get_light_group_mem_mb,
@@ -30,6 +30,6 @@ rule publish_calibrated:
         LOGS / "publish.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     script:
         "../scripts/publish.py"

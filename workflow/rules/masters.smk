@@ -12,7 +12,7 @@ rule master_bias:
     wildcard_constraints:
         master=r"bias_[A-Za-z0-9._+\-]+",
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     threads: config["threads"]
     resources:
         mem_mb=get_master_mem_mb,

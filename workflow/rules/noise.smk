@@ -6,7 +6,7 @@ rule measure_noise:
     log:
         LOGS / "noise" / "{setup}.log",
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     threads: config["threads"]
     resources:
         mem_mb=get_noise_mem_mb,

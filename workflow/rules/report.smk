@@ -53,7 +53,7 @@ rule summary:
         LOGS / "summary.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/ccdcal.yaml"
     # the masters' figures are drawn beside the plots (the night's last job)
     threads: 2
     params:
