@@ -115,6 +115,12 @@ def test_masters_are_built_when_calibration_frames_stop_and_used_by_later_lights
         assert row["status"] == "calibrated" and row["flags"] == ""
         assert {row["bias"], row["dark"], row["flat"]} <= filed
     assert all(rows[r.as_posix()]["status"] == "used" for r in calibration)
+    with open(out / "matches.csv", newline="", encoding="utf-8") as handle:
+        matches = list(csv.DictReader(handle))
+    for rel in later:  # which masters each light got, and why, as the batch matches.csv says
+        row = rows[rel.as_posix()]
+        used = {m["candidate"] for m in matches if m["frame"] == rel.as_posix() and m["result"].startswith("used")}
+        assert used == {row["bias"], row["dark"], row["flat"]}
 
     lights_only = tmp_path / "lights-only"
     for rel in later:

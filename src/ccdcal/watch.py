@@ -17,7 +17,8 @@ structure whole (``frames.RawFrame.check_complete``), so a half-written frame is
 - What is done is kept in ``output_dir/work/watch/state.json`` (written atomically after
   every frame): a watcher started again (after Ctrl-C, a crash, kill -9) skips what is
   done and takes every frame that arrived meanwhile. ``summary.csv`` in output_dir holds
-  a row per frame, rewritten after every frame.
+  a row per frame and ``matches.csv`` every light's candidate masters and why each was or
+  was not used (the batch plan's rows), both rewritten after every frame.
 
 Units and conventions are the batch workflow's (ADU, FITS 1-based sections in headers).
 """
@@ -41,7 +42,7 @@ from .calibrator import Calibrator
 from .camera import MASTER_TYPES
 from .frames import FrameError, RawFrame
 from .inventory import list_raw_files, take_inventory
-from .jobs import copy_atomic, master_job
+from .jobs import MATCH_COLUMNS, copy_atomic, csv_text, master_job
 from .library import ChecksumCache, library_path, scan_library
 from .lights import calibrate_group
 from .night_noise import measure_setup
@@ -226,11 +227,19 @@ class WatchState:
     def save(self) -> None:
         write_text_atomic(json.dumps({"frames": self.frames}, indent=1, sort_keys=True) + "\n", self.path)
 
+    def in_order(self) -> list[tuple[str, dict[str, Any]]]:
+        """(path, entry) in the order the frames were finished."""
+        return sorted(self.frames.items(), key=lambda item: (item[1].get("finished", ""), item[0]))
+
+    def matches(self) -> list[dict[str, Any]]:
+        """Every light's matches.csv rows (the batch plan's), in the order they were taken."""
+        return [match for _, entry in self.in_order() for match in entry.get("matches", [])]
+
     def summary_csv(self) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=SUMMARY_COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
-        for rel, entry in sorted(self.frames.items(), key=lambda item: (item[1].get("finished", ""), item[0])):
+        for rel, entry in self.in_order():
             writer.writerow({**{k: entry.get(k, "") for k in SUMMARY_COLUMNS}, "path": rel})
         return out.getvalue()
 
@@ -325,8 +334,7 @@ class Watcher:
             entry.update(kind="light", **self.calibrate_light(rel, records, cameras))
         entry.update(seconds=f"{time.perf_counter() - start:.2f}", finished=_now())
         self.state.frames[rel] = entry
-        self.state.save()
-        write_text_atomic(self.state.summary_csv(), self.settings.output_dir / "summary.csv")
+        self.save()
         masters = " ".join(f"{k}={entry[k]}" for k in MASTER_TYPES if entry.get(k)) or "no master"
         detail = f"{masters} flags={entry.get('flags') or 'OK'}" if entry["kind"] == "light" else entry.get("note", "")
         clock, kind = entry["finished"][11:19], entry["kind"] or "-"
@@ -358,6 +366,7 @@ class Watcher:
             calibrator=calibrator,
         )
         entry = {k: row.get(k, "") for k in ("status", "output", "bias", "dark", "flat", "flags")}
+        entry["matches"] = [m for m in plan["matches"] if m["frame"] == rel]  # every candidate, and why
         entry["note"] = row.get("error") or row.get("notes") or ""
         if row["status"] == "calibrated":
             _link_atomic(self.staging / row["output"], self.settings.output_dir / "calibrated" / row["output"])
@@ -441,9 +450,15 @@ class Watcher:
         for rel in frames:
             if self.state.frames[rel].get("status") == "waiting":
                 self.state.frames[rel].update(status="used", note="master built" if built else "no master made")
-        self.state.save()
-        write_text_atomic(self.state.summary_csv(), out / "summary.csv")
+        self.save()
         return built
+
+    def save(self) -> None:
+        """The state, then summary.csv and matches.csv (as the batch workflow's) from it."""
+        self.state.save()
+        out = self.settings.output_dir
+        write_text_atomic(self.state.summary_csv(), out / "summary.csv")
+        write_text_atomic(csv_text(self.state.matches(), MATCH_COLUMNS), out / "matches.csv")
 
     def _master_file(self, plan: Mapping[str, Any], name: str) -> str:
         master = plan["masters"][name]
