@@ -68,6 +68,13 @@ def night_spec(n_lights: int, size: int) -> simulate.CameraNight:
     return simulate.CameraNight(camera, sets)
 
 
+def camera_config(spec: simulate.CameraNight) -> dict:
+    """The workflow configuration of the simulated camera: overscan from its header."""
+    match = {"header": {"INSTRUME": spec.camera.instrument}}
+    overscan = {"method": "polynomial", "order": 1, "regions": "header"}
+    return {"cameras": [{"name": "cam", "match": match, "overscan": overscan}]}
+
+
 def snakemake(raw: Path, out: Path, config: Path, *extra: str) -> float:
     start = time.perf_counter()
     subprocess.run(
@@ -196,19 +203,7 @@ def main(argv=None) -> int:
         print(f"simulating {args.lights} lights of {args.size}² in {raw} ...", file=sys.stderr)
         simulate.write_camera_night(raw, truth, spec)
     config = work / "config.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "cameras": [
-                    {
-                        "name": "cam",
-                        "match": {"header": {"INSTRUME": spec.camera.instrument}},
-                        "overscan": {"method": "polynomial", "order": 1, "regions": "header"},
-                    }
-                ]
-            }
-        )
-    )
+    config.write_text(json.dumps(camera_config(spec)))
     print("calibrating ...", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     night = snakemake(raw, out, config)

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, SMALL_NIGHT, run_snakemake, sha256
 
@@ -28,17 +29,24 @@ def frames_of(demo_raw: Path, patterns) -> list[Path]:
     return [p.relative_to(demo_raw) for pattern in patterns for p in sorted(demo_raw.glob(pattern))]
 
 
-def write_slowly(source: Path, dest: Path, chunks: int = 4, pause: float = 0.05) -> None:
+def write_slowly(source: Path, dest: Path, chunks: int = 4, pause: float = 0.05, reopen: bool = False) -> None:
     """Copy ``source`` to ``dest`` in ``chunks`` writes, ``pause`` s apart (a camera
-    program saving, or a copy over the network)."""
+    program saving, or a copy over the network); ``reopen``: the file closed and opened
+    again for each chunk (a program that appends)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     data = source.read_bytes()
     step = -(-len(data) // chunks)
-    with open(dest, "wb") as handle:
+    handle = open(dest, "wb")
+    try:
         for start in range(0, len(data), step):
+            if reopen and start:
+                handle.close()
+                handle = open(dest, "ab")
             handle.write(data[start : start + step])
             handle.flush()
             time.sleep(pause)
+    finally:
+        handle.close()
 
 
 def watch_config(raw: Path, out: Path, library: Path) -> dict:
@@ -51,15 +59,18 @@ def summary_rows(out: Path) -> dict[str, dict[str, str]]:
         return {row["path"]: row for row in csv.DictReader(handle)}
 
 
-def test_a_frame_written_in_chunks_is_taken_once_and_only_when_whole(tmp_path, demo_raw):
+@pytest.mark.parametrize("use_events", [False, True], ids=["listing", "events"])
+def test_a_frame_written_in_chunks_is_taken_once_and_only_when_whole(tmp_path, demo_raw, use_events):
     """The settle time alone (0.1 s) is shorter than the pauses between the writes
-    (0.3 s): the FITS structure check is what keeps a half-written frame out."""
+    (0.3 s), and with events the file is closed after every chunk: the FITS structure
+    check is what keeps a half-written frame out."""
     raw = tmp_path / "raw"
     raw.mkdir()
     (light,) = frames_of(demo_raw, LIGHTS)[:1]
     final_size = (demo_raw / light).stat().st_size
-    arrivals = Arrivals(raw, [], settle_seconds=0.1, use_events=False)
-    writer = threading.Thread(target=write_slowly, args=(demo_raw / light, raw / light, 5, 0.3))
+    arrivals = Arrivals(raw, [], settle_seconds=0.1, use_events=use_events)
+    assert arrivals.events == use_events
+    writer = threading.Thread(target=write_slowly, args=(demo_raw / light, raw / light, 5, 0.3, use_events))
     writer.start()
     taken: list[tuple[str, int]] = []
     deadline = time.monotonic() + 10
@@ -68,6 +79,7 @@ def test_a_frame_written_in_chunks_is_taken_once_and_only_when_whole(tmp_path, d
         taken += [(rel, (raw / rel).stat().st_size) for rel in ready]
         time.sleep(0.02)
     writer.join()
+    arrivals.stop()
     assert taken == [(light.as_posix(), final_size)]
     partial = tmp_path / "partial.fits"
     partial.write_bytes((demo_raw / light).read_bytes()[: final_size // 2])

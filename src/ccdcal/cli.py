@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quiet-seconds", type=float, default=60.0, help="build masters once no calibration frame came for this long"
     )
     watch.add_argument(
-        "--settle-seconds", type=float, default=2.0, help="a file is complete once unchanged for this long"
+        "--settle-seconds", type=float, default=0.5, help="a file is complete once unchanged for this long (and whole)"
     )
     watch.add_argument("--poll", action="store_true", help="list the folder instead of file system events (NFS)")
     watch.add_argument("--threads", type=int, default=2, help="threads per light (default 2)")

@@ -70,7 +70,7 @@ class WatchSettings:
     raw_dir, output_dir and library_dir set; seconds are wall-clock seconds."""
 
     config: Mapping[str, Any]
-    settle_seconds: float = 2.0
+    settle_seconds: float = 0.5
     quiet_seconds: float = 60.0
     poll_seconds: float = 2.0
     use_events: bool = True
@@ -115,8 +115,9 @@ class _Seen:
 
 class Arrivals:
     """The files of ``raw_dir`` and since when each has been unchanged (size, time): a
-    file is ready once unchanged for ``settle_seconds`` and whole (``structure_is_whole``),
-    or unchanged for ``broken_after`` (a broken file: the inventory excludes it, saying why).
+    file is ready once whole (``structure_is_whole``) and either closed after its last
+    write (a file system event) or unchanged for ``settle_seconds``; or once unchanged for
+    ``broken_after`` (a broken file: the inventory excludes it, saying why).
     ``wait`` sleeps until the folder changes (inotify, through watchdog) or ``timeout``."""
 
     def __init__(self, raw_dir: Path, exclude: list[Path], settle_seconds: float, use_events: bool = True):
@@ -125,6 +126,10 @@ class Arrivals:
         self.broken_after = max(30.0, 10 * settle_seconds)
         self._seen: dict[str, _Seen] = {}
         self._changed = threading.Event()
+        #: When each file was last closed after writing (or renamed into place), ns since
+        #: the epoch, from the file system's events: a file not written since is taken at
+        #: once when whole, without waiting for settle_seconds
+        self._closed: dict[str, int] = {}
         self._observer = None
         if use_events:
             self._observer = self._start_observer()
@@ -141,10 +146,17 @@ class Arrivals:
         except ImportError:
             log.info("watchdog is not installed: the raw folder is listed every few seconds")
             return None
-        changed = self._changed
+        changed, closed, root = self._changed, self._closed, str(self.raw_dir)
+
+        def closed_now(path: str) -> None:
+            closed[Path(os.path.relpath(path, root)).as_posix()] = time.time_ns()
 
         class Wake(FileSystemEventHandler):
             def on_any_event(self, event) -> None:
+                if not event.is_directory and event.event_type == "closed":  # written, then closed
+                    closed_now(event.src_path)
+                elif not event.is_directory and event.event_type == "moved":  # renamed into place whole
+                    closed_now(event.dest_path)
                 changed.set()
 
         observer = Observer()
@@ -181,19 +193,17 @@ class Arrivals:
                 continue
             seen = self._seen.get(rel)
             if seen is None or (seen.size, seen.mtime_ns) != (info.st_size, info.st_mtime_ns):
-                self._seen[rel] = _Seen(info.st_size, info.st_mtime_ns, now)
-                if not done(rel, info.st_size, info.st_mtime_ns):
-                    settling = True
-                continue
+                seen = self._seen[rel] = _Seen(info.st_size, info.st_mtime_ns, now)
             if done(rel, info.st_size, info.st_mtime_ns):
                 continue
             unchanged = now - seen.since
-            if unchanged < self.settle or (
-                unchanged < self.broken_after and not structure_is_whole(self.raw_dir / rel)
-            ):  # still being written; unchanged for broken_after and still not whole: broken, taken
+            closed = self._closed.get(rel, -1) >= info.st_mtime_ns  # and not written since
+            if (closed or unchanged >= self.settle) and (
+                structure_is_whole(self.raw_dir / rel) or unchanged >= self.broken_after
+            ):  # complete; or unchanged for broken_after and still not whole: broken, taken (and excluded)
+                ready.append((seen.mtime_ns, rel))
+            else:
                 settling = True
-                continue
-            ready.append((seen.mtime_ns, rel))
         for rel in set(self._seen) - set(listed):
             del self._seen[rel]
         return [rel for _, rel in sorted(ready)], settling
