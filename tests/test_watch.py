@@ -192,3 +192,54 @@ def test_a_watcher_killed_mid_night_resumes_missing_nothing_and_redoing_nothing(
     for rel in [first, *later]:
         assert rows[rel.as_posix()]["status"] == "calibrated"
         assert (out / "calibrated" / rel).is_file()
+
+
+def test_odd_names_odd_headers_and_stray_files_never_stop_the_night(tmp_path, demo_raw):
+    """Braces, spaces and unicode in a name; a control character and an absurd exposure
+    in a header; a text file; a FITS file that is not an image: each is taken once, with
+    what happened to it, and the light after them is calibrated."""
+    from astropy.io import fits
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    raw.mkdir()
+    first, *later = frames_of(demo_raw, LIGHTS)
+    odd = {
+        "lights/{odd} ünï light.fits": (demo_raw / first).read_bytes(),
+        "lights/notes.txt": b"clouds at 23h\n",
+        "lights/table.fits": None,
+        "lights/absurd.fits": None,
+    }
+    for rel, data in odd.items():
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            (raw / rel).write_bytes(data)
+    fits.BinTableHDU.from_columns([fits.Column(name="x", format="E", array=[1.0])]).writeto(raw / "lights/table.fits")
+    with fits.open(demo_raw / first) as hdul:
+        hdul[0].header["EXPTIME"] = 1e300
+        hdul[0].header["OBJECT"] = "NGC_7331"
+        hdul.writeto(raw / "lights/absurd.fits")
+    absurd = (raw / "lights/absurd.fits").read_bytes().replace(b"NGC_7331", b"NGC\x077331")  # a bell: not allowed
+    (raw / "lights/absurd.fits").write_bytes(absurd)
+    lines: list[str] = []
+    watcher = Watcher(
+        WatchSettings(watch_config(raw, out, tmp_path / "library"), settle_seconds=0.2, poll_seconds=0.3),
+        say=lines.append,
+    )
+    last = Path("lights") / later[0].name
+    deadline = time.monotonic() + 60
+
+    def done() -> bool:
+        if all(rel in watcher.state.frames for rel in odd) and not (raw / last).exists():
+            write_slowly(demo_raw / later[0], raw / last)
+        return last.as_posix() in watcher.state.frames or time.monotonic() > deadline
+
+    watcher.run(until=done)
+    rows = summary_rows(out)
+    assert rows["lights/{odd} ünï light.fits"]["status"] == "calibrated"
+    assert (out / "calibrated" / "lights" / "{odd} ünï light.fits").is_file()
+    assert rows["lights/notes.txt"]["status"] == "excluded" and "not a FITS file" in rows["lights/notes.txt"]["note"]
+    assert rows["lights/table.fits"]["status"] == "excluded" and rows["lights/table.fits"]["note"]
+    assert rows["lights/absurd.fits"]["status"] in {"calibrated", "excluded", "failed"}
+    assert rows["lights/absurd.fits"]["status"] == "calibrated" or rows["lights/absurd.fits"]["note"]
+    assert rows[last.as_posix()]["status"] == "calibrated"
+    assert sum(line.count(" lights/") for line in lines) == len(odd) + 1  # each taken once

@@ -32,19 +32,22 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from astropy.io import fits
+
 from .calibrator import Calibrator
 from .camera import MASTER_TYPES
-from .frames import FrameError, RawFrame
+from .frames import FrameError, RawFrame, is_fits_name
 from .inventory import list_raw_files, take_inventory
 from .jobs import MATCH_COLUMNS, copy_atomic, csv_text, master_job
 from .library import ChecksumCache, library_path, scan_library
-from .lights import calibrate_group
+from .lights import calibrate_group, stops_the_job
 from .night_noise import measure_setup
 from .plan import make_plan, master_inputs
 from .provenance import settings_digest, settings_for
@@ -92,11 +95,14 @@ class WatchSettings:
 # ----------------------------------------------------------------------------- arrivals
 def structure_is_whole(path: Path) -> bool:
     """True when ``path`` opens as a FITS image whose data are all there (a frame still
-    being written is shorter than its header says, or has no header END yet)."""
+    being written is shorter than its header says, or has no header END yet); a file
+    whose name is not a FITS name has no structure to wait for (the inventory excludes it)."""
+    if not is_fits_name(path.name):
+        return True
     try:
         frame = RawFrame(path)
     except (FrameError, OSError):
-        return False
+        return _headers_whole(path)  # no image to read: whole when every header ends
     try:
         frame.check_complete()
         return True
@@ -104,6 +110,19 @@ def structure_is_whole(path: Path) -> bool:
         return False
     finally:
         frame.close()
+
+
+def _headers_whole(path: Path) -> bool:
+    """True when every header of a FITS file that is not a readable image ends (an empty
+    primary with a table, a corrupt image): there is no more to wait for, and the
+    inventory excludes it, saying why. A header cut short is still being written."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=False):
+                return True
+    except Exception:  # astropy raises OSError, ValueError, IndexError... for a cut header
+        return False
 
 
 @dataclass
@@ -341,12 +360,20 @@ class Watcher:
             entry.update(kind=records[0].frame_type, status="waiting", note="for its master")
             self._last_calibration_frame = time.monotonic()
         else:
-            entry.update(kind="light", **self.calibrate_light(rel, records, cameras))
+            try:
+                entry.update(kind="light", **self.calibrate_light(rel, records, cameras))
+            except Exception as exc:  # one bad frame never stops the night; a full disk does
+                if stops_the_job(exc):
+                    raise
+                log.exception("light %s failed", rel)
+                entry.update(kind="light", status="failed", note=f"{type(exc).__name__}: {exc}")
         entry.update(seconds=f"{time.perf_counter() - start:.2f}", finished=_now())
         self.state.frames[rel] = entry
         self.save()
         masters = " ".join(f"{k}={entry[k]}" for k in MASTER_TYPES if entry.get(k)) or "no master"
-        detail = f"{masters} flags={entry.get('flags') or 'OK'}" if entry["kind"] == "light" else entry.get("note", "")
+        detail = entry.get("note", "")
+        if entry["kind"] == "light" and entry["status"] != "failed":
+            detail = f"{masters} flags={entry.get('flags') or 'OK'}"
         clock, kind = entry["finished"][11:19], entry["kind"] or "-"
         self.say(f"{clock} {kind:6} {rel}: {entry['status']}, {detail} ({entry['seconds']} s)")
 
