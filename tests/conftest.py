@@ -14,6 +14,8 @@ import pytest
 from snakemake.utils import validate
 
 SCHEMA = str(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml")
+# this checkout's package first: a worktree's tests test its own ccdcal, not the venv's install
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def validated_config(**overrides) -> dict:
@@ -52,6 +54,14 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 FAULTS = Path(__file__).resolve().parent / "faults"
 
 
+def python_path(*first: Path) -> str:
+    """PYTHONPATH for the workflow's processes: ``first``, then this checkout's ``src`` (so a
+    worktree's tests run its own ccdcal, not the one installed in the venv), then the
+    caller's."""
+    parts = [*map(str, first), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in parts if p)
+
+
 def snakemake_command(raw: Path, out: Path, *extra: str, workflow: Path = REPO) -> list[str]:
     """The command a user types (from a checkout, default config + overrides)."""
     cmd = [
@@ -82,7 +92,9 @@ def run_snakemake(
     """Run the workflow as a user would; ``env`` adds variables, ``prefix`` wraps the
     command (e.g. setpriv)."""
     cmd = [*prefix, *snakemake_command(raw, out, *extra, workflow=workflow)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": python_path(), **(env or {})}
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
@@ -91,8 +103,7 @@ def run_snakemake(
 def fault_env(fault_dir: Path, **settings: str) -> dict[str, str]:
     """Environment that loads tests/faults/sitecustomize.py with these CCDCAL_* settings."""
     fault_dir.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, "CCDCAL_FAULT_DIR": str(fault_dir), **settings}
+    return {"PYTHONPATH": python_path(FAULTS), "CCDCAL_FAULT_DIR": str(fault_dir), **settings}
 
 
 @pytest.fixture(scope="session")
