@@ -15,6 +15,8 @@ flats, N + 1 lights of 60 s, size² pixels) and holds its last light back. Then,
   Snakemake starts one (Python and ccdcal imported, masters read, the light calibrated,
   its file and thumbnail written), the light cache off; and, of it, the light alone
   (``Calibrator.calibrate`` with the masters in memory);
+* what the rerun's other jobs cost: the inventory job, and the publishing and summary
+  jobs, forced to run (``--forcerun``, best of three), less a run with nothing to do;
 * with ``--uncached``, the rerun as it was before the light cache: the light taken out
   and the night brought back, the cache deleted, the light added again.
 
@@ -88,14 +90,20 @@ def held_back_night(work: Path, n_lights: int, size: int) -> tuple[Path, Path, P
     return raw, held, place
 
 
-def light_job_said(out: Path) -> tuple[int, int]:
-    """(lights reused, lights calibrated now) of the night's light jobs, from their logs."""
+def light_job_said(out: Path) -> tuple[int, int, float]:
+    """(lights reused, lights calibrated now, seconds) of the night's light jobs in their
+    last run, from their logs (the seconds: each job's own, from its first light to its
+    report, as it logs them)."""
     reused = calibrated = 0
+    seconds = 0.0
     for log in (out / "logs" / "lights").glob("*.log"):
-        found = re.search(r"light cache: (\d+) lights reused, (\d+) calibrated now", log.read_text())
+        text = log.read_text()
+        found = re.search(r"light cache: (\d+) lights reused, (\d+) calibrated now", text)
         if found:
             reused, calibrated = reused + int(found[1]), calibrated + int(found[2])
-    return reused, calibrated
+        took = re.search(r"lights calibrated, \d+ failed, in ([0-9.]+) s", text)
+        seconds += float(took[1]) if took else 0.0
+    return reused, calibrated, seconds
 
 
 def one_light(out: Path, config: dict, light: str, scratch: Path) -> tuple[float, float, float]:
@@ -142,22 +150,32 @@ def main(argv=None) -> int:
 
     print("full run ...", file=sys.stderr)
     full = snakemake(raw, out, config_file)
+    full_lights = light_job_said(out)[2]
     print("runs with nothing to do ...", file=sys.stderr)
     noop = min(snakemake(raw, out, config_file) for _ in range(3))
     print("one light added, rerun ...", file=sys.stderr)
     shutil.copy2(held, place)
     rerun = snakemake(raw, out, config_file)
-    reused, calibrated = light_job_said(out)
+    reused, calibrated, rerun_lights = light_job_said(out)
     rel = place.relative_to(raw).as_posix()
     config = {"raw_dir": str(raw), "output_dir": str(out), "threads": 2}
     job, masters_s, light_s = one_light(out, config, rel, work / "one_light")
+    # what the rerun's other jobs cost: forced to run (best of 3), less a run with nothing
+    # to do; publishing reruns the summary, which depends on it
+    print("the other jobs, forced ...", file=sys.stderr)
+    inventory = min(snakemake(raw, out, config_file, "--forcerun", "inventory") for _ in range(3)) - noop
+    published = min(snakemake(raw, out, config_file, "--forcerun", "publish_calibrated") for _ in range(3)) - noop
     rows = [
         (f"full run, {args.lights} lights", full),
+        ("  of which the light job's own work (its log)", full_lights),
         ("run with nothing to do (best of 3)", noop),
         ("one light's calibration: a light job of it alone (fresh process)", job),
         ("  of which the masters read", masters_s),
         ("  of which the light calibrated and written", light_s),
         (f"rerun after adding one light ({reused} reused, {calibrated} calibrated)", rerun),
+        ("  of which the light job's own work (its log)", rerun_lights),
+        ("  the inventory job, forced (best of 3, less nothing to do)", inventory),
+        ("  the publishing and summary jobs, forced (best of 3, less nothing to do)", published),
     ]
     if args.uncached:
         print("the same rerun without the light cache ...", file=sys.stderr)
@@ -166,6 +184,7 @@ def main(argv=None) -> int:
         shutil.rmtree(out / "work" / "cache")
         shutil.copy2(held, place)
         rows.append(("rerun after adding one light, without the light cache", snakemake(raw, out, config_file)))
+        rows.append(("  of which the light job's own work (its log)", light_job_said(out)[2]))
     place.unlink()  # the night as simulated minus its last light: the benchmark can run again
 
     print(f"\nNight of {args.lights} lights of {args.size}², snakemake --cores 2, in {work}\n")
