@@ -162,6 +162,9 @@ def utime_later(path: Path) -> None:
         "no record": lambda e: (e / RECORD).unlink(),
         "record cut short": lambda e: (e / RECORD).write_text((e / RECORD).read_text()[:100]),
         "record of another key": lambda e: (e / RECORD).write_text((e / RECORD).read_text().replace(e.name, "f" * 64)),
+        "record garbled": lambda e: (e / RECORD).write_text(
+            (e / RECORD).read_text().replace('"calibrated.fits": [', '"calibrated.fits": [1, ')
+        ),
         "record of another format": lambda e: (e / RECORD).write_text(
             (e / RECORD).read_text().replace('"format": 1', '"format": 0')
         ),

@@ -213,7 +213,10 @@ class LightCache:
         except (OSError, ValueError) as exc:
             self._discard(folder, f"its record cannot be read ({exc})")
             return None
-        damage = self._damage(folder, key, record)
+        try:
+            damage = self._damage(folder, key, record)
+        except (TypeError, ValueError) as exc:  # a record of the right format, garbled
+            damage = f"its record is malformed ({exc})"
         if damage:
             self._discard(folder, damage)
             return None
