@@ -49,7 +49,6 @@ import re
 import secrets
 import shutil
 import threading
-import warnings
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import metadata
@@ -128,12 +127,10 @@ def calibrated_problem(path: Path, raw_sha256: str) -> str | None:
     file of ``raw_sha256``: not whole (its size is not what its headers need), or made
     from other raw bytes (its RAWSUM, the first 16 hex digits of the bytes it was read
     from: the raw file changed after the inventory); None when it may."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                problem = fits_size_problem(hdul, path.stat().st_size)
-                rawsum = hdul[0].header.get("RAWSUM")
+    try:  # no warnings.catch_warnings: it swaps the filters of every thread (this is the writer's)
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            problem = fits_size_problem(hdul, path.stat().st_size)
+            rawsum = hdul[0].header.get("RAWSUM")
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
         return f"not a readable FITS file ({exc})"
     if problem:
