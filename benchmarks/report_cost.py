@@ -68,14 +68,21 @@ def night_spec(n_lights: int, size: int) -> simulate.CameraNight:
     return simulate.CameraNight(camera, sets)
 
 
-def camera_config(spec: simulate.CameraNight) -> dict:
-    """The workflow configuration of the simulated camera: overscan from its header."""
-    match = {"header": {"INSTRUME": spec.camera.instrument}}
-    overscan = {"method": "polynomial", "order": 1, "regions": "header"}
-    return {"cameras": [{"name": "cam", "match": match, "overscan": overscan}]}
+def night_config(spec: simulate.CameraNight, path: Path) -> Path:
+    """The night's configuration file (its camera: overscan fitted from the header's BIASSEC)."""
+    camera = {
+        "name": "cam",
+        "match": {"header": {"INSTRUME": spec.camera.instrument}},
+        "overscan": {"method": "polynomial", "order": 1, "regions": "header"},
+    }
+    path.write_text(json.dumps({"cameras": [camera]}))
+    return path
 
 
 def snakemake(raw: Path, out: Path, config: Path, *extra: str) -> float:
+    """Seconds of ``snakemake --cores 2`` on the night, as a user types it, with this
+    checkout's ccdcal (its ``src`` first on PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     subprocess.run(
         [
@@ -96,6 +103,7 @@ def snakemake(raw: Path, out: Path, config: Path, *extra: str) -> float:
         ],
         check=True,
         capture_output=True,
+        env=env,
     )
     return time.perf_counter() - start
 
@@ -202,8 +210,7 @@ def main(argv=None) -> int:
     if not raw.is_dir():
         print(f"simulating {args.lights} lights of {args.size}² in {raw} ...", file=sys.stderr)
         simulate.write_camera_night(raw, truth, spec)
-    config = work / "config.yaml"
-    config.write_text(json.dumps(camera_config(spec)))
+    config = night_config(spec, work / "config.yaml")
     print("calibrating ...", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     night = snakemake(raw, out, config)

@@ -15,7 +15,6 @@ into place whole). Then the watcher's CPU time over 20 idle seconds. Prints a ta
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report_cost import REPO, camera_config, night_spec
+from report_cost import REPO, night_config, night_spec
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -74,8 +73,7 @@ def main(argv=None) -> int:
         if folder.exists():
             raise SystemExit(f"{folder} exists: give a fresh --workdir (the simulated night may stay)")
     raw.mkdir()
-    config = work / "config.yaml"
-    config.write_text(json.dumps(camera_config(spec)))
+    config = night_config(spec, work / "config.yaml")
     frames = sorted(p.relative_to(source) for p in source.rglob("*.fits"))
     lights = [f for f in frames if f.parts[1] == "lights"]
     calibration = [f for f in frames if f not in lights]

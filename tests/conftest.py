@@ -14,6 +14,8 @@ import pytest
 from snakemake.utils import validate
 
 SCHEMA = str(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml")
+# this checkout's package first: a worktree's tests test its own ccdcal, not the venv's install
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def validated_config(**overrides) -> dict:
@@ -53,6 +55,14 @@ ON_CI = os.environ.get("CI") == "true"
 
 #: Fault injection for the hostile-night tests (see its sitecustomize.py).
 FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+def python_path(*first: Path) -> str:
+    """PYTHONPATH for the workflow's processes: ``first``, then this checkout's ``src`` (so a
+    worktree's tests run its own ccdcal, not the one installed in the venv), then the
+    caller's."""
+    parts = [*map(str, first), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in parts if p)
 
 
 def unavailable(reason: str):
@@ -96,7 +106,12 @@ def run_snakemake(
     """Run the workflow as a user would; ``env`` adds variables, ``prefix`` wraps the
     command (e.g. setpriv)."""
     cmd = [*prefix, *snakemake_command(raw, out, *extra, checkout=checkout)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": python_path(checkout / "src"), **(env or {})},
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
@@ -125,8 +140,7 @@ def fresh_clone(dest: Path) -> Path:
 def fault_env(fault_dir: Path, **settings: str) -> dict[str, str]:
     """Environment that loads tests/faults/sitecustomize.py with these CCDCAL_* settings."""
     fault_dir.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, "CCDCAL_FAULT_DIR": str(fault_dir), **settings}
+    return {"PYTHONPATH": python_path(FAULTS), "CCDCAL_FAULT_DIR": str(fault_dir), **settings}
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ then its whole process group is killed with SIGKILL.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -28,6 +30,8 @@ KILL_POINTS = {
     "master": r"/masters/flat_[^/]*\.fits$",
     # a light group: one light's temporary file written, not in place
     "light group mid-write": r"/work/lights/[^/]+/ccd/lights/NGC7331_R_002\.fits$",
+    # a light calibrated and filled into a temporary entry of the light cache, not committed
+    "light cache filing": r"/work/cache/lights/[0-9a-f]{64}$",
     # publishing: the first light linked into calibrated/, the second not
     "publish": r"/calibrated/ccd/lights/NGC7331_R_002\.fits$",
     # the summary: summary.csv in place, summary.txt not
@@ -37,7 +41,9 @@ OUTPUTS = ("**/*.fits", "**/*.csv", "**/*.json", "summary.txt")
 
 
 def outputs(out: Path) -> dict[str, str]:
-    return tree_digests(out, OUTPUTS)
+    """Every output's digest; the light cache's records hold file times and are left out
+    (its files are the published lights, compared as such)."""
+    return {k: v for k, v in tree_digests(out, OUTPUTS).items() if not re.fullmatch(r"work/cache/.*\.json", k)}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +93,27 @@ def test_killed_anywhere_the_same_command_completes_identically(point, reference
     assert result.returncode == 0, result.stderr[-3000:]
     assert "LockException" not in result.stderr
     assert outputs(out) == reference["digests"]
+    assert not list(out.rglob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_killed_while_taking_lights_from_the_cache_the_same_command_completes_identically(reference, tmp_path):
+    """A group's folder deleted by hand: its job reruns and links its lights from the light
+    cache; killed half-way, the same command again gives the uninterrupted run's outputs,
+    still without calibrating a light."""
+    out, faults = tmp_path / "out", tmp_path / "faults"
+    run_snakemake(reference["raw"], out)
+    (group,) = (p for p in (out / "work" / "lights").iterdir() if p.is_dir())
+    shutil.rmtree(group)
+    process = start_paused(reference["raw"], out, faults, KILL_POINTS["light group mid-write"])
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert outputs(out) != reference["digests"]
+
+    result = run_snakemake(reference["raw"], out, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert outputs(out) == reference["digests"]
+    log = (out / "logs" / "lights" / f"{group.name}.log").read_text()
+    assert "light cache: 3 lights reused, 0 calibrated now" in log
     assert not list(out.rglob(".*.tmp")), "a temporary file was left behind"
 
 

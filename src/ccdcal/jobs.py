@@ -26,7 +26,8 @@ from astropy.io import fits
 from .camera import MASTER_TYPES
 from .frames import FrameError
 from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
-from .library import ChecksumCache, LibraryMaster, scan_library, verify_master
+from .library import CHECKSUMS, ChecksumCache, LibraryMaster, scan_library, verify_master
+from .light_cache import WARNED, LightCache, group_keys
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_figure_data, write_intermediates
 from .night_noise import measure_setup
@@ -48,7 +49,7 @@ from .qc import master_checks, night_checks, setup_checks, stop_if_failed
 from .qc import qc_csv as qc_text
 from .report import NightState, summarize
 from .report_pages import copy_thumbnails, draw_master_figures, write_pages, write_plots
-from .writers import write_text_atomic
+from .writers import copy_atomic, link_or_copy, write_text_atomic
 
 log = logging.getLogger("ccdcal")
 
@@ -97,9 +98,11 @@ def plan_night(
             log.warning("excluded %s: %s", record.path, record.reason)
     checksums = None
     if work is not None:
-        cache = ChecksumCache(work / "checksums.json")
-        calibration = [r.path for r in records if r.ok and r.frame_type in MASTER_TYPES]
-        checksums = cache.digests(config["raw_dir"], calibration)
+        cache = ChecksumCache(work / CHECKSUMS)
+        # the calibration frames' give tonight's masters their identity; the lights', the
+        # keys of the light cache (light_cache): a rerun reads only new or changed files
+        hashed = [r.path for r in records if r.ok and r.frame_type in (*MASTER_TYPES, "light")]
+        checksums = cache.digests(config["raw_dir"], hashed)
         cache.save()
     library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
     for master in library:
@@ -245,11 +248,15 @@ def light_group_job(
     threads: int = 1,
     noise: str | None = None,
     quality_stop: Mapping[str, Any] | None = None,
+    light_cache: str | os.PathLike | None = None,
 ) -> None:
     """Calibrate one group of lights into ``out_dir`` with a lights.csv report; ``noise``
     the setup's noise record (JSON, ``noise_job``); ``quality_stop``: the camera's QC
     limits when ``qc.on_fail`` is 'stop' (nothing is calibrated when the setup's checks
-    or those of a master the lights need fail: ``qc.QualityStop``)."""
+    or those of a master the lights need fail: ``qc.QualityStop``); ``light_cache``: the
+    folder of the cache of calibrated lights (``light_cache``; the raw files' checksums
+    are the inventory's, in output_dir/work): the lights it holds are taken from it, the
+    others calibrated and filed into it. Without it, every light is calibrated."""
     out = Path(out_dir)
     with failure_recorded(config.get("output_dir"), "lights", out.name):
         if quality_stop:
@@ -263,6 +270,9 @@ def light_group_job(
         out.mkdir(parents=True, exist_ok=True)
         files = {Path(p).stem: p for p in master_files}
         start = time.perf_counter()
+        cache = None
+        if light_cache is not None:
+            cache = LightCache(light_cache, Path(config["output_dir"]) / "work" / CHECKSUMS)
         rows = calibrate_group(
             group,
             camera,
@@ -272,6 +282,7 @@ def light_group_job(
             settings_digest(camera),
             threads,
             noise=read_noise_record(noise),
+            cache=cache,
         )
         write_text_atomic(report_csv(rows), out / GROUP_REPORT)
     failed = [r for r in rows if r["status"] != "calibrated"]
@@ -284,6 +295,15 @@ def light_group_job(
         1000 * seconds / max(len(rows), 1),
         threads,
     )
+    if cache is not None:
+        log.info(
+            "light cache: %d lights reused, %d calibrated now (%d filed into the cache)",
+            cache.reused,
+            len(rows) - cache.reused,
+            cache.filed,
+        )
+        if len(cache.problems) > WARNED:
+            log.warning("light cache: %d problems in all (the first %d above)", len(cache.problems), WARNED)
 
 
 def noise_job(
@@ -314,38 +334,24 @@ def read_noise_record(path: str | os.PathLike | None) -> dict[str, Any] | None:
     return None if not path else json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Hard-link ``source`` to ``dest`` (a copy across file systems), replacing ``dest``."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
-    try:
-        os.link(source, dest)
-    except OSError:
-        copy_atomic(source, dest)
-
-
-def copy_atomic(source: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Copy to a temporary name beside ``dest`` and rename: a file of its own (a hard link
-    would share its timestamps, which Snakemake touches, with the original)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
-
-
 def file_in_library_job(master: str, destination: str) -> None:
     """File a master into the library (see ccdcal.library for the layout)."""
     copy_atomic(master, destination)
     log.info("filed %s as %s", master, destination)
 
 
-def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = False) -> int:
+def publish_job(
+    group_dirs: Iterable[str],
+    calibrated_dir: str,
+    partial: bool = False,
+    light_cache: str | os.PathLike | None = None,
+) -> int:
     """Gather the groups' calibrated frames into one tree mirroring raw_dir (hard links,
     copies across file systems), then its manifest (``output_dir.PUBLISHED_MANIFEST``,
     last: ``calibrated/`` is complete when it is there). ``partial``: after a failed run,
-    from the groups that finished. Returns the number of files."""
+    from the groups that finished. ``light_cache``: the cache of calibrated lights, pruned
+    to the groups' current lights (not when ``partial``). Returns the number of files."""
+    group_dirs = list(group_dirs)
     target = Path(calibrated_dir)
     target.mkdir(parents=True, exist_ok=True)
     groups, files = [], []
@@ -360,6 +366,9 @@ def publish_job(group_dirs: Iterable[str], calibrated_dir: str, partial: bool = 
             files.append(rel)
     write_published_manifest(target, groups, files, partial=partial)
     log.info("published %d calibrated frames to %s%s", len(files), target, " (partial)" if partial else "")
+    if light_cache is not None and not partial:
+        kept, removed = LightCache(light_cache).prune(group_keys(group_dirs))
+        log.info("light cache: %d entries kept, %d no longer used removed", kept, removed)
     return len(files)
 
 

@@ -189,6 +189,10 @@ class FileCache:
         write_text_atomic(json.dumps(self._known, sort_keys=True), self.path)
 
 
+#: The inventory's checksums of raw files, in output_dir/work (``ChecksumCache``).
+CHECKSUMS = "checksums.json"
+
+
 class ChecksumCache(FileCache):
     """sha256 of raw files, remembered by (path, size, mtime) in a JSON file, so a rerun
     of the inventory reads each calibration frame's bytes only once."""

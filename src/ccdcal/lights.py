@@ -18,6 +18,7 @@ from typing import Any
 from .calibrator import Calibrator
 from .camera import MASTER_TYPES
 from .frames import FrameError
+from .light_cache import LightCache, write_group_keys
 from .parallel import map_in_threads
 from .products import COMPRESSED_SUFFIX
 from .writers import BackgroundWriter, disk_full
@@ -68,6 +69,29 @@ def stops_the_job(exc: BaseException) -> bool:
     return disk_full(exc, ".") is not None
 
 
+def noise_settings(noise: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """(Calibrator parameters, flags) of a setup's noise record (``night_noise.measure_setup``):
+    gain (e-/ADU), read noise (e-), their sources, the dark variance rate (ADU²/s); none
+    without a record."""
+    if noise is None:
+        return {}, []
+    values = {
+        "gain": noise["gain"],
+        "gain_source": noise["gain_source"],
+        "read_noise": noise["read_noise_e"],
+        "read_noise_source": noise["read_noise_source"],
+        "dark_variance_rate": noise.get("dark_variance_rate") or None,
+    }
+    return values, list(noise["flags"])
+
+
+def report_row(entry: Mapping[str, Any], noise_flags: list[str]) -> dict[str, Any]:
+    """A light's lights.csv row from its plan entry, before it is calibrated."""
+    row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
+    row.update(flags=",".join([*entry["flags"], *noise_flags]), notes="; ".join(entry.get("notes", [])), error="")
+    return row
+
+
 def calibrate_group(
     group: Mapping[str, Any],
     camera: Mapping[str, Any],
@@ -77,6 +101,7 @@ def calibrate_group(
     config_digest: str | None = None,
     threads: int = 1,
     noise: Mapping[str, Any] | None = None,
+    cache: LightCache | None = None,
     calibrator: Calibrator | None = None,
 ) -> list[dict[str, Any]]:
     """Calibrate every light of a plan group into ``out_dir``; one report row per light,
@@ -86,22 +111,78 @@ def calibrate_group(
 
     ``threads`` lights are calibrated at a time; their files are written to the disk by
     one more thread (``BackgroundWriter``), so the calibrating threads do not wait for it.
-    ``calibrator``: one made for ``camera`` before, whose masters stay in memory from
-    call to call (``ccdcal watch``); by default a new one."""
+
+    With a ``cache`` (``light_cache.LightCache``), a light whose calibrated file would be
+    the one filed there (same key) is linked from it, not calibrated; every light
+    calibrated is filed into it once its file is in place, and the group's keys are
+    recorded in ``out_dir`` (``light_cache.GROUP_KEYS``). ``calibrator``: one made for
+    ``camera`` before, whose masters stay in memory from call to call (``ccdcal watch``);
+    by default a new one."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    noise_values, noise_flags = noise_settings(noise)
+    keys: dict[str, tuple[str, dict[str, Any]]] = {}
+    restored: dict[str, dict[str, Any]] = {}
+    if cache is not None:
+        noise_inputs = None if noise is None else {**noise_values, "flags": noise_flags}
+        keys = cache.keys(group["lights"], raw_dir, master_files, camera, noise_inputs, threads)
+        for entry in group["lights"]:
+            if entry["path"] not in keys:
+                continue
+            statistics = cache.restore(
+                keys[entry["path"]][0],
+                out_dir / entry["output"],
+                out_dir / THUMBNAILS / thumbnail_name(entry["output"]),
+            )
+            if statistics is not None:
+                restored[entry["path"]] = {**report_row(entry, noise_flags), **statistics, "status": "calibrated"}
+    todo = [entry for entry in group["lights"] if entry["path"] not in restored]
+    calibrated = {
+        row["path"]: row
+        for row in _calibrate(
+            todo,
+            camera,
+            raw_dir,
+            master_files,
+            out_dir,
+            config_digest,
+            threads,
+            noise_values,
+            noise_flags,
+            cache,
+            keys,
+            calibrator,
+        )
+    }
+    rows = [restored.get(entry["path"]) or calibrated[entry["path"]] for entry in group["lights"]]
+    if cache is not None:
+        write_group_keys(
+            out_dir,
+            {r["output"]: keys[r["path"]][0] for r in rows if r["status"] == "calibrated" and r["path"] in keys},
+        )
+    return rows
+
+
+def _calibrate(
+    lights: list[Mapping[str, Any]],
+    camera: Mapping[str, Any],
+    raw_dir: Path,
+    master_files: Mapping[str, str | Path],
+    out_dir: Path,
+    config_digest: str | None,
+    threads: int,
+    noise_values: Mapping[str, Any],
+    noise_flags: list[str],
+    cache: LightCache | None,
+    keys: Mapping[str, tuple[str, dict[str, Any]]],
+    calibrator: Calibrator | None = None,
+) -> list[dict[str, Any]]:
+    """``calibrate_group``'s calibration of ``lights`` (all of the group's, or those the
+    cache did not hold), each filed into ``cache`` under its key once in place."""
+    if not lights:
+        return []
     calibrator = calibrator or Calibrator.for_camera(camera, threads=threads)
-    used = {entry[s] for entry in group["lights"] for s in MASTER_TYPES if entry.get(s)}
+    used = {entry[s] for entry in lights for s in MASTER_TYPES if entry.get(s)}
     calibrator.load_masters(master_files[name] for name in sorted(used))
-    noise_values, noise_flags = {}, []
-    if noise is not None:
-        noise_values = {
-            "gain": noise["gain"],
-            "gain_source": noise["gain_source"],
-            "read_noise": noise["read_noise_e"],
-            "read_noise_source": noise["read_noise_source"],
-            "dark_variance_rate": noise.get("dark_variance_rate") or None,
-        }
-        noise_flags = list(noise["flags"])
 
     def failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
         if stops_the_job(exc):
@@ -117,11 +198,21 @@ def calibrate_group(
         row.update(status="failed", output="", error=message)
         return row
 
+    def file_into_cache(row: dict[str, Any], written: Future) -> None:
+        """Once the light's file is in place (the writer's thread, or at once)."""
+        if written.exception() is not None:
+            return
+        key, inputs = keys[row["path"]]
+        output = out_dir / row["output"]
+        statistics = {k: row[k] for k in QC_COLUMNS if k in row}
+        try:
+            cache.store(key, inputs, output, out_dir / THUMBNAILS / thumbnail_name(row["output"]), statistics)
+        except Exception as exc:  # never the night's failure
+            log.warning("light cache: could not file %s (%s: %s)", row["path"], type(exc).__name__, exc)
+
     def start(entry: Mapping[str, Any]) -> tuple[dict[str, Any], Future | None]:
         """The light calibrated and its file handed to the writer (or its failed row)."""
-        row = {k: entry.get(k, "") for k in REPORT_COLUMNS}
-        flags = [*entry["flags"], *noise_flags]
-        row.update(flags=",".join(flags), notes="; ".join(entry.get("notes", [])), error="")
+        row = report_row(entry, noise_flags)
         rel = entry["path"]
         masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None for s in MASTER_TYPES}
         statistics: dict[str, Any] = {}
@@ -133,7 +224,7 @@ def calibrate_group(
                 statistics=statistics,
                 thumbnail=out_dir / THUMBNAILS / thumbnail_name(entry["output"]),
                 config_digest=config_digest,
-                flags=flags,
+                flags=[*entry["flags"], *noise_flags],
                 dark_mode=entry.get("dark_mode") or "auto",
                 dark_scale=entry.get("dark_scale"),
                 writer=writer,
@@ -143,6 +234,8 @@ def calibrate_group(
         except Exception as exc:
             return failed(row, exc), None
         row.update({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in statistics.items() if k in QC_COLUMNS})
+        if cache is not None and rel in keys:
+            written.add_done_callback(lambda done: file_into_cache(row, done))
         return row, written
 
     def finish(row: dict[str, Any], written: Future | None) -> dict[str, Any]:
@@ -157,7 +250,7 @@ def calibrate_group(
         return row
 
     with BackgroundWriter() as writer:
-        started = map_in_threads(start, group["lights"], threads)
+        started = map_in_threads(start, lights, threads)
     return [finish(row, written) for row, written in started]
 
 

@@ -75,6 +75,9 @@ MASTER_PREVIEWS_DIR = Path("work") / "previews"
 NOISE_DIR = Path("work") / "noise"
 #: The night's quality checks (ccdcal.qc), one row per check and subject.
 QC_CSV = "qc.csv"
+#: Calibrated lights kept across reruns of their group's job (ccdcal.light_cache), one
+#: folder per key; temporary folders of killed jobs are removed with the other leftovers.
+LIGHT_CACHE_DIR = Path("work") / "cache" / "lights"
 
 
 def failure_record(output_dir: str | os.PathLike, kind: str, name: str) -> Path:
@@ -267,7 +270,15 @@ def find_incomplete(output_dir: str | os.PathLike) -> list[tuple[Path, str]]:
     calibrated = out / "calibrated"
     if calibrated.exists() and not published_is_complete(out):
         found.append((calibrated, "incomplete or out of date"))
-    for folder in (out, out / "masters", out / "work", out / MASTER_REPORTS_DIR, out / NOISE_DIR, groups):
+    for folder in (
+        out,
+        out / "masters",
+        out / "work",
+        out / MASTER_REPORTS_DIR,
+        out / NOISE_DIR,
+        groups,
+        out / LIGHT_CACHE_DIR,
+    ):
         for tmp in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
             found.append((tmp, "left by a killed writer"))
     return found

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from astropy.io import fits
@@ -114,6 +115,19 @@ def software_versions() -> dict[str, str]:
     import numpy
 
     return {"ccdcal": __version__, "numpy": numpy.__version__, "astropy": astropy.__version__}
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of ccdcal's own code (every .py and .yaml file of the package, with its
+    name): what the version number does not say between releases (a checkout, an
+    editable install being worked on)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.iterdir()):
+        if path.suffix in (".py", ".yaml"):
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def add_software_cards(header: fits.Header, config_digest_hex: str | None = None) -> None:

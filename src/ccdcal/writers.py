@@ -48,6 +48,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -479,3 +480,24 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
         if full is None:
             raise
         raise full from full.__cause__  # the disk's own error (disk_full), not what masked it
+
+
+def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Hard-link ``source`` to ``dest`` (a copy across file systems), replacing ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        copy_atomic(source, dest)
+
+
+def copy_atomic(source: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy to a temporary name beside ``dest`` and rename: a file of its own (a hard link
+    would share its timestamps, which Snakemake touches, with the original)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
