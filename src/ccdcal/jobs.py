@@ -80,14 +80,19 @@ MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
 
 
 def plan_night(
-    config: Mapping[str, Any], files: Iterable[str], unreadable_folders: Iterable[str] = (), work: Path | None = None
+    config: Mapping[str, Any],
+    files: Iterable[str],
+    unreadable_folders: Iterable[str] = (),
+    work: Path | None = None,
+    threads: int = 1,
 ) -> tuple[list[FrameRecord], dict[str, Any]]:
     """(inventory records, plan) of the night: every file's header read (paths relative
     to ``config['raw_dir']``; folders that could not be listed inventoried too, excluded
     with the reason), the master library scanned, the plan made. ``work``: the folder of
     the caches (output_dir/work: the checksums of the calibration frames, which give
     tonight's masters their identity, and the library's verdicts); None: no checksums
-    (no master identities) and no cache, nothing written."""
+    (no master identities) and no cache, nothing written. ``threads``: files hashed at a
+    time."""
     records, cameras = take_inventory(config["raw_dir"], files, config)
     records += [
         FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): the frames in it were not seen")
@@ -102,7 +107,7 @@ def plan_night(
         # the calibration frames' give tonight's masters their identity; the lights', the
         # keys of the light cache (light_cache): a rerun reads only new or changed files
         hashed = [r.path for r in records if r.ok and r.frame_type in (*MASTER_TYPES, "light")]
-        checksums = cache.digests(config["raw_dir"], hashed)
+        checksums = cache.digests(config["raw_dir"], hashed, threads)
         cache.save()
     library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
     for master in library:
@@ -118,10 +123,11 @@ def inventory_job(
     plan_json: str,
     matches_csv: str,
     unreadable_folders: Iterable[str] = (),
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """The night's plan (``plan_night``, caches in output_dir/work) written as
-    inventory.csv, plan.json and matches.csv."""
-    records, plan = plan_night(config, files, unreadable_folders, Path(config["output_dir"]) / "work")
+    """The night's plan (``plan_night``, caches in output_dir/work, files hashed on
+    ``threads``) written as inventory.csv, plan.json and matches.csv."""
+    records, plan = plan_night(config, files, unreadable_folders, Path(config["output_dir"]) / "work", threads)
     write_text_atomic(records_to_csv(records), inventory_csv)
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
     write_text_atomic(csv_text(plan["matches"], MATCH_COLUMNS), matches_csv)

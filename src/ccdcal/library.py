@@ -29,6 +29,7 @@ from astropy.io import fits
 
 from .camera import MASTER_TYPES, safe_name
 from .frames import file_digest
+from .parallel import map_in_threads
 from .products import fits_size_problem
 from .writers import write_text_atomic
 
@@ -203,5 +204,8 @@ class ChecksumCache(FileCache):
     def digest(self, raw_dir: Path, rel: str) -> str:
         return self.value(Path(raw_dir) / rel, rel)
 
-    def digests(self, raw_dir: str | os.PathLike, paths: Iterable[str]) -> dict[str, str]:
-        return {rel: self.digest(Path(raw_dir), rel) for rel in paths}
+    def digests(self, raw_dir: str | os.PathLike, paths: Iterable[str], threads: int = 1) -> dict[str, str]:
+        """{path: sha256} of ``paths`` (relative to ``raw_dir``), ``threads`` files at a
+        time (hashlib and file reads release the GIL)."""
+        paths = list(paths)
+        return dict(zip(paths, map_in_threads(lambda rel: self.digest(Path(raw_dir), rel), paths, threads)))

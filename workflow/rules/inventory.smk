@@ -9,6 +9,7 @@ checkpoint inventory:
         LOGS / "inventory.log",
     conda:
         "../envs/ccdcal.yaml"
+    threads: config["threads"]
     resources:
         mem_mb=1000,
         runtime=30,

@@ -12,4 +12,5 @@ inventory_job(
     snakemake.output.plan,
     snakemake.output.matches,
     unreadable_folders=snakemake.params.unreadable_folders,
+    threads=snakemake.threads,
 )
