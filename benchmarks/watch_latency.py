@@ -15,6 +15,7 @@ into place whole). Then the watcher's CPU time over 20 idle seconds. Prints a ta
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -61,9 +62,16 @@ def main(argv=None) -> int:
     parser.add_argument("--lights", type=int, default=50)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--every", type=float, default=2.0, help="seconds between lights")
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None, help="kept after the run (default: a scratch folder)")
     args = parser.parse_args(argv)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ccdcal-watch-latency-"))
+    if args.workdir is None:  # a night of 4096² frames and its outputs: ~10 GB, removed after
+        with tempfile.TemporaryDirectory(prefix="ccdcal-watch-latency-") as scratch:
+            return measure(args, Path(scratch))
+    return measure(args, args.workdir)
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
+    """The benchmark in ``work`` (the simulated night is kept there for a later run)."""
     source, raw, out = work / "source", work / "raw", work / "out"
     spec = night_spec(args.lights, args.size)
     if not source.is_dir():
@@ -109,7 +117,7 @@ def main(argv=None) -> int:
     print("|---|---:|")
     print(f"| masters built after the last calibration frame (60 s quiet time included) | {masters:.1f} s |")
     print(f"| latency, median | {statistics.median(latencies):.2f} s |")
-    print(f"| latency, 90th percentile | {ordered[int(0.9 * (len(ordered) - 1))]:.2f} s |")
+    print(f"| latency, 90th percentile | {ordered[math.ceil(0.9 * len(ordered)) - 1]:.2f} s |")
     print(f"| latency, longest | {ordered[-1]:.2f} s |")
     print(f"| CPU while idle ({IDLE_SECONDS:.0f} s after the last light) | {100 * idle:.2f} % of a core |")
     return 0
