@@ -45,13 +45,13 @@ from .calibrator import Calibrator
 from .camera import MASTER_TYPES
 from .frames import FrameError, RawFrame, is_fits_name
 from .inventory import list_raw_files, take_inventory
-from .jobs import MATCH_COLUMNS, copy_atomic, csv_text, master_job
+from .jobs import MATCH_COLUMNS, csv_text, master_job
 from .library import ChecksumCache, library_path, scan_library
 from .lights import calibrate_group, stops_the_job
 from .night_noise import measure_setup
 from .plan import make_plan, master_inputs
 from .provenance import settings_digest, settings_for
-from .writers import write_text_atomic
+from .writers import copy_atomic, link_or_copy, write_text_atomic
 
 log = logging.getLogger("ccdcal.watch")
 
@@ -323,17 +323,23 @@ class Watcher:
                     break
                 if ready or built:
                     continue
-                waiting = self.pending_calibration()
-                if settling or waiting or not arrivals.events:
-                    timeout = self.settings.settle_seconds / 2 if settling else self.settings.poll_seconds
-                    if waiting and not settling:
-                        timeout = max(0.05, self.settings.quiet_seconds - self._quiet_for())
-                    arrivals.wait(min(timeout, self.settings.poll_seconds))
-                else:
-                    arrivals.wait(3600)
+                arrivals.wait(self._pause(settling, arrivals.events))
         finally:
             arrivals.stop()
         self.say("stopped")
+
+    def _pause(self, settling: bool, events: bool) -> float:
+        """Seconds to sleep unless the folder changes: until a settling file may be
+        complete, the next listing (without events), or the end of the calibration
+        frames' quiet time, whichever comes first; idle with events, an hour."""
+        pauses = [3600.0]
+        if settling:
+            pauses.append(self.settings.settle_seconds / 2)
+        if settling or not events:
+            pauses.append(self.settings.poll_seconds)
+        if self.pending_calibration():
+            pauses.append(max(0.05, self.settings.quiet_seconds - self._quiet_for()))
+        return min(pauses)
 
     def stop(self, *_: Any) -> None:
         """Stop after the frame in hand (Ctrl-C, SIGTERM): what is done is in the state."""
@@ -385,7 +391,7 @@ class Watcher:
             return {"status": "skipped", "note": plan["skipped"][rel]}
         group = next(g for g in plan["light_groups"].values() if any(x["path"] == rel for x in g["lights"]))
         camera = _round_trip(settings_for(plan["cameras"][group["camera"]], "light"))
-        files = {m: plan["masters"][m]["file"] for e in group["lights"] for m in (e.get(k) for k in MASTER_TYPES) if m}
+        files = {m: self._master_file(plan, m) for e in group["lights"] for m in (e.get(k) for k in MASTER_TYPES) if m}
         calibrator = self._calibrators.get(group["camera"])
         if calibrator is None:
             calibrator = self._calibrators[group["camera"]] = Calibrator.for_camera(
@@ -406,7 +412,7 @@ class Watcher:
         entry["matches"] = [m for m in plan["matches"] if m["frame"] == rel]  # every candidate, and why
         entry["note"] = row.get("error") or row.get("notes") or ""
         if row["status"] == "calibrated":
-            _link_atomic(self.staging / row["output"], self.settings.output_dir / "calibrated" / row["output"])
+            link_or_copy(self.staging / row["output"], self.settings.output_dir / "calibrated" / row["output"])
         return entry
 
     def noise_record(self, plan: Mapping[str, Any], setup: str) -> dict[str, Any]:
@@ -525,16 +531,3 @@ def build_order(plan: Mapping[str, Any]) -> list[str]:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _link_atomic(source: Path, dest: Path) -> None:
-    """``dest`` made a hard link of ``source`` (a copy across file systems) in one rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        copy_atomic(source, dest)
-        return
-    os.replace(tmp, dest)

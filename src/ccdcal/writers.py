@@ -482,22 +482,34 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
         raise full from full.__cause__  # the disk's own error (disk_full), not what masked it
 
 
-def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Hard-link ``source`` to ``dest`` (a copy across file systems), replacing ``dest``."""
-    dest = Path(dest)
+def _unique_beside(dest: Path) -> Path:
+    """A new hidden name in ``dest``'s folder (made if missing), as the atomic writes use."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
+    return dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
+
+
+def link_or_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Hard-link ``source`` to ``dest`` (a copy across file systems), replacing ``dest`` in
+    one rename: a reader finds the old file or the new one."""
+    dest = Path(dest)
+    tmp = _unique_beside(dest)
     try:
-        os.link(source, dest)
+        os.link(source, tmp)
     except OSError:
         copy_atomic(source, dest)
+        return
+    os.replace(tmp, dest)
 
 
 def copy_atomic(source: str | os.PathLike, dest: str | os.PathLike) -> None:
     """Copy to a temporary name beside ``dest`` and rename: a file of its own (a hard link
-    would share its timestamps, which Snakemake touches, with the original)."""
+    would share its timestamps, which Snakemake touches, with the original). Two copies
+    to the same ``dest`` at once do not share a temporary file."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    tmp = _unique_beside(dest)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
