@@ -16,13 +16,14 @@ import csv
 import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
+from .file_cache import FileCache
 from .frames import FrameError, RawFrame, is_fits_name
 from .overscan import check_overscan_apart, layout_for
 from .sections import Section
@@ -68,6 +69,9 @@ class FrameRecord:
 
 
 COLUMNS = [f.name for f in fields(FrameRecord)]
+
+#: The inventory's rows by file, in output_dir/work (``take_inventory``'s cache).
+INVENTORY_ROWS = "inventory_rows.json"
 _EPOCH = datetime(2000, 1, 1)
 _MJD_ZERO = datetime(1858, 11, 17)  # MJD 0; JD = MJD + 2400000.5
 
@@ -388,24 +392,84 @@ def subtracted_by_camera(frame: RawFrame, rule: Mapping[str, Any]) -> str:
 
 
 def take_inventory(
-    raw_dir: str | os.PathLike, files: Iterable[str], config: Mapping[str, Any]
+    raw_dir: str | os.PathLike,
+    files: Iterable[str],
+    config: Mapping[str, Any],
+    cache: str | os.PathLike | None = None,
 ) -> tuple[list[FrameRecord], dict[str, dict[str, Any]]]:
     """Inventory rows for ``files`` (relative to ``raw_dir``), sorted by path, and the
     profile of every camera found (name -> validated profile, with its name set).
+    ``cache``: a JSON file (``file_cache.FileCache``) keeping each file's row by its size
+    and time, the camera settings and ccdcal's code: a rerun reads only the headers of new
+    or changed files (and forgets files gone from ``files``).
 
     Raises GeometryError when a camera profile's own sections do not fit the camera's
     frames (``check_camera_geometry``)."""
     raw_dir = Path(raw_dir)
     profiles = profiles_from_config(config)
     default_camera = config["default_camera"]
+
+    def inspected(rel: str) -> tuple[FrameRecord, CameraProfile | None]:
+        return inspect_frame(raw_dir, rel, profiles, default_camera)
+
+    rows = None if cache is None else FileCache(cache, tag=inventory_settings_tag(config))
     records, cameras = [], {}
     for rel in sorted(files):
-        record, profile = inspect_frame(raw_dir, rel, profiles, default_camera)
+        if rows is None:
+            record, profile = inspected(rel)
+        else:
+            record, profile = _cached_inspection(rows, raw_dir, rel, inspected, profiles, default_camera)
         records.append(record)
         if profile is not None:
             cameras.setdefault(profile.name, {**profile.config, "name": profile.name})
     check_camera_geometry(records, cameras)
+    if rows is not None:
+        rows.save(prune=True)
     return records, cameras
+
+
+def inventory_settings_tag(config: Mapping[str, Any]) -> str:
+    """What an inventory row depends on besides the file: the camera profiles, the
+    default camera and ccdcal's code."""
+    from .provenance import code_digest, settings_digest
+
+    settings = {"cameras": config.get("cameras", []), "default_camera": config["default_camera"]}
+    return f"{settings_digest(settings)}-{code_digest()[:16]}"
+
+
+def _cached_inspection(
+    rows: FileCache,
+    raw_dir: Path,
+    rel: str,
+    inspected: Callable[[str], tuple[FrameRecord, CameraProfile | None]],
+    profiles: list[CameraProfile],
+    default_camera: Mapping[str, Any],
+) -> tuple[FrameRecord, CameraProfile | None]:
+    """``inspected(rel)``, or its row and profile from ``rows`` when the file has not
+    changed. A file that cannot be looked at (gone, a broken link) is inspected, and says
+    why, uncached."""
+    found: list[tuple[FrameRecord, CameraProfile | None]] = []
+
+    def compute(_file: Path) -> dict[str, Any]:
+        record, profile = inspected(rel)
+        found.append((record, profile))
+        configured = next((i for i, p in enumerate(profiles) if p is profile), None)
+        return {"record": asdict(record), "profile": configured, "camera": None if profile is None else profile.name}
+
+    try:
+        row = rows.value(raw_dir / rel, rel, compute)
+    except OSError:
+        return inspected(rel)
+    if found:
+        return found[0]
+    record = FrameRecord(**row["record"])
+    if row["camera"] is None:
+        return record, None
+    if row["profile"] is not None:
+        return record, profiles[row["profile"]]
+    profile = CameraProfile(dict(default_camera))
+    profile.name = row["camera"]
+    return record, profile
 
 
 def records_to_csv(records: list[FrameRecord]) -> str:

@@ -25,7 +25,7 @@ from astropy.io import fits
 
 from .camera import MASTER_TYPES
 from .frames import FrameError
-from .inventory import FrameRecord, records_from_csv, records_to_csv, take_inventory
+from .inventory import INVENTORY_ROWS, FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import CHECKSUMS, ChecksumCache, LibraryMaster, scan_library, verify_master
 from .light_cache import WARNED, LightCache, group_keys
 from .lights import calibrate_group, report_csv
@@ -89,11 +89,11 @@ def plan_night(
     """(inventory records, plan) of the night: every file's header read (paths relative
     to ``config['raw_dir']``; folders that could not be listed inventoried too, excluded
     with the reason), the master library scanned, the plan made. ``work``: the folder of
-    the caches (output_dir/work: the checksums of the calibration frames, which give
-    tonight's masters their identity, and the library's verdicts); None: no checksums
-    (no master identities) and no cache, nothing written. ``threads``: files hashed at a
+    the caches (output_dir/work: each file's inventory row, the checksums of the
+    calibration frames, which give tonight's masters their identity, and the library's
+    verdicts); None: no checksums (no master identities) and no cache, nothing written. ``threads``: files hashed at a
     time."""
-    records, cameras = take_inventory(config["raw_dir"], files, config)
+    records, cameras = take_inventory(config["raw_dir"], files, config, None if work is None else work / INVENTORY_ROWS)
     records += [
         FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): the frames in it were not seen")
         for folder in unreadable_folders
@@ -108,7 +108,7 @@ def plan_night(
         # keys of the light cache (light_cache): a rerun reads only new or changed files
         hashed = [r.path for r in records if r.ok and r.frame_type in (*MASTER_TYPES, "light")]
         checksums = cache.digests(config["raw_dir"], hashed, threads)
-        cache.save()
+        cache.save(prune=True)
     library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
     for master in library:
         if master.damaged:

@@ -16,10 +16,9 @@ inputs were calibrated with and the software version: an identical master is fou
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import Any
 from astropy.io import fits
 
 from .camera import MASTER_TYPES, safe_name
+from .file_cache import FileCache
 from .frames import file_digest
 from .parallel import map_in_threads
 from .products import fits_size_problem
-from .writers import write_text_atomic
 
 _EPOCH = datetime(2000, 1, 1)
 
@@ -154,40 +153,8 @@ def scan_library(
             )
         )
     if verdicts:
-        verdicts.save()
+        verdicts.save(prune=True)
     return found
-
-
-class FileCache:
-    """A value computed from a file's bytes (``compute(path)``, JSON-able: a digest, a
-    verdict), remembered by (path, size, mtime_ns) in a JSON file, so that a rerun reads
-    a file again only once it has changed."""
-
-    def __init__(self, path: str | os.PathLike, compute: Callable[[Path], Any]):
-        self.path = Path(path)
-        self._compute = compute
-        self._known: dict[str, list] = {}
-        if self.path.exists():
-            try:
-                self._known = json.loads(self.path.read_text())
-            except ValueError:
-                self._known = {}
-
-    def value(self, file: str | os.PathLike, key: str | None = None) -> Any:
-        """``compute(file)``, remembered under ``key`` (default: the path as given)."""
-        file = Path(file)
-        key = str(file) if key is None else key
-        stat = file.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        known = self._known.get(key)
-        if known and known[:2] == stamp:
-            return known[2]
-        value = self._compute(file)
-        self._known[key] = [*stamp, value]
-        return value
-
-    def save(self) -> None:
-        write_text_atomic(json.dumps(self._known, sort_keys=True), self.path)
 
 
 #: The inventory's checksums of raw files, in output_dir/work (``ChecksumCache``).

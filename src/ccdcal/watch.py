@@ -46,7 +46,7 @@ from .camera import MASTER_TYPES
 from .frames import FrameError, RawFrame, is_fits_name
 from .inventory import list_raw_files, take_inventory
 from .jobs import MATCH_COLUMNS, csv_text, master_job
-from .library import ChecksumCache, library_path, scan_library
+from .library import CHECKSUMS, ChecksumCache, library_path, scan_library
 from .lights import calibrate_group, stops_the_job
 from .night_noise import measure_setup
 from .plan import make_plan, master_inputs
@@ -449,7 +449,7 @@ class Watcher:
         out = self.settings.output_dir
         frames = sorted(rel for rel, e in self.state.frames.items() if e.get("kind") in MASTER_TYPES)
         records, cameras = take_inventory(self.settings.raw_dir, frames, self.config)
-        cache = ChecksumCache(out / "work" / "checksums.json")
+        cache = ChecksumCache(out / "work" / CHECKSUMS)
         checksums = cache.digests(self.settings.raw_dir, [r.path for r in records if r.ok])
         cache.save()
         plan = make_plan(records, self.config, cameras, self.library(), checksums)

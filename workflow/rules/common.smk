@@ -1,5 +1,6 @@
 import json
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -528,6 +529,20 @@ def get_final_outputs(wildcards):
         *get_noise_records(),
         *get_library_filings(),
     ]
+
+
+def release_rate_limit_timers():
+    """Let the run end when its work is done. At each scheduling pass Snakemake's job
+    rate limiter (--max-jobs-per-timespan, default 100/1s) starts a threading.Timer of
+    the timespan that only wakes the scheduler, and not as a daemon: Python waits for
+    the last one at exit, so every run that ran a job ended up to a second after its
+    work. The scheduler has finished when onsuccess or onerror runs; its timers are
+    cancelled. ("100/10ms" is no way out: Snakemake 9 reads it as 10 minutes.)"""
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer) and "_schedule_reevalutation" in getattr(
+            thread.function, "__qualname__", ""
+        ):
+            thread.cancel()
 
 
 def print_summary():
