@@ -81,10 +81,14 @@ def held_back_night(work: Path, n_lights: int, size: int) -> tuple[Path, Path, P
     if not raw.is_dir() and not aside.is_dir():
         print(f"simulating {n_lights} + 1 lights of {size}² in {raw} ...", file=sys.stderr)
         simulate.write_camera_night(raw, work / "truth", spec)
-    lights = sorted((raw / "cam" / "lights").glob("*.fits")) or sorted((aside / "lights").glob("*.fits"))
-    place = raw / "cam" / "lights" / lights[-1].name
-    held = aside / "lights" / place.name
-    if place.exists():
+    held_back = sorted((aside / "lights").glob("*.fits"))
+    if held_back:  # a workdir used before: the same light is held back again
+        held = held_back[-1]
+        place = raw / "cam" / "lights" / held.name
+        place.unlink(missing_ok=True)
+    else:
+        place = sorted((raw / "cam" / "lights").glob("*.fits"))[-1]
+        held = aside / "lights" / place.name
         held.parent.mkdir(parents=True, exist_ok=True)
         place.rename(held)
     return raw, held, place

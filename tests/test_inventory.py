@@ -266,7 +266,7 @@ def test_rawframe_digest_from_the_read_of_the_whole_image(night, name):
     """digest_on_read: a whole-image read hashes the file it read (the light's RAWSUM),
     the same digest as reading the file again; a partial read does not, and digest()
     then reads the file."""
-    from ccdcal.frames import file_digest
+    from ccdcal.file_cache import file_digest
 
     raw, data = night
     expected = file_digest(raw / name)
@@ -288,7 +288,7 @@ def test_rawframe_whole_reads_share_one_buffer_per_thread(night):
     digest; a truncated file still says so."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ccdcal.frames import file_digest
+    from ccdcal.file_cache import file_digest
 
     raw, data = night
     names = ["mef.fits", "bias_001.fits", "mef.fits", "bias_001.fits"]  # larger, smaller, ...

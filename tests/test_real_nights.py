@@ -33,7 +33,7 @@ from astropy.io import fits
 
 import ccdcal
 from ccdcal.combine import CombineSpec, variance_factor
-from ccdcal.frames import file_digest
+from ccdcal.file_cache import file_digest
 from ccdcal.provenance import settings_digest, settings_for
 from ccdcal.sections import Section
 

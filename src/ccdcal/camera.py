@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from astropy.io import fits
-from astropy.io.fits.verify import VerifyError
-
 #: The calibration frames' types, each combined into masters of that type; also the
 #: calibration steps, in the order they are applied.
 MASTER_TYPES = ("bias", "dark", "flat")
@@ -160,6 +157,14 @@ class TypeDecision:
     source: str  # how it was decided, for the inventory
 
 
+def _unparsable_card_errors() -> tuple[type[Exception], ...]:
+    """What astropy raises for a card it cannot parse (imported when one is met: reading
+    a camera's settings needs no astropy)."""
+    from astropy.io.fits.verify import VerifyError
+
+    return (VerifyError, ValueError)
+
+
 class HeaderView:
     """Look up keywords in an image HDU's header, falling back to the primary header.
 
@@ -176,7 +181,7 @@ class HeaderView:
             if key in header:
                 try:
                     value = header[key]
-                except (VerifyError, ValueError):  # 'Unparsable card', e.g. EXPTIME = 1.0.0
+                except _unparsable_card_errors():  # 'Unparsable card', e.g. EXPTIME = 1.0.0
                     continue
                 if value is None or (isinstance(value, str) and not value.strip()):
                     continue
@@ -194,13 +199,15 @@ class HeaderView:
     def unparsable(self, keys: list[str]) -> tuple[str | None, str | None]:
         """The first of ``keys`` whose card is there but cannot be parsed: (keyword, value as
         written, e.g. '1.0.0'), or (None, None)."""
+        from astropy.io import fits
+
         for key in keys:
             for header in self._headers:
                 if not isinstance(header, fits.Header) or key not in header:
                     continue
                 try:
                     header[key]
-                except (VerifyError, ValueError):
+                except _unparsable_card_errors():
                     return key, card_value_text(header.cards[key]._image or "")
         return None, None
 

@@ -9,6 +9,7 @@ code that computed it), so a changed camera profile or ccdcal reads the files ag
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -16,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .writers import write_text_atomic
+
+
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """First ``length`` hex digits of the SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
 
 
 class FileCache:

@@ -26,6 +26,7 @@ from astropy.io import fits
 
 from . import platform_io
 from .camera import HeaderView, card_value_text
+from .file_cache import file_digest
 from .parallel import thread_buffer
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
@@ -440,12 +441,3 @@ def copy_header_cards(target: fits.Header, *sources: fits.Header) -> None:
                 target[key] = (card.value, card.comment)
             except (ValueError, fits.verify.VerifyError):
                 continue  # a malformed raw card is dropped rather than sinking the output
-
-
-def file_digest(path: str | os.PathLike, length: int = 16) -> str:
-    """First ``length`` hex digits of the SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]

@@ -27,7 +27,7 @@ from .camera import MASTER_TYPES
 from .frames import FrameError
 from .inventory import INVENTORY_ROWS, FrameRecord, records_from_csv, records_to_csv, take_inventory
 from .library import CHECKSUMS, ChecksumCache, LibraryMaster, scan_library, verify_master
-from .light_cache import WARNED, LightCache, group_keys
+from .light_cache import WARNED, LightCache
 from .lights import calibrate_group, report_csv
 from .masters import build_master, write_figure_data, write_intermediates
 from .night_noise import measure_setup
@@ -39,17 +39,17 @@ from .output_dir import (
     QC_CSV,
     failure_record,
     group_is_complete,
-    write_published_manifest,
 )
 from .parallel import run_side_by_side
 from .plan import make_plan
 from .products import read_products
 from .provenance import settings_digest
+from .publish import publish_job
 from .qc import master_checks, night_checks, setup_checks, stop_if_failed
 from .qc import qc_csv as qc_text
 from .report import NightState, summarize
 from .report_pages import copy_thumbnails, draw_master_figures, write_pages, write_plots
-from .writers import copy_atomic, link_or_copy, write_text_atomic
+from .writers import copy_atomic, write_text_atomic
 
 log = logging.getLogger("ccdcal")
 
@@ -344,38 +344,6 @@ def file_in_library_job(master: str, destination: str) -> None:
     """File a master into the library (see ccdcal.library for the layout)."""
     copy_atomic(master, destination)
     log.info("filed %s as %s", master, destination)
-
-
-def publish_job(
-    group_dirs: Iterable[str],
-    calibrated_dir: str,
-    partial: bool = False,
-    light_cache: str | os.PathLike | None = None,
-) -> int:
-    """Gather the groups' calibrated frames into one tree mirroring raw_dir (hard links,
-    copies across file systems), then its manifest (``output_dir.PUBLISHED_MANIFEST``,
-    last: ``calibrated/`` is complete when it is there). ``partial``: after a failed run,
-    from the groups that finished. ``light_cache``: the cache of calibrated lights, pruned
-    to the groups' current lights (not when ``partial``). Returns the number of files."""
-    group_dirs = list(group_dirs)
-    target = Path(calibrated_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    groups, files = [], []
-    for group_dir in sorted(group_dirs):
-        root = Path(group_dir)
-        groups.append(root.name)
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root).as_posix()
-            if not path.is_file() or path.name == GROUP_REPORT or any(part.startswith(".") for part in rel.split("/")):
-                continue
-            link_or_copy(path, target / rel)
-            files.append(rel)
-    write_published_manifest(target, groups, files, partial=partial)
-    log.info("published %d calibrated frames to %s%s", len(files), target, " (partial)" if partial else "")
-    if light_cache is not None and not partial:
-        kept, removed = LightCache(light_cache).prune(group_keys(group_dirs))
-        log.info("light cache: %d entries kept, %d no longer used removed", kept, removed)
-    return len(files)
 
 
 def read_night(

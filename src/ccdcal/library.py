@@ -24,13 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from astropy.io import fits
-
 from .camera import MASTER_TYPES, safe_name
-from .file_cache import FileCache
-from .frames import file_digest
+from .file_cache import FileCache, file_digest
 from .parallel import map_in_threads
-from .products import fits_size_problem
 
 _EPOCH = datetime(2000, 1, 1)
 
@@ -62,6 +58,10 @@ def verify_master(path: str | os.PathLike) -> str | None:
     every master) verifies; else the reason ('truncated: ... bytes, the headers need ...',
     'checksum mismatch in HDU UNCERT', 'no checksum in HDU MASK', 'not a readable FITS
     file (...)')."""
+    from astropy.io import fits
+
+    from .products import fits_size_problem
+
     path = Path(path)
     try:
         with warnings.catch_warnings():  # a truncated file is reported below
@@ -111,6 +111,8 @@ def scan_library(
     again only once it has changed."""
     if not library_dir or not Path(library_dir).is_dir():
         return []
+    from astropy.io import fits
+
     verdicts = FileCache(verified_cache, verify_master) if verified_cache else None
     found = []
     for path in sorted(Path(library_dir).rglob("*.fits")):

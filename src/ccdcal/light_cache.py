@@ -55,15 +55,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from astropy.io import fits
-
 from . import __version__
 from .camera import MASTER_TYPES
-from .frames import file_digest
-from .library import ChecksumCache
+from .file_cache import file_digest
 from .parallel import map_in_threads
-from .products import fits_size_problem
-from .provenance import canonical_json, code_digest
 from .writers import link_or_copy, write_text_atomic
 
 log = logging.getLogger("ccdcal.light_cache")
@@ -89,6 +84,8 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 def software_identity() -> dict[str, str]:
     """ccdcal's version and code digest, and the version of each of PIXEL_LIBRARIES ('' when
     not installed)."""
+    from .provenance import code_digest
+
     versions = {"ccdcal": __version__, "ccdcal_code": code_digest()}
     for name in PIXEL_LIBRARIES:
         try:
@@ -119,6 +116,8 @@ def light_key(
         "noise": noise,
         "software": software_identity(),
     }
+    from .provenance import canonical_json
+
     return hashlib.sha256(canonical_json(inputs).encode()).hexdigest(), inputs
 
 
@@ -127,6 +126,10 @@ def calibrated_problem(path: Path, raw_sha256: str) -> str | None:
     file of ``raw_sha256``: not whole (its size is not what its headers need), or made
     from other raw bytes (its RAWSUM, the first 16 hex digits of the bytes it was read
     from: the raw file changed after the inventory); None when it may."""
+    from astropy.io import fits
+
+    from .products import fits_size_problem
+
     try:  # no warnings.catch_warnings: it swaps the filters of every thread (this is the writer's)
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             problem = fits_size_problem(hdul, path.stat().st_size)
@@ -152,6 +155,8 @@ class LightCache:
         self.reused = 0
         self.filed = 0
         self.problems: list[str] = []
+        from .library import ChecksumCache
+
         self._checksums = None
         try:
             self._checksums = ChecksumCache(checksums) if checksums else None

@@ -10,9 +10,10 @@ import multiprocessing
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,6 +60,8 @@ def thread_buffer(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     frame would cost the page faults of its size every time. A pool's threads drop theirs
     when they end; the calling thread, which does the work when there is one thread, keeps
     them until :func:`release_thread_buffers`."""
+    import numpy as np
+
     dtype = np.dtype(dtype)
     size = math.prod(shape)
     buffer = _THREAD_BUFFERS.__dict__.get((name, dtype))

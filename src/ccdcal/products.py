@@ -31,7 +31,8 @@ from urllib.parse import quote
 import numpy as np
 from astropy.io import fits
 
-from .frames import FrameError, file_digest
+from .file_cache import file_digest
+from .frames import FrameError
 from .writers import BackgroundWriter, write_fits_atomic
 
 #: MASK bits.

@@ -11,12 +11,13 @@ import json
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from astropy.io import fits
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .steps import CORE_STEPS, DEFAULT_STEPS, IMAGE_STEPS
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 #: The camera-profile settings that change each kind of product (dotted paths into the
 #: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job

@@ -53,13 +53,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from astropy.io import fits
+from typing import TYPE_CHECKING, Any
 
 from . import platform_io
 from .platform_io import fcntl
+
+if TYPE_CHECKING:  # numpy and astropy are imported where used: a job that only links files starts fast
+    from astropy.io import fits
 
 
 class _HandedToDisk:
@@ -186,11 +186,15 @@ class _DirectWriter:
         self._take_staging()
 
     def _take_staging(self) -> None:
+        import numpy as np
+
         self._staging = self._writer.take_chunk()
         self._bytes = np.frombuffer(self._staging, dtype=np.uint8)
         self._fill = 0
 
     def write(self, data) -> int:
+        import numpy as np
+
         view = memoryview(data).cast("B")
         n, done = len(view), 0
         while done < n:
