@@ -667,3 +667,71 @@ def test_a_frame_the_camera_software_dark_subtracted_is_recognised(tmp_path, mak
     text = records_to_csv(records)
     (tmp_path / "inv.csv").write_text(text, encoding="utf-8")
     assert [r.dark_subtracted for r in records_from_csv(tmp_path / "inv.csv")] == [found[r.path] for r in records]
+
+
+# ------------------------------------------------------------------ the inventory's cache
+
+
+def test_cached_rows_equal_a_fresh_reading_and_only_new_or_changed_files_are_read(
+    night, make_config, tmp_path, monkeypatch
+):
+    """A rerun with the cache reads only the headers of new or changed files, and its rows
+    (and cameras) are those of a fresh reading, bad files' reasons included."""
+    import ccdcal.inventory as inventory
+
+    raw, _ = night
+    files = list_raw_files(raw, exclude=[raw / "out"])
+    config = make_config(raw_dir=str(raw), output_dir=str(raw / "out"))
+    cache = tmp_path / "work" / "inventory_rows.json"
+    cache.parent.mkdir()
+    fresh = take_inventory(raw, files, config)
+    assert take_inventory(raw, files, config, cache) == fresh  # filled on a first reading
+
+    read = []
+    real = inventory.inspect_frame
+    monkeypatch.setattr(inventory, "inspect_frame", lambda d, rel, *a: (read.append(rel), real(d, rel, *a))[1])
+    assert take_inventory(raw, files, config, cache) == fresh
+    assert read == []  # nothing changed: no header read
+
+    fits.PrimaryHDU(image(11), header=header(IMAGETYP="DARK", EXPTIME=30.0)).writeto(raw / "bias_001.fits", overwrite=True)
+    fits.PrimaryHDU(image(12), header=header(IMAGETYP="FLAT", EXPTIME=1.0)).writeto(raw / "new flat {x}.fits")
+    files = list_raw_files(raw, exclude=[raw / "out"])
+    records, cameras = take_inventory(raw, files, config, cache)
+    assert sorted(read) == ["bias_001.fits", "new flat {x}.fits"]
+    monkeypatch.setattr(inventory, "inspect_frame", real)
+    assert (records, cameras) == take_inventory(raw, files, config)
+    assert {r.path: r.frame_type for r in records}["bias_001.fits"] == "dark"
+
+
+def test_the_cache_is_read_again_when_the_camera_settings_change_and_forgets_gone_files(
+    night, make_config, tmp_path, monkeypatch
+):
+    import json
+
+    import ccdcal.inventory as inventory
+
+    raw, _ = night
+    files = list_raw_files(raw, exclude=[raw / "out"])
+    config = make_config(raw_dir=str(raw), output_dir=str(raw / "out"))
+    cache = tmp_path / "inventory_rows.json"
+    take_inventory(raw, files, config, cache)
+
+    read = []
+    real = inventory.inspect_frame
+    monkeypatch.setattr(inventory, "inspect_frame", lambda d, rel, *a: (read.append(rel), real(d, rel, *a))[1])
+    renamed = make_config(raw_dir=str(raw), output_dir=str(raw / "out"), default_camera={"name": "scope"})
+    records, cameras = take_inventory(raw, files, renamed, cache)
+    assert sorted(read) == sorted(files)  # other settings: every header read again
+    assert set(cameras) == {"scope"} and {r.camera for r in records if r.ok} == {"scope"}
+
+    take_inventory(raw, [f for f in files if f != "mef.fits"], renamed, cache)
+    assert "mef.fits" not in json.loads(cache.read_text())  # gone from the night: forgotten
+
+
+def test_a_damaged_cache_is_an_empty_one(night, make_config, tmp_path):
+    raw, _ = night
+    files = list_raw_files(raw, exclude=[raw / "out"])
+    config = make_config(raw_dir=str(raw), output_dir=str(raw / "out"))
+    cache = tmp_path / "inventory_rows.json"
+    cache.write_text('{"bias_001.fits": [1, 2')  # a write cut short
+    assert take_inventory(raw, files, config, cache) == take_inventory(raw, files, config)
