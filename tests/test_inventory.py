@@ -693,7 +693,9 @@ def test_cached_rows_equal_a_fresh_reading_and_only_new_or_changed_files_are_rea
     assert take_inventory(raw, files, config, cache) == fresh
     assert read == []  # nothing changed: no header read
 
-    fits.PrimaryHDU(image(11), header=header(IMAGETYP="DARK", EXPTIME=30.0)).writeto(raw / "bias_001.fits", overwrite=True)
+    fits.PrimaryHDU(image(11), header=header(IMAGETYP="DARK", EXPTIME=30.0)).writeto(
+        raw / "bias_001.fits", overwrite=True
+    )
     fits.PrimaryHDU(image(12), header=header(IMAGETYP="FLAT", EXPTIME=1.0)).writeto(raw / "new flat {x}.fits")
     files = list_raw_files(raw, exclude=[raw / "out"])
     records, cameras = take_inventory(raw, files, config, cache)
