@@ -471,22 +471,6 @@ def library_trends(library: LibraryHeaders) -> dict[str, list[tuple[str, float]]
     return {k: sorted(v) for k, v in sorted(series.items())}
 
 
-def quality_stop_message(qc_csv: str, config: Mapping[str, Any]) -> str | None:
-    """With ``qc.on_fail: stop`` and a failed check in ``qc_csv``: the message the run
-    ends with (non-zero); else None."""
-    if config["qc"]["on_fail"] != "stop" or not Path(qc_csv).is_file():
-        return None
-    with open(qc_csv, newline="", encoding="utf-8") as handle:
-        failed = [row for row in csv.DictReader(handle) if row["verdict"] == "fail"]
-    if not failed:
-        return None
-    return (
-        f"{len(failed)} quality checks failed and qc.on_fail is 'stop' (see qc.csv): "
-        + "; ".join(f"{r['subject']} {r['check']}" for r in failed[:10])
-        + (" ..." if len(failed) > 10 else "")
-    )
-
-
 def night_summary_job(
     inventory_csv: str,
     plan_json: str,

@@ -18,6 +18,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bottleneck as bn
@@ -647,3 +648,19 @@ def _earlier_dark(
         "date": latest["date"][:10],
         "hot_pixels": latest.get("hot_pixels"),
     }
+
+
+def quality_stop_message(qc_csv: str, config: Mapping[str, Any]) -> str | None:
+    """With ``qc.on_fail: stop`` and a failed check in ``qc_csv``: the message the run
+    ends with (non-zero); else None."""
+    if config["qc"]["on_fail"] != "stop" or not Path(qc_csv).is_file():
+        return None
+    with open(qc_csv, newline="", encoding="utf-8") as handle:
+        failed = [row for row in csv.DictReader(handle) if row["verdict"] == "fail"]
+    if not failed:
+        return None
+    return (
+        f"{len(failed)} quality checks failed and qc.on_fail is 'stop' (see qc.csv): "
+        + "; ".join(f"{r['subject']} {r['check']}" for r in failed[:10])
+        + (" ..." if len(failed) > 10 else "")
+    )

@@ -29,7 +29,7 @@ from ccdcal.output_dir import (
 from ccdcal.night_noise import plan_frames
 from ccdcal.plan import master_inputs
 from ccdcal.provenance import plan_settings_digest, settings_for
-from ccdcal.qc import limits_for
+from ccdcal.qc import limits_for, quality_stop_message
 from ccdcal.resources import (
     calibrations_needed,
     job_runtime_min,
@@ -554,8 +554,6 @@ def print_summary():
 def stop_on_failed_checks():
     """With qc.on_fail: stop, end the run non-zero when a quality check failed (qc.csv,
     the summary and every output stay)."""
-    from ccdcal.jobs import quality_stop_message
-
     message = quality_stop_message(str(OUT_DIR / QC_CSV), config)
     if message:
         raise SystemExit(message)
