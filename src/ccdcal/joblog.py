@@ -19,10 +19,12 @@ write nothing more: its log ends where the job was.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import platform_io
@@ -51,3 +53,44 @@ def setup_logging(log_file: str | os.PathLike | None) -> None:
 
 def _log_the_error(kind, value, traceback) -> None:
     log.critical("the job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, traceback))
+
+
+@contextlib.contextmanager
+def job_log(log_file: str | os.PathLike) -> Iterator[None]:
+    """The log of a job run inside Snakemake's own process (the night's bookkeeping: its
+    inventory, publishing and summary, which read and write small files and would spend
+    more starting an interpreter than working): ccdcal's messages, INFO and above, go to
+    ``log_file`` (made anew) while the job runs, and an exception that ends it is written
+    there with its traceback, then raised for Snakemake to report. Not the whole process's
+    logging (Snakemake's own), nor a fatal error in C code (that ends Snakemake too)."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8", errors="backslashreplace")
+    stderr = logging.StreamHandler(sys.stderr)  # as a job's own process does: Snakemake shows it
+    stderr.setLevel(logging.WARNING)
+    for each in (handler, stderr):
+        each.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        log.addHandler(each)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException as exc:
+        log.removeHandler(handler)  # written once: to the file, with its traceback
+        log.removeHandler(stderr)
+        handler.handle(
+            log.makeRecord(
+                log.name,
+                logging.CRITICAL,
+                __file__,
+                0,
+                "the job failed: %s: %s",
+                (type(exc).__name__, exc),
+                (type(exc), exc, exc.__traceback__),
+            )
+        )
+        raise
+    finally:
+        log.removeHandler(handler)
+        log.removeHandler(stderr)
+        log.setLevel(level)
+        handler.close()

@@ -12,9 +12,11 @@ from snakemake.utils import min_version
 from ccdcal.camera import MASTER_TYPES
 from ccdcal.config import ConfigError, unpaired_raw_dir_message, validated
 from ccdcal.inventory import list_raw_files, no_fits_message, parse_shape
+from ccdcal.joblog import job_log
 from ccdcal.library import library_path
 from ccdcal.output_dir import (
     GROUPS_DIR,
+    LIGHT_CACHE_DIR,
     MASTER_PREVIEWS_DIR,
     MASTER_REPORTS_DIR,
     NOISE_DIR,

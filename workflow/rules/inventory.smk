@@ -7,16 +7,23 @@ checkpoint inventory:
         matches=OUT_DIR / "matches.csv",
     log:
         LOGS / "inventory.log",
-    conda:
-        "../envs/ccdcal.yaml"
+    localrule: True
     threads: config["threads"]
-    resources:
-        mem_mb=1000,
-        runtime=30,
     params:
         files=get_raw_files,
         unreadable_folders=get_unreadable_folders,
         untracked=get_untracked_raw_state,
         settings=get_plan_settings,
-    script:
-        "../scripts/inventory.py"
+    run:
+        from ccdcal.jobs import inventory_job
+
+        with job_log(log[0]):
+            inventory_job(
+                params.files,
+                config,
+                output.inventory,
+                output.plan,
+                output.matches,
+                unreadable_folders=params.unreadable_folders,
+                threads=threads,
+            )

@@ -29,7 +29,8 @@ rule publish_calibrated:
     log:
         LOGS / "publish.log",
     localrule: True
-    conda:
-        "../envs/ccdcal.yaml"
-    script:
-        "../scripts/publish.py"
+    run:
+        from ccdcal.publish import publish_job
+
+        with job_log(log[0]):
+            publish_job(input, output[0], light_cache=OUT_DIR / LIGHT_CACHE_DIR)

@@ -52,11 +52,24 @@ rule summary:
     log:
         LOGS / "summary.log",
     localrule: True
-    conda:
-        "../envs/ccdcal.yaml"
-    # the masters' figures are drawn beside the plots (the night's last job)
-    threads: 2
-    params:
-        output_dir=OUT_DIR,
-    script:
-        "../scripts/summary.py"
+    run:
+        from ccdcal.jobs import night_summary_job
+
+        with job_log(log[0]):
+            night_summary_job(
+                input.inventory,
+                input.plan,
+                str(OUT_DIR),
+                config,
+                qc_csv=output.qc,
+                summary_csv=output.csv,
+                summary_txt=output.txt,
+                pages=(
+                    output.summary_page,
+                    output.qc_page,
+                    output.previews,
+                    output.histograms,
+                    output.plots,
+                    output.lights,
+                ),
+            )
