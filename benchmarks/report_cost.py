@@ -15,10 +15,10 @@ adds to the wall time, the way the night runs it:
 * in the master jobs: each master's reduced image and histogram counts
   (``masters.write_figure_data``), in a fresh process as each master job is, with the
   import they need (Pillow);
-* in the summary job, in a fresh process as the job is: the quality checks
-  (``jobs.write_quality_checks``, with the library scan) and the report pages, the
-  masters' previews and histograms, the plots and the thumbnails
-  (``jobs.write_report_pages`` on the job's two processes, the imports of matplotlib and
+* in the summary job (Snakemake's own process; timed here in a fresh one): the quality
+  checks (``jobs.write_quality_checks``, with the library scan) and the report pages, the
+  masters' previews and histograms, the plots and the thumbnails, all drawn
+  (``jobs.write_report_pages`` without the figure cache, the imports of matplotlib and
   astropy.visualization included);
 * writing report.html: ``snakemake --report report.html`` timed as a user types it, less
   Snakemake's evaluation of the workflow (the time of a ``snakemake --dry-run``), which a
@@ -51,8 +51,6 @@ from ccdcal.provenance import settings_for  # noqa: E402
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 CORES = 2
-#: The summary rule's threads (workflow/rules/report.smk): Snakemake gives it min(2, cores).
-SUMMARY_THREADS = 2
 
 
 def night_spec(n_lights: int, size: int) -> simulate.CameraNight:
@@ -152,7 +150,7 @@ write_summary(records, plan, state, str(pages / "summary.csv"), str(pages / "sum
 start = time.perf_counter()
 write_report_pages(records, plan, state, str(out), str(pages / "s.html"), str(pages / "q.html"),
                    str(pages / "masters"), str(pages / "histograms"), str(pages / "plots"),
-                   str(pages / "lights"), library, processes=int(sys.argv[4]))
+                   str(pages / "lights"), library)
 print(checks, time.perf_counter() - start)
 """
 
@@ -222,10 +220,7 @@ def main(argv=None) -> int:
     masters = sorted((out / "masters").glob("*.fits"))
     previews = sum(float(in_fresh_process(MASTER_FIGURES, str(m), str(work / "preview.npy"))) for m in masters)
     checks, pages = (
-        float(t)
-        for t in in_fresh_process(
-            SUMMARY_PARTS, str(out), json.dumps(full), str(work / "pages"), str(min(SUMMARY_THREADS, CORES))
-        ).split()
+        float(t) for t in in_fresh_process(SUMMARY_PARTS, str(out), json.dumps(full), str(work / "pages")).split()
     )
     report = snakemake(raw, out, config, "--report", str(work / "report.html"))
     dry_run = snakemake(raw, out, config, "--dry-run")  # what any snakemake command pays

@@ -42,18 +42,36 @@ def test_snakefmt_check_is_clean():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_every_rule_has_a_log_calls_one_script_and_names_the_jobs_environment():
+#: The night's bookkeeping, run in Snakemake's own process (workflow/rules/common.smk,
+#: run_bookkeeping_in_threads): small files read and written, no interpreter of their own.
+BOOKKEEPING = {"inventory", "publish_calibrated", "summary"}
+
+
+def test_every_rule_has_a_log_and_calls_one_script_or_one_logged_function():
+    """Pixel jobs call one script in the jobs' environment; the bookkeeping jobs are local
+    `run:` blocks that import one ccdcal function and call it with their log
+    (``joblog.run_logged``)."""
+    seen = set()
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
         for rule in re.split(r"\n(?=\s*(?:rule|checkpoint) )", text):
             if not re.match(r"\s*(rule|checkpoint) ", rule):
                 continue
             name = rule.split()[1].rstrip(":")
+            seen.add(name)
             body = textwrap.dedent(rule.strip("\n"))
             assert "\n    log:" in body, f"{smk.name}: rule {name} has no log"
+            if name in BOOKKEEPING:
+                run = body[body.index("\n    run:\n") :]
+                assert "\n    localrule: True" in body, name
+                assert len(re.findall(r"from ccdcal\.\w+ import (\w+)", run)) == 1, name
+                function = re.search(r"from ccdcal\.\w+ import (\w+)", run)[1]
+                assert re.search(rf"run_logged\(\s*log\[0\],\s*{function},", run), name
+                continue
             assert "\n    script:" in body, f"{smk.name}: rule {name} calls no script"
             # paths in a rule are relative to its .smk file (--sdm conda builds this one)
             assert re.search(r'\n    conda:\n        "\.\./envs/ccdcal\.yaml"\n', body), f"{smk.name}: rule {name}"
+    assert BOOKKEEPING <= seen
     assert (REPO / "workflow" / "envs" / "ccdcal.yaml").is_file()
 
 

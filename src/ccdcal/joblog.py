@@ -24,12 +24,14 @@ import faulthandler
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from . import platform_io
 
 log = logging.getLogger("ccdcal")
+T = TypeVar("T")
 
 
 def setup_logging(log_file: str | os.PathLike | None) -> None:
@@ -94,3 +96,10 @@ def job_log(log_file: str | os.PathLike) -> Iterator[None]:
         log.removeHandler(stderr)
         log.setLevel(level)
         handler.close()
+
+
+def run_logged(log_file: str | os.PathLike, job: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``job(*args, **kwargs)`` inside ``job_log(log_file)``: a rule's `run:` block in one
+    line (Snakemake's linter asks `run:` blocks to be short)."""
+    with job_log(log_file):
+        return job(*args, **kwargs)

@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +31,7 @@ from .lights import calibrate_group, report_csv
 from .masters import build_master, write_figure_data, write_intermediates
 from .night_noise import measure_setup
 from .output_dir import (
+    FIGURE_CACHE_DIR,
     GROUP_REPORT,
     GROUPS_DIR,
     MASTER_PREVIEWS_DIR,
@@ -40,7 +40,6 @@ from .output_dir import (
     failure_record,
     group_is_complete,
 )
-from .parallel import run_side_by_side
 from .plan import make_plan
 from .products import read_products
 from .provenance import settings_digest
@@ -48,7 +47,7 @@ from .publish import publish_job
 from .qc import master_checks, night_checks, setup_checks, stop_if_failed
 from .qc import qc_csv as qc_text
 from .report import NightState, summarize
-from .report_pages import copy_thumbnails, draw_master_figures, write_pages, write_plots
+from .report_pages import FigureCache, copy_thumbnails, draw_master_figures, write_pages, write_plots
 from .writers import copy_atomic, write_text_atomic
 
 log = logging.getLogger("ccdcal")
@@ -429,29 +428,15 @@ def write_report_pages(
     plots_dir: str,
     lights_dir: str,
     library: LibraryHeaders,
-    processes: int = 1,
+    figures: FigureCache | None = None,
 ) -> None:
     """The night's report pages (``report_pages``): summary and QC tables, the masters'
     previews and histograms, plots, the lights' thumbnails, and with a library the
     camera's trends over its nights (``library``: as for ``write_quality_checks``).
-    With ``processes`` >= 2, the masters' figures are drawn in a second process while
-    this one draws the plots (``parallel.run_side_by_side``: the night's last job, its
-    other cores idle)."""
+    ``figures``: the figures drawn before (``report_pages.FigureCache``); None: all drawn."""
     write_pages(output_dir, summary_page, qc_page)
-    run_side_by_side(
-        [
-            partial(write_plots, plan, state, frame_times(records), plots_dir, library_trends(library)),
-            partial(
-                draw_master_figures,
-                plan,
-                state,
-                Path(output_dir) / MASTER_PREVIEWS_DIR,
-                previews_dir,
-                histograms_dir,
-            ),
-        ],
-        processes,
-    )
+    write_plots(plan, state, frame_times(records), plots_dir, library_trends(library), figures)
+    draw_master_figures(plan, state, Path(output_dir) / MASTER_PREVIEWS_DIR, previews_dir, histograms_dir, figures)
     copy_thumbnails(output_dir, plan, lights_dir)
 
 
@@ -480,18 +465,25 @@ def night_summary_job(
     summary_csv: str,
     summary_txt: str,
     pages: tuple[str, str, str, str, str, str] | None = None,
-    processes: int = 1,
 ) -> str:
     """The night's last job: its quality checks (``write_quality_checks``), then its
     summary (which lists the fails first), then the report pages (``write_report_pages``:
-    summary and QC pages, previews, histograms, plots and thumbnails directories, drawn on
-    up to ``processes``). Reads the night once. Returns the summary text."""
+    summary and QC pages, previews, histograms, plots and thumbnails directories; a figure
+    whose data did not change since the last run is taken from output_dir's figure cache,
+    ``output_dir.FIGURE_CACHE_DIR``). Reads the night once. Returns the summary text."""
     records, plan, state = read_night(inventory_csv, plan_json, output_dir)
     library = library_headers(config.get("library_dir"))
     write_quality_checks(records, plan, state, config, qc_csv, library)
     text = write_summary(records, plan, state, summary_csv, summary_txt)
     if pages:
-        write_report_pages(records, plan, state, output_dir, *pages, library=library, processes=processes)
+        figures = FigureCache(Path(output_dir) / FIGURE_CACHE_DIR)
+        write_report_pages(records, plan, state, output_dir, *pages, library=library, figures=figures)
+        figures.prune()
+        log.info(
+            "report: %d figures drawn, %d unchanged since the last run",
+            figures.drawn,
+            len(figures.used) - figures.drawn,
+        )
     return text
 
 

@@ -78,6 +78,8 @@ QC_CSV = "qc.csv"
 #: Calibrated lights kept across reruns of their group's job (ccdcal.light_cache), one
 #: folder per key; temporary folders of killed jobs are removed with the other leftovers.
 LIGHT_CACHE_DIR = Path("work") / "cache" / "lights"
+#: The report's figures by their data, so a rerun redraws only what changed (``report_pages.FigureCache``).
+FIGURE_CACHE_DIR = Path("work") / "cache" / "figures"
 
 
 def failure_record(output_dir: str | os.PathLike, kind: str, name: str) -> Path:

@@ -6,10 +6,9 @@ each thread's work arrays, reused from item to item."""
 from __future__ import annotations
 
 import math
-import multiprocessing
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -27,23 +26,6 @@ def map_in_threads(work: Callable[[T], R], items: Iterable[T], threads: int) -> 
         return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(work, items))
-
-
-def run_side_by_side(tasks: Iterable[Callable[[], R]], processes: int) -> list[R]:
-    """``[task() for task in tasks]``, the first task in this process and the others in
-    up to ``processes - 1`` forked processes at the same time: for Python-bound work that
-    threads would run one at a time (matplotlib's drawing holds the GIL). Results in
-    order; a task's error is raised here. One process, one task, or a platform without
-    ``fork`` (Windows; macOS's default is spawn, which would import everything again):
-    one after the other, here."""
-    tasks = list(tasks)
-    if processes <= 1 or len(tasks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [task() for task in tasks]
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(processes - 1, len(tasks) - 1), mp_context=context) as pool:
-        others = [pool.submit(task) for task in tasks[1:]]
-        first = tasks[0]()
-        return [first, *(future.result() for future in others)]
 
 
 def row_blocks(ny: int, block_rows: int) -> list[slice]:

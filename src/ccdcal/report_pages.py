@@ -9,14 +9,17 @@ the lights' thumbnails were made by the jobs that had the images in memory.
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .file_cache import file_digest
 from .lights import THUMBNAILS, thumbnail_name
 from .output_dir import GROUPS_DIR, QC_CSV
 from .previews import (
@@ -32,7 +35,7 @@ from .previews import (
 )
 from .qc import overscan_levels
 from .report import NightState
-from .writers import write_text_atomic
+from .writers import link_or_copy, write_text_atomic
 
 VERDICT_COLOURS = {"fail": "#f8d0d0", "warn": "#fbe8c0", "pass": "#d8f0d8"}
 PAGE = """<!DOCTYPE html>
@@ -89,18 +92,68 @@ def write_pages(output_dir: str | Path, summary_page: str | Path, qc_page: str |
     write_text_atomic(PAGE.format(title="Quality checks", body=body), qc_page)
 
 
+class FigureCache:
+    """Figures drawn before from the same data, kept in ``folder`` (output_dir/work/cache/
+    figures; None: no cache), so that a rerun of the summary redraws only the figures
+    whose data changed: a light added to the night changes its overscan and noise plots,
+    not the masters' figures or the photon-transfer curves. A figure is known by the
+    SHA-256 of its file name, its data and ccdcal's code; its bytes are those a drawing
+    gives (the figures are deterministic)."""
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = None if folder is None else Path(folder)
+        self.used: set[str] = set()
+        self.drawn = 0
+
+    def figure(self, path: Path, data: Any, draw: Callable[[], Any]) -> Path:
+        """``path``: a copy of the figure drawn from ``data`` before, else ``draw()``
+        (which writes ``path``), kept for the next time. A cache that cannot be written
+        only costs the next run a drawing."""
+        from .provenance import canonical_json, code_digest
+
+        if self.folder is None:
+            draw()
+            self.drawn += 1
+            return path
+        identity = canonical_json({"figure": path.name, "data": data, "code": code_digest()})
+        key = hashlib.sha256(identity.encode()).hexdigest() + path.suffix
+        self.used.add(key)
+        kept = self.folder / key
+        if kept.is_file():
+            link_or_copy(kept, path)
+            return path
+        draw()
+        self.drawn += 1
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            link_or_copy(path, kept)
+        except OSError:
+            pass
+        return path
+
+    def prune(self) -> None:
+        """Remove the kept figures this summary did not use."""
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for kept in self.folder.iterdir():
+            if kept.name not in self.used:
+                kept.unlink(missing_ok=True)
+
+
 def draw_master_figures(
     plan: Mapping[str, Any],
     state: NightState,
     previews: str | Path,
     previews_dir: str | Path,
     histograms_dir: str | Path,
+    figures: FigureCache | None = None,
 ) -> list[Path]:
     """Each master's preview (its reduced image ``previews/<master>.npy`` stretched by
     ZScale: ``previews.write_stretched``) as ``previews_dir/<master>.png``, and its pixel
     histogram (the counts in its report) as ``histograms_dir/<master>_histogram.png``;
-    both computed by the master's job (``masters.write_figure_data``). Returns the
-    files written."""
+    both computed by the master's job (``masters.write_figure_data``); ``figures``: the
+    figures drawn before (``FigureCache``). Returns the files written."""
+    figures = figures or FigureCache(None)
     images, histograms = Path(previews_dir), Path(histograms_dir)
     images.mkdir(parents=True, exist_ok=True)
     histograms.mkdir(parents=True, exist_ok=True)
@@ -109,14 +162,19 @@ def draw_master_figures(
         reduced = Path(previews) / f"{name}.npy"
         if reduced.is_file():
             path = images / f"{name}.png"
-            write_stretched(np.load(reduced, allow_pickle=False), path)
+            figures.figure(path, file_digest(reduced, 64), partial(_draw_preview, reduced, path))
             written.append(path)
         record = state.master_reports.get(name, {}).get("histogram")
         if record:
             path = histograms / f"{name}_histogram.png"
-            draw_histogram(PixelHistogram.from_json(record), path, name, record["unit"])
+            histogram = PixelHistogram.from_json(record)
+            figures.figure(path, record, partial(draw_histogram, histogram, path, name, record["unit"]))
             written.append(path)
     return written
+
+
+def _draw_preview(reduced: Path, path: Path) -> None:
+    write_stretched(np.load(reduced, allow_pickle=False), path)
 
 
 def write_plots(
@@ -125,11 +183,14 @@ def write_plots(
     times: Mapping[str, float],
     plots_dir: str | Path,
     library_trends: Mapping[str, list] | None = None,
+    figures: FigureCache | None = None,
 ) -> list[Path]:
     """The night's plots in ``plots_dir``: overscan level over the night per amplifier,
     noise against UNCERT per light, dark current against exposure and temperature, flat
     levels per filter, each setup's photon-transfer curve, and (with a library) the
-    camera's trends over the library's nights. Returns the files written."""
+    camera's trends over the library's nights; ``figures``: the figures drawn before
+    (``FigureCache``). Returns the files written."""
+    figures = figures or FigureCache(None)
     plots = Path(plots_dir)
     plots.mkdir(parents=True, exist_ok=True)
     written = []
@@ -144,7 +205,8 @@ def write_plots(
                 if rel in times:
                     levels.setdefault(f"{camera} amp {i}", []).append(((times[rel] - start) / 3600, value))
     path = plots / "overscan_levels.png"
-    plot_overscan_levels({k: sorted(v) for k, v in sorted(levels.items())}, path)
+    series = {k: sorted(v) for k, v in sorted(levels.items())}
+    figures.figure(path, series, lambda: plot_overscan_levels(series, path))
     written.append(path)
 
     ratios = [
@@ -153,7 +215,7 @@ def write_plots(
         if row.get("noise_ratio")
     ]
     path = plots / "noise_vs_uncert.png"
-    plot_noise_vs_uncert(ratios, path)
+    figures.figure(path, ratios, lambda: plot_noise_vs_uncert(ratios, path))
     written.append(path)
 
     darks = []
@@ -162,7 +224,7 @@ def write_plots(
         if master["type"] == "dark" and current is not None:
             darks.append((master["exptime"] or 0.0, master["temperature_c"], current, name))
     path = plots / "dark_current.png"
-    plot_dark_current(darks, path)
+    figures.figure(path, darks, lambda: plot_dark_current(darks, path))
     written.append(path)
 
     flats: dict[str, list[float]] = {}
@@ -175,7 +237,7 @@ def write_plots(
             )
             saturation = qc.get("saturation") or saturation
     path = plots / "flat_levels.png"
-    plot_flat_levels(flats, path, saturation)
+    figures.figure(path, [flats, saturation], lambda: plot_flat_levels(flats, path, saturation))
     written.append(path)
 
     for name, record in sorted(state.noise_records.items()):
@@ -185,12 +247,13 @@ def write_plots(
             for p in (gain or {}).get("points", [])
         ]
         path = plots / f"photon_transfer_{name}.png"
-        plot_photon_transfer(points, gain["value"] if gain else None, path)
+        value = gain["value"] if gain else None
+        figures.figure(path, [points, value], partial(plot_photon_transfer, points, value, path))
         written.append(path)
 
     if library_trends:
         path = plots / "library_trends.png"
-        plot_trends(library_trends, path)
+        figures.figure(path, library_trends, lambda: plot_trends(library_trends, path))
         written.append(path)
     return written
 

@@ -17,13 +17,13 @@ checkpoint inventory:
     run:
         from ccdcal.jobs import inventory_job
 
-        with job_log(log[0]):
-            inventory_job(
-                params.files,
-                config,
-                output.inventory,
-                output.plan,
-                output.matches,
-                unreadable_folders=params.unreadable_folders,
-                threads=threads,
-            )
+        # outputs in its order: inventory.csv, plan.json, matches.csv
+        run_logged(
+            log[0],
+            inventory_job,
+            params.files,
+            config,
+            *output,
+            params.unreadable_folders,
+            threads,
+        )

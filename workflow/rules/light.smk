@@ -32,5 +32,10 @@ rule publish_calibrated:
     run:
         from ccdcal.publish import publish_job
 
-        with job_log(log[0]):
-            publish_job(input, output[0], light_cache=OUT_DIR / LIGHT_CACHE_DIR)
+        run_logged(
+            log[0],
+            publish_job,
+            input,
+            output[0],
+            light_cache=OUT_DIR / LIGHT_CACHE_DIR,
+        )

@@ -55,21 +55,12 @@ rule summary:
     run:
         from ccdcal.jobs import night_summary_job
 
-        with job_log(log[0]):
-            night_summary_job(
-                input.inventory,
-                input.plan,
-                str(OUT_DIR),
-                config,
-                qc_csv=output.qc,
-                summary_csv=output.csv,
-                summary_txt=output.txt,
-                pages=(
-                    output.summary_page,
-                    output.qc_page,
-                    output.previews,
-                    output.histograms,
-                    output.plots,
-                    output.lights,
-                ),
-            )
+        run_logged(
+            log[0],
+            night_summary_job,
+            *input[:2],
+            str(OUT_DIR),
+            config,
+            *output[:3],
+            output[3:],
+        )
