@@ -55,3 +55,45 @@ def test_a_fatal_error_in_c_code_leaves_the_stack_in_the_log(tmp_path):
     text = log.read_text()
     assert text.startswith("INFO ccdcal.lights: calibrating 3 lights\n"), text
     assert "Fatal Python error: Segmentation fault" in text and 'File "<string>", line 6' in text, text
+
+
+def test_a_job_run_in_snakemakes_process_has_its_log_and_leaves_the_process_as_it_was(tmp_path, capsys):
+    """The bookkeeping jobs run in Snakemake's own process (joblog.run_logged): what they
+    log goes to their log file (warnings to stderr too), an error that ends one is in its
+    log with its traceback and raised, and nothing of it stays in the process's logging."""
+    import logging
+
+    import pytest
+
+    from ccdcal.joblog import run_logged
+
+    ccdcal = logging.getLogger("ccdcal")
+    before = (list(ccdcal.handlers), ccdcal.level)
+
+    def publish(n):
+        logging.getLogger("ccdcal.publish").info("published %d calibrated frames", n)
+        logging.getLogger("ccdcal.light_cache").warning("entry ab12 removed")
+        return n
+
+    log = tmp_path / "logs" / "publish.log"
+    assert run_logged(log, publish, 3) == 3
+    assert log.read_text().splitlines() == [
+        "INFO ccdcal.publish: published 3 calibrated frames",
+        "WARNING ccdcal.light_cache: entry ab12 removed",
+    ]
+    assert "entry ab12 removed" in capsys.readouterr().err
+    assert (list(ccdcal.handlers), ccdcal.level) == before
+
+    def summary():
+        logging.getLogger("ccdcal.jobs").info("quality checks: 0 fail")
+        raise OSError(28, "No space left on device")
+
+    log = tmp_path / "logs" / "summary.log"
+    with pytest.raises(OSError, match="No space left"):
+        run_logged(log, summary)
+    text = log.read_text()
+    assert text.startswith("INFO ccdcal.jobs: quality checks: 0 fail\nCRITICAL ccdcal: the job failed: OSError:")
+    assert "Traceback (most recent call last)" in text and 'raise OSError(28, "No space left on device")' in text
+    assert (list(ccdcal.handlers), ccdcal.level) == before
+    logging.getLogger("ccdcal.jobs").info("after the job")  # goes nowhere near its log
+    assert log.read_text() == text
