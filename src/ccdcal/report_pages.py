@@ -13,7 +13,7 @@ import hashlib
 import html
 import shutil
 from collections.abc import Callable, Mapping
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +92,21 @@ def write_pages(output_dir: str | Path, summary_page: str | Path, qc_page: str |
     write_text_atomic(PAGE.format(title="Quality checks", body=body), qc_page)
 
 
+@lru_cache(maxsize=1)
+def figure_libraries() -> dict[str, str]:
+    """The versions of the distributions whose code is in a figure's bytes."""
+    from importlib import metadata
+
+    return {name: metadata.version(name) for name in ("matplotlib", "numpy", "pillow", "astropy")}
+
+
 class FigureCache:
     """Figures drawn before from the same data, kept in ``folder`` (output_dir/work/cache/
     figures; None: no cache), so that a rerun of the summary redraws only the figures
     whose data changed: a light added to the night changes its overscan and noise plots,
     not the masters' figures or the photon-transfer curves. A figure is known by the
-    SHA-256 of its file name, its data and ccdcal's code; its bytes are those a drawing
-    gives (the figures are deterministic)."""
+    SHA-256 of its file name, its data, ccdcal's code and the versions of the libraries
+    that draw it; its bytes are those a drawing gives (the figures are deterministic)."""
 
     def __init__(self, folder: str | Path | None):
         self.folder = None if folder is None else Path(folder)
@@ -115,7 +123,9 @@ class FigureCache:
             draw()
             self.drawn += 1
             return path
-        identity = canonical_json({"figure": path.name, "data": data, "code": code_digest()})
+        identity = canonical_json(
+            {"figure": path.name, "data": data, "code": code_digest(), "libraries": figure_libraries()}
+        )
         key = hashlib.sha256(identity.encode()).hexdigest() + path.suffix
         self.used.add(key)
         kept = self.folder / key
