@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+from pathlib import Path
 
 from ccdcal.parallel import map_in_threads
 
@@ -19,11 +20,11 @@ def test_report_figures_from_the_cache_are_byte_identical_to_drawn_ones(demo_nig
 
     out = demo_night["out"]
     records, plan, state = read_night(str(out / "inventory.csv"), str(out / "plan.json"), str(out))
-    caches = {}
-    for run in ("drawn", "cached", "cached again"):
-        pages = tmp_path / run
+
+    def pages_of(run: str, cache: Path | None) -> FigureCache:
+        """The report pages into tmp_path/run, with the figure cache ``cache`` (None: none)."""
+        pages, figures = tmp_path / run, FigureCache(cache)
         folders = [str(pages / name) for name in ("masters", "histograms", "plots", "lights")]
-        caches[run] = FigureCache(None if run == "drawn" else tmp_path / "figures")
         write_report_pages(
             records,
             plan,
@@ -33,8 +34,14 @@ def test_report_figures_from_the_cache_are_byte_identical_to_drawn_ones(demo_nig
             str(pages / "q.html"),
             *folders,
             library=library_headers(None),
-            figures=caches[run],
+            figures=figures,
         )
+        return figures
+
+    caches = {
+        run: pages_of(run, None if run == "drawn" else tmp_path / "figures")
+        for run in ("drawn", "cached", "cached again")
+    }
     assert caches["cached"].drawn == caches["drawn"].drawn > 5  # the first use fills it
     assert caches["cached again"].drawn == 0 and caches["cached again"].used == caches["cached"].used
     for folder in ("masters", "histograms", "plots"):
@@ -49,22 +56,12 @@ def test_report_figures_from_the_cache_are_byte_identical_to_drawn_ones(demo_nig
     # a light's noise ratio changes: its plot is drawn again, nothing else
     light = next(iter(state.light_rows))
     state.light_rows[light] = {**state.light_rows[light], "noise_ratio": "1.2345"}
-    changed = FigureCache(tmp_path / "figures")
-    pages = tmp_path / "changed"
-    write_report_pages(
-        records,
-        plan,
-        state,
-        str(out),
-        str(pages / "s.html"),
-        str(pages / "q.html"),
-        *[str(pages / n) for n in ("masters", "histograms", "plots", "lights")],
-        library=library_headers(None),
-        figures=changed,
-    )
+    changed = pages_of("changed", tmp_path / "figures")
     assert changed.drawn == 1
     assert not filecmp.cmp(
-        pages / "plots" / "noise_vs_uncert.png", tmp_path / "drawn" / "plots" / "noise_vs_uncert.png", shallow=False
+        tmp_path / "changed" / "plots" / "noise_vs_uncert.png",
+        tmp_path / "drawn" / "plots" / "noise_vs_uncert.png",
+        shallow=False,
     )
     changed.prune()
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(changed.used)

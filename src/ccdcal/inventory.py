@@ -448,11 +448,9 @@ def _cached_inspection(
     """``inspected(rel)``, or its row and profile from ``rows`` when the file has not
     changed. A file that cannot be looked at (gone, a broken link) is inspected, and says
     why, uncached."""
-    found: list[tuple[FrameRecord, CameraProfile | None]] = []
 
     def compute(_file: Path) -> dict[str, Any]:
         record, profile = inspected(rel)
-        found.append((record, profile))
         configured = next((i for i, p in enumerate(profiles) if p is profile), None)
         return {"record": asdict(record), "profile": configured, "camera": None if profile is None else profile.name}
 
@@ -460,14 +458,12 @@ def _cached_inspection(
         row = rows.value(raw_dir / rel, rel, compute)
     except OSError:
         return inspected(rel)
-    if found:
-        return found[0]
     record = FrameRecord(**row["record"])
     if row["camera"] is None:
         return record, None
     if row["profile"] is not None:
         return record, profiles[row["profile"]]
-    profile = CameraProfile(dict(default_camera))
+    profile = CameraProfile(dict(default_camera))  # the default profile, named as profile_for names it
     profile.name = row["camera"]
     return record, profile
 

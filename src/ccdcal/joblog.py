@@ -76,9 +76,7 @@ def job_log(log_file: str | os.PathLike) -> Iterator[None]:
     log.setLevel(logging.INFO)
     try:
         yield
-    except BaseException as exc:
-        log.removeHandler(handler)  # written once: to the file, with its traceback
-        log.removeHandler(stderr)
+    except BaseException as exc:  # to the file only, with its traceback: Snakemake reports it
         handler.handle(
             log.makeRecord(
                 log.name,
