@@ -61,14 +61,27 @@ SKY_LEVEL = 500.0
 N_STARS = 40
 
 # ------------------------------------------------------------------------------ benchmark sizes
-FULL = {"sizes": [2048, 4096], "rss_frames": [10, 30, 100], "rss_size": 4096, "nights": [10, 100, 500]}
-QUICK = {"sizes": [2048], "rss_frames": [10, 30, 60], "rss_size": 2048, "nights": [10, 50, 100]}
+FULL = {
+    "sizes": [2048, 4096],
+    "rss_frames": [10, 30, 100],
+    "rss_size": 4096,
+    "nights": [10, 100, 500],
+    "night_sizes": [2048, 4096],
+}
+QUICK = {"sizes": [2048], "rss_frames": [10, 30, 60], "rss_size": 2048, "nights": [10, 50], "night_sizes": [2048]}
 MASTER_SET = {"bias": 30, "dark": 20, "flat": 20}
 N_LIGHTS = 10
 N_FEW_LIGHTS = 2  # (d): Siril makes no sequence of one frame
-NIGHT_CALS = 10  # bias, dark and flat frames of each scaling night
-NIGHT_SIZE = 2048
 THREADS = 2
+
+# -------------------------------------------------- whole nights (e): the night a user reduces
+NIGHT_CALS = {"bias": 20, "dark": 20, "flat": 20}  # the flats: half in each filter
+NIGHT_FILTERS = ("V", "R")  # frame i (1-based) of a flat or light is in NIGHT_FILTERS[i % 2]
+NIGHT_OVERSCAN = 32  # serial overscan: columns right of the size x size data area
+NIGHT_DARK_EXPTIME = 120.0  # darks scaled to the 60 s lights and the 1-3 s flats
+NIGHT_BIAS_DRIFT = 4.0  # ADU: amplitude of the bias level's drift from frame to frame
+#: Lights per night above which ccdproc is not run (1.4 s per 4096² light, one process).
+CCDPROC_NIGHT_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -185,24 +198,40 @@ def add_stars(image, stars, shift: tuple[float, float], half: int = 12) -> None:
         image[y0 : y0 + 2 * half + 1, x0 : x0 + 2 * half + 1] += np.float32(peak) * np.outer(gy, gx)
 
 
-def synth_frame(kind: str, size: int, index: int):
-    """(uint16 image, header cards) of frame ``index`` (1-based) of ``kind``; deterministic."""
+def synth_frame(kind: str, size: int, index: int, night: bool = False):
+    """(uint16 image, header cards) of frame ``index`` (1-based) of ``kind``; deterministic.
+
+    ``night``: a frame of the whole nights (e): darks of NIGHT_DARK_EXPTIME, flats and
+    lights alternating between NIGHT_FILTERS (the R flat field tilted across the frame),
+    the bias level drifting from frame to frame, and NIGHT_OVERSCAN overscan columns
+    (BIASSEC, DATASEC) right of the size x size data area.
+    """
     import numpy as np
 
     pat = patterns(size)
-    rng = np.random.default_rng([SEED, KINDS.index(kind) + 1, size, index])
-    t = exposure(kind, index)
+    rng = np.random.default_rng([SEED, KINDS.index(kind) + 1, size, index, *([1] if night else [])])
+    t = NIGHT_DARK_EXPTIME if night and kind == "dark" else exposure(kind, index)
+    band = NIGHT_FILTERS[index % 2] if night else "V"
+    response = pat.vignette
+    if band == "R":
+        response = response * np.linspace(0.9, 1.1, size, dtype=np.float32)[None, :]
     signal = pat.dark_current * np.float32(t)  # ADU above the bias
     if kind == "flat":
-        signal += np.float32(FLAT_LEVEL * (1 + 0.05 * math.sin(index))) * pat.vignette
+        signal += np.float32(FLAT_LEVEL * (1 + 0.05 * math.sin(index))) * response
     elif kind == "light":
         sky = np.full((size, size), SKY_LEVEL, dtype=np.float32)
         add_stars(sky, pat.stars, tuple(rng.uniform(-3, 3, 2)))
-        sky *= pat.vignette
+        sky *= response
         signal += sky
     noise = np.sqrt(np.float32(READ_NOISE_ADU**2) + np.maximum(signal, 0) / np.float32(GAIN))
-    image = pat.bias + signal
-    image += noise * rng.standard_normal((size, size), dtype=np.float32)
+    drift = np.float32(NIGHT_BIAS_DRIFT * math.sin(0.7 * index)) if night else np.float32(0.0)
+    overscan = NIGHT_OVERSCAN if night else 0
+    image = np.empty((size, size + overscan), dtype=np.float32)
+    image[:, :size] = pat.bias + signal
+    image[:, size:] = BIAS_LEVEL
+    image += drift
+    image[:, :size] += noise * rng.standard_normal((size, size), dtype=np.float32)
+    image[:, size:] += rng.normal(0.0, READ_NOISE_ADU, (size, overscan)).astype(np.float32)
     np.clip(np.rint(image), 0, 65535, out=image)
     cards = {
         "IMAGETYP": kind.upper(),
@@ -213,8 +242,16 @@ def synth_frame(kind: str, size: int, index: int):
         "RDNOISE": READ_NOISE_ADU * GAIN,
     }
     if kind in ("flat", "light"):
-        cards["FILTER"] = "V"
+        cards["FILTER"] = band
+    if night:
+        cards["BIASSEC"] = night_sections(size)[0]
+        cards["DATASEC"] = night_sections(size)[1]
     return image.astype(np.uint16), cards
+
+
+def night_sections(size: int) -> tuple[str, str]:
+    """FITS sections (1-based, inclusive; x then y) of a night frame: (overscan, data)."""
+    return f"[{size + 1}:{size + NIGHT_OVERSCAN},1:{size}]", f"[1:{size},1:{size}]"
 
 
 def frame_name(kind: str, index: int) -> str:
@@ -227,6 +264,7 @@ class Pool:
 
     root: Path
     size: int
+    night: bool = False  # frames of the whole nights (synth_frame's ``night``)
 
     def files(self, kind: str, n: int) -> list[Path]:
         return [self.root / kind / frame_name(kind, i) for i in range(1, n + 1)]
@@ -240,7 +278,7 @@ class Pool:
             if missing:
                 log(f"writing {len(missing)} synthetic {kind} frames of {self.size}^2 to {self.root / kind}")
             for path in missing:
-                image, cards = synth_frame(kind, self.size, int(path.stem.split("_")[1]))
+                image, cards = synth_frame(kind, self.size, int(path.stem.split("_")[1]), self.night)
                 header = fits.Header()
                 for key, value in cards.items():
                     header[key] = value
@@ -271,8 +309,9 @@ class Result:
     """One measured run: wall seconds and peak RSS (MiB), or why there is none."""
 
     wall: float | None = None
-    rss_mib: float | None = None
+    rss_mib: float | None = None  # the largest process's peak
     note: str = ""
+    tree_mib: float | None = None  # the peak of all its processes' summed RSS
 
     @property
     def ok(self) -> bool:
@@ -316,15 +355,57 @@ def _failure(run: Run, status: int) -> str:
     return ""
 
 
+def tree_rss_kb(root: int) -> int:
+    """Summed resident memory (KiB, VmRSS) of process ``root`` and all its descendants,
+    found through /proc/<pid>/task/<tid>/children; 0 once ``root`` has exited."""
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0)
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total
+
+
+#: Seconds between two samples of a measured run's process tree (its summed RSS).
+TREE_SAMPLE_S = 0.05
+
+
 def timed_child(cmd: list[str], cwd: str, log_path: str) -> dict[str, float]:
-    """Run ``cmd`` with its output in ``log_path``: wall seconds, exit code, peak RSS (KiB)."""
+    """Run ``cmd`` with its output in ``log_path``: wall seconds, exit code, peak RSS (KiB)
+    of its largest process (``ru_maxrss``) and of its whole process tree (summed RSS of the
+    processes alive together, sampled every TREE_SAMPLE_S)."""
+    import threading
+
+    tree_peak = 0
+    done = threading.Event()
+
+    def sample(pid: int) -> None:
+        nonlocal tree_peak
+        while not done.wait(TREE_SAMPLE_S):
+            tree_peak = max(tree_peak, tree_rss_kb(pid))
+
     with open(log_path, "wb") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+        sampler = threading.Thread(target=sample, args=(proc.pid,), daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall": wall, "status": proc.returncode, "maxrss_kb": usage.ru_maxrss}
+    return {
+        "wall": wall,
+        "status": proc.returncode,
+        "maxrss_kb": usage.ru_maxrss,
+        "tree_kb": max(tree_peak, usage.ru_maxrss),
+    }
 
 
 class Launcher:
@@ -379,7 +460,7 @@ def measure_once(run: Run) -> Result:
     reason = _failure(run, answer["status"])
     if reason:
         return Result(note=f"{reason} (log: {run.log_path})")
-    return Result(answer["wall"], answer["maxrss_kb"] / 1024)
+    return Result(answer["wall"], answer["maxrss_kb"] / 1024, tree_mib=answer["tree_kb"] / 1024)
 
 
 #: A run longer than this (s) is not repeated: its share of page-cache and write-back
@@ -551,27 +632,84 @@ def task_ccdproc_masters(bias: list[str], dark: list[str], flat: list[str], out:
 
 def task_ccdproc_lights(dark: str, flat: str, lights: list[str], out: str) -> None:
     """ccd_process each light (unscaled dark, flat, error planes), written with CCDData."""
-    import astropy.units as u
-    import ccdproc
     from astropy.nddata import CCDData
 
     master_dark = CCDData.read(dark, unit="adu")
     master_flat = CCDData.read(flat, unit="adu")
     for path in lights:
-        ccd = ccdproc.ccd_process(
-            CCDData.read(path, unit="adu"),
-            master_bias=None,
-            dark_frame=master_dark,
-            master_flat=master_flat,
-            exposure_key="EXPTIME",
-            exposure_unit=u.s,
-            dark_scale=False,
-            error=True,
-            gain=GAIN * u.electron / u.adu,
-            readnoise=READ_NOISE_ADU * GAIN * u.electron,
-            gain_corrected=False,
-        )
+        ccd = ccdproc_light(path, master_bias=None, dark_frame=master_dark, master_flat=master_flat, dark_scale=False)
         ccd.write(Path(out) / Path(path).name, overwrite=True)
+
+
+def ccdproc_light(path: str | Path, **steps: Any):
+    """``ccdproc.ccd_process`` of one raw light with error planes (the synthetic gain and
+    read noise, in ADU: gain_corrected=False) and the exposure from EXPTIME; ``steps`` are
+    the calibration's own arguments (masters, overscan, trim, dark scaling)."""
+    import astropy.units as u
+    import ccdproc
+    from astropy.nddata import CCDData
+
+    return ccdproc.ccd_process(
+        CCDData.read(path, unit="adu"),
+        exposure_key="EXPTIME",
+        exposure_unit=u.s,
+        error=True,
+        gain=GAIN * u.electron / u.adu,
+        readnoise=READ_NOISE_ADU * GAIN * u.electron,
+        gain_corrected=False,
+        **steps,
+    )
+
+
+def task_ccdproc_night(view: str, frame_size: int, out: str) -> None:
+    """The whole night the way a careful ccdproc user writes it: every frame overscan-
+    subtracted (the median of BIASSEC in each row) and trimmed to DATASEC;
+    master bias and dark as sigma-clipped means (ccdproc.combine's defaults: 3 sigma about
+    the median), the dark bias-subtracted; per filter, flats bias- and scaled-dark-subtracted
+    and median-combined with scale 1/median; lights ccd_process'ed with error planes and the
+    dark scaled to their exposure."""
+    import astropy.units as u
+    import ccdproc
+    import numpy as np
+    from astropy.nddata import CCDData
+
+    overscan, data = night_sections(frame_size)
+    view_dir, out_dir = Path(view), Path(out)
+
+    def frames(folder: str) -> list[Path]:
+        return sorted((view_dir / folder).glob("*.fits"))
+
+    def reduced(path: Path) -> CCDData:
+        ccd = CCDData.read(path, unit="adu")
+        ccd = ccdproc.subtract_overscan(ccd, fits_section=overscan, median=True, overscan_axis=1)
+        return ccdproc.trim_image(ccd, fits_section=data)
+
+    clipped = {"method": "average", "sigma_clip": True, "sigma_clip_low_thresh": 3, "sigma_clip_high_thresh": 3}
+    master_bias = ccdproc.combine([reduced(p) for p in frames("bias")], **clipped)
+    darks = [ccdproc.subtract_bias(reduced(p), master_bias) for p in frames("dark")]
+    master_dark = ccdproc.combine(darks, **clipped)
+    master_dark.meta["EXPTIME"] = darks[0].meta["EXPTIME"]
+    del darks
+    scaled = {"master": master_dark, "exposure_time": "EXPTIME", "exposure_unit": u.s, "scale": True}
+    for band in NIGHT_FILTERS:
+        flats = [
+            ccdproc.subtract_dark(ccdproc.subtract_bias(reduced(p), master_bias), **scaled)
+            for p in frames(f"flat_{band}")
+        ]
+        master_flat = ccdproc.combine(flats, method="median", scale=lambda a: 1 / np.median(a))
+        del flats
+        for path in frames(f"light_{band}"):
+            ccd = ccdproc_light(
+                path,
+                oscan=overscan,
+                oscan_median=True,
+                trim=data,
+                master_bias=master_bias,
+                dark_frame=master_dark,
+                master_flat=master_flat,
+                dark_scale=True,
+            )
+            ccd.write(out_dir / path.name, overwrite=True)
 
 
 TASKS: dict[str, Callable[..., None]] = {
@@ -581,6 +719,7 @@ TASKS: dict[str, Callable[..., None]] = {
     "ccdproc_bias": task_ccdproc_bias,
     "ccdproc_masters": task_ccdproc_masters,
     "ccdproc_lights": task_ccdproc_lights,
+    "ccdproc_night": task_ccdproc_night,
 }
 
 
@@ -680,6 +819,7 @@ class Row:
     size: int
     tool: str
     result: Result
+    lights: int = 0  # (e): the night's lights
 
 
 @dataclass
@@ -690,10 +830,9 @@ class Bench:
     work: Path
     rows: list[Row] = field(default_factory=list)
     rss_rows: list[tuple[int, int, Result, Result]] = field(default_factory=list)
-    night_rows: list[tuple[int, Result, Result]] = field(default_factory=list)
 
-    def pool(self, size: int) -> Pool:
-        return Pool(self.work / f"data-{DATA_VERSION}" / str(size), size)
+    def pool(self, size: int, night: bool = False) -> Pool:
+        return Pool(self.work / f"data-{DATA_VERSION}" / f"{'night-' if night else ''}{size}", size, night)
 
     def path(self, kind: str, size: int, name: str) -> Path:
         """workdir/<kind>/<size>/<name>: kind is views, runs, prep or logs."""
@@ -702,14 +841,14 @@ class Bench:
     def skip_ccdproc(self, size: int) -> bool:
         return self.args.skip_ccdproc_above is not None and size > self.args.skip_ccdproc_above
 
-    def record(self, case: str, size: int, run: Run) -> None:
+    def record(self, case: str, size: int, run: Run, lights: int = 0) -> None:
         """Measure ``run`` and add its row."""
-        self._add(Row(case, size, run.tool, measure(run, self.args.repeat)))
+        self._add(Row(case, size, run.tool, measure(run, self.args.repeat), lights))
 
-    def skip(self, case: str, size: int, tool: str, why: str) -> None:
+    def skip(self, case: str, size: int, tool: str, why: str, lights: int = 0) -> None:
         """A row saying why ``tool`` was not measured."""
         log(f"  {tool}: {why}")
-        self._add(Row(case, size, tool, Result(note=why)))
+        self._add(Row(case, size, tool, Result(note=why), lights))
 
     def _add(self, row: Row) -> None:
         self.rows.append(row)
@@ -1013,59 +1152,151 @@ def bench_rss(b: Bench, size: int, counts: Sequence[int]) -> None:
         b.write_report(final=False)
 
 
-def bench_nights(b: Bench, nights: Sequence[int]) -> None:
-    """Snakemake end to end vs the engine in one process, per light, for nights of N lights."""
-    pool = b.pool(NIGHT_SIZE)
-    workdir = b.work / "snakemake-workdir"  # Snakemake's .snakemake/ stays out of the repository
+CASE_E = "(e) whole nights"
+CASES = ("bias", "masters", "lights", "rss", "nights")
+#: The whole night's tools, in the order they are run and reported.
+NIGHT_TOOLS = ("ccdcal", "ccdcal (median combines)", "ccdcal engine (one process)", "Siril", "ccdproc")
+#: What the "median combines" variant changes in config/config.yaml (bias and dark: the
+#: default is mean + sigma clip; flats are medians either way).
+MEDIAN_COMBINES = {"default_camera": {"combine": {"bias": {"method": "median"}, "dark": {"method": "median"}}}}
+
+
+def night_view(b: Bench, size: int, n: int) -> Path:
+    """The night of ``n`` lights: bias/, dark/, flat_<F>/ and light_<F>/ per filter F
+    (folders per filter for Siril's sequences; ccdcal and ccdproc read the headers)."""
+    pool = b.pool(size, night=True)
+    members = {kind: pool.files(kind, NIGHT_CALS[kind]) for kind in ("bias", "dark")}
+    for kind, count in (("flat", NIGHT_CALS["flat"]), ("light", n)):
+        for path in pool.files(kind, count):
+            band = NIGHT_FILTERS[int(path.stem.split("_")[1]) % 2]
+            members.setdefault(f"{kind}_{band}", []).append(path)
+    return make_view(b.path("views", size, f"night{n}"), members)
+
+
+def night_output_gb(tool: str, size: int, n: int) -> float:
+    """What a tool's run of the night leaves on disk at its end (GB, decimal), its outputs
+    being removed only afterwards: ccdcal float32 image + float32 UNCERT + uint8 MASK per
+    light; Siril a float32 image per light, calibration frame and master (with overscan);
+    ccdproc float64 image + UNCERT + uint8 MASK per light."""
+    pixels = size * size
+    if tool == "Siril":
+        return 4 * size * (size + NIGHT_OVERSCAN) * (n + sum(NIGHT_CALS.values()) + 4) / 1e9
+    per_pixel = 17 if tool == "ccdproc" else 9
+    return (per_pixel * pixels * n + 10 * 9 * pixels) / 1e9
+
+
+def snakemake_night(b: Bench, view: Path, out: Path, configfile: Path | None) -> list[str]:
+    """The README's command for a night, from a scratch working directory (Snakemake's
+    .snakemake/ stays out of the repository) that links the repository's config/."""
+    workdir = b.work / "snakemake-workdir"
     workdir.mkdir(parents=True, exist_ok=True)
     config_link = workdir / "config"
-    config_link.unlink(missing_ok=True)
-    config_link.symlink_to(SOURCE.root / "config")
-    for n in nights:
-        members = {kind: pool.files(kind, NIGHT_CALS) for kind in ("bias", "dark", "flat")}
-        members["light"] = pool.files("light", n)
-        view = make_view(b.path("views", NIGHT_SIZE, f"night{n}"), members)
-        files = view_files(view)
-        out = b.path("runs", NIGHT_SIZE, f"night{n}-snakemake")
-        cmd = [
-            str(VENV_BIN / "snakemake"),
-            "--snakefile",
-            str(SOURCE.snakefile),
-            "--directory",
-            str(workdir),
-            "--cores",
-            str(THREADS),
-            "--config",
-            f"raw_dir={view}",
-            f"output_dir={out}",
-            f"threads={THREADS}",
+    if not config_link.is_symlink():
+        config_link.symlink_to(SOURCE.root / "config")
+    extra = ["--configfile", str(configfile)] if configfile else []
+    return [
+        str(VENV_BIN / "snakemake"),
+        "--snakefile",
+        str(SOURCE.snakefile),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(THREADS),
+        *extra,
+        "--config",
+        f"raw_dir={view}",
+        f"output_dir={out}",
+        f"threads={THREADS}",
+    ]
+
+
+def siril_night(size: int, view: Path, out: Path) -> list[str]:
+    """Siril's script for the night, with ccdcal's default recipes where Siril has them:
+    bias and darks sigma-clipped means, darks bias-subtracted, flats bias- and
+    dark-subtracted and median-combined, lights calibrated with the master of their filter.
+    The darks are subtracted unscaled: Siril 1.0.6's only dark scaling, ``-opt``, crashes
+    siril-cli (segmentation fault, in ``preprocess`` of flats and of lights alike); the
+    work is the same less one multiplication per pixel. Siril has no overscan
+    correction: it calibrates the whole frame, overscan columns included."""
+    filters = sorted({d.name.split("_", 1)[1] for d in view.iterdir() if "_" in d.name})
+    folders = ["bias", "dark"] + [f"{kind}_{f}" for kind in ("flat", "light") for f in filters]
+    lines = siril_link(view, folders, out)
+    lines += [
+        "stack bias_ rej s 3 3 -nonorm -out=master_bias",
+        "preprocess dark_ -bias=master_bias",
+        "stack pp_dark_ rej s 3 3 -nonorm -out=master_dark",
+    ]
+    for f in filters:
+        lines += [
+            f"preprocess flat_{f}_ -bias=master_bias -dark=master_dark",
+            f"stack pp_flat_{f}_ med -norm=mul -out=master_flat_{f}",
+            f"preprocess light_{f}_ -bias=master_bias -dark=master_dark -flat=master_flat_{f}",
         ]
-        snake = measure(
-            Run(
-                "snakemake",
-                cmd,
-                files,
-                out,
-                ("calibrated/light/light_*.fits", n),
-                b.path("logs", NIGHT_SIZE, f"night{n}-snakemake.log"),
-            ),
-            b.args.repeat,
+    return lines
+
+
+def case_night(b: Bench, size: int, n: int) -> None:
+    """(e) a whole night of ``n`` lights: every tool from its raw frames to calibrated lights."""
+    view = night_view(b, size, n)
+    files = view_files(view)
+    name = f"e{n}"
+    median_config = b.path("prep", size, "median-combines.yaml")
+    median_config.parent.mkdir(parents=True, exist_ok=True)
+    median_config.write_text(json.dumps(MEDIAN_COMBINES))  # JSON is YAML
+
+    def snakemake_run(tool: str, configfile: Path | None) -> Callable[[Path], Run]:
+        return lambda out: Run(
+            tool,
+            snakemake_night(b, view, out, configfile),
+            files,
+            out,
+            ("calibrated/**/light_*.fits", n),
+            b.path("logs", size, f"{out.name}.log"),
         )
-        out = b.path("runs", NIGHT_SIZE, f"night{n}-engine")
-        engine = measure(
-            b.python_run(
-                "engine",
-                NIGHT_SIZE,
-                f"night{n}-engine",
-                "ccdcal",
-                files,
-                ("lights/*/light/light_*.fits", n),
-                config=workflow_config(view, out),
-            ),
-            b.args.repeat,
-        )
-        b.night_rows.append((n, snake, engine))
-        b.write_report(final=False)
+
+    runs: dict[str, Callable[[Path], Run]] = {
+        "ccdcal": snakemake_run("ccdcal", None),
+        "ccdcal (median combines)": snakemake_run("ccdcal (median combines)", median_config),
+        "ccdcal engine (one process)": lambda out: b.python_run(
+            "ccdcal engine (one process)",
+            size,
+            out.name,
+            "ccdcal",
+            files,
+            ("lights/**/light_*.fits", n),
+            config=workflow_config(view, out),
+        ),
+        "Siril": lambda out: siril_run(
+            f"{name}-siril",
+            siril_night(size, view, out),
+            view,
+            out,
+            b.path("logs", size, "siril"),
+            ("pp_light_*.fits", n),
+        ),
+        "ccdproc": lambda out: b.python_run(
+            "ccdproc",
+            size,
+            out.name,
+            "ccdproc_night",
+            files,
+            ("light_*.fits", n),
+            out_arg=True,
+            view=str(view),
+            frame_size=size,
+        ),
+    }
+    for tool in NIGHT_TOOLS:
+        out = b.path("runs", size, f"{name}-{re.sub(r'[^a-z]+', '-', tool.lower()).strip('-')}")
+        need, free = night_output_gb(tool, size, n), shutil.disk_usage(b.work).free / 1e9
+        if tool == "Siril" and not SIRIL:
+            b.skip(CASE_E, size, tool, SIRIL_MISSING, n)
+        elif tool == "ccdproc" and (b.skip_ccdproc(size) or n > b.args.ccdproc_night_max):
+            b.skip(CASE_E, size, tool, f"not run above {b.args.ccdproc_night_max} lights or {CCDPROC_SKIPPED}", n)
+        elif need > free - 2.0:
+            b.skip(CASE_E, size, tool, f"not run: its outputs take {need:.0f} GB, {free:.0f} GB free", n)
+        else:
+            b.record(CASE_E, size, runs[tool](out), n)
 
 
 # -------------------------------------------------------------------------------- the report
@@ -1181,33 +1412,39 @@ def rss_table(rows) -> str:
     )
 
 
-def night_table(rows) -> str:
+def whole_night_table(rows: list[Row]) -> str:
+    """(e): each tool's night against Siril's same night (wall time and memory)."""
     body = []
-    for n, snake, engine in rows:
-        per = [r.wall / n if r.ok else None for r in (snake, engine)]
+    for row in rows:
+        res = row.result
+        siril = next(
+            (r.result for r in rows if (r.size, r.lights, r.tool) == (row.size, row.lights, "Siril")), Result()
+        )
         body.append(
             [
-                str(n),
-                fmt(snake.wall, 1),
-                fmt(per[0]),
-                fmt(snake.rss_mib, 0),
-                fmt(engine.wall, 1),
-                fmt(per[1]),
-                fmt(engine.rss_mib, 0),
-                ratio(per[0], per[1]),
-                "; ".join(r.note for r in (snake, engine) if r.note),
+                f"{row.size}²",
+                str(row.lights),
+                row.tool,
+                fmt(res.wall, 1),
+                fmt(res.wall / row.lights if res.ok else None, 3),
+                ratio(res.wall, siril.wall),
+                fmt(res.tree_mib, 0),
+                ratio(res.tree_mib, siril.tree_mib),
+                fmt(res.rss_mib, 0),
+                res.note or "",
             ]
         )
     return md_table(
         [
+            "size",
             "lights",
-            "snakemake wall s",
+            "tool",
+            "wall s",
             "s / light",
-            "peak RSS MiB",
-            "engine wall s",
-            "s / light",
-            "peak RSS MiB",
-            "snakemake / engine",
+            "wall / Siril",
+            "peak memory MiB, all processes",
+            "memory / Siril",
+            "largest process MiB",
             "note",
         ],
         body,
@@ -1253,6 +1490,24 @@ one after the other; (c) reading the two masters (3 planes each) and each light,
 per light a float32 image + float32 uncertainty + uint8 mask FITS, no arithmetic."""
 
 
+NIGHT_NOTES = """\
+Each night: {bias} bias, {dark} darks of {exptime:g} s, {flat} flats and the lights, half of
+them in each of two filters (V, R), every frame with {overscan} overscan columns and a bias
+level drifting between frames. ccdcal: the README's command, `snakemake --cores 2 --config
+raw_dir=.. output_dir=.. threads=2`, with config/config.yaml (default recipes: overscan
+median, bias and darks mean + sigma clip, flats median, darks scaled by exposure,
+lights_per_job auto), from a scratch --directory; "median combines": the same with
+`--configfile` setting bias and dark combines to medians; "engine": the same night and config
+through the package API in one Python process (no Snakemake, no job start-ups). Siril: one
+`siril-cli` script (link, stack bias, darks calibrated and stacked, flats calibrated and
+stacked, lights calibrated; sigma-clipped means and medians as ccdcal's defaults; darks
+unscaled, as Siril 1.0.6's dark optimisation `-opt` crashes siril-cli; no overscan
+correction, which Siril lacks). ccdproc: one Python process, overscan,
+trim, sigma-clipped masters, scaled darks, error planes. Peak memory, all processes: the
+largest summed RSS of the run's process tree, sampled every 50 ms (shared pages counted
+once per process: an upper bound for a tree of many processes such as Snakemake's)."""
+
+
 def report(b: Bench, final: bool) -> str:
     v = versions()
     parts = [
@@ -1285,7 +1540,7 @@ def report(b: Bench, final: bool) -> str:
             "started and read its masters (both are in (c)).",
             "",
         ]
-    if b.rows:
+    if any(r.case != CASE_E for r in b.rows):
         parts += [NOTES.format(baseline=LAUNCHER.baseline_mib if LAUNCHER else math.nan), ""]
     if b.rss_rows:
         parts += [
@@ -1296,19 +1551,14 @@ def report(b: Bench, final: bool) -> str:
             "memory_limit_mb 1024 (default), threads 2. raw data = N x frame as uint16 on disk.",
             "",
         ]
-    if b.night_rows:
+    night = [r for r in b.rows if r.case == CASE_E]
+    if night:
         parts += [
-            f"## Scaling: Snakemake end to end vs engine, nights of N lights ({NIGHT_SIZE}², "
-            f"{NIGHT_CALS} bias + {NIGHT_CALS} dark + {NIGHT_CALS} flat)",
+            f"## {CASE_E}: raw frames to calibrated lights, two filters, overscan, scaled darks",
             "",
-            night_table(b.night_rows),
+            whole_night_table(night),
             "",
-            "snakemake: `snakemake --snakefile workflow/Snakefile --cores 2 --config raw_dir=.. output_dir=.. "
-            "threads=2` (config/config.yaml otherwise: bias/dark mean + sigma clip, lights_per_job auto: "
-            "at most 400 lights of 2048² per job), run from a scratch --directory so .snakemake/ stays "
-            "out of the repository. "
-            "engine: the same config, inventory + plan + masters + light groups in one Python "
-            "process through the package API. s / light = whole night wall / N (masters included).",
+            NIGHT_NOTES.format(**NIGHT_CALS, overscan=NIGHT_OVERSCAN, exptime=NIGHT_DARK_EXPTIME),
             "",
         ]
     return "\n".join(parts)
@@ -1344,10 +1594,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes of (a)-(c), overriding the mode's")
     parser.add_argument("--rss-frames", type=int, nargs="*", help="N of the RSS scaling rows (none: skip)")
     parser.add_argument("--rss-size", type=int, help="frame size of the RSS scaling rows")
-    parser.add_argument("--nights", type=int, nargs="*", help="lights per scaling night (none: skip)")
+    parser.add_argument("--nights", type=int, nargs="*", help="lights per whole night (e) (none: skip)")
+    parser.add_argument("--night-sizes", type=int, nargs="+", help="frame sizes of the whole nights (e)")
+    parser.add_argument(
+        "--ccdproc-night-max",
+        type=int,
+        default=CCDPROC_NIGHT_MAX,
+        metavar="N",
+        help="run ccdproc on whole nights of at most N lights (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=CASES,
+        default=list(CASES),
+        help="what to measure: (a) bias, (b) masters, (c)+(d) lights, RSS scaling, (e) nights (default all)",
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
-    for key in ("sizes", "rss_frames", "rss_size", "nights"):
+    for key in ("sizes", "rss_frames", "rss_size", "nights", "night_sizes"):
         if getattr(args, key) is None:
             setattr(args, key, mode[key])
     if " " in str(Path(args.workdir).resolve()):
@@ -1358,19 +1623,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def ensure_data(b: Bench) -> None:
     """Write the synthetic frames every part of the run needs (once, reused afterwards)."""
     counts: dict[int, dict[str, int]] = {}
-    for size in b.args.sizes:
-        counts[size] = {**MASTER_SET, "light": N_LIGHTS}
-    if b.args.rss_frames:
+    if set(b.args.cases) & {"bias", "masters", "lights"}:
+        for size in b.args.sizes:
+            counts[size] = {**MASTER_SET, "light": N_LIGHTS}
+    if b.args.rss_frames and "rss" in b.args.cases:
         need = counts.setdefault(b.args.rss_size, {})
         need["bias"] = max(need.get("bias", 0), *b.args.rss_frames)
-    if b.args.nights:
-        need = counts.setdefault(NIGHT_SIZE, {})
-        for kind in ("bias", "dark", "flat"):
-            need[kind] = max(need.get(kind, 0), NIGHT_CALS)
-        need["light"] = max(need.get("light", 0), *b.args.nights)
     for size, need in counts.items():
         b.pool(size).ensure(need)
         patterns.cache_clear()
+    if b.args.nights and "nights" in b.args.cases:
+        for size in b.args.night_sizes:
+            b.pool(size, night=True).ensure({**NIGHT_CALS, "light": max(b.args.nights)})
+            patterns.cache_clear()
 
 
 def main(argv: Sequence[str]) -> int:
@@ -1389,15 +1654,18 @@ def main(argv: Sequence[str]) -> int:
     start = time.perf_counter()
     ensure_data(b)
     for size in args.sizes:
-        for case in (case_bias, case_masters, case_lights):
-            log(f"{case.__doc__.splitlines()[0]} at {size}^2")
-            case(b, size)
-    if args.rss_frames:
+        for name, case in (("bias", case_bias), ("masters", case_masters), ("lights", case_lights)):
+            if name in args.cases:
+                log(f"{case.__doc__.splitlines()[0]} at {size}^2")
+                case(b, size)
+    if args.rss_frames and "rss" in args.cases:
         log(f"RSS scaling at {args.rss_size}^2")
         bench_rss(b, args.rss_size, args.rss_frames)
-    if args.nights:
-        log("Snakemake vs engine nights")
-        bench_nights(b, args.nights)
+    if args.nights and "nights" in args.cases:
+        for size in args.night_sizes:
+            for n in args.nights:
+                log(f"(e) whole night of {n} lights at {size}^2")
+                case_night(b, size, n)
     shutil.rmtree(b.work / "runs", ignore_errors=True)
     LAUNCHER.close()
     b.write_report(final=True)
