@@ -1185,6 +1185,20 @@ def night_output_gb(tool: str, size: int, n: int) -> float:
     return (per_pixel * pixels * n + 10 * 9 * pixels) / 1e9
 
 
+def night_too_big(b: Bench, size: int, n: int) -> str:
+    """Why a night of ``n`` lights does not fit the workdir's disk ('' when it does): its
+    lights not yet written, plus ccdcal's outputs (the largest run measured, ccdproc's
+    being limited to small nights), with 2 GB to spare."""
+    pool = b.pool(size, night=True)
+    missing = sum(not p.exists() for p in pool.files("light", n))
+    raw = missing * 2 * size * (size + NIGHT_OVERSCAN) / 1e9
+    need = raw + max(night_output_gb(tool, size, n) for tool in ("ccdcal", "Siril"))
+    free = shutil.disk_usage(b.work).free / 1e9
+    if need <= free - 2.0:
+        return ""
+    return f"not run: the night needs {need:.0f} GB of disk (raw lights and outputs), {free:.0f} GB free"
+
+
 def snakemake_night(b: Bench, view: Path, out: Path, configfile: Path | None) -> list[str]:
     """The README's command for a night, from a scratch working directory (Snakemake's
     .snakemake/ stays out of the repository) that links the repository's config/."""
@@ -1237,6 +1251,11 @@ def siril_night(size: int, view: Path, out: Path) -> list[str]:
 
 def case_night(b: Bench, size: int, n: int) -> None:
     """(e) a whole night of ``n`` lights: every tool from its raw frames to calibrated lights."""
+    too_big = night_too_big(b, size, n)
+    if too_big:
+        for tool in NIGHT_TOOLS:
+            b.skip(CASE_E, size, tool, too_big, n)
+        return
     view = night_view(b, size, n)
     files = view_files(view)
     name = f"e{n}"
@@ -1634,7 +1653,8 @@ def ensure_data(b: Bench) -> None:
         patterns.cache_clear()
     if b.args.nights and "nights" in b.args.cases:
         for size in b.args.night_sizes:
-            b.pool(size, night=True).ensure({**NIGHT_CALS, "light": max(b.args.nights)})
+            fitting = [n for n in b.args.nights if not night_too_big(b, size, n)]
+            b.pool(size, night=True).ensure({**NIGHT_CALS, "light": max(fitting, default=0)})
             patterns.cache_clear()
 
 
