@@ -790,6 +790,7 @@ def _clip_bounds(spec: CombineSpec, centre: np.ndarray, std: np.ndarray, out: np
 
 
 def _plain_combine(spec: CombineSpec, total: np.ndarray, mean: np.ndarray, median) -> np.ndarray:
+    """The combine of ``spec.method`` of the kept values, from their sum, mean and median."""
     return median if spec.method == "median" else (mean if spec.method == "mean" else total)
 
 
