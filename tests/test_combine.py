@@ -578,3 +578,137 @@ def test_sorted_fast_path_is_bit_identical_to_the_general_path(method, rejection
     assert np.array_equal(fast.data, general.data, equal_nan=True)
     assert np.array_equal(fast.variance, general.variance, equal_nan=True)
     assert (fast.n_used < 15).any() == (rejection != "none")
+
+
+# ----------------------------------------------------------------------------- sigma-clip fast path
+# float32 stacks with sigma_clip take a certificate path (most pixels provably reject
+# nothing) and an exact fallback; float64 stacks take the general path. Both must agree
+# bit for bit on every pixel, including values on or within one ulp of a bound.
+
+
+def assert_fast_matches_general(stack, spec, variances=None):
+    """combine_block on the float32 stack (fast path) vs on its float64 copy (general path):
+    same data bits, n_used and variance. Returns n_used."""
+    fast = combine_block(stack.copy(), spec, variances=variances)
+    general = combine_block(stack.astype(np.float64), spec, variances=variances)
+    differ = (fast.data.view(np.uint32) != general.data.view(np.uint32)) | (fast.n_used != general.n_used)
+    assert not differ.any(), f"{differ.sum()} pixels differ, e.g. values {stack[:, differ][:, 0]}"
+    if variances is not None:
+        assert fast.variance.tobytes() == general.variance.tobytes()
+    return general.n_used
+
+
+def clip_stack(n, seed, integer=False, ny=16, nx=125):
+    """Gaussian frames (integer ADU with many ties if ``integer``), with cosmic rays and low
+    outliers (single values, both signs), hot pixels (high in every frame), constant pixels
+    (zero too), -0.0 and missing (NaN, +-inf) values and pixels."""
+    rng = np.random.default_rng([seed, n])
+    s = rng.normal(1000.0, 2.0 if integer else 5.0, (n, ny, nx))
+    if integer:
+        s = np.round(s)
+    s = s.astype(np.float32)
+    pick = rng.integers(0, ny * nx, 60)
+    frame = rng.integers(0, n, 60)
+    s.reshape(n, -1)[frame[:30], pick[:30]] += rng.uniform(30, 5000, 30).astype(np.float32)  # cosmic rays
+    s.reshape(n, -1)[frame[30:], pick[30:]] -= rng.uniform(30, 500, 30).astype(np.float32)  # low outliers
+    s[:, 1, :5] += np.float32(800.0)  # hot pixels
+    s[:, 2, :3] = np.float32(1234.5)  # constant pixels
+    s[:, 2, 3:5] = np.float32(0.0)
+    s[: n // 2, 2, 4] = np.float32(-0.0)
+    s[0, 3, 0], s[-1, 3, 1], s[n // 2, 3, 2] = np.nan, np.inf, -np.inf
+    s[:, 3, 3], s[:, 3, 4] = np.inf, np.nan
+    return s
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 10, 30, 31, 64])
+@pytest.mark.parametrize("center", ["median", "mean"])
+@pytest.mark.parametrize("maxiters", [1, 5])
+@pytest.mark.parametrize("sigmas", [(3.0, 3.0), (2.0, 2.5)])
+@pytest.mark.parametrize("integer", [False, True], ids=["float", "integer"])
+def test_sigma_clip_fast_path_matches_the_general_path(n, center, maxiters, sigmas, integer):
+    stack = clip_stack(n, seed=21, integer=integer)
+    for method in ("mean", "median", "sum"):
+        spec = CombineSpec(method=method, rejection="sigma_clip", center=center, maxiters=maxiters)
+        spec = dataclasses.replace(spec, sigma_low=sigmas[0], sigma_high=sigmas[1])
+        n_used = assert_fast_matches_general(stack, spec)
+        assert (n_used[4:] == n).any()  # both the certified pixels and the others occur
+        if (n - 1) / math.sqrt(n) > max(sigmas):  # (else no value can be that many std away)
+            assert (n_used[4:] < n).any()
+
+
+def test_sigma_clip_fast_path_matches_the_general_path_with_variances():
+    stack = clip_stack(12, seed=22)
+    spec = CombineSpec(method="mean", rejection="sigma_clip", sigma_low=2.0, sigma_high=2.5)
+    assert_fast_matches_general(stack, spec, variances=np.full(12, 4.0))
+
+
+@pytest.mark.parametrize("n", [4, 5, 10, 30, 31, 64])
+@pytest.mark.parametrize("center", ["median", "mean"])
+@pytest.mark.parametrize("maxiters", [1, 3])
+def test_sigma_clip_fast_path_with_values_exactly_on_the_bounds(n, center, maxiters):
+    """Two clusters c - t and c + t (plus c for odd n, where sigma = sqrt(n / (n - 1)) puts
+    the bounds on c -+ t up to float64 rounding), some values nudged by one float32 ulp or
+    a tiny amount so that the bounds move by a few float64 ulps either way."""
+    rng = np.random.default_rng([23, n])
+    pixels = 2000
+    half = n // 2
+    c = rng.choice([0.0, 1000.0, -3.0, 2.0**20], pixels).astype(np.float32)
+    t = rng.choice([1.0, 0.5, 3.0, 2.0**-10], pixels).astype(np.float32)
+    x = np.empty((n, pixels), dtype=np.float32)
+    x[:half], x[half : 2 * half] = c - t, c + t
+    if n % 2:
+        x[-1] = c
+    sigma = math.sqrt(n / (2 * half))
+    # nudge one value per pixel: 0, 1 float32 ulp in or out, or a tiny step near the centre
+    which = rng.integers(0, n, pixels)
+    kind = rng.integers(0, 4, pixels)
+    cols = np.arange(pixels)
+    v = x[which, cols]
+    towards = np.where(v > c, np.float32(np.inf), np.float32(-np.inf))
+    away = np.where(v > c, np.float32(-np.inf), np.float32(np.inf))
+    nudged = np.where(kind == 1, np.nextafter(v, towards), np.where(kind == 2, np.nextafter(v, away), v))
+    tiny = (t * np.float32(2.0**-20) * rng.choice([-1, 1], pixels)).astype(np.float32)
+    x[which, cols] = np.where(kind == 3, v + tiny, nudged)
+    stack = rng.permuted(x, axis=0).reshape(n, 20, 100)  # each pixel's values in a random frame order
+    spec = CombineSpec(
+        method="mean", rejection="sigma_clip", center=center, maxiters=maxiters, sigma_low=sigma, sigma_high=sigma
+    )
+    n_used = assert_fast_matches_general(stack, spec)
+    assert (n_used == n).any() and (n_used < n).any()  # on both sides of the bounds
+
+
+@pytest.mark.parametrize("n", [12, 30, 31, 64])
+@pytest.mark.parametrize("center", ["median", "mean"])
+@pytest.mark.parametrize("sigmas", [(3.0, 3.0), (2.0, 2.5)])
+def test_sigma_clip_fast_path_with_an_outlier_within_one_ulp_of_the_bound(n, center, sigmas):
+    """Gaussian pixels whose largest (or smallest) value is replaced by the float32 value at
+    which the general path's first bound switches from keeping it to rejecting it (found
+    by bisection), and by its neighbours one ulp away."""
+    from ccdcal.combine import _bounds_fn
+
+    rng = np.random.default_rng([24, n])
+    pixels = 600
+    base = rng.normal(0.0, 1.0, (pixels, n)).astype(np.float32) + np.float32(50.0)
+    bounds = _bounds_fn(center, "std", sigmas[0], sigmas[1])
+    columns = []
+    for side in (1, -1):  # the outlier above (the last value), then below
+        x = base.astype(np.float64) * side
+        # bisection over float32 bit patterns of (side * value) in [50, 2**30]
+        lo = np.full(pixels, np.float32(50.0)).view(np.int32).astype(np.int64)
+        hi = np.full(pixels, np.float32(2.0**30)).view(np.int32).astype(np.int64)
+        while (hi - lo > 1).any():
+            mid = (lo + hi) // 2
+            x[:, -1] = mid.astype(np.int32).view(np.float32).astype(np.float64) * side
+            kept = (x[:, -1] <= bounds(x)[1]) if side > 0 else (x[:, -1] >= bounds(x)[0])
+            lo, hi = np.where(kept, mid, lo), np.where(kept, hi, mid)
+        edge = lo.astype(np.int32).view(np.float32)
+        for step in (-1, 0, 1):
+            values = base.copy()
+            values[:, -1] = side * (np.nextafter(edge, np.float32(step * np.inf)) if step else edge)
+            columns.append(values)
+    stack = np.ascontiguousarray(np.concatenate(columns).T).reshape(n, 6, pixels)
+    spec = CombineSpec(method="mean", rejection="sigma_clip", center=center, maxiters=5)
+    spec = dataclasses.replace(spec, sigma_low=sigmas[0], sigma_high=sigmas[1])
+    n_used = assert_fast_matches_general(stack, spec)
+    # rows: above the others by one ulp less than the edge, the edge, one ulp more; below
+    assert (n_used[[1, 4]] == n).any() and (n_used[[2, 5]] < n).any()
