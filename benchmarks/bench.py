@@ -1672,6 +1672,7 @@ def main(argv: Sequence[str]) -> int:
     LAUNCHER = Launcher()  # after PYTHONPATH is set: every measured command inherits it
     b = Bench(args, work)
     start = time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
     ensure_data(b)
     for size in args.sizes:
         for name, case in (("bias", case_bias), ("masters", case_masters), ("lights", case_lights)):
