@@ -69,7 +69,8 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
         from snakemake.utils import validate
         from ccdcal.inventory import take_inventory, list_raw_files
         from ccdcal.plan import make_plan, master_inputs
-        from ccdcal.jobs import master_job, light_group_job
+        from ccdcal.jobs.build_master import master_job
+        from ccdcal.jobs.calibrate_lights import light_group_job
         raw, out = {str(night / "raw")!r}, {str(night / "out")!r}
         cfg = {{"raw_dir": raw, "output_dir": out, "memory_limit_mb": 1024, "threads": 2,
                 "default_camera": {{"overscan": {{"method": "none"}}}}}}
@@ -153,7 +154,7 @@ def test_a_master_peak_memory_does_not_grow_with_its_frames(tmp_path, combine):
             textwrap.dedent(f"""
             from ccdcal.inventory import take_inventory, list_raw_files
             from ccdcal.plan import make_plan
-            from ccdcal.jobs import master_job
+            from ccdcal.jobs.build_master import master_job
             raw, out = {str(tmp_path / "raw")!r}, {str(tmp_path / f"out{n}")!r}
             from snakemake.utils import validate
             camera = {{"overscan": {{"method": "none"}}, "combine": {{"bias": {combine!r}}}}}

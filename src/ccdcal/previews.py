@@ -20,7 +20,6 @@ from typing import Any
 
 import bottleneck as bn
 import numpy as np
-from PIL import Image
 
 from .stats import median
 from .writers import write_bytes_atomic
@@ -206,6 +205,8 @@ def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1
             pixels[finite] = np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
         else:
             pixels[finite] = 128
+    from PIL import Image  # here: only a job that draws pays it (a light job of cached lights does not)
+
     buffer = io.BytesIO()
     image = Image.fromarray(np.ascontiguousarray(pixels[::-1]))
     if str(path).lower().endswith(".jpg"):
