@@ -538,7 +538,7 @@ def task_floor_lights(masters: list[str], lights: list[str], out: str) -> None:
 
 def _ccdcal_masters(config: dict, plan: dict, masters_dir: Path) -> None:
     """Build every master of the plan, bias -> dark -> flat."""
-    from ccdcal.jobs import master_job
+    from ccdcal.jobs.build_master import master_job
     from ccdcal.plan import master_inputs
 
     order = {"bias": 0, "dark": 1, "flat": 2}
@@ -557,7 +557,7 @@ def _ccdcal_masters(config: dict, plan: dict, masters_dir: Path) -> None:
 
 def _ccdcal_lights(config: dict, plan: dict, masters_dir: Path, out: Path) -> None:
     """Calibrate every light group of the plan (one job per group, as the workflow does)."""
-    from ccdcal.jobs import light_group_job
+    from ccdcal.jobs.calibrate_lights import light_group_job
 
     for name, group in sorted(plan["light_groups"].items()):
         used = sorted({light[k] for light in group["lights"] for k in ("bias", "dark", "flat") if light[k]})

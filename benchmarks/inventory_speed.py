@@ -8,7 +8,7 @@ Writes, once per N into ``--workdir``, a night of N small FITS files with a came
 header (40 cards: type, exposure, filter, temperature, date, gain, offset, binning...;
 64x64 uint16 images, so that the header is what costs): 10 % biases, darks of 60 s and
 flats, 70 % lights in two filters. Then times the inventory job as the workflow runs it
-(``jobs.inventory_job``: every header read, the calibration frames and lights hashed on 2
+(``jobs.inventory.inventory_job``: every header read, the calibration frames and lights hashed on 2
 threads, the plan made, inventory.csv, plan.json and matches.csv written), in a fresh
 process each time, its imports left out (the job runs in Snakemake's process, where they
 are done):
@@ -42,7 +42,7 @@ import sys, time
 from pathlib import Path
 from ccdcal.config import validated
 from ccdcal.inventory import list_raw_files
-from ccdcal.jobs import inventory_job
+from ccdcal.jobs.inventory import inventory_job
 raw, out = Path(sys.argv[1]), Path(sys.argv[2])
 config = validated({"raw_dir": str(raw), "output_dir": str(out)})
 out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"\nThe inventory job (jobs.inventory_job, 2 threads), {time.strftime('%Y-%m-%d')}\n")
+    print(f"\nThe inventory job (jobs.inventory.inventory_job, 2 threads), {time.strftime('%Y-%m-%d')}\n")
     print("| files | run | s | s per 1000 files |")
     print("|---:|---|---:|---:|")
     for n, name, seconds in rows:

@@ -10,16 +10,15 @@ adds to the wall time, the way the night runs it:
 * in the light jobs: their lights' statistics (``qc.light_statistics``) and thumbnails
   (``previews.write_thumbnail``): the light jobs are run again on the same lights and
   threads, with them and without them (three rounds each; the quickest of each), plus what
-  a job's first thumbnail imports (Pillow, astropy.visualization), timed in a fresh
-  process;
+  a job's first thumbnail imports (Pillow), timed in a fresh process;
 * in the master jobs: each master's reduced image and histogram counts
-  (``masters.write_figure_data``), in a fresh process as each master job is, with the
-  import they need (Pillow);
+  (``masters.write_figure_data``), in a fresh process as each master job is (they need
+  no import of their own: the PNG is drawn by the summary);
 * in the summary job (Snakemake's own process; timed here in a fresh one): the quality
-  checks (``jobs.write_quality_checks``, with the library scan) and the report pages, the
-  masters' previews and histograms, the plots and the thumbnails, all drawn
-  (``jobs.write_report_pages`` without the figure cache, the imports of matplotlib and
-  astropy.visualization included);
+  checks (``jobs.summary.write_quality_checks``, with the library scan) and the report
+  pages, the masters' previews and histograms, the plots and the thumbnails, all drawn
+  (``jobs.summary.write_report_pages`` without the figure cache, the import of
+  matplotlib included);
 * writing report.html: ``snakemake --report report.html`` timed as a user types it, less
   Snakemake's evaluation of the workflow (the time of a ``snakemake --dry-run``), which a
   night run with ``--report report.html --report-after-run`` (as ``make demo`` does) has
@@ -46,7 +45,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from ccdcal import calibrator, simulate  # noqa: E402
 from ccdcal.config import validated  # noqa: E402
-from ccdcal.jobs import light_group_job  # noqa: E402
+from ccdcal.jobs.calibrate_lights import light_group_job  # noqa: E402
 from ccdcal.provenance import settings_for  # noqa: E402
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
@@ -109,28 +108,22 @@ def snakemake(raw: Path, out: Path, config: Path, *extra: str) -> float:
 #: A master job's figures, in a fresh process (argv: master file, preview path): prints s.
 MASTER_FIGURES = """
 import sys, time
-start = time.perf_counter()
-from PIL import Image  # ccdcal.previews imports it for the figures
-pillow = time.perf_counter() - start
 from ccdcal.masters import write_figure_data  # what a master job imports anyway
 from ccdcal.products import read_product
 product = read_product(sys.argv[1])
 start = time.perf_counter()
 write_figure_data(str(product.header["CCDCALTY"]), product.data, product.mask, sys.argv[2])
-print(pillow + time.perf_counter() - start)
+print(time.perf_counter() - start)
 """
 
-#: What a light job pays once for its thumbnails, in a fresh process: Pillow, and
-#: astropy.visualization (ZScale), which imports matplotlib. Prints s.
+#: What a light job pays once for its thumbnails, in a fresh process: Pillow (ZScale is
+#: ccdcal's own, previews.zscale_limits). Prints s.
 THUMBNAIL_IMPORTS = """
 import time
-start = time.perf_counter()
-from PIL import Image
-pillow = time.perf_counter() - start
 import ccdcal.calibrator  # what a light job imports anyway
 start = time.perf_counter()
-from astropy.visualization import ZScaleInterval
-print(pillow + time.perf_counter() - start)
+from PIL import Image
+print(time.perf_counter() - start)
 """
 
 #: The summary job's parts, in a fresh process (argv: output_dir, config JSON, folder for
@@ -138,8 +131,8 @@ print(pillow + time.perf_counter() - start)
 SUMMARY_PARTS = """
 import json, sys, time
 from pathlib import Path
-from ccdcal.jobs import (library_headers, read_night, write_quality_checks, write_report_pages,
-                         write_summary)
+from ccdcal.jobs.summary import (library_headers, read_night, write_quality_checks, write_report_pages,
+                                 write_summary)
 out, config, pages = Path(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
 records, plan, state = read_night(str(out / "inventory.csv"), str(out / "plan.json"), str(out))
 start = time.perf_counter()

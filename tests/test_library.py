@@ -443,7 +443,7 @@ def test_a_library_master_damaged_since_the_plan_is_not_copied(tmp_path, damage)
     """master_job verifies its copy of a linked library master: FrameError naming the
     library file and the damage, and no master left behind."""
     from ccdcal.frames import FrameError
-    from ccdcal.jobs import master_job
+    from ccdcal.jobs.build_master import master_job
 
     source = library_master(tmp_path / "library", "bias", "2026-01-10T18:00:00", "00000000000000c1")
     output = tmp_path / "out" / "masters" / "bias_cam_1x1_-10.0C.fits"

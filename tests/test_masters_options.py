@@ -11,7 +11,7 @@ from astropy.io import fits
 
 from ccdcal.config import validated
 from ccdcal.inventory import list_raw_files, take_inventory
-from ccdcal.jobs import master_job
+from ccdcal.jobs.build_master import master_job
 from ccdcal.plan import make_plan, master_inputs
 
 

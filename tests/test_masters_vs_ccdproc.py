@@ -18,7 +18,7 @@ from astropy.nddata import CCDData
 from conftest import validated_config
 
 from ccdcal.inventory import list_raw_files, take_inventory
-from ccdcal.jobs import master_job
+from ccdcal.jobs.build_master import master_job
 from ccdcal.plan import make_plan, master_inputs
 
 EPS32 = np.finfo(np.float32).eps

@@ -15,7 +15,7 @@ def test_map_in_threads_keeps_the_order_of_the_items():
 def test_report_figures_from_the_cache_are_byte_identical_to_drawn_ones(demo_night, tmp_path):
     """The summary job takes a figure whose data did not change from the figure cache:
     the same bytes as a drawing, and only figures whose data changed are drawn again."""
-    from ccdcal.jobs import library_headers, read_night, write_report_pages
+    from ccdcal.jobs.summary import library_headers, read_night, write_report_pages
     from ccdcal.report_pages import FigureCache
 
     out = demo_night["out"]

@@ -17,6 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import python_path
 
 from ccdcal.resources import calibrations_needed, light_group_memory_mb, master_memory_mb
 
@@ -29,12 +30,17 @@ SNAKEMAKE_JOB_IMPORTS = (
 )
 
 
+#: The subprocesses' environment: this checkout's ccdcal, not the venv's install.
+ENV = {**os.environ, "PYTHONPATH": python_path()}
+
+
 def peak_rss_mb(code: str) -> float:
     """Peak resident memory of ``code`` run in a new interpreter: VmHWM of its own address
     space. (ru_maxrss from wait4 would not do: Linux carries the parent's high-water mark
-    into the child across fork and exec, so it reports at least the test process's size.)"""
+    into the child across fork and exec, so it reports at least the test process's size.)
+    With this checkout's ccdcal (``python_path``), as every subprocess here."""
     probe = "\nprint('VmHWM', [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
-    result = subprocess.run([sys.executable, "-c", code + probe], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code + probe], capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(text for text in result.stdout.splitlines() if text.startswith("VmHWM"))
     return int(line.split()[1]) / 1024
@@ -69,7 +75,8 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
         from snakemake.utils import validate
         from ccdcal.inventory import take_inventory, list_raw_files
         from ccdcal.plan import make_plan, master_inputs
-        from ccdcal.jobs import master_job, light_group_job
+        from ccdcal.jobs.build_master import master_job
+        from ccdcal.jobs.calibrate_lights import light_group_job
         raw, out = {str(night / "raw")!r}, {str(night / "out")!r}
         cfg = {{"raw_dir": raw, "output_dir": out, "memory_limit_mb": 1024, "threads": 2,
                 "default_camera": {{"overscan": {{"method": "none"}}}}}}
@@ -88,6 +95,7 @@ def test_requests_cover_the_peak_memory_of_real_jobs(night):
             setup + "os.makedirs(out, exist_ok=True); json.dump(plan, open(out + '/plan.json', 'w'))",
         ],
         check=True,
+        env=ENV,
     )
     plan = json.loads((night / "out" / "plan.json").read_text())
     snakemake_mb = peak_rss_mb(SNAKEMAKE_JOB_IMPORTS)
@@ -153,7 +161,7 @@ def test_a_master_peak_memory_does_not_grow_with_its_frames(tmp_path, combine):
             textwrap.dedent(f"""
             from ccdcal.inventory import take_inventory, list_raw_files
             from ccdcal.plan import make_plan
-            from ccdcal.jobs import master_job
+            from ccdcal.jobs.build_master import master_job
             raw, out = {str(tmp_path / "raw")!r}, {str(tmp_path / f"out{n}")!r}
             from snakemake.utils import validate
             camera = {{"overscan": {{"method": "none"}}, "combine": {{"bias": {combine!r}}}}}

@@ -48,7 +48,6 @@ from astropy.io import fits
 
 from .calibrate import Calibration, subtrahend
 from .camera import MASTER_TYPES, CameraProfile
-from .config import camera_defaults
 from .frames import FrameError, RawFrame, copy_header_cards
 from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
 from .previews import write_thumbnail
@@ -275,7 +274,11 @@ class Calibrator:
     def __init__(self, camera: Mapping[str, Any] | None = None, threads: int = 1, **parameters: Any):
         """``threads``: how many threads load masters and prepare a calibration (the
         workflow's light jobs calibrate that many lights at a time, each in one thread)."""
-        self.camera = CameraProfile(dict(camera) if camera is not None else camera_defaults())
+        if camera is None:
+            from .config import camera_defaults  # here: jsonschema and yaml, which a job never needs
+
+            camera = camera_defaults()
+        self.camera = CameraProfile(dict(camera))
         self.threads = max(1, int(threads))
         for name in PARAMETERS:
             setattr(self, name, None)

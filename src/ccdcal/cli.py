@@ -35,13 +35,13 @@ import yaml
 
 from .config import ConfigError, validated
 from .inventory import list_raw_files
-from .jobs import plan_night
+from .jobs.inventory import plan_night
 from .plan import PlanError
 
 
 def night_plan(raw_dir: str | Path, config: Mapping[str, Any], library_dir: str | None = None) -> tuple[list, dict]:
     """(inventory records, plan) of the night in ``raw_dir`` under ``config`` (a user
-    configuration: validated here, its raw_dir replaced): ``jobs.plan_night`` without its
+    configuration: validated here, its raw_dir replaced): ``jobs.inventory.plan_night`` without its
     caches, so nothing is written."""
     full = validated(
         {

@@ -1,9 +1,9 @@
 """A workflow job's log file (its rule's ``log:``, under ``logs/``): what the job did and,
 when it failed, what ended it.
 
-A job's script calls ``setup_logging`` first, before it imports the job's code
-(``ccdcal.jobs``, and through it numpy, astropy and the rest of ccdcal), so that the log
-holds:
+A job's script calls ``setup_logging`` first, before it imports the job's code (its
+module of ``ccdcal.jobs``, and through it numpy, astropy and its stage's ccdcal), so that
+the log holds:
 
 - ccdcal's messages, INFO and above (WARNING and above also go to stderr, which Snakemake
   shows and a scheduler keeps in its own output file);

@@ -29,7 +29,7 @@ Committed last
     of its files has the size and modification time recorded: an entry truncated,
     rewritten or half-removed is removed, with a warning, and the light calibrated again.
 Pruned
-    When ``calibrated/`` is published from every group (``jobs.publish_job``; not after a
+    When ``calibrated/`` is published from every group (``publish.publish_job``; not after a
     failed run), entries no current light uses are removed, with leftover temporary
     folders: each group's folder names its lights' keys (``GROUP_KEYS``). The cache then
     holds the night's current lights and no more. Deleting ``work/cache`` clears it

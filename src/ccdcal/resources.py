@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .calibrator import Calibrator
 from .writers import BackgroundWriter
 
 #: Memory of a job beyond its arrays: the Snakemake process that runs it on the node
@@ -91,6 +90,8 @@ def calibrations_needed(group: Mapping[str, Any]) -> int:
     """How many prepared calibrations a group's job holds at once: one per dark mode and
     scale among its lights, at most as many as a Calibrator keeps."""
     kinds = {(light.get("dark_mode"), light.get("dark_scale")) for light in group["lights"]}
+    from .calibrator import Calibrator  # here: a master job (masters imports this module) needs no light code
+
     return max(1, min(len(kinds), Calibrator.CALIBRATIONS_KEPT))
 
 

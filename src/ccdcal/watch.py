@@ -12,7 +12,7 @@ structure whole (``frames.RawFrame.check_complete``), so a half-written frame is
   lights with the same library gives byte-identical files.
 - **Calibration frames** are kept until none has arrived for ``quiet_seconds``; then the
   masters they make are built as the batch workflow builds them (gain and read noise per
-  setup, ``jobs.master_job``), written to output_dir/masters and filed in the library,
+  setup, ``jobs.build_master.master_job``), written to output_dir/masters and filed in the library,
   and every later light can get them (never an earlier one).
 - What is done is kept in ``output_dir/work/watch/state.json`` (written atomically after
   every frame): a watcher started again (after Ctrl-C, a crash, kill -9) skips what is
@@ -45,7 +45,8 @@ from .calibrator import Calibrator
 from .camera import MASTER_TYPES
 from .frames import FrameError, RawFrame, is_fits_name
 from .inventory import list_raw_files, take_inventory
-from .jobs import MATCH_COLUMNS, csv_text, master_job
+from .jobs.build_master import master_job
+from .jobs.inventory import MATCH_COLUMNS, csv_text
 from .library import CHECKSUMS, ChecksumCache, library_path, scan_library
 from .lights import calibrate_group, stops_the_job
 from .night_noise import measure_setup

@@ -584,10 +584,10 @@ def stop_on_failed_checks():
 
 def publish_after_failure():
     """Jobs failed: publish what the light groups that finished made, and write the
-    summary saying what failed and why (ccdcal.jobs.after_failure)."""
+    summary saying what failed and why (ccdcal.jobs.summary.after_failure)."""
     if not prepare_output_dir.claimed:
         return
-    from ccdcal.jobs import after_failure
+    from ccdcal.jobs.summary import after_failure
 
     try:
         text = after_failure(str(OUT_DIR), config)

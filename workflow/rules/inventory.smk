@@ -15,7 +15,7 @@ checkpoint inventory:
         untracked=get_untracked_raw_state,
         settings=get_plan_settings,
     run:
-        from ccdcal.jobs import inventory_job
+        from ccdcal.jobs.inventory import inventory_job
 
         # outputs in its order: inventory.csv, plan.json, matches.csv
         run_logged(

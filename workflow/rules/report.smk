@@ -53,7 +53,7 @@ rule summary:
         LOGS / "summary.log",
     localrule: True
     run:
-        from ccdcal.jobs import night_summary_job
+        from ccdcal.jobs.summary import night_summary_job
 
         run_logged(
             log[0],

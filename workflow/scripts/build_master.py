@@ -5,7 +5,7 @@ import json
 from ccdcal.joblog import setup_logging
 
 setup_logging(snakemake.log[0])  # before the job's code is imported: an import error is logged too
-from ccdcal.jobs import master_job  # noqa: E402
+from ccdcal.jobs.build_master import master_job  # noqa: E402
 
 master_job(
     json.loads(snakemake.params.spec),

@@ -6,7 +6,7 @@ from pathlib import Path
 from ccdcal.joblog import setup_logging
 
 setup_logging(snakemake.log[0])  # before the job's code is imported: an import error is logged too
-from ccdcal.jobs import light_group_job  # noqa: E402
+from ccdcal.jobs.calibrate_lights import light_group_job  # noqa: E402
 from ccdcal.output_dir import LIGHT_CACHE_DIR  # noqa: E402
 
 light_group_job(

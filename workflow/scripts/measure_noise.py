@@ -5,7 +5,7 @@ import json
 from ccdcal.joblog import setup_logging
 
 setup_logging(snakemake.log[0])  # before the job's code is imported: an import error is logged too
-from ccdcal.jobs import noise_job  # noqa: E402
+from ccdcal.jobs.measure_noise import noise_job  # noqa: E402
 
 noise_job(
     json.loads(snakemake.params.plan),

@@ -1,0 +1,93 @@
+"""The inventory job (bookkeeping, in Snakemake's process): every raw file's header read,
+the master library scanned, the night's plan made and written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..camera import MASTER_TYPES
+from ..inventory import INVENTORY_ROWS, FrameRecord, records_to_csv, take_inventory
+from ..library import CHECKSUMS, ChecksumCache, scan_library
+from ..plan import make_plan
+from ..writers import write_text_atomic
+
+log = logging.getLogger("ccdcal")
+
+MATCH_COLUMNS = ["frame", "frame_type", "step", "candidate", "source", "result"]
+
+
+def plan_night(
+    config: Mapping[str, Any],
+    files: Iterable[str],
+    unreadable_folders: Iterable[str] = (),
+    work: Path | None = None,
+    threads: int = 1,
+) -> tuple[list[FrameRecord], dict[str, Any]]:
+    """(inventory records, plan) of the night: every file's header read (paths relative
+    to ``config['raw_dir']``; folders that could not be listed inventoried too, excluded
+    with the reason), the master library scanned, the plan made. ``work``: the folder of
+    the caches (output_dir/work: each file's inventory row, the checksums of the
+    calibration frames, which give tonight's masters their identity, and the library's
+    verdicts); None: no checksums (no master identities) and no cache, nothing written. ``threads``: files hashed at a
+    time."""
+    records, cameras = take_inventory(config["raw_dir"], files, config, None if work is None else work / INVENTORY_ROWS)
+    records += [
+        FrameRecord(f"{folder}/", reason="folder cannot be read (permission denied): the frames in it were not seen")
+        for folder in unreadable_folders
+    ]
+    for record in records:
+        if not record.ok:
+            log.warning("excluded %s: %s", record.path, record.reason)
+    checksums = None
+    if work is not None:
+        cache = ChecksumCache(work / CHECKSUMS)
+        # the calibration frames' give tonight's masters their identity; the lights', the
+        # keys of the light cache (light_cache): a rerun reads only new or changed files
+        hashed = [r.path for r in records if r.ok and r.frame_type in (*MASTER_TYPES, "light")]
+        checksums = cache.digests(config["raw_dir"], hashed, threads)
+        cache.save(prune=True)
+    library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
+    for master in library:
+        if master.damaged:
+            log.warning("library master %s is damaged, not used: %s", master.file, master.damaged)
+    return records, make_plan(records, config, cameras, library, checksums)
+
+
+def inventory_job(
+    files: Iterable[str],
+    config: Mapping[str, Any],
+    inventory_csv: str,
+    plan_json: str,
+    matches_csv: str,
+    unreadable_folders: Iterable[str] = (),
+    threads: int = 1,
+) -> dict[str, Any]:
+    """The night's plan (``plan_night``, caches in output_dir/work, files hashed on
+    ``threads``) written as inventory.csv, plan.json and matches.csv."""
+    records, plan = plan_night(config, files, unreadable_folders, Path(config["output_dir"]) / "work", threads)
+    write_text_atomic(records_to_csv(records), inventory_csv)
+    write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
+    write_text_atomic(csv_text(plan["matches"], MATCH_COLUMNS), matches_csv)
+    log.info(
+        "%d files, %d ok, %d masters (%d from the library), %d light groups",
+        len(records),
+        sum(r.ok for r in records),
+        len(plan["masters"]),
+        sum(m["source"] == "library" for m in plan["masters"].values()),
+        len(plan["light_groups"]),
+    )
+    return plan
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
