@@ -10,15 +10,16 @@ adds to the wall time, the way the night runs it:
 * in the light jobs: their lights' statistics (``qc.light_statistics``) and thumbnails
   (``previews.write_thumbnail``): the light jobs are run again on the same lights and
   threads, with them and without them (three rounds each; the quickest of each), plus what
-  a job's first thumbnail imports (Pillow), timed in a fresh process;
+  a job's first thumbnail imports (Pillow, astropy.visualization), timed in a fresh
+  process;
 * in the master jobs: each master's reduced image and histogram counts
   (``masters.write_figure_data``), in a fresh process as each master job is (they need
   no import of their own: the PNG is drawn by the summary);
 * in the summary job (Snakemake's own process; timed here in a fresh one): the quality
   checks (``jobs.summary.write_quality_checks``, with the library scan) and the report
   pages, the masters' previews and histograms, the plots and the thumbnails, all drawn
-  (``jobs.summary.write_report_pages`` without the figure cache, the import of
-  matplotlib included);
+  (``jobs.summary.write_report_pages`` without the figure cache, the imports of
+  matplotlib and astropy.visualization included);
 * writing report.html: ``snakemake --report report.html`` timed as a user types it, less
   Snakemake's evaluation of the workflow (the time of a ``snakemake --dry-run``), which a
   night run with ``--report report.html --report-after-run`` (as ``make demo`` does) has
@@ -116,14 +117,17 @@ write_figure_data(str(product.header["CCDCALTY"]), product.data, product.mask, s
 print(time.perf_counter() - start)
 """
 
-#: What a light job pays once for its thumbnails, in a fresh process: Pillow (ZScale is
-#: ccdcal's own, previews.zscale_limits). Prints s.
+#: What a light job pays once for its thumbnails, in a fresh process: Pillow, and
+#: astropy.visualization (ZScale), which imports matplotlib. Prints s.
 THUMBNAIL_IMPORTS = """
 import time
-import ccdcal.calibrator  # what a light job imports anyway
 start = time.perf_counter()
 from PIL import Image
-print(time.perf_counter() - start)
+pillow = time.perf_counter() - start
+import ccdcal.calibrator  # what a light job imports anyway
+start = time.perf_counter()
+from astropy.visualization import ZScaleInterval
+print(pillow + time.perf_counter() - start)
 """
 
 #: The summary job's parts, in a fresh process (argv: output_dir, config JSON, folder for

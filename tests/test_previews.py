@@ -196,53 +196,6 @@ def test_thumbnail_is_a_deterministic_jpeg_of_the_same_stretch_as_the_png(tmp_pa
     assert jpeg[-4:, :4].max() < 20 and jpeg[-126, 126] > 200  # masked corner black, star white (row 0 at the bottom)
 
 
-def zscale_cases() -> dict[str, np.ndarray]:
-    """Finite values as a preview stretches them: sky, stars and a gradient, integers,
-    a few values, one value, a flat sky that rejection cannot fit."""
-    rng = np.random.default_rng(7)
-    starry = sky((300, 400)).ravel()
-    starry[rng.integers(0, starry.size, 3000)] = rng.uniform(2000, 60000, 3000)
-    return {
-        "sky": sky((512, 512)).ravel(),
-        "starry": starry,
-        "gradient": (sky((256, 256)) + np.linspace(0, 500, 256)[None, :]).ravel(),
-        "float64": rng.normal(0.0, 1e-3, 5000),
-        "integers": rng.poisson(20, 3000).astype(np.int16),
-        "few": np.array([3.0, 1.0, 2.0], np.float32),
-        "one": np.array([5.0], np.float32),
-        "constant": np.full(2000, 7.0, np.float32),
-        "two levels": np.r_[np.zeros(900), np.ones(900)].astype(np.float32),
-    }
-
-
-@pytest.mark.parametrize("case", sorted(zscale_cases()))
-def test_zscale_limits_are_astropys(case):
-    """``zscale_limits`` is astropy's ZScaleInterval without its import (matplotlib): the
-    same limits, to the bit."""
-    from astropy.visualization import ZScaleInterval
-
-    values = zscale_cases()[case]
-    before = values.copy()
-    assert previews.zscale_limits(values) == ZScaleInterval().get_limits(values)
-    assert np.array_equal(values, before)  # its input is not sorted in place
-
-
-def test_a_thumbnail_imports_neither_matplotlib_nor_astropy_visualization(tmp_path):
-    """A light job writes a thumbnail per light: its process imports PIL for it, not the
-    report's plotting libraries (~0.08 s a job)."""
-    script = (
-        "import sys, numpy as np\n"
-        "from ccdcal.previews import write_thumbnail\n"
-        "write_thumbnail(np.ones((300, 200), np.float32), sys.argv[1] + '/t.jpg')\n"
-        "print(sorted(m for m in ('matplotlib', 'astropy.visualization', 'scipy') if m in sys.modules))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[]"
-    assert (tmp_path / "t.jpg").stat().st_size > 0
-
-
 # ------------------------------------------------------------------ histogram
 def test_histogram_size_statistics_and_outliers(tmp_path):
     data = sky((600, 500), level=1000.0, noise=10.0)

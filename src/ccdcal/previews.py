@@ -180,50 +180,12 @@ def reduced_image(
 THUMBNAIL_JPEG_QUALITY = 90
 
 
-def zscale_limits(values: np.ndarray) -> tuple[float, float]:
-    """(lower, upper) display limits of finite ``values`` by IRAF's zscale: a line fitted,
-    with 2.5-sigma rejection, to at most 1000 evenly spaced values sorted; 4 times its
-    slope around their median, within their extremes (when fewer than half the samples,
-    or 5, are left after rejection: the extremes).
-
-    astropy's ``ZScaleInterval().get_limits`` (astropy 8.0, its defaults) step for step,
-    without its import: astropy.visualization imports matplotlib (~0.08 s), which every
-    light job paid at its first thumbnail. The tests check both give the same limits.
-    Ported from astropy (BSD 3-clause; after stsci.numdisplay, AURA's BSD-style license)."""
-    values = np.asarray(values).ravel()
-    stride = int(max(1.0, values.size / 1000))
-    samples = np.sort(values[::stride][:1000])
-    npix = len(samples)
-    vmin, vmax = samples[0], samples[-1]
-    minpix = max(5, int(npix * 0.5))
-    x = np.arange(npix)
-    ngoodpix, last_ngoodpix = npix, npix + 1
-    badpix = np.zeros(npix, dtype=bool)
-    kernel = np.ones(max(1, int(npix * 0.01)), dtype=bool)  # rejected samples grow by 1 %
-    for _ in range(5):
-        if ngoodpix >= last_ngoodpix or ngoodpix < minpix:
-            break
-        fit = np.polyfit(x, samples, deg=1, w=(~badpix).astype(int))
-        flat = samples - np.poly1d(fit)(x)
-        threshold = 2.5 * flat[~badpix].std()
-        badpix[(flat < -threshold) | (flat > threshold)] = True
-        badpix = np.convolve(badpix, kernel, mode="same")
-        last_ngoodpix, ngoodpix = ngoodpix, np.sum(~badpix)
-    if ngoodpix >= minpix:
-        slope = fit[0] / 0.25  # contrast
-        center_pixel = (npix - 1) // 2
-        median = np.median(samples)
-        vmin = max(vmin, median - (center_pixel - 1) * slope)
-        vmax = min(vmax, median + (npix - center_pixel) * slope)
-    return vmin, vmax
-
-
 def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1) -> PreviewInfo:
     """Write an 8-bit grayscale image of a (reduced) image to ``path``, stretched linearly
-    between the ZScale limits (``zscale_limits``) of its finite pixels. Below the lower
-    limit is black, above the upper white, a NaN pixel black; an image of a single value
-    is mid-grey. Row 0 is at the bottom, as ds9 shows a FITS image. ``block``: what
-    ``reduced_image`` reduced by (recorded in the PreviewInfo).
+    between the ZScale limits (IRAF's zscale, astropy's ZScaleInterval) of its finite
+    pixels. Below the lower limit is black, above the upper white, a NaN pixel black; an
+    image of a single value is mid-grey. Row 0 is at the bottom, as ds9 shows a FITS
+    image. ``block``: what ``reduced_image`` reduced by (recorded in the PreviewInfo).
 
     A path ending in .jpg is written as JPEG (quality 90: a light's thumbnail, a sky's
     noise, encodes in a fourteenth of a PNG's time at 0.6 times its bytes), any other as
@@ -233,7 +195,11 @@ def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1
     pixels = np.zeros(reduced.shape, dtype=np.uint8)
     black = white = float("nan")
     if finite.any():
-        black, white = (float(v) for v in zscale_limits(reduced[finite]))
+        # here: astropy.visualization imports matplotlib (~0.08 s), which the workflow's
+        # evaluation (the Snakefile imports ccdcal.resources) does not need
+        from astropy.visualization import ZScaleInterval
+
+        black, white = (float(v) for v in ZScaleInterval().get_limits(reduced[finite]))
         if white > black:
             scaled = (reduced[finite].astype(np.float64) - black) * (255.0 / (white - black))
             pixels[finite] = np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
