@@ -18,8 +18,6 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
-from astropy.io.fits.card import UNDEFINED
-
 BLOCK = 2880
 CARD = 80
 END_CARD = "END".ljust(CARD)
@@ -33,11 +31,11 @@ NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 #: ``value``) a string, a logical, an integer or a floating-point number (exponent E or
 #: D, either case), or nothing (an undefined value), and an optional comment after '/'.
 #: A string holds no ': ' (astropy reads 'X: 1' as a record-valued keyword card) and no
-#: doubled quote ('') together with a '/' (astropy ends a string at a quote that a comment
-#: follows).
+#: doubled quote ('') followed by a '/' (astropy ends a string at a quote that spaces and a
+#: '/' follow: 'a'' / b' is "a'" to it).
 _CARD = re.compile(
     r"(?=[A-Z0-9_ -]{8}= )[A-Z0-9_-]+ *= (?P<value> *(?:"
-    r"'(?P<text>(?:[^':]|:(?! ))*|(?:[^'/:]|:(?! )|'')*)'"
+    r"'(?P<text>(?:[^':]|:(?! )|''(?! */))*)'"
     r"|(?P<logical>[TF])"
     r"|(?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[DEde][+-]?\d+)?))? *(?:/.*)?)"
 )
@@ -112,7 +110,8 @@ class HeaderCards(Mapping):
 
 
 def _card_value(text: str, start: int) -> Any:
-    """The value of the card at ``start`` in ``text`` (one ``_CARD``), as astropy reads it."""
+    """The value of the card at ``start`` in ``text`` (one ``_CARD``), as astropy's Header
+    gives it (None for an undefined value)."""
     match = _CARD.fullmatch(text, start, start + CARD)
     string, logical, number = match.group("text", "logical", "number")
     if string is not None:
@@ -125,7 +124,7 @@ def _card_value(text: str, start: int) -> Any:
             return int(number)
         except ValueError:
             return float(number)
-    return UNDEFINED
+    return None
 
 
 def _card_places(text: str, end: int) -> dict[str, int | list[str]] | None:
