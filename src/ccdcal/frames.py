@@ -6,7 +6,9 @@ file object: seek and ``readinto``, see ccdcal.platform_io), compressed ones
 (tile-compressed, .gz) decompressed once. Images are
 returned as float32 ADU with BZERO/BSCALE applied (16-bit cameras store unsigned data as
 BITPIX=16 with BZERO=32768). A frame that cannot be used raises FrameError naming the
-file and the problem. Outputs are written by ccdcal.writers.
+file and the problem. The inventory reads headers only (``open_header``): a plain image
+file's without astropy (``fits_header``), any other with astropy as ``RawFrame`` does.
+Outputs are written by ccdcal.writers.
 """
 
 from __future__ import annotations
