@@ -310,6 +310,15 @@ def test_hostile_files_are_left_to_astropy(tmp_path, name):
     assert read_simple_header(path) is None
 
 
+def test_a_plain_file_under_a_compressed_name_is_left_to_astropy(tmp_path):
+    """RawFrame reads a .gz or .fz file as a compressed one (no check of its length)."""
+    for name in ("plain.fits.gz", "plain.fits.fz"):
+        path = write(tmp_path / name, fits_bytes(COMMON))
+        assert read_simple_header(path) is not None
+        with open_header(path) as frame:
+            assert isinstance(frame, RawFrame)
+
+
 def test_a_complete_file_without_its_last_padding_is_read(tmp_path):
     """The file is complete when its image is (astropy's check_complete): the padding of
     its last block may be missing; one byte less is a truncated file, left to astropy."""
@@ -360,6 +369,12 @@ def hostile_night(raw: Path) -> Path:
     names = ["with space.fits", "braces {1}.fits", "caf\u00e9 \u00e9toile.fits", "flat {x}_R.fits"]
     for i, name in enumerate(names):
         write(raw / "names" / name, fits_bytes([*COMMON, f"OBJECT  = 'frame {i}'"]))
+    for name, scaling in {
+        "bscale_zero": "BSCALE  = 0",
+        "bzero_huge": "BZERO   = 1E300",
+        "bzero_undefined": "BZERO   =",
+    }.items():
+        write(raw / "scaling" / f"{name}.fits", fits_bytes(common_and(scaling)))
     kinds = ["'BIAS'", "'Dark Frame'", "'FLAT'", "'Light Frame'", "'zero'", "'unknown'"]
     usual = [c for c in COMMON if not c.startswith(("IMAGETYP", "EXPTIME"))]
     for i, kind in enumerate(kinds):
@@ -372,7 +387,7 @@ def test_a_hostile_night_has_the_same_inventory_with_the_light_reader(tmp_path, 
     raw = hostile_night(tmp_path / "raw")
     config = make_config(raw_dir=str(raw), output_dir=str(tmp_path / "out"))
     read = assert_same_inventory(raw, config, monkeypatch)
-    assert read == len(READ_VALUES) + 4 + 6  # the light reader read what it should, and no more
+    assert read == len(READ_VALUES) + 2 + 4 + 6  # the light reader read what it should, and no more
 
 
 def test_the_benchmark_night_has_the_same_inventory_with_the_light_reader(tmp_path, make_config, monkeypatch):

@@ -2,8 +2,8 @@
 
 ``header_text`` reads the 2880-byte blocks of a header up to its END card.
 ``read_simple_header`` reads the primary header of a plain image file (the inventory's
-common case: one uncompressed 2-D image in the primary HDU) about 50 times faster than
-``astropy.io.fits.open``, giving the values astropy gives, as a mapping ``HeaderCards``
+common case: one uncompressed 2-D image in the primary HDU) in ~50-70 us, where
+``astropy.io.fits.open`` and its header take ~0.9 ms, giving the values astropy gives, as a mapping ``HeaderCards``
 that ``camera.HeaderView`` reads as it reads an astropy ``Header``. It reads only headers
 it can be sure of (FITS standard 4.0, section 4, in its strict fixed form, restricted
 further to what astropy reads the same way) and returns None for any other, which is then
@@ -27,17 +27,17 @@ COMMENTARY = ("COMMENT", "HISTORY", "")
 #: A character a FITS header may not hold: only printable ASCII (0x20-0x7E) is allowed.
 NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 #: A card with a value, as this reader reads it: a standard keyword (digits, upper-case
-#: letters, '-', '_') padded with spaces to column 8, '= ' in columns 9-10, then (group
-#: ``value``) a string, a logical, an integer or a floating-point number (exponent E or
-#: D, either case), or nothing (an undefined value), and an optional comment after '/'.
+#: letters, '-', '_') padded with spaces to column 8, '= ' in columns 9-10, then a string,
+#: a logical, an integer or a floating-point number (exponent E or D, either case), or
+#: nothing (an undefined value), and an optional comment after '/'.
 #: A string holds no ': ' (astropy reads 'X: 1' as a record-valued keyword card) and no
 #: doubled quote ('') followed by a '/' (astropy ends a string at a quote that spaces and a
 #: '/' follow: 'a'' / b' is "a'" to it).
 _CARD = re.compile(
-    r"(?=[A-Z0-9_ -]{8}= )[A-Z0-9_-]+ *= (?P<value> *(?:"
+    r"(?=[A-Z0-9_ -]{8}= )[A-Z0-9_-]+ *= +(?:"
     r"'(?P<text>(?:[^':]|:(?! )|''(?! */))*)'"
     r"|(?P<logical>[TF])"
-    r"|(?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[DEde][+-]?\d+)?))? *(?:/.*)?)"
+    r"|(?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[DEde][+-]?\d+)?))? *(?:/.*)?"
 )
 _EXPONENT_D = str.maketrans("dD", "eE")
 #: First cards of the headers ``read_simple_header`` reads, in this order.
@@ -154,8 +154,8 @@ def read_simple_header(path: str | os.PathLike) -> tuple[HeaderCards, tuple[int,
     HDU, as (cards, numpy shape (NAXIS2, NAXIS1), BITPIX); None when this reader cannot be
     sure to read it as astropy does, which is then left to astropy:
 
-    - a compressed file name (.fz, .gz), a file that cannot be opened, a header without an
-      END card or not starting with SIMPLE = T in column 30;
+    - a file that cannot be opened, a header without an END card or not starting with
+      SIMPLE = T in column 30;
     - a character other than printable ASCII in the header, or other than spaces after END;
     - cards other than SIMPLE, BITPIX, NAXIS = 2, NAXIS1, NAXIS2 first and in this order,
       with integer values (a FITS BITPIX, axis lengths above 0);
@@ -163,8 +163,6 @@ def read_simple_header(path: str | os.PathLike) -> tuple[HeaderCards, tuple[int,
       that is not a number;
     - a file shorter than its header and image (truncated: astropy's path says so).
     """
-    if os.fspath(path).lower().endswith((".fz", ".gz")):
-        return None
     try:
         with open(path, "rb") as handle:
             found = header_text(handle)

@@ -445,9 +445,11 @@ class FrameHeader:
 
 def open_header(path: str | os.PathLike, label: str | None = None) -> FrameHeader | RawFrame:
     """The frame's headers, for reading them only: a ``FrameHeader`` when
-    ``fits_header.read_simple_header`` can be sure to read its file as astropy does, else a
-    ``RawFrame`` (FrameError naming the file and the problem when it cannot be used)."""
-    simple = read_simple_header(path)
+    ``fits_header.read_simple_header`` can be sure to read its file as astropy does (never
+    a compressed one: .fz, .gz), else a ``RawFrame`` (FrameError naming the file and the
+    problem when it cannot be used)."""
+    compressed = Path(path).suffix.lower() in COMPRESSED_SUFFIXES
+    simple = None if compressed else read_simple_header(path)
     return RawFrame(path, label) if simple is None else FrameHeader(*simple)
 
 
