@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import python_path
 
 import ccdcal
 from ccdcal.combine import CombineSpec, variance_factor
@@ -127,7 +128,9 @@ def run_night(key: str, base: Path) -> dict:
         "-q",
     ]
     start = time.monotonic()
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    # this checkout's ccdcal, not the one the venv has installed (a worktree's own code)
+    env = {**os.environ, "PYTHONPATH": python_path()}
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     elapsed = time.monotonic() - start
     after = raw_digests(raw)
     if result.returncode != 0:

@@ -6,7 +6,9 @@ file object: seek and ``readinto``, see ccdcal.platform_io), compressed ones
 (tile-compressed, .gz) decompressed once. Images are
 returned as float32 ADU with BZERO/BSCALE applied (16-bit cameras store unsigned data as
 BITPIX=16 with BZERO=32768). A frame that cannot be used raises FrameError naming the
-file and the problem. Outputs are written by ccdcal.writers.
+file and the problem. The inventory reads headers only (``open_header``): a plain image
+file's without astropy (``fits_header``), any other with astropy as ``RawFrame`` does.
+Outputs are written by ccdcal.writers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from astropy.io import fits
 from . import platform_io
 from .camera import HeaderView, card_value_text
 from .file_cache import file_digest
+from .fits_header import NOT_PRINTABLE, HeaderCards, card_images, header_text, read_simple_header
 from .parallel import thread_buffer
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
@@ -162,10 +165,6 @@ def _image_hdu_index(hdul: fits.HDUList) -> int:
     raise FrameError("no 2-D image in any HDU")
 
 
-#: A character a FITS header card may not hold: only printable ASCII (0x20-0x7E) is allowed.
-_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
 def _printable(match: re.Match) -> str:
     return " " if match.group() in "\t\n\r\v\f" else "?"
 
@@ -181,13 +180,13 @@ def repair_header(header: fits.Header) -> list[str]:
     one regular-expression scan of its card images.
     """
     images = [card._image or "" for card in header._cards]  # as read; None for a card made in memory
-    if not _NOT_PRINTABLE.search("".join(images)):
+    if not NOT_PRINTABLE.search("".join(images)):
         return []
     problems = []
     for index in reversed(range(len(images))):  # from the end: a removal keeps earlier indices
-        if not _NOT_PRINTABLE.search(images[index]):
+        if not NOT_PRINTABLE.search(images[index]):
             continue
-        cleaned = _NOT_PRINTABLE.sub(_printable, images[index])
+        cleaned = NOT_PRINTABLE.sub(_printable, images[index])
         card = fits.Card.fromstring(cleaned)
         try:
             with warnings.catch_warnings():
@@ -258,22 +257,15 @@ def structure_problem(path: str | os.PathLike) -> str | None:
 
 def _header_values(handle) -> dict[str, str] | None:
     """keyword -> value as written (``camera.card_value_text``) of the header at the
-    file's position, read in 2880-byte blocks up to END; None at the end of the file or
-    when no FITS header starts there."""
+    file's position (``fits_header.header_text``); None at the end of the file or when no
+    FITS header starts there."""
+    found = header_text(handle)
+    if found is None:
+        return None
     values: dict[str, str] = {}
-    while True:
-        block = handle.read(2880)
-        if len(block) < 2880:
-            return None
-        text = block.decode("ascii", "replace")
-        for start in range(0, 2880, 80):
-            image = text[start : start + 80]
-            keyword = image[:8].strip()
-            if not values and start == 0 and keyword not in ("SIMPLE", "XTENSION"):
-                return None
-            if keyword == "END":
-                return values
-            values.setdefault(keyword, card_value_text(image))
+    for image in card_images(*found):
+        values.setdefault(image[:8].strip(), card_value_text(image))
+    return values
 
 
 class RawFrame:
@@ -426,6 +418,39 @@ class RawFrame:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class FrameHeader:
+    """The header of a raw frame read by ``fits_header.read_simple_header`` (one image in
+    the primary HDU, nothing to repair, the file complete): what the inventory reads of a
+    ``RawFrame``, without its image."""
+
+    hdu_index = 0
+
+    def __init__(self, cards: HeaderCards, shape: tuple[int, int], bitpix: int):
+        self.header = HeaderView(cards)
+        self.primary_header = self.image_header = cards
+        self.header_problems: list[str] = []
+        self.shape, self.bitpix = shape, bitpix
+
+    def check_complete(self) -> None:
+        """Nothing to do: ``read_simple_header`` reads complete files only."""
+
+    def __enter__(self) -> FrameHeader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def open_header(path: str | os.PathLike, label: str | None = None) -> FrameHeader | RawFrame:
+    """The frame's headers, for reading them only: a ``FrameHeader`` when
+    ``fits_header.read_simple_header`` can be sure to read its file as astropy does (never
+    a compressed one: .fz, .gz), else a ``RawFrame`` (FrameError naming the file and the
+    problem when it cannot be used)."""
+    compressed = Path(path).suffix.lower() in COMPRESSED_SUFFIXES
+    simple = None if compressed else read_simple_header(path)
+    return RawFrame(path, label) if simple is None else FrameHeader(*simple)
 
 
 def copy_header_cards(target: fits.Header, *sources: fits.Header) -> None:

@@ -17,14 +17,14 @@ import io
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
 from .file_cache import FileCache
-from .frames import FrameError, RawFrame, is_fits_name
+from .frames import FrameError, FrameHeader, RawFrame, is_fits_name, open_header
 from .overscan import check_overscan_apart, layout_for
 from .sections import Section
 
@@ -66,6 +66,11 @@ class FrameRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def row(self) -> dict[str, Any]:
+        """Field -> value (``dataclasses.asdict`` without its deep copy: every field is a
+        number, a string or None)."""
+        return {name: getattr(self, name) for name in COLUMNS}
 
 
 COLUMNS = [f.name for f in fields(FrameRecord)]
@@ -254,7 +259,7 @@ def inspect_frame(
         record.reason = "cannot be read (permission denied): give the user running ccdcal read access"
         return record, None
     try:
-        with RawFrame(raw_dir / rel_path, label=rel_path) as frame:
+        with open_header(raw_dir / rel_path, label=rel_path) as frame:
             frame.check_complete()
             profile = profile_for(rel_path, frame.header, profiles, default_camera)
             return _describe(frame, rel_path, profile, record), profile
@@ -263,7 +268,7 @@ def inspect_frame(
         return record, None
 
 
-def _describe(frame: RawFrame, rel_path: str, profile: CameraProfile, record: FrameRecord) -> FrameRecord:
+def _describe(frame: FrameHeader | RawFrame, rel_path: str, profile: CameraProfile, record: FrameRecord) -> FrameRecord:
     header = frame.header
     decision = profile.frame_type(rel_path, header)
     problems = list(frame.header_problems)  # -> record.warnings; none of them excludes the frame
@@ -374,7 +379,7 @@ def check_camera_geometry(records: list[FrameRecord], cameras: Mapping[str, Mapp
                     raise fail(exc, "'overscan.regions' or 'trim'") from None
 
 
-def subtracted_by_camera(frame: RawFrame, rule: Mapping[str, Any]) -> str:
+def subtracted_by_camera(frame: FrameHeader | RawFrame, rule: Mapping[str, Any]) -> str:
     """The card that says the camera software already dark-subtracted this frame (its
     HISTORY/COMMENT holds one of ``rule['history']``, case-insensitive, or its
     ``rule['keyword']`` is true), as text; '' when none does."""
@@ -452,7 +457,7 @@ def _cached_inspection(
     def compute(_file: Path) -> dict[str, Any]:
         record, profile = inspected(rel)
         configured = next((i for i, p in enumerate(profiles) if p is profile), None)
-        return {"record": asdict(record), "profile": configured, "camera": None if profile is None else profile.name}
+        return {"record": record.row(), "profile": configured, "camera": None if profile is None else profile.name}
 
     try:
         row = rows.value(raw_dir / rel, rel, compute)
@@ -473,7 +478,7 @@ def records_to_csv(records: list[FrameRecord]) -> str:
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: ("" if v is None else v) for k, v in asdict(record).items()})
+        writer.writerow({k: ("" if v is None else v) for k, v in record.row().items()})
     return out.getvalue()
 
 
