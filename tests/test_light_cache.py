@@ -282,6 +282,11 @@ def cache_keys(out: Path) -> set[str]:
     return {p.name for p in (out / LIGHT_CACHE_DIR).iterdir()}
 
 
+def hashed_lights(out: Path) -> set[str]:
+    """The lights whose SHA-256 the inventory took (work/checksums.json)."""
+    return {p for p in json.loads((out / "work" / "checksums.json").read_text()) if "/lights/" in p}
+
+
 def stamps(paths) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in paths}
 
@@ -302,6 +307,9 @@ def test_adding_a_light_calibrates_it_alone_and_gives_a_fresh_runs_bytes(demo_ra
     raw, out = small_night(demo_raw, tmp_path / "raw"), tmp_path / "out"
     run_snakemake(raw, out)
     assert cache_said(out) == (0, 3) and len(cache_keys(out)) == 3
+    # a first run's inventory hashes the calibration frames only: the light jobs key the
+    # lights from the bytes they calibrate
+    assert hashed_lights(out) == set() and len(json.loads((out / "work/checksums.json").read_text())) > 3
     masters = stamps((out / "masters").glob("*.fits"))
     noise = stamps((out / "work" / "noise").glob("*.json"))
 
@@ -309,6 +317,7 @@ def test_adding_a_light_calibrates_it_alone_and_gives_a_fresh_runs_bytes(demo_ra
     result = run_snakemake(raw, out)
     assert rules_run(result) == {"inventory", "calibrate_lights", "publish_calibrated", "summary", "all"}
     assert cache_said(out) == (3, 1)  # the three lights there before were linked, not calibrated
+    assert len(hashed_lights(out)) == 4  # with lights in the cache, the inventory hashes them
     assert stamps((out / "masters").glob("*.fits")) == masters and stamps((out / "work/noise").glob("*.json")) == noise
     assert tree_digests(out, OUTPUTS) == fresh_night_of_four
     assert len(cache_keys(out)) == 4

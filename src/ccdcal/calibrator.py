@@ -454,7 +454,8 @@ class Calibrator:
     ) -> Path | Future:
         """Calibrate ``raw`` into ``calibrated``; ``overrides`` apply to this image only.
         ``statistics``, a dict, receives the calibrated light's quality figures
-        (``qc.light_statistics``, ADU) and its overscan levels; ``thumbnail``: a JPEG
+        (``qc.light_statistics``, ADU), its overscan levels and ``raw_sha256``, the SHA-256
+        (hex) of the raw bytes read (RAWSUM is its start); ``thumbnail``: a JPEG
         (path ending in .jpg) or PNG of the calibrated image is written there
         (``previews.write_thumbnail``).
 
@@ -547,6 +548,7 @@ class Calibrator:
                 statistics.update(
                     light_statistics(image, uncert, mask),
                     overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels),
+                    raw_sha256=frame.digest(64),
                 )
             if thumbnail is not None:
                 write_thumbnail(image, thumbnail, mask)

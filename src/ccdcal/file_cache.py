@@ -62,6 +62,17 @@ class FileCache:
         self._known[key] = [*stamp, value]
         return value
 
+    def known(self, file: str | os.PathLike, key: str | None = None) -> Any:
+        """The value remembered for ``file`` (under ``key``, default its path) while it has
+        the size and modification time it had then; None otherwise (nothing computed).
+        OSError when ``file`` cannot be looked at (stat)."""
+        file = Path(file)
+        stat = file.stat()
+        known = self._known.get(str(file) if key is None else key)
+        if isinstance(known, list) and known[:-1] == [stat.st_size, stat.st_mtime_ns, *self._tag]:
+            return known[-1]
+        return None
+
     def save(self, prune: bool = False) -> None:
         """Write the cache; ``prune``: keep only the files asked for since it was read
         (the files gone from raw_dir or the library are forgotten)."""

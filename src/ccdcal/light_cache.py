@@ -19,7 +19,10 @@ The key
     ccdcal's version and a digest of its code, and the versions of the libraries that
     compute pixels or write files (``PIXEL_LIBRARIES``). A raw file's SHA-256 is the
     inventory's (``work/checksums.json``), trusted while the file keeps the size and
-    modification time it was computed at, as Snakemake trusts modification times.
+    modification time it was computed at, as Snakemake trusts modification times. The
+    inventory takes the lights' only once the cache holds lights: on a first run nothing
+    can be found here, and each light's key is made from the bytes its calibration read
+    (the night's lights are not read once more before any master starts).
 Committed last
     An entry is filled in a hidden temporary folder beside it, then renamed into place:
     a job killed at any moment leaves a whole entry or a temporary folder, which the next
@@ -49,7 +52,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -58,6 +61,7 @@ from typing import Any
 from . import __version__
 from .camera import MASTER_TYPES
 from .file_cache import file_digest
+from .output_dir import LIGHT_CACHE_DIR
 from .parallel import map_in_threads
 from .writers import link_or_copy, write_text_atomic
 
@@ -172,32 +176,41 @@ class LightCache:
         camera: Mapping[str, Any],
         noise: Mapping[str, Any] | None,
         threads: int = 1,
-    ) -> dict[str, tuple[str, dict[str, Any]]]:
-        """``light_key`` of each light (plan entries) by raw path; ``master_files`` maps
-        master names to files (hashed here, ``threads`` at a time). A light whose raw file
-        cannot be read has no key (it is calibrated, which says why)."""
+    ) -> tuple[dict[str, tuple[str, dict[str, Any]]], Callable[[Mapping[str, Any], str], tuple[str, dict]] | None]:
+        """(``light_key`` of each light (plan entries) by raw path, ``key_for``);
+        ``master_files`` maps master names to files (hashed here, ``threads`` at a time).
+        A light whose raw file cannot be read has no key (it is calibrated, which says why),
+        nor one whose SHA-256 the inventory did not take (a first run: nothing of it can be
+        in the cache): its key is ``key_for(entry, raw_sha256)``, with the SHA-256 of the
+        bytes its calibration read. ``key_for`` is None when the masters cannot be read."""
         lights = list(lights)
         names = sorted({e[s] for e in lights for s in MASTER_TYPES if e.get(s)})
         try:
             digests = dict(zip(names, map_in_threads(lambda n: file_digest(master_files[n], 64), names, threads)))
         except OSError as exc:
             self._problem(f"the masters cannot be read to make the lights' keys ({exc}); not used")
-            return {}
+            return {}, None
+
+        def key_for(entry: Mapping[str, Any], raw_sha256: str) -> tuple[str, dict[str, Any]]:
+            masters = {s: (Path(master_files[entry[s]]).name, digests[entry[s]]) for s in MASTER_TYPES if entry.get(s)}
+            return light_key(entry, raw_sha256, masters, camera, noise)
+
         keys = {}
         for entry in lights:
             try:
                 raw_sha256 = self.raw_digest(raw_dir, entry["path"])
             except OSError:
                 continue
-            masters = {s: (Path(master_files[entry[s]]).name, digests[entry[s]]) for s in MASTER_TYPES if entry.get(s)}
-            keys[entry["path"]] = light_key(entry, raw_sha256, masters, camera, noise)
-        return keys
+            if raw_sha256 is not None:
+                keys[entry["path"]] = key_for(entry, raw_sha256)
+        return keys, key_for
 
-    def raw_digest(self, raw_dir: str | os.PathLike, rel: str) -> str:
+    def raw_digest(self, raw_dir: str | os.PathLike, rel: str) -> str | None:
         """The SHA-256 of a raw file: the inventory's while the file has the size and time
-        it had then, else read now."""
+        it had then, None when the inventory did not take it; without the inventory's
+        checksums, read now."""
         if self._checksums is not None:
-            return self._checksums.digest(Path(raw_dir), rel)
+            return self._checksums.known(Path(raw_dir) / rel, rel)
         return file_digest(Path(raw_dir) / rel, 64)
 
     # ------------------------------------------------------------------ use
@@ -332,6 +345,15 @@ class LightCache:
                 continue
             removed += _KEY.fullmatch(child.name) is not None
         return kept, removed
+
+
+def holds_lights(output_dir: str | os.PathLike) -> bool:
+    """Whether the light cache of ``output_dir`` has any entry (or leftover) in it."""
+    try:
+        with os.scandir(Path(output_dir) / LIGHT_CACHE_DIR) as entries:
+            return any(True for _ in entries)
+    except OSError:  # none yet, or not a folder: nothing to find in it
+        return False
 
 
 def remove_entry(folder: Path) -> None:

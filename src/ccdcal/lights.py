@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -121,10 +121,11 @@ def calibrate_group(
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     noise_values, noise_flags = noise_settings(noise)
     keys: dict[str, tuple[str, dict[str, Any]]] = {}
+    key_for = None
     restored: dict[str, dict[str, Any]] = {}
     if cache is not None:
         noise_inputs = None if noise is None else {**noise_values, "flags": noise_flags}
-        keys = cache.keys(group["lights"], raw_dir, master_files, camera, noise_inputs, threads)
+        keys, key_for = cache.keys(group["lights"], raw_dir, master_files, camera, noise_inputs, threads)
         for entry in group["lights"]:
             if entry["path"] not in keys:
                 continue
@@ -150,6 +151,7 @@ def calibrate_group(
             noise_flags,
             cache,
             keys,
+            key_for,
             calibrator,
         )
     }
@@ -173,11 +175,13 @@ def _calibrate(
     noise_values: Mapping[str, Any],
     noise_flags: list[str],
     cache: LightCache | None,
-    keys: Mapping[str, tuple[str, dict[str, Any]]],
+    keys: dict[str, tuple[str, dict[str, Any]]],
+    key_for: Callable[[Mapping[str, Any], str], tuple[str, dict[str, Any]]] | None,
     calibrator: Calibrator | None = None,
 ) -> list[dict[str, Any]]:
     """``calibrate_group``'s calibration of ``lights`` (all of the group's, or those the
-    cache did not hold), each filed into ``cache`` under its key once in place."""
+    cache did not hold), each filed into ``cache`` under its key once in place: its key in
+    ``keys``, else ``key_for``'s from the bytes its calibration read (added to ``keys``)."""
     if not lights:
         return []
     calibrator = calibrator or Calibrator.for_camera(camera, threads=threads)
@@ -234,6 +238,8 @@ def _calibrate(
         except Exception as exc:
             return failed(row, exc), None
         row.update({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in statistics.items() if k in QC_COLUMNS})
+        if cache is not None and rel not in keys and key_for is not None:
+            keys[rel] = key_for(entry, statistics["raw_sha256"])  # one thread per light: no race
         if cache is not None and rel in keys:
             written.add_done_callback(lambda done: file_into_cache(row, done))
         return row, written

@@ -14,6 +14,7 @@ from typing import Any
 from ..camera import MASTER_TYPES
 from ..inventory import INVENTORY_ROWS, FrameRecord, records_to_csv, take_inventory
 from ..library import CHECKSUMS, ChecksumCache, scan_library
+from ..light_cache import holds_lights
 from ..plan import make_plan
 from ..writers import write_text_atomic
 
@@ -48,8 +49,12 @@ def plan_night(
     if work is not None:
         cache = ChecksumCache(work / CHECKSUMS)
         # the calibration frames' give tonight's masters their identity; the lights', the
-        # keys of the light cache (light_cache): a rerun reads only new or changed files
-        hashed = [r.path for r in records if r.ok and r.frame_type in (*MASTER_TYPES, "light")]
+        # keys of the light cache (light_cache), once it holds lights: a first run's light
+        # jobs hash each light from the bytes they calibrate (RAWSUM), so the night's
+        # gigabytes of lights are not read here, before any master can start; a rerun
+        # reads only new or changed files
+        kinds = (*MASTER_TYPES, "light") if holds_lights(work.parent) else MASTER_TYPES
+        hashed = [r.path for r in records if r.ok and r.frame_type in kinds]
         checksums = cache.digests(config["raw_dir"], hashed, threads)
         cache.save(prune=True)
     library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
