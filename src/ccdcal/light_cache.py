@@ -161,6 +161,7 @@ class LightCache:
         self.problems: list[str] = []
         from .library import ChecksumCache
 
+        self._holds_lights = _has_entries(self.root)
         self._checksums = None
         try:
             self._checksums = ChecksumCache(checksums) if checksums else None
@@ -180,9 +181,10 @@ class LightCache:
         """(``light_key`` of each light (plan entries) by raw path, ``key_for``);
         ``master_files`` maps master names to files (hashed here, ``threads`` at a time).
         A light whose raw file cannot be read has no key (it is calibrated, which says why),
-        nor one whose SHA-256 the inventory did not take (a first run: nothing of it can be
-        in the cache): its key is ``key_for(entry, raw_sha256)``, with the SHA-256 of the
-        bytes its calibration read. ``key_for`` is None when the masters cannot be read."""
+        nor one of an empty cache whose SHA-256 the inventory did not take (a first run:
+        nothing of it can be here): its key is ``key_for(entry, raw_sha256)``, with the
+        SHA-256 of the bytes its calibration read. ``key_for`` is None when the masters
+        cannot be read."""
         lights = list(lights)
         names = sorted({e[s] for e in lights for s in MASTER_TYPES if e.get(s)})
         try:
@@ -207,11 +209,13 @@ class LightCache:
 
     def raw_digest(self, raw_dir: str | os.PathLike, rel: str) -> str | None:
         """The SHA-256 of a raw file: the inventory's while the file has the size and time
-        it had then, None when the inventory did not take it; without the inventory's
-        checksums, read now."""
-        if self._checksums is not None:
-            return self._checksums.known(Path(raw_dir) / rel, rel)
-        return file_digest(Path(raw_dir) / rel, 64)
+        it had then; else read now, unless the cache holds no light (then None: the light's
+        key is made from the bytes its calibration reads)."""
+        path = Path(raw_dir) / rel
+        known = None if self._checksums is None else self._checksums.known(path, rel)
+        if known is not None or not self._holds_lights:
+            return known
+        return file_digest(path, 64)
 
     # ------------------------------------------------------------------ use
     def restore(self, key: str, light_file: Path, thumbnail: Path) -> dict[str, str] | None:
@@ -349,8 +353,12 @@ class LightCache:
 
 def holds_lights(output_dir: str | os.PathLike) -> bool:
     """Whether the light cache of ``output_dir`` has any entry (or leftover) in it."""
+    return _has_entries(Path(output_dir) / LIGHT_CACHE_DIR)
+
+
+def _has_entries(root: Path) -> bool:
     try:
-        with os.scandir(Path(output_dir) / LIGHT_CACHE_DIR) as entries:
+        with os.scandir(root) as entries:
             return any(True for _ in entries)
     except OSError:  # none yet, or not a folder: nothing to find in it
         return False
