@@ -15,6 +15,7 @@ from conftest import run_snakemake, small_night
 
 from ccdcal import simulate
 from ccdcal.config import validated
+from ccdcal.master_recipes import qc_star_flats
 from ccdcal.qc import Check, judge, light_statistics, qc_csv, star_coverage
 
 CCD_PROFILE = {
@@ -95,6 +96,13 @@ def test_light_statistics_see_noise_masks_a_gradient_and_a_vignetting_mismatch()
     mask[:64] = 2  # saturated rows
     masked = light_statistics(flat_sky, uncert, mask)
     assert masked["masked"] == pytest.approx(0.125, abs=0.01) and masked["saturated"] == pytest.approx(0.125, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "count, chosen", [(1, {0}), (5, {0, 1, 2, 3, 4}), (6, {0, 1, 2, 4, 5}), (20, {0, 5, 10, 14, 19})]
+)
+def test_stars_are_looked_for_in_five_flats_at_most_spread_over_them(count, chosen):
+    assert qc_star_flats(count) == chosen
 
 
 def test_star_coverage_counts_pixels_starred_in_half_the_flats():
