@@ -932,14 +932,14 @@ def _combine_sorted(chunk: np.ndarray, spec: CombineSpec):
         data = _range_median(s, lo, count, cols)
     else:  # sum the survivors in frame order, as the general path does (bit-identical)
         x = chunk + np.float32(0.0)
+        keep = None
         if spec.rejection == "minmax":
             keep = np.zeros(x.shape, dtype=bool)
             order = np.argsort(x, axis=0, kind="stable")
             np.put_along_axis(keep, order[lo[0] : hi[0]], True, axis=0)
-            x[~keep] = 0.0
-        total = np.add.reduce(x, axis=0, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            data = total / count if spec.method == "mean" else total
+            total, mean, _ = _frame_stats(x, count, keep, spread=False)
+        data = _plain_combine(spec, total, mean, None)
         data[count == 0] = np.nan
     return data, count
 

@@ -51,13 +51,10 @@ class FileCache:
         """``compute(file)`` (default: the cache's), remembered under ``key`` (default:
         the path as given). OSError when ``file`` cannot be looked at (stat)."""
         file = Path(file)
-        key = str(file) if key is None else key
-        stat = file.stat()
-        stamp = [stat.st_size, stat.st_mtime_ns, *self._tag]
+        key, stamp, remembered = self._lookup(file, key)
         self._used.add(key)
-        known = self._known.get(key)
-        if isinstance(known, list) and known[:-1] == stamp:
-            return known[-1]
+        if remembered:
+            return remembered[0]
         value = (compute or self._compute)(file)
         self._known[key] = [*stamp, value]
         return value
@@ -66,12 +63,16 @@ class FileCache:
         """The value remembered for ``file`` (under ``key``, default its path) while it has
         the size and modification time it had then; None otherwise (nothing computed).
         OSError when ``file`` cannot be looked at (stat)."""
-        file = Path(file)
+        _, _, remembered = self._lookup(Path(file), key)
+        return remembered[0] if remembered else None
+
+    def _lookup(self, file: Path, key: str | None) -> tuple[str, list, tuple]:
+        """(key, the file's stamp now, (value,) when remembered under that stamp, else ())."""
+        key = str(file) if key is None else key
         stat = file.stat()
-        known = self._known.get(str(file) if key is None else key)
-        if isinstance(known, list) and known[:-1] == [stat.st_size, stat.st_mtime_ns, *self._tag]:
-            return known[-1]
-        return None
+        stamp = [stat.st_size, stat.st_mtime_ns, *self._tag]
+        known = self._known.get(key)
+        return key, stamp, (known[-1],) if isinstance(known, list) and known[:-1] == stamp else ()
 
     def save(self, prune: bool = False) -> None:
         """Write the cache; ``prune``: keep only the files asked for since it was read
