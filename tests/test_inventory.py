@@ -541,13 +541,14 @@ def test_dates_in_the_inventory_rows(tmp_path, make_config):
 
 
 def test_the_new_columns_come_last_and_survive_csv(tmp_path):
-    assert COLUMNS[-2:] == ["warnings", "dark_subtracted"]
+    assert COLUMNS[-3:] == ["warnings", "dark_subtracted", "cfa"]
     assert COLUMNS[:3] == ["path", "status", "reason"]  # the order others read is unchanged
     records = [
         FrameRecord(
             path="a.fits",
             status="ok",
             warnings="OBJECT: control characters replaced; CCD-TEMP 'cold, \"very\"' is not a number",
+            cfa="GRBG",
         ),
         FrameRecord(path="b.fits"),
     ]

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from . import cfa
 from .calibrate import Calibration, subtrahend
 from .camera import MASTER_TYPES, CameraProfile
 from .frames import FrameError, RawFrame, copy_header_cards
@@ -474,6 +475,10 @@ class Calibrator:
             for arithmetic in in_stage(steps, "arithmetic"):
                 arithmetic.choose(light)
             corrector = self._corrector(frame, p, steps)
+            trim = corrector.layout
+            light.cfa, cfa_cards = cfa.trimmed(
+                frame.header, trim.raw_shape, trim.trim.slices, self.camera.config.get("bayer_pattern", "header")
+            )
             for name, master in (("bias", light.bias), ("dark", light.dark), ("flat", light.flat)):
                 if master is not None and master.data.shape != corrector.layout.shape:
                     raise FrameError(
@@ -573,7 +578,7 @@ class Calibrator:
                 config_digest,
                 history(steps),
             )
-            for key, card in light.cards.items():
+            for key, card in {**cfa_cards, **light.cards}.items():
                 header[key] = card
             if dark_variance:
                 header["DARKVAR"] = (round(dark_variance, 4), "[ADU^2] dark shot noise in UNCERT")

@@ -43,7 +43,8 @@ the two middle values (numpy's convention).
 Cost: only the flagged pixels and their boxes are read (a full-frame pass finds them):
 ~30 ms per 4096^2 light with 0.1 % flagged pixels, in place (benchmarks/cosmic_cost.py;
 about what ``Calibration.apply`` takes).
-Bayer (CFA) frames are not handled: the box mixes colours. In a pipeline, run it after
+Bayer (CFA) frames (``cfa`` given): the box's pixels are two apart, all of the flagged
+pixel's own colour (Siril's and WBPP's CFA cosmetic correction). In a pipeline, run it after
 ``ccdcal.cosmic`` (whose COSMIC pixels are then left out of the medians).
 
 Settings (a mapping, e.g. a config section, read by ``CosmeticSettings.from_dict``)::
@@ -59,13 +60,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottleneck as bn
 import numpy as np
 
 from .products import BADPIX, COSMIC, NONFINITE, SATURATED
 from .specs import checked_int, spec_from_mapping
+
+if TYPE_CHECKING:
+    from .cfa import CfaLayout
 
 #: Standard error of a median of n normal values: sqrt(pi / 2) sigma / sqrt(n).
 MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)
@@ -108,11 +112,12 @@ class CosmeticResult:
     unfilled: int
 
 
-def box_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """(dy, dx) of the (2 r + 1)^2 - 1 pixels around a centre."""
+def box_offsets(radius: int, pitch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) of the (2 r + 1)^2 - 1 pixels around a centre, ``pitch`` pixels apart
+    (2 on a Bayer frame: the nearest pixels of the centre's own colour)."""
     dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     keep = (dy != 0) | (dx != 0)
-    return dy[keep].astype(np.intp), dx[keep].astype(np.intp)
+    return (dy[keep] * pitch).astype(np.intp), (dx[keep] * pitch).astype(np.intp)
 
 
 def local_medians(
@@ -122,6 +127,7 @@ def local_medians(
     usable_neighbour: np.ndarray | Any,
     radius: int,
     block: int = 65536,
+    pitch: int = 1,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """For the pixels ``flat_index`` (indices into the raveled 2-D ``image``): the median of
     the usable pixels in their box, the UNCERT of that median (see the module docstring;
@@ -129,9 +135,10 @@ def local_medians(
 
     ``usable_neighbour(values, uncert_values, flat_indices) -> bool array``: which
     gathered pixels may be used (inside the frame is checked here). Float64 arithmetic,
-    ``block`` pixels at a time (bounded memory for any number of pixels)."""
+    ``block`` pixels at a time (bounded memory for any number of pixels); ``pitch``: the
+    box's pixels are this far apart (``box_offsets``)."""
     ny, nx = image.shape
-    dy, dx = box_offsets(radius)
+    dy, dx = box_offsets(radius, pitch)
     flat_image = image.reshape(-1)
     flat_uncert = uncert.reshape(-1) if uncert is not None else None
     medians = np.empty(flat_index.size)
@@ -172,11 +179,13 @@ def replace_pixels(
     radius: int,
     unusable_bits: int,
     unusable_pixels: np.ndarray | None = None,
+    pitch: int = 1,
 ) -> tuple[int, int]:
     """Replace the pixels ``flat_index`` of ``image`` (and ``uncert``) in place by their
     local medians (module docstring), neighbours with any of ``unusable_bits`` in ``mask``
     or in ``unusable_pixels`` (a sorted array of raveled indices, e.g. the cosmic-ray
-    pixels, which carry no MASK bit yet) left out. Returns (replaced, unfilled)."""
+    pixels, which carry no MASK bit yet) left out; ``pitch``: 2 on a Bayer frame (the box
+    holds the pixels of the centre's colour). Returns (replaced, unfilled)."""
     flat_mask = mask.reshape(-1)
 
     def usable(values, sigma_values, near):
@@ -187,7 +196,7 @@ def replace_pixels(
             ok &= unusable_pixels[where] != near
         return ok
 
-    medians, sigmas, counts = local_medians(image, uncert, flat_index, usable, radius)
+    medians, sigmas, counts = local_medians(image, uncert, flat_index, usable, radius, pitch=pitch)
     filled = counts > 0
     target = flat_index[filled]
     image.reshape(-1)[target] = medians[filled]
@@ -207,11 +216,14 @@ def correct_cosmetic(
     mask: np.ndarray,
     settings: CosmeticSettings | Mapping[str, Any] | None = None,
     inplace: bool = False,
+    cfa: CfaLayout | None = None,
 ) -> CosmeticResult:
     """Replace the pixels flagged with ``settings.bits`` by the median of the usable
     pixels around them (the module docstring has the rules, the UNCERT given to them and
     what happens where there is none). ``image`` (ADU, float) and ``uncert`` (1 sigma,
-    ADU, or None) are copied first unless ``inplace``; ``mask`` is only read."""
+    ADU, or None) are copied first unless ``inplace``; ``mask`` is only read. ``cfa``: the
+    Bayer layout of a colour frame (``ccdcal.cfa``): the box then holds the pixels of the
+    centre's own colour, two pixels apart (the 3 x 3 box spans 5 x 5 pixels)."""
     if not isinstance(settings, CosmeticSettings):
         settings = CosmeticSettings.from_dict(settings)
     image = np.asarray(image)
@@ -227,6 +239,6 @@ def correct_cosmetic(
         raise ValueError("inplace needs C-contiguous image and uncert")
     index = flagged_pixels(mask, settings.bits)
     replaced, unfilled = replace_pixels(
-        image, uncert, mask, index, settings.radius, settings.bits | settings.exclude_bits
+        image, uncert, mask, index, settings.radius, settings.bits | settings.exclude_bits, pitch=2 if cfa else 1
     )
     return CosmeticResult(image, uncert, replaced, unfilled)

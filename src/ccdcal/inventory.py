@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import cfa
 from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
 from .file_cache import FileCache
 from .frames import FrameError, FrameHeader, RawFrame, is_fits_name, open_header
@@ -62,6 +63,7 @@ class FrameRecord:
     bitpix: int | None = None
     warnings: str = ""  # what was wrong in the header but did not exclude the frame, '; '-joined
     dark_subtracted: str = ""  # the card saying the camera software already subtracted a dark
+    cfa: str = ""  # a colour frame's Bayer colours of the trimmed array, numpy order (ccdcal.cfa); '' mono
 
     @property
     def ok(self) -> bool:
@@ -321,6 +323,16 @@ def _describe(frame: FrameHeader | RawFrame, rel_path: str, profile: CameraProfi
         record.reason = f"geometry: {exc}"
         return record
     record.shape = f"{layout.shape[0]}x{layout.shape[1]}"
+    try:
+        colours, _ = cfa.trimmed(header, frame.shape, layout.trim.slices, profile.config.get("bayer_pattern", "header"))
+    except cfa.CfaError as exc:
+        record.reason = f"colour filter array: {exc}"
+        return record
+    problem = cfa.binning_problem(colours, record.binning)
+    if problem:
+        record.reason = problem
+        return record
+    record.cfa = colours.colours if colours else ""
     record.status = "ok"
     return record
 

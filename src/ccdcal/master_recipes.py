@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .background import BackgroundSpec, dead_pixels, hot_pixels, reject_sky_flat_stars
+from .cfa import CfaLayout, channel_medians, detect_per_channel
 from .frames import FrameError
 from .memory import release_free_memory
 from .parallel import map_in_threads, row_blocks
@@ -62,6 +63,7 @@ class MasterJob:
     read_noise: float
     read_noise_source: str
     threads: int = 1
+    cfa: CfaLayout | None = None  # the master array's Bayer layout; None: monochrome
 
     @property
     def name(self) -> str:
@@ -136,7 +138,9 @@ class DarkRecipe(Recipe):
         current = data - bias.data if bias is not None else data.copy()
         center = median(current)
         k = job.camera["dark"]["hot_pixel_sigma"]
-        hot = hot_pixels(current, BackgroundSpec.from_dict(job.camera["background"]), k, threads=job.threads)
+        spec = BackgroundSpec.from_dict(job.camera["background"])
+        # a colour sensor's pixels are compared with their own colour's (two pixels apart)
+        hot = detect_per_channel(job.cfa, current, lambda plane: hot_pixels(plane, spec, k, threads=job.threads))
         del current
         mask[hot] |= BADPIX
         cards["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
@@ -235,22 +239,35 @@ class FlatRecipe(Recipe):
             for sub, count in distinct.values():
                 per_frame += sub.variance(rows) * np.float32(count * sub_scale)
             variance[rows] *= per_frame
-        norm = median(data[normalize_region(camera, shape)])
-        data /= np.float32(norm)
-        variance /= np.float32(norm * norm)
+        region = normalize_region(camera, shape)
+        norm = median(data[region])
+        cards: dict[str, Card] = {}
+        if job.cfa is not None and camera["flat"]["cfa"] == "per_channel":
+            # each colour by its own median: the flat lamp's colour does not tint the lights
+            channel_norms = channel_medians(job.cfa, data, region)
+            for name, view in job.cfa.channels():
+                data[view] /= np.float32(channel_norms[name])
+                variance[view] /= np.float32(channel_norms[name] ** 2)
+            for name, level in channel_norms.items():
+                cards[f"FLATNR{name}"[:8]] = (level, f"median ({name} pixels) the master's {name} was divided by")
+        else:
+            data /= np.float32(norm)
+            variance /= np.float32(norm * norm)
         mask = np.zeros(shape, dtype=np.uint8)
         mask[~(data >= camera["flat"]["weak_threshold"])] |= WEAKFLAT
-        dead = dead_pixels(
-            data, BackgroundSpec.from_dict(camera["background"]), camera["flat"]["dead_fraction"], threads=job.threads
-        )
+        spec = BackgroundSpec.from_dict(camera["background"])
+        fraction = camera["flat"]["dead_fraction"]
+        dead = detect_per_channel(job.cfa, data, lambda plane: dead_pixels(plane, spec, fraction, threads=job.threads))
         mask[dead] |= BADPIX
-        cards: dict[str, Card] = {"NDEADPIX": (int(dead.sum()), "pixels flagged dead (BADPIX)")}
+        cards["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
         rejected = [f.rejected.size for f in inputs if f.rejected is not None]
         if rejected:
             cards["NSTARREJ"] = (int(sum(rejected)), "sky-flat pixels rejected as stars")
-        cards["FLATNORM"] = (norm, "median (ADU/level) the master was divided by")
+        cards["FLATNORM"] = (norm, "median (ADU/level) of the master before normalizing")
         cards["NORMREG"] = (camera["flat"]["normalize_region"], "region of the median used to normalize")
         cards["NORMSTAT"] = ("median", "statistic used to normalize each flat and the master")
+        if job.cfa is not None:
+            cards["FLATCFA"] = (camera["flat"]["cfa"], "CFA channels normalized together or per channel")
         for i, frame in enumerate(inputs, start=1):
             cards[f"FLEVL{i:03d}"] = (round(frame.level, 3), f"median ADU of input {i}")
         return Finished(mask, cards)

@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from . import cfa
 from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
+from .cfa import CfaLayout
 from .combine import CombineSpec, combine_block, variance_factor_table
 from .frames import FrameError, RawFrame, copy_header_cards
 from .inventory import parse_shape
@@ -333,6 +335,13 @@ def _variance_factor(spec: CombineSpec, n_used: np.ndarray) -> np.ndarray:
     return factor
 
 
+def master_cfa(frame: InputFrame, camera: Mapping[str, Any]) -> tuple[CfaLayout | None, dict[str, Any]]:
+    """The Bayer layout of the master's array and its Bayer cards (``cfa.trimmed``),
+    from its first input; (None, {}) for a monochrome camera."""
+    layout = frame.corrector.layout
+    return cfa.trimmed(frame.raw.header, layout.raw_shape, layout.trim.slices, camera.get("bayer_pattern", "header"))
+
+
 def _master_header(
     spec: Mapping[str, Any],
     camera: Mapping[str, Any],
@@ -404,6 +413,8 @@ def _master_header(
         header["REJLOW"] = (combine.sigma_low, "lower rejection threshold (sigma)")
         header["REJHIGH"] = (combine.sigma_high, "upper rejection threshold (sigma)")
     header["OVSCMETH"] = (first.corrector.layout.method, "overscan method")
+    for key, card in master_cfa(first, camera)[1].items():
+        header[key] = card
     for i, frame in enumerate(inputs, start=1):
         header[f"IMCMB{i:03d}"] = ascii_header_text(frame.rel_path)
     if dropped:
@@ -482,7 +493,10 @@ def build_master(
         read_noise, read_noise_source, flags = _read_noise_and_flags(spec, inputs, masters, noise, shape)
         if flags:
             spec = {**spec, "flags": [*(spec.get("flags") or []), *flags]}
-        job = MasterJob(spec, camera, masters, noise, shape, inputs[0].gain, read_noise, read_noise_source, threads)
+        cfa_layout, _ = master_cfa(inputs[0], camera)
+        job = MasterJob(
+            spec, camera, masters, noise, shape, inputs[0].gain, read_noise, read_noise_source, threads, cfa_layout
+        )
         return _build(job, inputs, dropped, combine, Path(output), memory_limit_mb, config_digest, preview)
     finally:
         for frame in inputs:

@@ -40,12 +40,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .products import COSMIC, Product
 from .sections import Section
+
+if TYPE_CHECKING:
+    from .cfa import CfaLayout
 
 #: The stages, in the order they run.
 STAGES = ("raw", "arithmetic", "image")
@@ -66,7 +69,8 @@ class Light:
     ``cosmic_rays``). The arithmetic steps set the masters used; after the arithmetic,
     ``image`` and ``uncert`` (float32, ADU) and ``mask`` (uint8 MASK bits) hold the
     calibrated planes, ``gain`` (e-/ADU) and ``read_noise`` (e-) what they were made
-    with; image steps change the planes in place and add header ``cards``."""
+    with; image steps change the planes in place and add header ``cards``. A colour
+    frame's image steps compare pixels with their own colour's only (``cfa``)."""
 
     given: Mapping[str, Product | None]
     dark_choice: Callable[[Product | None, Product], tuple[str | None, float | None]]
@@ -82,6 +86,7 @@ class Light:
     gain: float = 1.0
     read_noise: float = 0.0
     cards: dict[str, Card] = field(default_factory=dict)
+    cfa: CfaLayout | None = None  # the calibrated array's Bayer layout (ccdcal.cfa); None: monochrome
 
     @property
     def subtracted_bias(self) -> Product | None:
@@ -221,18 +226,22 @@ class CosmicRays(ImageStep):
     def apply(self, light: Light) -> None:
         from .cosmic import find_cosmic_rays  # here: astroscrappy only where it is used
 
-        found = find_cosmic_rays(
-            light.image,
-            light.uncert,
-            light.mask,
-            gain=light.gain,
-            read_noise=light.read_noise,
-            settings=self.options(light),
-            inplace=True,
-        )
-        light.cards["NCOSMIC"] = (found.flagged, "pixels flagged COSMIC (L.A.Cosmic, astroscrappy)")
+        flagged = replaced = 0
+        # a colour frame: each CFA channel on its own (the mosaic's colour steps would
+        # look like sharp features to the Laplacian), written back into the planes
+        views = [(slice(None), slice(None))] if light.cfa is None else [v for _, v in light.cfa.channels()]
+        for view in views:
+            planes = [np.ascontiguousarray(p[view]) for p in (light.image, light.uncert, light.mask)]
+            found = find_cosmic_rays(
+                *planes, gain=light.gain, read_noise=light.read_noise, settings=self.options(light), inplace=True
+            )
+            for plane, channel in zip((light.image, light.uncert, light.mask), planes):
+                if light.cfa is not None:
+                    plane[view] = channel
+            flagged, replaced = flagged + found.flagged, replaced + found.replaced
+        light.cards["NCOSMIC"] = (flagged, "pixels flagged COSMIC (L.A.Cosmic, astroscrappy)")
         if self.options(light).get("replace"):
-            light.cards["CRREPL"] = (found.replaced, "of them replaced by their local median")
+            light.cards["CRREPL"] = (replaced, "of them replaced by their local median")
 
 
 @step
@@ -246,7 +255,7 @@ class Cosmetic(ImageStep):
     def apply(self, light: Light) -> None:
         from .cosmetic import correct_cosmetic
 
-        done = correct_cosmetic(light.image, light.uncert, light.mask, self.options(light), inplace=True)
+        done = correct_cosmetic(light.image, light.uncert, light.mask, self.options(light), inplace=True, cfa=light.cfa)
         light.cards["NCOSMETC"] = (done.replaced, "flagged pixels replaced by their local median")
         if done.unfilled:
             light.cards["NCOSUNFL"] = (done.unfilled, "flagged pixels with no usable neighbour, kept")
