@@ -738,3 +738,28 @@ def test_a_damaged_cache_is_an_empty_one(night, make_config, tmp_path):
     cache = tmp_path / "inventory_rows.json"
     cache.write_text('{"bias_001.fits": [1, 2')  # a write cut short
     assert take_inventory(raw, files, config, cache) == take_inventory(raw, files, config)
+
+
+def test_colour_frames_binned_or_badly_described_are_excluded_with_the_reason(tmp_path, make_config):
+    """A binned one-shot-colour frame has no Bayer pattern left, and a BAYERPAT or offset
+    that cannot be read would put colours in the wrong place: both are excluded, saying
+    why; a colour frame described right is in, its trimmed layout in the cfa column."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    common = dict(IMAGETYP="LIGHT", EXPTIME=30.0, BAYERPAT="RGGB", ROWORDER="TOP-DOWN")
+    write_frame(raw / "binned.fits", dict(common, XBINNING=2, YBINNING=2))
+    write_frame(raw / "xtrans.fits", dict(common, BAYERPAT="XTRANS"))
+    write_frame(raw / "offset.fits", dict(common, XBAYROFF=0.5))
+    write_frame(raw / "shifted.fits", dict(common, XBAYROFF=1, YBAYROFF=0))
+    write_frame(raw / "mono.fits", dict(IMAGETYP="LIGHT", EXPTIME=30.0, XBINNING=2, YBINNING=2))
+    rows = inventory_of(raw, make_config)
+    assert "binned 2x2: binning mixes the CFA colours" in rows["binned.fits"].reason
+    assert rows["xtrans.fits"].reason == (
+        "colour filter array: BAYERPAT 'XTRANS': not a 2x2 Bayer pattern (RGGB, BGGR, GRBG, GBRG)"
+    )
+    assert rows["offset.fits"].reason == "colour filter array: XBAYROFF 0.5: not a pixel offset (0 or 1)"
+    assert (rows["shifted.fits"].status, rows["shifted.fits"].cfa) == ("ok", "GRBG")
+    assert (rows["mono.fits"].status, rows["mono.fits"].cfa) == ("ok", "")
+    # a profile saying 'none' calibrates the binned frame as monochrome
+    rows = inventory_of(raw, make_config, default_camera={"bayer_pattern": "none"})
+    assert (rows["binned.fits"].status, rows["binned.fits"].cfa) == ("ok", "")

@@ -242,7 +242,7 @@ class FlatRecipe(Recipe):
         region = normalize_region(camera, shape)
         norm = median(data[region])
         cards: dict[str, Card] = {}
-        if job.cfa is not None and camera["flat"]["cfa"] == "per_channel":
+        if job.cfa is not None and camera["flat"].get("cfa", "together") == "per_channel":
             # each colour by its own median: the flat lamp's colour does not tint the lights
             channel_norms = channel_medians(job.cfa, data, region)
             for name, view in job.cfa.channels():
@@ -267,7 +267,10 @@ class FlatRecipe(Recipe):
         cards["NORMREG"] = (camera["flat"]["normalize_region"], "region of the median used to normalize")
         cards["NORMSTAT"] = ("median", "statistic used to normalize each flat and the master")
         if job.cfa is not None:
-            cards["FLATCFA"] = (camera["flat"]["cfa"], "CFA channels normalized together or per channel")
+            cards["FLATCFA"] = (
+                camera["flat"].get("cfa", "together"),
+                "CFA channels normalized together or per channel",
+            )
         for i, frame in enumerate(inputs, start=1):
             cards[f"FLEVL{i:03d}"] = (round(frame.level, 3), f"median ADU of input {i}")
         return Finished(mask, cards)

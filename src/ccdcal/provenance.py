@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 #: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job
 #: when they change (and only then), and a master's identity (MASTERID) includes them.
 PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
-    "bias": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.bias"),
+    "bias": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.bias", "bayer_pattern"),
     "dark": (
         "steps",
         "overscan",
@@ -33,6 +33,7 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
         "saturation",
         "combine.dark",
         "dark.hot_pixel_sigma",
+        "bayer_pattern",
         "background",
     ),
     "flat": (
@@ -44,9 +45,11 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
         "saturation",
         "combine.flat",
         "flat.normalize_each",
+        "flat.cfa",
         "flat.normalize_region",
         "flat.weak_threshold",
         "flat.dead_fraction",
+        "bayer_pattern",
         "flat.star_rejection",
         "background",
     ),
@@ -62,6 +65,7 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
         "keywords.pedestal",
         "dark.exposure_tolerance",
         "flat.weak_threshold",
+        "bayer_pattern",
         "output",
         *IMAGE_STEPS,
     ),
@@ -73,6 +77,8 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
 NEUTRAL_SETTINGS: dict[str, Callable[[Any], bool]] = {
     "steps": lambda names: tuple(names) in (DEFAULT_STEPS, CORE_STEPS),
     **{name: (lambda section: not section.get("enabled")) for name in IMAGE_STEPS},
+    "bayer_pattern": lambda pattern: pattern == "header",
+    "flat.cfa": lambda how: how == "together",
 }
 
 #: Top-level configuration keys that do not change the plan: where the data lie and how
@@ -90,12 +96,15 @@ def settings_for(camera: Mapping[str, Any], kind: str) -> dict[str, Any]:
     their neutral value left out)."""
     settings: dict[str, Any] = {"name": camera.get("name", "")}
     for path in PRODUCT_SETTINGS[kind]:
-        if path in NEUTRAL_SETTINGS and (path not in camera or NEUTRAL_SETTINGS[path](camera[path])):
-            continue
         *parents, leaf = path.split(".")
-        source, target = camera, settings
+        source = camera
         for key in parents:
-            source, target = source[key], target.setdefault(key, {})
+            source = source.get(key, {})
+        if path in NEUTRAL_SETTINGS and (leaf not in source or NEUTRAL_SETTINGS[path](source[leaf])):
+            continue
+        target = settings
+        for key in parents:
+            target = target.setdefault(key, {})
         target[leaf] = source[leaf]
     return settings
 

@@ -978,6 +978,9 @@ class CameraSpec:
     gain_setting: int | None = None
     #: card holding the true read noise (e-), or None
     read_noise_keyword: str | None = "RDNOISE"
+    #: a one-shot-colour sensor's Bayer pattern (BAYERPAT, XBAYROFF = YBAYROFF = 0,
+    #: ROWORDER = TOP-DOWN: numpy row 0 is the first row read), or None (monochrome)
+    bayer_pattern: str | None = None
 
     def __post_init__(self):
         if self.header_style not in HEADER_STYLES:
@@ -1018,6 +1021,10 @@ class FrameSet:
     n_stars: int = 0
     sky_e: float = 0.0
     camera_dark_frames: int = 0
+    #: flats and lights of a colour camera: (R, G, B) factors of the light reaching the
+    #: pixels of each colour (the flat lamp's colour; the sky's and stars' through the
+    #: filters), or None (1, 1, 1)
+    colour: tuple[float, float, float] | None = None
 
     def __post_init__(self):
         if self.kind not in FRAME_KINDS:
@@ -1032,6 +1039,8 @@ class FrameSet:
             raise ValueError(f"set {self.name!r}: one level per flat ({self.count})")
         if self.camera_dark_frames and self.kind != "light":
             raise ValueError(f"set {self.name!r}: only lights are dark-subtracted by the camera")
+        if self.colour is not None and (self.kind not in ("flat", "light") or len(self.colour) != 3):
+            raise ValueError(f"set {self.name!r}: a colour (R, G, B) is for flats and lights")
 
 
 def _default_frame_sets() -> tuple[FrameSet, ...]:
@@ -1074,6 +1083,8 @@ class CameraNight:
         names = [fs.name for fs in self.frame_sets]
         if len(set(names)) != len(names):
             raise ValueError(f"set names must be unique: {names}")
+        if self.camera.bayer_pattern is None and any(fs.colour for fs in self.frame_sets):
+            raise ValueError("sets with a colour need a camera with a bayer_pattern")
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -1133,6 +1144,32 @@ def _camera_from_spec(c: CameraSpec, filters, seed: int) -> Camera:
         flats,
         detector_cards=_detector_cards(c),
         cosmic_rays_per_dark=c.cosmic_rays_per_dark,
+    )
+
+
+def colour_factors(c: CameraSpec, colour: tuple[float, float, float] | None) -> np.ndarray | float:
+    """The factor of each pixel [y, x] of ``c``'s data array that light of ``colour``
+    (R, G, B) gets through its Bayer filters; 1.0 for no colour."""
+    if colour is None:
+        return 1.0
+    from .cfa import CfaLayout
+
+    letters = CfaLayout(c.bayer_pattern).colour_map(c.shape)
+    factors = np.empty(c.shape)
+    for letter, value in zip("RGB", colour):
+        factors[letters == letter] = value
+    return factors
+
+
+def _bayer_cards(c: CameraSpec) -> tuple:
+    """The Bayer cards capture software writes for a colour sensor (none for mono)."""
+    if c.bayer_pattern is None:
+        return ()
+    return (
+        ("BAYERPAT", c.bayer_pattern, "Bayer color pattern"),
+        ("XBAYROFF", 0, "X offset of Bayer array"),
+        ("YBAYROFF", 0, "Y offset of Bayer array"),
+        ("ROWORDER", "TOP-DOWN", "FITS Image Orientation"),
     )
 
 
@@ -1286,6 +1323,7 @@ def _set_truth(fs: FrameSet, frames: list[str], flat) -> dict:
         "n_stars": fs.n_stars,
         "sky_e": fs.sky_e,
         "camera_dark": None,
+        "colour": None if fs.colour is None else list(fs.colour),
     }
 
 
@@ -1381,14 +1419,18 @@ def write_camera_night(raw_dir, truth_dir, spec: CameraNight, seed: int = DEFAUL
         set_index, k = position[fr.index]
         fs = spec.frame_sets[set_index]
         if fr.kind == "flat":
-            return _set_flat_signal(cam, fs, k, illuminations[set_index], rng)
-        return _set_light_signal(seed, cam, fs, set_index, rng)
+            made, info = _set_flat_signal(cam, fs, k, illuminations[set_index], rng)
+        else:
+            made, info = _set_light_signal(seed, cam, fs, set_index, rng)
+        return made * colour_factors(c, fs.colour), info
 
     for fr, set_index, _ in plan:
         fs = spec.frame_sets[set_index]
         offset, slope = offsets[fr.index], slopes[fr.index]
         exp = _expose_frame(seed, cam, fr, offset, slope, signal)
         header = _HEADER_WRITERS[c.header_style](cam, fr, exp.temp_c)
+        for key, value, comment in _bayer_cards(c):
+            header[key] = (value, comment)
         raw = exp.raw
         if fs.camera_dark_frames:
             raw = _subtract_camera_dark(raw, camera_darks[set_index], header, fs.camera_dark_frames, fr)
@@ -1698,6 +1740,51 @@ def night_dark_subtracted() -> CameraNight:
             sky_e=300.0,
             n_stars=20,
             camera_dark_frames=8,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_osc() -> CameraNight:
+    """A one-shot-colour CMOS (N.I.N.A. headers, BAYERPAT RGGB, no overscan, EGAIN and
+    RDNOISE written, 0.4 % hot pixels): 8 biases, 8 darks 120 s, 8 flats of
+    3 s under a lamp of colour 1.0 : 0.7 : 0.5 (R : G : B) at 8000 and 16000 ADU (its
+    green level), 4 lights 120 s of a sky of colour 0.8 : 1.0 : 0.6."""
+    camera = CameraSpec(
+        key="osc",
+        instrument="SimCMOS 571MC",
+        telescope="Sim 72mm refractor",
+        header_style="nina",
+        bias_level_adu=800.0,
+        bias_drift_adu=0.0,
+        bias_pattern_adu=1.0,
+        gain=0.5,
+        read_noise_e=2.5,
+        dark_rate_e_per_s=0.01,
+        hot_pixel_fraction=0.004,
+        set_temp_c=-10.0,
+        flat_corner_level=0.8,
+        prnu=0.01,
+        bayer_pattern="RGGB",
+    )
+    lamp, sky = (1.0, 0.7, 0.5), (0.8, 1.0, 0.6)
+    sets = (
+        FrameSet("bias", "bias", 8, start_h=13.0),
+        FrameSet("dark_120s", "dark", 8, 120.0),
+        FrameSet(
+            "flat_OSC", "flat", 8, 3.0, filter="OSC", levels_adu=_pairs(8000.0, 16000.0) * 2, colour=lamp, start_h=16.0
+        ),
+        FrameSet(
+            "light_OSC_120s",
+            "light",
+            4,
+            120.0,
+            filter="OSC",
+            object="M 42",
+            start_h=19.0,
+            sky_e=600.0,
+            n_stars=20,
+            colour=sky,
         ),
     )
     return CameraNight(camera, sets)
