@@ -134,3 +134,22 @@ def test_cosmetic_correction_fills_from_the_pixels_own_colour():
     assert own.replaced == 1
     mixed = correct_cosmetic(image, uncert, mask)
     assert mixed.image[31, 31] == pytest.approx(0.85)  # median of 4 reds (1.0) and 4 greens (0.7)
+
+
+def test_quality_figures_of_a_colour_light_are_measured_on_its_2x2_cells():
+    """A colour mosaic with noise as its UNCERT says: measured pixel to pixel, the colour
+    steps look like noise 8 times UNCERT; on 2x2 cells the noise ratio is 1 and the flat
+    sky is flat."""
+    from ccdcal.qc import light_statistics
+
+    rng = np.random.default_rng(3)
+    levels, layout = colour_mosaic((256, 256), {"R": 800.0, "G": 1000.0, "B": 600.0})
+    image = (levels + rng.normal(0, 10.0, levels.shape)).astype(np.float32)
+    uncert = np.full(image.shape, 10.0, np.float32)
+    mask = np.zeros(image.shape, np.uint8)
+    mixed = light_statistics(image, uncert, mask)
+    assert mixed["noise_ratio"] > 5
+    cells = light_statistics(image, uncert, mask, colour=True)
+    assert cells["noise_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert cells["sky"] == pytest.approx(850.0, abs=1.0)
+    assert cells["flatness"] < 0.005

@@ -134,6 +134,11 @@ def test_per_channel_flat_keeps_the_lamp_colour_out_of_the_lights(colour_night):
             lo, hi = SCATTER_RANGE
             assert lo <= score["z_scatter"] <= hi, (rel, name, score)
             assert score["pixels"] > 0.9 * flat.size / 4
+    # the quality checks measure colour lights on their 2x2 cells: nothing to flag here
+    with open(out / "qc.csv", newline="") as handle:
+        verdicts = [r for r in csv.DictReader(handle) if r["subject"] in manifest["lights"]]
+    assert {r["check"] for r in verdicts} >= {"noise_vs_uncert", "flatness"}
+    assert {r["verdict"] for r in verdicts} == {"pass"}, [r for r in verdicts if r["verdict"] != "pass"]
 
 
 def test_flats_normalized_together_tint_the_lights_by_the_lamp_colour(colour_night):

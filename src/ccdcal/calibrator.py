@@ -551,7 +551,7 @@ class Calibrator:
             image, uncert, mask = light.image, light.uncert, light.mask
             if statistics is not None:
                 statistics.update(
-                    light_statistics(image, uncert, mask),
+                    light_statistics(image, uncert, mask, colour=light.cfa is not None),
                     overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels),
                     raw_sha256=frame.digest(64),
                 )

@@ -105,8 +105,27 @@ def _robust_sigma(values: np.ndarray) -> float:
 LIGHT_SAMPLE_PIXELS = 2**16
 
 
+def _superpixels(
+    image: np.ndarray, uncert: np.ndarray, mask: np.ndarray, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A colour (Bayer) frame's 2 x 2 cells, on evenly spaced pairs of rows holding at
+    most ``max_pixels`` pixels: each cell's mean (every cell holds the same colours, so
+    the mosaic's colour steps are gone), the UNCERT of that mean and the OR of its MASK."""
+    ny, nx = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    step = max(1, math.ceil(image.size / max_pixels))
+    parts = [(slice(dy, ny, 2 * step), slice(dx, nx, 2)) for dy in (0, 1) for dx in (0, 1)]
+    mean = sum(image[rows, c].astype(np.float32) for rows, c in parts) * np.float32(0.25)
+    sigma = np.sqrt(sum(np.square(uncert[rows, c], dtype=np.float32) for rows, c in parts)) * np.float32(0.25)
+    flags = np.bitwise_or.reduce([mask[rows, c] for rows, c in parts])
+    return mean, sigma, flags
+
+
 def light_statistics(
-    image: np.ndarray, uncert: np.ndarray, mask: np.ndarray, max_pixels: int = LIGHT_SAMPLE_PIXELS
+    image: np.ndarray,
+    uncert: np.ndarray,
+    mask: np.ndarray,
+    max_pixels: int = LIGHT_SAMPLE_PIXELS,
+    colour: bool = False,
 ) -> dict[str, float]:
     """What a calibrated light says about its calibration (ADU, fractions), measured on
     evenly spaced whole rows holding at most ``max_pixels``:
@@ -118,10 +137,15 @@ def light_statistics(
     plane fitted to the medians of LIGHT_CELLS x LIGHT_CELLS cells (outlying cells left
     out), over the sky (a flat from another illumination leaves one; so does the moon);
     ``flatness``: the 16-84 % range of the cells' medians about that plane, over the sky
-    (vignetting, dust or fringes the flat did not remove).
+    (vignetting, dust or fringes the flat did not remove). A ``colour`` (Bayer) frame
+    is measured on its 2 x 2 cells' means (``_superpixels``): neighbouring pixels of
+    different colours differ by the colours' levels, not by noise.
     """
-    step = max(1, math.ceil(image.size / max_pixels))
-    image, uncert, mask = image[::step], uncert[::step], mask[::step]
+    if colour:
+        image, uncert, mask = _superpixels(image, uncert, mask, max_pixels)
+    else:
+        step = max(1, math.ceil(image.size / max_pixels))
+        image, uncert, mask = image[::step], uncert[::step], mask[::step]
     good = (mask == 0) & np.isfinite(image) & np.isfinite(uncert)
     pixels = image.size
     stats = {"masked": float(1 - good.sum() / pixels), "saturated": float(np.count_nonzero(mask & SATURATED) / pixels)}
