@@ -153,3 +153,28 @@ def test_quality_figures_of_a_colour_light_are_measured_on_its_2x2_cells():
     assert cells["noise_ratio"] == pytest.approx(1.0, abs=0.05)
     assert cells["sky"] == pytest.approx(850.0, abs=1.0)
     assert cells["flatness"] < 0.005
+
+
+def test_colour_thumbnails_are_in_colour_from_the_2x2_cells(tmp_path):
+    """A colour light's thumbnail is an RGB image of its cells (no checkerboard): a red
+    star on a grey sky comes out red where it is, the sky grey."""
+    from PIL import Image
+
+    from ccdcal.previews import write_thumbnail
+
+    rng = np.random.default_rng(5)
+    image, layout = colour_mosaic((512, 512), {"R": 800.0, "G": 1000.0, "B": 600.0})
+    image = image + rng.normal(0, 10.0, image.shape).astype(np.float32)
+    letters = layout.colour_map(image.shape)
+    star = np.zeros(image.shape, bool)
+    star[300:320, 100:120] = True
+    image[star & (letters == "R")] += 5000.0  # a red star
+    path = tmp_path / "thumb.png"
+    info = write_thumbnail(image, path, cfa=layout, max_size=128)
+    pixels = np.asarray(Image.open(path))
+    assert pixels.shape == (128, 128, 3) and info.block == 4
+    row = 127 - 310 // 4  # row 0 at the bottom
+    red, green, blue = pixels[row, 110 // 4].astype(int)
+    assert red == 255 and green < 200 and blue < 200
+    sky = pixels[10:40, 10:40].reshape(-1, 3).astype(float)
+    assert np.abs(np.median(sky, axis=0) - np.median(sky)).max() < 25  # grey-ish: each channel its own limits

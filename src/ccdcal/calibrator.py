@@ -556,7 +556,7 @@ class Calibrator:
                     raw_sha256=frame.digest(64),
                 )
             if thumbnail is not None:
-                write_thumbnail(image, thumbnail, mask)
+                write_thumbnail(image, thumbnail, mask, cfa=light.cfa)
             masters = {"bias": bias, "dark": dark, "flat": flat}
             entry = {
                 "dark_mode": mode,

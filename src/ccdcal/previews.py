@@ -13,16 +13,20 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottleneck as bn
 import numpy as np
 
 from .stats import median
 from .writers import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from .cfa import CfaLayout
 
 #: Normal consistency of the median absolute deviation: sigma = 1.4826 MAD.
 MAD_TO_SIGMA = 1.482602218505602
@@ -180,17 +184,9 @@ def reduced_image(
 THUMBNAIL_JPEG_QUALITY = 90
 
 
-def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1) -> PreviewInfo:
-    """Write an 8-bit grayscale image of a (reduced) image to ``path``, stretched linearly
-    between the ZScale limits (IRAF's zscale, astropy's ZScaleInterval) of its finite
-    pixels. Below the lower limit is black, above the upper white, a NaN pixel black; an
-    image of a single value is mid-grey. Row 0 is at the bottom, as ds9 shows a FITS
-    image. ``block``: what ``reduced_image`` reduced by (recorded in the PreviewInfo).
-
-    A path ending in .jpg is written as JPEG (quality 90: a light's thumbnail, a sky's
-    noise, encodes in a fourteenth of a PNG's time at 0.6 times its bytes), any other as
-    PNG (lossless: a master's preview)."""
-    reduced = np.asarray(reduced)
+def _stretched(reduced: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """8-bit levels of a 2-D image between its finite pixels' ZScale limits (NaN black;
+    one value: mid-grey), and the limits (NaN when no pixel is finite)."""
     finite = np.isfinite(reduced)
     pixels = np.zeros(reduced.shape, dtype=np.uint8)
     black = white = float("nan")
@@ -205,6 +201,28 @@ def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1
             pixels[finite] = np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
         else:
             pixels[finite] = 128
+    return pixels, black, white
+
+
+def write_stretched(reduced: np.ndarray, path: str | os.PathLike, block: int = 1) -> PreviewInfo:
+    """Write an 8-bit grayscale image of a (reduced) image to ``path``, stretched linearly
+    between the ZScale limits (IRAF's zscale, astropy's ZScaleInterval) of its finite
+    pixels. Below the lower limit is black, above the upper white, a NaN pixel black; an
+    image of a single value is mid-grey. Row 0 is at the bottom, as ds9 shows a FITS
+    image. ``block``: what ``reduced_image`` reduced by (recorded in the PreviewInfo). A
+    colour image (y, x, 3: R, G, B) is written in colour, each channel between its own
+    limits (an "unlinked" stretch: the sky comes out grey), the green's in the PreviewInfo.
+
+    A path ending in .jpg is written as JPEG (quality 90: a light's thumbnail, a sky's
+    noise, encodes in a fourteenth of a PNG's time at 0.6 times its bytes), any other as
+    PNG (lossless: a master's preview)."""
+    reduced = np.asarray(reduced)
+    if reduced.ndim == 3:  # colour (y, x, RGB): each channel stretched by its own limits
+        stretched = [_stretched(reduced[..., c]) for c in range(reduced.shape[2])]
+        pixels = np.stack([pixels for pixels, _, _ in stretched], axis=-1)
+        _, black, white = stretched[1]  # green's, in the PreviewInfo
+    else:
+        pixels, black, white = _stretched(reduced)
     from PIL import Image  # here: only a job that draws pays it (a light job of cached lights does not)
 
     buffer = io.BytesIO()
@@ -242,11 +260,31 @@ THUMBNAIL_SIZE = 256
 
 
 def write_thumbnail(
-    data: np.ndarray, path: str | os.PathLike, mask: np.ndarray | None = None, max_size: int = THUMBNAIL_SIZE
+    data: np.ndarray,
+    path: str | os.PathLike,
+    mask: np.ndarray | None = None,
+    max_size: int = THUMBNAIL_SIZE,
+    cfa: CfaLayout | None = None,
 ) -> PreviewInfo:
     """A small preview of a light (``write_preview`` of every n-th pixel of every n-th
     row, n = its longer side / ``max_size``, rounded up; JPEG when ``path`` ends in .jpg):
-    ~1.5 ms at 2048², where a block mean of every pixel costs ~20 ms a light."""
+    ~1.5 ms at 2048², where a block mean of every pixel costs ~20 ms a light. A colour
+    frame (``cfa``, its Bayer layout) is shown in colour: every n-th of its 2 x 2 cells
+    gives one pixel (R, the mean of its two G, B; masked pixels left out)."""
+    if cfa is not None:
+        step = max(1, -(-max(data.shape) // (2 * max_size)))
+        planes: dict[str, list[np.ndarray]] = {"R": [], "G": [], "B": []}
+        ny, nx = data.shape[0] // 2 * 2, data.shape[1] // 2 * 2
+        for name, (rows, cols) in cfa.channels():
+            view = (slice(rows.start, ny, 2 * step), slice(cols.start, nx, 2 * step))
+            plane = data[view].astype(np.float32)
+            if mask is not None:
+                plane[mask[view] != 0] = np.nan
+            planes[name[0]].append(plane)
+        with warnings.catch_warnings():  # a cell whose two greens are masked: NaN, shown black
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rgb = np.stack([np.nanmean(planes[c], axis=0) for c in "RGB"], axis=-1)
+        return write_stretched(rgb, path, 2 * step)
     step = max(1, -(-max(data.shape) // max_size))
     return write_preview(data[::step, ::step], path, None if mask is None else mask[::step, ::step], max_size=max_size)
 
