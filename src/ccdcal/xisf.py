@@ -132,6 +132,11 @@ class XisfError(ValueError):
     """A file that is not a usable XISF file; the message says why (not which file)."""
 
 
+class XisfTruncatedError(XisfError):
+    """An XISF file that ends before its header or its image data block does (perhaps
+    still being written)."""
+
+
 def is_xisf_name(name: str) -> bool:
     """True for a name ending in .xisf (any case)."""
     return name.lower().endswith(XISF_SUFFIX)
@@ -375,7 +380,7 @@ def _location(image: ElementTree.Element, file_size: int, header_end: int) -> tu
         if position < header_end or size <= 0:
             raise XisfError(f"location {location!r} does not place a data block after the header")
         if position + size > file_size:
-            raise XisfError(
+            raise XisfTruncatedError(
                 f"truncated file: the image data block ends at byte {position + size}, the file has {file_size} bytes"
             )
         return position, size, None
@@ -532,11 +537,15 @@ def read_header(path: str | os.PathLike) -> XisfHeader:
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         start = handle.read(16)
-        if len(start) < 16 or start[:8] != SIGNATURE:
+        if len(start) < 16 and SIGNATURE.startswith(start[:8]):
+            raise XisfTruncatedError(f"truncated file: {len(start)} bytes, shorter than the XISF file header (16)")
+        if start[:8] != SIGNATURE:
             raise XisfError("not an XISF 1.0 file (no XISF0100 signature)")
         (length,) = struct.unpack("<I", start[8:12])
         if length == 0 or 16 + length > size or length > MAX_HEADER_BYTES:
-            raise XisfError(f"truncated file: the XML header is {length} bytes long, the file has {size} bytes")
+            raise XisfTruncatedError(
+                f"truncated file: the XML header is {length} bytes long, the file has {size} bytes"
+            )
         raw = handle.read(length)
     try:
         text = raw.decode("utf-8").rstrip("\0 \t\r\n")
@@ -620,7 +629,7 @@ def read_block(path: str | os.PathLike, header: XisfHeader) -> bytes:
         block = handle.read(header.data_size)
     if len(block) != header.data_size:
         end = header.data_offset + header.data_size
-        raise XisfError(f"truncated file: the image data block ends at byte {end}, the file ends before it")
+        raise XisfTruncatedError(f"truncated file: the image data block ends at byte {end}, the file ends before it")
     return block
 
 
