@@ -103,7 +103,11 @@ def test_the_conda_environments_pin_the_lock_and_take_ccdcal_from_the_index():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     locked = dict(
         (canonical(name), version)
-        for name, version in (line.split("==") for line in (REPO / "requirements.txt").read_text().split())
+        for name, version in (
+            line.partition("#")[0].strip().split("==")
+            for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line.partition("#")[0].strip()
+        )
     )
     runtime = {canonical(re.split(r"[<>=!~;\[ ]", requirement)[0]) for requirement in project["dependencies"]}
     environments = {

@@ -49,7 +49,7 @@ from astropy.io import fits
 from . import cfa
 from .calibrate import Calibration, subtrahend
 from .camera import MASTER_TYPES, CameraProfile
-from .frames import FrameError, RawFrame, copy_header_cards
+from .frames import FrameError, RawFrame, XisfFrame, copy_header_cards, open_frame
 from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
 from .previews import write_thumbnail
 from .products import (
@@ -150,7 +150,7 @@ LAYOUT_KEYWORDS = ("BIASSEC", "DATASEC", "TRIMSEC", "CCDSEC", "AMPSEC", "DETSEC"
 
 
 def light_header(
-    raw: RawFrame,
+    raw: RawFrame | XisfFrame,
     rel_path: str,
     raw_digest: str,
     entry: Mapping[str, Any],
@@ -250,7 +250,7 @@ def output_format_array(
 class _FunctionCorrector:
     """Overscan correction by a user function on the whole raw frame, then the trim."""
 
-    def __init__(self, raw: RawFrame, function: Callable, overscans: list[Section], trim: Section):
+    def __init__(self, raw: RawFrame | XisfFrame, function: Callable, overscans: list[Section], trim: Section):
         self.layout = Layout(raw.shape, trim, tuple(Amplifier(trim, o) for o in overscans), "function")
         self._raw, self._function, self._overscans = raw, function, overscans
         self.levels: list[float] = []
@@ -355,7 +355,7 @@ class Calibrator:
             for key, product in zip(missing, read_products([wanted[k] for k in missing], self.threads)):
                 self._masters[key] = product
 
-    def _corrector(self, raw: RawFrame, p: Mapping[str, Any], steps: list[Step]):
+    def _corrector(self, raw: RawFrame | XisfFrame, p: Mapping[str, Any], steps: list[Step]):
         """The reader of ``raw``: its overscan and trim as the parameters (else the
         profile) say, as far as the raw ``steps`` take them (``steps.reading_layout``)."""
         method = p["overscan_method"]
@@ -409,12 +409,12 @@ class Calibrator:
             )
         return planes
 
-    def _value(self, raw: RawFrame, p: Mapping[str, Any], what: str) -> tuple[float | None, str]:
+    def _value(self, raw: RawFrame | XisfFrame, p: Mapping[str, Any], what: str) -> tuple[float | None, str]:
         if p[what] is not None:
             return float(p[what]), p.get(f"{what}_source") or "parameter"
         return self.camera.value_or_keyword(raw.header, what)
 
-    def _dark_choice(self, raw: RawFrame, p, bias, dark) -> tuple[str | None, float | None]:
+    def _dark_choice(self, raw: RawFrame | XisfFrame, p, bias, dark) -> tuple[str | None, float | None]:
         """(mode, scale): 'unscaled' subtracts the dark as is (it includes the bias);
         'scaled' subtracts bias + k (dark - bias), k = dark_scale or t_frame / t_dark;
         'auto' is unscaled when the exposures match within exposure_tolerance."""
@@ -469,7 +469,7 @@ class Calibrator:
         steps = steps_run(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"), settings)
         given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
         label = raw_label or Path(raw).name
-        with RawFrame(raw, label=label, digest_on_read=True) as frame:
+        with open_frame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()
             light = Light(given, lambda bias, dark: self._dark_choice(frame, p, bias, dark), settings)
             for arithmetic in in_stage(steps, "arithmetic"):

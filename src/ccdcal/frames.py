@@ -3,7 +3,9 @@
 Raw files are opened read-only and never written; uncompressed images are read with
 ``os.preadv`` (where the system has none, or ``CCDCAL_PORTABLE_IO`` is set, through a
 file object: seek and ``readinto``, see ccdcal.platform_io), compressed ones
-(tile-compressed, .gz) decompressed once. Images are
+(tile-compressed, .gz) decompressed once. XISF files (PixInsight's format, read by
+ccdcal.xisf) are opened as ``XisfFrame``, with the same interface (``open_frame`` chooses
+by the file's name). Images are
 returned as float32 ADU with BZERO/BSCALE applied (16-bit cameras store unsigned data as
 BITPIX=16 with BZERO=32768). A frame that cannot be used raises FrameError naming the
 file and the problem. The inventory reads headers only (``open_header``): a plain image
@@ -31,6 +33,7 @@ from .camera import HeaderView, card_value_text
 from .file_cache import file_digest
 from .fits_header import NOT_PRINTABLE, HeaderCards, card_images, header_text, read_simple_header
 from .parallel import thread_buffer
+from .xisf import XisfError, image_from_block, is_xisf_name, read_header
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 COMPRESSED_SUFFIXES = (".fz", ".gz")
@@ -443,14 +446,168 @@ class FrameHeader:
         pass
 
 
-def open_header(path: str | os.PathLike, label: str | None = None) -> FrameHeader | RawFrame:
-    """The frame's headers, for reading them only: a ``FrameHeader`` when
-    ``fits_header.read_simple_header`` can be sure to read its file as astropy does (never
-    a compressed one: .fz, .gz), else a ``RawFrame`` (FrameError naming the file and the
-    problem when it cannot be used)."""
+def open_header(path: str | os.PathLike, label: str | None = None) -> FrameHeader | RawFrame | XisfFrame:
+    """The frame's headers, for reading them only: an ``XisfFrame`` for a .xisf name (its
+    XML header only is read), a ``FrameHeader`` when ``fits_header.read_simple_header`` can
+    be sure to read its file as astropy does (never a compressed one: .fz, .gz), else a
+    ``RawFrame`` (FrameError naming the file and the problem when it cannot be used)."""
+    if is_xisf_name(Path(path).name):
+        return XisfFrame(path, label)
     compressed = Path(path).suffix.lower() in COMPRESSED_SUFFIXES
     simple = None if compressed else read_simple_header(path)
     return RawFrame(path, label) if simple is None else FrameHeader(*simple)
+
+
+_XISF_BITPIX = {"UInt8": 8, "UInt16": 16, "UInt32": 32, "Float32": -32, "Float64": -64}
+_XISF_INTEGER_MAX = {"UInt8": 255.0, "UInt16": 65535.0, "UInt32": 4294967295.0}
+
+
+class XisfFrame:
+    """A raw XISF frame (PixInsight's format) opened read-only, with ``RawFrame``'s interface.
+
+    Read by ccdcal's own reader (``ccdcal.xisf``): the first image of the file, which must
+    have one channel (a raw mono or CFA frame). ``header`` reads the file's FITSKeyword
+    table (``primary_header`` and ``image_header`` are that same astropy Header; XISF
+    properties fill the keywords it lacks, see ``ccdcal.xisf``); ``bitpix`` is the FITS
+    equivalent of the sample format (UInt16 -> 16, Float32 -> -32); ``read(rows)`` returns
+    float32 ADU as stored (unsigned integers need no BZERO; floats, often in 0:1, are not
+    rescaled). An uncompressed image is read row by row as ``RawFrame`` reads one; a
+    compressed one, or one whose block declares a checksum (which needs the whole block),
+    is decoded once and kept. The file is opened when first read.
+    """
+
+    hdu_index = 0
+
+    def __init__(self, path: str | os.PathLike, label: str | None = None, digest_on_read: bool = False):
+        self.path = Path(path)
+        self.label = label or str(path)
+        self._digest_on_read = digest_on_read
+        self._fd: int | _PortableSource | None = None
+        try:
+            self.xisf = read_header(self.path)
+        except XisfError as exc:
+            raise FrameError(f"{self.label}: not a readable XISF file ({exc})") from None
+        except OSError as exc:
+            raise FrameError(f"{self.label}: cannot be read ({exc.strerror or exc})") from None
+        if self.xisf.channels != 1:
+            raise FrameError(
+                f"{self.label}: colour image ({self.xisf.channels} channels): ccdcal calibrates raw mono or CFA frames"
+            )
+        self.primary_header = self.image_header = self.xisf.keywords
+        self.header = HeaderView(self.xisf.keywords)
+        #: What was wrong in the metadata and was repaired or skipped ('KEYWORD: ...').
+        self.header_problems: list[str] = list(self.xisf.problems)
+        self.shape: tuple[int, int] = self.xisf.shape
+        self.bitpix = _XISF_BITPIX[self.xisf.sample_format]
+        self._rows_readable = (
+            self.xisf.compression is None and self.xisf.checksum is None and self.xisf.inline_data is None
+        )
+        self._cache: np.ndarray | None = None
+        self._digest: str | None = None
+        self._lock = threading.Lock()
+
+    def check_complete(self) -> None:
+        """Raise FrameError when the file ends before its image data block does (truncated)."""
+        if self.xisf.inline_data is not None:
+            return
+        needed = self.xisf.data_offset + self.xisf.data_size
+        actual = self.path.stat().st_size
+        if actual < needed:
+            raise FrameError(f"{self.label}: truncated XISF file ({actual} bytes, the header needs {needed})")
+
+    def _source(self) -> int | _PortableSource:
+        if self._fd is None:
+            if platform_io.POSITIONAL_READS:
+                self._fd = os.open(self.path, os.O_RDONLY | platform_io.O_CLOEXEC)
+            else:
+                self._fd = _PortableSource(self.path)
+        return self._fd
+
+    def _file_size(self) -> int:
+        source = self._source()
+        return source.size() if isinstance(source, _PortableSource) else os.fstat(source).st_size
+
+    def _decoded(self) -> np.ndarray:
+        """The whole image decoded (checksum verified, decompressed), kept for later reads."""
+        if self._cache is None:
+            header = self.xisf
+            if header.inline_data is not None:
+                block: bytes | memoryview = header.inline_data
+            elif self._digest_on_read:  # the file, hashed too: read once
+                buffer = _read_into_buffer(self._source(), 0, self._file_size())
+                self._digest = hashlib.sha256(buffer).hexdigest()
+                block = buffer[header.data_offset : header.data_offset + header.data_size]
+            else:
+                block = _read_into_buffer(self._source(), header.data_offset, header.data_size)
+            self._cache = image_from_block(header, block)
+        return self._cache
+
+    def read(self, rows: slice | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Image rows as a new float32 array in ADU (as stored), or written into ``out``
+        (float32, C-contiguous, of the rows' shape) and returned. FrameError naming the
+        file when the data are truncated, cannot be decompressed or fail their checksum."""
+        start, stop, _ = (rows or slice(None)).indices(self.shape[0])
+        ny, nx = self.shape
+        try:
+            if self._rows_readable and not (self._digest_on_read and start == 0 and stop == ny):
+                dtype = self.xisf.dtype
+                row_bytes = nx * dtype.itemsize
+                count = max(stop - start, 0) * row_bytes
+                buffer = _read_into_buffer(self._source(), self.xisf.data_offset + start * row_bytes, count)
+                if len(buffer) < count:
+                    raise FrameError(f"{self.label}: truncated XISF file (rows {start}-{stop} missing)")
+                raw = np.frombuffer(buffer, dtype=dtype, count=count // dtype.itemsize).reshape(-1, nx)
+            else:
+                with self._lock:
+                    raw = self._decoded()[start:stop]
+            out = _float32_out(out, raw.shape)
+            np.copyto(out, raw, casting="unsafe")
+            return out
+        except FrameError:
+            raise
+        except XisfError as exc:
+            raise FrameError(f"{self.label}: {exc}") from None
+        except Exception as exc:
+            raise FrameError(f"{self.label}: cannot read image data ({exc})") from None
+
+    def digest(self, length: int = 16) -> str:
+        """First ``length`` hex digits of the SHA-256 of the file (as ``file_digest``); from
+        the bytes of a whole-image ``read`` when there was one, so the file is read once."""
+        if self._digest is None:
+            return file_digest(self.path, length)
+        return self._digest[:length]
+
+    @property
+    def integer_max(self) -> float | None:
+        """Largest raw value the sample format holds (65535 for UInt16), or None for floats."""
+        return _XISF_INTEGER_MAX.get(self.xisf.sample_format)
+
+    def close(self) -> None:
+        if isinstance(self._fd, _PortableSource):
+            self._fd.close()
+        elif self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._cache = None
+
+    def __enter__(self) -> XisfFrame:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def is_frame_name(name: str) -> bool:
+    """True for a raw frame's name: a FITS name (``is_fits_name``) or .xisf (any case)."""
+    return is_fits_name(name) or is_xisf_name(name)
+
+
+def open_frame(path: str | os.PathLike, label: str | None = None, digest_on_read: bool = False) -> RawFrame | XisfFrame:
+    """A raw frame opened read-only: an ``XisfFrame`` for a .xisf name, else a ``RawFrame``
+    (FrameError naming the file and the problem when it cannot be used)."""
+    if is_xisf_name(Path(path).name):
+        return XisfFrame(path, label, digest_on_read)
+    return RawFrame(path, label, digest_on_read)
 
 
 def copy_header_cards(target: fits.Header, *sources: fits.Header) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from . import cfa
 from .camera import CameraProfile, HeaderView, binning, profile_for, profiles_from_config, to_float
 from .file_cache import FileCache
-from .frames import FrameError, FrameHeader, RawFrame, is_fits_name, open_header
+from .frames import FrameError, FrameHeader, RawFrame, XisfFrame, is_frame_name, open_header
 from .overscan import check_overscan_apart, layout_for
 from .sections import Section
 
@@ -221,12 +221,12 @@ def list_raw_files(
 
 
 def no_fits_message(raw_dir: str | os.PathLike, files: Iterable[str], unreadable: Iterable[str] = ()) -> str | None:
-    """One line saying that ``raw_dir`` holds no FITS file (None when it holds one):
+    """One line saying that ``raw_dir`` holds no FITS or XISF file (None when it holds one):
     nothing to calibrate, which a night should not report as a success. ``files`` are
     those ``list_raw_files`` found; when there are some, it says how many and their
     extensions, so that a wrong folder or an unexpected naming is seen at once."""
     files = list(files)
-    if any(is_fits_name(f) for f in files):
+    if any(is_frame_name(f) for f in files):
         return None
     unreadable = list(unreadable)
     blocked = (
@@ -244,6 +244,7 @@ def no_fits_message(raw_dir: str | os.PathLike, files: Iterable[str], unreadable
     seen = ", ".join(f"{s} ({n})" for s, n in common[:8]) + (", ..." if len(common) > 8 else "")
     return (
         f"raw_dir {raw_dir} holds {len(files)} file(s) but no FITS file (.fits/.fit/.fts, optionally .fz/.gz)"
+        " or XISF file (.xisf)"
         f"{blocked}; extensions seen: {seen}"
     )
 
@@ -254,8 +255,10 @@ def inspect_frame(
     """One inventory row for ``rel_path`` and the camera profile applied (None when the
     file could not be read); never raises for a bad file."""
     record = FrameRecord(path=rel_path)
-    if not is_fits_name(rel_path):
-        record.reason = "not a FITS file (name does not end in .fits/.fit/.fts, optionally .fz/.gz)"
+    if not is_frame_name(rel_path):
+        record.reason = (
+            "not a FITS file (name does not end in .fits/.fit/.fts, optionally .fz/.gz) nor an XISF file (.xisf)"
+        )
         return record, None
     if not os.access(raw_dir / rel_path, os.R_OK):
         record.reason = "cannot be read (permission denied): give the user running ccdcal read access"
@@ -270,7 +273,9 @@ def inspect_frame(
         return record, None
 
 
-def _describe(frame: FrameHeader | RawFrame, rel_path: str, profile: CameraProfile, record: FrameRecord) -> FrameRecord:
+def _describe(
+    frame: FrameHeader | RawFrame | XisfFrame, rel_path: str, profile: CameraProfile, record: FrameRecord
+) -> FrameRecord:
     header = frame.header
     decision = profile.frame_type(rel_path, header)
     problems = list(frame.header_problems)  # -> record.warnings; none of them excludes the frame
@@ -391,7 +396,7 @@ def check_camera_geometry(records: list[FrameRecord], cameras: Mapping[str, Mapp
                     raise fail(exc, "'overscan.regions' or 'trim'") from None
 
 
-def subtracted_by_camera(frame: FrameHeader | RawFrame, rule: Mapping[str, Any]) -> str:
+def subtracted_by_camera(frame: FrameHeader | RawFrame | XisfFrame, rule: Mapping[str, Any]) -> str:
     """The card that says the camera software already dark-subtracted this frame (its
     HISTORY/COMMENT holds one of ``rule['history']``, case-insensitive, or its
     ``rule['keyword']`` is true), as text; '' when none does."""

@@ -37,7 +37,7 @@ from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .cfa import CfaLayout
 from .combine import CombineSpec, combine_block, variance_factor_table
-from .frames import FrameError, RawFrame, copy_header_cards
+from .frames import FrameError, RawFrame, XisfFrame, copy_header_cards, open_frame
 from .inventory import parse_shape
 from .master_recipes import RECIPES, MasterJob, central_rows
 from .memory import memory_returned_promptly, release_free_memory
@@ -60,7 +60,7 @@ class InputFrame:
     """One input of a master, open and ready to be read block by block."""
 
     rel_path: str
-    raw: RawFrame
+    raw: RawFrame | XisfFrame
     corrector: FrameCorrector
     saturation: float | None
     exptime: float
@@ -110,7 +110,7 @@ def open_inputs(
         rel = entry["path"]
         raw = None
         try:
-            raw = RawFrame(raw_dir / rel, label=rel)
+            raw = open_frame(raw_dir / rel, label=rel)
             raw.check_complete()
             layout = layout_for(raw.header, raw.shape, profile.config)
             if layout.shape != expected:
@@ -434,7 +434,7 @@ def write_intermediates(
     profile = CameraProfile(dict(camera))
     for entry in spec["frames"]:
         rel = entry["path"]
-        with RawFrame(Path(raw_dir) / rel, label=rel) as raw:
+        with open_frame(Path(raw_dir) / rel, label=rel) as raw:
             layout = layout_for(raw.header, raw.shape, profile.config)
             corrector = FrameCorrector(raw.read, layout)
             data, _ = corrector.full()

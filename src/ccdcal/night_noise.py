@@ -39,7 +39,7 @@ import numpy as np
 from astropy.io import fits
 
 from .camera import FRAME_TYPES, CameraProfile, safe_name
-from .frames import FrameError, RawFrame
+from .frames import FrameError, open_frame
 from .noise import (
     NoiseMeasurementError,
     dark_variance_rate,
@@ -207,7 +207,7 @@ class _Frames:
         """(image ADU, saturation in raw ADU); FrameError/ValueError naming the file. With
         ``overscan_noise``, each overscan strip's pixel noise is kept too (biases)."""
         if rel not in self.images:
-            with RawFrame(self.raw_dir / rel, label=rel) as raw:
+            with open_frame(self.raw_dir / rel, label=rel) as raw:
                 raw.check_complete()
                 layout = layout_for(raw.header, raw.shape, self.profile.config)
                 saturation, _ = self.profile.value_or_keyword(raw.header, "saturation")
@@ -225,7 +225,7 @@ class _Frames:
 
     def header(self, rel: str):
         if rel not in self.headers:
-            with RawFrame(self.raw_dir / rel, label=rel) as raw:
+            with open_frame(self.raw_dir / rel, label=rel) as raw:
                 self.headers[rel] = raw.header
         return self.headers[rel]
 

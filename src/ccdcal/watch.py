@@ -2,8 +2,8 @@
 
 The watcher follows ``raw_dir`` (inotify through ``watchdog`` where it can; else, and on
 network file systems, by listing the folder every ``poll_seconds``) and hands on a file
-once it is complete: its size and time unchanged for ``settle_seconds`` and its FITS
-structure whole (``frames.RawFrame.check_complete``), so a half-written frame is never read.
+once it is complete: its size and time unchanged for ``settle_seconds`` and its FITS (or
+XISF) structure whole (``frames.RawFrame.check_complete``), so a half-written frame is never read.
 
 - A **light** is planned alone against the master library (``plan.make_plan`` with the
   library's masters, as the batch workflow plans a night of lights) and calibrated by the
@@ -43,7 +43,7 @@ from astropy.io import fits
 
 from .calibrator import Calibrator
 from .camera import MASTER_TYPES
-from .frames import FrameError, RawFrame, is_fits_name
+from .frames import FrameError, RawFrame, is_frame_name
 from .inventory import list_raw_files, take_inventory
 from .jobs.build_master import master_job
 from .jobs.inventory import MATCH_COLUMNS, csv_text
@@ -53,6 +53,7 @@ from .night_noise import measure_setup
 from .plan import make_plan, master_inputs
 from .provenance import settings_digest, settings_for
 from .writers import copy_atomic, link_or_copy, write_text_atomic
+from .xisf import XisfError, XisfTruncatedError, is_xisf_name, read_header
 
 log = logging.getLogger("ccdcal.watch")
 
@@ -95,10 +96,19 @@ class WatchSettings:
 
 # ----------------------------------------------------------------------------- arrivals
 def structure_is_whole(path: Path) -> bool:
-    """True when ``path`` opens as a FITS image whose data are all there (a frame still
-    being written is shorter than its header says, or has no header END yet); a file
-    whose name is not a FITS name has no structure to wait for (the inventory excludes it)."""
-    if not is_fits_name(path.name):
+    """True when ``path`` opens as a FITS or XISF image whose data are all there (a frame
+    still being written is shorter than its header says, or has no header END yet); a file
+    whose name is not a frame's name has no structure to wait for (the inventory excludes
+    it), nor has an XISF file broken otherwise than by its end (the inventory says why)."""
+    if not is_frame_name(path.name):
+        return True
+    if is_xisf_name(path.name):
+        try:
+            read_header(path)
+        except XisfTruncatedError:
+            return False
+        except (XisfError, OSError):
+            return True
         return True
     try:
         frame = RawFrame(path)
