@@ -487,3 +487,16 @@ def test_a_step_left_out_gets_no_master_and_no_flag(cams, make_config):
     no_flat = make_plan(records, make_config(), cams(steps=["overscan", "trim", "bias", "dark"]))
     assert no_flat["lights"]["light/a.fits"]["flat"] is None
     assert no_flat["lights"]["light/a.fits"]["flags"] == []
+
+
+def test_xisf_lights_are_written_as_fits_beside_a_fits_namesake():
+    from ccdcal.plan import output_names
+
+    names = output_names(["n/a.xisf", "n/b.XISF", "n/c.fits", "n/c.xisf", "n/c.fits.fz"])
+    assert names == {
+        "n/a.xisf": "n/a.fits",
+        "n/b.XISF": "n/b.fits",
+        "n/c.fits": "n/c.fits",
+        "n/c.xisf": "n/c_xisf.fits",
+        "n/c.fits.fz": "n/c_fz.fits",
+    }

@@ -456,6 +456,11 @@ def test_night_from_xisf_calibrates_as_from_fits(tiny_nights, tmp_path):
     run_snakemake(xisf_raw, out_xisf)
     lights_fits, lights_xisf = _calibrated(out_fits), _calibrated(out_xisf)
     assert sorted(lights_fits) == sorted(lights_xisf) == ["light_V_60s_001", "light_V_60s_002"]
+    # outputs are FITS, named as the FITS night's are
+    assert sorted(p.relative_to(out_xisf) for p in lights_xisf.values()) == sorted(
+        p.relative_to(out_fits) for p in lights_fits.values()
+    )
+    assert all(p.name.endswith(".fits") for p in lights_xisf.values())
     for stem, path in lights_fits.items():
         with fits.open(path) as a, fits.open(lights_xisf[stem]) as b:
             for extension in (0, "UNCERT", "MASK"):  # the image (SCI) is the primary HDU

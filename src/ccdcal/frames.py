@@ -33,7 +33,7 @@ from .camera import HeaderView, card_value_text
 from .file_cache import file_digest
 from .fits_header import NOT_PRINTABLE, HeaderCards, card_images, header_text, read_simple_header
 from .parallel import thread_buffer
-from .xisf import XisfError, image_from_block, is_xisf_name, read_header
+from .xisf import XISF_SUFFIX, XisfError, image_from_block, is_xisf_name, read_header
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 COMPRESSED_SUFFIXES = (".fz", ".gz")
@@ -156,6 +156,17 @@ def is_fits_name(name: str) -> bool:
             if lower.endswith(FITS_SUFFIXES) or suffix == ".fz":
                 return True
     return lower.endswith(FITS_SUFFIXES)
+
+
+def plain_output_name(rel_path: str) -> str:
+    """A raw frame's calibrated (FITS) file: its raw path with a .fz/.gz suffix dropped,
+    and an XISF frame's .xisf made .fits (outputs are FITS)."""
+    for suffix in COMPRESSED_SUFFIXES:
+        if rel_path.lower().endswith(suffix):
+            return rel_path[: -len(suffix)]
+    if is_xisf_name(rel_path):
+        return rel_path[: -len(XISF_SUFFIX)] + ".fits"
+    return rel_path
 
 
 def _image_hdu_index(hdul: fits.HDUList) -> int:

@@ -37,7 +37,7 @@ from .calibrate import Subtrahend, subtrahend
 from .camera import CameraProfile
 from .cfa import CfaLayout
 from .combine import CombineSpec, combine_block, variance_factor_table
-from .frames import FrameError, RawFrame, XisfFrame, copy_header_cards, open_frame
+from .frames import FrameError, RawFrame, XisfFrame, copy_header_cards, open_frame, plain_output_name
 from .inventory import parse_shape
 from .master_recipes import RECIPES, MasterJob, central_rows
 from .memory import memory_returned_promptly, release_free_memory
@@ -446,7 +446,7 @@ def write_intermediates(
             for i, level in enumerate(corrector.levels, start=1):
                 header[f"OVSCLV{i}"] = (round(level, 3), f"[ADU] mean overscan level, amplifier {i}")
             add_software_cards(header)
-        path = Path(out_dir) / rel.removesuffix(".fz").removesuffix(".gz")
+        path = Path(out_dir) / plain_output_name(rel)
         write_fits_atomic(fits.HDUList([fits.PrimaryHDU(data, header=header)]), path)
         written.append(path)
     return written

@@ -35,6 +35,7 @@ from typing import Any
 
 from . import __version__
 from .camera import MASTER_TYPES, safe_name
+from .frames import plain_output_name
 from .inventory import FrameRecord, parse_shape
 from .library import LibraryMaster
 from .matching import MISSING_FLAGS, Choice, Matcher, Target, missing_steps
@@ -649,23 +650,12 @@ def inherited_flags(choice: Choice, masters: Mapping[str, Master]) -> list[str]:
     ]
 
 
-COMPRESSION_SUFFIXES = (".fz", ".gz")
-
-
-def plain_output_name(rel_path: str) -> str:
-    """A light's calibrated file: its raw path with a .fz/.gz suffix dropped."""
-    for suffix in COMPRESSION_SUFFIXES:
-        if rel_path.lower().endswith(suffix):
-            return rel_path[: -len(suffix)]
-    return rel_path
-
-
 def output_names(rel_paths: Iterable[str], compression: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The calibrated file of each light (raw paths relative to raw_dir), all different.
 
     Each light gets ``plain_output_name``. Where several would share one (``a.fits`` and
-    ``a.fits.fz``), the uncompressed file keeps it and each compressed one keeps its
-    compression as a word before the extension (``a_fz.fits``), with ``_2``, ``_3``... added
+    ``a.fits.fz``, or ``a.xisf``), the uncompressed FITS file keeps it and each other one keeps its
+    compression or format as a word before the extension (``a_fz.fits``, ``a_xisf.fits``), with ``_2``, ``_3``... added
     (in path order) while that is still taken. Deterministic: the same raw paths give the
     same names. ``compression``: each light's ``output.compression``; a light written
     compressed (rice, gzip) gets ``.fz`` added to that name (``a.fits.fz``, ``a_fz.fits.fz``)."""
