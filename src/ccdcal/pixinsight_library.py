@@ -223,23 +223,83 @@ def master_files(root: Path) -> list[Path]:
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(folder) / f for f in files if not f.startswith(".") and f.lower().endswith(MASTER_SUFFIXES)
-        ]
+        found += [Path(folder) / f for f in files if not f.startswith(".") and f.lower().endswith(MASTER_SUFFIXES)]
     return sorted(found)
+
+
+class MasterReadError(Exception):
+    """A PixInsight master file that cannot be used (the message says why)."""
+
+
+@dataclass
+class MasterImage:
+    """A master file's image, header and what it says of its samples (``read_master``)."""
+
+    image: Any  # numpy (ny, nx), the file's sample type, as stored
+    header: Any  # astropy fits.Header: the keywords (XISF: FITSKeyword elements and mapped properties)
+    format: str  # xisf | fits
+    sample_format: str  # XISF sampleFormat ('Float32', 'UInt16') or 'BITPIX=<n>'
+    bounds: str  # XISF bounds ('0:1'); '' when not given
+
+
+def read_master(path: str | os.PathLike) -> MasterImage:
+    """The image and header of a master (XISF through ``ccdcal.xisf``, else FITS: the
+    first HDU with data, the primary header's cards under its own); MasterReadError
+    saying why when the file cannot be read, is damaged or holds more than one channel."""
+    import numpy as np
+    from astropy.io import fits
+
+    path = Path(path)
+    fmt = "xisf" if path.suffix.lower() == ".xisf" else "fits"
+    try:
+        if fmt == "xisf":
+            from . import xisf
+
+            info = xisf.read_header(path)
+            if info.channels != 1:
+                raise MasterReadError(f"multi-channel image ({info.channels} channels); ccdcal masters are one channel")
+            image = np.asarray(xisf.read_image(path, info))
+            found = MasterImage(image, info.keywords, fmt, str(info.sample_format), _bounds_text(info.bounds))
+        else:
+            from .products import fits_size_problem
+
+            with fits.open(path, memmap=False) as hdul:
+                problem = fits_size_problem(hdul, path.stat().st_size)
+                if problem:
+                    raise MasterReadError(f"damaged FITS file ({problem})")
+                index = next((i for i, h in enumerate(hdul) if getattr(h, "data", None) is not None), 0)
+                header = hdul[0].header.copy()
+                if index:
+                    header.extend(hdul[index].header, unique=True, update=True)
+                bitpix = hdul[index].header.get("BITPIX")
+                found = MasterImage(np.asarray(hdul[index].data), header, fmt, f"BITPIX={bitpix}", "")
+    except MasterReadError:
+        raise
+    except Exception as exc:  # the readers raise OSError, ValueError, KeyError...
+        raise MasterReadError(f"not a readable {fmt.upper()} file ({type(exc).__name__}: {exc})") from None
+    image = found.image
+    if image is None:
+        raise MasterReadError("no image in the file")
+    if image.ndim == 3 and 1 in (image.shape[0], image.shape[-1]):
+        image = image.reshape([n for n in image.shape if n != 1] or [1, 1])
+    if image.ndim != 2:
+        kind = "multi-channel" if image.ndim == 3 else "not 2-D"
+        raise MasterReadError(f"image of shape {tuple(image.shape)} ({kind}); ccdcal masters are one channel")
+    if image.dtype.kind == "f" and not np.isfinite(image).any():
+        raise MasterReadError("no finite pixel")
+    found.image = image
+    return found
 
 
 def read_facts(path: Path) -> dict[str, Any]:
     """What the scan keeps of a master file, read once per size and mtime: its SHA-256,
-    its header (FITS text), image shape, sample format, bounds, largest finite value, and
-    ``problem`` (why it cannot be used, None when it can). The whole image is read: a
-    damaged data block is found here, not in a light job."""
+    header (FITS text), image shape, sample format, bounds, largest finite value and
+    ``problem`` (why it cannot be used, None when it can). The whole image is read
+    (``read_master``): a damaged data block is found here, not in a later job."""
     import numpy as np
-    from astropy.io import fits
 
-    fmt = "xisf" if path.suffix.lower() == ".xisf" else "fits"
     facts: dict[str, Any] = {
-        "format": fmt,
+        "format": "xisf" if path.suffix.lower() == ".xisf" else "fits",
         "sha256": file_digest(path, length=64),
         "header": "",
         "shape": None,
@@ -249,46 +309,14 @@ def read_facts(path: Path) -> dict[str, Any]:
         "problem": None,
     }
     try:
-        if fmt == "xisf":
-            from . import xisf
-
-            info = xisf.read_header(path)
-            header = info.keywords
-            facts["sample_format"] = str(info.sample_format or "")
-            facts["bounds"] = _bounds_text(info.bounds)
-            image = np.asarray(xisf.read_image(path))
-        else:
-            from .products import fits_size_problem
-
-            with fits.open(path, memmap=False) as hdul:
-                problem = fits_size_problem(hdul, path.stat().st_size)
-                if problem:
-                    facts["problem"] = f"damaged FITS file ({problem})"
-                    return facts
-                index = next((i for i, h in enumerate(hdul) if getattr(h, "data", None) is not None), 0)
-                header = hdul[0].header.copy()
-                if index:
-                    header.extend(hdul[index].header, unique=True, update=True)
-                facts["sample_format"] = f"BITPIX={hdul[index].header.get('BITPIX')}"
-                image = np.asarray(hdul[index].data)
-    except Exception as exc:  # the readers raise OSError, ValueError, KeyError...
-        facts["problem"] = f"not a readable {fmt.upper()} file ({type(exc).__name__}: {exc})"
+        found = read_master(path)
+    except MasterReadError as exc:
+        facts["problem"] = str(exc)
         return facts
-    facts["header"] = header.tostring()
-    if image.ndim == 3 and 1 in (image.shape[0], image.shape[-1]):
-        image = image.reshape([n for n in image.shape if n != 1] or [1, 1])
-    if image.ndim != 2:
-        facts["problem"] = (
-            f"image of shape {tuple(image.shape)}: {'multi-channel' if image.ndim == 3 else 'not 2-D'}; "
-            "ccdcal masters are one channel"
-        )
-        return facts
+    image = found.image
+    facts.update(header=found.header.tostring(), sample_format=found.sample_format, bounds=found.bounds)
     facts["shape"] = [int(image.shape[0]), int(image.shape[1])]
-    finite = np.isfinite(image) if image.dtype.kind == "f" else None
-    if finite is not None and not finite.any():
-        facts["problem"] = "no finite pixel"
-        return facts
-    facts["data_max"] = float(np.max(image[finite] if finite is not None else image))
+    facts["data_max"] = float(np.nanmax(image)) if image.dtype.kind == "f" else float(np.max(image))
     return facts
 
 
@@ -330,6 +358,18 @@ def instrument_of_setup(setup: str, instruments: Iterable[str]) -> str:
     return setup.rsplit("_", 1)[1] if "_" in setup else ""
 
 
+#: Longest plan name of a master's file stem (a file name has 255 bytes).
+NAME_MAX = 160
+
+
+def plan_name(stem: str) -> str:
+    """A file stem as a master's name in the plan: [A-Za-z0-9._+-] kept (so ANAWBPPS's
+    'Edge_HD_8__QHY600M' stays as it is), any other character '_'; longer than NAME_MAX,
+    cut with ``safe_name``'s digest."""
+    text = re.sub(r"[^A-Za-z0-9._+\-]", "_", stem).strip("._") or "master"
+    return text if len(text) <= NAME_MAX else safe_name(text, limit=NAME_MAX)
+
+
 def describe(
     path: Path,
     root: Path,
@@ -354,16 +394,14 @@ def describe(
     )
     folders = parse_folders(path, root)
     day = folders.date.replace("-", "")
-    master.name = "pi_" + (f"{day}_" if day else "") + safe_name(path.stem, limit=120)
+    master.name = "pi_" + (f"{day}_" if day else "") + plan_name(path.stem)
     if facts["problem"]:
         master.problem = facts["problem"]
     header = fits.Header.fromstring(facts["header"]) if facts["header"] else fits.Header()
     parts, name_problem = parse_name(path.name)
     sources = master.sources
     # the kind: IMAGETYP, else the name, else the folders
-    keyword_kind = next(
-        (kind_of_imagetyp(header[k]) for k in ("IMAGETYP", "FRAME", "FRAMETYP") if k in header), None
-    )
+    keyword_kind = next((kind_of_imagetyp(header[k]) for k in ("IMAGETYP", "FRAME", "FRAMETYP") if k in header), None)
     if keyword_kind == "Dark" and parts is not None and parts.kind == "DarkFlat":
         keyword_kind = "DarkFlat"  # a darkflat is a dark to PixInsight too; its name says which
     if keyword_kind:
