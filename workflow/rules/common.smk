@@ -351,6 +351,11 @@ def get_import_inputs(wildcards):
     }
 
 
+def get_import_settings(wildcards):
+    """How PixInsight masters are converted (the configuration's pixinsight_import)."""
+    return json.dumps(config["pixinsight_import"], sort_keys=True)
+
+
 def get_import_source_state(wildcards):
     """The PixInsight master file, with its size and time (see library_state)."""
     return library_state([get_plan()["masters"][wildcards.master]["file"]])

@@ -17,7 +17,7 @@ rule import_master:
     params:
         spec=get_master_spec,
         camera=get_master_camera,
-        settings=json.dumps(config["pixinsight_import"], sort_keys=True),
+        settings=get_import_settings,
         source=get_import_source_state,
         library=get_master_library_files,
     script:
