@@ -135,6 +135,7 @@ SCRIPT_STAGES = {
     "calibrate_lights": "lights",
     "measure_noise": "noise",
     "file_in_library": None,
+    "import_master": "masters",
 }
 
 

@@ -69,7 +69,7 @@ def describe(records: list, plan: Mapping[str, Any]) -> str:
         lines += [f"  {r.path}: {r.reason}" for r in excluded]
     lines.append(f"masters ({len(plan['masters'])}):")
     for name, master in sorted(plan["masters"].items()):
-        source = "library " + str(master.get("file")) if master["source"] == "library" else "tonight"
+        source = f"{master['source']} {master.get('file')}" if master["source"] != "tonight" else "tonight"
         made = (
             f"fitted from {len(master['derived_from'])} darks"
             if master.get("derived_from")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,8 @@ class LibraryMaster:
     time_end: float | None
     flags: list[str]  # CALFLAGS: steps its inputs were calibrated without
     damaged: str | None  # why the file cannot be used (``verify_master``); None when whole
+    source: str = "library"  # library | pixinsight (``pixinsight_library``: read, converted when used)
+    details: dict[str, Any] = field(default_factory=dict)  # pixinsight: ``PixInsightMaster.details``
 
 
 def scan_library(

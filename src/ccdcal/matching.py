@@ -6,7 +6,8 @@ every candidate master of the step's type and the frame's camera; the first that
 the candidate's reason:
 
 0. a library master whose file is damaged (``library.verify_master``) is never used:
-   ``"damaged library file (truncated: 51720 bytes, the headers need 54720)"``;
+   ``"damaged library file (truncated: 51720 bytes, the headers need 54720)"``, nor a
+   PixInsight master that cannot be read (``"unusable PixInsight master (...)"``);
 1. the ``equal`` setup values (binning, shape, gain setting, offset, readout mode; filter
    for flats): ``"binning 2x2 != 1x1"``;
 2. temperature within the camera's ``temperature_tolerance`` (bias, dark):
@@ -134,7 +135,8 @@ class Matcher:
     # --------------------------------------------------------------- the rules
     def _rejection(self, target: Target, master, step: str) -> str | None:
         if master.damaged:
-            return f"damaged library file ({master.damaged})"
+            what = "unusable PixInsight master" if master.source == "pixinsight" else "damaged library file"
+            return f"{what} ({master.damaged})"
         profile = self.cameras[target.camera]
         rule = profile["matching"][step]
         for key in rule["equal"]:

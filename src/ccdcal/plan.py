@@ -111,7 +111,9 @@ def _mean(values: Iterable[float | None]) -> float | None:
 @dataclass
 class Master:
     """A master to build tonight (name = file stem, type, setup, input frames), or one
-    found in the library (``source='library'``, ``file`` its path, no frames)."""
+    found in the library (``source='library'``, ``file`` its path, no frames), or in a
+    PixInsight library (``source='pixinsight'``: ``file`` its path, converted into a
+    ccdcal product when used, ``imported`` what its import needs)."""
 
     name: str
     type: str  # bias | dark | flat
@@ -124,8 +126,8 @@ class Master:
     # flats: per-frame calibration; darks: the bias used to measure dark current (optional)
     frame_calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
     bias: str | None = None
-    source: str = "tonight"  # tonight | library
-    file: str | None = None  # library masters: their path
+    source: str = "tonight"  # tonight | library | pixinsight
+    file: str | None = None  # library and PixInsight masters: their path
     time_begin: float | None = None  # seconds since 2000 of the first and last input
     time_end: float | None = None
     date_begin: str = ""
@@ -135,6 +137,7 @@ class Master:
     derived_from: list[str] = field(default_factory=list)  # a bias fitted from these darks
     flags: list[str] = field(default_factory=list)  # steps its inputs were calibrated without
     damaged: str | None = None  # library masters: why the file cannot be used (library.verify_master)
+    imported: dict[str, Any] = field(default_factory=dict)  # pixinsight: PixInsightMaster.details
 
     @classmethod
     def from_library(cls, record: LibraryMaster) -> Master:
@@ -148,7 +151,7 @@ class Master:
             record.temperature_c,
             record.exptime,
             record.filter,
-            source="library",
+            source=record.source,
             file=record.file,
             time_begin=record.time_begin,
             time_end=record.time_end,
@@ -157,6 +160,7 @@ class Master:
             identity=record.identity,
             flags=list(record.flags),
             damaged=record.damaged,
+            imported=dict(record.details),
         )
 
     def __post_init__(self):
@@ -173,7 +177,7 @@ class Master:
 
     @property
     def source_label(self) -> str:
-        return "tonight" if self.source == "tonight" else f"library:{self.file}"
+        return "tonight" if self.source == "tonight" else f"{self.source}:{self.file}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,6 +196,7 @@ class Master:
             "date_begin": self.date_begin,
             "derived_from": self.derived_from,
             "flags": self.flags,
+            **({"count": self.count, "imported": self.imported} if self.imported else {}),
             "frames": [
                 {
                     "path": f.path,
@@ -613,7 +618,8 @@ def make_plan(
             used.update(v for c in master.frame_calibration.values() for v in (c["bias"], c["dark"]) if v)
         if master.type == "dark" and master.bias:
             used.add(master.bias)
-    listed = [*tonight, *(m for m in matcher.masters if m.source == "library" and m.name in used)]
+    _imported_biases(matcher, used)
+    listed = [*tonight, *(m for m in matcher.masters if m.source != "tonight" and m.name in used)]
     masters_json = {m.name: {**m.to_json(), "used": m.name in used} for m in listed}
     setups: dict[str, dict[str, Any]] = {}
     library_files: dict[str, list[str]] = defaultdict(list)
@@ -621,22 +627,37 @@ def make_plan(
         name = noise_name(master.setup)
         if master.source == "library":
             library_files[name].append(master.file)
-        else:
+        elif master.source == "tonight":
             setups[name] = master.setup
             masters_json[master.name]["noise"] = name
     for group in light_groups.values():
         setup = _setup_dict(records_by_path[group["lights"][0]["path"]])
         group["noise"] = noise_name(setup)
         setups[group["noise"]] = setup
+    noise = noise_plans(records, cameras, setups, library_files)
+    for master in listed:  # an imported master takes its setup's gain and read noise, when measured tonight
+        if master.source == "pixinsight" and noise_name(master.setup) in noise:
+            masters_json[master.name]["noise"] = noise_name(master.setup)
     return {
         "version": PLAN_VERSION,
         "cameras": {name: cameras[name] for name in sorted(cameras)},
         "masters": masters_json,
-        "noise": noise_plans(records, cameras, setups, library_files),
+        "noise": noise,
         "light_groups": light_groups,
         "lights": lights,
         "matches": matcher.rows,
     }
+
+
+def _imported_biases(matcher: Matcher, used: set[str]) -> None:
+    """Each PixInsight dark used gets the bias that measures its dark current (its
+    UNCERT's shot noise, ``pixinsight_import``), which is then used too; one without a
+    usable bias gets none (its import says so)."""
+    for master in [m for m in matcher.masters if m.source == "pixinsight" and m.type == "dark" and m.name in used]:
+        bias = matcher.bias_for(target_of_master(master), record=False, exclude=lambda m: bool(m.derived_from))
+        master.bias = bias.master.name if bias else None
+        if master.bias:
+            used.add(master.bias)
 
 
 def inherited_flags(choice: Choice, masters: Mapping[str, Master]) -> list[str]:

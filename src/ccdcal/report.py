@@ -192,6 +192,8 @@ def _master_line(name: str, master: Mapping[str, Any], plan: Mapping[str, Any], 
     problem = state.master_problem(name, plan)
     if problem:
         return f"  {name}: FAILED: {problem}"
+    if master["source"] == "pixinsight":
+        return f"  {name}: from the PixInsight library ({master['file']}), converted{note}"
     if master["source"] != "tonight":
         return f"  {name}: from the library ({master['file']}){note}"
     n = len(master["frames"]) or len(master.get("derived_from", []))

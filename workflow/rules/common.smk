@@ -59,6 +59,7 @@ except ConfigError as exc:
 RAW_DIR = Path(config["raw_dir"])
 OUT_DIR = Path(config["output_dir"])
 MASTERS = OUT_DIR / "masters"
+IMPORTED = MASTERS / "imported"
 MASTER_REPORTS = OUT_DIR / MASTER_REPORTS_DIR
 LIGHT_GROUPS = OUT_DIR / GROUPS_DIR
 NOISE = OUT_DIR / NOISE_DIR
@@ -222,17 +223,21 @@ def get_plan():
 
 
 def master_file(name):
-    """Tonight's masters are in output_dir/masters; the library's are used where they are."""
+    """Tonight's masters are in output_dir/masters, the PixInsight masters converted in
+    output_dir/masters/imported; the library's are used where they are."""
     master = get_plan()["masters"][name]
     if master["source"] == "library":
         return master["file"]
+    if master["source"] == "pixinsight":
+        return str(IMPORTED / f"{name}.fits")
     return str(MASTERS / f"{name}.fits")
 
 
 def tonight_masters(names):
-    """Tonight's masters among ``names``, as files: Snakemake's inputs."""
+    """The masters among ``names`` made in output_dir (tonight's, and the PixInsight
+    masters converted there), as files: Snakemake's inputs."""
     plan = get_plan()
-    return [master_file(m) for m in names if plan["masters"][m]["source"] == "tonight"]
+    return [master_file(m) for m in names if plan["masters"][m]["source"] != "library"]
 
 
 def library_state(paths):
@@ -333,6 +338,33 @@ def get_master_spec(wildcards):
     if _reuse_library(master):
         spec["library_file"] = master["library_file"]
     return json.dumps(spec, sort_keys=True)
+
+
+def get_import_inputs(wildcards):
+    """The bias master a PixInsight dark's dark current is measured with, when made in
+    output_dir, and the noise record of its setup, when tonight has one."""
+    plan = get_plan()
+    master = plan["masters"][wildcards.master]
+    return {
+        "masters": tonight_masters(master_inputs(plan, wildcards.master)["masters"]),
+        "noise": [noise_record(master["noise"])] if master.get("noise") else [],
+    }
+
+
+def get_import_settings(wildcards):
+    """How PixInsight masters are converted (the configuration's pixinsight_import)."""
+    return json.dumps(config["pixinsight_import"], sort_keys=True)
+
+
+def get_import_source_state(wildcards):
+    """The PixInsight master file, with its size and time (see library_state)."""
+    return library_state([get_plan()["masters"][wildcards.master]["file"]])
+
+
+def get_import_mem_mb(wildcards, attempt):
+    """The import holds about six planes of the master (float32) and its bias."""
+    ny, nx = _shape(get_plan()["masters"][wildcards.master]["setup"])
+    return (500 + 8 * 4 * ny * nx // 2**20) * attempt
 
 
 def get_master_camera(wildcards):

@@ -15,6 +15,7 @@ from ..camera import MASTER_TYPES
 from ..inventory import INVENTORY_ROWS, FrameRecord, records_to_csv, take_inventory
 from ..library import CHECKSUMS, ChecksumCache, scan_library
 from ..light_cache import holds_lights
+from ..pixinsight_library import PixInsightMaster, as_library_masters, scan_pixinsight, unusable_rows
 from ..plan import make_plan
 from ..writers import write_text_atomic
 
@@ -61,7 +62,35 @@ def plan_night(
     for master in library:
         if master.damaged:
             log.warning("library master %s is damaged, not used: %s", master.file, master.damaged)
-    return records, make_plan(records, config, cameras, library, checksums)
+    pixinsight = scan_pixinsight(
+        config.get("pixinsight_library"),
+        config,
+        None if work is None else work / PIXINSIGHT_CACHE,
+        {r.instrument for r in records if r.ok},
+    )
+    log_pixinsight(pixinsight, cameras)
+    plan = make_plan(records, config, cameras, [*library, *as_library_masters(pixinsight)], checksums)
+    plan["matches"] += unusable_rows(pixinsight)
+    return records, plan
+
+
+#: The PixInsight masters' digests and verdicts, in output_dir/work (``scan_pixinsight``).
+PIXINSIGHT_CACHE = "pixinsight.json"
+
+
+def log_pixinsight(masters: list[PixInsightMaster], cameras: Mapping[str, Any]) -> None:
+    """One line per PixInsight master: what it is and where each value came from, or why
+    it cannot be used; a master of none of tonight's cameras is said to be one."""
+    for m in masters:
+        where = ", ".join(f"{k} from {v}" for k, v in sorted(m.sources.items()))
+        if m.problem:
+            log.warning("PixInsight master %s (%s) not used: %s", m.file, m.name, m.problem)
+        elif m.camera not in cameras:
+            log.info("PixInsight master %s (%s): camera %s, not tonight's; %s", m.file, m.name, m.camera, where)
+        else:
+            log.info("PixInsight master %s: %s %s (%s)", m.file, m.type, m.name, where)
+        for note in m.notes:
+            log.warning("PixInsight master %s: %s", m.name, note)
 
 
 def inventory_job(
@@ -80,11 +109,11 @@ def inventory_job(
     write_text_atomic(json.dumps(plan, indent=1, sort_keys=True) + "\n", plan_json)
     write_text_atomic(csv_text(plan["matches"], MATCH_COLUMNS), matches_csv)
     log.info(
-        "%d files, %d ok, %d masters (%d from the library), %d light groups",
+        "%d files, %d ok, %d masters (%d from a library), %d light groups",
         len(records),
         sum(r.ok for r in records),
         len(plan["masters"]),
-        sum(m["source"] == "library" for m in plan["masters"].values()),
+        sum(m["source"] != "tonight" for m in plan["masters"].values()),
         len(plan["light_groups"]),
     )
     return plan
