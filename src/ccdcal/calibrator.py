@@ -516,10 +516,17 @@ class Calibrator:
                 data += np.float32(pedestal)
             mode, scale = light.dark_mode, light.dark_scale
             # a dark subtracted as is: its dark signal's shot noise is in the frame, and
-            # not in raw - D; measured as ADU^2 per s (night_noise), else left out
-            dark_variance = 0.0
+            # not in raw - D; measured as ADU^2 per s (night_noise), else the master dark's
+            # median dark current (DARKCUR, e-/s: a library's master on a night without
+            # darks), else left out
+            dark_variance, dark_variance_source = 0.0, ""
+            exptime = self.camera.exptime(frame.header) or 0.0
             if mode == "unscaled" and p["dark_variance_rate"]:
-                dark_variance = float(p["dark_variance_rate"]) * (self.camera.exptime(frame.header) or 0.0)
+                dark_variance = float(p["dark_variance_rate"]) * exptime
+                dark_variance_source = "measured on tonight's dark pairs"
+            elif mode == "unscaled" and light.dark is not None and light.dark.header.get("DARKCUR"):
+                dark_variance = max(float(light.dark.header["DARKCUR"]), 0.0) * exptime / gain**2
+                dark_variance_source = f"DARKCUR of {light.dark.path.name}"
             bias, dark, flat = light.subtracted_bias, light.dark, light.flat
             key = (
                 id(bias),
@@ -582,6 +589,7 @@ class Calibrator:
                 header[key] = card
             if dark_variance:
                 header["DARKVAR"] = (round(dark_variance, 4), "[ADU^2] dark shot noise in UNCERT")
+                header["DARKVSRC"] = (ascii_header_text(dark_variance_source)[:68], "where DARKVAR comes from")
             if pedestal_key:  # applied: a reader must not add it again
                 header.remove(pedestal_key, ignore_missing=True, remove_all=True)
                 header["PEDAPPL"] = (pedestal, f"[ADU] added: the raw frame's {pedestal_key}")
