@@ -178,3 +178,31 @@ def test_colour_thumbnails_are_in_colour_from_the_2x2_cells(tmp_path):
     assert red == 255 and green < 200 and blue < 200
     sky = pixels[10:40, 10:40].reshape(-1, 3).astype(float)
     assert np.abs(np.median(sky, axis=0) - np.median(sky)).max() < 25  # grey-ish: each channel its own limits
+
+
+@pytest.mark.parametrize("how", ["together", "per_channel"])
+def test_a_colour_master_flat_is_finished_per_colour(how, camera_profile):
+    """finish_flat (ccdcal's masters and PixInsight imports): a flat lit 1 : 0.7 : 0.3
+    with one dead blue pixel; per_channel gives each channel median 1 (FLATNR* the
+    levels), together one median; either way the one dead pixel is the only BADPIX (a
+    blue pixel judged against its red and green neighbours would look dead too)."""
+    from ccdcal.master_recipes import finish_flat
+
+    rng = np.random.default_rng(7)
+    flat, layout = colour_mosaic((128, 128))
+    flat = (flat * 20000.0 * (1 + 0.01 * rng.normal(size=flat.shape))).astype(np.float32)
+    flat[41, 41] *= 0.1
+    variance = np.full(flat.shape, 100.0, np.float32)
+    camera = camera_profile(flat={"cfa": how})
+    mask, cards = finish_flat(flat, variance, camera, layout)
+    assert set(zip(*np.nonzero(mask & BADPIX))) == {(41, 41)}
+    assert cards["FLATCFA"][0] == how
+    medians = {name: np.median(flat[view]) for name, view in layout.channels()}
+    if how == "per_channel":
+        assert medians == pytest.approx({"R": 1.0, "G1": 1.0, "G2": 1.0, "B": 1.0}, abs=1e-6)
+        assert cards["FLATNRB"][0] / cards["FLATNRR"][0] == pytest.approx(0.3, rel=0.01)
+        assert variance[1, 1] == pytest.approx(100.0 / cards["FLATNRB"][0] ** 2, rel=1e-5)
+    else:
+        assert np.median(flat) == pytest.approx(1.0, abs=1e-6)
+        assert medians["B"] / medians["R"] == pytest.approx(0.3, rel=0.01)
+        assert "FLATNRR" not in cards

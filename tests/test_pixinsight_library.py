@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 
 from ccdcal.pixinsight_library import instrument_of_setup, kind_of_imagetyp, parse_folders, parse_name
 
@@ -426,3 +426,42 @@ def test_hostile_masters_are_listed_with_their_reason_and_not_used(hostile, nigh
         clean = night["base"] / "out" / "calibrated" / "lights" / path.name
         assert np.array_equal(fits.getdata(path), fits.getdata(clean)), path.name
     assert snapshot(hostile["library"]) == hostile["before"]
+
+
+def test_watch_uses_the_pixinsight_library_as_the_batch_run_does(night, tmp_path):
+    """``ccdcal watch`` over the same lights finds the same PixInsight masters, converts
+    them into its own output folder (never into the library) and writes lights byte for
+    byte as the batch workflow did."""
+    import threading
+
+    import yaml
+
+    from ccdcal.config import validated
+    from ccdcal.watch import Watcher, WatchSettings
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    shutil.copytree(night["base"] / "raw", raw)
+    user = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config = validated(
+        {
+            **user,
+            "raw_dir": str(raw),
+            "output_dir": str(out),
+            "library_dir": str(tmp_path / "library"),
+            "pixinsight_library": str(night["library"]),
+        }
+    )
+    watcher = Watcher(WatchSettings(config, settle_seconds=0.1, poll_seconds=0.2), say=lambda line: None)
+    lights = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.fits"))
+    deadline = threading.Event()
+    threading.Timer(180, deadline.set).start()
+    watcher.run(until=lambda: all(r in watcher.state.frames for r in lights) or deadline.is_set())
+    deadline.set()
+    batch = night["base"] / "out"
+    assert len(lights) == 4
+    for rel in lights:
+        assert watcher.state.frames[rel]["status"] == "calibrated", watcher.state.frames[rel]
+        assert (out / "calibrated" / rel).read_bytes() == (batch / "calibrated" / rel).read_bytes(), rel
+    imported = sorted(p.name for p in (out / "masters" / "imported").glob("*.fits"))
+    assert imported == sorted(p.name for p in (batch / "masters" / "imported").glob("*.fits"))
+    assert snapshot(night["library"]) == night["before"]

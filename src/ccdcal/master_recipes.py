@@ -134,21 +134,8 @@ class DarkRecipe(Recipe):
             else:
                 per_frame = rn2 + np.float32(dark_variance)
             variance[rows] *= per_frame
-        mask = np.zeros(job.shape, dtype=np.uint8)
-        current = data - bias.data if bias is not None else data.copy()
-        center = median(current)
-        k = job.camera["dark"]["hot_pixel_sigma"]
-        spec = BackgroundSpec.from_dict(job.camera["background"])
-        # a colour sensor's pixels are compared with their own colour's (two pixels apart)
-        hot = detect_per_channel(job.cfa, current, lambda plane: hot_pixels(plane, spec, k, threads=job.threads))
-        del current
-        mask[hot] |= BADPIX
-        cards["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
-        cards["HOTSIGMA"] = (k, "hot: above local background + this x local rms")
-        if bias is not None and job.spec.get("exptime"):
-            cards["DARKCUR"] = (round(center * job.gain / float(job.spec["exptime"]), 6), "[e-/s] median dark current")
-            cards["BIASFILE"] = (bias.path.name, "bias used to measure the dark current")
-        cards["DARKBIAS"] = ("included", "the master dark includes the bias")
+        mask, dark_cards = finish_dark(data, bias, job.spec.get("exptime"), job.gain, job.camera, job.cfa, job.threads)
+        cards.update(dark_cards)
         return Finished(mask, cards)
 
     def quality(self, inputs: list[InputFrame], finished: Finished, job: MasterJob) -> dict[str, Any]:
@@ -239,38 +226,10 @@ class FlatRecipe(Recipe):
             for sub, count in distinct.values():
                 per_frame += sub.variance(rows) * np.float32(count * sub_scale)
             variance[rows] *= per_frame
-        region = normalize_region(camera, shape)
-        norm = median(data[region])
-        cards: dict[str, Card] = {}
-        if job.cfa is not None and camera["flat"].get("cfa", "together") == "per_channel":
-            # each colour by its own median: the flat lamp's colour does not tint the lights
-            channel_norms = channel_medians(job.cfa, data, region)
-            for name, view in job.cfa.channels():
-                data[view] /= np.float32(channel_norms[name])
-                variance[view] /= np.float32(channel_norms[name] ** 2)
-            for name, level in channel_norms.items():
-                cards[f"FLATNR{name}"[:8]] = (level, f"median ({name} pixels) the master's {name} was divided by")
-        else:
-            data /= np.float32(norm)
-            variance /= np.float32(norm * norm)
-        mask = np.zeros(shape, dtype=np.uint8)
-        mask[~(data >= camera["flat"]["weak_threshold"])] |= WEAKFLAT
-        spec = BackgroundSpec.from_dict(camera["background"])
-        fraction = camera["flat"]["dead_fraction"]
-        dead = detect_per_channel(job.cfa, data, lambda plane: dead_pixels(plane, spec, fraction, threads=job.threads))
-        mask[dead] |= BADPIX
-        cards["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
+        mask, cards = finish_flat(data, variance, camera, job.cfa, job.threads)
         rejected = [f.rejected.size for f in inputs if f.rejected is not None]
         if rejected:
             cards["NSTARREJ"] = (int(sum(rejected)), "sky-flat pixels rejected as stars")
-        cards["FLATNORM"] = (norm, "median (ADU/level) of the master before normalizing")
-        cards["NORMREG"] = (camera["flat"]["normalize_region"], "region of the median used to normalize")
-        cards["NORMSTAT"] = ("median", "statistic used to normalize each flat and the master")
-        if job.cfa is not None:
-            cards["FLATCFA"] = (
-                camera["flat"].get("cfa", "together"),
-                "CFA channels normalized together or per channel",
-            )
         for i, frame in enumerate(inputs, start=1):
             cards[f"FLEVL{i:03d}"] = (round(frame.level, 3), f"median ADU of input {i}")
         return Finished(mask, cards)
@@ -281,6 +240,83 @@ class FlatRecipe(Recipe):
             "inputs": [{"path": f.rel_path, "level": f.level, "peak": f.peak} for f in inputs],
             "star_coverage": star_coverage((f.stars for f in inputs), job.shape),
         }
+
+
+def finish_dark(
+    data: np.ndarray,
+    bias: Product | None,
+    exptime: float | None,
+    gain: float,
+    camera: Mapping[str, Any],
+    cfa: CfaLayout | None = None,
+    threads: int = 1,
+) -> tuple[np.ndarray, dict[str, Card]]:
+    """A master dark's MASK and cards (ADU; ``gain`` e-/ADU; ``exptime`` s): its hot
+    pixels, above the local background of the dark current (dark - bias, or the dark
+    itself without a bias) + ``dark.hot_pixel_sigma`` x its local rms, each compared
+    with pixels of its own colour on a colour sensor (``cfa``), flagged BADPIX
+    (NHOTPIX, HOTSIGMA); with a bias, the median dark current (DARKCUR, e-/s)."""
+    cards: dict[str, Card] = {}
+    mask = np.zeros(data.shape, dtype=np.uint8)
+    current = data - bias.data if bias is not None else data.copy()
+    center = median(current)
+    k = camera["dark"]["hot_pixel_sigma"]
+    spec = BackgroundSpec.from_dict(camera["background"])
+    hot = detect_per_channel(cfa, current, lambda plane: hot_pixels(plane, spec, k, threads=threads))
+    del current
+    mask[hot] |= BADPIX
+    cards["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
+    cards["HOTSIGMA"] = (k, "hot: above local background + this x local rms")
+    if bias is not None and exptime:
+        cards["DARKCUR"] = (round(center * gain / float(exptime), 6), "[e-/s] median dark current")
+        cards["BIASFILE"] = (bias.path.name, "bias used to measure the dark current")
+    cards["DARKBIAS"] = ("included", "the master dark includes the bias")
+    return mask, cards
+
+
+def finish_flat(
+    data: np.ndarray,
+    variance: np.ndarray,
+    camera: Mapping[str, Any],
+    cfa: CfaLayout | None = None,
+    threads: int = 1,
+) -> tuple[np.ndarray, dict[str, Card]]:
+    """Normalize a combined flat (ADU) and its variance (ADU^2), in place, to median 1
+    over ``flat.normalize_region`` (FLATNORM: the median), or with ``flat.cfa:
+    per_channel`` on a colour sensor each CFA channel by its own median (FLATNRR,
+    FLATNRG1, FLATNRG2, FLATNRB); flag pixels below ``flat.weak_threshold`` WEAKFLAT
+    and dead ones (``flat.dead_fraction`` of the local background of their own colour)
+    BADPIX. Returns the MASK and the cards. FrameError when the median is not > 0."""
+    region = normalize_region(camera, data.shape)
+    norm = median(data[region])
+    if not (np.isfinite(norm) and norm > 0):
+        raise FrameError(f"the flat's median {norm!r} over the normalize region is not > 0")
+    cards: dict[str, Card] = {}
+    how = camera["flat"].get("cfa", "together")
+    if cfa is not None and how == "per_channel":
+        # each colour by its own median: the flat lamp's colour does not tint the lights
+        channel_norms = channel_medians(cfa, data, region)
+        for name, view in cfa.channels():
+            data[view] /= np.float32(channel_norms[name])
+            variance[view] /= np.float32(channel_norms[name] ** 2)
+        for name, level in channel_norms.items():
+            cards[f"FLATNR{name}"[:8]] = (level, f"median ({name} pixels) the master's {name} was divided by")
+    else:
+        data /= np.float32(norm)
+        variance /= np.float32(norm * norm)
+    mask = np.zeros(data.shape, dtype=np.uint8)
+    mask[~(data >= camera["flat"]["weak_threshold"])] |= WEAKFLAT
+    spec = BackgroundSpec.from_dict(camera["background"])
+    fraction = camera["flat"]["dead_fraction"]
+    dead = detect_per_channel(cfa, data, lambda plane: dead_pixels(plane, spec, fraction, threads=threads))
+    mask[dead] |= BADPIX
+    cards["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
+    cards["FLATNORM"] = (norm, "median (ADU/level) of the master before normalizing")
+    cards["NORMREG"] = (camera["flat"]["normalize_region"], "region of the median used to normalize")
+    cards["NORMSTAT"] = ("median", "statistic used to normalize")
+    if cfa is not None:
+        cards["FLATCFA"] = (how, "CFA channels normalized together or per channel")
+    return mask, cards
 
 
 #: The recipe of each kind of master.

@@ -39,7 +39,6 @@ Header
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,13 +46,13 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from .background import BackgroundSpec, dead_pixels, hot_pixels
 from .camera import CameraProfile, HeaderView
+from .cfa import CfaError, raw_layout
 from .file_cache import file_digest
 from .frames import FrameError, copy_header_cards
-from .master_recipes import normalize_region
+from .master_recipes import finish_dark, finish_flat
 from .pixinsight_library import MasterReadError, read_master
-from .products import BADPIX, NONFINITE, WEAKFLAT, Product, ascii_header_text, write_product
+from .products import NONFINITE, Product, ascii_header_text, write_product
 from .provenance import add_software_cards
 from .stats import median
 
@@ -169,6 +168,10 @@ def import_master(
     notes.append(f"read noise {rn_e:.4g} e- ({rn_source})")
     cards: dict[str, tuple[Any, str]] = {}
     mask = np.zeros(data.shape, dtype=np.uint8)
+    try:  # a colour master's pixels are compared with their own colour's
+        layout = raw_layout(found.header, data.shape, camera.get("bayer_pattern", "header"))
+    except CfaError as exc:
+        raise FrameError(f"PixInsight master {source}: {exc}") from None
     if kind == "bias":
         variance = np.full(data.shape, rn_adu**2 / count, dtype=np.float32)
         notes.append("UNCERT^2 = r^2 / N")
@@ -178,41 +181,22 @@ def import_master(
         if bias is not None:
             per_frame = per_frame + np.maximum(current, 0) / np.float32(gain)
             notes.append(f"UNCERT^2 = (r^2 + (D - B) / g) / N, B = {bias.path.name}")
-            if spec.get("exptime"):
-                cards["DARKCUR"] = (
-                    round(median(current) * gain / float(spec["exptime"]), 6),
-                    "[e-/s] median dark current",
-                )
-            cards["BIASFILE"] = (bias.path.name, "bias used to measure the dark current")
         else:
             flags.append("NODKSHOT")
             notes.append("UNCERT^2 = r^2 / N: no bias master, the dark current's shot noise is not in it")
         variance = np.broadcast_to(np.asarray(per_frame, dtype=np.float32) / np.float32(count), data.shape).copy()
-        k = camera["dark"]["hot_pixel_sigma"]
-        hot = hot_pixels(current, BackgroundSpec.from_dict(camera["background"]), k, threads=threads)
-        mask[hot] |= BADPIX
-        cards["NHOTPIX"] = (int(hot.sum()), "pixels flagged hot (BADPIX)")
-        cards["HOTSIGMA"] = (k, "hot: above local background + this x local rms")
-        cards["DARKBIAS"] = ("included", "the master dark includes the bias")
         del current
+        mask, dark_cards = finish_dark(data, bias, spec.get("exptime"), gain, camera, layout, threads)
+        cards.update(dark_cards)
     else:
         variance = (np.maximum(data, 0) / np.float32(gain) + np.float32(rn_adu**2)) / np.float32(count)
-        region = normalize_region(camera, data.shape)
-        norm = median(data[region])
-        if not (math.isfinite(norm) and norm > 0):
-            raise FrameError(f"PixInsight master flat {source}: median {norm!r} over the normalize region is not > 0")
-        data /= np.float32(norm)
-        variance /= np.float32(norm * norm)
+        try:
+            mask, flat_cards = finish_flat(data, variance, camera, layout, threads)
+        except FrameError as exc:
+            raise FrameError(f"PixInsight master flat {source}: {exc}") from None
+        cards.update(flat_cards)
         notes.append("UNCERT^2 = (r^2 + F / g) / N / FLATNORM^2 (F the flat in ADU)")
         notes.append("not in UNCERT: the darkflat/bias the PixInsight flats were calibrated with")
-        mask[~(data >= camera["flat"]["weak_threshold"])] |= WEAKFLAT
-        background = BackgroundSpec.from_dict(camera["background"])
-        dead = dead_pixels(data, background, camera["flat"]["dead_fraction"], threads=threads)
-        mask[dead] |= BADPIX
-        cards["NDEADPIX"] = (int(dead.sum()), "pixels flagged dead (BADPIX)")
-        cards["FLATNORM"] = (norm, "median (ADU) the master was divided by")
-        cards["NORMREG"] = (camera["flat"]["normalize_region"], "region of the median used to normalize")
-        cards["NORMSTAT"] = ("median", "statistic used to normalize the master")
     mask[~np.isfinite(data)] |= NONFINITE
     uncert = np.sqrt(variance, out=variance)
     header = _header(spec, found.header, count, gain, gain_source, rn_e, rn_source, flags)

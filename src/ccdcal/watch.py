@@ -46,11 +46,14 @@ from .camera import MASTER_TYPES
 from .frames import FrameError, RawFrame, is_frame_name
 from .inventory import list_raw_files, take_inventory
 from .jobs.build_master import master_job
-from .jobs.inventory import MATCH_COLUMNS, csv_text
+from .jobs.inventory import MATCH_COLUMNS, PIXINSIGHT_CACHE, csv_text
 from .library import CHECKSUMS, ChecksumCache, library_path, scan_library
 from .lights import calibrate_group, stops_the_job
 from .night_noise import measure_setup
+from .pixinsight_import import import_master
+from .pixinsight_library import as_library_masters, scan_pixinsight
 from .plan import make_plan, master_inputs
+from .products import read_product
 from .provenance import settings_digest, settings_for
 from .writers import copy_atomic, link_or_copy, write_text_atomic
 from .xisf import XisfError, XisfTruncatedError, is_xisf_name, read_header
@@ -304,8 +307,13 @@ class Watcher:
 
     # -- library
     def library(self) -> list:
+        """The usable masters of the library and of the PixInsight library (``pixinsight_library``)."""
         if self._library is None:
-            self._library = [m for m in scan_library(self.settings.library_dir) if not m.damaged]
+            pixinsight = scan_pixinsight(
+                self.config.get("pixinsight_library"), self.config, self.work / PIXINSIGHT_CACHE
+            )
+            found = [*scan_library(self.settings.library_dir), *as_library_masters(pixinsight)]
+            self._library = [m for m in found if not m.damaged]
         return self._library
 
     def _forget_library(self) -> None:
@@ -515,9 +523,30 @@ class Watcher:
         write_text_atomic(csv_text(self.state.matches(), MATCH_COLUMNS), out / "matches.csv")
 
     def _master_file(self, plan: Mapping[str, Any], name: str) -> str:
+        """The file of master ``name``: a library master's own, a PixInsight master's
+        conversion (made here the first time, as the batch workflow's import job makes
+        it, into output_dir/masters/imported), tonight's in output_dir/masters."""
         master = plan["masters"][name]
         if master["source"] == "library":
             return str(master["file"])
+        if master["source"] == "pixinsight":
+            output = self.settings.output_dir / "masters" / "imported" / f"{name}.fits"
+            if not output.is_file():
+                noise = self.noise_record(plan, master["noise"]) if master.get("noise") in plan["noise"] else None
+                camera = _round_trip(settings_for(plan["cameras"][master["camera"]], master["type"]))
+                import_master(
+                    _round_trip(master),
+                    camera,
+                    self.config["pixinsight_import"],
+                    output,
+                    bias=next(
+                        (read_product(self._master_file(plan, m)) for m in master_inputs(plan, name)["masters"]), None
+                    ),
+                    noise=noise,
+                    config_digest=settings_digest(camera),
+                    threads=self.settings.threads,
+                )
+            return str(output)
         return str(self.settings.output_dir / "masters" / f"{name}.fits")
 
 
