@@ -185,3 +185,50 @@ def test_hot_pixels_are_found_and_filled_from_their_own_colour(colour_night):
         assert np.median(off) < 2 and off.max() < 6, off
         checked += int(bad.sum())
     assert checked > 20
+
+
+def test_colour_xisf_frames_calibrate_as_their_fits(colour_night, tmp_path):
+    """The same colour night as XISF: half the frames as PixInsight describes a colour
+    image (a ColorFilterArray element, no BAYERPAT keyword), half as N.I.N.A. writes them
+    (BAYERPAT keywords, lz4-compressed and byte-shuffled by the ``xisf`` package): the
+    calibrated lights are the FITS night's, array for array, Bayer cards included."""
+    from xml.sax.saxutils import quoteattr
+
+    from test_xisf import build_xisf, keyword_table, write_package
+
+    manifest, truth, out = colour_night("per_channel", ODD_TRIM)
+    fits_raw = out.parent / "raw"
+    xisf_raw = tmp_path / "raw"
+    for n, source in enumerate(sorted(fits_raw.rglob("*.fits"))):
+        dest = xisf_raw / source.relative_to(fits_raw).with_suffix(".xisf")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fits.open(source) as hdul:
+            data, header = np.ascontiguousarray(hdul[0].data), hdul[0].header.copy()
+        if n % 2:
+            write_package(dest, data, "lz4", True, keyword_table(header))
+            continue
+        for key in cfa.CFA_KEYWORDS:
+            header.remove(key)
+        table = keyword_table(header)
+        elements = "".join(
+            f"<FITSKeyword name={quoteattr(name)} value={quoteattr(c['value'])} comment={quoteattr(c['comment'])}/>"
+            for name, cards in table.items()
+            for c in cards
+        )
+        elements += '<ColorFilterArray pattern="RGGB" width="2" height="2"/>'
+        attributes = (
+            f'geometry="{data.shape[1]}:{data.shape[0]}:1" sampleFormat="UInt16" '
+            'location="attachment:{pos}:{size}"'
+        )
+        build_xisf(dest, data.astype("<u2").tobytes(), attributes, elements, block_at=65536)
+    config = out.parent / "config.yaml"
+    run_snakemake(xisf_raw, tmp_path / "out", "--configfile", str(config))
+    compared = 0
+    for rel in manifest["lights"]:
+        with fits.open(out / "calibrated" / rel) as a, fits.open(tmp_path / "out" / "calibrated" / rel) as b:
+            for extension in (0, "UNCERT", "MASK"):
+                np.testing.assert_array_equal(a[extension].data, b[extension].data, err_msg=f"{rel} {extension}")
+            for key in cfa.CFA_KEYWORDS:
+                assert a[0].header[key] == b[0].header[key], (rel, key)
+        compared += 1
+    assert compared == len(manifest["lights"]) == 4
