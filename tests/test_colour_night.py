@@ -217,8 +217,7 @@ def test_colour_xisf_frames_calibrate_as_their_fits(colour_night, tmp_path):
         )
         elements += '<ColorFilterArray pattern="RGGB" width="2" height="2"/>'
         attributes = (
-            f'geometry="{data.shape[1]}:{data.shape[0]}:1" sampleFormat="UInt16" '
-            'location="attachment:{pos}:{size}"'
+            f'geometry="{data.shape[1]}:{data.shape[0]}:1" sampleFormat="UInt16" location="attachment:{{pos}}:{{size}}"'
         )
         build_xisf(dest, data.astype("<u2").tobytes(), attributes, elements, block_at=65536)
     config = out.parent / "config.yaml"
