@@ -77,6 +77,10 @@ def test_monochrome_and_profile_overrides():
         ({"BAYERPAT": "RGGB", "XBAYROFF": "one"}, "XBAYROFF 'one': not a number"),
         ({"BAYERPAT": "RGGB", "YBAYROFF": 0.5}, "YBAYROFF 0.5: not a pixel offset"),
         ({"BAYERPAT": "RGGB", "YBAYROFF": -1}, "YBAYROFF -1: not a pixel offset"),
+        ({"BAYERPAT": "RGGB", "XBAYROFF": float("nan")}, "XBAYROFF nan: not a pixel offset"),
+        ({"BAYERPAT": "RGGB", "XBAYROFF": float("inf")}, "XBAYROFF inf: not a pixel offset"),
+        ({"BAYERPAT": "RGGB", "XBAYROFF": True}, "XBAYROFF True: not a number"),
+        ({"BAYERPAT": "RG\x01GB"}, "not a 2x2 Bayer pattern"),
         ({"BAYERPAT": "RGGB", "ROWORDER": "LEFT-RIGHT"}, "ROWORDER 'LEFT-RIGHT': not TOP-DOWN or BOTTOM-UP"),
     ],
 )

@@ -91,7 +91,7 @@ def _offset(header: Mapping[str, Any], key: str) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise CfaError(f"{key} {value!r}: not a number (0 or 1)")
-    if value != int(value) or int(value) < 0:
+    if not np.isfinite(value) or value != int(value) or int(value) < 0:
         raise CfaError(f"{key} {value!r}: not a pixel offset (0 or 1)")
     return int(value) % 2
 
