@@ -23,6 +23,7 @@ import gzip
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -302,13 +303,24 @@ def fits_size_problem(hdul: fits.HDUList, size: int) -> str | None:
     return None
 
 
+@contextmanager
+def damage_warnings_ignored():
+    """astropy's warnings about a truncated or cut file, silenced: ccdcal says what is
+    wrong with the file itself (``fits_size_problem``). ``warnings.catch_warnings`` swaps
+    the process's filter list, so threads reading files at once must be inside one entered
+    by the thread that started them (``read_products``), or one's exit drops another's
+    filters."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="File may have been truncated")
+        warnings.filterwarnings("ignore", message="Error validating header")
+        yield
+
+
 def _read_planes(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, fits.Header]:
     """The planes and primary header of a product; FrameError naming the file and the
     problem when it is not a whole, readable ccdcal product."""
     try:
-        with warnings.catch_warnings():  # a truncated file is reported below
-            warnings.filterwarnings("ignore", message="File may have been truncated")
-            warnings.filterwarnings("ignore", message="Error validating header")
+        with damage_warnings_ignored():  # a truncated file is reported below
             with fits.open(path, memmap=False) as hdul:
                 problem = fits_size_problem(hdul, path.stat().st_size)
                 if problem:
@@ -352,7 +364,7 @@ def read_products(paths: Sequence[str | Path], threads: int = 1) -> list[Product
     paths = [Path(p) for p in paths]
     if threads <= 1:
         return [read_product(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with damage_warnings_ignored(), ThreadPoolExecutor(max_workers=threads) as pool:
         digests = [pool.submit(file_digest, p) for p in paths]
         planes = [pool.submit(_read_planes, p) for p in paths]
         return [Product(p, *read.result(), digest.result()) for p, read, digest in zip(paths, planes, digests)]
