@@ -129,6 +129,27 @@ def make_flat(rng, shape, *, corner_level, donuts, prnu) -> np.ndarray:
     return flat / np.median(flat)
 
 
+def fringe_pattern(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """An interference fringe pattern [y, x] (dimensionless, zero mean, largest |value|
+    1): two sets of concentric rings centred off the frame (arcs across it, as a thinned
+    CCD's thickness varies) and two plane waves, with periods of a quarter to half the
+    frame's shorter side (broad arcs: what a 31-pixel smoothing keeps)."""
+    rng = np.random.default_rng([seed, 7177])
+    ny, nx = shape
+    yy, xx = np.indices(shape, dtype=np.float64)
+    pattern = np.zeros(shape)
+    for _ in range(2):
+        cx, cy = rng.uniform(-0.6, 1.6) * nx, rng.uniform(-0.6, 1.6) * ny
+        period = rng.uniform(0.25, 0.5) * min(ny, nx)
+        pattern += np.cos(2 * np.pi * np.hypot(xx - cx, yy - cy) / period + rng.uniform(0, 2 * np.pi))
+    for _ in range(2):
+        angle, period = rng.uniform(0, np.pi), rng.uniform(0.25, 0.5) * min(ny, nx)
+        phase = rng.uniform(0, 2 * np.pi)
+        pattern += 0.5 * np.cos(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period + phase)
+    pattern -= pattern.mean()
+    return pattern / np.abs(pattern).max()
+
+
 def _random_donuts(rng, shape, n) -> list[tuple[float, float, float, float]]:
     ny, nx = shape
     return [
