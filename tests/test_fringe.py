@@ -68,19 +68,21 @@ def test_fringes_are_removed_to_under_a_tenth_with_the_noise_uncert_predicts(dit
     noise_ratio = np.std((frame.data - scale * pattern)[seen] / frame.uncert[seen])
     assert 0.9 < noise_ratio < 1.1, noise_ratio  # its UNCERT is its scatter
     if dithered:
-        assert seen.all()  # every pixel seen by some light
+        assert (~seen).mean() < 0.03  # the bright stars' cores, seen by no light, and their margin
     else:
-        assert (~seen).sum() > 100  # the stars' pixels, filled
-    for n, (image, uncert, mask, truth, fringes, sky) in enumerate(everything):
+        assert (~seen).mean() > 0.05  # every star's pixels and margin, filled
+    followed = []
+    for image, uncert, mask, truth, fringes, _sky in everything:
         original = projection(fringes, pattern, np.ones(SHAPE, bool))
         background = measure_sky(image, mask, FringeSettings()).background  # sky pixels: no star
-        fit = remove_fringes(image, uncert, mask, frame.data, frame.uncert, frame.mask, in_frame=n < len(lights))
+        fit = remove_fringes(image, uncert, mask, frame.data, frame.uncert, frame.mask)
         left = projection(image - truth, pattern, background & seen)
         assert abs(left) < 0.1 * abs(original), (left, original)
-        assert fit.relative == pytest.approx(original / scale / sky, rel=0.1)  # this light vs the average
+        followed.append(fit.amplitude / original)  # the amplitude follows each light's fringes
         assert fit.after < 0.5 * fit.before
         z = ((image - truth) / uncert)[background & seen]
         assert 0.95 < np.std(z) < 1.05, np.std(z)
+    assert np.std(followed) / np.mean(followed) < 0.03, followed
 
 
 def test_the_statistic_sees_fringes_and_not_noise():
@@ -89,7 +91,8 @@ def test_the_statistic_sees_fringes_and_not_noise():
     with_fringes = fringe_statistic(image, mask)
     without = fringe_statistic(image - fringes.astype(np.float32), mask)
     assert with_fringes > 5 * without
-    assert with_fringes == pytest.approx(np.std(fringes) / sky, rel=0.3)
+    noiseless = fringe_statistic((np.full(SHAPE, sky) + fringes).astype(np.float32), None)
+    assert noiseless < with_fringes < 2 * noiseless  # the fringes, and some of the stars and noise
 
 
 def test_too_few_lights_and_bad_settings_are_refused():

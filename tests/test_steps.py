@@ -24,12 +24,13 @@ def test_default_list_and_registry():
     assert (
         [s.name for s in light_steps()]
         == list(DEFAULT_STEPS)
-        == ["overscan", "trim", "bias", "dark", "flat", "cosmic_rays", "cosmetic"]
+        == ["overscan", "trim", "bias", "dark", "flat", "fringe", "cosmic_rays", "cosmetic"]
     )
     assert set(DEFAULT_STEPS) <= set(STEPS)
     # the image steps are off until their settings enable them: the fixed recipe of before
     assert history(steps_run(None, {})) == "overscan/trim, bias, dark, flat"
     assert history(steps_run(None, {"cosmetic": {"enabled": True}})) == "overscan/trim, bias, dark, flat, cosmetic"
+    assert history(steps_run(None, {"fringe": {"filters": ["z"]}})) == "overscan/trim, bias, dark, flat, fringe"
     assert history(light_steps(["overscan", "bias", "flat"])) == "overscan, bias, flat"
     assert camera_defaults()["steps"] == list(DEFAULT_STEPS)  # the schema's default is the package's
 

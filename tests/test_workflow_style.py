@@ -136,6 +136,7 @@ SCRIPT_STAGES = {
     "measure_noise": "noise",
     "file_in_library": None,
     "import_master": "masters",
+    "build_fringe": "lights",  # a fringe frame is made of lights calibrated by the light engine
 }
 
 

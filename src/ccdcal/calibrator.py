@@ -48,7 +48,7 @@ from astropy.io import fits
 
 from . import cfa
 from .calibrate import Calibration, subtrahend
-from .camera import MASTER_TYPES, CameraProfile
+from .camera import LIGHT_MASTERS, CameraProfile
 from .frames import FrameError, RawFrame, XisfFrame, copy_header_cards, open_frame
 from .overscan import METHODS, Amplifier, FrameCorrector, Layout, layout_for
 from .previews import write_thumbnail
@@ -77,6 +77,7 @@ PARAMETERS = (
     "master_bias",
     "master_dark",
     "master_flat",
+    "master_fringe",
     "dark_mode",
     "dark_scale",
     "gain",
@@ -319,9 +320,9 @@ class Calibrator:
         for name, value in parameters.items():
             setattr(self, name, value)
 
-    def set_masters(self, bias: Any = _UNSET, dark: Any = _UNSET, flat: Any = _UNSET) -> None:
+    def set_masters(self, bias: Any = _UNSET, dark: Any = _UNSET, flat: Any = _UNSET, fringe: Any = _UNSET) -> None:
         """Set (a path) or remove (None) masters; those not named are unchanged."""
-        for step, value in (("bias", bias), ("dark", dark), ("flat", flat)):
+        for step, value in (("bias", bias), ("dark", dark), ("flat", flat), ("fringe", fringe)):
             if value is not _UNSET:
                 setattr(self, f"master_{step}", value)
 
@@ -467,11 +468,11 @@ class Calibrator:
         refuse_same_file(raw, calibrated)
         settings = {name: p[name] if p[name] is not None else self.camera.config.get(name, {}) for name in IMAGE_STEPS}
         steps = steps_run(p["steps"] if p["steps"] is not None else self.camera.config.get("steps"), settings)
-        given = {s: self._master(p[f"master_{s}"]) for s in MASTER_TYPES}
+        given = {s: self._master(p[f"master_{s}"]) for s in LIGHT_MASTERS}
         label = raw_label or Path(raw).name
         with open_frame(raw, label=label, digest_on_read=True) as frame:
             frame.check_complete()
-            light = Light(given, lambda bias, dark: self._dark_choice(frame, p, bias, dark), settings)
+            light = Light(given, lambda bias, dark: self._dark_choice(frame, p, bias, dark), settings, source=label)
             for arithmetic in in_stage(steps, "arithmetic"):
                 arithmetic.choose(light)
             corrector = self._corrector(frame, p, steps)
@@ -557,6 +558,8 @@ class Calibrator:
                 image_step.apply(light)
             image, uncert, mask = light.image, light.uncert, light.mask
             if statistics is not None:
+                if "FRNGBEF" in light.cards:  # the fringes' share of the sky, before and after their removal
+                    statistics.update(fringe_before=light.cards["FRNGBEF"][0], fringe_after=light.cards["FRNGAFT"][0])
                 statistics.update(
                     light_statistics(image, uncert, mask, colour=light.cfa is not None),
                     overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels),

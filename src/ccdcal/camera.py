@@ -20,6 +20,9 @@ from typing import Any
 #: The calibration frames' types, each combined into masters of that type; also the
 #: calibration steps, in the order they are applied.
 MASTER_TYPES = ("bias", "dark", "flat")
+#: The masters a light may be calibrated with: the calibration frames' and the fringe frame
+#: (made from lights of a red band, ``ccdcal.fringe``).
+LIGHT_MASTERS = (*MASTER_TYPES, "fringe")
 #: Every frame type the inventory gives a frame it calibrates.
 FRAME_TYPES = (*MASTER_TYPES, "light")
 

@@ -16,27 +16,35 @@ Building (``build_fringe_frame``), from N calibrated lights of one camera, setup
    good pixels, and its level ``S`` (the plane's value at the centre). A plane, not the
    local background mesh: a mesh follows the fringes and would take them away;
 2. its sources: pixels more than ``source_sigma`` times the robust rms (1.4826 MAD)
-   above the plane, grown by ``grow`` pixels (stars' wings); with the masked pixels, left out;
+   above the mean of the 15 x 15 box around them (which follows the fringes), or whose
+   3 x 3 mean is (a star's faint wings), grown by ``grow`` pixels; with the masked
+   pixels, left out;
 3. its normalized residual ``R = (image - B) / S`` (dimensionless) and that residual's
    noise ``UNCERT / S``;
 4. per pixel, over the frames that saw it: values further than ``clip_sigma`` of their own
    noise from the frames' median are rejected (cosmic rays, satellites, faint stars the
    source mask missed), the rest averaged, weighted by 1 / noise^2: the fringe frame
    ``F``, its UNCERT ``1 / sqrt(sum of weights)`` and the count of frames used;
-5. pixels no frame saw (a star at the same place in every frame of an undithered night)
-   are filled from their neighbours (a normalized convolution: a Gaussian of
-   ``fill_sigma`` pixels over the pixels that have a value) and flagged FRINGEFILL in its
-   MASK, their UNCERT that of the neighbours' mean (which is wrong by the fringe
-   structure under the star: the flag says so);
-6. ``F`` made zero-median (a fringe pattern carries no sky level).
+5. its UNCERT raised to its measured pixel-to-pixel scatter when that is larger
+   (NOISEFAC): the lights share their masters' noise (one master dark for all), which
+   does not average down with N as UNCERT, from independent lights, says;
+6. pixels no frame saw (a star at the same place in every frame of an undithered night),
+   and ``grow`` pixels around them (where the star's wings may be left), are filled from
+   their neighbours (a normalized convolution: a Gaussian of ``fill_sigma`` pixels over
+   the pixels that have a value) and flagged FRINGEFILL in its MASK, their UNCERT that of
+   the neighbours' mean (which is wrong by the fringe structure under the star: the flag
+   says so);
+7. smoothed by a Gaussian of ``smooth_sigma`` pixels (its noise shrinks, fringes tens of
+   pixels wide stay), its UNCERT with it, and made zero-median (a fringe pattern carries
+   no sky level).
 
 Removing (``remove_fringes``): the light's plane ``B`` and sources as in 1-2; the amplitude
-``a`` (ADU) minimizing ``sum w (image - B - a F)^2`` over its good background pixels (w =
-1 / UNCERT^2; ``a / S`` is the light's fringe strength relative to the frames' average),
-the fringe frame's own noise taken out of the fit (``fit_amplitude``);
+``a`` (ADU) minimizing ``sum w (image - B - a F)^2`` over blocks of ``fit_bin`` pixels of
+its good background (w = 1 / UNCERT^2; ``a / S`` is the light's fringe strength relative
+to the frames' average; ``fit_amplitude``);
 then ``image -= a F`` and ``UNCERT^2 += a^2 UNCERT_F^2``: the fringe frame's own noise,
-which N frames make N times smaller than one frame's relative variance (for a light that
-was one of those N, less its own share: ``remove_fringes``' ``in_frame``).
+which N frames make N times smaller than one frame's relative variance, and its
+smoothing (``smooth_sigma``) several times smaller again.
 
 Measuring (``fringe_statistic``): the robust scatter (1.4826 MAD) of the light's
 source-masked residual from its plane, smoothed by a ``smoothing`` x ``smoothing`` box
@@ -61,6 +69,8 @@ from .specs import checked_float, checked_int, spec_from_mapping
 
 #: MASK bit of fringe-frame pixels no frame saw, filled from their neighbours.
 FRINGEFILL = 32
+#: Side (px) of the box sources are found against (``measure_sky``).
+SOURCE_BOX = 15
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,8 @@ class FringeSettings:
     grow: int = 3  # px added around each source
     clip_sigma: float = 4.0  # combine: a frame further than this many of its sigma from the median is rejected
     fill_sigma: float = 4.0  # px: the Gaussian that fills pixels no frame saw
+    smooth_sigma: float = 1.0  # px: the Gaussian the frame is smoothed by (its noise, not its fringes)
+    fit_bin: int = 8  # px: the amplitude is fitted on blocks of this side (the noise averaged away)
     smoothing: int = 31  # px: box of the fringe statistic
     min_frames: int = 3  # fewest lights a fringe frame is built from
 
@@ -80,6 +92,8 @@ class FringeSettings:
         checked_int("fringe", "grow", self.grow, 0, 50)
         checked_float("fringe", "clip_sigma", self.clip_sigma, 0.0, strict=True)
         checked_float("fringe", "fill_sigma", self.fill_sigma, 0.0, strict=True)
+        checked_float("fringe", "smooth_sigma", self.smooth_sigma, 0.0)
+        checked_int("fringe", "fit_bin", self.fit_bin, 1, 256)
         checked_int("fringe", "smoothing", self.smoothing, 1, 1001)
         checked_int("fringe", "min_frames", self.min_frames, 1)
 
@@ -148,9 +162,20 @@ def measure_sky(image: np.ndarray, mask: np.ndarray | None, settings: FringeSett
         use = keep
     sky = Sky((float(coefficients[0]), float(coefficients[1]), float(coefficients[2])), 0.0, rms, good)
     sky.level = float(coefficients[0] + coefficients[1] * (nx - 1) / 2 + coefficients[2] * (ny - 1) / 2)
-    residual = image - sky.plane(image.shape)
+    from scipy.ndimage import uniform_filter
+
+    # sources against what is around them (a 15-pixel box: it follows fringes tens of
+    # pixels wide, whose crests would pass for faint sources against the plane alone)
+    residual = np.where(good, image - sky.plane(image.shape), 0.0).astype(np.float32)
+    weight = uniform_filter(good.astype(np.float32), SOURCE_BOX, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual -= uniform_filter(residual, SOURCE_BOX, mode="nearest") / np.maximum(weight, np.float32(1e-3))
+    limit = np.float32(settings.source_sigma * _robust_rms(residual[good][::7]))
     with np.errstate(invalid="ignore"):
-        sources = residual > np.float32(settings.source_sigma * rms)
+        # a pixel above the limit, or the mean of its 3 x 3 above a third of it (the same
+        # significance: a star's faint wings)
+        local = uniform_filter(np.where(good, residual, 0.0), 3, mode="nearest")
+        sources = good & ((residual > limit) | (local > limit / np.float32(3)))
     if settings.grow and sources.any():
         radius = settings.grow
         disk = np.add.outer(np.arange(-radius, radius + 1) ** 2, np.arange(-radius, radius + 1) ** 2) <= radius**2
@@ -217,16 +242,27 @@ def build_fringe_frame(
         data, uncert, count = _combine(residuals, noises, shape, settings.clip_sigma, block_rows)
         del residuals, noises
     unseen = count == 0
+    # the lights share their masters' noise (one master dark for all): the frame's
+    # pixel-to-pixel scatter is then above what its UNCERT, from independent lights,
+    # says; its UNCERT is raised to the scatter measured (NOISEFAC)
+    factor = max(1.0, _noise_factor(data, uncert, ~unseen))
+    uncert *= np.float32(factor)
     mask = np.zeros(shape, dtype=np.uint8)
-    if unseen.any():
-        _fill(data, uncert, unseen, settings.fill_sigma)
-        mask[unseen] |= FRINGEFILL
+    if unseen.any():  # and their margin, where the wings of the stars that made them may be left
+        refill = _grown(unseen, settings.grow)
+        _fill(data, uncert, refill, settings.fill_sigma)
+        mask[refill] |= FRINGEFILL
+        unseen = refill
+    if settings.smooth_sigma > 0:
+        data, uncert = _smoothed(data, uncert, settings.smooth_sigma)
     data -= np.float32(np.nanmedian(data[~unseen]) if (~unseen).any() else 0.0)
     cards = {
         "NCOMBINE": (len(skies), "lights combined into the fringe frame"),
-        "FRNGFILL": (int(unseen.sum()), "pixels no light saw, filled (MASK FRINGEFILL)"),
+        "FRNGFILL": (int(unseen.sum()), "pixels no light saw (and margin), filled"),
         "FRNGRMS": (round(_robust_rms(data[~unseen]), 6), "robust rms of the fringe frame (of the sky)"),
         "FRNGNOIS": (round(float(np.median(uncert[~unseen])) if (~unseen).any() else 0.0, 6), "median UNCERT"),
+        "NOISEFAC": (round(factor, 4), "UNCERT raised to the scatter: shared masters' noise"),
+        "FRNGSMTH": (settings.smooth_sigma, "[px] Gaussian the frame was smoothed by"),
         "FRNGSSIG": (settings.source_sigma, "sources: above the sky plane by this x rms"),
         "FRNGGROW": (settings.grow, "px grown around each source"),
         "FRNGCLIP": (settings.clip_sigma, "combine: rejected beyond this x own sigma"),
@@ -260,6 +296,53 @@ def _combine(
         uncert[rows] = np.where(seen, 1.0 / np.sqrt(np.where(seen, total, 1.0)), np.nan)
         count[rows] = usable.sum(axis=0)
     return data, uncert, count
+
+
+def _noise_factor(data: np.ndarray, uncert: np.ndarray, seen: np.ndarray) -> float:
+    """The frame's pixel-to-pixel scatter (pixel minus its 5 x 5 median, x sqrt(25/24),
+    robust) over what its UNCERT says, on the seen pixels of the central 512 x 512."""
+    from scipy.ndimage import median_filter
+
+    ny, nx = data.shape
+    y0, x0 = max(0, ny // 2 - 256), max(0, nx // 2 - 256)
+    rows, cols = slice(y0, y0 + 512), slice(x0, x0 + 512)
+    sample, use = data[rows, cols], seen[rows, cols]
+    level = float(np.nanmedian(sample[use])) if use.any() else 0.0
+    smooth = median_filter(np.where(use, sample, level).astype(np.float32), size=5, mode="nearest")
+    inner = use & _shrunk(use, 2)
+    if inner.sum() < 100:
+        return 1.0
+    scatter = _robust_rms((sample - smooth)[inner]) * math.sqrt(25 / 24)
+    expected = float(np.median(uncert[rows, cols][inner]))
+    return scatter / expected if expected > 0 else 1.0
+
+
+def _grown(region: np.ndarray, pixels: int) -> np.ndarray:
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(region, iterations=pixels) if pixels and region.any() else region
+
+
+def _shrunk(region: np.ndarray, pixels: int) -> np.ndarray:
+    from scipy.ndimage import binary_erosion
+
+    return binary_erosion(region, iterations=pixels)
+
+
+def _smoothed(data: np.ndarray, uncert: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The frame smoothed by a Gaussian of ``sigma`` px (fringes are tens of pixels wide,
+    its noise one), and its UNCERT: sqrt(sum of the kernel's squared weights) of the local
+    UNCERT, as for independent pixels."""
+    from scipy.ndimage import gaussian_filter
+
+    smooth = gaussian_filter(data, sigma, mode="nearest")
+    radius = int(math.ceil(4 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    reduction = float(np.sum(kernel**2))  # per axis
+    variance = gaussian_filter(np.square(uncert), sigma, mode="nearest") * np.float32(reduction**2)
+    return smooth.astype(np.float32), np.sqrt(variance).astype(np.float32)
 
 
 def _fill(data: np.ndarray, uncert: np.ndarray, unseen: np.ndarray, sigma: float) -> None:
@@ -307,33 +390,43 @@ def fit_amplitude(
     fringe: np.ndarray,
     fringe_uncert: np.ndarray,
     fringe_mask: np.ndarray | None = None,
-    in_frame: bool = False,
+    bin_size: int = 8,
 ) -> tuple[float, float]:
-    """(a, sigma_a), ADU: weighted least squares (w = 1 / UNCERT^2) of ``image = a F +
-    plane`` over the sky's background pixels where the fringe frame has a value of its own
-    (not FRINGEFILL). The fringe frame is noisy too (UNCERT_F): plain least squares would
-    shrink ``a`` by sum F^2 / (sum F^2 + sum UNCERT_F^2) (half, for a frame of a dozen
-    lights of ~2000 e- sky with 2 % fringes), so that noise is taken out of the normal
-    equations; a light that was one of the frame's inputs (``in_frame``) also shares its
-    own noise with F, which adds S UNCERT_F^2 per pixel to sum image x F (S its sky) and
-    is taken out as well."""
+    """(a, sigma_a), ADU: weighted least squares of ``image = a F + plane`` on blocks of
+    ``bin_size`` x ``bin_size`` pixels (the means of their sky pixels where the fringe
+    frame has a value of its own, not FRINGEFILL; weights: pixels over mean UNCERT^2).
+    On blocks, fringes tens of pixels wide stay and the noise averages away, the noise
+    the light shares with the frame too (its own share, and the masters all the frame's
+    lights were calibrated with), which would pull a pixel-level fit towards the frames'
+    mean sky. What is left of the frame's own noise is taken out of the normal
+    equations (it would shrink ``a`` by sum F^2 / (sum F^2 + sum UNCERT_F^2))."""
     use = sky.background & np.isfinite(fringe) & np.isfinite(uncert) & (np.asarray(uncert) > 0)
     use &= np.isfinite(fringe_uncert)
     if fringe_mask is not None:
         use &= (np.asarray(fringe_mask) & FRINGEFILL) == 0
-    if use.sum() < 100:
-        raise ValueError(f"too few background pixels ({int(use.sum())}) to fit the fringe amplitude")
-    d = np.asarray(image, dtype=np.float64)[use]
-    f = np.asarray(fringe, dtype=np.float64)[use]
-    f_var = np.square(np.asarray(fringe_uncert, dtype=np.float64)[use])
-    w = 1.0 / np.square(np.asarray(uncert, dtype=np.float64)[use])
-    yy, xx = np.nonzero(use)
-    design = np.stack([f, np.ones_like(f), xx.astype(np.float64), yy.astype(np.float64)], axis=1)
+    ny, nx = image.shape
+    b = max(1, min(bin_size, ny // 4, nx // 4))
+    by, bx = ny // b, nx // b
+
+    def block_sums(values: np.ndarray) -> np.ndarray:
+        cut = np.where(use, values, 0.0)[: by * b, : bx * b].astype(np.float64)
+        return cut.reshape(by, b, bx, b).sum(axis=(1, 3))
+
+    n = block_sums(np.ones(image.shape))
+    keep = n >= max(1, b * b // 4)
+    if keep.sum() < 20:
+        raise ValueError(f"too few blocks of sky ({int(keep.sum())}) to fit the fringe amplitude")
+    n_k = n[keep]
+    d = block_sums(np.asarray(image, dtype=np.float64))[keep] / n_k
+    f = block_sums(np.asarray(fringe, dtype=np.float64))[keep] / n_k
+    variance = block_sums(np.square(np.asarray(uncert, dtype=np.float64)))[keep] / n_k**2
+    f_var = block_sums(np.square(np.asarray(fringe_uncert, dtype=np.float64)))[keep] / n_k**2
+    w = 1.0 / variance
+    yy, xx = np.nonzero(keep)
+    design = np.stack([f, np.ones_like(f), (xx + 0.5) * b, (yy + 0.5) * b], axis=1)
     normal = (design * w[:, None]).T @ design
     rhs = (design * w[:, None]).T @ d
     normal[0, 0] -= float(np.sum(w * f_var))
-    if in_frame:
-        rhs[0] -= float(np.sum(w * sky.level * f_var))
     solution = np.linalg.solve(normal, rhs)
     covariance = np.linalg.pinv(normal)
     return float(solution[0]), float(math.sqrt(max(covariance[0, 0], 0.0)))
@@ -347,33 +440,24 @@ def remove_fringes(
     fringe_uncert: np.ndarray,
     fringe_mask: np.ndarray | None = None,
     settings: FringeSettings | Mapping[str, Any] | None = None,
-    in_frame: bool = False,
 ) -> FringeFit:
     """Subtract ``a`` x the fringe frame from a calibrated light, in place (``image`` and
     ``uncert``: float32; ``mask`` only read), ``a`` fitted on the light (module
-    docstring); UNCERT gains the fringe frame's noise, a^2 x its UNCERT^2. ``in_frame``:
-    the light is one of the fringe frame's inputs, so the frame holds part of the light's
-    own noise (its share is w / W = S^2 UNCERT_F^2 / UNCERT^2, S its sky), which the
-    subtraction takes away again: on its sky pixels UNCERT^2 gains a (a - 2 S) UNCERT_F^2
-    (ccdcal's light jobs know which lights made the frame). Returns the fit and the
-    fringe statistic before and after."""
+    docstring, ``fit_amplitude``); UNCERT gains the fringe frame's noise, a^2 x its
+    UNCERT^2 (smoothed, the frame's noise shared with a light that made it is a few
+    per cent of that, left out). Returns the fit and the fringe statistic before and
+    after."""
     if not isinstance(settings, FringeSettings):
         settings = FringeSettings.from_dict(settings)
     if np.shape(fringe) != np.shape(image):
         raise ValueError(f"fringe frame {np.shape(fringe)} and light {np.shape(image)} differ in shape")
     sky = measure_sky(image, mask, settings)
     before = fringe_statistic(image, mask, settings, sky)
-    amplitude, error = fit_amplitude(image, uncert, sky, fringe, fringe_uncert, fringe_mask, in_frame)
+    amplitude, error = fit_amplitude(image, uncert, sky, fringe, fringe_uncert, fringe_mask, settings.fit_bin)
     a = np.float32(amplitude)
     image -= a * np.asarray(fringe, dtype=np.float32)
-    fringe_variance = np.square(np.asarray(fringe_uncert, dtype=np.float32))
     variance = np.square(uncert, dtype=np.float32)
-    if in_frame:  # where the light went into the frame: its sky pixels
-        own = sky.background & np.isfinite(fringe_variance)
-        added = np.where(own, a * (a - np.float32(2 * sky.level)), a * a) * fringe_variance
-        np.maximum(variance + added, 0.0, out=variance)
-    else:
-        variance += a * a * fringe_variance
+    variance += a * a * np.square(np.asarray(fringe_uncert, dtype=np.float32))
     np.sqrt(variance, out=uncert)
     after = fringe_statistic(image, mask, settings, sky)
     return FringeFit(amplitude, error, sky.level, before, after)

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .camera import MASTER_TYPES, safe_name
+from .camera import LIGHT_MASTERS, safe_name
 from .file_cache import FileCache, file_digest
 from .parallel import map_in_threads
 
@@ -50,6 +50,47 @@ def library_path(library_dir: str | os.PathLike, master: Mapping[str, Any]) -> P
         / day
         / f"{master['name']}_{master['identity']}.fits"
     )
+
+
+def library_cards(spec: Mapping[str, Any], set_temperature: float | None = None) -> dict[str, Any]:
+    """The header cards a master (a plan entry, ``spec``) is filed and found by
+    (``scan_library`` reads them back): its type, camera, setup, temperature (C; the
+    first input's set point ``set_temperature``), MASTERID, exposure (s; a flat's and a
+    fringe frame's: the mean of their inputs'), filter and the dates of its first and
+    last input."""
+    setup, kind = spec["setup"], spec["type"]
+    cards: dict[str, Any] = {
+        "IMAGETYP": (f"MASTER {kind.upper()}", "ccdcal master calibration"),
+        "CCDCALTY": (kind, "master type"),
+        "CAMERA": (spec["camera"], "ccdcal camera profile"),
+    }
+    if setup.get("instrument"):
+        cards["INSTRUME"] = setup["instrument"]  # a value alone: the raw card's comment stays
+    xb, yb = setup["binning"].split("x")
+    cards["XBINNING"] = (int(xb), "binning of the inputs")
+    cards["YBINNING"] = (int(yb), "binning of the inputs")
+    if setup.get("gain_setting"):
+        cards["GAIN"] = (setup["gain_setting"], "camera gain setting of the inputs")
+    if setup.get("offset"):
+        cards["OFFSET"] = (setup["offset"], "camera offset setting of the inputs")
+    if setup.get("readout_mode"):
+        cards["READOUTM"] = (setup["readout_mode"], "readout mode of the inputs")
+    if spec.get("temperature_c") is not None:
+        cards["CCD-TEMP"] = (spec["temperature_c"], "[C] mean sensor temperature of the inputs")
+    if set_temperature is not None:
+        cards["SET-TEMP"] = (set_temperature, "[C] set point of the first input")
+    if spec.get("identity"):
+        cards["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
+    exposures = [float(f.get("exptime") or 0.0) for f in spec["frames"]]
+    exptime = spec.get("exptime") if kind not in ("flat", "fringe") else sum(exposures) / len(exposures)
+    cards["EXPTIME"] = (round(float(exptime or 0.0), 6), "[s] exposure of the inputs (mean)")
+    if kind in ("flat", "fringe"):
+        cards["FILTER"] = spec.get("filter", "")
+    dates = sorted(f["date_obs"] for f in spec["frames"] if f.get("date_obs"))
+    if dates:
+        cards["DATE-BEG"] = (dates[0], "DATE-OBS of the first input")
+        cards["DATE-END"] = (dates[-1], "DATE-OBS of the last input")
+    return cards
 
 
 def verify_master(path: str | os.PathLike) -> str | None:
@@ -123,7 +164,7 @@ def scan_library(
         except (OSError, ValueError):
             continue
         kind = header.get("CCDCALTY")
-        if kind not in MASTER_TYPES or "MASTERID" not in header:
+        if kind not in LIGHT_MASTERS or "MASTERID" not in header:
             continue
         gain, offset = header.get("GAIN", ""), header.get("OFFSET", "")
         setup = {

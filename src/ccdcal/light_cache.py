@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .camera import MASTER_TYPES
+from .camera import LIGHT_MASTERS
 from .file_cache import file_digest
 from .output_dir import LIGHT_CACHE_DIR
 from .parallel import map_in_threads
@@ -115,7 +115,7 @@ def light_key(
         "format": CACHE_FORMAT,
         "raw": {"path": entry["path"], "sha256": raw_sha256},
         "light": {k: v for k, v in entry.items() if k != "notes"},
-        "masters": {step: list(masters[step]) for step in MASTER_TYPES if step in masters},
+        "masters": {step: list(masters[step]) for step in LIGHT_MASTERS if step in masters},
         "camera": camera,
         "noise": noise,
         "software": software_identity(),
@@ -186,7 +186,7 @@ class LightCache:
         SHA-256 of the bytes its calibration read. ``key_for`` is None when the masters
         cannot be read."""
         lights = list(lights)
-        names = sorted({e[s] for e in lights for s in MASTER_TYPES if e.get(s)})
+        names = sorted({e[s] for e in lights for s in LIGHT_MASTERS if e.get(s)})
         try:
             digests = dict(zip(names, map_in_threads(lambda n: file_digest(master_files[n], 64), names, threads)))
         except OSError as exc:
@@ -194,7 +194,7 @@ class LightCache:
             return {}, None
 
         def key_for(entry: Mapping[str, Any], raw_sha256: str) -> tuple[str, dict[str, Any]]:
-            masters = {s: (Path(master_files[entry[s]]).name, digests[entry[s]]) for s in MASTER_TYPES if entry.get(s)}
+            masters = {s: (Path(master_files[entry[s]]).name, digests[entry[s]]) for s in LIGHT_MASTERS if entry.get(s)}
             return light_key(entry, raw_sha256, masters, camera, noise)
 
         keys = {}

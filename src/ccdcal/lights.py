@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .calibrator import Calibrator
-from .camera import MASTER_TYPES
+from .camera import LIGHT_MASTERS
 from .frames import FrameError
 from .light_cache import LightCache, write_group_keys
 from .parallel import map_in_threads
@@ -27,7 +27,17 @@ log = logging.getLogger("ccdcal.lights")
 
 #: The calibrated light's quality figures (``qc.light_statistics``; ADU, fractions) and its
 #: overscan levels (ADU, ';'-joined per amplifier), for the night's quality checks.
-QC_COLUMNS = ["sky", "noise_ratio", "masked", "saturated", "gradient", "flatness", "overscan_levels"]
+QC_COLUMNS = [
+    "sky",
+    "noise_ratio",
+    "masked",
+    "saturated",
+    "gradient",
+    "flatness",
+    "overscan_levels",
+    "fringe_before",
+    "fringe_after",
+]
 REPORT_COLUMNS = [
     "path",
     "status",
@@ -185,7 +195,7 @@ def _calibrate(
     if not lights:
         return []
     calibrator = calibrator or Calibrator.for_camera(camera, threads=threads)
-    used = {entry[s] for entry in lights for s in MASTER_TYPES if entry.get(s)}
+    used = {entry[s] for entry in lights for s in LIGHT_MASTERS if entry.get(s)}
     calibrator.load_masters(master_files[name] for name in sorted(used))
 
     def failed(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -218,7 +228,7 @@ def _calibrate(
         """The light calibrated and its file handed to the writer (or its failed row)."""
         row = report_row(entry, noise_flags)
         rel = entry["path"]
-        masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None for s in MASTER_TYPES}
+        masters = {f"master_{s}": master_files[entry[s]] if entry.get(s) else None for s in LIGHT_MASTERS}
         statistics: dict[str, Any] = {}
         try:
             written = calibrator.calibrate(

@@ -39,12 +39,13 @@ from .cfa import CfaLayout
 from .combine import CombineSpec, combine_block, variance_factor_table
 from .frames import FrameError, RawFrame, XisfFrame, copy_header_cards, open_frame, plain_output_name
 from .inventory import parse_shape
+from .library import library_cards
 from .master_recipes import RECIPES, MasterJob, central_rows
 from .memory import memory_returned_promptly, release_free_memory
 from .noise import NoiseMeasurementError, read_noise_from_pair
 from .overscan import FrameCorrector, layout_for
 from .parallel import map_in_threads, release_thread_buffers, row_blocks, thread_buffer
-from .previews import pixel_histogram, reduced_image, save_array
+from .previews import write_figure_data
 from .products import NONFINITE, Product, ascii_header_text, read_product, write_product
 from .provenance import add_software_cards
 from .qc import master_statistics
@@ -170,18 +171,6 @@ def _read_noise_of_masters(masters: Mapping[str, Product], gain: float) -> tuple
             kind = master.header.get("CCDCALTY", "")
             return float(master.header["RDNOISE"]) / gain, f"master {kind}".strip()
     return None, "unknown"
-
-
-def write_figure_data(kind: str, data: np.ndarray, mask: np.ndarray, preview: str) -> dict[str, Any]:
-    """What a master's figures in the night's report are drawn from, computed while it
-    is in memory: the master reduced to at most 512 px a side (``previews.reduced_image``,
-    float32 ADU, written to ``preview`` as .npy), and the histogram of its pixels,
-    returned (``previews.PixelHistogram.as_json`` with its ``unit``: ADU, '' for a flat).
-    The report job stretches and draws them (``report_pages.draw_master_figures``): a
-    master job imports neither astropy.visualization nor matplotlib."""
-    reduced, _ = reduced_image(data, mask)
-    save_array(reduced, preview)
-    return {**pixel_histogram(data, mask).as_json(), "unit": "" if kind == "flat" else "ADU"}
 
 
 def _read_noise_and_flags(
@@ -371,38 +360,9 @@ def _master_header(
         "SATURATE",
     ):
         header.remove(key, ignore_missing=True, remove_all=True)
-    setup = spec["setup"]
-    kind = spec["type"]
-    header["IMAGETYP"] = (f"MASTER {kind.upper()}", "ccdcal master calibration")
-    header["CCDCALTY"] = (kind, "master type")
-    header["CAMERA"] = (spec["camera"], "ccdcal camera profile")
-    if setup.get("instrument"):
-        header["INSTRUME"] = setup["instrument"]
-    xb, yb = setup["binning"].split("x")
-    header["XBINNING"] = (int(xb), "binning of the inputs")
-    header["YBINNING"] = (int(yb), "binning of the inputs")
-    if setup.get("gain_setting"):
-        header["GAIN"] = (setup["gain_setting"], "camera gain setting of the inputs")
-    if setup.get("offset"):
-        header["OFFSET"] = (setup["offset"], "camera offset setting of the inputs")
-    if setup.get("readout_mode"):
-        header["READOUTM"] = (setup["readout_mode"], "readout mode of the inputs")
-    if spec.get("temperature_c") is not None:
-        header["CCD-TEMP"] = (spec["temperature_c"], "[C] mean sensor temperature of the inputs")
     set_temps = [t for t in (f.raw.header.get("SET-TEMP") for f in inputs) if t is not None]
-    if set_temps:
-        header["SET-TEMP"] = (set_temps[0], "[C] set point of the first input")
-    if spec.get("identity"):
-        header["MASTERID"] = (spec["identity"], "digest of inputs, parameters, masters, version")
-    exposures = [float(f.get("exptime") or 0.0) for f in spec["frames"]]
-    exptime = spec.get("exptime") if kind != "flat" else sum(exposures) / len(exposures)
-    header["EXPTIME"] = (round(float(exptime or 0.0), 6), "[s] exposure of the inputs (mean)")
-    if kind == "flat":
-        header["FILTER"] = spec.get("filter", "")
-    dates = sorted(f["date_obs"] for f in spec["frames"] if f.get("date_obs"))
-    if dates:
-        header["DATE-BEG"] = (dates[0], "DATE-OBS of the first input")
-        header["DATE-END"] = (dates[-1], "DATE-OBS of the last input")
+    for key, card in library_cards(spec, set_temps[0] if set_temps else None).items():
+        header[key] = card
     header["EGAIN"] = (first.gain, "[e-/ADU] gain used")
     header["GAINSRC"] = (first.gain_source[:68], "where EGAIN comes from")
     header["NCOMBINE"] = (len(inputs), "number of frames combined")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .camera import MASTER_TYPES
-from .steps import STEPS, masters_wanted
+from .steps import DEFAULT_STEPS, STEPS, masters_wanted
 
 SECONDS_PER_DAY = 86400.0
 
@@ -79,9 +79,10 @@ class Choice:
     dark_scale: float | None = None
     flat: str | None = None
     notes: list[str] = field(default_factory=list)
+    fringe: str | None = None  # lights of a fringing band (``fringe.filters``) only
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        chosen = {
             "bias": self.bias,
             "dark": self.dark,
             "dark_mode": self.dark_mode,
@@ -89,6 +90,9 @@ class Choice:
             "flat": self.flat,
             "notes": self.notes,
         }
+        if self.fringe:  # only then: the plan of a night without fringes is what it was
+            chosen["fringe"] = self.fringe
+        return chosen
 
 
 #: The CALFLAGS word of each calibration step a frame did not get (the step's
@@ -283,10 +287,24 @@ class Matcher:
         """The masters the frame's camera calibrates it with (``steps.masters_wanted``)."""
         return masters_wanted(self.cameras[target.camera].get("steps"), target.kind)
 
-    def choose(self, target: Target, record: bool = True) -> Choice:
+    def fringe_band(self, target: Target) -> bool:
+        """Whether the frame is a light of a band its camera's ``fringe.filters`` names
+        (case-insensitive), with the fringe step among its steps."""
+        if target.kind != "light":
+            return False
+        profile = self.cameras[target.camera]
+        bands = {str(f).strip().lower() for f in (profile.get("fringe") or {}).get("filters", [])}
+        steps = profile.get("steps") or DEFAULT_STEPS
+        return bool(bands) and "fringe" in steps and target.filter.strip().lower() in bands
+
+    def choose(self, target: Target, record: bool = True, fringe: bool = True) -> Choice:
         """Bias, dark (mode, scale) and flat for one frame, as far as its camera's steps
-        want them (``wanted``: a flat frame gets no flat; a step left out, no master)."""
+        want them (``wanted``: a flat frame gets no flat; a step left out, no master), and
+        a light of a fringing band its fringe frame (unless ``fringe`` is False: what the
+        lights a fringe frame is made from are calibrated with)."""
         choice = Choice()
+        if fringe and self.fringe_band(target):
+            self._choose_fringe(target, choice, record)
         wanted = self.wanted(target)
         if target.dark_subtracted:  # by the camera software: a dark (holding the bias) is gone
             choice.dark_mode = "camera"
@@ -316,6 +334,16 @@ class Matcher:
         if "flat" in wanted:
             self._choose_flat(target, choice, record)
         return choice
+
+    def _choose_fringe(self, target: Target, choice: Choice, record: bool) -> None:
+        fringes = [Verdict(m, self._rejection(target, m, "fringe")) for m in self._candidates(target, "fringe")]
+        chosen = self._decide(target, "fringe", fringes, record)
+        if chosen is not None:
+            choice.fringe = chosen.master.name
+        else:
+            choice.notes.append(
+                f"no fringe frame for filter '{target.filter}': " + (self._summary(fringes) or "none of this camera")
+            )
 
     def _choose_flat(self, target: Target, choice: Choice, record: bool) -> None:
         flats = [Verdict(m, self._rejection(target, m, "flat")) for m in self._candidates(target, "flat")]

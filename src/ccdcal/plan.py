@@ -42,7 +42,7 @@ from .matching import MISSING_FLAGS, Choice, Matcher, Target, missing_steps
 from .night_noise import noise_name, noise_plans
 from .products import compressed_name
 from .provenance import settings_for
-from .steps import masters_wanted
+from .steps import DEFAULT_STEPS, masters_wanted
 
 PLAN_VERSION = 1
 
@@ -203,11 +203,16 @@ class Master:
                     "exptime": f.exptime,
                     "temperature_c": f.temperature_c,
                     "date_obs": f.date_obs,
-                    **({"calibration": self.frame_calibration[f.path]} if self.type == "flat" else {}),
+                    **({"calibration": self.frame_calibration[f.path]} if self.type in CALIBRATED_INPUTS else {}),
                 }
                 for f in self.frames
             ],
         }
+
+
+#: The masters whose inputs are calibrated each with its own masters (per frame, in the
+#: plan): a flat's with bias and dark, a fringe frame's (lights) with bias, dark and flat.
+CALIBRATED_INPUTS = {"flat": ("bias", "dark"), "fringe": ("bias", "dark", "flat")}
 
 
 def _setup_dict(record: FrameRecord) -> dict[str, Any]:
@@ -447,9 +452,8 @@ def target_of_master(master: Master) -> Target:
 
 
 def _group_id(camera: str, filt: str, choice: Choice) -> str:
-    digest = hashlib.sha256(json.dumps([choice.bias, choice.dark, choice.flat], sort_keys=True).encode()).hexdigest()[
-        :8
-    ]
+    chosen = [choice.bias, choice.dark, choice.flat, *([choice.fringe] if choice.fringe else [])]
+    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:8]
     return f"{safe_name(camera)}_{safe_name(filt, 'nofilter')}_{digest}".lstrip("+-")
 
 
@@ -464,11 +468,11 @@ def master_identity(
     calibration: Any = None
     if master.type == "dark":
         calibration = identities.get(master.bias) if master.bias else None
-    elif master.type == "flat":
+    elif master.type in CALIBRATED_INPUTS:
         calibration = []
         for frame in master.frames:
             c = master.frame_calibration[frame.path]
-            ids = [identities.get(c[step]) if c[step] else "" for step in ("bias", "dark")]
+            ids = [identities.get(c[step]) if c.get(step) else "" for step in CALIBRATED_INPUTS[master.type]]
             if None in ids:
                 return None
             calibration.append([checksums[frame.path], *ids, c["dark_mode"], c["dark_scale"]])
@@ -544,6 +548,9 @@ def make_plan(
     records_by_path = {r.path: r for r in records}
     matcher = Matcher([*tonight, *candidates], cameras)
     _resolve_masters(tonight, candidates, matcher, checksums, cameras)
+    fringes = build_fringe_masters(records, cameras, matcher, {m.name for m in matcher.masters})
+    _resolve_fringe_masters(fringes, candidates, matcher, checksums, cameras)
+    tonight += fringes
 
     by_name = {m.name: m for m in matcher.masters}
     policy = config["missing_calibration"]
@@ -561,6 +568,8 @@ def make_plan(
         target = target_of(record, "light")
         choice = matcher.choose(target)
         flags = missing_steps(choice.to_json(), matcher.wanted(target)) + inherited_flags(choice, by_name)
+        if matcher.fringe_band(target) and not choice.fringe:
+            flags.append("NOFRINGE")
         lacking = [step for step in MASTER_TYPES if MISSING_FLAGS[step] in flags and step in policy["steps"]]
         entry = {
             "path": record.path,
@@ -593,6 +602,7 @@ def make_plan(
                 "bias": choice.bias,
                 "dark": choice.dark,
                 "flat": choice.flat,
+                **({"fringe": choice.fringe} if choice.fringe else {}),
                 "lights": [],
             },
         )["lights"].append(entry)
@@ -612,10 +622,11 @@ def make_plan(
             for entry in chunk:
                 lights[entry["path"]]["group"] = name
 
-    used = {n for g in light_groups.values() for n in (g["bias"], g["dark"], g["flat"]) if n}
+    used = {n for g in light_groups.values() for n in (g["bias"], g["dark"], g["flat"], g.get("fringe")) if n}
     for master in tonight:
-        if master.type == "flat":
-            used.update(v for c in master.frame_calibration.values() for v in (c["bias"], c["dark"]) if v)
+        if master.type in CALIBRATED_INPUTS and (master.type != "fringe" or master.name in used):
+            steps = CALIBRATED_INPUTS[master.type]
+            used.update(c[step] for c in master.frame_calibration.values() for step in steps if c.get(step))
         if master.type == "dark" and master.bias:
             used.add(master.bias)
     _imported_biases(matcher, used)
@@ -647,6 +658,73 @@ def make_plan(
         "lights": lights,
         "matches": matcher.rows,
     }
+
+
+def fringe_band_lights(records: Iterable[FrameRecord], cameras: Mapping[str, Mapping[str, Any]]) -> list[FrameRecord]:
+    """The usable lights of the bands their camera's ``fringe.filters`` names (with the
+    fringe step among its steps): what fringe frames are made from."""
+    found = []
+    for record in records:
+        if not (record.ok and record.frame_type == "light" and record.camera in cameras):
+            continue
+        profile = cameras[record.camera]
+        bands = {str(f).strip().lower() for f in (profile.get("fringe") or {}).get("filters", [])}
+        if bands and "fringe" in (profile.get("steps") or DEFAULT_STEPS) and record.filter.strip().lower() in bands:
+            found.append(record)
+    return found
+
+
+def build_fringe_masters(
+    records: list[FrameRecord], cameras: Mapping[str, Mapping[str, Any]], matcher: Matcher, taken: set[str]
+) -> list[Master]:
+    """Tonight's fringe frames: per camera, setup and fringing band, its lights, when there
+    are at least ``fringe.min_frames`` of them (else the lights take the library's). Each
+    input is calibrated with the masters the light itself gets (``Matcher.choose``)."""
+    by_band: dict[tuple, list[FrameRecord]] = defaultdict(list)
+    for record in fringe_band_lights(records, cameras):
+        by_band[(*setup_key(record), record.filter.strip().lower())].append(record)
+    masters = []
+    for key in sorted(by_band, key=lambda k: tuple(str(p) for p in k)):
+        frames = sorted(by_band[key], key=lambda f: f.path)
+        first = frames[0]
+        if len(frames) < cameras[first.camera]["fringe"]["min_frames"]:
+            continue
+        name = _unique_name(f"fringe_{_setup_label(first)}_{safe_name(first.filter.strip(), 'nofilter')}", taken)
+        master = Master(
+            name,
+            "fringe",
+            first.camera,
+            _setup_dict(first),
+            frames,
+            _mean(f.temperature_c for f in frames),
+            _mean(f.exptime for f in frames),
+            first.filter.strip(),
+        )
+        for frame in frames:
+            choice = matcher.choose(target_of(frame, "light"), record=False, fringe=False)
+            master.frame_calibration[frame.path] = choice.to_json()
+        wanted = masters_wanted(cameras[first.camera].get("steps"), "light")
+        master.flags = sorted({f for c in master.frame_calibration.values() for f in missing_steps(c, wanted)})
+        masters.append(master)
+    return masters
+
+
+def _resolve_fringe_masters(
+    fringes: list[Master], library: list[Master], matcher: Matcher, checksums: Mapping[str, str] | None, cameras
+) -> None:
+    """Tonight's fringe frames get their identity (their lights' checksums and the masters
+    each was calibrated with) and become candidates; one identical to a library fringe
+    frame is linked to it instead of being rebuilt."""
+    identities = {m.name: m.identity for m in matcher.masters}
+    by_identity = {m.identity: m for m in library if not m.damaged and m.type == "fringe"}
+    for master in fringes:
+        if checksums is not None:
+            master.identity = master_identity(master, checksums, cameras[master.camera], identities)
+        twin = by_identity.get(master.identity) if master.identity else None
+        if twin is not None:
+            master.library_file = twin.file
+            matcher.masters.remove(twin)
+        matcher.masters.append(master)
 
 
 def _imported_biases(matcher: Matcher, used: set[str]) -> None:
@@ -752,5 +830,5 @@ def master_inputs(plan: Mapping[str, Any], name: str) -> dict[str, Any]:
         needed.add(master["bias"])
     for frame in master["frames"]:
         calibration = frame.get("calibration") or {}
-        needed.update(v for v in (calibration.get("bias"), calibration.get("dark")) if v)
+        needed.update(v for v in (calibration.get("bias"), calibration.get("dark"), calibration.get("flat")) if v)
     return {"frames": [f["path"] for f in master["frames"]], "masters": sorted(needed), "library": []}

@@ -660,3 +660,15 @@ def plot_trends(series: Mapping[str, Iterable[Sequence]], path: str | os.PathLik
     axes[-1].set_xlabel("night")
     figure.suptitle(title)
     _save(figure, path)
+
+
+def write_figure_data(kind: str, data: np.ndarray, mask: np.ndarray, preview: str) -> dict[str, Any]:
+    """What a master's figures in the night's report are drawn from, computed while it
+    is in memory: the master reduced to at most 512 px a side (``previews.reduced_image``,
+    float32 ADU, written to ``preview`` as .npy), and the histogram of its pixels,
+    returned (``previews.PixelHistogram.as_json`` with its ``unit``: ADU, '' for a flat).
+    The report job stretches and draws them (``report_pages.draw_master_figures``): a
+    master job imports neither astropy.visualization nor matplotlib."""
+    reduced, _ = reduced_image(data, mask)
+    save_array(reduced, preview)
+    return {**pixel_histogram(data, mask).as_json(), "unit": "" if kind in ("flat", "fringe") else "ADU"}

@@ -54,6 +54,21 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
         "background",
     ),
     "noise": ("steps", "overscan", "trim", "gain", "read_noise", "saturation"),
+    # a fringe frame is made from lights calibrated up to the flat
+    "fringe": (
+        "steps",
+        "overscan",
+        "trim",
+        "gain",
+        "read_noise",
+        "saturation",
+        "keywords.exptime",
+        "keywords.pedestal",
+        "dark.exposure_tolerance",
+        "flat.weak_threshold",
+        "bayer_pattern",
+        "fringe",
+    ),
     "light": (
         "steps",
         "overscan",
@@ -71,12 +86,16 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: The default steps before the fringe step (which does nothing until fringe.filters names a band).
+DEFAULT_BEFORE_FRINGE = tuple(n for n in DEFAULT_STEPS if n != "fringe")
+
 #: Settings added after products were made, and when they do what was done before them:
 #: then they are left out of a product's settings, so that products and library masters
 #: made before keep their CFGDIGST and MASTERID.
 NEUTRAL_SETTINGS: dict[str, Callable[[Any], bool]] = {
-    "steps": lambda names: tuple(names) in (DEFAULT_STEPS, CORE_STEPS),
+    "steps": lambda names: tuple(names) in (DEFAULT_STEPS, CORE_STEPS, DEFAULT_BEFORE_FRINGE),
     **{name: (lambda section: not section.get("enabled")) for name in IMAGE_STEPS},
+    "fringe": lambda section: not section.get("filters"),
     "bayer_pattern": lambda pattern: pattern == "header",
     "flat.cfa": lambda how: how == "together",
 }

@@ -512,6 +512,17 @@ def light_checks(row: Mapping[str, Any], limits: Mapping[str, Mapping[str, float
             "fringes the flat did not remove)",
         )
     )
+    after, before = number("fringe_after"), number("fringe_before")
+    if after is not None:  # a light of a fringing band whose fringe frame was subtracted
+        rows.append(
+            checked(
+                subject,
+                "fringe_residual",
+                after,
+                limits["fringe_residual"],
+                f"fringes / sky after their removal ({before:.4g} before; smoothed rms, fringe.smoothing)",
+            )
+        )
     flags = row.get("flags") or ""
     rows.append(
         Check(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .camera import MASTER_TYPES
+from .camera import LIGHT_MASTERS
 from .inventory import FrameRecord
 from .output_dir import FAILURES_DIR, GROUP_REPORT, GROUPS_DIR, MASTER_REPORTS_DIR, NOISE_DIR, QC_CSV
 from .plan import master_inputs, plain_output_name
@@ -103,7 +103,7 @@ class NightState:
         if error:
             return f"its job failed: {error} (log: logs/lights/{group_name}.log)"
         group = plan["light_groups"].get(group_name, {})
-        for step in MASTER_TYPES:
+        for step in LIGHT_MASTERS:
             problem = self.master_problem(group.get(step) or "", plan) if group.get(step) else None
             if problem:
                 return problem

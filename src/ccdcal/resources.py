@@ -64,6 +64,8 @@ def master_memory_mb(
     flat-level pass and the finishing steps add per pixel (for a dark or flat, with the
     background mesh's clipping work per thread)."""
     pixels = shape[0] * shape[1]
+    if kind == "fringe":
+        return fringe_memory_mb(n_frames, shape, n_masters)
     fixed = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + MASTER_PLANES_BYTES_PER_PIXEL)
     rows = min(rows_per_block(n_frames, shape[1], memory_limit_mb, threads, fixed), shape[0])
     stacks = 2 * threads * rows * n_frames * shape[1] * 4  # a stack and its work chunks
@@ -73,6 +75,26 @@ def master_memory_mb(
     held = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + phase)
     clip_mb = CLIP_WORK_MB_PER_THREAD * threads if kind in ("dark", "flat") else 0
     return int(JOB_OVERHEAD_MB + clip_mb + (held + stacks) / 2**20) + 1
+
+
+#: Bytes per pixel a fringe-frame job holds besides its masters: one light calibrated
+#: (its planes, the calibration, the row scratch), its sky plane and source map, the
+#: fringe frame's planes (data, UNCERT, count, MASK) and the fill's Gaussian scratch.
+FRINGE_BYTES_PER_PIXEL = 70
+#: Bytes per pixel per input of a block of the fringe frame's combine (values, sigma,
+#: weights, sums; ``fringe._combine``), on ``FRINGE_BLOCK_ROWS`` rows.
+FRINGE_COMBINE_BYTES = 30
+FRINGE_BLOCK_ROWS = 256
+
+
+def fringe_memory_mb(n_frames: int, shape: tuple[int, int], n_masters: int) -> int:
+    """Peak memory (MB) of a fringe-frame job: the masters its lights are calibrated with,
+    one light and the frame's planes (``FRINGE_BYTES_PER_PIXEL``), and one block of the
+    combine (the lights' residuals wait on disk, ``fringe.build_fringe_frame``)."""
+    pixels = shape[0] * shape[1]
+    block = FRINGE_BLOCK_ROWS * shape[1] * n_frames * FRINGE_COMBINE_BYTES
+    held = pixels * (MASTER_BYTES_PER_PIXEL * n_masters + FRINGE_BYTES_PER_PIXEL)
+    return int(JOB_OVERHEAD_MB + (held + block) / 2**20) + 1
 
 
 # ------------------------------------------------------------------ light-group jobs

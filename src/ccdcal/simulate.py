@@ -339,6 +339,7 @@ class Camera:
     flats: dict = field(default_factory=dict)
     detector_cards: tuple = ()
     cosmic_rays_per_dark: tuple[int, int] = (25, 60)
+    fringe_pattern: np.ndarray | None = None  # the detector's fringes (``fringe_pattern``), for red-band lights
 
 
 @dataclass
@@ -701,6 +702,7 @@ class Exposure:
     flat: np.ndarray | None
     dark_e: np.ndarray
     info: dict
+    fringe_e: np.ndarray | float = 0.0  # lights: fringes (e-, before the flat), not in signal_e
 
 
 def _expose_frame(seed, cam: Camera, fr: Frame, offset, slope, make_signal) -> Exposure:
@@ -711,10 +713,11 @@ def _expose_frame(seed, cam: Camera, fr: Frame, offset, slope, make_signal) -> E
     temp_c = _temperature(rng, cam, fr)
     # regulated sensor: dark current follows the set point; CCD-TEMP is a noisy reading
     dark_e = cam.dark_rate * dark_scale(fr.set_temp_c, cam.set_temp_c) * fr.exptime
-    signal_e, info, flat = 0.0, {}, None
+    signal_e, info, flat, fringe_e = 0.0, {}, None, 0.0
     if fr.kind in ("flat", "light"):
         flat = cam.flats[fr.filter]
         signal_e, info = make_signal(fr, rng)
+        fringe_e = info.pop("fringe_e", 0.0)
     extra = None
     if fr.kind == "dark":
         n_cr = int(rng.integers(*cam.cosmic_rays_per_dark))
@@ -726,13 +729,13 @@ def _expose_frame(seed, cam: Camera, fr: Frame, offset, slope, make_signal) -> E
         gain=cam.gain,
         read_noise_e=cam.read_noise_e,
         dark_e=dark_e,
-        light_e=0.0 if flat is None else flat * signal_e,
+        light_e=0.0 if flat is None else flat * (signal_e + fringe_e),
         overscan_offset=offset,
         overscan_slope=slope,
         n_overscan=cam.n_overscan,
         extra_e=extra,
     )
-    return Exposure(raw, temp_c, signal_e, flat, dark_e, info)
+    return Exposure(raw, temp_c, signal_e, flat, dark_e, info, fringe_e)
 
 
 def _frame_entry(cam: Camera, fr: Frame, exp: Exposure, offset, slope) -> dict:
@@ -773,7 +776,7 @@ def _light_truth(truth_dir: Path, cam: Camera, fr: Frame, exp: Exposure, sigma) 
 def _raw_ideal_sigma(cam: Camera, exp: Exposure) -> np.ndarray:
     """``ideal_sigma`` (ADU) of a light written as the camera read it."""
     return ideal_sigma(
-        signal_e=exp.signal_e,
+        signal_e=exp.signal_e + exp.fringe_e,
         flat=exp.flat,
         dark_e=exp.dark_e,
         gain=cam.gain,
@@ -1046,6 +1049,12 @@ class FrameSet:
     #: pixels of each colour (the flat lamp's colour; the sky's and stars' through the
     #: filters), or None (1, 1, 1)
     colour: tuple[float, float, float] | None = None
+    #: lights: fringes of the sky's emission lines, their largest excursion as a fraction
+    #: of the sky (the camera's ``fringe_pattern``), times a factor drawn per light in
+    #: [0.6, 1.4] (the lines vary apart from the continuum); 0: none
+    fringe: float = 0.0
+    #: lights: the field's shift from light to light, uniform in +-this (px); 0: undithered
+    dither_px: float = 3.0
 
     def __post_init__(self):
         if self.kind not in FRAME_KINDS:
@@ -1165,6 +1174,7 @@ def _camera_from_spec(c: CameraSpec, filters, seed: int) -> Camera:
         flats,
         detector_cards=_detector_cards(c),
         cosmic_rays_per_dark=c.cosmic_rays_per_dark,
+        fringe_pattern=fringe_pattern(c.shape, seed),
     )
 
 
@@ -1253,12 +1263,13 @@ def _set_light_signal(seed: int, cam: Camera, fs: FrameSet, set_index: int, rng)
     ny, nx = cam.bias2d.shape
     x0, y0 = f.uniform(10, nx - 10, fs.n_stars), f.uniform(10, ny - 10, fs.n_stars)
     peak_adu = 10 ** f.uniform(np.log10(50), np.log10(20000), fs.n_stars)
-    dx, dy = rng.uniform(-3, 3, 2)
+    dx, dy = rng.uniform(-fs.dither_px, fs.dither_px, 2) if fs.dither_px else (0.0, 0.0)
     stars = render_stars(cam.bias2d.shape, x0 + dx, y0 + dy, peak_adu * cam.gain, 3.0)
-    return fs.sky_e + stars, {
-        "sky_e": float(fs.sky_e),
-        "dither_px": [float(dx), float(dy)],
-    }
+    info = {"sky_e": float(fs.sky_e), "dither_px": [float(dx), float(dy)]}
+    if fs.fringe:
+        strength = fs.fringe * float(rng.uniform(0.6, 1.4))
+        info.update(fringe_e=strength * fs.sky_e * cam.fringe_pattern, fringe_strength=strength)
+    return fs.sky_e + stars, info
 
 
 def _camera_master_dark(seed, cam: Camera, fr: Frame, n_frames, offset, slope):
@@ -1407,6 +1418,8 @@ def write_camera_night(raw_dir, truth_dir, spec: CameraNight, seed: int = DEFAUL
     truth = _camera_truth(cam, truth_dir)
     truth["bias_level_adu"] = c.bias_level_adu
     truth["amp_glow_e_per_s"] = c.amp_glow_e_per_s
+    if any(fs.fringe for fs in spec.frame_sets):  # lights' fringes: strength x sky x this, before the flat
+        truth["fringe_pattern"] = _write_truth_image(truth_dir, f"{cam.key}/fringe_pattern.fits", cam.fringe_pattern)
     truth["header"] = {
         "style": c.header_style,
         "cards": {key: value for key, value, _ in cam.detector_cards},
@@ -1806,6 +1819,54 @@ def night_osc() -> CameraNight:
             sky_e=600.0,
             n_stars=20,
             colour=sky,
+        ),
+    )
+    return CameraNight(camera, sets)
+
+
+def night_fringes() -> CameraNight:
+    """A thinned CCD in red bands (MaxIm DL headers, 16 overscan columns): fringes of the
+    sky's emission lines (``fringe_pattern``: arcs and waves, 2 % of the sky at their
+    largest, x0.6-1.4 from light to light) in 12 z lights 120 s dithered +-15 px and 8 i
+    lights 120 s not dithered; 5 biases, 5 darks 120 s, 5 z and 5 i flats (a lamp: no
+    fringes)."""
+    camera = CameraSpec(
+        key="red",
+        instrument="SimCam deep-depletion (fringes)",
+        overscan_columns=16,
+        gain=1.2,
+        read_noise_e=5.0,
+        dark_rate_e_per_s=0.005,
+    )
+    sets = (
+        FrameSet("bias", "bias", 5, start_h=14.0),
+        FrameSet("dark_120s", "dark", 5, 120.0),
+        FrameSet("flat_z", "flat", 5, 4.0, filter="z", levels_adu=(20000.0,) * 5, start_h=16.5),
+        FrameSet("flat_i", "flat", 5, 3.0, filter="i", levels_adu=(20000.0,) * 5),
+        FrameSet(
+            "light_z_120s",
+            "light",
+            12,
+            120.0,
+            filter="z",
+            object="NGC 4565",
+            start_h=19.0,
+            sky_e=2500.0,
+            n_stars=15,
+            fringe=0.02,
+            dither_px=15.0,
+        ),
+        FrameSet(
+            "light_i_120s",
+            "light",
+            8,
+            120.0,
+            filter="i",
+            object="NGC 4565",
+            sky_e=1800.0,
+            n_stars=15,
+            fringe=0.02,
+            dither_px=0.0,
         ),
     )
     return CameraNight(camera, sets)

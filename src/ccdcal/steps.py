@@ -1,8 +1,8 @@
 """The steps a light is calibrated with, as data.
 
 A camera profile's ``steps`` lists, in order, the named steps its lights go through
-(default ``DEFAULT_STEPS``: overscan, trim, bias, dark, flat, cosmic_rays, cosmetic, the
-last two off until their settings enable them); ``Calibrator`` and the
+(default ``DEFAULT_STEPS``: overscan, trim, bias, dark, flat, fringe, cosmic_rays,
+cosmetic, the last three off until their settings enable them); ``Calibrator`` and the
 workflow's light jobs run that list. Calibration frames go through the steps before their
 own kind (a flat: overscan, trim, bias, dark). Each step is a small class registered by
 name in ``STEPS``, with one job; its ``stage`` says when it acts and which hook it fills:
@@ -15,8 +15,8 @@ raw         overscan, trim            ``read(planned, reading)``: what of the pl
                                       ``overscan.layout_for``) the raw rows are read with
 arithmetic  bias, dark, flat          ``choose(light)``: take its master (a dark: and how
                                       it is scaled, ``Light.dark_choice``)
-image       cosmic_rays, cosmetic     ``apply(light)``: act on the calibrated image,
-                                      UNCERT and MASK, in the order listed, when their
+image       fringe, cosmic_rays,      ``apply(light)``: act on the calibrated image,
+            cosmetic                  UNCERT and MASK, in the order listed, when their
                                       settings enable them
 =========== ========================= ==================================================
 
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .products import COSMIC, Product
+from .products import COSMIC, Product, ascii_header_text
 from .sections import Section
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 #: The stages, in the order they run.
 STAGES = ("raw", "arithmetic", "image")
 #: What a light goes through when its profile does not say.
-DEFAULT_STEPS = ("overscan", "trim", "bias", "dark", "flat", "cosmic_rays", "cosmetic")
+DEFAULT_STEPS = ("overscan", "trim", "bias", "dark", "flat", "fringe", "cosmic_rays", "cosmetic")
 #: The steps of every light before image steps existed (the recipe that was fixed).
 CORE_STEPS = DEFAULT_STEPS[:5]
 #: A header card: (value, comment).
@@ -87,6 +87,7 @@ class Light:
     read_noise: float = 0.0
     cards: dict[str, Card] = field(default_factory=dict)
     cfa: CfaLayout | None = None  # the calibrated array's Bayer layout (ccdcal.cfa); None: monochrome
+    source: str = ""  # the raw frame, relative to raw_dir (which lights a fringe frame was made from)
 
     @property
     def subtracted_bias(self) -> Product | None:
@@ -242,6 +243,40 @@ class CosmicRays(ImageStep):
         light.cards["NCOSMIC"] = (flagged, "pixels flagged COSMIC (L.A.Cosmic, astroscrappy)")
         if self.options(light).get("replace"):
             light.cards["CRREPL"] = (replaced, "of them replaced by their local median")
+
+
+@step
+class Fringe(ImageStep):
+    """Subtract the fringe frame (``given['fringe']``, ``ccdcal.fringe``) scaled by the
+    amplitude fitted on the light, when the plan gave it one (lights of the bands the
+    profile's ``fringe.filters`` names); UNCERT gains the frame's noise. FRNGAMP (ADU),
+    FRNGREL (of the sky) and the fringes' share of the sky before and after (FRNGBEF,
+    FRNGAFT) go in the header."""
+
+    name = "fringe"
+
+    def enabled(self, settings):
+        return bool(settings.get(self.name, {}).get("filters"))
+
+    def apply(self, light: Light) -> None:
+        from .fringe import FringeSettings, remove_fringes  # here: scipy only where it is used
+
+        fringe = light.given.get("fringe")
+        if fringe is None:
+            return
+        settings = FringeSettings.from_dict(light.settings.get(self.name))
+        inputs = {str(v) for k, v in fringe.header.items() if k.startswith("IMCMB")}
+        fit = remove_fringes(light.image, light.uncert, light.mask, fringe.data, fringe.uncert, fringe.mask, settings)
+        light.cards.update(
+            FRNGFILE=(fringe.path.name, "fringe frame subtracted"),
+            FRNGSUM=(fringe.digest, "sha256[:16] of the fringe frame"),
+            FRNGAMP=(round(fit.amplitude, 4), "[ADU] fringe frame x this was subtracted"),
+            FRNGAERR=(round(fit.amplitude_error, 4), "[ADU] 1 sigma of FRNGAMP"),
+            FRNGREL=(round(fit.relative, 5), "FRNGAMP / sky: 1 = the frame's average fringes"),
+            FRNGBEF=(round(fit.before, 6), f"fringes / sky before ({settings.smoothing}-px smoothed rms)"),
+            FRNGAFT=(round(fit.after, 6), "fringes / sky after"),
+            FRNGSELF=(ascii_header_text(light.source) in inputs, "this light is one of the fringe frame's inputs"),
+        )
 
 
 @step

@@ -42,7 +42,7 @@ from typing import Any
 from astropy.io import fits
 
 from .calibrator import Calibrator
-from .camera import MASTER_TYPES
+from .camera import LIGHT_MASTERS, MASTER_TYPES
 from .frames import FrameError, RawFrame, is_frame_name
 from .inventory import list_raw_files, take_inventory
 from .jobs.build_master import master_job
@@ -395,7 +395,7 @@ class Watcher:
         entry.update(seconds=f"{time.perf_counter() - start:.2f}", finished=_now())
         self.state.frames[rel] = entry
         self.save()
-        masters = " ".join(f"{k}={entry[k]}" for k in MASTER_TYPES if entry.get(k)) or "no master"
+        masters = " ".join(f"{k}={entry[k]}" for k in LIGHT_MASTERS if entry.get(k)) or "no master"
         detail = entry.get("note", "")
         if entry["kind"] == "light" and entry["status"] != "failed":
             detail = f"{masters} flags={entry.get('flags') or 'OK'}"
@@ -410,7 +410,7 @@ class Watcher:
             return {"status": "skipped", "note": plan["skipped"][rel]}
         group = next(g for g in plan["light_groups"].values() if any(x["path"] == rel for x in g["lights"]))
         camera = _round_trip(settings_for(plan["cameras"][group["camera"]], "light"))
-        files = {m: self._master_file(plan, m) for e in group["lights"] for m in (e.get(k) for k in MASTER_TYPES) if m}
+        files = {m: self._master_file(plan, m) for e in group["lights"] for m in (e.get(k) for k in LIGHT_MASTERS) if m}
         calibrator = self._calibrators.get(group["camera"])
         if calibrator is None:
             calibrator = self._calibrators[group["camera"]] = Calibrator.for_camera(

@@ -10,7 +10,7 @@ from snakemake.io import WILDCARD_REGEX
 from snakemake.logging import logger
 from snakemake.utils import min_version
 
-from ccdcal.camera import MASTER_TYPES
+from ccdcal.camera import LIGHT_MASTERS
 from ccdcal.config import ConfigError, unpaired_raw_dir_message, validated
 from ccdcal.inventory import list_raw_files, no_fits_message, parse_shape
 from ccdcal.joblog import run_logged
@@ -402,7 +402,7 @@ def get_master_runtime(wildcards, attempt):
 
 def _light_group_master_names(group):
     """The masters a group's lights are calibrated with (the group's, by its definition)."""
-    return [m for m in (group["bias"], group["dark"], group["flat"]) if m]
+    return [m for m in (group["bias"], group["dark"], group["flat"], group.get("fringe")) if m]
 
 
 def get_light_group_inputs(wildcards):

@@ -17,7 +17,7 @@ if config["library_dir"]:
             / "{day}"
             / "{master}_{identity}.log",
         wildcard_constraints:
-            kind="|".join(MASTER_TYPES),
+            kind="|".join(LIGHT_MASTERS),
             identity="[0-9a-f]{16}",
             day=r"\d{4}-\d{2}-\d{2}|undated",
         localrule: True

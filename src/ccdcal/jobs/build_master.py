@@ -14,7 +14,8 @@ from astropy.io import fits
 
 from ..frames import FrameError
 from ..library import verify_master
-from ..masters import build_master, write_figure_data, write_intermediates
+from ..masters import build_master, write_intermediates
+from ..previews import write_figure_data
 from ..products import read_products
 from ..provenance import settings_digest
 from ..qc import setup_checks, stop_if_failed

@@ -16,7 +16,7 @@ from ..inventory import INVENTORY_ROWS, FrameRecord, records_to_csv, take_invent
 from ..library import CHECKSUMS, ChecksumCache, scan_library
 from ..light_cache import holds_lights
 from ..pixinsight_library import PixInsightMaster, as_library_masters, scan_pixinsight, unusable_rows
-from ..plan import make_plan
+from ..plan import fringe_band_lights, make_plan
 from ..writers import write_text_atomic
 
 log = logging.getLogger("ccdcal")
@@ -56,6 +56,8 @@ def plan_night(
         # reads only new or changed files
         kinds = (*MASTER_TYPES, "light") if holds_lights(work.parent) else MASTER_TYPES
         hashed = [r.path for r in records if r.ok and r.frame_type in kinds]
+        # the lights a fringe frame is made from give it its identity too
+        hashed += [r.path for r in fringe_band_lights(records, cameras) if r.frame_type not in kinds]
         checksums = cache.digests(config["raw_dir"], hashed, threads)
         cache.save(prune=True)
     library = scan_library(config.get("library_dir"), None if work is None else work / "library.json")
