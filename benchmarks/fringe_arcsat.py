@@ -15,8 +15,8 @@ folder of such a run), then prints markdown tables:
    residual (fractions of the sky) before and after ``remove_fringes``, and UNCERT against
    the pixel scatter before and after.
 
-The fringe frame is built from the ten XO1-b lights (``in_frame=True`` for them); the
-43 Bet Com light (30 s) is not an input (``in_frame=False``). The science is
+The fringe frame is built from the ten XO1-b lights; the 43 Bet Com light (30 s) is not
+an input. The science is
 ``ccdcal.fringe``'s; this script only measures. The fringe frame is written to
 ``<out>/fringe_z.fits`` for inspection.
 """
@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 from astropy.io import fits
@@ -49,9 +50,19 @@ from ccdcal.fringe import (  # noqa: E402
 SETTINGS = FringeSettings()
 
 
-def calibrate(raw: Path, out: Path) -> Path:
-    """Run the workflow on ``raw`` into ``out/ccdcal``; the output folder."""
-    target = out / "ccdcal"
+def calibrate(raw: Path, out: Path, fringe: bool = False) -> Path:
+    """Run the workflow on ``raw`` with config/examples/arcsat.yaml into
+    ``out/ccdcal-fringe`` (as it is: its fringe step on) or ``out/ccdcal`` (the fringe
+    step off: the lights this script studies); the output folder."""
+    import yaml
+
+    target = out / ("ccdcal-fringe" if fringe else "ccdcal")
+    config = yaml.safe_load((REPO / "config/examples/arcsat.yaml").read_text())
+    if not fringe:
+        for camera in config["cameras"]:
+            camera.pop("fringe", None)
+    configfile = out / f"{target.name}.yaml"
+    configfile.write_text(yaml.safe_dump(config))
     snakemake = Path(sys.executable).parent / "snakemake"
     cmd = [
         str(snakemake),
@@ -64,7 +75,7 @@ def calibrate(raw: Path, out: Path) -> Path:
         "--cores",
         "2",
         "--configfile",
-        "config/examples/arcsat.yaml",
+        str(configfile),
         "--config",
         f"raw_dir={raw}",
         f"output_dir={target}",
@@ -134,11 +145,11 @@ def scatter_ratio(image: np.ndarray, uncert: np.ndarray, mask: np.ndarray) -> fl
     return float(measured / model)
 
 
-def fringe_content(image: np.ndarray, mask: np.ndarray, uncert: np.ndarray, frame, in_frame: bool) -> float:
+def fringe_content(image: np.ndarray, mask: np.ndarray, uncert: np.ndarray, frame) -> float:
     """The fringe frame's amplitude in ``image`` over its sky level (1: as much as the
     lights' average; ``ccdcal.fringe.fit_amplitude``)."""
     sky = measure_sky(image, mask, SETTINGS)
-    amplitude, _ = fit_amplitude(image, uncert, sky, frame.data, frame.uncert, frame.mask, in_frame)
+    amplitude, _ = fit_amplitude(image, uncert, sky, frame.data, frame.uncert, frame.mask, SETTINGS.fit_bin)
     return amplitude / sky.level
 
 
@@ -249,7 +260,7 @@ def main() -> int:
             "master flat (normalized)",
             f"{correlation(mean_map, flat_map, mean_use & flat_use):+.3f}",
             f"{fringe_statistic(flat, flat_mask, SETTINGS):.4f}",
-            f"{fringe_content(flat, flat_mask, flat_uncert, frame, False):+.3f}",
+            f"{fringe_content(flat, flat_mask, flat_uncert, frame):+.3f}",
         ]
     ]
     for path in sorted(args.raw.glob("domeflat_z_*.fits")):
@@ -261,7 +272,7 @@ def main() -> int:
                 f"raw {path.name} - bias",
                 f"{correlation(mean_map, raw_map, mean_use & raw_use):+.3f}",
                 f"{fringe_statistic(image, flat_mask, SETTINGS):.4f}",
-                f"{fringe_content(image, flat_mask, noise, frame, False):+.3f}",
+                f"{fringe_content(image, flat_mask, noise, frame):+.3f}",
             ]
         )
     for path in inputs[:3]:
@@ -273,7 +284,7 @@ def main() -> int:
                 f"raw {path.name} - dark (no flat)",
                 f"{correlation(mean_map, raw_map, mean_use & raw_use):+.3f}",
                 f"{fringe_statistic(image, mask, SETTINGS):.4f}",
-                f"{fringe_content(image, mask, uncert * flat, frame, True):+.3f}",
+                f"{fringe_content(image, mask, uncert * flat, frame):+.3f}",
             ]
         )
 
@@ -287,9 +298,7 @@ def main() -> int:
         sky = measure_sky(image, mask, SETTINGS)
         stat_before, range_before = percentile_range(image, mask, sky)
         ratio_before = scatter_ratio(image, uncert, mask)
-        fit = remove_fringes(
-            image, uncert, mask, frame.data, frame.uncert, frame.mask, SETTINGS, in_frame=path in inputs
-        )
+        fit = remove_fringes(image, uncert, mask, frame.data, frame.uncert, frame.mask, SETTINGS)
         stat_after, range_after = percentile_range(image, mask, sky)
         fits_[path.name] = fit
         if path == inputs[len(inputs) // 2]:
@@ -384,7 +393,34 @@ def main() -> int:
             stars,
         )
     )
+    workflow_step(calibrate(args.raw.resolve(), args.out.resolve(), fringe=True))
     return 0
+
+
+def workflow_step(output: Path) -> None:
+    """The workflow's own fringe step on the night (config/examples/arcsat.yaml): its
+    fringe frame's inputs and each light's header cards."""
+    (frame_path,) = sorted((output / "masters").glob("fringe_*.fits"))
+    frame = fits.getheader(frame_path)
+    inputs = [unquote(str(frame[k])) for k in frame if k.startswith("IMCMB")]
+    print("\n## The workflow's fringe step (`config/examples/arcsat.yaml`: `fringe: {filters: [z]}`)\n")
+    print(
+        f"Fringe frame `{frame_path.name}`: NCOMBINE {frame['NCOMBINE']}, FRNGFILL {frame['FRNGFILL']} px, "
+        f"NOISEFAC {frame['NOISEFAC']}, FRNGRMS {frame['FRNGRMS']}; made from: " + ", ".join(f"`{p}`" for p in inputs)
+    )
+    print()
+    rows = []
+    for path in sorted((output / "calibrated").glob("*.fits")):
+        h = fits.getheader(path)
+        rows.append(
+            [
+                path.name,
+                f"{h['FRNGAMP']:.2f} ± {h['FRNGAERR']:.2f}",
+                f"{h['FRNGREL']:.3f}",
+                f"{100 * h['FRNGBEF']:.2f} → {100 * h['FRNGAFT']:.2f}",
+            ]
+        )
+    print(table(["light", "FRNGAMP ADU", "FRNGREL", "FRNGBEF → FRNGAFT %"], rows))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ from .specs import checked_float, checked_int, spec_from_mapping
 FRINGEFILL = 32
 #: Side (px) of the box sources are found against (``measure_sky``).
 SOURCE_BOX = 15
+#: The amplitude fit (``fit_amplitude``): blocks further than this many sigma (their
+#: noise, or the blocks' robust spread when larger) from the model are left out, and the
+#: fit done again, at most this many times.
+FIT_CLIP, FIT_ITERATIONS = 4.0, 5
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class FringeSettings:
     clip_sigma: float = 4.0  # combine: a frame further than this many of its sigma from the median is rejected
     fill_sigma: float = 4.0  # px: the Gaussian that fills pixels no frame saw
     smooth_sigma: float = 1.0  # px: the Gaussian the frame is smoothed by (its noise, not its fringes)
-    fit_bin: int = 8  # px: the amplitude is fitted on blocks of this side (the noise averaged away)
+    fit_bin: int = 16  # px: the amplitude is fitted on blocks of this side (the noise averaged away)
     smoothing: int = 31  # px: box of the fringe statistic
     min_frames: int = 3  # fewest lights a fringe frame is built from
 
@@ -164,18 +168,25 @@ def measure_sky(image: np.ndarray, mask: np.ndarray | None, settings: FringeSett
     sky.level = float(coefficients[0] + coefficients[1] * (nx - 1) / 2 + coefficients[2] * (ny - 1) / 2)
     from scipy.ndimage import uniform_filter
 
-    # sources against what is around them (a 15-pixel box: it follows fringes tens of
-    # pixels wide, whose crests would pass for faint sources against the plane alone)
+    # sources against what is around them: the mean of a 15-pixel box (it follows fringes
+    # tens of pixels wide, whose crests would pass for faint sources against the plane
+    # alone) of the pixels that are not bright sources (twice the limit above the plane,
+    # grown: a star's own light would raise the box's mean and hide its wings)
     residual = np.where(good, image - sky.plane(image.shape), 0.0).astype(np.float32)
-    weight = uniform_filter(good.astype(np.float32), SOURCE_BOX, mode="nearest")
+    limit = np.float32(settings.source_sigma * rms)
+    with np.errstate(invalid="ignore"):
+        bright = good & (residual > 2 * limit)
+    around = good & ~_grown(bright, 2 * settings.grow + 2)
+    weight = uniform_filter(around.astype(np.float32), SOURCE_BOX, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
-        residual -= uniform_filter(residual, SOURCE_BOX, mode="nearest") / np.maximum(weight, np.float32(1e-3))
-    limit = np.float32(settings.source_sigma * _robust_rms(residual[good][::7]))
+        local_sky = uniform_filter(np.where(around, residual, 0.0), SOURCE_BOX, mode="nearest") / weight
+    residual -= np.where(weight > 0.05, local_sky, 0.0).astype(np.float32)
+    limit = np.float32(settings.source_sigma * _robust_rms(residual[around][::7]))
     with np.errstate(invalid="ignore"):
         # a pixel above the limit, or the mean of its 3 x 3 above a third of it (the same
         # significance: a star's faint wings)
         local = uniform_filter(np.where(good, residual, 0.0), 3, mode="nearest")
-        sources = good & ((residual > limit) | (local > limit / np.float32(3)))
+        sources = bright | (good & ((residual > limit) | (local > limit / np.float32(3))))
     if settings.grow and sources.any():
         radius = settings.grow
         disk = np.add.outer(np.arange(-radius, radius + 1) ** 2, np.arange(-radius, radius + 1) ** 2) <= radius**2
@@ -399,7 +410,9 @@ def fit_amplitude(
     the light shares with the frame too (its own share, and the masters all the frame's
     lights were calibrated with), which would pull a pixel-level fit towards the frames'
     mean sky. What is left of the frame's own noise is taken out of the normal
-    equations (it would shrink ``a`` by sum F^2 / (sum F^2 + sum UNCERT_F^2))."""
+    equations (it would shrink ``a`` by sum F^2 / (sum F^2 + sum UNCERT_F^2)). Blocks far
+    off the fitted model (``FIT_CLIP``: a bright star's halo, a satellite trail) are left
+    out and the fit done again."""
     use = sky.background & np.isfinite(fringe) & np.isfinite(uncert) & (np.asarray(uncert) > 0)
     use &= np.isfinite(fringe_uncert)
     if fringe_mask is not None:
@@ -421,13 +434,21 @@ def fit_amplitude(
     f = block_sums(np.asarray(fringe, dtype=np.float64))[keep] / n_k
     variance = block_sums(np.square(np.asarray(uncert, dtype=np.float64)))[keep] / n_k**2
     f_var = block_sums(np.square(np.asarray(fringe_uncert, dtype=np.float64)))[keep] / n_k**2
-    w = 1.0 / variance
     yy, xx = np.nonzero(keep)
     design = np.stack([f, np.ones_like(f), (xx + 0.5) * b, (yy + 0.5) * b], axis=1)
-    normal = (design * w[:, None]).T @ design
-    rhs = (design * w[:, None]).T @ d
-    normal[0, 0] -= float(np.sum(w * f_var))
-    solution = np.linalg.solve(normal, rhs)
+    fitted = np.ones(f.size, dtype=bool)
+    for _ in range(FIT_ITERATIONS):  # blocks far off the model (a bright star's halo, a trail) left out
+        w = np.where(fitted, 1.0 / variance, 0.0)
+        normal = (design * w[:, None]).T @ design
+        rhs = (design * w[:, None]).T @ d
+        normal[0, 0] -= float(np.sum(w * f_var))
+        solution = np.linalg.solve(normal, rhs)
+        residual = (d - design @ solution) / np.sqrt(variance + solution[0] ** 2 * f_var)
+        spread = _robust_rms(residual[fitted])
+        keep_now = np.abs(residual - np.median(residual[fitted])) <= FIT_CLIP * max(spread, 1.0)
+        if np.array_equal(keep_now, fitted) or keep_now.sum() < 20:
+            break
+        fitted = keep_now
     covariance = np.linalg.pinv(normal)
     return float(solution[0]), float(math.sqrt(max(covariance[0, 0], 0.0)))
 
