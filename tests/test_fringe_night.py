@@ -101,6 +101,12 @@ def test_fringes_are_removed_to_under_a_tenth_and_uncert_is_the_scatter(fringe_n
         assert header["FRNGFILE"].startswith(f"fringe_red_1x1_Normal_{light['filter']}")
         assert header["FRNGSELF"] is True
     print(f"fringes left: {min(lefts):.3f}-{max(lefts):.3f} of the original")
+    summary = {r["path"]: r for r in rows(out / "summary.csv")}
+    for rel, light in manifest["lights"].items():  # the frame and amplitude, in the night's summary
+        assert summary[rel]["fringe"].startswith(f"fringe_red_1x1_Normal_{light['filter']}")
+        assert float(summary[rel]["fringe_amplitude"]) == pytest.approx(
+            fits.getheader(out / "calibrated" / rel)["FRNGAMP"], rel=1e-5
+        )
     checks = [r for r in rows(out / "qc.csv") if r["check"] == "fringe_residual"]
     assert sorted(r["subject"] for r in checks) == sorted(manifest["lights"])
     assert {r["verdict"] for r in checks} == {"pass"} and all("before" in r["note"] for r in checks)

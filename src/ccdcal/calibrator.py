@@ -559,7 +559,11 @@ class Calibrator:
             image, uncert, mask = light.image, light.uncert, light.mask
             if statistics is not None:
                 if "FRNGBEF" in light.cards:  # the fringes' share of the sky, before and after their removal
-                    statistics.update(fringe_before=light.cards["FRNGBEF"][0], fringe_after=light.cards["FRNGAFT"][0])
+                    statistics.update(
+                        fringe_amplitude=light.cards["FRNGAMP"][0],
+                        fringe_before=light.cards["FRNGBEF"][0],
+                        fringe_after=light.cards["FRNGAFT"][0],
+                    )
                 statistics.update(
                     light_statistics(image, uncert, mask, colour=light.cfa is not None),
                     overscan_levels=";".join(f"{v:.3f}" for v in corrector.levels),

@@ -35,6 +35,7 @@ QC_COLUMNS = [
     "gradient",
     "flatness",
     "overscan_levels",
+    "fringe_amplitude",
     "fringe_before",
     "fringe_after",
 ]
@@ -47,6 +48,7 @@ REPORT_COLUMNS = [
     "dark_mode",
     "dark_scale",
     "flat",
+    "fringe",
     "flags",
     "notes",
     "error",

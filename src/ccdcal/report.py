@@ -36,6 +36,8 @@ SUMMARY_COLUMNS = [
     "dark_mode",
     "dark_scale",
     "flat",
+    "fringe",
+    "fringe_amplitude",
     "flags",
     "detail",
 ]
@@ -134,9 +136,10 @@ def summarize(records: list[FrameRecord], plan: Mapping[str, Any], state: NightS
                 row.update(
                     {
                         k: report.get(k, "")
-                        for k in ("output", "bias", "dark", "dark_mode", "dark_scale", "flat", "flags")
+                        for k in ("output", "bias", "dark", "dark_mode", "dark_scale", "flat", "fringe", "flags")
                     }
                 )
+                row["fringe_amplitude"] = report.get("fringe_amplitude", "")
                 row["status"] = report["status"]
                 row["detail"] = report.get("error") or report.get("notes", "")
                 if row["output"]:
