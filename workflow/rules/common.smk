@@ -402,7 +402,11 @@ def get_master_runtime(wildcards, attempt):
 
 def _light_group_master_names(group):
     """The masters a group's lights are calibrated with (the group's, by its definition)."""
-    return [m for m in (group["bias"], group["dark"], group["flat"], group.get("fringe")) if m]
+    return [
+        m
+        for m in (group["bias"], group["dark"], group["flat"], group.get("fringe"))
+        if m
+    ]
 
 
 def get_light_group_inputs(wildcards):
