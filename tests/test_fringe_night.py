@@ -112,6 +112,24 @@ def test_fringes_are_removed_to_under_a_tenth_and_uncert_is_the_scatter(fringe_n
     assert {r["verdict"] for r in checks} == {"pass"} and all("before" in r["note"] for r in checks)
 
 
+def test_the_same_night_again_copies_its_fringe_frames_from_the_library(fringe_night, tmp_path):
+    """The night calibrated again into a new folder with the same library: its fringe
+    frames are the library's (same MASTERID), copied, verified, their figures drawn, and
+    the lights the same bytes."""
+    manifest, truth, out, library = fringe_night
+    config = out.parent / "config.yaml"
+    again = tmp_path / "out"
+    run_snakemake(out.parent / "raw", again, "--configfile", str(config))
+    for band in ("z", "i"):
+        (path,) = (again / "masters").glob(f"fringe_*_{band}.fits")
+        report = json.loads((again / "work" / "masters" / f"{path.stem}.json").read_text())
+        assert report["copied_from"] and Path(report["copied_from"]).parent.parent.parent == library / "fringe"
+        assert len(report["used"]) == fits.getheader(path)["NCOMBINE"]
+        assert (again / "work" / "previews" / f"{path.stem}.npy").is_file()
+    for rel in manifest["lights"]:
+        assert (again / "calibrated" / rel).read_bytes() == (out / "calibrated" / rel).read_bytes()
+
+
 def test_the_library_s_fringe_frame_serves_a_night_with_too_few_lights(fringe_night, tmp_path):
     """Three z lights (fringe.min_frames is 5): no fringe frame of their own; the one
     filed last night is used (matches.csv: library) and removes their fringes."""

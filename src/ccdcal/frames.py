@@ -282,7 +282,43 @@ def _header_values(handle) -> dict[str, str] | None:
     return values
 
 
-class RawFrame:
+class _OpenFile:
+    """What ``RawFrame`` and ``XisfFrame`` share: the file's SHA-256 (from the bytes of a
+    whole read when one hashed them), the source their rows are read from (``_fd``: a
+    descriptor for ``os.preadv``, or a ``_PortableSource``) and its closing."""
+
+    path: Path
+    _fd: int | _PortableSource | None
+    _digest: str | None
+    _cache: np.ndarray | None
+
+    def _source_size(self) -> int:
+        """Bytes in the open source's file."""
+        return self._fd.size() if isinstance(self._fd, _PortableSource) else os.fstat(self._fd).st_size
+
+    def digest(self, length: int = 16) -> str:
+        """First ``length`` hex digits of the SHA-256 of the file (as ``file_digest``); from
+        the bytes of a whole-image ``read`` when there was one, so the file is read once."""
+        if self._digest is None:
+            return file_digest(self.path, length)
+        return self._digest[:length]
+
+    def close(self) -> None:
+        if isinstance(self._fd, _PortableSource):
+            self._fd.close()
+        elif self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._cache = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RawFrame(_OpenFile):
     """A raw FITS frame opened read-only.
 
     ``header`` looks keywords up in the image HDU then the primary header; cards with
@@ -371,7 +407,7 @@ class RawFrame:
                 row_bytes = nx * self._dtype.itemsize
                 count = max(stop - start, 0) * row_bytes
                 if self._digest_on_read and start == 0 and stop == ny:  # the file, hashed too
-                    size = self._fd.size() if isinstance(self._fd, _PortableSource) else os.fstat(self._fd).st_size
+                    size = self._source_size()
                     buffer = _read_into_buffer(self._fd, 0, size)
                     self._digest = hashlib.sha256(buffer).hexdigest()
                     data_start = self._offset
@@ -402,13 +438,6 @@ class RawFrame:
         except Exception as exc:
             raise FrameError(f"{self.label}: cannot read image data ({exc})") from None
 
-    def digest(self, length: int = 16) -> str:
-        """First ``length`` hex digits of the SHA-256 of the file (as ``file_digest``); from
-        the bytes of a whole-image ``read`` when there was one, so the file is read once."""
-        if self._digest is None:
-            return file_digest(self.path, length)
-        return self._digest[:length]
-
     @property
     def integer_max(self) -> float | None:
         """Largest raw value the file format can hold (65535 for BZERO=32768 16-bit), or None for floats."""
@@ -419,19 +448,8 @@ class RawFrame:
         return (2 ** (self.bitpix - 1) - 1) * bscale + bzero
 
     def close(self) -> None:
-        if isinstance(self._fd, _PortableSource):
-            self._fd.close()
-        elif self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
-        self._cache = None
+        super().close()
         self._hdul.close()
-
-    def __enter__(self) -> RawFrame:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class FrameHeader:
@@ -473,7 +491,7 @@ _XISF_BITPIX = {"UInt8": 8, "UInt16": 16, "UInt32": 32, "Float32": -32, "Float64
 _XISF_INTEGER_MAX = {"UInt8": 255.0, "UInt16": 65535.0, "UInt32": 4294967295.0}
 
 
-class XisfFrame:
+class XisfFrame(_OpenFile):
     """A raw XISF frame (PixInsight's format) opened read-only, with ``RawFrame``'s interface.
 
     Read by ccdcal's own reader (``ccdcal.xisf``): the first image of the file, which must
@@ -534,10 +552,6 @@ class XisfFrame:
                 self._fd = _PortableSource(self.path)
         return self._fd
 
-    def _file_size(self) -> int:
-        source = self._source()
-        return source.size() if isinstance(source, _PortableSource) else os.fstat(source).st_size
-
     def _decoded(self) -> np.ndarray:
         """The whole image decoded (checksum verified, decompressed), kept for later reads."""
         if self._cache is None:
@@ -545,7 +559,8 @@ class XisfFrame:
             if header.inline_data is not None:
                 block: bytes | memoryview = header.inline_data
             elif self._digest_on_read:  # the file, hashed too: read once
-                buffer = _read_into_buffer(self._source(), 0, self._file_size())
+                source = self._source()
+                buffer = _read_into_buffer(source, 0, self._source_size())
                 self._digest = hashlib.sha256(buffer).hexdigest()
                 block = buffer[header.data_offset : header.data_offset + header.data_size]
             else:
@@ -581,31 +596,10 @@ class XisfFrame:
         except Exception as exc:
             raise FrameError(f"{self.label}: cannot read image data ({exc})") from None
 
-    def digest(self, length: int = 16) -> str:
-        """First ``length`` hex digits of the SHA-256 of the file (as ``file_digest``); from
-        the bytes of a whole-image ``read`` when there was one, so the file is read once."""
-        if self._digest is None:
-            return file_digest(self.path, length)
-        return self._digest[:length]
-
     @property
     def integer_max(self) -> float | None:
         """Largest raw value the sample format holds (65535 for UInt16), or None for floats."""
         return _XISF_INTEGER_MAX.get(self.xisf.sample_format)
-
-    def close(self) -> None:
-        if isinstance(self._fd, _PortableSource):
-            self._fd.close()
-        elif self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
-        self._cache = None
-
-    def __enter__(self) -> XisfFrame:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def is_frame_name(name: str) -> bool:

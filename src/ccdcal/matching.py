@@ -336,23 +336,21 @@ class Matcher:
         return choice
 
     def _choose_fringe(self, target: Target, choice: Choice, record: bool) -> None:
-        fringes = [Verdict(m, self._rejection(target, m, "fringe")) for m in self._candidates(target, "fringe")]
-        chosen = self._decide(target, "fringe", fringes, record)
-        if chosen is not None:
-            choice.fringe = chosen.master.name
-        else:
-            choice.notes.append(
-                f"no fringe frame for filter '{target.filter}': " + (self._summary(fringes) or "none of this camera")
-            )
+        self._choose_by_filter(target, choice, record, "fringe", "fringe frame")
 
     def _choose_flat(self, target: Target, choice: Choice, record: bool) -> None:
-        flats = [Verdict(m, self._rejection(target, m, "flat")) for m in self._candidates(target, "flat")]
-        flat = self._decide(target, "flat", flats, record)
-        if flat is not None:
-            choice.flat = flat.master.name
+        self._choose_by_filter(target, choice, record, "flat", "flat")
+
+    def _choose_by_filter(self, target: Target, choice: Choice, record: bool, step: str, what: str) -> None:
+        """The flat or fringe frame (``step``) of the frame's filter, by the step's
+        matching rules, into ``choice``; else a note saying why none (``what``: its name)."""
+        verdicts = [Verdict(m, self._rejection(target, m, step)) for m in self._candidates(target, step)]
+        chosen = self._decide(target, step, verdicts, record)
+        if chosen is not None:
+            setattr(choice, step, chosen.master.name)
         else:
             choice.notes.append(
-                f"no flat for filter '{target.filter}': " + (self._summary(flats) or "none of this camera")
+                f"no {what} for filter '{target.filter}': " + (self._summary(verdicts) or "none of this camera")
             )
 
     @staticmethod

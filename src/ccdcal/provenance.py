@@ -19,30 +19,31 @@ from .steps import CORE_STEPS, DEFAULT_STEPS, IMAGE_STEPS
 if TYPE_CHECKING:
     from astropy.io import fits
 
+#: The settings every frame is read with: its steps, overscan and trim, gain, read noise, saturation.
+_READING = ("steps", "overscan", "trim", "gain", "read_noise", "saturation")
+#: The settings of a light's calibration up to the flat (its raw and arithmetic steps).
+_LIGHT_ARITHMETIC = (
+    *_READING,
+    "keywords.exptime",
+    "keywords.pedestal",
+    "dark.exposure_tolerance",
+    "flat.weak_threshold",
+    "bayer_pattern",
+)
 #: The camera-profile settings that change each kind of product (dotted paths into the
 #: profile). A product's header carries their digest (CFGDIGST), the workflow reruns a job
 #: when they change (and only then), and a master's identity (MASTERID) includes them.
 PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
-    "bias": ("steps", "overscan", "trim", "gain", "read_noise", "saturation", "combine.bias", "bayer_pattern"),
+    "bias": (*_READING, "combine.bias", "bayer_pattern"),
     "dark": (
-        "steps",
-        "overscan",
-        "trim",
-        "gain",
-        "read_noise",
-        "saturation",
+        *_READING,
         "combine.dark",
         "dark.hot_pixel_sigma",
         "bayer_pattern",
         "background",
     ),
     "flat": (
-        "steps",
-        "overscan",
-        "trim",
-        "gain",
-        "read_noise",
-        "saturation",
+        *_READING,
         "combine.flat",
         "flat.normalize_each",
         "flat.cfa",
@@ -53,37 +54,10 @@ PRODUCT_SETTINGS: dict[str, tuple[str, ...]] = {
         "flat.star_rejection",
         "background",
     ),
-    "noise": ("steps", "overscan", "trim", "gain", "read_noise", "saturation"),
+    "noise": _READING,
     # a fringe frame is made from lights calibrated up to the flat
-    "fringe": (
-        "steps",
-        "overscan",
-        "trim",
-        "gain",
-        "read_noise",
-        "saturation",
-        "keywords.exptime",
-        "keywords.pedestal",
-        "dark.exposure_tolerance",
-        "flat.weak_threshold",
-        "bayer_pattern",
-        "fringe",
-    ),
-    "light": (
-        "steps",
-        "overscan",
-        "trim",
-        "gain",
-        "read_noise",
-        "saturation",
-        "keywords.exptime",
-        "keywords.pedestal",
-        "dark.exposure_tolerance",
-        "flat.weak_threshold",
-        "bayer_pattern",
-        "output",
-        *IMAGE_STEPS,
-    ),
+    "fringe": (*_LIGHT_ARITHMETIC, "fringe"),
+    "light": (*_LIGHT_ARITHMETIC, "output", *IMAGE_STEPS),
 }
 
 #: The default steps before the fringe step (which does nothing until fringe.filters names a band).

@@ -3,24 +3,16 @@ from the library, and its report."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
-from astropy.io import fits
-
-from ..frames import FrameError
-from ..library import verify_master
 from ..masters import build_master, write_intermediates
-from ..previews import write_figure_data
 from ..products import read_products
 from ..provenance import settings_digest
 from ..qc import setup_checks, stop_if_failed
-from ..writers import copy_atomic, write_text_atomic
-from . import failure_recorded, read_noise_record
+from . import copy_library_master, failure_recorded, read_noise_record, write_master_report
 
 log = logging.getLogger("ccdcal")
 
@@ -51,22 +43,7 @@ def master_job(
         if quality_stop and noise:
             stop_if_failed(setup_checks(read_noise_record(noise), quality_stop), f"master {spec['name']}")
         if spec.get("library_file"):
-            copy_atomic(spec["library_file"], output)
-            damage = verify_master(output)
-            if damage:
-                Path(output).unlink(missing_ok=True)
-                raise FrameError(
-                    f"library master {spec['library_file']} is damaged ({damage}); remove it "
-                    "and run the same command again with --forcerun inventory, to build "
-                    f"{spec['name']} from tonight's frames"
-                )
-            log.info("master %s: identical to library master %s, copied", spec["name"], spec["library_file"])
-            summary = {
-                "name": spec["name"],
-                "type": spec["type"],
-                "reused": spec["library_file"],
-                **_inputs_of_library_master(output, spec),
-            }
+            summary = copy_library_master(spec, output, preview)
         else:
             paths = list(master_files)
             masters = {Path(p).stem: product for p, product in zip(paths, read_products(paths, threads))}
@@ -90,31 +67,6 @@ def master_job(
             log.info(
                 "master %s: %d frames combined, median %.4g", summary["name"], summary["n_used"], summary["median"]
             )
-        if preview and spec.get("library_file"):  # a library master's figures, from the copy
-            product = read_products([output])[0]
-            summary["histogram"] = write_figure_data(
-                str(product.header.get("CCDCALTY", "master")), product.data, product.mask, preview
-            )
         if report:
-            record = {
-                "used": summary["used"],
-                "dropped": summary["dropped"],
-                "copied_from": spec.get("library_file"),
-                "qc": summary.get("qc") or {},
-                "histogram": summary.get("histogram"),
-            }
-            write_text_atomic(json.dumps(record, indent=1, sort_keys=True) + "\n", report)
+            write_master_report(report, summary, spec)
     return summary
-
-
-def _inputs_of_library_master(path: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The raw frames a library master was made from (IMCMBnnn, %-decoded), and tonight's
-    frames it does not hold (dropped when it was made: same inputs, same outcome)."""
-    header = fits.getheader(path)
-    used = [unquote(str(header[k])) for k in header if k.startswith("IMCMB")]
-    dropped = {
-        f["path"]: "dropped when the identical library master was made (see its HISTORY)"
-        for f in spec.get("frames", [])
-        if f["path"] not in used
-    }
-    return {"used": used, "dropped": dropped}
