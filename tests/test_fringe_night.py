@@ -190,3 +190,17 @@ def test_the_noise_added_is_what_the_fringe_frame_s_n_predicts(fringe_night, tmp
     # and a subtraction of a x F (a ~ the sky) takes some of it away again
     assert 0.95 < min(ratios) and max(ratios) < 1.02, ratios
     print(f"scatter with the fringes removed / with the true fringes taken out: {min(ratios):.3f}-{max(ratios):.3f}")
+
+
+def test_a_fringe_job_killed_leaves_nothing_the_next_run_keeps(fringe_night, tmp_path):
+    """The scratch of a fringe-frame job (its lights calibrated, their residuals) is a
+    killed writer's leftover for the next run, which removes it (find_incomplete)."""
+    from ccdcal.output_dir import find_incomplete
+
+    _, _, out, _ = fringe_night
+    copy = tmp_path / "out"
+    (copy / "masters").mkdir(parents=True)
+    left = copy / "masters" / ".fringe_red_1x1_Normal_z-abc123.tmp"
+    (left / "inner").mkdir(parents=True)
+    assert [(path, why) for path, why in find_incomplete(copy)] == [(left, "left by a killed writer")]
+    assert not [p for p in (out / "masters").iterdir() if p.name.startswith(".")]  # none left by a whole run

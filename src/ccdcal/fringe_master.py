@@ -89,7 +89,9 @@ def build_fringe_master(
             used.append(rel)
             yield product.data, product.uncert, product.mask
 
-    with tempfile.TemporaryDirectory(prefix="ccdcal-fringe-lights-", dir=output.parent) as scratch:
+    # beside the output, named as a killed writer's file is (``.*.tmp``): a job killed here
+    # leaves it to the next run, which removes it (``output_dir.find_incomplete``)
+    with tempfile.TemporaryDirectory(prefix=f".{output.stem}-", suffix=".tmp", dir=output.parent) as scratch:
         try:
             frame = build_fringe_frame(calibrated(Path(scratch)), settings, workdir=scratch)
         except ValueError as exc:
